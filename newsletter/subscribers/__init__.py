@@ -1,0 +1,16 @@
+"""The subscriber list store: CSV files read as people write them, changed only under a lock."""
+
+from __future__ import annotations
+
+
+from ..settings import Settings
+from .rows import STATUSES, Problem, check_email
+from .store import SubscriberStore
+
+
+def open_list(settings: Settings, name: str | None = None) -> SubscriberStore:
+    """The store for a named list (default: the configured one) under the subscribers folder."""
+    return SubscriberStore(settings.list_path(name))
+
+
+__all__ = ["STATUSES", "Problem", "SubscriberStore", "check_email", "open_list"]

@@ -1,0 +1,172 @@
+"""Reading and writing subscriber CSV files as people actually have them, and atomically."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import SubscriberError
+
+KNOWN_COLUMNS = ("email", "name", "keywords", "status", "subscribed_at", "unsubscribed_at")
+EMAIL_ALIASES = frozenset({"email", "e-mail", "email address", "email_address", "mail"})
+DELIMITERS = (",", ";", "\t")
+CREATE_FIX = "create it with `newsletter subscribers add` or pass --list"
+
+
+def _read_umask() -> int:
+    # Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def canonical(column: str) -> str:
+    """Map a header cell to the name we know it by, so 'E-Mail ' and 'email' are one column."""
+    name = column.strip().lstrip("\ufeff").lower()
+    return "email" if name in EMAIL_ALIASES else name
+
+
+@dataclass
+class CsvLayout:
+    """How a file is written (header, delimiter, line ends, BOM) so a rewrite keeps it."""
+
+    header: list[str] = field(default_factory=lambda: list(KNOWN_COLUMNS))
+    delimiter: str = ","
+    newline: str = "\n"
+    bom: bool = False
+
+    def index(self, column: str) -> int | None:
+        """Position of a known column, or None when the file does not have it."""
+        for position, name in enumerate(self.header):
+            if canonical(name) == column:
+                return position
+        return None
+
+    def ensure(self, column: str) -> int:
+        """Position of a column, appending it to the header when the file lacks it."""
+        position = self.index(column)
+        if position is None:
+            self.header.append(column)
+            position = len(self.header) - 1
+        return position
+
+    @property
+    def unknown_columns(self) -> list[tuple[int, str]]:
+        """Columns we do not interpret but must carry through every rewrite."""
+        return [(i, name) for i, name in enumerate(self.header) if canonical(name) not in KNOWN_COLUMNS]
+
+
+def missing_list_error(path: Path) -> SubscriberError:
+    """The one message for a list file that does not exist."""
+    return SubscriberError(f"subscriber list {path.stem} not found", where=str(path), fix=CREATE_FIX)
+
+
+def decode(path: Path) -> tuple[str, bool]:
+    """The file's text without BOM, refusing anything that is not UTF-8 with the line it breaks on."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise missing_list_error(path) from None
+    except OSError as exc:
+        raise SubscriberError(f"cannot read {path.name} ({exc.strerror})", where=str(path),
+                              fix="check the path and its permissions") from exc
+    bom = data.startswith(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8-sig"), bom
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SubscriberError(f"{path.name} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})",
+                              where=f"{path}:{line}",
+                              fix="save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet") from exc
+
+
+def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
+    """Find the delimiter that yields an email column; a header without one is a file-level error."""
+    newline = "\r\n" if header_line.endswith("\r\n") else "\n"
+    text = header_line.rstrip("\r\n")
+    if not text.strip():
+        raise SubscriberError(f"{path.name} has no header row", where=f"{path}:1",
+                              fix="put the column names on the first line, e.g. email,name,keywords")
+    for delimiter in DELIMITERS:
+        cells = next(csv.reader([text], delimiter=delimiter))
+        if "email" in (canonical(cell) for cell in cells):
+            header = [cell.strip().lstrip("\ufeff") for cell in cells]
+            return CsvLayout(header=header, delimiter=delimiter, newline=newline, bom=bom)
+    raise SubscriberError(f"{path.name} has no 'email' column", where=f"{path}:1",
+                          fix="name the address column 'email' in the header row")
+
+
+def read_rows(path: Path) -> tuple[CsvLayout, Iterator[tuple[int, list[str]]]]:
+    """The layout and a stream of (line number, fields) for every non-blank data row."""
+    text, bom = decode(path)
+    stream = io.StringIO(text, newline="")
+    layout = detect_layout(stream.readline(), bom, path)
+    return layout, _rows(stream, layout.delimiter)
+
+
+def _rows(stream: TextIO, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    reader = csv.reader(stream, delimiter=delimiter, strict=False)
+    consumed = 1  # the header line
+    for fields in reader:
+        start = consumed + 1  # a quoted field may span lines; report where the row begins
+        consumed = 1 + reader.line_num
+        if any(cell.strip() for cell in fields):
+            yield start, fields
+
+
+def render(layout: CsvLayout, rows: list[list[str]], out: TextIO) -> None:
+    """Write header and rows in the file's own dialect, padding short rows to the header."""
+    if layout.bom:
+        out.write("\ufeff")
+    writer = csv.writer(out, delimiter=layout.delimiter, lineterminator=layout.newline)
+    writer.writerow(layout.header)
+    width = len(layout.header)
+    for row in rows:
+        writer.writerow(row + [""] * (width - len(row)) if len(row) < width else row)
+
+
+def atomic_write(path: Path, write: Callable[[TextIO], None]) -> None:
+    """Replace a file so readers see the old or the new version, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _mode_for(path: Path) -> int:
+    # mkstemp creates 0600; keep the list's own permissions, or the umask default for a new one.
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,138 @@
+"""Turning CSV rows into Subscriber models and back, with a reason for every row we refuse."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from ..models import Subscriber
+from .csvfile import KNOWN_COLUMNS, CsvLayout, canonical
+
+STATUSES = ("active", "unsubscribed", "bounced")
+
+
+class RowError(ValueError):
+    """One row cannot be used; the message is the reason shown after file:line."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A refused row, printed the way editors and CI logs link to it."""
+
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+def check_email(value: str, deliverability: bool = False) -> str:
+    """The address in normalised form (domain lowercased), or RowError saying what is wrong."""
+    address = value.strip()
+    if not address:
+        raise RowError("email is empty")
+    try:
+        normalized = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise RowError(f"'{address}' is not a valid address: {exc}") from None
+    if deliverability:
+        reason = _undeliverable(normalized.rpartition("@")[2])
+        if reason:
+            raise RowError(f"'{address}' cannot receive mail: {reason}")
+    return normalized
+
+
+@functools.lru_cache(maxsize=4096)
+def _undeliverable(domain: str) -> str | None:
+    # DNS once per domain: a list of 10,000 gmail.com addresses needs one lookup, not 10,000.
+    try:
+        validate_email(f"postmaster@{domain}", check_deliverability=True)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
+def parse_keywords(text: str) -> list[str]:
+    """Keywords are ';'-separated; blanks and repeats are dropped, order kept."""
+    seen: dict[str, str] = {}
+    for part in text.split(";"):
+        word = part.strip()
+        if word and word.lower() not in seen:
+            seen[word.lower()] = word
+    return list(seen.values())
+
+
+def parse_status(text: str) -> str:
+    """An empty status means active; anything else must be one we know."""
+    status = text.strip().lower() or "active"
+    if status not in STATUSES:
+        raise RowError(f"status '{text.strip()}' is not one of {', '.join(STATUSES)}")
+    return status
+
+
+def parse_when(text: str, column: str) -> datetime | None:
+    """ISO 8601 timestamps; a time without zone is taken as UTC rather than refused."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise RowError(f"{column} '{text}' is not an ISO 8601 date") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def format_when(value: datetime | None) -> str:
+    """Timestamps as written back to the file."""
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def parse_row(layout: CsvLayout, fields: list[str], deliverability: bool = False) -> Subscriber:
+    """One data row as a Subscriber; RowError when a value is unusable."""
+    width = len(layout.header)
+    if len(fields) > width and any(cell.strip() for cell in fields[width:]):
+        raise RowError(f"{len(fields)} fields but the header has {width} (an unquoted delimiter?)")
+    cells = dict(zip((canonical(name) for name in layout.header), fields))
+    email = cells.get("email", "").strip()
+    check_email(email, deliverability)
+    return Subscriber(
+        email=email,
+        name=cells.get("name", "").strip(),
+        keywords=parse_keywords(cells.get("keywords", "")),
+        status=parse_status(cells.get("status", "")),
+        subscribed_at=parse_when(cells.get("subscribed_at", ""), "subscribed_at"),
+        unsubscribed_at=parse_when(cells.get("unsubscribed_at", ""), "unsubscribed_at"),
+        extra={name: fields[i] if i < len(fields) else "" for i, name in layout.unknown_columns},
+    )
+
+
+def to_fields(layout: CsvLayout, subscriber: Subscriber, base: list[str] | None = None) -> list[str]:
+    """The row for a subscriber in this file's column order; cells of columns it lacks come from base."""
+    known = {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "keywords": "; ".join(subscriber.keywords),
+        "status": subscriber.status,
+        "subscribed_at": format_when(subscriber.subscribed_at),
+        "unsubscribed_at": format_when(subscriber.unsubscribed_at),
+    }
+    for column, value in known.items():
+        if value and not (column == "status" and value == "active"):
+            layout.ensure(column)
+    for name in subscriber.extra:
+        if name not in layout.header:
+            layout.header.append(name)
+    row = list(base or [])
+    row += [""] * (len(layout.header) - len(row))
+    for i, name in enumerate(layout.header):
+        key = canonical(name)
+        if key in known:
+            row[i] = known[key]
+        elif name in subscriber.extra:
+            row[i] = subscriber.extra[name]
+    return row

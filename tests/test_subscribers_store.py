@@ -1,0 +1,100 @@
+"""The CSV store: streamed reads, locked atomic changes, unknown columns kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import SubscriberError
+from newsletter.subscribers import SubscriberStore
+
+HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at,team\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SubscriberStore:
+    write(tmp_path / "news.csv", HEADER
+          + "alice@example.org,Alice,diffusion models; music,active,2026-11-01T10:00:00+00:00,,red\n"
+          + "Bob@Example.org,Bob,,active,,,blue\n"
+          + "carol@example.org,Carol,robotics,unsubscribed,,2026-11-02T00:00:00+00:00,green\n")
+    return SubscriberStore(tmp_path / "news.csv")
+
+
+def test_read_parses_every_column_and_keeps_unknown_ones(store: SubscriberStore) -> None:
+    alice, bob, carol = store.read()
+    assert alice.keywords == ["diffusion models", "music"] and alice.extra == {"team": "red"}
+    assert bob.key == "bob@example.org" and bob.is_active
+    assert carol.status == "unsubscribed" and carol.unsubscribed_at is not None
+
+
+def test_missing_list_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(SubscriberError) as caught:
+        SubscriberStore(tmp_path / "nope.csv").iter_subscribers()
+    assert caught.value.message == (
+        f"subscriber list nope not found, in {tmp_path / 'nope.csv'}, "
+        "create it with `newsletter subscribers add` or pass --list")
+
+
+def test_is_active_sees_a_change_made_through_another_store(store: SubscriberStore) -> None:
+    assert store.is_active("BOB@example.org")
+    SubscriberStore(store.path).set_status("bob@example.org", "unsubscribed")
+    assert not store.is_active("bob@example.org")
+    assert not store.is_active("nobody@example.org")
+
+
+def test_set_status_is_idempotent_and_stamps_unsubscribed_at(store: SubscriberStore) -> None:
+    assert store.set_status("ALICE@example.org", "unsubscribed") is True
+    assert store.set_status("alice@example.org", "unsubscribed") is False
+    alice = store.get("alice@example.org")
+    assert alice is not None and alice.status == "unsubscribed" and alice.unsubscribed_at is not None
+
+
+def test_set_status_of_unknown_address_is_an_error(store: SubscriberStore) -> None:
+    with pytest.raises(SubscriberError, match="not on list news"):
+        store.set_status("zed@example.org", "bounced")
+
+
+def test_rewrite_keeps_unknown_columns_order_and_untouched_rows(store: SubscriberStore) -> None:
+    before = store.path.read_text().splitlines()
+    store.set_status("bob@example.org", "bounced")
+    after = store.path.read_text().splitlines()
+    assert after[0] == before[0] and after[1] == before[1] and after[3] == before[3]
+    assert after[2] == "Bob@Example.org,Bob,,bounced,,,blue"
+
+
+def test_add_refuses_duplicates_in_any_case(store: SubscriberStore) -> None:
+    with pytest.raises(SubscriberError, match="already on list"):
+        store.add("ALICE@EXAMPLE.ORG")
+    assert store.add("alice@example.org", on_conflict="skip") == "skipped"
+    assert store.add("dave@example.org", name="Dave", keywords="a; b") == "added"
+    assert store.get("dave@example.org").keywords == ["a", "b"]
+
+
+def test_add_refuses_an_invalid_address(store: SubscriberStore) -> None:
+    with pytest.raises(SubscriberError, match="not a valid address"):
+        store.add("not-an-address")
+
+
+def test_add_creates_a_missing_list(tmp_path: Path) -> None:
+    store = SubscriberStore(tmp_path / "subs" / "new.csv")
+    store.add("a@example.org", name="A")
+    assert store.path.read_text().splitlines()[0] == "email,name,keywords,status,subscribed_at,unsubscribed_at"
+    assert [s.email for s in store.read()] == ["a@example.org"]
+
+
+def test_remove_deletes_every_row_of_the_address(store: SubscriberStore) -> None:
+    assert store.remove("bob@EXAMPLE.org") is True
+    assert store.remove("bob@example.org") is False
+    assert [s.key for s in store.read()] == ["alice@example.org", "carol@example.org"]
+
+
+def test_no_temporary_files_are_left_behind(store: SubscriberStore) -> None:
+    for i in range(5):
+        store.add(f"u{i}@example.org")
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["news.csv", "news.csv.lock"]
