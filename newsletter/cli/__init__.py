@@ -1,0 +1,80 @@
+"""The `newsletter` command: a thin layer that turns library errors into one-line messages."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import NewsletterError
+from ..settings import Settings, load_settings
+
+
+class AppContext:
+    """What every command needs: the settings, loaded lazily so --help never reads a file."""
+
+    def __init__(self, config: Path | None, verbose: bool) -> None:
+        self.config = config
+        self.verbose = verbose
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+class NewsletterGroup(click.Group):
+    """A group whose commands report NewsletterError as 'Error: ...' and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            app = ctx.find_object(AppContext)
+            if app is not None and app.verbose:
+                raise
+            raise click.ClickException(exc.message) from exc
+
+
+@click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Settings file (default: ./newsletter.toml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log detail and show tracebacks.")
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+    """Send every subscriber a digest of the research papers that matter to them.
+
+    Example: newsletter send --dry-run
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = AppContext(config, verbose)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def _register() -> None:
+    """Attach the command groups; each lives in its own module."""
+    # --- commands (one import and add_command per module) ---
+    from .send import send
+    from .preview import preview
+    from .papers import papers
+
+    main.add_command(send)
+    main.add_command(preview)
+    main.add_command(papers)
+    # --- end commands ---
+
+
+_register()

@@ -1,0 +1,92 @@
+"""`newsletter send`: deliver one issue to one list, resumably."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from ..send import SendOptions, SendReport, run_send
+from . import AppContext, pass_app
+from .options import parse_date, parse_shard
+
+
+def _summary(report: SendReport) -> str:
+    mode = " (dry run: nothing sent, nothing recorded)" if report.dry_run else ""
+    line = (
+        f"Issue {report.issue} to list '{report.list}' via {report.server}{mode}: "
+        f"{report.sent} sent, {report.failed} failed, {report.deferred} deferred, "
+        f"{report.skipped} already done"
+    )
+    extras = [
+        (report.resumed, "resumed after an interrupted run"),
+        (report.unsubscribed, "unsubscribed during the run"),
+        (report.pending, "left for the next run (--limit)"),
+        (report.rejected, "rejected (bad address)"),
+        (report.composed if report.dry_run else 0, "composed"),
+    ]
+    line += "".join(f", {count} {what}" for count, what in extras if count)
+    return line + f" in {report.duration_seconds:.1f}s."
+
+
+@click.command()
+@click.option("--papers", "papers", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="Papers file or folder (repeatable); default: `papers` in settings.")
+@click.option("--list", "list_name", help="Subscriber list name (subscribers/NAME.csv).")
+@click.option("--issue", "issue_id", help="Issue id (default: ISO week of --date, e.g. 2026-W48).")
+@click.option("--date", "issue_date", callback=parse_date, help="Issue date YYYY-MM-DD (default: settings, else today).")
+@click.option("--dry-run", is_flag=True, help="Compose every message; send and record nothing.")
+@click.option("--to", "to", metavar="EMAIL", help="Send the first subscriber's digest to this test address only (not recorded).")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
+@click.option("--shard", callback=parse_shard, metavar="K/N", help="Send only shard K of N (stable split by address).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@pass_app
+def send(
+    app: AppContext, papers: tuple[Path, ...], list_name: str | None, issue_id: str | None,
+    issue_date: date | None, dry_run: bool, to: str | None, limit: int | None,
+    shard: tuple[int, int] | None, as_json: bool,
+) -> None:
+    """Send this week's digest to every active subscriber who has not had it yet.
+
+    Exit status: 0 everyone has a final outcome, 75 some deliveries were deferred
+    (run again to resume), 1 the run stopped on an error.
+
+    Example: newsletter send --list example --date 2024-03-14
+    """
+    options = SendOptions(
+        list_name=list_name, issue_id=issue_id, issue_date=issue_date, papers=papers,
+        dry_run=dry_run, to=to, limit=limit, shard=shard,
+    )
+    progress = _Progress(enabled=not as_json and sys.stderr.isatty())
+    report = run_send(app.settings, options, on_outcome=progress.tick)
+    progress.done()
+    for problem in report.problems:
+        click.echo(f"Warning: {problem}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(_summary(report))
+        if report.exit_code:
+            click.echo("Some deliveries are not final yet: run the same command again to resume.", err=True)
+    sys.exit(report.exit_code)
+
+
+class _Progress:
+    """A one-line counter on a terminal; silent under cron."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.counts: dict[str, int] = {}
+
+    def tick(self, _key: str, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self.enabled:
+            text = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
+            click.echo(f"\r{text}", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.enabled and self.counts:
+            click.echo("", err=True)

@@ -1,0 +1,179 @@
+"""Turn a rendered digest into the exact bytes of one RFC 5322 message per subscriber."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from urllib.parse import quote
+
+from .models import Subscriber
+from .render import IssueInfo, RenderedDigest
+from .settings import Settings
+
+CRLF = "\r\n"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_NOT_LIST_ID = re.compile(r"[^a-z0-9-]+")
+_ADDRESS = re.compile(r"^[^\s<>()\[\],;:\"\\@]+@[^\s<>()\[\],;:\"\\@]+$")
+_SAFE_ATOM = re.compile(r"^[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*$")
+_MAX_SUBJECT = 200
+
+
+class HeaderValueError(ValueError):
+    """A value that cannot go into a header safely (e.g. an address with a line break)."""
+
+
+@dataclass(frozen=True)
+class ComposedMessage:
+    """The bytes handed to the SMTP server and the id that ties them to the ledger."""
+
+    message_id: str
+    recipient: str
+    data: bytes
+
+
+def clean_text(value: str) -> str:
+    """Fold control characters (CR, LF, NUL, ...) to single spaces so no header can be forged."""
+    return _CONTROL.sub(" ", value).strip()
+
+
+def encoded_words(text: str) -> str:
+    """RFC 2047 base64 words, split at character boundaries so every line stays short."""
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 42:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    if chunk:
+        words.append(chunk)
+    return (CRLF + " ").join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+
+
+def header_text(value: str) -> str:
+    """Unstructured header text: raw when plain ASCII, else encoded so '=?' is never live."""
+    value = clean_text(value)
+    if value.isascii() and "=?" not in value and len(value) <= 900:
+        return value
+    return encoded_words(value)
+
+
+def checked_address(address: str) -> str:
+    """An address fit for a header and the envelope, or HeaderValueError."""
+    address = address.strip()
+    if not _ADDRESS.match(address) or not address.isascii():
+        raise HeaderValueError(f"{address!r} is not a plain ASCII email address")
+    return address
+
+
+def mailbox(name: str, address: str) -> str:
+    """'Display Name <addr>' with the name quoted or encoded as needed."""
+    address = checked_address(address)
+    name = clean_text(name)
+    if not name:
+        return address
+    if name.isascii() and "=?" not in name and _SAFE_ATOM.match(name):
+        return f"{name} <{address}>" if "." not in name else f'"{name}" <{address}>'
+    if name.isascii() and "=?" not in name:
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}" <{address}>'
+    return f"{encoded_words(name)} <{address}>"
+
+
+def quoted_printable(text: str) -> bytes:
+    """Body text as quoted-printable with CRLF line ends (every line at most 76 bytes)."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(normalised.encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def message_id(secret: str, issue: IssueInfo, address: str, domain: str) -> str:
+    """The same Message-ID for the same issue and subscriber, on every run and after a crash."""
+    key = f"{issue.issue_id}\0{issue.list_name}\0{address.lower()}".encode("utf-8")
+    digest = hmac.new(secret.encode("utf-8"), key, hashlib.sha256).hexdigest()[:24]
+    issue_part = _NOT_LIST_ID.sub("-", issue.issue_id.lower())
+    return f"<{issue_part}.{digest}@{domain}>"
+
+
+class MessageComposer:
+    """Builds messages for one issue; everything shared by all subscribers is prepared once."""
+
+    def __init__(self, settings: Settings, issue: IssueInfo, secret: str) -> None:
+        self.issue = issue
+        self.secret = secret
+        sender = settings.sender
+        self.sender_address = checked_address(sender.address)
+        self.domain = self.sender_address.rsplit("@", 1)[1]
+        self.from_header = mailbox(sender.name, self.sender_address)
+        list_label = _NOT_LIST_ID.sub("-", issue.list_name.lower()).strip("-") or "list"
+        self.list_id = f"{header_text(settings.title)} <{list_label}.{self.domain}>"
+        self.reply_to = mailbox("", sender.reply_to) if sender.reply_to else None
+
+    def compose(
+        self, subscriber: Subscriber, digest: RenderedDigest, unsubscribe_url: str,
+        *, to_address: str | None = None, now: datetime | None = None,
+    ) -> ComposedMessage:
+        """One multipart/alternative message: text first, HTML last, headers injection-safe."""
+        recipient = checked_address(to_address or subscriber.email)
+        mid = message_id(self.secret, self.issue, subscriber.email, self.domain)
+        boundary = "=_digest_" + mid[1:25].replace(".", "_").replace("@", "_")
+        headers = self._headers(subscriber, recipient, digest, unsubscribe_url, mid, boundary, now)
+        body = [
+            f"--{boundary}".encode("ascii"),
+            b'Content-Type: text/plain; charset="utf-8"',
+            b"Content-Transfer-Encoding: quoted-printable",
+            b"",
+            quoted_printable(digest.text),
+            f"--{boundary}".encode("ascii"),
+            b'Content-Type: text/html; charset="utf-8"',
+            b"Content-Transfer-Encoding: quoted-printable",
+            b"",
+            quoted_printable(digest.html),
+            f"--{boundary}--".encode("ascii"),
+            b"",
+        ]
+        data = headers.encode("ascii") + b"\r\n".join(body)
+        return ComposedMessage(message_id=mid, recipient=recipient, data=data)
+
+    def _headers(
+        self, subscriber: Subscriber, recipient: str, digest: RenderedDigest,
+        unsubscribe_url: str, mid: str, boundary: str, now: datetime | None,
+    ) -> str:
+        subject = clean_text(digest.subject)
+        if len(subject) > _MAX_SUBJECT:
+            subject = subject[: _MAX_SUBJECT - 1].rstrip() + "\u2026"
+        unsubscribe_url = clean_text(unsubscribe_url).replace(" ", "%20")
+        mailto = (
+            f"mailto:{self.sender_address}?subject="
+            + quote(f"unsubscribe {self.issue.list_name} {recipient}")
+        )
+        lines = [
+            f"From: {self.from_header}",
+            f"To: {mailbox(subscriber.name, recipient)}",
+            f"Subject: {header_text(subject)}",
+            f"Date: {format_datetime(now or datetime.now(timezone.utc))}",
+            f"Message-ID: {mid}",
+            "MIME-Version: 1.0",
+            f"List-Id: {self.list_id}",
+            f"List-Unsubscribe: <{unsubscribe_url}>,{CRLF} <{mailto}>",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        ]
+        if self.reply_to:
+            lines.append(f"Reply-To: {self.reply_to}")
+        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        return CRLF.join(lines) + CRLF + CRLF
+
+
+def compose_message(
+    *, settings: Settings, issue: IssueInfo, subscriber: Subscriber, digest: RenderedDigest,
+    unsubscribe_url: str, secret: str | None = None,
+) -> bytes:
+    """Compose a single message; for many, build one MessageComposer and reuse it."""
+    composer = MessageComposer(settings, issue, secret or settings.secret or "preview")
+    return composer.compose(subscriber, digest, unsubscribe_url).data

@@ -1,0 +1,7 @@
+"""SMTP delivery: connections, concurrency, rate limit, retries and the embedded server."""
+
+from .dispatch import Dispatcher, DispatchStats, Job
+from .embedded import EmbeddedServer
+from .smtp import ServerFailure, SmtpTarget
+
+__all__ = ["Dispatcher", "DispatchStats", "EmbeddedServer", "Job", "ServerFailure", "SmtpTarget"]

@@ -1,0 +1,243 @@
+"""Deliver many messages over a few reused SMTP connections, recording every step in the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from ..compose import ComposedMessage
+from ..ledger import DEFERRED, Attempt, DeliveryLedger, Outcome
+from ..settings import SmtpSettings
+from .ratelimit import RateLimiter
+from .smtp import (
+    DELIVERED, FAILED, TEMPORARY, Reply, ServerFailure, SmtpTarget, close_connection,
+    open_connection, send_one,
+)
+
+UNSUBSCRIBED = "unsubscribed"
+
+
+@dataclass
+class Job:
+    """One subscriber's message on its way, with how often it has been tried in this run."""
+
+    key: str
+    message: ComposedMessage
+    papers: tuple[str, ...]
+    tries: int = 0
+
+
+@dataclass
+class DispatchStats:
+    """What happened to the messages handed to the dispatcher."""
+
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    unsubscribed: int = 0
+    retries: int = 0
+    last_reply: dict[str, str] = field(default_factory=dict)
+
+
+class LedgerWriter:
+    """Batch ledger writes from all connections into few transactions, without losing order."""
+
+    def __init__(self, ledger: DeliveryLedger | None) -> None:
+        self.ledger = ledger
+        self._attempts: list[tuple[Attempt, asyncio.Future[None]]] = []
+        self._outcomes: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.ledger is not None:
+            self._task = asyncio.create_task(self._run())
+
+    async def attempt(self, attempt: Attempt) -> None:
+        """Return once the attempt is on disk, so a crash after DATA can never skip anyone."""
+        if self.ledger is None:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._attempts.append((attempt, future))
+        self._wake.set()
+        await future
+
+    def outcome(self, outcome: Outcome) -> None:
+        if self.ledger is not None:
+            self._outcomes.append(outcome)
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self.ledger is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            attempts, self._attempts = self._attempts, []
+            outcomes, self._outcomes = self._outcomes, []
+            if attempts or outcomes:
+                try:
+                    await asyncio.to_thread(self.ledger.record, outcomes, [a for a, _ in attempts])
+                except BaseException as exc:
+                    for _, future in attempts:
+                        if not future.done():
+                            future.set_exception(exc)
+                    raise
+                for _, future in attempts:
+                    if not future.done():
+                        future.set_result(None)
+            elif self._closing:
+                return
+
+    async def close(self) -> None:
+        """Flush whatever is queued; called on success and on abort alike."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        await self._task
+
+
+class Dispatcher:
+    """A pool of SMTP connections fed from one queue, with retries, a rate limit and a ledger."""
+
+    def __init__(
+        self, target: SmtpTarget, envelope_from: str, smtp: SmtpSettings,
+        ledger: DeliveryLedger | None = None,
+        still_wanted: Callable[[str], bool] | None = None,
+        on_outcome: Callable[[Job, str], None] | None = None,
+    ) -> None:
+        self.target = target
+        self.envelope_from = envelope_from
+        self.smtp = smtp
+        self.writer = LedgerWriter(ledger)
+        self.still_wanted = still_wanted
+        self.on_outcome = on_outcome
+        self.limiter = RateLimiter(smtp.rate_per_second, smtp.rate_per_hour)
+        self.stats = DispatchStats()
+        self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=smtp.connections * 4)
+        self._pending = 0
+        self._produced_all = False
+        self._in_a_row = 0
+        self._retry_tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, jobs: Iterable[Job]) -> DispatchStats:
+        """Send every job; raise ServerFailure (after flushing the ledger) if the server fails."""
+        first = await open_connection(self.target)  # fail fast, before anyone is recorded
+        self.writer.start()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._produce(jobs))
+                group.create_task(self._worker(first))
+                for _ in range(self.smtp.connections - 1):
+                    group.create_task(self._worker(None))
+        except* ServerFailure as failures:
+            raise failures.exceptions[0] from None
+        finally:
+            for task in self._retry_tasks:
+                task.cancel()
+            await self.writer.close()
+        return self.stats
+
+    async def _produce(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            self._pending += 1
+            await self._queue.put(job)
+        self._produced_all = True
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self._produced_all and self._pending == 0:
+            for _ in range(self.smtp.connections):
+                self._queue.put_nowait(None)
+
+    async def _worker(self, client: aiosmtplib.SMTP | None) -> None:
+        used = 0
+        try:
+            while (job := await self._queue.get()) is not None:
+                if self.still_wanted is not None and not self.still_wanted(job.key):
+                    self._finish(job, UNSUBSCRIBED)
+                    continue
+                if client is None or used >= self.smtp.messages_per_connection:
+                    if client is not None:
+                        await close_connection(client)
+                    client, used = await self._reconnect(), 0
+                await self.limiter.acquire()
+                await self.writer.attempt(Attempt(job.key, job.message.message_id, job.papers))
+                reply = await send_one(client, self.envelope_from, job.message.recipient, job.message.data)
+                used += 1
+                if not client.is_connected:
+                    client = None
+                self._handle(job, reply)
+        finally:
+            if client is not None:
+                await close_connection(client)
+
+    async def _reconnect(self) -> aiosmtplib.SMTP:
+        """A dropped connection is normal; a server that stays unreachable stops the run."""
+        for attempt in range(self.smtp.max_attempts):
+            try:
+                return await open_connection(self.target)
+            except ServerFailure:
+                if attempt + 1 == self.smtp.max_attempts:
+                    raise
+                await asyncio.sleep(self._backoff(attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _handle(self, job: Job, reply: Reply) -> None:
+        self.stats.last_reply[job.key] = str(reply)
+        if reply.kind == DELIVERED:
+            self._in_a_row = 0
+            self.stats.sent += 1
+            self._record(job, DELIVERED, reply)
+            self._finish(job, DELIVERED)
+            return
+        self._in_a_row += 1
+        if self._in_a_row >= self.smtp.max_failures_in_a_row:
+            self._record(job, FAILED if reply.kind == FAILED else DEFERRED, reply)
+            raise ServerFailure(
+                f"{self._in_a_row} deliveries in a row failed, the last with '{reply}'",
+                where=self.target.where,
+                fix="check the server's logs and limits, then run the same command again to resume",
+            )
+        if reply.kind == FAILED:
+            self.stats.failed += 1
+            self._record(job, FAILED, reply)
+            self._finish(job, FAILED)
+            return
+        self._retry_or_defer(job, reply)
+
+    def _retry_or_defer(self, job: Job, reply: Reply) -> None:
+        job.tries += 1
+        self._record(job, DEFERRED, reply)
+        if job.tries >= self.smtp.max_attempts:
+            self.stats.deferred += 1
+            self._finish(job, DEFERRED)
+            return
+        self.stats.retries += 1
+        task = asyncio.create_task(self._requeue(job, self._backoff(job.tries)))
+        self._retry_tasks.add(task)
+        task.add_done_callback(self._retry_tasks.discard)
+
+    async def _requeue(self, job: Job, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._queue.put(job)
+
+    def _backoff(self, tries: int) -> float:
+        """Exponential backoff with jitter, so retries from many connections do not line up."""
+        return self.smtp.backoff_seconds * (2 ** (tries - 1)) * random.uniform(0.5, 1.5)
+
+    def _record(self, job: Job, status: str, reply: Reply) -> None:
+        self.writer.outcome(Outcome(job.key, status, str(reply)))
+
+    def _finish(self, job: Job, kind: str) -> None:
+        if kind == UNSUBSCRIBED:
+            self.stats.unsubscribed += 1
+        if self.on_outcome is not None:
+            self.on_outcome(job, kind)
+        self._pending -= 1
+        self._maybe_finish()

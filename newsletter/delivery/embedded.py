@@ -1,0 +1,82 @@
+"""The embedded SMTP server: a real aiosmtpd on loopback that files every message in a Maildir."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from ..errors import DeliveryError
+
+
+class MaildirHandler:
+    """Accept every message and store it as one file in a Maildir (openable by any mail client)."""
+
+    def __init__(self, outbox: Path) -> None:
+        self.maildir = mailbox.Maildir(outbox, create=True)
+        self.received = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or envelope.content
+        data = content if isinstance(content, bytes) else str(content).encode("utf-8")
+        self.maildir.add(data)
+        self.received += 1
+        return "250 Message accepted for delivery"
+
+
+class EmbeddedServer:
+    """Run an SMTP server on a free loopback port in its own thread for the length of a send."""
+
+    def __init__(self, outbox: Path, host: str = "127.0.0.1") -> None:
+        self.outbox = outbox
+        self.host = host
+        self.port = 0
+        self.handler = MaildirHandler(outbox)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="embedded-smtp", daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+
+    def start(self) -> EmbeddedServer:
+        """Bind to port 0 so two runs (or a test suite) never fight over a port."""
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
+        try:
+            self.port = future.result(timeout=10)
+        except OSError as exc:
+            self.stop()
+            raise DeliveryError(
+                f"cannot start the embedded SMTP server ({exc})", where=f"{self.host}:0",
+                fix="check that loopback networking is available",
+            ) from exc
+        return self
+
+    async def _serve(self) -> int:
+        def factory() -> SMTP:
+            return SMTP(self.handler, hostname="newsletter.embedded", ident="newsletter embedded")
+
+        self._server = await self._loop.create_server(factory, self.host, 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        """Close the listening socket, then the loop; safe to call twice."""
+        if self._server is not None:
+            server, self._server = self._server, None
+
+            async def close() -> None:
+                server.close()
+                await server.wait_closed()
+
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

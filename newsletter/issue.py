@@ -1,0 +1,92 @@
+"""What one issue is: its id, date window, papers and ranker, shared by send and preview."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from .errors import ConfigError
+from .render import IssueInfo
+from .selection import Ranker
+from .settings import Settings
+from .sources import load_papers
+from .tokens import unsubscribe_url
+
+log = logging.getLogger(__name__)
+
+# Only for mail that never leaves this machine (the embedded outbox, previews, dry runs).
+LOCAL_SECRET = "local-outbox-only-not-a-secret"
+LOCAL_BASE_URL = "http://127.0.0.1:8025"
+
+
+def issue_id_for(day: date) -> str:
+    """The default issue id: the ISO week of the issue date, e.g. 2026-W48."""
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+@dataclass(frozen=True)
+class PreparedIssue:
+    """Everything that is the same for every subscriber of one issue, computed once."""
+
+    info: IssueInfo
+    ranker: Ranker
+    paper_count: int
+    problems: tuple[str, ...]
+
+
+def prepare_issue(
+    settings: Settings, *, list_name: str | None = None, issue_date: date | None = None,
+    issue_id: str | None = None, papers: Sequence[Path] = (),
+) -> PreparedIssue:
+    """Load and rank the issue's papers once; per-subscriber work then only picks from them."""
+    day = issue_date or settings.issue_date or date.today()
+    paths = [Path(p) for p in papers] or [settings.path(p) for p in settings.papers]
+    if not paths:
+        raise ConfigError(
+            "no papers to send", where=str(settings.config_file or "settings"),
+            fix="pass --papers PATH or set papers = [\"examples/\"] in newsletter.toml",
+        )
+    loaded = load_papers(paths)
+    for problem in loaded.problems:
+        log.warning("%s", problem)
+    window = settings.selection.window_days
+    info = IssueInfo(
+        issue_id=issue_id or issue_id_for(day), issue_date=day,
+        list_name=list_name or settings.default_list, title=settings.title,
+        window_start=day - timedelta(days=window - 1),
+        archive_url=None,
+    )
+    ranker = Ranker(loaded.papers, day, settings.selection)
+    return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems))
+
+
+@dataclass(frozen=True)
+class LinkSigner:
+    """Signs unsubscribe links; mail to the embedded outbox may use a local stand-in secret."""
+
+    secret: str
+    base_url: str
+
+    @classmethod
+    def for_run(cls, settings: Settings, local_only: bool) -> LinkSigner:
+        where = str(settings.config_file or "the environment")
+        if settings.secret and settings.base_url:
+            return cls(settings.secret, settings.base_url)
+        if local_only:
+            return cls(settings.secret or LOCAL_SECRET, settings.base_url or LOCAL_BASE_URL)
+        if not settings.secret:
+            raise ConfigError(
+                "NEWSLETTER_SECRET is not set, so unsubscribe links cannot be signed", where=where,
+                fix="set NEWSLETTER_SECRET to a long random string and keep it the same between runs",
+            )
+        raise ConfigError(
+            "base_url is not set, so unsubscribe links have nowhere to point", where=where,
+            fix="set NEWSLETTER_BASE_URL to the public https address of `newsletter serve`",
+        )
+
+    def url(self, list_name: str, email: str) -> str:
+        return unsubscribe_url(self.base_url, self.secret, list_name, email)

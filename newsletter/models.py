@@ -1,0 +1,59 @@
+"""Data that crosses stage boundaries: papers and subscribers."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Paper(BaseModel):
+    """One paper from any source, normalised so stages never care where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    abstract: str
+    authors: list[str] = Field(default_factory=list)
+    published: datetime
+    url: str
+    pdf_url: str | None = None
+    code_url: str | None = None
+    upvotes: int | None = None
+    keywords: list[str] = Field(default_factory=list)
+    source: str = "unknown"
+
+    @field_validator("published")
+    @classmethod
+    def _must_be_aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("published must carry a timezone")
+        return value
+
+
+def stable_id(text: str) -> str:
+    """Give papers without an arXiv id an id that is the same on every run."""
+    return "h-" + hashlib.sha256(text.strip().lower().encode("utf-8")).hexdigest()[:16]
+
+
+class Subscriber(BaseModel):
+    """One row of a subscriber list, with unknown columns kept for rewrites."""
+
+    email: str
+    name: str = ""
+    keywords: list[str] = Field(default_factory=list)
+    status: str = "active"
+    subscribed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Addresses compare case-insensitively."""
+        return self.email.strip().lower()
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"

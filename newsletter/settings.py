@@ -1,0 +1,171 @@
+"""Settings from newsletter.toml overridden by NEWSLETTER_* environment variables."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+CONFIG_NAME = "newsletter.toml"
+EMBEDDED = "embedded"
+
+
+class SenderSettings(BaseModel):
+    """Who the digest comes from: shown in From and in the footer."""
+
+    name: str = "Paper Digest"
+    address: str = "digest@localhost"
+    reply_to: str | None = None
+    postal_address: str = ""
+
+
+class SmtpSettings(BaseModel):
+    """Where mail goes; host 'embedded' runs an in-process server that writes to the outbox."""
+
+    host: str = EMBEDDED
+    port: int = Field(default=25, ge=0, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    connections: int = Field(default=4, ge=1, le=64)
+    messages_per_connection: int = Field(default=100, ge=1)
+    rate_per_second: float = Field(default=0.0, ge=0, description="0 means no limit")
+    rate_per_hour: int = Field(default=0, ge=0, description="0 means no limit")
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    max_failures_in_a_row: int = Field(default=20, ge=1)
+    outbox: Path = Path("outbox")
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.host.strip().lower() == EMBEDDED
+
+
+class SelectionSettings(BaseModel):
+    """How papers are scored and how many each subscriber gets."""
+
+    top_n: int = Field(default=10, ge=1, le=100)
+    window_days: int = Field(default=7, ge=1)
+    half_life_days: float = Field(default=3.0, gt=0)
+    keyword_weight: float = Field(default=1.0, ge=0)
+    recency_weight: float = Field(default=0.3, ge=0)
+    popularity_weight: float = Field(default=0.2, ge=0)
+    title_weight: float = Field(default=2.0, ge=0)
+    min_relevance: float = Field(default=0.0, ge=0)
+    phrase_boost: float = Field(default=1.0, ge=0, description="extra weight when a multi-word keyword appears as a phrase")
+    proximity_window: int = Field(default=4, ge=0, description="words allowed between a keyword's terms for a partial boost")
+    min_coverage: float = Field(default=0.7, ge=0, le=1, description="share of a multi-word keyword's terms a paper must contain")
+    bm25_k1: float = Field(default=1.5, ge=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+
+
+class DkimSettings(BaseModel):
+    """Optional DKIM signing of every message."""
+
+    selector: str | None = None
+    domain: str | None = None
+    private_key_path: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Everything a run needs; relative paths are resolved against the config file's folder."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    title: str = "Paper Digest"
+    secret: str | None = None
+    base_url: str | None = None
+    papers: list[Path] = Field(default_factory=list)
+    issue_date: date | None = None
+    default_list: str = "example"
+    subscribers_dir: Path = Path("subscribers")
+    templates_dir: Path = Path("templates")
+    ledger: Path = Path("newsletter.db")
+    archive_dir: Path = Path("archive")
+    log_file: Path | None = None
+    sender: SenderSettings = Field(default_factory=SenderSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
+    dkim: DkimSettings = Field(default_factory=DkimSettings)
+    config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    config_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("papers", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, Path)) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the file: the file is passed in as init values.
+        return (env_settings, init_settings)
+
+    def path(self, value: Path) -> Path:
+        """Resolve a configured path the way a user reading the config file expects."""
+        value = value.expanduser()
+        return value if value.is_absolute() else self.config_dir / value
+
+    def list_path(self, name: str | None = None) -> Path:
+        """Where the CSV of a subscriber list lives."""
+        return self.path(self.subscribers_dir) / f"{name or self.default_list}.csv"
+
+
+def find_config(explicit: Path | None = None) -> Path | None:
+    """The config file to use: --config, else ./newsletter.toml, else none (defaults only)."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(
+                f"config file {explicit} not found",
+                fix="check the --config path or create one (see README, Configuration)",
+            )
+        return explicit
+    candidate = Path.cwd() / CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
+    """Read the config file, apply the environment, and explain any mistake by key and file."""
+    path = find_config(explicit)
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML ({exc})", fix="fix the syntax at that line") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text", fix="save it as UTF-8") from exc
+    data.update(overrides)
+    data["config_dir"] = (path.parent if path else Path.cwd()).resolve()
+    data["config_file"] = path.resolve() if path else None
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), where=where, fix=_fix_hint()) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    return f"setting '{key}' is invalid: {first['msg']}"
+
+
+def _fix_hint() -> str:
+    return "correct it in the file or in the matching NEWSLETTER_<SECTION>__<KEY> variable"
