@@ -1,0 +1,366 @@
+"""Render digests: Jinja templates and premailer run once per issue and per paper, never per reader.
+
+The page shell (per variant: with or without a name, keywords, picks) and each paper card are
+rendered with opaque slot tokens in place of per-subscriber values, CSS-inlined once, and split
+around the tokens. Rendering for one subscriber is then a join of escaped values into those
+pieces, so 10,000 readers cost a handful of premailer calls, not 10,000.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import jinja2
+import premailer
+from markupsafe import Markup, escape
+
+import newsletter
+
+from .errors import TemplateError
+from .models import Paper, Subscriber
+from .render_text import (
+    collapse,
+    cut_abstract,
+    day_label,
+    highlight,
+    safe_url,
+    shorten_authors,
+    window_label,
+    wrap_text,
+)
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .selection import ScoredPaper
+
+HTML_TEMPLATE = "digest.html"
+TEXT_TEMPLATE = "digest.txt"
+CARD_HTML_TEMPLATE = "paper.html"
+CARD_TEXT_TEMPLATE = "paper.txt"
+SUBJECT_MAX = 120
+_HIGHLIGHT_CACHE_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class IssueInfo:
+    """What every digest of one issue shares: its name, date and the window it covers."""
+
+    issue_id: str
+    issue_date: date
+    list_name: str
+    title: str
+    window_start: date
+    archive_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """One subscriber's digest, ready for compose: subject, HTML and its plain-text twin."""
+
+    subject: str
+    html: str
+    text: str
+
+
+class Pick(Protocol):
+    """What rendering needs from a ScoredPaper: the paper and the reader's keywords it matched."""
+
+    @property
+    def paper(self) -> Paper: ...
+
+    @property
+    def matched(self) -> Sequence[str]: ...
+
+
+def builtin_templates_dir() -> Path:
+    """The default theme: inside the package when installed, at the repo root in a checkout."""
+    package = Path(newsletter.__file__).parent
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
+
+
+def template_dirs(settings: Settings) -> list[Path]:
+    """Where templates are looked up, the user's folder first so it overrides the theme."""
+    dirs = []
+    user = settings.path(settings.templates_dir)
+    if user.is_dir():
+        dirs.append(user)
+    builtin = builtin_templates_dir()
+    if builtin not in dirs:
+        dirs.append(builtin)
+    return dirs
+
+
+def make_environment(dirs: Sequence[Path]) -> jinja2.Environment:
+    """One Jinja environment per issue: autoescape for HTML, none for the text part."""
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in dirs]),
+        autoescape=jinja2.select_autoescape(("html", "htm", "xml"), default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def inline_css(html: str) -> str:
+    """Inline a document's CSS with premailer, offline; @media rules stay in a leftover <style>."""
+    return premailer.Premailer(
+        html,
+        allow_network=False,
+        allow_loading_external_files=False,
+        disable_validation=True,
+        disable_link_rewrites=True,
+        keep_style_tags=False,
+        remove_classes=False,
+        strip_important=False,  # the leftover @media rules need !important to beat inline styles
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+
+
+class _Slotted:
+    """A rendered fragment split around slot tokens, so filling it is a join, not a re-render."""
+
+    __slots__ = ("statics", "names")
+
+    def __init__(self, text: str, token: re.Pattern[str]) -> None:
+        pieces = token.split(text)
+        self.statics = pieces[0::2]
+        self.names = pieces[1::2]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        out = [self.statics[0]]
+        for name, static in zip(self.names, self.statics[1:]):
+            out.append(values[name])
+            out.append(static)
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Card:
+    """One paper, rendered and inlined once: HTML pieces around title/abstract, and its text."""
+
+    html: _Slotted
+    text: str
+    title: str
+    abstract: str
+
+
+class DigestRenderer:
+    """Renders every subscriber's digest for one issue, doing the slow work once."""
+
+    def __init__(self, settings: Settings, issue: IssueInfo) -> None:
+        self.settings = settings
+        self.issue = issue
+        self.dirs = template_dirs(settings)
+        self.env = make_environment(self.dirs)
+        self.inline_calls = 0
+        nonce = secrets.token_hex(8)
+        self._token_prefix = f"pdslot{nonce}"
+        self._token = re.compile(f"{self._token_prefix}_([a-z]+)_")
+        self._marker = f"pdcard{nonce}"
+        self._shells: dict[tuple[bool, bool, bool], tuple[_Slotted, _Slotted]] = {}
+        self._cards: dict[str, _Card] = {}
+        self._highlights: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
+        self._templates = {
+            name: self._load(name)
+            for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CARD_HTML_TEMPLATE, CARD_TEXT_TEMPLATE)
+        }
+
+    # --- templates -------------------------------------------------------------------------
+
+    def _load(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateNotFound as exc:
+            searched = ", ".join(str(d) for d in self.dirs)
+            raise TemplateError(
+                f"template {name} not found (searched {searched})",
+                fix=f"create {name} in your templates folder or remove 'templates_dir' from the config",
+            ) from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template syntax error: {exc.message}",
+                where=f"{exc.filename or name}:{exc.lineno}",
+                fix="fix the template at that line",
+            ) from exc
+
+    def _run(self, name: str, context: Mapping[str, Any]) -> str:
+        try:
+            return self._templates[name].render(context)
+        except jinja2.TemplateError as exc:
+            where = getattr(exc, "filename", None) or name
+            lineno = getattr(exc, "lineno", None)
+            raise TemplateError(
+                f"template {name} failed to render: {exc}",
+                where=f"{where}:{lineno}" if lineno else where,
+                fix="check the names the template uses against the default theme",
+            ) from exc
+
+    def _slot(self, name: str) -> str:
+        return f"{self._token_prefix}_{name}_"
+
+    def _inline(self, html: str) -> str:
+        self.inline_calls += 1
+        return inline_css(html)
+
+    # --- contexts --------------------------------------------------------------------------
+
+    def _issue_context(self) -> dict[str, Any]:
+        issue = self.issue
+        sender = self.settings.sender
+        return {
+            "issue": {
+                "issue_id": issue.issue_id,
+                "title": issue.title,
+                "date": issue.issue_date,
+                "date_label": day_label(issue.issue_date),
+                "window_label": window_label(issue.window_start, issue.issue_date),
+                "archive_url": safe_url(issue.archive_url),
+            },
+            "list_name": issue.list_name,
+            "sender": {
+                "name": sender.name,
+                "address": sender.address,
+                "postal_address": sender.postal_address,
+            },
+        }
+
+    def _shell_context(self, variant: tuple[bool, bool, bool], cards: str) -> dict[str, Any]:
+        has_name, has_keywords, has_picks = variant
+        context = self._issue_context()
+        context.update(
+            subscriber={
+                "has_name": has_name,
+                "name": self._slot("name"),
+                "has_keywords": has_keywords,
+                "keywords": self._slot("keywords"),
+            },
+            has_picks=has_picks,
+            count=self._slot("count"),
+            preheader=self._slot("preheader"),
+            unsubscribe_url=self._slot("unsubscribe"),
+            cards=Markup(cards),
+        )
+        return context
+
+    def _paper_context(self, paper: Paper, abstract: str) -> dict[str, Any]:
+        return {
+            "paper": {
+                "id": paper.id,
+                "title": self._slot("title"),
+                "abstract": self._slot("abstract"),
+                "url": safe_url(paper.url),
+                "pdf_url": safe_url(paper.pdf_url),
+                "code_url": safe_url(paper.code_url),
+                "authors": shorten_authors(paper.authors),
+                "date_label": day_label(paper.published.date()),
+                "upvotes": paper.upvotes,
+            }
+        }
+
+    # --- the once-per-issue and once-per-paper work ---------------------------------------
+
+    def _shell(self, variant: tuple[bool, bool, bool]) -> tuple[_Slotted, _Slotted]:
+        """The inlined page shell and text shell for one variant, built on first use."""
+        shell = self._shells.get(variant)
+        if shell is None:
+            html = self._inline(self._run(HTML_TEMPLATE, self._shell_context(variant, self._slot("cards"))))
+            context = self._shell_context(variant, self._slot("cards"))
+            text = self._run(TEXT_TEMPLATE, context)
+            shell = self._shells[variant] = (_Slotted(html, self._token), _Slotted(text, self._token))
+        return shell
+
+    def prepare(self, papers: Iterable[Paper]) -> None:
+        """Render and inline the cards of all these papers in one premailer call."""
+        todo: dict[str, Paper] = {}
+        for paper in papers:
+            if paper.id not in self._cards:
+                todo.setdefault(paper.id, paper)
+        if not todo:
+            return
+        abstracts = {pid: cut_abstract(paper.abstract)[0] for pid, paper in todo.items()}
+        marked = []
+        for index, (pid, paper) in enumerate(todo.items()):
+            card = self._run(CARD_HTML_TEMPLATE, self._paper_context(paper, abstracts[pid]))
+            marked.append(f"<!--{self._marker}:{index}-->{card}<!--{self._marker}:end-->")
+        page = self._inline(self._run(HTML_TEMPLATE, self._shell_context((False, False, True), "".join(marked))))
+        fragments = re.findall(f"<!--{self._marker}:(\\d+)-->(.*?)<!--{self._marker}:end-->", page, re.S)
+        if len(fragments) != len(todo):
+            raise TemplateError(
+                "paper cards were lost while inlining CSS",
+                where=HTML_TEMPLATE,
+                fix="keep {{ cards }} inside a table cell of the page template",
+            )
+        for (index, html), (pid, paper) in zip(sorted(fragments, key=lambda f: int(f[0])), todo.items()):
+            self._cards[pid] = self._make_card(paper, html, abstracts[pid])
+
+    def _make_card(self, paper: Paper, html: str, abstract: str) -> _Card:
+        title = collapse(paper.title)
+        context = self._paper_context(paper, abstract)
+        context["paper"].update(title=title, abstract=abstract)
+        text = wrap_text(self._run(CARD_TEXT_TEMPLATE, context))
+        return _Card(html=_Slotted(html, self._token), text=text, title=title, abstract=abstract)
+
+    # --- per subscriber: joins and escapes only -------------------------------------------
+
+    def _card_html(self, pick: Pick) -> str:
+        card = self._cards[pick.paper.id]
+        matched = tuple(sorted({k.lower() for k in getattr(pick, "matched", ()) or ()}))
+        key = (pick.paper.id, matched)
+        marked = self._highlights.get(key)
+        if marked is None:
+            if len(self._highlights) > _HIGHLIGHT_CACHE_MAX:
+                self._highlights.clear()
+            marked = (highlight(card.title, matched), highlight(card.abstract, matched))
+            self._highlights[key] = marked
+        return card.html.fill({"title": marked[0], "abstract": marked[1]})
+
+    def render(self, subscriber: Subscriber, picks: Sequence[ScoredPaper], unsubscribe_url: str) -> RenderedDigest:
+        """One subscriber's digest: fill the inlined pieces with their escaped values."""
+        self.prepare(pick.paper for pick in picks)
+        name = collapse(subscriber.name)
+        keywords = [collapse(k) for k in subscriber.keywords if k.strip()]
+        html_shell, text_shell = self._shell((bool(name), bool(keywords), bool(picks)))
+        values = {
+            "name": name,
+            "keywords": ", ".join(keywords),
+            "count": f"{len(picks)} paper{'' if len(picks) == 1 else 's'}",
+            "preheader": self._preheader(picks),
+            "unsubscribe": unsubscribe_url,
+        }
+        html_values = {key: str(escape(value)) for key, value in values.items()}
+        html_values["cards"] = "".join(self._card_html(pick) for pick in picks)
+        values["cards"] = "\n".join(self._cards[pick.paper.id].text for pick in picks)
+        return RenderedDigest(
+            subject=self._subject(picks),
+            html=html_shell.fill(html_values),
+            text=wrap_text(text_shell.fill(values)),
+        )
+
+    def _preheader(self, picks: Sequence[Pick]) -> str:
+        if not picks:
+            return "No new papers on your topics this week."
+        first = self._cards[picks[0].paper.id].title
+        more = f" and {len(picks) - 1} more" if len(picks) > 1 else ""
+        return _shorten(f"{first}{more}", 110)
+
+    def _subject(self, picks: Sequence[Pick]) -> str:
+        head = f"{collapse(self.issue.title)} {self.issue.issue_id}"
+        if not picks:
+            return f"{head}: no new papers on your topics"
+        return _shorten(f"{head}: {self._cards[picks[0].paper.id].title}", SUBJECT_MAX)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Cut at a word so subjects and preheaders stay short without a half word."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "\u2026"

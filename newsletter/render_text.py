@@ -1,0 +1,150 @@
+"""Pure text helpers for rendering: shortening, cutting, highlighting and wrapping untrusted text."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Sequence
+from datetime import date
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from markupsafe import escape
+
+TEXT_WIDTH = 72
+ABSTRACT_WORDS = 60
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# The highlight carries its own inline style: it is added after CSS inlining, per subscriber.
+HIGHLIGHT_OPEN = '<span class="hl" style="background-color:#fef08a;color:#111827;">'
+HIGHLIGHT_CLOSE = "</span>"
+
+_SPACE = re.compile(r"\s+")
+# A sentence ends at . ! or ? followed by space and something that can start a sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
+_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "etc.", "vs.", "Fig.", "Eq.", "Sec.", "cf.", "approx.")
+_HANGING_PREFIX = re.compile(r"^(\s*(?:== |[*-] |\d+\. )?)")
+
+
+def collapse(text: str) -> str:
+    """Untrusted titles carry newlines and runs of spaces that would break subjects and layout."""
+    return _SPACE.sub(" ", text).strip()
+
+
+def shorten_authors(authors: Sequence[str], shown: int = 2) -> str:
+    """Long author lists drown the title; 'A, B, et al.' says enough, and nothing when unknown."""
+    names = [collapse(name) for name in authors if name and name.strip()]
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + ", et al."
+
+
+def _ends_with_abbreviation(sentence: str) -> bool:
+    return sentence.endswith(_ABBREVIATIONS)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of an abstract, without splitting after 'e.g.' or 'et al.'."""
+    sentences: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        if sentences and _ends_with_abbreviation(sentences[-1]):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return [s for s in sentences if s]
+
+
+def cut_abstract(text: str, words: int = ABSTRACT_WORDS) -> tuple[str, bool]:
+    """About `words` words ending on a sentence, so the teaser reads whole; (text, was_cut)."""
+    text = collapse(text)
+    kept: list[str] = []
+    count = 0
+    for sentence in split_sentences(text):
+        size = len(sentence.split())
+        if kept and count + size > words * 1.25:
+            break
+        kept.append(sentence)
+        count += size
+        if count >= words:
+            break
+    result = " ".join(kept)
+    if count > words * 1.5:  # one giant sentence: cut at a word instead
+        result = " ".join(result.split()[:words]).rstrip(",;:") + "\u2026"
+    return result, result != text
+
+
+def day_label(day: date) -> str:
+    """Dates spelled the same in every locale, e.g. '14 Mar 2024'."""
+    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+
+
+def window_label(start: date, end: date) -> str:
+    """A compact date range such as '8\u201314 Mar 2024'."""
+    if start == end:
+        return day_label(end)
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day}\u2013{day_label(end)}"
+    if start.year == end.year:
+        return f"{start.day} {MONTHS[start.month - 1]} \u2013 {day_label(end)}"
+    return f"{day_label(start)} \u2013 {day_label(end)}"
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only web links from untrusted data become hrefs: a javascript: URL must never be one."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    if any(ch.isspace() or ch in '<>"' for ch in url):
+        return None
+    return url
+
+
+@lru_cache(maxsize=4096)
+def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-insensitive regex for a keyword set; cached since profiles repeat across readers."""
+    alternatives = []
+    for keyword in sorted({collapse(k) for k in keywords if k.strip()}, key=len, reverse=True):
+        alternatives.append(r"[\s\-]+".join(re.escape(word) for word in keyword.split()))
+    if not alternatives:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?:e?s)?(?!\w)", re.IGNORECASE)
+
+
+def highlight(text: str, keywords: Sequence[str]) -> str:
+    """HTML-escape `text` and mark each keyword match; escaping happens piecewise, never after."""
+    pattern = keyword_pattern(tuple(keywords))
+    if pattern is None:
+        return str(escape(text))
+    # str() each piece: Markup + str would escape the highlight markup itself.
+    out: list[str] = []
+    position = 0
+    for match in pattern.finditer(text):
+        out.append(str(escape(text[position : match.start()])))
+        out.append(HIGHLIGHT_OPEN + str(escape(match.group())) + HIGHLIGHT_CLOSE)
+        position = match.end()
+    out.append(str(escape(text[position:])))
+    return "".join(out)
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    prefix = _HANGING_PREFIX.match(line)
+    indent = " " * len(prefix.group(1)) if prefix else ""
+    return textwrap.wrap(
+        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    ) or [""]
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """Wrap long lines for the plain-text part; URLs are never broken, so a lone URL may be longer."""
+    lines = text.split("\n")
+    if all(len(line) <= width for line in lines):
+        return text
+    out: list[str] = []
+    for line in lines:
+        out.extend(_wrap_line(line, width) if len(line) > width else [line])
+    return "\n".join(out)
