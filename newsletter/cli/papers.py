@@ -1,0 +1,138 @@
+"""`newsletter papers`: fetch papers from a source and rank them for a keyword list."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..selection import Ranker, ScoredPaper
+from ..sources import PaperLoad, load_papers
+from ..textmatch import split_keywords
+from . import AppContext, pass_app
+
+
+@click.group()
+def papers() -> None:
+    """Fetch papers from Hugging Face or arXiv, and see how they rank for given keywords."""
+
+
+def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
+    """Use --papers if given, else the configured paths; warn about skipped records on stderr."""
+    settings = app.settings
+    paths = list(given) or [settings.path(p) for p in settings.papers]
+    loaded = load_papers(paths)
+    for problem in loaded.problems:
+        click.echo(f"Warning: {problem}", err=True)
+    return loaded
+
+
+@papers.command("rank")
+@click.option("--papers", "paths", multiple=True, type=click.Path(path_type=Path),
+              help="Paper file or folder (repeatable; default: 'papers' in the config).")
+@click.option("--keywords", default="", help='Interests separated by ";", e.g. "diffusion; state space models".')
+@click.option("--date", "issue_date", type=click.DateTime(["%Y-%m-%d"]),
+              help="Issue date (default: issue_date in the config, else today).")
+@click.option("--window-days", type=click.IntRange(min=1), help="Days covered, ending on the issue date.")
+@click.option("--top", type=click.IntRange(min=1), help="How many papers to show (default: selection.top_n).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
+@click.option("--explain", is_flag=True, help="Show matched keywords and each part of the score.")
+@pass_app
+def rank(app: AppContext, paths: tuple[Path, ...], keywords: str, issue_date: Any,
+         window_days: int | None, top: int | None, as_json: bool, explain: bool) -> None:
+    """Rank papers for a keyword list the way a subscriber's digest would.
+
+    Example: newsletter papers rank --papers examples/ --keywords "diffusion; music" --explain
+    """
+    loaded = load_for_command(app, paths)
+    selection = app.settings.selection
+    if window_days is not None:
+        selection = selection.model_copy(update={"window_days": window_days})
+    day = issue_date.date() if issue_date else (app.settings.issue_date or date.today())
+    ranked = Ranker(loaded.papers, day, selection).rank(
+        split_keywords(keywords), top=top or selection.top_n)
+    if as_json:
+        click.echo(json.dumps([scored_to_dict(s, explain) for s in ranked], indent=2, ensure_ascii=False))
+        return
+    if not ranked:
+        click.echo(f"No papers match in the {selection.window_days} days up to {day.isoformat()}.", err=True)
+    for place, scored in enumerate(ranked, start=1):
+        click.echo(describe(place, scored, explain))
+
+
+def scored_to_dict(scored: ScoredPaper, explain: bool) -> dict[str, Any]:
+    """The JSON shape of DESIGN.md: id, title, score, published, plus matched and url."""
+    paper = scored.paper
+    item: dict[str, Any] = {
+        "id": paper.id,
+        "title": paper.title,
+        "score": round(scored.score, 6),
+        "published": paper.published.isoformat(),
+        "matched": scored.matched,
+        "url": paper.url,
+        "upvotes": paper.upvotes,
+    }
+    if explain:
+        item["parts"] = {k: round(v, 6) for k, v in scored.parts.items()}
+    return item
+
+
+def describe(place: int, scored: ScoredPaper, explain: bool) -> str:
+    """One line per paper; with --explain, the parts of the score on the next lines."""
+    paper = scored.paper
+    line = f"{place:>2}. {scored.score:6.3f}  {paper.published.date().isoformat()}  {paper.title}"
+    if not explain:
+        return line
+    matched = ", ".join(scored.matched) or "(none)"
+    parts = "  ".join(f"{k}={v:.3f}" for k, v in scored.parts.items() if not k.startswith("keyword: "))
+    keywords = "  ".join(f"{k[9:]}={v:.3f}" for k, v in scored.parts.items() if k.startswith("keyword: "))
+    lines = [line, f"      matched: {matched}", f"      {parts}"]
+    if keywords:
+        lines.append(f"      per keyword: {keywords}")
+    return "\n".join(lines)
+
+
+@papers.command("fetch")
+@click.option("--source", type=click.Choice(["hf", "arxiv"]), required=True, help="Where to fetch from.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="One day (HF daily papers; arXiv submission date).")
+@click.option("--week", help="An ISO week such as 2024-W11.")
+@click.option("--query", default="", help='arXiv API search_query, e.g. "cat:cs.LG AND abs:diffusion".')
+@click.option("--base-url", help="Mirror or proxy to use instead of huggingface.co / export.arxiv.org.")
+@click.option("--max-results", type=click.IntRange(min=1), default=300, show_default=True,
+              help="arXiv: stop after this many results.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds to wait for each response.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write JSON Lines here (default: standard output).")
+def fetch(source: str, day: Any, week: str | None, query: str, base_url: str | None,
+          max_results: int, timeout: float, output: Path | None) -> None:
+    """Download papers and save them as JSON Lines that --papers can read.
+
+    Example: newsletter papers fetch --source hf --date 2024-03-14 -o papers/2024-03-14.jsonl
+    """
+    from ..sources.fetch import ARXIV_BASE, ARXIV_SPACING, HF_BASE, fetch_arxiv, fetch_hf, parse_week
+    from ..sources.http import FetchPolicy
+    from ..sources.jsonl import paper_to_jsonl
+
+    if day is not None and week is not None:
+        raise click.UsageError("give --date or --week, not both")
+    if source == "hf":
+        result = fetch_hf(day=day.date() if day else None, week=week, base_url=base_url or HF_BASE,
+                          policy=FetchPolicy(timeout=timeout))
+    else:
+        first, last = parse_week(week) if week else ((day.date(),) * 2 if day else (None, None))
+        result = fetch_arxiv(query=query, first=first, last=last, base_url=base_url or ARXIV_BASE,
+                             max_results=max_results, policy=FetchPolicy(timeout=timeout, spacing=ARXIV_SPACING))
+    for problem in result.problems:
+        click.echo(f"Warning: {problem}", err=True)
+    lines = "".join(paper_to_jsonl(p) + "\n" for p in result.papers)
+    if output is None:
+        click.echo(lines, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(lines, encoding="utf-8")
+    click.echo(f"Fetched {len(result.papers)} papers in {result.requests} requests"
+               + (f" into {output}" if output else ""), err=True)

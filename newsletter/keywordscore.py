@@ -1,0 +1,124 @@
+"""Per-keyword relevance vectors: BM25 over title and abstract, then phrase and coverage logic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import bm25s
+import numpy as np
+
+from .models import Paper
+from .settings import SelectionSettings
+from .textmatch import terms
+
+# bm25s sets its own logger to DEBUG, which would print index progress on every command.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+class FieldIndex:
+    """Title and abstract indexed apart, so the title can weigh more without skewing lengths."""
+
+    def __init__(self, papers: Sequence[Paper], settings: SelectionSettings) -> None:
+        self.settings = settings
+        self.title_terms = [terms(p.title) for p in papers]
+        self.body_terms = [terms(" ".join([p.abstract, *p.keywords])) for p in papers]
+        self.size = len(papers)
+        self._title = _bm25(self.title_terms, settings)
+        self._body = _bm25(self.body_terms, settings)
+        self._positions: dict[int, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
+
+    def term_scores(self, term: str) -> np.ndarray:
+        """Field-weighted BM25 of one term for every paper."""
+        if self.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        title = self._title.get_scores([term])
+        body = self._body.get_scores([term])
+        return (self.settings.title_weight * title + body).astype(np.float32)
+
+    def keyword_vector(self, keyword_terms: Sequence[str]) -> np.ndarray:
+        """Relevance of every paper to one keyword, 0..1, where 1 is the window's best match."""
+        unique = list(dict.fromkeys(keyword_terms))
+        if not unique or self.size == 0:
+            return np.zeros(self.size, dtype=np.float32)
+        per_term = np.stack([self.term_scores(t) for t in unique])
+        total = per_term.sum(axis=0)
+        coverage = (per_term > 0).mean(axis=0)
+        bonus = np.zeros(self.size, dtype=np.float32)
+        if len(keyword_terms) > 1:
+            for index in np.flatnonzero(coverage >= 1.0):
+                bonus[index] = self._proximity_bonus(int(index), list(keyword_terms))
+        boosted = total * (1.0 + bonus)
+        raw = np.where(coverage >= self.settings.min_coverage, boosted * coverage**2, 0.0)
+        best = float(boosted.max())
+        return (raw / best).astype(np.float32) if best > 0 else np.zeros(self.size, dtype=np.float32)
+
+    def _proximity_bonus(self, index: int, keyword_terms: list[str]) -> float:
+        """Full phrase boost when the terms appear in order and adjacent; less the further apart."""
+        title_pos, body_pos = self._term_positions(index)
+        best_gap: int | None = None
+        for positions in (title_pos, body_pos):
+            if _has_phrase(positions, keyword_terms):
+                return self.settings.phrase_boost
+            span = min_span([positions.get(t, []) for t in dict.fromkeys(keyword_terms)])
+            if span is not None:
+                gap = span - len(set(keyword_terms))
+                best_gap = gap if best_gap is None else min(best_gap, gap)
+        window = self.settings.proximity_window
+        if best_gap is None or best_gap > window:
+            return 0.0
+        return self.settings.phrase_boost * 0.5 * (1.0 - best_gap / (window + 1))
+
+    def _term_positions(self, index: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        cached = self._positions.get(index)
+        if cached is None:
+            cached = (_positions(self.title_terms[index]), _positions(self.body_terms[index]))
+            self._positions[index] = cached
+        return cached
+
+
+def _bm25(corpus: list[list[str]], settings: SelectionSettings) -> bm25s.BM25:
+    index = bm25s.BM25(k1=settings.bm25_k1, b=settings.bm25_b)
+    if corpus:
+        # bm25s cannot index an empty document; a placeholder term matches no keyword.
+        index.index([doc or ["\x00"] for doc in corpus], show_progress=False)
+    return index
+
+
+def _positions(doc: list[str]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for position, term in enumerate(doc):
+        found.setdefault(term, []).append(position)
+    return found
+
+
+def _has_phrase(positions: dict[str, list[int]], keyword_terms: list[str]) -> bool:
+    """True when the keyword's terms occur consecutively, in order."""
+    starts = positions.get(keyword_terms[0], [])
+    return any(
+        all(start + offset in set(positions.get(term, [])) for offset, term in enumerate(keyword_terms))
+        for start in starts
+    )
+
+
+def min_span(position_lists: list[list[int]]) -> int | None:
+    """Length of the shortest stretch of text containing every term (None if one is absent)."""
+    if not position_lists or any(not p for p in position_lists):
+        return None
+    events = sorted((pos, which) for which, plist in enumerate(position_lists) for pos in plist)
+    need = len(position_lists)
+    counts = [0] * need
+    covered = 0
+    best: int | None = None
+    left = 0
+    for pos, which in events:
+        counts[which] += 1
+        covered += counts[which] == 1
+        while covered == need:
+            left_pos, left_which = events[left]
+            span = pos - left_pos + 1
+            best = span if best is None else min(best, span)
+            counts[left_which] -= 1
+            covered -= counts[left_which] == 0
+            left += 1
+    return best

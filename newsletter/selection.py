@@ -1,0 +1,171 @@
+"""Pick each subscriber's papers: keyword relevance plus recency and popularity, built once per issue."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+
+import numpy as np
+
+from .keywordscore import FieldIndex
+from .models import Paper
+from .settings import SelectionSettings
+from .textmatch import normalise_keyword
+
+_NO_ROW = -1
+_TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier index) first
+
+
+class ScoredPaper:
+    """One paper picked for one subscriber; why it scored is worked out only when asked."""
+
+    __slots__ = ("paper", "score", "_ranker", "_index", "_keys")
+
+    def __init__(self, paper: Paper, score: float, ranker: Ranker, index: int,
+                 keys: tuple[tuple[str, int], ...]) -> None:
+        self.paper = paper
+        self.score = score
+        self._ranker = ranker
+        self._index = index
+        self._keys = keys
+
+    @property
+    def matched(self) -> list[str]:
+        """The subscriber's keywords this paper matched, in the subscriber's order."""
+        return [kw for kw, row in self._keys if self._ranker.clause(row, self._index) > 0]
+
+    @property
+    def parts(self) -> dict[str, float]:
+        """Each weighted component of the score, for --explain."""
+        return self._ranker.explain(self._index, self._keys)
+
+    def __repr__(self) -> str:
+        return f"ScoredPaper({self.paper.id!r}, score={self.score:.4f}, matched={self.matched!r})"
+
+
+class Ranker:
+    """Scores every paper in the issue window once, so ranking per subscriber is a few array ops."""
+
+    def __init__(self, papers: Sequence[Paper], issue_date: date, settings: SelectionSettings) -> None:
+        self.settings = settings
+        self.issue_date = issue_date
+        self.papers = papers_in_window(papers, issue_date, settings.window_days)
+        self._position = {p.id: i for i, p in enumerate(self.papers)}
+        self.recency = recency_scores(self.papers, issue_date, settings.half_life_days)
+        self.popularity = popularity_scores(self.papers)
+        order = np.arange(len(self.papers), dtype=np.float64) * _TIE_BREAK
+        self._base = (settings.recency_weight * self.recency
+                      + settings.popularity_weight * self.popularity - order)
+        self._index = FieldIndex(self.papers, settings)
+        self._matrix = np.zeros((16, len(self.papers)), dtype=np.float32)
+        self._rows = 0
+        self._by_text: dict[str, int] = {}
+        self._by_terms: dict[str, int] = {}
+
+    def rank(self, keywords: Sequence[str], *, top: int | None = None,
+             exclude_ids: Collection[str] = ()) -> list[ScoredPaper]:
+        """The best papers for one subscriber, best first; no keywords means recency and popularity."""
+        keys = self._keys(keywords)
+        if keys:
+            rows = [row for _, row in keys]
+            relevance = self._matrix[rows[0]] if len(rows) == 1 else self._matrix[rows].sum(axis=0)
+            scores = np.where(relevance > self.settings.min_relevance,
+                              self._base + self.settings.keyword_weight * relevance, -np.inf)
+        else:
+            scores = self._base.copy() if exclude_ids else self._base
+        if exclude_ids:
+            hidden = [self._position[i] for i in exclude_ids if i in self._position]
+            scores[hidden] = -np.inf
+        return self._top(scores, len(scores) if top is None else top, keys)
+
+    def _top(self, scores: np.ndarray, top: int, keys: tuple[tuple[str, int], ...]) -> list[ScoredPaper]:
+        if top <= 0 or len(scores) == 0:
+            return []
+        if top < len(scores):
+            picked = np.argpartition(-scores, top - 1)[:top]
+        else:
+            picked = np.arange(len(scores))
+        picked = picked[np.argsort(-scores[picked], kind="stable")]
+        papers = self.papers
+        return [ScoredPaper(papers[i], float(scores[i]), self, int(i), keys)
+                for i in picked.tolist() if scores[i] != -np.inf]
+
+    def _keys(self, keywords: Sequence[str]) -> tuple[tuple[str, int], ...]:
+        """Each keyword's cached score row, once per row, ignoring keywords with no usable terms."""
+        found: dict[int, str] = {}
+        for keyword in keywords:
+            row = self._by_text.get(keyword)
+            if row is None:
+                row = self._row_for(keyword)
+            if row != _NO_ROW and row not in found:
+                found[row] = keyword
+        return tuple((kw, row) for row, kw in found.items())
+
+    def _row_for(self, keyword: str) -> int:
+        """Score a keyword against every paper the first time anyone asks for it."""
+        normal = normalise_keyword(keyword)
+        row = self._by_terms.get(normal)
+        if row is None:
+            row = self._store(self._index.keyword_vector(normal.split())) if normal else _NO_ROW
+            self._by_terms[normal] = row
+        self._by_text[keyword] = row
+        return row
+
+    def _store(self, vector: np.ndarray) -> int:
+        if self._rows == len(self._matrix):
+            grown = np.zeros((2 * len(self._matrix), self._matrix.shape[1]), dtype=np.float32)
+            grown[: self._rows] = self._matrix
+            self._matrix = grown
+        self._matrix[self._rows] = vector
+        self._rows += 1
+        return self._rows - 1
+
+    def clause(self, row: int, index: int) -> float:
+        """One keyword's relevance (0..1) for one paper."""
+        return float(self._matrix[row, index])
+
+    def explain(self, index: int, keys: tuple[tuple[str, int], ...]) -> dict[str, float]:
+        """The weighted parts that add up to a paper's score, plus each keyword's own relevance."""
+        s = self.settings
+        relevance = sum(self.clause(row, index) for _, row in keys)
+        parts = {
+            "keywords": s.keyword_weight * relevance,
+            "recency": s.recency_weight * float(self.recency[index]),
+            "popularity": s.popularity_weight * float(self.popularity[index]),
+        }
+        parts.update({f"keyword: {kw}": self.clause(row, index) for kw, row in keys})
+        return parts
+
+
+def rank_papers(papers: Sequence[Paper], keywords: Sequence[str], issue_date: date,
+                settings: SelectionSettings, top: int | None = None) -> list[ScoredPaper]:
+    """One-off ranking, for callers with a single keyword list."""
+    return Ranker(papers, issue_date, settings).rank(keywords, top=top)
+
+
+def window_bounds(issue_date: date, window_days: int) -> tuple[datetime, datetime]:
+    """The issue covers whole UTC days: window_days of them, ending with the issue date."""
+    end = datetime.combine(issue_date + timedelta(days=1), time(), tzinfo=timezone.utc)
+    return end - timedelta(days=window_days), end
+
+
+def papers_in_window(papers: Sequence[Paper], issue_date: date, window_days: int) -> list[Paper]:
+    """Papers published inside the window, newest first, so index order breaks score ties."""
+    start, end = window_bounds(issue_date, window_days)
+    chosen = [p for p in papers if start <= p.published < end]
+    return sorted(chosen, key=lambda p: (-p.published.timestamp(), p.id))
+
+
+def recency_scores(papers: Sequence[Paper], issue_date: date, half_life_days: float) -> np.ndarray:
+    """1.0 for a paper from the end of the issue day, halving every half_life_days before it."""
+    _, end = window_bounds(issue_date, 1)
+    ages = np.array([(end - p.published).total_seconds() / 86400 for p in papers], dtype=np.float64)
+    return np.power(0.5, np.maximum(ages, 0.0) / half_life_days) if len(papers) else ages
+
+
+def popularity_scores(papers: Sequence[Paper]) -> np.ndarray:
+    """log(1+upvotes) scaled to 0..1 by the window's most upvoted paper; no upvotes counts as 0."""
+    votes = np.array([math.log1p(max(p.upvotes or 0, 0)) for p in papers], dtype=np.float64)
+    top = float(votes.max()) if len(votes) else 0.0
+    return votes / top if top > 0 else np.zeros(len(papers))

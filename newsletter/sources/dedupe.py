@@ -1,0 +1,36 @@
+"""Merge the same paper seen in several sources, keeping the richest value of each field."""
+
+from __future__ import annotations
+
+from ..models import Paper
+from ..textmatch import words
+
+
+def dedupe_papers(papers: list[Paper]) -> list[Paper]:
+    """One Paper per arXiv id (or per title when ids differ), newest first, ties by id."""
+    merged: dict[str, Paper] = {}
+    by_title: dict[str, str] = {}
+    for paper in papers:
+        title_key = " ".join(words(paper.title))
+        key = paper.id if paper.id in merged else by_title.get(title_key, paper.id)
+        merged[key] = merge_papers(merged[key], paper) if key in merged else paper
+        by_title.setdefault(title_key, key)
+    return sorted(merged.values(), key=lambda p: (-p.published.timestamp(), p.id))
+
+
+def merge_papers(first: Paper, second: Paper) -> Paper:
+    """Fill gaps in the first record from the second; arXiv ids win over hashes and sample ids."""
+    from .common import arxiv_id
+
+    ids = [p.id for p in (first, second) if arxiv_id(p.id)]
+    votes = [v for v in (first.upvotes, second.upvotes) if v is not None]
+    return first.model_copy(update={
+        "id": ids[0] if ids else first.id,
+        "authors": first.authors or second.authors,
+        "published": min(first.published, second.published),
+        "pdf_url": first.pdf_url or second.pdf_url,
+        "code_url": first.code_url or second.code_url,
+        "upvotes": max(votes) if votes else None,
+        "keywords": list(dict.fromkeys([*first.keywords, *second.keywords])),
+        "abstract": first.abstract if len(first.abstract) >= len(second.abstract) else second.abstract,
+    })

@@ -1,0 +1,82 @@
+"""Ranking: keyword clauses, phrases, recency and popularity, exclusion of papers already sent."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from newsletter.models import Paper
+from newsletter.selection import Ranker, rank_papers
+from newsletter.settings import SelectionSettings
+
+ISSUE = date(2024, 3, 14)
+
+
+def paper(pid: str, title: str, abstract: str = "A study of things.", days_ago: float = 1.0,
+          upvotes: int | None = None) -> Paper:
+    when = datetime(2024, 3, 15, tzinfo=timezone.utc) - timedelta(days=days_ago)
+    return Paper(id=pid, title=title, abstract=abstract, published=when,
+                 url=f"https://example.org/{pid}", upvotes=upvotes, source="test")
+
+
+def ids(scored: list) -> list[str]:
+    return [s.paper.id for s in scored]
+
+
+def test_papers_outside_the_window_are_never_ranked() -> None:
+    papers = [paper("in", "Diffusion", days_ago=2), paper("old", "Diffusion", days_ago=9),
+              paper("future", "Diffusion", days_ago=-1)]
+    assert ids(rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings())) == ["in"]
+
+
+def test_with_keywords_only_matching_papers_are_returned() -> None:
+    papers = [paper("a", "Diffusion models for audio"), paper("b", "Graph neural networks")]
+    ranked = rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings())
+    assert ids(ranked) == ["a"]
+    assert ranked[0].matched == ["diffusion"]
+
+
+def test_two_matched_interests_beat_one() -> None:
+    papers = [paper("one", "Diffusion models"), paper("two", "Diffusion models for music generation")]
+    ranked = rank_papers(papers, ["diffusion", "music"], ISSUE, SelectionSettings())
+    assert ids(ranked) == ["two", "one"]
+    assert ranked[0].matched == ["diffusion", "music"]
+
+
+def test_no_keywords_ranks_by_recency_and_popularity() -> None:
+    papers = [paper("old", "A", days_ago=6, upvotes=1), paper("new", "B", days_ago=0.5, upvotes=1),
+              paper("popular", "C", days_ago=6, upvotes=500)]
+    settings = SelectionSettings(recency_weight=1.0, popularity_weight=0.0)
+    assert ids(rank_papers(papers, [], ISSUE, settings))[0] == "new"
+    settings = SelectionSettings(recency_weight=0.0, popularity_weight=1.0)
+    assert ids(rank_papers(papers, [], ISSUE, settings))[0] == "popular"
+
+
+def test_excluded_ids_are_skipped_and_top_limits_the_list() -> None:
+    papers = [paper(f"p{i}", f"Diffusion paper {i}") for i in range(5)]
+    ranker = Ranker(papers, ISSUE, SelectionSettings())
+    ranked = ranker.rank(["diffusion"], top=3, exclude_ids={"p0", "p1"})
+    assert len(ranked) == 3
+    assert not {"p0", "p1"} & set(ids(ranked))
+
+
+def test_hyphens_case_and_inflections_do_not_matter() -> None:
+    papers = [paper("a", "Selective State Space Models"), paper("b", "Rewards for agents")]
+    ranker = Ranker(papers, ISSUE, SelectionSettings())
+    assert ids(ranker.rank(["State-Space model"])) == ["a"]
+    assert ids(ranker.rank(["reward"])) == ["b"]
+
+
+def test_a_multi_word_keyword_prefers_the_phrase_over_scattered_words() -> None:
+    papers = [paper("scattered", "Language of proteins", "We model the language of many proteins."),
+              paper("phrase", "Protein language models", "A study of things.")]
+    ranked = rank_papers(papers, ["protein language models"], ISSUE, SelectionSettings())
+    assert ids(ranked)[0] == "phrase"
+
+
+def test_explain_parts_add_up_to_the_score() -> None:
+    papers = [paper("a", "Diffusion models", upvotes=10)]
+    scored = rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings())[0]
+    parts = scored.parts
+    total = parts["keywords"] + parts["recency"] + parts["popularity"]
+    assert abs(total - scored.score) < 1e-6
+    assert parts["keyword: diffusion"] > 0
