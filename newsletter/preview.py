@@ -1,0 +1,116 @@
+"""Build exactly what one subscriber would get for an issue, without sending or recording anything."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from .compose import compose_message
+from .errors import NewsletterError
+from .issue import LinkSigner, prepare_issue
+from .ledger import DeliveryLedger
+from .models import Subscriber
+from .render import DigestRenderer, IssueInfo, RenderedDigest
+from .settings import Settings
+from .subscribers import SubscriberStore
+
+# Previews without --subscriber: a reader with no keywords gets the week's top papers.
+ANONYMOUS = Subscriber(email="reader@example.invalid", name="", keywords=[])
+ANONYMOUS_NAME = "preview"
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    """One subscriber's digest for one issue: the rendered parts and the full message bytes."""
+
+    issue: IssueInfo
+    subscriber: Subscriber
+    digest: RenderedDigest
+    message: bytes
+    unsubscribe_url: str
+    paper_ids: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def file_stem(self) -> str:
+        """A file name that says whose preview it is and is safe on every filesystem."""
+        if self.subscriber is ANONYMOUS:
+            return ANONYMOUS_NAME
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.subscriber.email.strip().lower()).strip("._") or ANONYMOUS_NAME
+
+
+def find_subscriber(settings: Settings, list_name: str, email: str | None) -> Subscriber:
+    """The subscriber to preview, or a clear error naming the list file searched."""
+    if email is None:
+        return ANONYMOUS
+    path = settings.list_path(list_name)
+    store = SubscriberStore(path)
+    if not store.exists:
+        raise NewsletterError(
+            f"subscriber list '{list_name}' not found", where=str(path),
+            fix="pass --list NAME of a file in the subscribers folder",
+        )
+    subscriber = store.get(email)
+    if subscriber is None:
+        raise NewsletterError(
+            f"no subscriber {email} in list '{list_name}'", where=str(path),
+            fix="check the address with `newsletter subscribers list`, or preview without --subscriber",
+        )
+    return subscriber
+
+
+def _already_sent(settings: Settings, issue: IssueInfo, subscriber: Subscriber) -> frozenset[str]:
+    """Papers this reader got in earlier issues: send leaves them out, so the preview does too."""
+    path = settings.path(settings.ledger)
+    if subscriber is ANONYMOUS or not path.is_file():
+        return frozenset()
+    channel = "outbox" if settings.smtp.is_embedded else "smtp"
+    ledger = DeliveryLedger(path, issue.issue_id, issue.list_name, channel)
+    try:
+        return ledger.papers_received_before().get(subscriber.key, frozenset())
+    finally:
+        ledger.close()
+
+
+def build_preview(
+    settings: Settings, list_name: str | None, email: str | None, issue_date: date | None,
+    papers_paths: Sequence[Path] = (),
+) -> PreviewResult:
+    """Rank, render and compose one subscriber's digest the way `send` would, touching no network."""
+    issue = prepare_issue(settings, list_name=list_name, issue_date=issue_date, papers=papers_paths)
+    subscriber = find_subscriber(settings, issue.info.list_name, email)
+    picks = issue.ranker.rank(
+        subscriber.keywords, top=settings.selection.top_n,
+        exclude_ids=_already_sent(settings, issue.info, subscriber),
+    )
+    signer = LinkSigner.for_run(settings, local_only=True)
+    link = signer.url(issue.info.list_name, subscriber.email)
+    digest = DigestRenderer(settings, issue.info).render(subscriber, picks, link)
+    message = compose_message(
+        settings=settings, issue=issue.info, subscriber=subscriber, digest=digest,
+        unsubscribe_url=link, secret=signer.secret,
+    )
+    return PreviewResult(
+        issue=issue.info, subscriber=subscriber, digest=digest, message=message,
+        unsubscribe_url=link, paper_ids=tuple(p.paper.id for p in picks), problems=issue.problems,
+    )
+
+
+def write_preview(result: PreviewResult, out_dir: Path) -> list[Path]:
+    """Write <stem>.html, .txt and .eml into out_dir; return the paths written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # Not with_suffix: the stem of alice@example.org already has a dot.
+        paths = [out_dir / f"{result.file_stem}{ext}" for ext in (".html", ".txt", ".eml")]
+        paths[0].write_text(result.digest.html, encoding="utf-8")
+        paths[1].write_text(result.digest.text, encoding="utf-8")
+        paths[2].write_bytes(result.message)
+    except OSError as exc:
+        raise NewsletterError(
+            f"cannot write the preview ({exc.strerror})", where=str(out_dir),
+            fix="pass --out with a writable folder",
+        ) from exc
+    return paths
