@@ -70,10 +70,14 @@ def _register() -> None:
     from .send import send
     from .preview import preview
     from .papers import papers
+    from .subscribers import subscribers
+    from .serve import serve
 
     main.add_command(send)
     main.add_command(preview)
     main.add_command(papers)
+    main.add_command(subscribers)
+    main.add_command(serve)
     # --- end commands ---
 
 

@@ -50,6 +50,12 @@ class Table:
             return []
         return [i for i, row in enumerate(self.rows) if column < len(row) and row[column].strip().lower() == key]
 
+    def status(self, position: int) -> str:
+        """A row's status as written, empty meaning active."""
+        column = self.layout.index("status")
+        row = self.rows[position]
+        return (row[column].strip().lower() if column is not None and column < len(row) else "") or "active"
+
     def append(self, row: list[str], email: str) -> None:
         """Add a row and keep the address index in step."""
         self.rows.append(row)
@@ -117,6 +123,11 @@ class SubscriberStore:
                 report(Problem(self.path, line, str(exc)))
                 continue
             yield subscriber
+
+    def header(self) -> list[str]:
+        """The file's columns in order, unknown ones included, for exports that keep them."""
+        layout, _ = read_rows(self.path)
+        return list(layout.header)
 
     def read(self) -> list[Subscriber]:
         """All valid rows at once, for small lists and commands that sort or count."""
@@ -190,7 +201,7 @@ class SubscriberStore:
             if not positions:
                 raise SubscriberError(f"{email} is not on list {self.name}", where=str(self.path),
                                       fix="check the address with `newsletter subscribers list`")
-            changed = [_apply_status(table, position, status, when or _now()) for position in positions]
+            changed = [apply_status(table, position, status, when or _now()) for position in positions]
             return any(changed)
 
     def unsubscribe(self, email: str, when: datetime | None = None) -> bool:
@@ -228,7 +239,7 @@ def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name:
         return "added"
     if on_conflict == "error":
         raise SubscriberError(f"{new.email} is already on list {list_name}",
-                              fix="use `newsletter subscribers list` to see it, or import with --on-conflict update")
+                              fix="see it with `newsletter subscribers list`; an import with --on-conflict update changes it")
     if on_conflict == "skip":
         return "skipped"
     before = list(table.rows[position])
@@ -261,11 +272,10 @@ def _row_as_subscriber(layout: CsvLayout, fields: list[str]) -> Subscriber | Non
         return None
 
 
-def _apply_status(table: Table, position: int, status: str, when: datetime) -> bool:
-    column = table.layout.index("status")
-    row = table.rows[position]
-    current = row[column].strip().lower() if column is not None and column < len(row) else ""
-    if (current or "active") == status:
+def apply_status(table: Table, position: int, status: str, when: datetime | None = None) -> bool:
+    """Set one row's status (and unsubscribed_at to match); False if it already had it."""
+    when = when or _now()
+    if table.status(position) == status:
         return False
     table.set_cell(position, "status", status)
     if status == "unsubscribed":
@@ -287,4 +297,4 @@ def _ignore(problem: Problem) -> None:
     return None
 
 
-__all__ = ["SubscriberStore", "Table", "merge_one"]
+__all__ = ["SubscriberStore", "Table", "apply_status", "merge_one"]

@@ -1,0 +1,27 @@
+"""`newsletter serve`: the one-click unsubscribe endpoint (and whatever else is mounted on it)."""
+
+from __future__ import annotations
+
+import click
+
+from ..web import create_app
+from . import AppContext, pass_app
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface, usually behind a TLS proxy).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@pass_app
+def serve(app: AppContext, host: str, port: int) -> None:
+    """Answer unsubscribe links: GET shows a confirm button, POST (RFC 8058 one-click) unsubscribes.
+
+    Needs NEWSLETTER_SECRET (the same one the digests were sent with).
+    Example: NEWSLETTER_SECRET=... newsletter serve --host 0.0.0.0 --port 8080
+    """
+    import uvicorn  # only this command needs the server
+
+    web_app = create_app(app.settings)
+    click.echo(f"Serving unsubscribe links on http://{host}:{port}/unsubscribe (Ctrl-C to stop)", err=True)
+    uvicorn.run(web_app, host=host, port=port, proxy_headers=True,
+                log_level="info" if app.verbose else "warning")

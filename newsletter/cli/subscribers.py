@@ -1,0 +1,199 @@
+"""`newsletter subscribers ...`: thin wrappers over the subscriber store."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..bounces import apply_bounces, read_messages
+from ..errors import SubscriberError
+from ..subscribers import STATUSES, SubscriberStore, open_list
+from ..subscribers.importing import import_file
+from ..subscribers.report import format_table, list_stats, matching, table_rows, write_csv
+from ..subscribers.csvfile import atomic_write
+from . import AppContext, pass_app
+
+list_option = click.option("--list", "list_name", metavar="NAME",
+                           help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).")
+deliverability_option = click.option("--check-deliverability", is_flag=True,
+                                     help="Also look up each domain's mail servers in DNS (slow, needs network).")
+
+
+def _store(app: AppContext, list_name: str | None) -> SubscriberStore:
+    return open_list(app.settings, list_name)
+
+
+@click.group("subscribers")
+def subscribers() -> None:
+    """Manage subscriber lists: CSV files under subscribers/, one per list.
+
+    Example: newsletter subscribers add alice@example.org --name Alice --keywords "diffusion; music"
+    """
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name used in the greeting.")
+@click.option("--keywords", default="", help='Interests separated by ";", e.g. "diffusion; robotics".')
+@list_option
+@deliverability_option
+@pass_app
+def add(app: AppContext, email: str, name: str, keywords: str, list_name: str | None,
+        check_deliverability: bool) -> None:
+    """Add one subscriber (creates the list if it does not exist)."""
+    store = _store(app, list_name)
+    store.add(email, name=name, keywords=keywords, deliverability=check_deliverability)
+    click.echo(f"Added {email.strip()} to {store.name}.")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@list_option
+@pass_app
+def remove(app: AppContext, email: str, list_name: str | None) -> None:
+    """Delete a subscriber's row entirely (use unsubscribe to keep a record)."""
+    store = _store(app, list_name)
+    if not store.remove(email):
+        raise SubscriberError(f"{email} is not on list {store.name}", where=str(store.path),
+                              fix="check the address with `newsletter subscribers list`")
+    click.echo(f"Removed {email} from {store.name}.")
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@list_option
+@pass_app
+def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
+    """Mark a subscriber unsubscribed; later sends skip them."""
+    store = _store(app, list_name)
+    if store.unsubscribe(email):
+        click.echo(f"Unsubscribed {email} from {store.name}.")
+    else:
+        click.echo(f"{email} was already unsubscribed from {store.name}.")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option("--keyword", help="Only subscribers with a keyword containing this text.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with every column.")
+@list_option
+@pass_app
+def list_(app: AppContext, status: str | None, keyword: str | None, as_json: bool, as_csv: bool,
+          list_name: str | None) -> None:
+    """Show subscribers as a table, JSON or CSV."""
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    store = _store(app, list_name)
+    chosen = matching(store.iter_subscribers(), status, keyword)
+    if as_json:
+        click.echo(json.dumps([s.model_dump(mode="json") for s in chosen], indent=2, ensure_ascii=False))
+    elif as_csv:
+        buffer = io.StringIO()
+        write_csv(store.header(), chosen, buffer)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        rows = table_rows(chosen)
+        click.echo(format_table(["email", "name", "status", "keywords"], rows))
+        click.echo(f"{len(rows)} subscriber{'s' if len(rows) != 1 else ''}")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--on-conflict", type=click.Choice(["skip", "update"]), default="skip", show_default=True,
+              help="What to do with addresses already on the list (update never re-subscribes).")
+@click.option("--strict", is_flag=True, help="Import nothing if any row is rejected.")
+@list_option
+@deliverability_option
+@pass_app
+def import_(app: AppContext, file: Path, on_conflict: str, strict: bool, list_name: str | None,
+            check_deliverability: bool) -> None:
+    """Merge a CSV (comma, semicolon or tab separated) into a list in one atomic write."""
+    store = _store(app, list_name)
+    report = import_file(store, file, on_conflict, check_deliverability, strict)  # type: ignore[arg-type]
+    for problem in report.problems:
+        click.echo(f"{problem} (rejected)", err=True)
+    if strict and report.problems:
+        raise SubscriberError(f"{report.rejected} rows rejected, nothing imported", where=str(file),
+                              fix="fix the rows listed above, or import without --strict")
+    click.echo(f"Imported {file} into {store.name}: {report.summary()}.")
+
+
+@subscribers.command("export")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file (atomically) instead of standard output.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@list_option
+@pass_app
+def export(app: AppContext, output: Path | None, status: str | None, list_name: str | None) -> None:
+    """Write the list as plain comma-separated UTF-8 CSV, every column kept."""
+    store = _store(app, list_name)
+    header, chosen = store.header(), matching(store.iter_subscribers(), status)
+    if output is None:
+        write_csv(header, chosen, sys.stdout)
+        return
+    counted: list[int] = []
+    atomic_write(output, lambda out: counted.append(write_csv(header, chosen, out)))
+    click.echo(f"Exported {counted[0]} subscribers from {store.name} to {output}.", err=True)
+
+
+@subscribers.command("validate")
+@list_option
+@deliverability_option
+@pass_app
+def validate(app: AppContext, list_name: str | None, check_deliverability: bool) -> None:
+    """Report every problem in a list with its line; exit 1 if there is any."""
+    store = _store(app, list_name)
+    problems = store.validate(deliverability=check_deliverability)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {store.path}", err=True)
+        sys.exit(1)
+    click.echo(f"{store.path}: no problems")
+
+
+@subscribers.command("stats")
+@click.option("--top", default=10, show_default=True, help="How many keywords to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@list_option
+@pass_app
+def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> None:
+    """Count subscribers by status and show the most common keywords of active ones."""
+    store = _store(app, list_name)
+    counted = list_stats(store.iter_subscribers())
+    top_keywords = counted.top_keywords(top)
+    if as_json:
+        click.echo(json.dumps({"list": store.name, "total": counted.total, "by_status": counted.by_status,
+                               "without_keywords": counted.without_keywords,
+                               "top_keywords": [{"keyword": k, "count": n} for k, n in top_keywords]}))
+        return
+    click.echo(f"{store.name}: {counted.total} subscribers")
+    for status, count in counted.by_status.items():
+        click.echo(f"  {status:<13}{count:>6}")
+    click.echo(f"Active without keywords: {counted.without_keywords}")
+    click.echo("Top keywords (active):")
+    for keyword, count in top_keywords:
+        click.echo(f"  {count:>6}  {keyword}")
+
+
+@subscribers.command("bounces")
+@click.option("--maildir", type=click.Path(path_type=Path, file_okay=False), help="Maildir holding bounce reports.")
+@click.option("--mbox", type=click.Path(path_type=Path, dir_okay=False), help="mbox file holding bounce reports.")
+@list_option
+@pass_app
+def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name: str | None) -> None:
+    """Mark addresses with permanent (5.x.x) bounces as bounced, from RFC 3464 reports."""
+    if (maildir is None) == (mbox is None):
+        raise click.UsageError("pass exactly one of --maildir and --mbox")
+    store = _store(app, list_name)
+    report = apply_bounces(store, read_messages(maildir, mbox))
+    for address in report.marked:
+        click.echo(f"bounced: {address}")
+    for address in report.unknown:
+        click.echo(f"not on {store.name}: {address}", err=True)
+    click.echo(report.summary())

@@ -1,0 +1,77 @@
+"""Summaries of a list for people: counts by status, top keywords, a plain text table, CSV."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from ..models import Subscriber
+from .csvfile import CsvLayout
+from .rows import STATUSES, to_fields
+
+
+@dataclass
+class ListStats:
+    """How a list breaks down, to see at a glance who a send will reach."""
+
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    keywords: Counter[str] = field(default_factory=Counter)
+    without_keywords: int = 0
+
+    def top_keywords(self, n: int = 10) -> list[tuple[str, int]]:
+        """Most common keywords of active subscribers, ties alphabetical so output is stable."""
+        return sorted(self.keywords.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+def list_stats(subscribers: Iterable[Subscriber]) -> ListStats:
+    """Count a stream of subscribers without keeping them."""
+    stats = ListStats()
+    for subscriber in subscribers:
+        stats.total += 1
+        stats.by_status[subscriber.status] = stats.by_status.get(subscriber.status, 0) + 1
+        if subscriber.is_active:
+            stats.keywords.update({word.lower() for word in subscriber.keywords})
+            stats.without_keywords += not subscriber.keywords
+    return stats
+
+
+def matching(subscribers: Iterable[Subscriber], status: str | None = None,
+             keyword: str | None = None) -> Iterator[Subscriber]:
+    """Filter by exact status and by keyword (case-insensitive substring of any keyword)."""
+    needle = keyword.strip().lower() if keyword else None
+    for subscriber in subscribers:
+        if status and subscriber.status != status:
+            continue
+        if needle and not any(needle in word.lower() for word in subscriber.keywords):
+            continue
+        yield subscriber
+
+
+def format_table(headers: list[str], rows: list[list[str]], max_width: int = 40) -> str:
+    """Left-aligned columns for a terminal; long cells are cut with an ellipsis."""
+    cut = [[cell if len(cell) <= max_width else cell[: max_width - 1] + "…" for cell in row]
+           for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cut) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cut]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def table_rows(subscribers: Iterable[Subscriber]) -> list[list[str]]:
+    """The columns `subscribers list` shows."""
+    return [[s.email, s.name, s.status, "; ".join(s.keywords)] for s in subscribers]
+
+
+def write_csv(header: list[str], subscribers: Iterable[Subscriber], out: TextIO) -> int:
+    """Plain comma-separated UTF-8 with every column of the list, unknown ones included."""
+    layout = CsvLayout(header=list(header))
+    writer = csv.writer(out, lineterminator="\n")
+    rows = [to_fields(layout, subscriber) for subscriber in subscribers]
+    writer.writerow(layout.header)
+    width = len(layout.header)
+    writer.writerows(row + [""] * (width - len(row)) for row in rows)
+    return len(rows)

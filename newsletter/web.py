@@ -1,0 +1,126 @@
+"""The HTTP side of unsubscribing: RFC 8058 one-click POSTs and a confirm page for people."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.routing import Route
+
+from .errors import ConfigError, SubscriberError
+from .settings import Settings
+from .subscribers import SubscriberStore
+from .tokens import UNSUBSCRIBE_PATH, verify_token
+
+log = logging.getLogger(__name__)
+LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The token is in the URL: keep it out of caches, search engines and Referer headers.
+HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer",
+           "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}
+button{{font-size:1rem;padding:.6rem 1.2rem;border:0;border-radius:.3rem;background:#b3261e;color:#fff;cursor:pointer}}</style>
+</head><body><h1>{title}</h1>{body}</body></html>
+"""
+
+
+class Unsubscribe:
+    """Checks the token, then changes nothing (GET) or unsubscribes (POST)."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.secret:
+            raise ConfigError("NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked",
+                              where=str(settings.config_file or "the environment"),
+                              fix="set NEWSLETTER_SECRET to the secret the digests were sent with")
+        self.settings = settings
+        self.secret = settings.secret
+
+    def _checked(self, request: Request) -> tuple[str, str] | HTMLResponse:
+        """(list, email) when the link is genuine, else the 4xx page to answer with."""
+        query = request.query_params
+        list_name, email, token = query.get("list", ""), query.get("email", ""), query.get("token", "")
+        if not (list_name and email and token):
+            return page("Incomplete link", "<p>This unsubscribe link is missing a part. "
+                        "Please use the full link from the email.</p>", 400)
+        if not LIST_NAME.match(list_name) or not verify_token(self.secret, list_name, email, token):
+            return page("Link not valid", "<p>This unsubscribe link is not valid. Nothing was changed. "
+                        "Please use the exact link from the email.</p>", 403)
+        return list_name, email
+
+    async def confirm(self, request: Request) -> HTMLResponse:
+        """GET: show the button, never change anything (mail scanners follow links)."""
+        checked = self._checked(request)
+        if isinstance(checked, HTMLResponse):
+            return checked
+        list_name, email = checked
+        action = html.escape(f"{request.url.path}?{request.url.query}")
+        body = (f"<p>Stop sending <strong>{html.escape(list_name)}</strong> to "
+                f"<strong>{html.escape(email)}</strong>?</p>"
+                f'<form method="post" action="{action}">'
+                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                "<button type=\"submit\">Unsubscribe</button></form>")
+        return page("Unsubscribe", body)
+
+    async def unsubscribe(self, request: Request) -> HTMLResponse:
+        """POST: the one-click unsubscribe; repeatable, answers 200 and never redirects."""
+        checked = self._checked(request)
+        if isinstance(checked, HTMLResponse):
+            return checked
+        list_name, email = checked
+        await request.form()  # List-Unsubscribe=One-Click, urlencoded or multipart; the token decides
+        store = SubscriberStore(self.settings.list_path(list_name))
+        try:
+            changed = await run_in_threadpool(store.unsubscribe, email)
+        except SubscriberError as exc:
+            failure = await run_in_threadpool(_failure, store, email, exc)
+            if failure is not None:
+                return failure
+            changed = False  # not on the list (any more): already as unsubscribed as can be
+        log.info("unsubscribe %s from %s (%s)", email, list_name, "changed" if changed else "already")
+        return page("Unsubscribed", f"<p><strong>{html.escape(email)}</strong> will get no more "
+                    f"<strong>{html.escape(list_name)}</strong> emails.</p>")
+
+
+def _failure(store: SubscriberStore, email: str, exc: SubscriberError) -> HTMLResponse | None:
+    """The page for a failed change, or None when the address simply is not on the list."""
+    if not store.exists():
+        log.error("unsubscribe for unknown list: %s", exc.message)
+        return page("Unknown list", "<p>This list is not known here. Nothing was changed.</p>", 404)
+    if store.get(email) is None and not store.is_active(email):
+        return None
+    log.error("unsubscribe of %s from %s failed: %s", email, store.name, exc.message)
+    return page("Please try again", "<p>We could not record this right now. "
+                "Please try again in a minute.</p>", 503)
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A small self-contained HTML page with the privacy headers every answer here needs."""
+    return HTMLResponse(PAGE.format(title=html.escape(title), body=body), status_code=status, headers=HEADERS)
+
+
+async def health(request: Request) -> PlainTextResponse:
+    """For load balancers and the tests' wait-until-up loop."""
+    return PlainTextResponse("ok")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app for `newsletter serve`; others can add routes (e.g. the archive) to it."""
+    handler = Unsubscribe(settings)
+    routes = [
+        Route(UNSUBSCRIBE_PATH, handler.confirm, methods=["GET"]),
+        Route(UNSUBSCRIBE_PATH, handler.unsubscribe, methods=["POST"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.settings = settings
+    return app
+
