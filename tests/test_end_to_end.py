@@ -1,0 +1,198 @@
+"""The whole path as a new user meets it: shipped config, sample data, real SMTP servers."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import mailbox
+import shutil
+import socket
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.subscribers import SubscriberStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class RecordingHandler:
+    """Keeps every message a real aiosmtpd server accepted, with its envelope recipients."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+        self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Controller, RecordingHandler]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the repository's shipped config and sample data, as a fresh clone has them."""
+    for name in ("newsletter.toml",):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for folder in ("examples", "subscribers", "templates"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    for key in ("NEWSLETTER_SMTP__HOST", "NEWSLETTER_SMTP__PORT", "NEWSLETTER_SECRET", "NEWSLETTER_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def active_addresses(project: Path) -> set[str]:
+    return {s.key for s in SubscriberStore(project / "subscribers" / "example.csv").read() if s.is_active}
+
+
+def outbox_messages(project: Path) -> list[EmailMessage]:
+    box = mailbox.Maildir(project / "outbox", create=False)
+    return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]
+
+
+def test_send_with_shipped_config_leaves_one_digest_per_active_subscriber_in_outbox(project: Path) -> None:
+    result = CliRunner().invoke(main, ["send"])
+
+    assert result.exit_code == 0, result.output
+    messages = outbox_messages(project)
+    recipients = {m["To"].addresses[0].addr_spec.lower() for m in messages}
+    assert recipients == active_addresses(project)
+    assert len(messages) == len(recipients)
+    for message in messages:
+        assert message.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+        assert message["Date"] and message["Message-ID"]
+        assert 'style="' in message.get_body(("html",)).get_content()
+    assert f"{len(messages)} sent" in result.output
+
+
+def test_second_send_of_the_same_issue_delivers_nothing_and_says_so(project: Path) -> None:
+    CliRunner().invoke(main, ["send"])
+    first = len(outbox_messages(project))
+
+    result = CliRunner().invoke(main, ["send", "--json"])
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["sent"], summary["skipped"]) == (0, first)
+    assert len(outbox_messages(project)) == first
+
+
+def test_environment_points_send_at_a_listening_smtp_server(
+    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    controller, handler = smtp_server
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+
+    result = CliRunner().invoke(main, ["send", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert {rcpt[0].lower() for rcpt, _ in handler.messages} == active_addresses(project)
+    assert not (project / "outbox").exists()
+    assert json.loads(result.output)["server"] == f"127.0.0.1:{controller.port}"
+
+
+def test_outbox_delivery_never_counts_as_a_delivery_to_a_real_server(
+    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    CliRunner().invoke(main, ["send"])
+    controller, handler = smtp_server
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+
+    result = CliRunner().invoke(main, ["send"])
+
+    assert result.exit_code == 0, result.output
+    assert len(handler.messages) == len(active_addresses(project))
+
+
+def test_real_server_without_a_secret_is_refused_before_anything_is_sent(
+    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    controller, handler = smtp_server
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
+
+    result = CliRunner().invoke(main, ["send"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: NEWSLETTER_SECRET is not set")
+    assert handler.messages == []
+
+
+def test_unreachable_server_is_one_line_error_naming_host_and_port(
+    project: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(port))
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+
+    result = CliRunner().invoke(main, ["send"])
+
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_papers_rank_json_lists_sample_papers_best_first(project: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["papers", "rank", "--papers", "examples/", "--keywords", "diffusion", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(result.output)
+    assert ranked and all({"id", "title", "score", "published"} <= item.keys() for item in ranked)
+    scores = [item["score"] for item in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert "diffusion" in (ranked[0]["title"] + " ").lower() or ranked[0]["matched"]
+
+
+def test_python_dash_m_newsletter_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--help"], capture_output=True, text=True, cwd=ROOT, check=False,
+    )
+    assert result.returncode == 0
+    assert "send" in result.stdout and "preview" in result.stdout
+
+
+def test_built_wheel_carries_the_default_templates(tmp_path: Path) -> None:
+    pytest.importorskip("hatchling")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    wheel = next(tmp_path.glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {Path(n).name for n in names if n.startswith("newsletter/templates/")}
+    assert {p.name for p in (ROOT / "templates").iterdir() if p.is_file()} <= shipped
+    assert "newsletter/py.typed" in names
