@@ -25,11 +25,11 @@ import newsletter
 
 from .errors import TemplateError
 from .models import Paper, Subscriber
+from .render_highlight import highlight
 from .render_text import (
     collapse,
     cut_abstract,
     day_label,
-    highlight,
     safe_url,
     shorten_authors,
     window_label,
@@ -313,7 +313,7 @@ class DigestRenderer:
 
     def _card_html(self, pick: Pick) -> str:
         card = self._cards[pick.paper.id]
-        matched = tuple(sorted({k.lower() for k in getattr(pick, "matched", ()) or ()}))
+        matched = tuple(sorted({collapse(k) for k in getattr(pick, "matched", ()) or ()}))
         key = (pick.paper.id, matched)
         marked = self._highlights.get(key)
         if marked is None:

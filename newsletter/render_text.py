@@ -6,17 +6,11 @@ import re
 import textwrap
 from collections.abc import Sequence
 from datetime import date
-from functools import lru_cache
 from urllib.parse import urlsplit
-
-from markupsafe import escape
 
 TEXT_WIDTH = 72
 ABSTRACT_WORDS = 60
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-# The highlight carries its own inline style: it is added after CSS inlining, per subscriber.
-HIGHLIGHT_OPEN = '<span class="hl" style="background-color:#fef08a;color:#111827;">'
-HIGHLIGHT_CLOSE = "</span>"
 
 _SPACE = re.compile(r"\s+")
 # A sentence ends at . ! or ? followed by space and something that can start a sentence.
@@ -102,33 +96,6 @@ def safe_url(url: str | None) -> str | None:
     if any(ch.isspace() or ch in '<>"' for ch in url):
         return None
     return url
-
-
-@lru_cache(maxsize=4096)
-def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One case-insensitive regex for a keyword set; cached since profiles repeat across readers."""
-    alternatives = []
-    for keyword in sorted({collapse(k) for k in keywords if k.strip()}, key=len, reverse=True):
-        alternatives.append(r"[\s\-]+".join(re.escape(word) for word in keyword.split()))
-    if not alternatives:
-        return None
-    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?:e?s)?(?!\w)", re.IGNORECASE)
-
-
-def highlight(text: str, keywords: Sequence[str]) -> str:
-    """HTML-escape `text` and mark each keyword match; escaping happens piecewise, never after."""
-    pattern = keyword_pattern(tuple(keywords))
-    if pattern is None:
-        return str(escape(text))
-    # str() each piece: Markup + str would escape the highlight markup itself.
-    out: list[str] = []
-    position = 0
-    for match in pattern.finditer(text):
-        out.append(str(escape(text[position : match.start()])))
-        out.append(HIGHLIGHT_OPEN + str(escape(match.group())) + HIGHLIGHT_CLOSE)
-        position = match.end()
-    out.append(str(escape(text[position:])))
-    return "".join(out)
 
 
 def _wrap_line(line: str, width: int) -> list[str]:

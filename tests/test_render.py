@@ -1,0 +1,231 @@
+"""Rendering: golden output, escaping of untrusted text, render-once, sizes, text part twin."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import premailer
+import pytest
+
+from newsletter import render
+from newsletter.errors import TemplateError
+from newsletter.models import Subscriber
+from newsletter.render import DigestRenderer, RenderedDigest
+
+from test_render_samples import (
+    UNSUBSCRIBE,
+    Markup,
+    Pick,
+    alice,
+    alice_picks,
+    make_issue,
+    make_paper,
+    make_settings,
+    render_alice,
+    text_urls,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+XSS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "' onmouseover='alert(1)"]
+
+
+def check_golden(name: str, actual: str) -> None:
+    """Compare with tests/golden/NAME; UPDATE_GOLDEN=1 rewrites it (then look at it in a browser)."""
+    path = GOLDEN / name
+    if UPDATE or not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+        if not UPDATE:
+            pytest.fail(f"{path} did not exist and was written; check it and commit it")
+    assert actual == path.read_text(encoding="utf-8"), f"{name} changed; UPDATE_GOLDEN=1 to accept"
+
+
+def test_digest_for_subscriber_with_keywords_matches_golden_files() -> None:
+    digest = render_alice()
+    check_golden("alice.html", digest.html)
+    check_golden("alice.txt", digest.text)
+    assert digest.subject == "ML Paper Digest 2024-W11: Four-Step Diffusion Models by Consistency Distillation"
+
+
+def test_digest_with_no_picks_is_a_short_friendly_note_matching_golden_files() -> None:
+    renderer = DigestRenderer(make_settings(), make_issue(archive_url=None))
+    digest = renderer.render(Subscriber(email="bob@example.org", keywords=["quantum gravity"]), [], UNSUBSCRIBE)
+    check_golden("empty.html", digest.html)
+    check_golden("empty.txt", digest.text)
+    assert "No new papers matched your topics" in digest.text
+    assert "\n" not in digest.subject and "no new papers" in digest.subject
+
+
+def test_subscriber_without_keywords_is_told_they_get_the_top_papers() -> None:
+    renderer = DigestRenderer(make_settings(), make_issue())
+    digest = renderer.render(Subscriber(email="dana@example.org"), alice_picks(2), UNSUBSCRIBE)
+    assert "the week’s top papers" in digest.html.replace("&rsquo;", "’")
+    assert "you subscribed to ml without choosing topics" in " ".join(digest.text.split())
+    assert "Hello," in digest.html and "Hello," in digest.text
+
+
+@pytest.mark.parametrize("payload", XSS)
+def test_untrusted_paper_and_subscriber_text_never_becomes_markup(payload: str) -> None:
+    paper = make_paper(0, title=f"Diffusion models {payload}", abstract=f"Intro {payload}. Diffusion models work.",
+                       authors=[payload, "B"], code_url=f"javascript:alert(1)//{payload}")
+    subscriber = Subscriber(email="eve@example.org", name=payload, keywords=["diffusion models", payload])
+    picks = [Pick(paper, 1.0, ["diffusion models", payload])]
+    digest = DigestRenderer(make_settings(), make_issue()).render(subscriber, picks, UNSUBSCRIBE)
+    parsed = Markup(digest.html)
+    assert "script" not in parsed.tags and "img" not in parsed.tags
+    assert not [name for name, _ in parsed.attrs if name.startswith("on")]
+    assert not [href for href in parsed.hrefs if not href.startswith("https://")]
+    assert "".join(parsed.text).count(payload) >= 3  # title, abstract, name: shown as text
+    assert payload in digest.text and payload in digest.subject
+
+
+def test_highlight_marks_matched_keywords_case_insensitively_and_keeps_escaping() -> None:
+    paper = make_paper(0, title="Fast DIFFUSION Models & <Friends>", abstract="Why diffusion model sampling is slow.")
+    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [Pick(paper, 1.0, ["diffusion models"])], UNSUBSCRIBE)
+    marks = re.findall(r'<span class="hl" style="[^"]+">([^<]*)</span>', digest.html)
+    assert marks == ["DIFFUSION Models", "diffusion model"]
+    assert "&amp; &lt;Friends&gt;" in digest.html
+
+
+def test_only_keywords_the_paper_matched_are_highlighted() -> None:
+    paper = make_paper(0, title="Diffusion models for music generation")
+    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [Pick(paper, 1.0, ["music generation"])], UNSUBSCRIBE)
+    assert re.findall(r'class="hl"[^>]*>([^<]*)<', digest.html) == ["music generation"]
+
+
+class CountingPremailer:
+    """Counts premailer transforms, to prove the cost does not grow with subscribers."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = premailer.Premailer.transform
+
+        def transform(this: premailer.Premailer, *args: object, **kwargs: object) -> str:
+            self.calls += 1
+            return original(this, *args, **kwargs)
+
+        monkeypatch.setattr(premailer.Premailer, "transform", transform)
+
+
+def test_premailer_runs_per_issue_and_paper_never_per_subscriber(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = CountingPremailer(monkeypatch)
+    papers = [make_paper(i) for i in range(30)]
+    renderer = DigestRenderer(make_settings(), make_issue())
+    profiles = [["diffusion models"], ["music generation", "state space models"], []]
+
+    def render_many(count: int) -> None:
+        for n in range(count):
+            keywords = profiles[n % 3]
+            picks = [Pick(papers[(n + k) % 30], 1.0, keywords) for k in range(10)]
+            name = f"Reader {n}" if n % 2 else ""
+            renderer.render(Subscriber(email=f"r{n}@example.org", name=name, keywords=keywords), picks, f"{UNSUBSCRIBE}{n}")
+
+    render_many(60)
+    after_first = counter.calls
+    render_many(600)
+    assert counter.calls == after_first, "premailer ran again for subscribers with known papers"
+    assert after_first <= 8 + 30  # shell variants + at most one batch per new paper
+    assert renderer.inline_calls == counter.calls
+
+
+def test_prepare_inlines_all_cards_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = CountingPremailer(monkeypatch)
+    renderer = DigestRenderer(make_settings(), make_issue())
+    renderer.prepare(make_paper(i) for i in range(20))
+    assert counter.calls == 1
+    renderer.render(alice(), alice_picks(10), UNSUBSCRIBE)
+    assert counter.calls == 2  # only the page shell for this variant
+
+
+def test_ten_paper_issue_stays_under_gmail_clipping_and_style_limits() -> None:
+    long_abstract = " ".join(f"Sentence number {i} talks about diffusion models at length." for i in range(60))
+    picks = [Pick(make_paper(i, abstract=long_abstract, title="Diffusion models " * 12,
+                             authors=[f"Author {k}" for k in range(40)],
+                             pdf_url="https://arxiv.org/pdf/x", code_url="https://github.com/x/y"),
+                  1.0, ["diffusion models"]) for i in range(10)]
+    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), picks, UNSUBSCRIBE)
+    assert len(digest.html.encode("utf-8")) < 90 * 1024
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", digest.html, re.S)
+    assert len(styles) == 1 and len(styles[0].encode("utf-8")) < 16 * 1024
+    assert "@media (prefers-color-scheme: dark)" in styles[0] and "max-width: 620px" in styles[0]
+
+
+def test_html_is_a_600px_presentation_table_layout_with_inline_styles_and_preheader() -> None:
+    html = render_alice().html
+    assert html.startswith("<!DOCTYPE html>")
+    assert 'role="presentation"' in html and 'width="600"' in html
+    assert 'class="card-title" style="' in html
+    assert "<img" not in html
+    preheader = re.search(r'<div class="preheader"[^>]*>([^<]*)</div>', html)
+    assert preheader and preheader.group(1) == "Four-Step Diffusion Models by Consistency Distillation and 3 more"
+
+
+def test_text_part_lines_fit_72_columns() -> None:
+    renderer = DigestRenderer(make_settings(), make_issue())
+    digest = renderer.render(alice(), alice_picks(8), "https://digest.example.org/u?t=abc")
+    assert max(len(line) for line in digest.text.splitlines()) <= 72
+
+
+def test_a_long_unsubscribe_link_is_never_broken_in_the_text_part() -> None:
+    url = "https://digest.example.org/unsubscribe?list=ml&email=someone%40example.org&token=" + "x" * 43
+    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), alice_picks(1), url)
+    assert url in digest.text.splitlines()
+    assert all(len(line) <= 72 or " " not in line for line in digest.text.splitlines())
+
+
+def test_html_and_text_parts_carry_the_same_links() -> None:
+    digest = render_alice(count=8)
+    hrefs = Markup(digest.html).hrefs
+    assert set(hrefs) == set(text_urls(digest.text))
+    assert UNSUBSCRIBE in hrefs and "https://arxiv.org/pdf/2403.00001" in hrefs
+
+
+def test_paper_card_shows_short_authors_date_upvotes_and_links() -> None:
+    digest = render_alice(count=4)
+    text = " ".join(Markup(digest.html).text)
+    assert "Ada Lovelace, Alan Turing, et al." in text and "Grace Hopper" not in text
+    assert "14 Mar 2024 · 42 upvotes" in text and "1 upvote" in text
+    assert "Read more" in text and "PDF" in text and "Code" in text
+
+
+def test_footer_names_keywords_unsubscribe_link_and_sender() -> None:
+    digest = render_alice()
+    text = " ".join(" ".join(Markup(digest.html).text).split())
+    assert "You get this because you follow: diffusion models, music generation." in text
+    assert "ML Reading Group · digest@example.org" in text and "1 Example Street, Example City" in text
+    assert f'href="{UNSUBSCRIBE.replace("&", "&amp;")}"' in digest.html
+
+
+def test_user_templates_folder_overrides_the_builtin_theme(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "paper.txt").write_text("* {{ paper.title }}\n", encoding="utf-8")
+    digest = render_alice(tmp_path)
+    assert "* Four-Step Diffusion Models by Consistency Distillation\n" in digest.text
+    assert 'class="card-title"' in digest.html  # the rest still comes from the built-in theme
+
+
+def test_missing_template_error_lists_the_folders_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "templates").mkdir()
+    empty = tmp_path / "no-theme"
+    empty.mkdir()
+    monkeypatch.setattr(render, "builtin_templates_dir", lambda: empty)
+    with pytest.raises(TemplateError) as caught:
+        DigestRenderer(make_settings(tmp_path), make_issue())
+    assert str(tmp_path / "templates") in caught.value.message and str(empty) in caught.value.message
+
+
+def test_template_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "digest.txt").write_text("ok\n{% if %}\n", encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        DigestRenderer(make_settings(tmp_path), make_issue())
+    assert "digest.txt:2" in caught.value.message
+
+
+def test_rendered_digest_is_plain_data() -> None:
+    digest = render_alice()
+    assert isinstance(digest, RenderedDigest)
+    assert "\n" not in digest.subject and len(digest.subject) <= 120
