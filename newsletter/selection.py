@@ -14,6 +14,7 @@ from .settings import SelectionSettings
 from .textmatch import normalise_keyword
 
 _NO_ROW = -1
+_NEG_INF = float("-inf")
 _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier index) first
 
 
@@ -88,8 +89,9 @@ class Ranker:
             picked = np.arange(len(scores))
         picked = picked[np.argsort(-scores[picked], kind="stable")]
         papers = self.papers
-        return [ScoredPaper(papers[i], float(scores[i]), self, int(i), keys)
-                for i in picked.tolist() if scores[i] != -np.inf]
+        # Plain Python numbers from here: indexing numpy scalars one by one is the slow part.
+        return [ScoredPaper(papers[i], value, self, i, keys)
+                for i, value in zip(picked.tolist(), scores[picked].tolist()) if value != _NEG_INF]
 
     def _keys(self, keywords: Sequence[str]) -> tuple[tuple[str, int], ...]:
         """Each keyword's cached score row, once per row, ignoring keywords with no usable terms."""

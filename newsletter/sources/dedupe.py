@@ -9,12 +9,13 @@ from ..textmatch import words
 def dedupe_papers(papers: list[Paper]) -> list[Paper]:
     """One Paper per arXiv id (or per title when ids differ), newest first, ties by id."""
     merged: dict[str, Paper] = {}
-    by_title: dict[str, str] = {}
+    alias: dict[str, str] = {}  # every id and title seen -> key of the merged record
     for paper in papers:
-        title_key = " ".join(words(paper.title))
-        key = paper.id if paper.id in merged else by_title.get(title_key, paper.id)
+        title_key = "title:" + " ".join(words(paper.title))
+        key = alias.get(paper.id) or alias.get(title_key) or paper.id
         merged[key] = merge_papers(merged[key], paper) if key in merged else paper
-        by_title.setdefault(title_key, key)
+        for name in (paper.id, title_key, merged[key].id):
+            alias.setdefault(name, key)
     return sorted(merged.values(), key=lambda p: (-p.published.timestamp(), p.id))
 
 

@@ -17,7 +17,7 @@ from .dedupe import dedupe_papers
 from .hf import looks_like_hf, read_hf
 from .jsonl import jsonl_record_to_paper, read_jsonl
 
-SUFFIXES = (".json", ".jsonl", ".xml", ".atom")
+SUFFIXES = (".json", ".jsonl", ".xml", ".atom", ".rss")
 FORMATS_HINT = "expected Hugging Face daily_papers JSON, arXiv Atom/RSS, or JSON Lines of papers"
 
 

@@ -1,0 +1,95 @@
+"""Time the per-subscriber ranking at scale: 2,000 papers, 100,000 subscribers, top 10 each.
+
+Run: python benchmarks/bench_selection.py [--papers 2000] [--subscribers 100000] [--seed 7]
+Prints build seconds, ranking seconds, total, and peak resident memory. Targets: <= 5 s and
+<= 300 MB on a 2-core machine (numbers vary when other processes share the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from newsletter.models import Paper  # noqa: E402
+from newsletter.selection import Ranker  # noqa: E402
+from newsletter.settings import SelectionSettings  # noqa: E402
+
+ISSUE = date(2024, 3, 14)
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "zo", "pe", "su", "da", "fi", "go", "hu"]
+
+
+def make_word(rng: random.Random) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+
+
+def make_vocabulary(rng: random.Random, size: int = 300) -> list[str]:
+    """300 interests: two thirds single words, one third two- or three-word phrases."""
+    words = sorted({make_word(rng) for _ in range(size * 3)})
+    rng.shuffle(words)
+    terms: list[str] = []
+    for i in range(size):
+        n = 1 if i % 3 else rng.choice([2, 3])
+        terms.append(" ".join(words[i * 3 : i * 3 + n]))
+    return terms
+
+
+def make_papers(rng: random.Random, count: int, vocabulary: list[str]) -> list[Paper]:
+    """Papers whose text mixes a few interests with filler, published across the week."""
+    filler = [make_word(rng) for _ in range(3000)]
+    start = datetime(2024, 3, 8, tzinfo=timezone.utc)
+    papers = []
+    for i in range(count):
+        topics = rng.sample(vocabulary, 3)
+        title = " ".join(rng.sample(filler, 5) + topics[:1])
+        body = rng.sample(filler, 120) + [t for t in topics for _ in range(rng.randint(1, 3))]
+        rng.shuffle(body)
+        papers.append(Paper(
+            id=f"bench-{i:05d}", title=title, abstract=" ".join(body),
+            published=start + timedelta(minutes=rng.randrange(7 * 24 * 60)),
+            url=f"https://example.org/{i}", upvotes=rng.randint(0, 300), source="bench"))
+    return papers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--papers", type=int, default=2000)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    vocabulary = make_vocabulary(rng)
+    papers = make_papers(rng, args.papers, vocabulary)
+    interests = [rng.sample(vocabulary, rng.randint(1, 5)) for _ in range(args.subscribers)]
+    distinct = len({tuple(sorted(k)) for k in interests})
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    started = time.perf_counter()
+    ranker = Ranker(papers, ISSUE, SelectionSettings())
+    built = time.perf_counter()
+    picked = 0
+    for keywords in interests:
+        picked += len(ranker.rank(keywords, top=args.top))
+    done = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"papers in window     {len(ranker.papers)}")
+    print(f"subscribers          {args.subscribers} ({distinct} distinct keyword sets)")
+    print(f"papers picked        {picked} (top {args.top} each)")
+    print(f"build index (s)      {built - started:.3f}")
+    print(f"rank all (s)         {done - built:.3f}  (includes scoring each of the 300 keywords once)")
+    print(f"total (s)            {done - started:.3f}   target <= 5")
+    print(f"per subscriber (us)  {(done - built) / args.subscribers * 1e6:.1f}")
+    print(f"peak RSS (MB)        {peak:.0f}   target <= 300 (before ranking: {rss_before:.0f})")
+
+
+if __name__ == "__main__":
+    main()
