@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from .errors import ConfigError
+from .feeds import fetch_issue_sources
 from .render import IssueInfo
 from .selection import Ranker
 from .settings import Settings
@@ -44,24 +45,39 @@ def prepare_issue(
 ) -> PreparedIssue:
     """Load and rank the issue's papers once; per-subscriber work then only picks from them."""
     day = issue_date or settings.issue_date or date.today()
-    paths = [Path(p) for p in papers] or [settings.path(p) for p in settings.papers]
+    issue_id = issue_id or issue_id_for(day)
+    window_start = day - timedelta(days=settings.selection.window_days - 1)
+    paths = [Path(p) for p in papers] or _configured_papers(settings, issue_id, window_start, day)
     if not paths:
         raise ConfigError(
             "no papers to send", where=str(settings.config_file or "settings"),
-            fix="pass --papers PATH or set papers = [\"examples/\"] in newsletter.toml",
+            fix="pass --papers PATH, or set papers = [\"examples/\"] or [[sources]] in newsletter.toml",
         )
     loaded = load_papers(paths)
     for problem in loaded.problems:
         log.warning("%s", problem)
-    window = settings.selection.window_days
     info = IssueInfo(
-        issue_id=issue_id or issue_id_for(day), issue_date=day,
+        issue_id=issue_id, issue_date=day,
         list_name=list_name or settings.default_list, title=settings.title,
-        window_start=day - timedelta(days=window - 1),
-        archive_url=None,
+        window_start=window_start, archive_url=archive_url(settings, issue_id),
     )
     ranker = Ranker(loaded.papers, day, settings.selection)
     return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems))
+
+
+def _configured_papers(settings: Settings, issue_id: str, first: date, last: date) -> list[Path]:
+    """Settings' paper files plus the issue's fetched sources (fetched once, then cached)."""
+    paths = [settings.path(p) for p in settings.papers]
+    if settings.sources:
+        paths += fetch_issue_sources(settings, issue_id, first, last)
+    return paths
+
+
+def archive_url(settings: Settings, issue_id: str) -> str | None:
+    """The issue's "view in browser" page, when `newsletter serve` is public."""
+    if not settings.base_url:
+        return None
+    return f"{settings.base_url.rstrip('/')}/archive/{issue_id}.html"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class SmtpSettings(BaseModel):
     backoff_seconds: float = Field(default=1.0, ge=0)
     max_failures_in_a_row: int = Field(default=20, ge=1)
     outbox: Path = Path("outbox")
+    ca_file: Path | None = Field(default=None, description="CA bundle that signed the server's certificate (private relays)")
+    local_hostname: str | None = Field(default=None, description="name sent in EHLO (default: this host's FQDN)")
 
     @property
     def is_embedded(self) -> bool:
@@ -66,12 +68,29 @@ class SelectionSettings(BaseModel):
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 
 
+class SourceSettings(BaseModel):
+    """A feed `send` fetches for each issue when no --papers are given."""
+
+    kind: Literal["hf", "arxiv"]
+    query: str = ""
+    base_url: str | None = None
+
+
 class DkimSettings(BaseModel):
     """Optional DKIM signing of every message."""
 
     selector: str | None = None
     domain: str | None = None
     private_key_path: Path | None = None
+    private_key: str | None = Field(default=None, description="PEM key itself, e.g. from NEWSLETTER_DKIM__PRIVATE_KEY")
+    headers: list[str] = Field(default_factory=lambda: [
+        "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
+        "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Reply-To",
+    ])
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.selector and self.domain and (self.private_key or self.private_key_path))
 
 
 class Settings(BaseSettings):
@@ -85,6 +104,8 @@ class Settings(BaseSettings):
     secret: str | None = None
     base_url: str | None = None
     papers: list[Path] = Field(default_factory=list)
+    sources: list[SourceSettings] = Field(default_factory=list)
+    cache_dir: Path = Path("papers-cache")
     issue_date: date | None = None
     default_list: str = "example"
     subscribers_dir: Path = Path("subscribers")

@@ -26,7 +26,24 @@ class AppContext:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config)
+            if self._settings.log_file is not None:
+                _log_to_file(self._settings.path(self._settings.log_file))
         return self._settings
+
+
+def _log_to_file(path: Path) -> None:
+    """Keep a record of every run (summaries at INFO) in the file the settings name."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise NewsletterError(f"cannot open the log file ({exc.strerror})", where=str(path),
+                              fix="make the folder writable or change log_file") from exc
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    package = logging.getLogger("newsletter")
+    package.addHandler(handler)
+    package.setLevel(min(package.level or logging.WARNING, logging.INFO))
 
 
 class NewsletterGroup(click.Group):
@@ -53,11 +70,12 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
     Example: newsletter send --dry-run
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("newsletter")
+    package.handlers = [console]
+    package.setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = AppContext(config, verbose)
 
 
@@ -78,6 +96,11 @@ def _register() -> None:
     main.add_command(papers)
     main.add_command(subscribers)
     main.add_command(serve)
+    from .archive import archive
+    from .doctor import doctor
+
+    main.add_command(archive)
+    main.add_command(doctor)
     # --- end commands ---
 
 

@@ -1,0 +1,122 @@
+"""The static web archive of past issues: one page per issue, an index and an Atom feed."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+
+import jinja2
+from pydantic import BaseModel, ValidationError
+
+from .errors import NewsletterError, TemplateError
+from .issue import PreparedIssue
+from .models import Paper
+from .render import make_environment, template_dirs
+from .settings import Settings
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+class ArchivedIssue(BaseModel):
+    """What the archive keeps of an issue: the non-personalised top papers."""
+
+    issue_id: str
+    issue_date: date
+    title: str
+    papers: list[Paper]
+
+
+def snapshot_issue(settings: Settings, issue: PreparedIssue) -> Path:
+    """Record the issue's top papers (for a reader with no keywords) as JSON in the archive."""
+    picks = issue.ranker.rank([], top=settings.selection.top_n)
+    record = ArchivedIssue(
+        issue_id=issue.info.issue_id, issue_date=issue.info.issue_date, title=settings.title,
+        papers=[p.paper for p in picks],
+    )
+    path = settings.path(settings.archive_dir) / "issues" / f"{record.issue_id}.json"
+    _write(path, record.model_dump_json(indent=2))
+    return path
+
+
+def load_issues(settings: Settings) -> list[ArchivedIssue]:
+    """Every archived issue, newest first; a damaged snapshot is an error naming the file."""
+    folder = settings.path(settings.archive_dir) / "issues"
+    issues = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            issues.append(ArchivedIssue.model_validate_json(path.read_text(encoding="utf-8")))
+        except (ValidationError, UnicodeDecodeError) as exc:
+            raise NewsletterError(
+                f"archived issue is damaged ({exc.__class__.__name__})", where=str(path),
+                fix="delete it and run `newsletter archive --date D` for that issue again",
+            ) from exc
+    return sorted(issues, key=lambda i: (i.issue_date, i.issue_id), reverse=True)
+
+
+def build_site(settings: Settings) -> list[Path]:
+    """Write every issue page, index.html and feed.xml; return the paths written."""
+    out = settings.path(settings.archive_dir)
+    issues = load_issues(settings)
+    env = make_environment(template_dirs(settings))
+    written = []
+    for issue in issues:
+        html = _render(env, "archive/issue.html", title=settings.title, issue=issue)
+        written.append(_write(out / f"{issue.issue_id}.html", html))
+    written.append(_write(out / "index.html", _render(env, "archive/index.html", title=settings.title, issues=issues)))
+    written.append(_write(out / "feed.xml", atom_feed(settings, issues)))
+    return written
+
+
+def _render(env: jinja2.Environment, name: str, **context: object) -> str:
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateNotFound as exc:
+        searched = ", ".join(str(d) for d in template_dirs_of(env))
+        raise TemplateError(f"template {exc.name} not found", where=f"searched {searched}",
+                            fix="restore it or remove your override folder's broken copy") from exc
+
+
+def template_dirs_of(env: jinja2.Environment) -> list[str]:
+    loader = env.loader
+    loaders = getattr(loader, "loaders", [loader])
+    return [path for item in loaders for path in getattr(item, "searchpath", [])]
+
+
+def atom_feed(settings: Settings, issues: list[ArchivedIssue]) -> str:
+    """An Atom 1.0 feed with one entry per issue, so readers can follow without email."""
+    ET.register_namespace("", ATOM)
+    base = (settings.base_url or "").rstrip("/") + "/archive/"
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    _text(feed, "title", settings.title)
+    _text(feed, "id", base + "feed.xml" if settings.base_url else f"urn:newsletter:{settings.title}")
+    updated = max((i.issue_date for i in issues), default=date(1970, 1, 1))
+    _text(feed, "updated", _stamp(updated))
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=base + "feed.xml")
+    for issue in issues:
+        entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
+        _text(entry, "title", f"{settings.title} {issue.issue_id}")
+        _text(entry, "id", f"{base}{issue.issue_id}.html" if settings.base_url else f"urn:newsletter:issue:{issue.issue_id}")
+        _text(entry, "updated", _stamp(issue.issue_date))
+        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=f"{base}{issue.issue_id}.html")
+        _text(entry, "summary", "; ".join(p.title for p in issue.papers))
+    author = ET.SubElement(feed, f"{{{ATOM}}}author")
+    _text(author, "name", settings.sender.name)
+    return ET.tostring(feed, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _text(parent: ET.Element, tag: str, text: str) -> None:
+    ET.SubElement(parent, f"{{{ATOM}}}{tag}").text = text
+
+
+def _stamp(day: date) -> str:
+    return datetime.combine(day, time(0, 0), tzinfo=timezone.utc).isoformat()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path

@@ -1,0 +1,158 @@
+"""Checks a deployment before cron relies on it: settings, templates, lists, secret, SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosmtplib
+import jinja2
+
+from .delivery import EmbeddedServer, SmtpTarget
+from .errors import NewsletterError
+from .render import make_environment, template_dirs
+from .settings import Settings
+from .subscribers import SubscriberStore
+
+REQUIRED_TEMPLATES = ("digest.html", "digest.txt", "paper.html", "paper.txt", "style.css")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+        return text if self.ok or not self.fix else f"{text} (fix: {self.fix})"
+
+
+def run_checks(settings: Settings) -> Iterator[Check]:
+    """Every check in order; SMTP last because it is the slowest."""
+    yield Check("settings", True, str(settings.config_file or "defaults and environment only"))
+    yield from check_templates(settings)
+    yield from check_lists(settings)
+    yield from check_links(settings)
+    yield check_ledger(settings)
+    yield from check_smtp(settings)
+
+
+def check_templates(settings: Settings) -> Iterator[Check]:
+    dirs = template_dirs(settings)
+    env = make_environment(dirs)
+    for name in REQUIRED_TEMPLATES:
+        try:
+            env.get_template(name)
+        except jinja2.TemplateNotFound:
+            yield Check(f"template {name}", False, "not found in " + ", ".join(map(str, dirs)),
+                        "restore it, or delete your override folder's copy")
+        except jinja2.TemplateSyntaxError as exc:
+            yield Check(f"template {name}", False, f"{exc.filename}:{exc.lineno}: {exc.message}",
+                        "fix the Jinja syntax at that line")
+    yield Check("templates", True, "found in " + ", ".join(map(str, dirs)))
+
+
+def check_lists(settings: Settings) -> Iterator[Check]:
+    folder = settings.path(settings.subscribers_dir)
+    paths = sorted(folder.glob("*.csv"))
+    if not paths:
+        yield Check("subscriber lists", False, f"no *.csv in {folder}",
+                    "create one with `newsletter subscribers add EMAIL --list NAME`")
+    for path in paths:
+        try:
+            problems = SubscriberStore(path).validate()
+            active = sum(1 for s in SubscriberStore(path).iter_subscribers(on_problem=lambda p: None) if s.is_active)
+        except NewsletterError as exc:
+            yield Check(f"list {path.stem}", False, exc.message)
+            continue
+        if problems:
+            first = problems[0]
+            yield Check(f"list {path.stem}", False, f"{len(problems)} bad row(s), first {first}",
+                        f"see all with `newsletter subscribers validate --list {path.stem}`")
+        else:
+            yield Check(f"list {path.stem}", True, f"{active} active subscriber(s) in {path}")
+
+
+def check_links(settings: Settings) -> Iterator[Check]:
+    local = settings.smtp.is_embedded
+    if settings.secret:
+        yield Check("secret", True, "NEWSLETTER_SECRET is set")
+    else:
+        yield Check("secret", local, "not set" + (" (fine for the embedded outbox)" if local else ""),
+                    "set NEWSLETTER_SECRET to a long random string")
+    if settings.base_url and not settings.base_url.startswith("https://") and not local:
+        yield Check("base_url", False, f"{settings.base_url} is not https",
+                    "mail clients only trust one-click unsubscribe over https")
+    elif settings.base_url:
+        yield Check("base_url", True, settings.base_url)
+    else:
+        yield Check("base_url", local, "not set" + (" (fine for the embedded outbox)" if local else ""),
+                    "set NEWSLETTER_BASE_URL to where `newsletter serve` is reachable")
+
+
+def check_ledger(settings: Settings) -> Check:
+    path = settings.path(settings.ledger)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
+    except (OSError, sqlite3.Error) as exc:
+        return Check("ledger", False, f"{path}: {exc}", "make the folder writable or set 'ledger'")
+    return Check("ledger", True, str(path))
+
+
+def check_smtp(settings: Settings) -> Iterator[Check]:
+    """Connect, EHLO, STARTTLS and AUTH as configured, and send nothing."""
+    if settings.smtp.is_embedded:
+        with EmbeddedServer(settings.path(settings.smtp.outbox)) as server:
+            target = SmtpTarget(host=server.host, port=server.port, timeout=settings.smtp.timeout)
+            yield from asyncio.run(_probe(target, "smtp (embedded)"))
+        return
+    yield from asyncio.run(_probe(SmtpTarget.from_settings(settings.smtp), "smtp"))
+
+
+async def _probe(target: SmtpTarget, label: str) -> list[Check]:
+    checks: list[Check] = []
+    client = aiosmtplib.SMTP(hostname=target.host, port=target.port, timeout=target.timeout,
+                             use_tls=target.security == "tls", start_tls=False)
+    step = "connect"
+    try:
+        await client.connect()
+        checks.append(Check(f"{label} connect", True, f"{target.where} greeted us"))
+        step = "EHLO"
+        await client.ehlo()
+        checks.append(Check(f"{label} EHLO", True, "accepted"))
+        if target.security == "starttls":
+            step = "STARTTLS"
+            await client.starttls()
+            checks.append(Check(f"{label} STARTTLS", True, "TLS established"))
+        if target.username:
+            step = "AUTH"
+            await client.login(target.username, target.password or "")
+            checks.append(Check(f"{label} AUTH", True, f"logged in as {target.username}"))
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        checks.append(Check(f"{label} {step}", False, f"{target.where}: {exc}", _smtp_fix(step)))
+        client.close()
+    return checks
+
+
+def _smtp_fix(step: str) -> str:
+    return {
+        "connect": "check smtp.host, smtp.port and smtp.security, and that the server runs",
+        "STARTTLS": "the server does not offer STARTTLS here: try security = \"tls\" on port 465",
+        "AUTH": "check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
+    }.get(step, "check the server's logs")
+
+
+def ok(checks: list[Check]) -> bool:
+    return all(c.ok for c in checks)
+
+
+__all__ = ["Check", "run_checks", "ok", "Path"]

@@ -1,0 +1,70 @@
+"""Fetch the papers the settings name for one issue, once: a resumed run reuses the same papers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+from .settings import Settings, SourceSettings
+from .sources.fetch import FetchResult, fetch_arxiv, fetch_hf
+from .sources.jsonl import paper_to_jsonl
+
+log = logging.getLogger(__name__)
+
+Fetcher = Callable[[SourceSettings, date, date], FetchResult]
+
+
+def fetch_source(source: SourceSettings, first: date, last: date) -> FetchResult:
+    """One configured source over the issue window: HF day by day, arXiv as a date range."""
+    if source.kind == "arxiv":
+        kwargs = {"base_url": source.base_url} if source.base_url else {}
+        return fetch_arxiv(query=source.query, first=first, last=last, **kwargs)
+    merged = FetchResult()
+    day = first
+    while day <= last:
+        kwargs = {"base_url": source.base_url} if source.base_url else {}
+        part = fetch_hf(day=day, **kwargs)
+        merged.papers.extend(part.papers)
+        merged.problems.extend(part.problems)
+        merged.requests += part.requests
+        day += timedelta(days=1)
+    return merged
+
+
+def cache_file(settings: Settings, issue_id: str, index: int, source: SourceSettings) -> Path:
+    """Where one source's papers for one issue are kept."""
+    return settings.path(settings.cache_dir) / issue_id / f"{index:02d}-{source.kind}.jsonl"
+
+
+def fetch_issue_sources(
+    settings: Settings, issue_id: str, first: date, last: date, fetch: Fetcher = fetch_source,
+) -> list[Path]:
+    """Paths of the issue's fetched papers, fetching only sources not cached for this issue yet."""
+    paths = []
+    for index, source in enumerate(settings.sources):
+        path = cache_file(settings, issue_id, index, source)
+        if not path.is_file():
+            result = fetch(source, first, last)
+            for problem in result.problems:
+                log.warning("%s", problem)
+            if not result.papers:
+                # Not cached: an empty answer is more likely an outage than an empty week.
+                log.warning("source %d (%s) returned no papers for %s", index + 1, source.kind, issue_id)
+                continue
+            _write_atomically(path, "".join(paper_to_jsonl(p) + "\n" for p in result.papers))
+            log.info("fetched %d papers from %s into %s", len(result.papers), source.kind, path)
+        paths.append(path)
+    return paths
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
