@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from urllib.parse import quote
 
+from .dkim import DkimSigner
 from .models import Subscriber
 from .render import IssueInfo, RenderedDigest
 from .settings import Settings
@@ -22,6 +23,7 @@ _NOT_LIST_ID = re.compile(r"[^a-z0-9-]+")
 _ADDRESS = re.compile(r"^[^\s<>()\[\],;:\"\\@]+@[^\s<>()\[\],;:\"\\@]+$")
 _SAFE_ATOM = re.compile(r"^[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*$")
 _MAX_SUBJECT = 200
+_MAX_RAW_NAME = 60  # longer names are folded as encoded words so no line nears 998 bytes
 
 
 class HeaderValueError(ValueError):
@@ -78,9 +80,10 @@ def mailbox(name: str, address: str) -> str:
     name = clean_text(name)
     if not name:
         return address
-    if name.isascii() and "=?" not in name and _SAFE_ATOM.match(name):
+    plain = name.isascii() and "=?" not in name and len(name) <= _MAX_RAW_NAME
+    if plain and _SAFE_ATOM.match(name):
         return f"{name} <{address}>" if "." not in name else f'"{name}" <{address}>'
-    if name.isascii() and "=?" not in name:
+    if plain:
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}" <{address}>'
     return f"{encoded_words(name)} <{address}>"
@@ -114,6 +117,7 @@ class MessageComposer:
         list_label = _NOT_LIST_ID.sub("-", issue.list_name.lower()).strip("-") or "list"
         self.list_id = f"{header_text(settings.title)} <{list_label}.{self.domain}>"
         self.reply_to = mailbox("", sender.reply_to) if sender.reply_to else None
+        self.signer = DkimSigner.from_settings(settings.dkim, settings.config_dir)
 
     def compose(
         self, subscriber: Subscriber, digest: RenderedDigest, unsubscribe_url: str,
@@ -139,6 +143,8 @@ class MessageComposer:
             b"",
         ]
         data = headers.encode("ascii") + b"\r\n".join(body)
+        if self.signer is not None:
+            data = self.signer.sign(data)
         return ComposedMessage(message_id=mid, recipient=recipient, data=data)
 
     def _headers(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -127,11 +128,15 @@ class Dispatcher:
 
     async def run(self, jobs: Iterable[Job]) -> DispatchStats:
         """Send every job; raise ServerFailure (after flushing the ledger) if the server fails."""
+        jobs = iter(jobs)
+        head = next(jobs, None)
+        if head is None:
+            return self.stats  # nothing owed: no need to reach the server at all
         first = await open_connection(self.target)  # fail fast, before anyone is recorded
         self.writer.start()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._produce(jobs))
+                group.create_task(self._produce(itertools.chain([head], jobs)))
                 group.create_task(self._worker(first))
                 for _ in range(self.smtp.connections - 1):
                     group.create_task(self._worker(None))
@@ -168,10 +173,12 @@ class Dispatcher:
                     client, used = await self._reconnect(), 0
                 await self.limiter.acquire()
                 await self.writer.attempt(Attempt(job.key, job.message.message_id, job.papers))
-                reply = await send_one(client, self.envelope_from, job.message.recipient, job.message.data)
+                reply = await send_one(
+                    client, self.envelope_from, job.message.recipient, job.message.data, self.target.where,
+                )
                 used += 1
                 if not client.is_connected:
-                    client = None
+                    client = None  # dropped, timed out or 421: the next message reconnects
                 self._handle(job, reply)
         finally:
             if client is not None:

@@ -26,17 +26,37 @@ class SmtpTarget:
     password: str | None = None
     timeout: float = 30.0
     tls_context: ssl.SSLContext | None = None
+    local_hostname: str | None = None
 
     @classmethod
     def from_settings(cls, smtp: SmtpSettings, host: str | None = None, port: int | None = None) -> SmtpTarget:
         return cls(
             host=host or smtp.host, port=port or smtp.port, security=smtp.security,
             username=smtp.username, password=smtp.password, timeout=smtp.timeout,
+            tls_context=tls_context_for(smtp), local_hostname=smtp.local_hostname,
         )
 
     @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def tls_context_for(smtp: SmtpSettings) -> ssl.SSLContext | None:
+    """Verify certificates always; a private relay's CA can be named instead of turning checks off."""
+    if smtp.ca_file is None or smtp.security == "none":
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(smtp.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise DeliveryError(
+            f"cannot read the CA file ({exc})", where=str(smtp.ca_file),
+            fix="point smtp.ca_file at a PEM file with the certificate that signed the server's",
+        ) from exc
+
+
+def one_line(text: object) -> str:
+    """Server replies can span lines; errors and ledger rows must not."""
+    return " ".join(str(text).split())
 
 
 class ServerFailure(DeliveryError):
@@ -52,7 +72,7 @@ class Reply:
     text: str
 
     def __str__(self) -> str:
-        return f"{self.code} {self.text}".strip()
+        return f"{self.code} {one_line(self.text)}".strip()
 
 
 async def open_connection(target: SmtpTarget) -> aiosmtplib.SMTP:
@@ -60,7 +80,7 @@ async def open_connection(target: SmtpTarget) -> aiosmtplib.SMTP:
     client = aiosmtplib.SMTP(
         hostname=target.host, port=target.port, timeout=target.timeout,
         use_tls=target.security == "tls", start_tls=target.security == "starttls",
-        tls_context=target.tls_context,
+        tls_context=target.tls_context, local_hostname=target.local_hostname,
     )
     try:
         await client.connect()
@@ -69,19 +89,19 @@ async def open_connection(target: SmtpTarget) -> aiosmtplib.SMTP:
     except aiosmtplib.SMTPAuthenticationError as exc:
         await _close(client)
         raise ServerFailure(
-            f"the SMTP server rejected the login ({exc.code} {exc.message})", where=target.where,
+            f"the SMTP server rejected the login ({exc.code} {one_line(exc.message)})", where=target.where,
             fix="check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
         ) from exc
     except aiosmtplib.SMTPConnectResponseError as exc:
         await _close(client)
         raise ServerFailure(
-            f"the SMTP server refused the session ({exc.code} {exc.message})", where=target.where,
+            f"the SMTP server refused the session ({exc.code} {one_line(exc.message)})", where=target.where,
             fix="the server is busy or refusing mail; run again later",
         ) from exc
     except (aiosmtplib.SMTPException, OSError) as exc:
         await _close(client)
         raise ServerFailure(
-            f"cannot connect to the SMTP server ({exc})", where=target.where,
+            f"cannot connect to the SMTP server ({one_line(exc) or type(exc).__name__})", where=target.where,
             fix="check smtp.host, smtp.port and smtp.security, and that the server is running",
         ) from exc
     return client
@@ -100,7 +120,9 @@ async def close_connection(client: aiosmtplib.SMTP) -> None:
     await _close(client)
 
 
-async def send_one(client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes) -> Reply:
+async def send_one(
+    client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes, where: str = "",
+) -> Reply:
     """Hand one message to the server and say what happened, never raising for a reply."""
     try:
         _errors, text = await client.sendmail(sender, [recipient], data)
@@ -110,14 +132,16 @@ async def send_one(client: aiosmtplib.SMTP, sender: str, recipient: str, data: b
     except aiosmtplib.SMTPSenderRefused as exc:
         if exc.code >= 500:
             raise ServerFailure(
-                f"the SMTP server refused the sender address ({exc.code} {exc.message})",
-                fix="check sender.address in newsletter.toml is allowed by this server",
+                f"the SMTP server refused the sender address ({exc.code} {one_line(exc.message)})",
+                where=where, fix="check sender.address in newsletter.toml is allowed by this server",
             ) from exc
         return classify(exc.code, exc.message)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+        # The session is in an unknown state (a late reply would be taken for the next one's).
+        client.close()
+        return Reply(TEMPORARY, 0, f"connection lost: {one_line(exc) or type(exc).__name__}")
     except aiosmtplib.SMTPResponseException as exc:
         return classify(exc.code, exc.message)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-        return Reply(TEMPORARY, 0, f"connection lost: {exc or type(exc).__name__}")
     return Reply(DELIVERED, 250, text)
 
 

@@ -1,0 +1,65 @@
+"""Optional DKIM signing (dkimpy) of the exact bytes handed to the SMTP server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dkim
+
+from .errors import ConfigError
+from .settings import DkimSettings
+
+# The list headers must be signed: RFC 8058 one-click unsubscribe is only trusted when they are.
+REQUIRED_HEADERS = ("From", "List-Unsubscribe", "List-Unsubscribe-Post")
+
+
+class DkimSigner:
+    """Signs every message of a run with one key, parsed and checked once."""
+
+    def __init__(self, selector: str, domain: str, private_key: bytes, headers: list[str]) -> None:
+        self.selector = selector.encode("ascii")
+        self.domain = domain.encode("ascii")
+        self.private_key = private_key
+        wanted = list(dict.fromkeys([*headers, *REQUIRED_HEADERS]))
+        self.headers = [name.lower().encode("ascii") for name in wanted]
+
+    @classmethod
+    def from_settings(cls, settings: DkimSettings, resolve: Path | None = None) -> DkimSigner | None:
+        """None when DKIM is not configured; a ConfigError naming the key file when it is broken."""
+        if not settings.enabled:
+            return None
+        assert settings.selector and settings.domain
+        key, where = cls._read_key(settings, resolve)
+        signer = cls(settings.selector, settings.domain, key, settings.headers)
+        try:
+            signer.sign(b"From: a@b.c\r\nList-Unsubscribe: <x>\r\nList-Unsubscribe-Post: x\r\n\r\ncheck\r\n")
+        except (dkim.DKIMException, ValueError) as exc:
+            raise ConfigError(
+                f"the DKIM private key cannot sign ({exc})", where=where,
+                fix="use an unencrypted PEM RSA or Ed25519 key (e.g. `openssl genrsa 2048`)",
+            ) from exc
+        return signer
+
+    @staticmethod
+    def _read_key(settings: DkimSettings, resolve: Path | None) -> tuple[bytes, str]:
+        if settings.private_key:
+            return settings.private_key.encode("ascii"), "NEWSLETTER_DKIM__PRIVATE_KEY"
+        assert settings.private_key_path is not None
+        path = settings.private_key_path.expanduser()
+        if resolve is not None and not path.is_absolute():
+            path = resolve / path
+        try:
+            return path.read_bytes(), str(path)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the DKIM private key ({exc.strerror})", where=str(path),
+                fix="check dkim.private_key_path or set NEWSLETTER_DKIM__PRIVATE_KEY",
+            ) from exc
+
+    def sign(self, message: bytes) -> bytes:
+        """The message with its DKIM-Signature header in front, as it must go on the wire."""
+        header = dkim.sign(
+            message, self.selector, self.domain, self.private_key,
+            include_headers=self.headers, canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n",
+        )
+        return header + message
