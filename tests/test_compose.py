@@ -1,0 +1,162 @@
+"""Composed messages: the headers we promise, no header injection whatever the input, DKIM that verifies."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dkim
+import pytest
+from smtp_servers import LoopbackServer, write_config, write_subscribers
+
+from newsletter.compose import HeaderValueError, MessageComposer, compose_message
+from newsletter.models import Subscriber
+from newsletter.render import IssueInfo, RenderedDigest
+from newsletter.send import SendOptions, run_send
+from newsletter.settings import Settings, load_settings
+
+ISSUE = IssueInfo(issue_id="2024-W11", issue_date=date(2024, 3, 14), list_name="test",
+                  title="Test Digest", window_start=date(2024, 3, 8))
+URL = "https://papers.example.org/unsubscribe?list=test&email=a%40example.org&token=abc"
+EXPECTED_HEADERS = {
+    "from", "to", "subject", "date", "message-id", "mime-version", "list-id",
+    "list-unsubscribe", "list-unsubscribe-post", "content-type",
+}
+EVIL = [
+    "x\r\nBcc: evil@x.example",
+    "x\nBcc: evil@x.example",
+    "x\rBcc: evil@x.example",
+    "x\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029Bcc: evil@x.example",
+    "=?utf-8?q?x=0D=0ABcc:_evil@x?=",
+    "=?utf-8?b?" + base64.b64encode(b"x\r\nBcc: evil@x").decode() + "?=",
+    "caf\u00e9 =?utf-8?q?=0D=0ABcc:_evil@x?= \u00fcber",
+    "A" * 3000,
+    "\u00e9" * 1500,
+    '"quoted", <angle> (comment) ; semi: colon \\ back',
+    "x\r\n\r\nbody starts here",
+]
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    return load_settings(write_config(tmp_path), **overrides)
+
+
+def digest(subject: str = "Test Digest 2024-W11: A paper") -> RenderedDigest:
+    return RenderedDigest(subject=subject, html="<p>Hello</p>\n" + "<b>x</b> " * 500, text="Hello\n" + "y " * 900)
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def assert_clean(data: bytes) -> None:
+    """No extra header, no line break in any header value, no line over 998 bytes."""
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    message = parse(data)
+    names = [name.lower() for name in message.keys()]
+    assert set(names) == EXPECTED_HEADERS and len(names) == len(EXPECTED_HEADERS)
+    for name in names:
+        value = str(message[name])
+        assert "\r" not in value and "\n" not in value, (name, value)
+    assert len(message["to"].addresses) == 1
+    assert message.get_content_type() == "multipart/alternative"
+
+
+def test_message_has_every_promised_header(tmp_path: Path) -> None:
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
+    subscriber = Subscriber(email="Ada@Example.org", name="Ada Lovelace")
+    composed = composer.compose(subscriber, digest(), URL, now=datetime(2024, 3, 14, tzinfo=timezone.utc))
+    message = parse(composed.data)
+    assert str(message["from"]) == "Test Digest <digest@example.org>"
+    assert str(message["to"]) == "Ada Lovelace <Ada@Example.org>"
+    assert str(message["subject"]) == "Test Digest 2024-W11: A paper"
+    assert message["date"].datetime == datetime(2024, 3, 14, tzinfo=timezone.utc)
+    assert str(message["message-id"]) == composed.message_id
+    assert str(message["mime-version"]) == "1.0"
+    assert str(message["list-id"]) == "Test Digest <test.example.org>"
+    assert str(message["list-unsubscribe"]).startswith(f"<{URL}>, <mailto:digest@example.org?subject=")
+    assert str(message["list-unsubscribe-post"]) == "List-Unsubscribe=One-Click"
+    text, html = [part.get_content_type() for part in message.iter_parts()]
+    assert (text, html) == ("text/plain", "text/html")
+    assert_clean(composed.data)
+
+
+def test_message_id_is_the_same_for_the_same_issue_and_subscriber_on_every_run(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    one = MessageComposer(settings, ISSUE, "secret").compose(Subscriber(email="a@example.org"), digest(), URL)
+    two = MessageComposer(settings, ISSUE, "secret").compose(Subscriber(email="A@example.org"), digest(), URL)
+    other = MessageComposer(settings, ISSUE, "secret").compose(Subscriber(email="b@example.org"), digest(), URL)
+    assert one.message_id == two.message_id != other.message_id
+
+
+@pytest.mark.parametrize("evil", EVIL)
+def test_no_header_injection_through_names_subjects_or_titles(tmp_path: Path, evil: str) -> None:
+    settings = settings_for(tmp_path, title=evil, sender={"name": evil, "address": "digest@example.org"})
+    composer = MessageComposer(settings, ISSUE, "secret")
+    composed = composer.compose(Subscriber(email="a@example.org", name=evil), digest(f"Digest: {evil}"), URL)
+    assert_clean(composed.data)
+    message = parse(composed.data)
+    assert "bcc" not in [name.lower() for name in message.keys()]
+    assert message["to"].addresses[0].addr_spec == "a@example.org"
+
+
+def test_encoded_word_lookalikes_stay_literal_text(tmp_path: Path) -> None:
+    lookalike = "=?utf-8?q?x=0D=0ABcc:_evil@x?="
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
+    composed = composer.compose(Subscriber(email="a@example.org", name=lookalike), digest(lookalike), URL)
+    message = parse(composed.data)
+    assert str(message["subject"]) == lookalike
+    assert message["to"].addresses[0].display_name == lookalike
+
+
+@pytest.mark.parametrize("address", ["a@example.org\r\nBcc: evil@x", "a@example.org, b@example.org", "<a@b.c>", "a\u00e9@b.c"])
+def test_addresses_that_cannot_be_a_single_mailbox_are_refused(tmp_path: Path, address: str) -> None:
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
+    with pytest.raises(HeaderValueError):
+        composer.compose(Subscriber(email="a@example.org"), digest(), URL, to_address=address)
+
+
+def test_compose_message_wrapper_returns_the_bytes(tmp_path: Path) -> None:
+    data = compose_message(settings=settings_for(tmp_path), issue=ISSUE, subscriber=Subscriber(email="a@example.org"),
+                           digest=digest(), unsubscribe_url=URL)
+    assert_clean(data)
+
+
+def make_dkim_key() -> tuple[str, bytes]:
+    """A fresh RSA key: the PEM private key and the DNS TXT record that publishes it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption()).decode("ascii")
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path: Path) -> None:
+    pem, record = make_dkim_key()
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    with LoopbackServer() as server:
+        settings = load_settings(write_config(tmp_path, port=server.port),
+                                 dkim={"selector": "news", "domain": "example.org", "private_key": pem})
+        report = run_send(settings, SendOptions())
+    assert report.sent == 2
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record if name == b"news._domainkey.example.org." else b""
+
+    for item in server.handler.received:
+        assert dkim.verify(item.data, dnsfunc=dns)
+        signature = parse(item.data)["dkim-signature"]
+        signed = {h.strip().lower() for h in str(signature).split("h=")[1].split(";")[0].split(":")}
+        assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject", "message-id"} <= signed
+        assert max(len(line) for line in item.data.split(b"\r\n")) <= 998
+        assert not dkim.verify(item.data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                                                 b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click"), dnsfunc=dns)
