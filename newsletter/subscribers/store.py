@@ -175,7 +175,8 @@ class SubscriberStore:
     def editing(self, create: bool = False) -> Iterator[Table]:
         """Hold the lock, hand out the current rows, and write them back atomically if changed."""
         try:
-            with self.lock:
+            # Poll often: a change holds the lock for milliseconds, the 50 ms default wastes most of that.
+            with self.lock.acquire(poll_interval=0.005):
                 table = self._load_table(create)
                 yield table
                 if table.changed:

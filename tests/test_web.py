@@ -1,0 +1,130 @@
+"""The unsubscribe endpoint through Starlette's TestClient: GET never changes, POST does, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from starlette.testclient import TestClient
+
+from newsletter.errors import ConfigError
+from newsletter.settings import Settings
+from newsletter.subscribers import SubscriberStore
+from newsletter.tokens import make_token
+from newsletter.web import create_app
+
+SECRET = "web-test-secret"
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    folder = tmp_path / "subscribers"
+    folder.mkdir()
+    (folder / "news.csv").write_text(
+        "email,name,keywords,status,subscribed_at,unsubscribed_at,team\n"
+        "alice@example.org,Alice,diffusion,active,2026-11-01T10:00:00+00:00,,red\n"
+        "bob@example.org,Bob,,active,,,blue\n", encoding="utf-8")
+    return Settings(secret=SECRET, subscribers_dir=folder, config_dir=tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> TestClient:
+    return TestClient(create_app(settings), follow_redirects=False)
+
+
+def link(email: str = "alice@example.org", list_name: str = "news", token: str | None = None) -> str:
+    token = make_token(SECRET, list_name, email) if token is None else token
+    return "/unsubscribe?" + urlencode({"list": list_name, "email": email, "token": token})
+
+
+def csv_bytes(settings: Settings) -> bytes:
+    return settings.list_path("news").read_bytes()
+
+
+def test_get_shows_a_confirm_button_and_changes_nothing(client: TestClient, settings: Settings) -> None:
+    before = csv_bytes(settings)
+    response = client.get(link())
+    assert response.status_code == 200
+    assert '<form method="post"' in response.text and "<button" in response.text
+    assert 'name="List-Unsubscribe" value="One-Click"' in response.text
+    assert "alice@example.org" in response.text
+    assert csv_bytes(settings) == before
+
+
+def test_one_click_post_unsubscribes_with_200_and_no_redirect(client: TestClient, settings: Settings) -> None:
+    response = client.post(link(), data=ONE_CLICK)
+    assert response.status_code == 200 and "location" not in response.headers
+    alice = SubscriberStore(settings.list_path("news")).get("alice@example.org")
+    assert alice is not None and alice.status == "unsubscribed" and alice.unsubscribed_at is not None
+    assert alice.extra == {"team": "red"}
+
+
+def test_multipart_post_works_too(client: TestClient, settings: Settings) -> None:
+    response = client.post(link("bob@example.org"), files={"List-Unsubscribe": (None, "One-Click")})
+    assert response.status_code == 200
+    assert not SubscriberStore(settings.list_path("news")).is_active("bob@example.org")
+
+
+def test_repeated_post_is_idempotent(client: TestClient, settings: Settings) -> None:
+    assert client.post(link(), data=ONE_CLICK).status_code == 200
+    after_first = csv_bytes(settings)
+    assert client.post(link(), data=ONE_CLICK).status_code == 200
+    assert csv_bytes(settings) == after_first
+
+
+def test_the_confirm_form_posts_back_to_the_same_link(client: TestClient, settings: Settings) -> None:
+    page = client.get(link()).text
+    action = page.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert client.post(action, data=ONE_CLICK).status_code == 200
+    assert not SubscriberStore(settings.list_path("news")).is_active("alice@example.org")
+
+
+@pytest.mark.parametrize("url", [
+    link(token="A" * 43),
+    link(token=make_token(SECRET, "news", "alice@example.org")[:-2]),
+    link(token=make_token("other-secret", "news", "alice@example.org")),
+    link(token=make_token(SECRET, "other", "alice@example.org")),
+    link("alice@example.org", token=make_token(SECRET, "news", "bob@example.org")),
+    link(list_name="../news", token=make_token(SECRET, "../news", "alice@example.org")),
+])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_forged_or_mangled_tokens_get_403_and_change_nothing(
+        url: str, method: str, client: TestClient, settings: Settings) -> None:
+    before = csv_bytes(settings)
+    response = client.request(method, url, data=ONE_CLICK if method == "POST" else None)
+    assert response.status_code == 403
+    assert csv_bytes(settings) == before
+
+
+def test_incomplete_link_is_a_400(client: TestClient) -> None:
+    assert client.post("/unsubscribe?list=news&email=alice@example.org", data=ONE_CLICK).status_code == 400
+
+
+def test_address_no_longer_on_the_list_is_already_unsubscribed(client: TestClient, settings: Settings) -> None:
+    before = csv_bytes(settings)
+    assert client.post(link("gone@example.org"), data=ONE_CLICK).status_code == 200
+    assert csv_bytes(settings) == before
+
+
+def test_unknown_list_is_a_404(client: TestClient, settings: Settings) -> None:
+    url = link(list_name="nolist", token=make_token(SECRET, "nolist", "alice@example.org"))
+    assert client.post(url, data=ONE_CLICK).status_code == 404
+    assert not settings.list_path("nolist").exists()
+
+
+def test_answers_keep_the_token_out_of_caches_and_referers(client: TestClient) -> None:
+    headers = client.get(link()).headers
+    assert headers["cache-control"] == "no-store" and headers["referrer-policy"] == "no-referrer"
+
+
+def test_page_escapes_what_it_echoes(client: TestClient) -> None:
+    email = '"<script>"@example.org'
+    response = client.get(link(email))
+    assert response.status_code == 200 and "<script>" not in response.text
+
+
+def test_app_without_secret_is_refused() -> None:
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET"):
+        create_app(Settings(secret=None))
