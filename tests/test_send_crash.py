@@ -1,0 +1,101 @@
+"""Exactly once through `kill -9`: `newsletter send` as a real process, killed mid-run, then run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from smtp_servers import REPO, LoopbackServer, RecordingHandler, write_config, write_subscribers
+
+SUBSCRIBERS = 300
+
+
+def start_send(folder: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {key: value for key, value in env.items() if not key.startswith("NEWSLETTER_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"), "send", *args],
+        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_until(condition: object, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def ledger(folder: Path) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(folder / "newsletter.db") as db:
+        return {email: (status, mid) for email, status, mid in
+                db.execute("SELECT email, status, message_id FROM deliveries")}
+
+
+def test_sigkill_mid_run_then_rerun_delivers_everyone_exactly_once(tmp_path: Path) -> None:
+    active = write_subscribers(tmp_path / "subscribers" / "test.csv", SUBSCRIBERS, unsubscribed=(5, 77))
+    handler = RecordingHandler(delay=0.01)
+    with LoopbackServer(handler) as server:
+        write_config(tmp_path, port=server.port, connections=4, backoff_seconds=0.01)
+        first = start_send(tmp_path)
+        wait_until(lambda: len(handler.received) >= 60 or first.poll() is not None)
+        overlapping = start_send(tmp_path)  # a second cron job while the first still runs
+        _, overlap_err = overlapping.communicate(timeout=60)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        assert first.returncode == -signal.SIGKILL, first.stderr.read() if first.stderr else ""
+        in_flight = [email for email, (status, _) in ledger(tmp_path).items() if status == "sending"]
+        assert 0 < len(handler.received) < len(active)
+
+        second = start_send(tmp_path)
+        out, err = second.communicate(timeout=120)
+    assert overlapping.returncode == 1
+    assert "already running" in overlap_err and overlap_err.startswith("Error: ")
+    assert second.returncode == 0, err
+    resumed = re.search(r"(\d+) resumed after an interrupted run", out)
+    assert resumed and int(resumed.group(1)) == len(in_flight), out
+
+    by_recipient: dict[str, set[str]] = defaultdict(set)
+    copies: dict[str, int] = defaultdict(int)
+    for item in handler.received:
+        by_recipient[item.recipient].add(item.message_id)
+        copies[item.recipient] += 1
+    assert sorted(by_recipient) == active  # nobody skipped, no unsubscriber mailed
+    assert all(len(ids) == 1 for ids in by_recipient.values())  # any duplicate has the same Message-ID
+    duplicated = [email for email, n in copies.items() if n > 1]
+    assert set(duplicated) <= set(in_flight)
+    rows = ledger(tmp_path)
+    assert {status for status, _ in rows.values()} == {"delivered"}
+    assert all(rows[email][1] in by_recipient[email] for email in active)
+
+
+def test_the_sending_row_is_on_disk_before_data_so_a_kill_mid_data_is_resumed(tmp_path: Path) -> None:
+    active = write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
+    victim = active[0]
+    handler = RecordingHandler(plan=lambda rcpt, tries: "stall" if rcpt == victim else None, stall_seconds=60)
+    with LoopbackServer(handler) as server:
+        write_config(tmp_path, port=server.port, connections=1, timeout=60)
+        process = start_send(tmp_path)
+        wait_until(lambda: victim in handler.attempts or process.poll() is not None)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    status, message_id = ledger(tmp_path)[victim]
+    assert status == "sending" and message_id
+
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port, connections=1)
+        again = start_send(tmp_path, "--json")
+        out, err = again.communicate(timeout=60)
+    report = json.loads(out)
+    assert again.returncode == 0, err
+    assert report["resumed"] == 1 and report["sent"] == 3
+    delivered = {item.recipient: item.message_id for item in server.handler.received}
+    assert delivered[victim] == message_id
