@@ -42,14 +42,14 @@ class FieldIndex:
         if not unique or self.size == 0:
             return np.zeros(self.size, dtype=np.float32)
         per_term = np.stack([self.term_scores(t) for t in unique])
-        total = per_term.sum(axis=0)
-        coverage = (per_term > 0).mean(axis=0)
-        bonus = np.zeros(self.size, dtype=np.float32)
-        if len(keyword_terms) > 1:
-            for index in np.flatnonzero(coverage >= 1.0):
-                bonus[index] = self._proximity_bonus(int(index), list(keyword_terms))
-        boosted = total * (1.0 + bonus)
-        raw = np.where(coverage >= self.settings.min_coverage, boosted * coverage**2, 0.0)
+        present = per_term > 0
+        boosted = per_term.sum(axis=0)
+        if len(unique) > 1:
+            for index in np.flatnonzero(present.all(axis=0)):
+                boosted[index] *= 1.0 + self._proximity_bonus(int(index), list(keyword_terms))
+        # A paper must hold enough of the keyword's rare terms: 'models' alone is no match
+        # for 'diffusion models', while 'reasoning' alone still half-matches 'math reasoning'.
+        raw = np.where(idf_coverage(present) >= self.settings.min_coverage, boosted, 0.0)
         best = float(boosted.max())
         return (raw / best).astype(np.float32) if best > 0 else np.zeros(self.size, dtype=np.float32)
 
@@ -75,6 +75,17 @@ class FieldIndex:
             cached = (_positions(self.title_terms[index]), _positions(self.body_terms[index]))
             self._positions[index] = cached
         return cached
+
+
+def idf_coverage(present: np.ndarray) -> np.ndarray:
+    """Share of a keyword's terms each paper contains, each term weighted by its rarity (idf)."""
+    size = present.shape[1]
+    df = present.sum(axis=1)
+    idf = np.log1p((size - df + 0.5) / (df + 0.5))
+    total = float(idf.sum())
+    if total <= 0:
+        return present.mean(axis=0)
+    return (present * idf[:, None]).sum(axis=0) / total
 
 
 def _bm25(corpus: list[list[str]], settings: SelectionSettings) -> bm25s.BM25:

@@ -61,9 +61,9 @@ class SelectionSettings(BaseModel):
     popularity_weight: float = Field(default=0.2, ge=0)
     title_weight: float = Field(default=2.0, ge=0)
     min_relevance: float = Field(default=0.0, ge=0)
-    phrase_boost: float = Field(default=1.0, ge=0, description="extra weight when a multi-word keyword appears as a phrase")
+    phrase_boost: float = Field(default=0.5, ge=0, description="extra weight when a multi-word keyword appears as a phrase")
     proximity_window: int = Field(default=4, ge=0, description="words allowed between a keyword's terms for a partial boost")
-    min_coverage: float = Field(default=0.7, ge=0, le=1, description="share of a multi-word keyword's terms a paper must contain")
+    min_coverage: float = Field(default=0.3, ge=0, le=1, description="share (idf-weighted) of a multi-word keyword's terms a paper must contain")
     bm25_k1: float = Field(default=1.5, ge=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 

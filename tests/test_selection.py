@@ -67,8 +67,9 @@ def test_hyphens_case_and_inflections_do_not_matter() -> None:
 
 
 def test_a_multi_word_keyword_prefers_the_phrase_over_scattered_words() -> None:
-    papers = [paper("scattered", "Language of proteins", "We model the language of many proteins."),
-              paper("phrase", "Protein language models", "A study of things.")]
+    filler = " ".join(f"w{i}" for i in range(20))
+    papers = [paper("scattered", "A study", f"protein {filler} language {filler} models"),
+              paper("phrase", "A study", f"protein language models {filler} {filler}")]
     ranked = rank_papers(papers, ["protein language models"], ISSUE, SelectionSettings())
     assert ids(ranked)[0] == "phrase"
 
@@ -80,3 +81,30 @@ def test_explain_parts_add_up_to_the_score() -> None:
     total = parts["keywords"] + parts["recency"] + parts["popularity"]
     assert abs(total - scored.score) < 1e-6
     assert parts["keyword: diffusion"] > 0
+
+
+def test_a_rare_term_is_required_but_a_common_one_is_not() -> None:
+    papers = [paper("models-only", "Graph models", "Models of graphs."),
+              paper("diffusion-only", "Diffusion for audio", "We study diffusion."),
+              *[paper(f"f{i}", f"Models {i}", "Models everywhere.") for i in range(8)]]
+    ranked = rank_papers(papers, ["diffusion models"], ISSUE, SelectionSettings())
+    assert ids(ranked) == ["diffusion-only"]
+
+
+def test_keyword_of_stopwords_only_is_ignored() -> None:
+    papers = [paper("a", "Anything")]
+    assert ids(rank_papers(papers, ["the", "of"], ISSUE, SelectionSettings())) == ["a"]
+
+
+def test_ranker_without_papers_in_window_ranks_nothing() -> None:
+    ranker = Ranker([paper("old", "Diffusion", days_ago=30)], ISSUE, SelectionSettings())
+    assert ranker.rank(["diffusion"]) == []
+    assert ranker.rank([]) == []
+
+
+def test_same_keyword_twice_counts_once() -> None:
+    papers = [paper("a", "Diffusion models"), paper("b", "Music and diffusion")]
+    ranker = Ranker(papers, ISSUE, SelectionSettings())
+    once = ranker.rank(["diffusion"])
+    twice = ranker.rank(["diffusion", "Diffusion"])
+    assert [(s.paper.id, s.score) for s in once] == [(s.paper.id, s.score) for s in twice]

@@ -1,0 +1,94 @@
+"""Ranking quality: nDCG@10 of our ranker next to plain BM25 on judged queries over examples/.
+
+Run: python benchmarks/ndcg_eval.py [--judgements benchmarks/judgements.json] [--papers examples]
+"Plain BM25" is bm25s with its default tokenizer (English stopwords, no stemming) over title and
+abstract as one text, the subscriber's keywords as one bag of words, no title weight, no phrases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import bm25s
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from newsletter.models import Paper  # noqa: E402
+from newsletter.selection import Ranker  # noqa: E402
+from newsletter.settings import SelectionSettings  # noqa: E402
+from newsletter.sources import load_papers  # noqa: E402
+from newsletter.textmatch import split_keywords  # noqa: E402
+
+K = 10
+
+
+def ndcg(ranked_titles: Sequence[str], grades: dict[str, int], k: int = K) -> float:
+    """Graded nDCG with gain 2^rel - 1, the usual form for 0..3 judgements."""
+    dcg = sum((2 ** grades.get(t, 0) - 1) / math.log2(i + 2) for i, t in enumerate(ranked_titles[:k]))
+    ideal = sorted(grades.values(), reverse=True)[:k]
+    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+class PlainBM25:
+    """The baseline: what bm25s gives out of the box."""
+
+    def __init__(self, papers: Sequence[Paper]) -> None:
+        self.papers = list(papers)
+        corpus = [f"{p.title} {p.abstract}" for p in self.papers]
+        self.index = bm25s.BM25()
+        self.index.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+
+    def rank(self, keywords: str) -> list[str]:
+        query = bm25s.tokenize([" ".join(split_keywords(keywords))], stopwords="en",
+                               show_progress=False, return_ids=False)[0]
+        scores = self.index.get_scores(query)
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [self.papers[i].title for i in order[:K] if scores[i] > 0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--judgements", type=Path, default=ROOT / "benchmarks" / "judgements.json")
+    parser.add_argument("--papers", type=Path, default=ROOT / "examples")
+    args = parser.parse_args()
+
+    judged = json.loads(args.judgements.read_text(encoding="utf-8"))
+    papers = load_papers([args.papers]).papers
+    titles = {p.title for p in papers}
+    issue = date.fromisoformat(judged["issue_date"])
+    defaults = SelectionSettings()
+    relevance_only = defaults.model_copy(update={"recency_weight": 0.0, "popularity_weight": 0.0})
+    systems = {
+        "plain BM25": PlainBM25(papers).rank,
+        "ours (defaults)": _ours(papers, issue, defaults),
+        "ours (relevance only)": _ours(papers, issue, relevance_only),
+    }
+    totals = dict.fromkeys(systems, 0.0)
+    print(f"{'query':34}" + "".join(f"{name:>24}" for name in systems))
+    for query in judged["queries"]:
+        missing = set(query["relevant"]) - titles
+        if missing:
+            raise SystemExit(f"judged titles not in the sample papers: {sorted(missing)}")
+        scores = {name: ndcg(rank(query["keywords"]), query["relevant"]) for name, rank in systems.items()}
+        for name, value in scores.items():
+            totals[name] += value
+        print(f"{query['keywords'][:34]:34}" + "".join(f"{v:>24.3f}" for v in scores.values()))
+    count = len(judged["queries"])
+    print(f"{'mean nDCG@10 (' + str(count) + ' queries)':34}" + "".join(f"{t / count:>24.3f}" for t in totals.values()))
+
+
+def _ours(papers: Sequence[Paper], issue: date, settings: SelectionSettings):  # type: ignore[no-untyped-def]
+    ranker = Ranker(papers, issue, settings)
+    return lambda keywords: [s.paper.title for s in ranker.rank(split_keywords(keywords), top=K)]
+
+
+if __name__ == "__main__":
+    main()
