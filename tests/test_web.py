@@ -128,3 +128,16 @@ def test_page_escapes_what_it_echoes(client: TestClient) -> None:
 def test_app_without_secret_is_refused() -> None:
     with pytest.raises(ConfigError, match="NEWSLETTER_SECRET"):
         create_app(Settings(secret=None))
+
+
+def test_serve_without_secret_refuses_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
+    result = CliRunner().invoke(main, ["serve", "--port", "0"])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked, "
+                             "in the environment, set NEWSLETTER_SECRET to the secret the digests were sent with\n")

@@ -1,0 +1,162 @@
+"""`newsletter subscribers ...` through CliRunner, comparing exact output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import main
+from newsletter.subscribers import SubscriberStore
+
+FIXTURES = Path(__file__).parent / "fixtures" / "subscribers"
+LIST = "subscribers/news.csv"
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in ("NEWSLETTER_SUBSCRIBERS_DIR", "NEWSLETTER_DEFAULT_LIST", "NEWSLETTER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, ["subscribers", *args])
+
+
+@pytest.fixture
+def news(workdir: Path) -> Path:
+    (workdir / "subscribers").mkdir()
+    path = workdir / LIST
+    path.write_text(
+        "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
+        "alice@example.org,Alice,diffusion models; music,active,2026-11-01T10:00:00+00:00,\n"
+        "bob@example.org,Bob,robotics; diffusion models,active,2026-11-02T10:00:00+00:00,\n"
+        "carol@example.org,Carol,robotics,unsubscribed,2026-11-03T10:00:00+00:00,2026-11-04T10:00:00+00:00\n")
+    return path
+
+
+def test_add_then_list_as_a_table(workdir: Path) -> None:
+    result = run("add", "dave@example.org", "--name", "Dave", "--keywords", "graphs; music", "--list", "news")
+    assert (result.exit_code, result.stdout) == (0, "Added dave@example.org to news.\n")
+    result = run("list", "--list", "news")
+    assert result.stdout == (
+        "email             name  status  keywords\n"
+        "----------------  ----  ------  -------------\n"
+        "dave@example.org  Dave  active  graphs; music\n"
+        "1 subscriber\n")
+
+
+def test_add_a_duplicate_in_other_case_fails_with_one_line(news: Path) -> None:
+    result = run("add", "ALICE@example.org", "--list", "news")
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: ALICE@example.org is already on list news, see it with `newsletter subscribers "
+                             "list`; an import with --on-conflict update changes it\n")
+
+
+def test_add_an_invalid_address_fails(news: Path) -> None:
+    result = run("add", "alice(at)example.org", "--list", "news")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: 'alice(at)example.org' is not a valid address")
+
+
+def test_unsubscribe_twice_and_remove(news: Path) -> None:
+    assert run("unsubscribe", "Bob@example.org", "--list", "news").stdout == "Unsubscribed Bob@example.org from news.\n"
+    assert run("unsubscribe", "bob@example.org", "--list", "news").stdout == \
+        "bob@example.org was already unsubscribed from news.\n"
+    assert run("remove", "bob@example.org", "--list", "news").stdout == "Removed bob@example.org from news.\n"
+    result = run("remove", "bob@example.org", "--list", "news")
+    assert result.exit_code == 1 and "bob@example.org is not on list news" in result.stderr
+
+
+def test_list_filters_by_status_and_keyword(news: Path) -> None:
+    result = run("list", "--list", "news", "--keyword", "ROBOT", "--status", "active", "--json")
+    assert [row["email"] for row in json.loads(result.stdout)] == ["bob@example.org"]
+    result = run("list", "--list", "news", "--status", "unsubscribed", "--csv")
+    assert result.stdout == ("email,name,keywords,status,subscribed_at,unsubscribed_at\n"
+                             "carol@example.org,Carol,robotics,unsubscribed,2026-11-03T10:00:00+00:00,"
+                             "2026-11-04T10:00:00+00:00\n")
+
+
+def test_missing_list_is_one_line_with_the_fix(workdir: Path) -> None:
+    result = run("list", "--list", "nope")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: subscriber list nope not found, in {workdir / 'subscribers/nope.csv'}, "
+                             "create it with `newsletter subscribers add` or pass --list\n")
+
+
+def test_import_counts_added_updated_skipped_and_rejected(news: Path, workdir: Path) -> None:
+    source = workdir / "incoming.csv"
+    source.write_text("email;name;keywords\nalice@example.org;Alice M;\nerin@example.org;Erin;ml\n"
+                      "bad-address;X;\nCAROL@example.org;Carol;robotics\n")
+    result = run("import", str(source), "--list", "news", "--on-conflict", "update")
+    assert result.stdout == f"Imported {source} into news: 1 added, 1 updated, 1 skipped, 1 rejected.\n"
+    assert result.stderr == (f"{source}:4: 'bad-address' is not a valid address: "
+                             "An email address must have an @-sign. (rejected)\n")
+    final = {s.key: s for s in SubscriberStore(news).read()}
+    assert final["alice@example.org"].name == "Alice M"
+    assert final["alice@example.org"].keywords == ["diffusion models", "music"]
+    assert final["carol@example.org"].status == "unsubscribed"  # an import never re-subscribes
+
+
+def test_strict_import_with_a_bad_row_imports_nothing(news: Path, workdir: Path) -> None:
+    before = news.read_bytes()
+    source = workdir / "incoming.csv"
+    source.write_text("email\nerin@example.org\nbad-address\n")
+    result = run("import", str(source), "--list", "news", "--strict")
+    assert result.exit_code == 1 and "1 rows rejected, nothing imported" in result.stderr
+    assert news.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["latin1.csv", "no_email_column.csv"])
+def test_import_of_an_unreadable_file_is_one_line_and_changes_nothing(name: str, news: Path) -> None:
+    before = news.read_bytes()
+    result = run("import", str(FIXTURES / name), "--list", "news")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert news.read_bytes() == before
+
+
+def test_validate_lists_every_problem_and_exits_1(workdir: Path) -> None:
+    (workdir / "subscribers").mkdir()
+    shutil.copy(FIXTURES / "bad_rows.csv", workdir / "subscribers" / "bad.csv")
+    result = run("validate", "--list", "bad")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert [line.split(": ", 1)[0].rsplit("/", 1)[-1] for line in lines] == [
+        f"bad.csv:{n}" for n in (3, 4, 5, 6, 7, 8)]
+    assert result.stderr.startswith("6 problems in ")
+
+
+def test_validate_a_clean_list_exits_0(news: Path) -> None:
+    result = run("validate", "--list", "news")
+    assert (result.exit_code, result.stdout) == (0, f"{news}: no problems\n")
+
+
+def test_stats_counts_statuses_and_top_keywords(news: Path) -> None:
+    result = run("stats", "--list", "news")
+    assert result.stdout == (
+        "news: 3 subscribers\n"
+        "  active            2\n"
+        "  unsubscribed      1\n"
+        "  bounced           0\n"
+        "Active without keywords: 0\n"
+        "Top keywords (active):\n"
+        "       2  diffusion models\n"
+        "       1  music\n"
+        "       1  robotics\n")
+
+
+def test_export_to_a_file_round_trips(news: Path, workdir: Path) -> None:
+    result = run("export", "--list", "news", "-o", "out.csv")
+    assert result.exit_code == 0 and result.stderr == "Exported 3 subscribers from news to out.csv.\n"
+    assert (workdir / "out.csv").read_text() == news.read_text()
+
+
+def test_every_subscribers_command_has_help() -> None:
+    from newsletter.cli.subscribers import subscribers
+    for name, command in subscribers.commands.items():
+        assert command.help and len(command.help.splitlines()[0]) > 10, name
+        assert CliRunner().invoke(main, ["subscribers", name, "--help"]).exit_code == 0
