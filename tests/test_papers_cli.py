@@ -1,0 +1,113 @@
+"""`newsletter papers rank` and `papers fetch` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+from test_sources_fetch import RecordedServer, fixture, server  # noqa: F401 - pytest fixture
+
+from newsletter.cli import main
+from newsletter.sources import load_papers
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
+
+
+def run(*args: str) -> "object":
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_rank_json_lists_matching_papers_best_first_with_the_documented_fields() -> None:
+    result = run("papers", "rank", "--papers", str(EXAMPLES), "--keywords", "diffusion",
+                 "--date", "2024-03-14", "--json")
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)
+    assert 1 <= len(items) <= 10
+    assert {"id", "title", "score", "published", "matched", "url"} <= set(items[0])
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+    assert all(i["matched"] == ["diffusion"] for i in items)
+    assert items[0]["published"].startswith("2024-03-")
+
+
+def test_rank_reads_papers_and_date_from_the_config_when_not_given(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "papers")
+    config = tmp_path / "newsletter.toml"
+    config.write_text('papers = ["papers/"]\nissue_date = 2024-03-14\n[selection]\ntop_n = 3\n')
+    result = run("--config", str(config), "papers", "rank", "--keywords", "state space models", "--json")
+    assert result.exit_code == 0, result.output
+    titles = [i["title"] for i in json.loads(result.stdout)]
+    assert len(titles) == 3
+    assert all("State Space Models" in t for t in titles)
+
+
+def test_rank_explain_shows_matched_keywords_and_score_parts() -> None:
+    result = run("papers", "rank", "--papers", str(EXAMPLES), "--keywords", "music; reinforcement learning",
+                 "--date", "2024-03-14", "--top", "1", "--explain")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(" 1. ") and "MusicRL" in lines[0]
+    assert lines[1].strip() == "matched: music, reinforcement learning"
+    assert "keywords=" in lines[2] and "recency=" in lines[2] and "popularity=" in lines[2]
+    assert "music=" in lines[3] and "reinforcement learning=" in lines[3]
+
+
+def test_rank_window_days_limits_papers_to_the_days_before_the_issue() -> None:
+    result = run("papers", "rank", "--papers", str(EXAMPLES), "--date", "2024-03-14",
+                 "--window-days", "1", "--top", "100", "--json")
+    items = json.loads(result.stdout)
+    assert items and all(i["published"].startswith("2024-03-14") for i in items)
+
+
+def test_rank_warns_about_skipped_records_on_stderr(tmp_path: Path) -> None:
+    result = run("papers", "rank", "--papers", str(FIXTURES / "papers.jsonl"), "--date", "2024-03-14", "--json")
+    assert result.exit_code == 0
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 4
+    assert warnings[0].startswith(f"Warning: {FIXTURES / 'papers.jsonl'}:4: ")
+    assert json.loads(result.stdout)  # stdout stays pure JSON
+
+
+def test_rank_of_a_file_in_no_known_format_is_a_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.json"
+    bad.write_text("hello")
+    result = run("papers", "rank", "--papers", str(bad))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {bad} is in no known papers format")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fetch_hf_writes_json_lines_that_rank_can_read(server: RecordedServer, tmp_path: Path) -> None:  # noqa: F811
+    server.queue("/api/daily_papers", fixture("hf_daily_2024-03-14_p0.json"))
+    out = tmp_path / "fetched" / "hf.jsonl"
+    result = run("papers", "fetch", "--source", "hf", "--date", "2024-03-14", "--base-url", server.url, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Fetched 2 papers in 1 requests" in result.stderr
+    assert server.requests[0][1]["date"] == "2024-03-14"
+    papers = load_papers([out]).papers
+    assert [p.id for p in papers] == ["2403.08213", "2403.07987"]
+    assert papers[0].upvotes == 42
+
+
+def test_fetch_arxiv_prints_json_lines_to_stdout(server: RecordedServer) -> None:  # noqa: F811
+    server.queue("/api/query", fixture("arxiv_api_page0.xml"))
+    result = run("papers", "fetch", "--source", "arxiv", "--query", "abs:diffusion", "--base-url", server.url)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["2403.08213", "2403.08120"]
+
+
+def test_fetch_refused_by_the_server_is_a_one_line_error(server: RecordedServer) -> None:  # noqa: F811
+    server.queue("/api/daily_papers", (400, {}, b'{"error": "invalid date"}'))
+    result = run("papers", "fetch", "--source", "hf", "--date", "2024-03-14", "--base-url", server.url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the server answered HTTP 400")
+
+
+def test_fetch_with_both_date_and_week_is_bad_usage() -> None:
+    result = run("papers", "fetch", "--source", "hf", "--date", "2024-03-14", "--week", "2024-W11")
+    assert result.exit_code == 2
+    assert "not both" in result.stderr
