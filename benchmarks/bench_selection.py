@@ -12,14 +12,14 @@ import random
 import resource
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.models import Paper  # noqa: E402
-from newsletter.selection import Ranker  # noqa: E402
-from newsletter.settings import SelectionSettings  # noqa: E402
+from newsletter.models import Paper
+from newsletter.selection import Ranker
+from newsletter.settings import SelectionSettings
 
 ISSUE = date(2024, 3, 14)
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "zo", "pe", "su", "da", "fi", "go", "hu"]
@@ -43,7 +43,7 @@ def make_vocabulary(rng: random.Random, size: int = 300) -> list[str]:
 def make_papers(rng: random.Random, count: int, vocabulary: list[str]) -> list[Paper]:
     """Papers whose text mixes a few interests with filler, published across the week."""
     filler = [make_word(rng) for _ in range(3000)]
-    start = datetime(2024, 3, 8, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 8, tzinfo=UTC)
     papers = []
     for i in range(count):
         topics = rng.sample(vocabulary, 3)

@@ -20,11 +20,11 @@ import bm25s
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter.models import Paper  # noqa: E402
-from newsletter.selection import Ranker  # noqa: E402
-from newsletter.settings import SelectionSettings  # noqa: E402
-from newsletter.sources import load_papers  # noqa: E402
-from newsletter.textmatch import split_keywords  # noqa: E402
+from newsletter.models import Paper
+from newsletter.selection import Ranker
+from newsletter.settings import SelectionSettings
+from newsletter.sources import load_papers
+from newsletter.textmatch import split_keywords
 
 K = 10
 

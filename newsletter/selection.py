@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 
@@ -21,7 +21,7 @@ _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier inde
 class ScoredPaper:
     """One paper picked for one subscriber; why it scored is worked out only when asked."""
 
-    __slots__ = ("paper", "score", "_ranker", "_index", "_keys")
+    __slots__ = ("_index", "_keys", "_ranker", "paper", "score")
 
     def __init__(self, paper: Paper, score: float, ranker: Ranker, index: int,
                  keys: tuple[tuple[str, int], ...]) -> None:
@@ -148,7 +148,7 @@ def rank_papers(papers: Sequence[Paper], keywords: Sequence[str], issue_date: da
 
 def window_bounds(issue_date: date, window_days: int) -> tuple[datetime, datetime]:
     """The issue covers whole UTC days: window_days of them, ending with the issue date."""
-    end = datetime.combine(issue_date + timedelta(days=1), time(), tzinfo=timezone.utc)
+    end = datetime.combine(issue_date + timedelta(days=1), time(), tzinfo=UTC)
     return end - timedelta(days=window_days), end
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from newsletter.models import Paper
 from newsletter.selection import Ranker, rank_papers
@@ -13,7 +13,7 @@ ISSUE = date(2024, 3, 14)
 
 def paper(pid: str, title: str, abstract: str = "A study of things.", days_ago: float = 1.0,
           upvotes: int | None = None) -> Paper:
-    when = datetime(2024, 3, 15, tzinfo=timezone.utc) - timedelta(days=days_ago)
+    when = datetime(2024, 3, 15, tzinfo=UTC) - timedelta(days=days_ago)
     return Paper(id=pid, title=title, abstract=abstract, published=when,
                  url=f"https://example.org/{pid}", upvotes=upvotes, source="test")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def test_hf_record_maps_every_field_for_an_arxiv_id(tmp_path: Path) -> None:
     assert paper.upvotes == 7
     assert paper.keywords == ["diffusion"]
     assert paper.authors == ["Ada Lovelace"]
-    assert paper.published == datetime(2024, 3, 12, 10, tzinfo=timezone.utc)
+    assert paper.published == datetime(2024, 3, 12, 10, tzinfo=UTC)
     assert paper.source == "hf"
 
 
@@ -55,7 +55,7 @@ def test_hf_published_falls_back_to_the_top_level_date(tmp_path: Path) -> None:
     record = hf_record("2403.01234")
     del record["paper"]["publishedAt"]
     paper = load_papers([write_json(tmp_path / "d.json", [record])]).papers[0]
-    assert paper.published == datetime(2024, 3, 13, tzinfo=timezone.utc)
+    assert paper.published == datetime(2024, 3, 13, tzinfo=UTC)
 
 
 def test_shipped_examples_load_all_69_papers_newest_first() -> None:
@@ -99,7 +99,7 @@ def test_arxiv_api_feed_strips_versions_and_keeps_authors_and_pdf() -> None:
     assert radd.url == "https://arxiv.org/abs/2403.08213"
     assert radd.pdf_url == "http://arxiv.org/pdf/2403.08213v2"
     assert radd.keywords == ["cs.LG", "cs.CL"]
-    assert radd.published == datetime(2024, 3, 13, 17, 59, 59, tzinfo=timezone.utc)
+    assert radd.published == datetime(2024, 3, 13, 17, 59, 59, tzinfo=UTC)
     assert radd.source == "arxiv"
 
 
@@ -114,7 +114,7 @@ def test_arxiv_rss_listing_drops_the_announce_prefix_and_splits_creators() -> No
     assert paper.id == "2403.07899"
     assert paper.abstract.startswith("Learning a precise dynamics model")
     assert paper.authors == ["Fan-Ming Luo", "Tian Xu", "Xingchen Cao", "Yang Yu"]
-    assert paper.published == datetime(2024, 3, 14, 4, tzinfo=timezone.utc)
+    assert paper.published == datetime(2024, 3, 14, 4, tzinfo=UTC)
     assert loaded.problems == [f"{FIXTURES / 'arxiv_listing_cs.LG.rss'}:entry 2: missing abstract"]
 
 

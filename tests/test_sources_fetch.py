@@ -29,7 +29,7 @@ class RecordedServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 server.requests.append((parts.path, query))
@@ -82,8 +82,8 @@ class FakeClock:
         self.now += seconds
 
     def policy(self, **overrides: object) -> FetchPolicy:
-        options: dict[str, object] = dict(timeout=5.0, sleep=self.sleep, clock=lambda: self.now,
-                                          jitter=lambda: 0.5)
+        options: dict[str, object] = {"timeout": 5.0, "sleep": self.sleep,
+                                      "clock": lambda: self.now, "jitter": lambda: 0.5}
         options.update(overrides)
         return FetchPolicy(**options)  # type: ignore[arg-type]
 

@@ -113,7 +113,14 @@ def fetch(source: str, day: Any, week: str | None, query: str, base_url: str | N
 
     Example: newsletter papers fetch --source hf --date 2024-03-14 -o papers/2024-03-14.jsonl
     """
-    from ..sources.fetch import ARXIV_BASE, ARXIV_SPACING, HF_BASE, fetch_arxiv, fetch_hf, parse_week
+    from ..sources.fetch import (
+        ARXIV_BASE,
+        ARXIV_SPACING,
+        HF_BASE,
+        fetch_arxiv,
+        fetch_hf,
+        parse_week,
+    )
     from ..sources.http import FetchPolicy
     from ..sources.jsonl import paper_to_jsonl
 

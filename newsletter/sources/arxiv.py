@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from ..models import Paper
@@ -91,7 +91,7 @@ def _paper(found: str | None, title: str, abstract: str, published: datetime, au
         title=title,
         abstract=abstract,
         authors=[a.strip() for a in authors if a.strip()],
-        published=published if published.tzinfo else published.replace(tzinfo=timezone.utc),
+        published=published if published.tzinfo else published.replace(tzinfo=UTC),
         url=f"https://arxiv.org/abs/{found}" if found else str(url),
         pdf_url=pdf or (f"https://arxiv.org/pdf/{found}" if found else None),
         keywords=[c for c in categories if c],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..models import Paper
 
@@ -50,7 +50,7 @@ def parse_datetime(value: object) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
         raise BadRecord(f"unreadable date {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def require_text(value: object, name: str) -> str:

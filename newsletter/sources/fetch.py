@@ -96,7 +96,7 @@ def fetch_arxiv(*, query: str, first: date | None = None, last: date | None = No
     with PoliteClient(policy, transport) as client:
         for start in range(0, max_results, page_size):
             size = min(page_size, max_results - start)
-            params = {"search_query": search, "start": start, "max_results": size,
+            params: dict[str, str | int] = {"search_query": search, "start": start, "max_results": size,
                       "sortBy": "submittedDate", "sortOrder": "descending"}
             response = client.get(url, params)
             result.requests += 1

@@ -49,7 +49,8 @@ def hf_record_to_paper(record: Any) -> Paper:
     """Map one daily_papers record (or a bare HF paper object) onto our Paper."""
     if not isinstance(record, dict):
         raise BadRecord("record is not a JSON object")
-    paper = record.get("paper") if isinstance(record.get("paper"), dict) else record
+    inner = record.get("paper")
+    paper: dict[str, Any] = inner if isinstance(inner, dict) else record
     title = require_text(paper.get("title") or record.get("title"), "title")
     abstract = require_text(paper.get("summary") or record.get("summary"), "abstract")
     raw_id = str(paper.get("id") or "").strip()
