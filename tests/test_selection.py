@@ -108,3 +108,62 @@ def test_same_keyword_twice_counts_once() -> None:
     once = ranker.rank(["diffusion"])
     twice = ranker.rank(["diffusion", "Diffusion"])
     assert [(s.paper.id, s.score) for s in once] == [(s.paper.id, s.score) for s in twice]
+
+
+def test_window_includes_its_first_day_and_the_whole_issue_day() -> None:
+    start = datetime(2024, 3, 8, tzinfo=UTC)
+    papers = [
+        Paper(id="first", title="Diffusion", abstract="x", published=start, url="u"),
+        Paper(id="last", title="Diffusion", abstract="x", published=start + timedelta(days=7, seconds=-1), url="u"),
+        Paper(id="before", title="Diffusion", abstract="x", published=start - timedelta(seconds=1), url="u"),
+        Paper(id="after", title="Diffusion", abstract="x", published=start + timedelta(days=7), url="u"),
+    ]
+    ranked = Ranker(papers, ISSUE, SelectionSettings(window_days=7)).rank([])
+    assert sorted(ids(ranked)) == ["first", "last"]
+
+
+def test_recency_halves_every_half_life() -> None:
+    papers = [paper("new", "A", days_ago=1e-6), paper("older", "B", days_ago=2)]
+    settings = SelectionSettings(half_life_days=2.0, recency_weight=1.0, popularity_weight=0.0)
+    parts = {s.paper.id: s.parts["recency"] for s in rank_papers(papers, [], ISSUE, settings)}
+    assert abs(parts["new"] - 1.0) < 1e-6
+    assert abs(parts["older"] - 0.5) < 1e-6
+
+
+def test_popularity_is_log_scaled_and_optional() -> None:
+    papers = [paper("many", "A", upvotes=999), paper("few", "B", upvotes=9), paper("none", "C")]
+    settings = SelectionSettings(recency_weight=0.0, popularity_weight=1.0)
+    parts = {s.paper.id: s.parts["popularity"] for s in rank_papers(papers, [], ISSUE, settings)}
+    assert parts["many"] == 1.0
+    assert abs(parts["few"] - 1 / 3) < 1e-9
+    assert parts["none"] == 0.0
+    off = SelectionSettings(recency_weight=0.0, popularity_weight=0.0)
+    assert {s.score for s in rank_papers(papers, [], ISSUE, off)} <= {0.0, -1e-9, -2e-9}
+
+
+def test_excluding_papers_for_one_subscriber_does_not_affect_the_next() -> None:
+    ranker = Ranker([paper("a", "A"), paper("b", "B")], ISSUE, SelectionSettings())
+    assert ids(ranker.rank([], exclude_ids={"a"})) == ["b"]
+    assert sorted(ids(ranker.rank([]))) == ["a", "b"]
+
+
+def test_keyword_matching_nothing_gives_an_empty_list() -> None:
+    ranker = Ranker([paper("a", "Diffusion")], ISSUE, SelectionSettings())
+    assert ranker.rank(["quantum chromodynamics"]) == []
+
+
+def test_spellings_of_one_keyword_score_the_same() -> None:
+    papers = [paper("a", "Modelling state-space systems"), paper("b", "State space model, again")]
+    ranker = Ranker(papers, ISSUE, SelectionSettings())
+    one = [(s.paper.id, s.score) for s in ranker.rank(["State-Space Models"])]
+    two = [(s.paper.id, s.score) for s in ranker.rank(["state space modelling"])]
+    assert one == two and len(one) == 2
+
+
+def test_min_relevance_drops_weak_matches() -> None:
+    papers = [paper("strong", "Diffusion diffusion", "diffusion everywhere"),
+              paper("weak", "Graphs", "One mention of diffusion among many other words here and there.")]
+    loose = rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings())
+    strict = rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings(min_relevance=0.5))
+    assert ids(loose) == ["strong", "weak"]
+    assert ids(strict) == ["strong"]

@@ -204,3 +204,11 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
 def test_missing_path_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="does not exist"):
         load_papers([tmp_path / "nope"])
+
+
+def test_jsonl_lines_in_daily_papers_shape_are_read_as_hf_records(tmp_path: Path) -> None:
+    path = tmp_path / "hf.jsonl"
+    path.write_text("\n".join(json.dumps(hf_record(f"2403.0000{i}", title=f"Paper {i}")) for i in range(3)) + "\n")
+    loaded = load_papers([path])
+    assert sorted(p.id for p in loaded.papers) == ["2403.00000", "2403.00001", "2403.00002"]
+    assert {p.source for p in loaded.papers} == {"hf"}

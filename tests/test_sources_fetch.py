@@ -187,3 +187,15 @@ def test_week_must_be_iso_form() -> None:
         parse_week("2024-11")
     with pytest.raises(SourceError, match="does not exist"):
         parse_week("2023-W53")
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    import httpx
+
+    from newsletter.sources.http import retry_after
+
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "12"})) == 12.0
+    past = httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert retry_after(past) == 0.0
+    assert retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
+    assert retry_after(httpx.Response(503)) is None

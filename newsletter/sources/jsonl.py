@@ -35,6 +35,10 @@ def jsonl_record_to_paper(record: Any) -> Paper:
     """Validate one line against Paper, filling an id and URL where they can be derived."""
     if not isinstance(record, dict):
         raise BadRecord("line is not a JSON object")
+    if isinstance(record.get("paper"), dict) or ("summary" in record and "abstract" not in record):
+        from .hf import hf_record_to_paper
+
+        return hf_record_to_paper(record)  # daily_papers records saved one per line
     data = dict(record)
     data["title"] = require_text(data.get("title"), "title")
     data["abstract"] = require_text(data.get("abstract"), "abstract")
