@@ -45,7 +45,7 @@ TEXT_TEMPLATE = "digest.txt"
 CARD_HTML_TEMPLATE = "paper.html"
 CARD_TEXT_TEMPLATE = "paper.txt"
 SUBJECT_MAX = 120
-_HIGHLIGHT_CACHE_MAX = 100_000
+_CARD_CACHE_MAX = 200_000  # filled cards kept per issue; a few hundred MB at most
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,28 @@ class _Slotted:
         return "".join(out)
 
 
+class _TextShell:
+    """The text shell by lines: static lines wrapped once, lines with slots wrapped when filled."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, text: str, token: re.Pattern[str]) -> None:
+        self.lines: list[str | _Slotted] = [
+            _Slotted(line, token) if token.search(line) else wrap_text(line) for line in text.split("\n")
+        ]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        out = []
+        for line in self.lines:
+            if isinstance(line, str):
+                out.append(line)
+            elif line.names == ["cards"]:  # cards are wrapped once per paper already
+                out.append(line.fill(values))
+            else:
+                out.append(wrap_text(line.fill(values)))
+        return "\n".join(out)
+
+
 @dataclass(frozen=True)
 class _Card:
     """One paper, rendered and inlined once: HTML pieces around title/abstract, and its text."""
@@ -166,9 +188,10 @@ class DigestRenderer:
         self._token_prefix = f"pdslot{nonce}"
         self._token = re.compile(f"{self._token_prefix}_([a-z]+)_")
         self._marker = f"pdcard{nonce}"
-        self._shells: dict[tuple[bool, bool, bool], tuple[_Slotted, _Slotted]] = {}
+        self._shells: dict[tuple[bool, bool, bool], tuple[_Slotted, _TextShell]] = {}
         self._cards: dict[str, _Card] = {}
-        self._highlights: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
+        self._highlights: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._by_profile: dict[tuple[str, tuple[str, ...]], str] = {}
         self._templates = {
             name: self._load(name)
             for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CARD_HTML_TEMPLATE, CARD_TEXT_TEMPLATE)
@@ -268,14 +291,14 @@ class DigestRenderer:
 
     # --- the once-per-issue and once-per-paper work ---------------------------------------
 
-    def _shell(self, variant: tuple[bool, bool, bool]) -> tuple[_Slotted, _Slotted]:
+    def _shell(self, variant: tuple[bool, bool, bool]) -> tuple[_Slotted, _TextShell]:
         """The inlined page shell and text shell for one variant, built on first use."""
         shell = self._shells.get(variant)
         if shell is None:
             html = self._inline(self._run(HTML_TEMPLATE, self._shell_context(variant, self._slot("cards"))))
             context = self._shell_context(variant, self._slot("cards"))
             text = self._run(TEXT_TEMPLATE, context)
-            shell = self._shells[variant] = (_Slotted(html, self._token), _Slotted(text, self._token))
+            shell = self._shells[variant] = (_Slotted(html, self._token), _TextShell(text, self._token))
         return shell
 
     def prepare(self, papers: Iterable[Paper]) -> None:
@@ -311,17 +334,23 @@ class DigestRenderer:
 
     # --- per subscriber: joins and escapes only -------------------------------------------
 
-    def _card_html(self, pick: Pick) -> str:
-        card = self._cards[pick.paper.id]
-        matched = tuple(sorted({collapse(k) for k in getattr(pick, "matched", ()) or ()}))
-        key = (pick.paper.id, matched)
-        marked = self._highlights.get(key)
-        if marked is None:
-            if len(self._highlights) > _HIGHLIGHT_CACHE_MAX:
+    def _card_html(self, pick: Pick, profile: tuple[str, ...]) -> str:
+        """A filled card; cached by reader profile first, so shared profiles skip even `matched`."""
+        by_profile = (pick.paper.id, profile)
+        html = self._by_profile.get(by_profile)
+        if html is None:
+            matched = tuple(sorted({collapse(k) for k in getattr(pick, "matched", ()) or ()}))
+            by_matched = (pick.paper.id, matched)
+            html = self._highlights.get(by_matched)
+            if html is None:
+                card = self._cards[pick.paper.id]
+                values = {"title": highlight(card.title, matched), "abstract": highlight(card.abstract, matched)}
+                html = self._highlights[by_matched] = card.html.fill(values)
+            if len(self._by_profile) > _CARD_CACHE_MAX:
+                self._by_profile.clear()
                 self._highlights.clear()
-            marked = (highlight(card.title, matched), highlight(card.abstract, matched))
-            self._highlights[key] = marked
-        return card.html.fill({"title": marked[0], "abstract": marked[1]})
+            self._by_profile[by_profile] = html
+        return html
 
     def render(self, subscriber: Subscriber, picks: Sequence[ScoredPaper], unsubscribe_url: str) -> RenderedDigest:
         """One subscriber's digest: fill the inlined pieces with their escaped values."""
@@ -337,12 +366,13 @@ class DigestRenderer:
             "unsubscribe": unsubscribe_url,
         }
         html_values = {key: str(escape(value)) for key, value in values.items()}
-        html_values["cards"] = "".join(self._card_html(pick) for pick in picks)
+        profile = tuple(subscriber.keywords)
+        html_values["cards"] = "".join(self._card_html(pick, profile) for pick in picks)
         values["cards"] = "\n".join(self._cards[pick.paper.id].text for pick in picks)
         return RenderedDigest(
             subject=self._subject(picks),
             html=html_shell.fill(html_values),
-            text=wrap_text(text_shell.fill(values)),
+            text=text_shell.fill(values),
         )
 
     def _preheader(self, picks: Sequence[Pick]) -> str:

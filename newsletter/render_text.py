@@ -99,6 +99,8 @@ def safe_url(url: str | None) -> str | None:
 
 
 def _wrap_line(line: str, width: int) -> list[str]:
+    if " " not in line.strip():  # one long word or URL: nothing to wrap
+        return [line]
     prefix = _HANGING_PREFIX.match(line)
     indent = " " * len(prefix.group(1)) if prefix else ""
     return textwrap.wrap(

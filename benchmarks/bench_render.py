@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""How many digest messages one process composes per second, for 10,000 subscribers.
+
+Two audiences over the shipped sample papers (69 papers, issue 2024-W11):
+  (a) 20 distinct interest profiles shared by 10,000 subscribers (distinct names and addresses);
+  (b) 10,000 subscribers with pairwise distinct keyword sets.
+
+Three measurements each:
+  pipeline        what `send` does per subscriber before SMTP: rank, sign the unsubscribe
+                  link, render (DigestRenderer) and compose the RFC 5322 bytes (MessageComposer);
+  render+compose  the same with each subscriber's picks and link made beforehand;
+  render only     DigestRenderer.render alone (HTML, text, subject), picks made beforehand.
+
+The renderer is built fresh for each run, so its once-per-issue and once-per-paper premailer
+calls are inside the timing; their count is printed too.
+
+Usage: python benchmarks/bench_render.py [--subscribers N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from newsletter.compose import MessageComposer  # noqa: E402
+from newsletter.issue import PreparedIssue, prepare_issue  # noqa: E402
+from newsletter.models import Subscriber  # noqa: E402
+from newsletter.render import DigestRenderer  # noqa: E402
+from newsletter.settings import load_settings  # noqa: E402
+from newsletter.tokens import unsubscribe_url  # noqa: E402
+
+SECRET = "benchmark-secret"
+BASE_URL = "https://digest.example.org"
+VOCABULARY = [
+    "diffusion models", "music generation", "large language models", "reinforcement learning",
+    "state space models", "text-to-image", "benchmarking", "mathematical reasoning", "RLHF",
+    "reward models", "preference optimization", "recommendation", "translation", "medical",
+    "passage ranking", "symbolic music", "score matching", "network pruning", "quantile regression",
+    "diversity metrics", "data science agent", "Kaggle", "video generation", "retrieval",
+    "transformers", "distillation", "image editing", "speech", "3D", "robotics", "agents",
+    "multimodal", "evaluation", "code generation", "alignment", "efficient inference",
+    "mixture of experts", "attention", "contrastive learning", "graph neural networks",
+]
+
+
+def audiences(count: int) -> dict[str, list[Subscriber]]:
+    """The two audiences: 20 shared profiles, and every keyword set distinct."""
+    rng = random.Random(11)
+    profiles = [rng.sample(VOCABULARY, rng.randint(0 if i < 2 else 1, 4)) for i in range(20)]
+    shared = [
+        Subscriber(email=f"reader{i}@example.org", name=f"Reader {i}", keywords=profiles[i % 20])
+        for i in range(count)
+    ]
+    seen: set[frozenset[str]] = set()
+    distinct = []
+    while len(distinct) < count:
+        keywords = rng.sample(VOCABULARY, rng.randint(1, 5))
+        if frozenset(keywords) in seen:
+            continue
+        seen.add(frozenset(keywords))
+        i = len(distinct)
+        distinct.append(Subscriber(email=f"person{i}@example.org", name=f"Person {i}", keywords=keywords))
+    return {"(a) 20 profiles": shared, "(b) all distinct": distinct}
+
+
+def run_pipeline(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+    """Rank, link, render and compose every subscriber; seconds taken and premailer calls."""
+    started = time.perf_counter()
+    renderer = DigestRenderer(settings, issue.info)
+    composer = MessageComposer(settings, issue.info, SECRET)
+    top = settings.selection.top_n
+    for subscriber in subscribers:
+        picks = issue.ranker.rank(subscriber.keywords, top=top)
+        link = unsubscribe_url(BASE_URL, SECRET, issue.info.list_name, subscriber.email)
+        composer.compose(subscriber, renderer.render(subscriber, picks, link), link)
+    return time.perf_counter() - started, renderer.inline_calls
+
+
+def prepared_work(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> list[tuple]:
+    """Each subscriber's picks and link, made before the clock starts."""
+    top = settings.selection.top_n
+    return [
+        (s, issue.ranker.rank(s.keywords, top=top), unsubscribe_url(BASE_URL, SECRET, issue.info.list_name, s.email))
+        for s in subscribers
+    ]
+
+
+def run_render_compose(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+    """Render and compose with picks and links made beforehand."""
+    work = prepared_work(issue, settings, subscribers)
+    started = time.perf_counter()
+    renderer = DigestRenderer(settings, issue.info)
+    composer = MessageComposer(settings, issue.info, SECRET)
+    for subscriber, picks, link in work:
+        composer.compose(subscriber, renderer.render(subscriber, picks, link), link)
+    return time.perf_counter() - started, renderer.inline_calls
+
+
+def run_render_only(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+    """Render only (HTML, text, subject), with picks and links made beforehand."""
+    work = prepared_work(issue, settings, subscribers)
+    started = time.perf_counter()
+    renderer = DigestRenderer(settings, issue.info)
+    for subscriber, picks, link in work:
+        renderer.render(subscriber, picks, link)
+    return time.perf_counter() - started, renderer.inline_calls
+
+
+def best_of(repeat: int, run: Callable[[], tuple[float, int]]) -> tuple[float, int]:
+    results = [run() for _ in range(repeat)]
+    return min(r[0] for r in results), results[0][1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="best of R runs")
+    args = parser.parse_args()
+    settings = load_settings(REPO / "newsletter.toml")
+    issue = prepare_issue(settings)
+    print(f"issue {issue.info.issue_id}: {issue.paper_count} papers loaded, "
+          f"{len(issue.ranker.papers)} in the window, top {settings.selection.top_n} per subscriber, "
+          f"{args.subscribers} subscribers, best of {args.repeat}, single process")
+    for label, subscribers in audiences(args.subscribers).items():
+        runs = (("pipeline", run_pipeline), ("render+compose", run_render_compose), ("render only", run_render_only))
+        for kind, runner in runs:
+            seconds, calls = best_of(args.repeat, lambda: runner(issue, settings, subscribers))
+            print(f"{label:18} {kind:15} {len(subscribers) / seconds:8.0f} messages/s "
+                  f"({seconds:.2f} s, {calls} premailer calls)")
+
+
+if __name__ == "__main__":
+    main()
