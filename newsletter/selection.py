@@ -11,7 +11,7 @@ import numpy as np
 from .keywordscore import FieldIndex
 from .models import Paper
 from .settings import SelectionSettings
-from .textmatch import normalise_keyword
+from .textmatch import normalise_keyword, split_keywords
 
 _NO_ROW = -1
 _NEG_INF = float("-inf")
@@ -67,6 +67,8 @@ class Ranker:
     def rank(self, keywords: Sequence[str], *, top: int | None = None,
              exclude_ids: Collection[str] = ()) -> list[ScoredPaper]:
         """The best papers for one subscriber, best first; no keywords means recency and popularity."""
+        if isinstance(keywords, str):  # "a; b" straight from a CSV cell, not a list of letters
+            keywords = split_keywords(keywords)
         keys = self._keys(keywords)
         if keys:
             rows = [row for _, row in keys]

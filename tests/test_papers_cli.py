@@ -111,3 +111,16 @@ def test_fetch_with_both_date_and_week_is_bad_usage() -> None:
     result = run("papers", "fetch", "--source", "hf", "--date", "2024-03-14", "--week", "2024-W11")
     assert result.exit_code == 2
     assert "not both" in result.stderr
+
+
+def test_fetch_hf_without_a_date_or_week_is_bad_usage() -> None:
+    result = run("papers", "fetch", "--source", "hf")
+    assert result.exit_code == 2
+    assert "--date" in result.stderr
+
+
+def test_papers_commands_have_help_with_an_example() -> None:
+    for command in ("rank", "fetch"):
+        result = run("papers", command, "--help")
+        assert result.exit_code == 0
+        assert "Example: newsletter papers " + command in result.stdout

@@ -167,3 +167,8 @@ def test_min_relevance_drops_weak_matches() -> None:
     strict = rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings(min_relevance=0.5))
     assert ids(loose) == ["strong", "weak"]
     assert ids(strict) == ["strong"]
+
+
+def test_a_keyword_string_is_split_not_read_letter_by_letter() -> None:
+    ranker = Ranker([paper("a", "Diffusion"), paper("b", "Music")], ISSUE, SelectionSettings())
+    assert sorted(ids(ranker.rank("diffusion; music"))) == ["a", "b"]  # type: ignore[arg-type]

@@ -212,3 +212,9 @@ def test_jsonl_lines_in_daily_papers_shape_are_read_as_hf_records(tmp_path: Path
     loaded = load_papers([path])
     assert sorted(p.id for p in loaded.papers) == ["2403.00000", "2403.00001", "2403.00002"]
     assert {p.source for p in loaded.papers} == {"hf"}
+
+
+def test_a_single_paper_shaped_json_object_is_one_paper(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "one.json", {"id": "2403.1", "title": "T", "abstract": "A",
+                                               "published": "2024-03-12", "url": "https://x.org/1"})
+    assert load_papers([path]).papers[0].title == "T"

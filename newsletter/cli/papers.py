@@ -126,6 +126,8 @@ def fetch(source: str, day: Any, week: str | None, query: str, base_url: str | N
 
     if day is not None and week is not None:
         raise click.UsageError("give --date or --week, not both")
+    if source == "hf" and day is None and week is None:
+        raise click.UsageError("--source hf needs --date YYYY-MM-DD or --week YYYY-Www")
     if source == "hf":
         result = fetch_hf(day=day.date() if day else None, week=week, base_url=base_url or HF_BASE,
                           policy=FetchPolicy(timeout=timeout))
@@ -139,7 +141,14 @@ def fetch(source: str, day: Any, week: str | None, query: str, base_url: str | N
     if output is None:
         click.echo(lines, nl=False)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(lines, encoding="utf-8")
+        write_atomically(output, lines)
     click.echo(f"Fetched {len(result.papers)} papers in {result.requests} requests"
                + (f" into {output}" if output else ""), err=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A cron job reading the file never sees half of it, and a failed fetch keeps the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)

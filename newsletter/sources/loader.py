@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import SourceError
 from ..models import Paper
 from .arxiv import feed_kind, read_arxiv
-from .common import ReadResult
+from .common import BadRecord, ReadResult
 from .dedupe import dedupe_papers
 from .hf import looks_like_hf, read_hf
 from .jsonl import jsonl_record_to_paper, read_jsonl
@@ -109,7 +109,7 @@ def _read_json(text: str, name: str) -> ReadResult:
     if looks_like_hf(data):
         return read_hf(data)
     if isinstance(data, dict) and "abstract" in data:
-        return read_jsonl(text.replace("\n", " "))
+        return _read_paper_list([data])
     if isinstance(data, list) and all(isinstance(r, dict) and "abstract" in r for r in data):
         return _read_paper_list(data)
     raise _unknown(Path(name), "its JSON records are neither daily_papers records nor papers")
@@ -117,8 +117,6 @@ def _read_json(text: str, name: str) -> ReadResult:
 
 def _read_paper_list(data: list[dict[str, Any]]) -> ReadResult:
     """A JSON array of Paper-shaped objects, as someone might export from a notebook."""
-    from .common import BadRecord
-
     result = ReadResult()
     for position, record in enumerate(data, start=1):
         try:
