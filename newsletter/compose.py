@@ -96,9 +96,11 @@ def quoted_printable(text: str) -> bytes:
     return encoded.replace(b"\n", b"\r\n")
 
 
-def message_id(secret: str, issue: IssueInfo, address: str, domain: str) -> str:
+def message_id(secret: str, issue: IssueInfo, address: str, domain: str, test_to: str | None = None) -> str:
     """The same Message-ID for the same issue and subscriber, on every run and after a crash."""
     key = f"{issue.issue_id}\0{issue.list_name}\0{address.lower()}".encode("utf-8")
+    if test_to:  # a --to test copy must never share the subscriber's real Message-ID
+        key += f"\0test\0{test_to.lower()}".encode("utf-8")
     digest = hmac.new(secret.encode("utf-8"), key, hashlib.sha256).hexdigest()[:24]
     issue_part = _NOT_LIST_ID.sub("-", issue.issue_id.lower())
     return f"<{issue_part}.{digest}@{domain}>"
@@ -125,7 +127,7 @@ class MessageComposer:
     ) -> ComposedMessage:
         """One multipart/alternative message: text first, HTML last, headers injection-safe."""
         recipient = checked_address(to_address or subscriber.email)
-        mid = message_id(self.secret, self.issue, subscriber.email, self.domain)
+        mid = message_id(self.secret, self.issue, subscriber.email, self.domain, to_address and recipient)
         boundary = "=_digest_" + mid[1:25].replace(".", "_").replace("@", "_")
         headers = self._headers(subscriber, recipient, digest, unsubscribe_url, mid, boundary, now)
         body = [

@@ -102,6 +102,24 @@ class DeliveryLedger:
         with self._lock:
             self._db.close()
 
+    @staticmethod
+    def peek_entries(path: Path, issue: str, list_name: str, channel: str) -> dict[str, LedgerEntry]:
+        """What a real run would find, read without creating or changing anything (for --dry-run)."""
+        if not path.is_file():
+            return {}
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                rows = db.execute(
+                    "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
+                    " WHERE issue = ? AND list = ? AND channel = ?", (issue, list_name, channel),
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return {}  # unreadable or from an older version: a dry run just assumes nothing is done
+        return {row[0]: LedgerEntry(*row) for row in rows}
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

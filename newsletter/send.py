@@ -102,7 +102,8 @@ def run_send(
     )
     planner = DigestPlanner(settings, issue, signer, options, report)
     if options.dry_run:
-        for _ in planner.jobs(store.iter_subscribers(), {}, {}):
+        done = DeliveryLedger.peek_entries(settings.path(settings.ledger), report.issue, report.list, channel)
+        for _ in planner.jobs(store.iter_subscribers(), done, {}):
             pass
     elif options.to:
         _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)

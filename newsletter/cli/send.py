@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -61,8 +62,10 @@ def send(
         dry_run=dry_run, to=to, limit=limit, shard=shard,
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
-    report = run_send(app.settings, options, on_outcome=progress.tick)
-    progress.done()
+    try:
+        report = run_send(app.settings, options, on_outcome=progress.tick)
+    finally:
+        progress.done()  # end the live line before any summary or error
     for problem in report.problems:
         click.echo(f"Warning: {problem}", err=True)
     if as_json:
@@ -75,18 +78,28 @@ def send(
 
 
 class _Progress:
-    """A one-line counter on a terminal; silent under cron."""
+    """A one-line live counter on a terminal (redrawn at most 5 times a second); silent under cron."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.counts: dict[str, int] = {}
+        self.started = time.monotonic()
+        self._drawn = 0.0
 
     def tick(self, _key: str, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
-        if self.enabled:
-            text = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-            click.echo(f"\r{text}", nl=False, err=True)
+        now = time.monotonic()
+        if self.enabled and now - self._drawn >= 0.2:
+            self._drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        total = sum(self.counts.values())
+        rate = total / max(now - self.started, 1e-6)
+        text = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
+        click.echo(f"\r\x1b[2K{text} ({rate:.0f}/s)", nl=False, err=True)
 
     def done(self) -> None:
         if self.enabled and self.counts:
+            self._draw(time.monotonic())
             click.echo("", err=True)

@@ -1,0 +1,51 @@
+"""The delivery ledger: durable settings, one row per (issue, list, address, channel), batched writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from newsletter.ledger import Attempt, DeliveryLedger, Outcome
+
+
+def test_ledger_uses_wal_and_full_synchronous_writes(tmp_path: Path) -> None:
+    ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
+    assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    ledger.close()
+
+
+def test_attempts_then_outcomes_and_a_retry_counts_attempts(tmp_path: Path) -> None:
+    ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
+    ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ("p1",)), Attempt("b@x.org", "<2@x>", ())])
+    ledger.record(outcomes=[Outcome("a@x.org", "deferred", "451 later")],
+                  attempts=[Attempt("a@x.org", "<1@x>", ("p1",))])
+    ledger.record(outcomes=[Outcome("a@x.org", "delivered", "250 ok")])
+    entries = ledger.entries()
+    assert (entries["a@x.org"].status, entries["a@x.org"].attempts, entries["a@x.org"].last_reply) == (
+        "delivered", 2, "250 ok")
+    assert entries["b@x.org"].status == "sending"
+    assert ledger.counts() == {"delivered": 1, "sending": 1}
+    ledger.close()
+
+
+def test_outbox_and_smtp_channels_and_issues_are_separate(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    outbox = DeliveryLedger(path, "2024-W11", "test", "outbox")
+    outbox.record(attempts=[Attempt("a@x.org", "<1@x>", ("p1",))])
+    outbox.record(outcomes=[Outcome("a@x.org", "delivered", "250 ok")])
+    smtp = DeliveryLedger(path, "2024-W11", "test", "smtp")
+    assert smtp.entries() == {}
+    later = DeliveryLedger(path, "2024-W12", "test", "outbox")
+    assert later.papers_received_before() == {"a@x.org": frozenset({"p1"})}
+    for ledger in (outbox, smtp, later):
+        ledger.close()
+
+
+def test_peek_reads_without_creating_anything(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    assert DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp") == {}
+    assert not path.exists()
+    ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
+    ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ())])
+    ledger.close()
+    assert DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp")["a@x.org"].status == "sending"

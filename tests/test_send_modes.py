@@ -1,0 +1,135 @@
+"""The `send` command's modes and output: dry run, --to, --limit, --shard, --json, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from filelock import FileLock
+from smtp_servers import LoopbackServer, RecordingHandler, closed_port, write_config, write_subscribers
+
+from newsletter.cli import main
+
+
+def run_cli(folder: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(folder / "newsletter.toml"), "send", *args])
+
+
+def ledger_count(folder: Path) -> int:
+    with sqlite3.connect(folder / "newsletter.db") as db:
+        return int(db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
+
+
+def test_dry_run_composes_everyone_and_touches_no_network_and_no_files(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 6, unsubscribed=(0,))
+    write_config(tmp_path, host="embedded")
+    result = run_cli(tmp_path, "--dry-run", "--json")
+    report = json.loads(result.output)
+    assert result.exit_code == 0, result.output
+    assert report["composed"] == 5 and report["sent"] == 0 and report["dry_run"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newsletter.toml", "subscribers"]
+
+
+def test_dry_run_never_connects_even_to_a_real_server_setting(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
+    write_config(tmp_path, port=closed_port())
+    result = run_cli(tmp_path, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing sent, nothing recorded" in result.output and "3 composed" in result.output
+    assert not (tmp_path / "newsletter.db").exists()
+
+
+def test_summary_is_one_quiet_line_under_cron_and_json_has_the_counts(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        first = run_cli(tmp_path)
+        second = run_cli(tmp_path, "--json")
+    assert first.exit_code == 0
+    assert first.output.count("\n") == 1
+    assert re.fullmatch(r"Issue 2024-W11 to list 'test' via 127\.0\.0\.1:\d+: 4 sent, 0 failed, "
+                        r"0 deferred, 0 already done in \d+\.\ds\.\n", first.output)
+    report = json.loads(second.output)
+    assert {key: report[key] for key in ("issue", "list", "sent", "failed", "deferred", "skipped")} == {
+        "issue": "2024-W11", "list": "test", "sent": 0, "failed": 0, "deferred": 0, "skipped": 4}
+
+
+def test_to_sends_one_digest_to_the_test_address_and_records_nothing(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        result = run_cli(tmp_path, "--to", "editor@example.net")
+        real = run_cli(tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    received = server.handler.received
+    assert received[0].recipient == "editor@example.net"
+    assert b"To: Reader 0 <editor@example.net>" in received[0].data
+    assert json.loads(real.output)["sent"] == 4  # the test copy counted for nobody
+    real_ids = {item.message_id for item in received[1:]}
+    assert received[0].message_id not in real_ids
+
+
+def test_limit_sends_n_and_leaves_the_rest_for_the_next_run(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        first = run_cli(tmp_path, "--limit", "2", "--json")
+        second = run_cli(tmp_path, "--json")
+    one, two = json.loads(first.output), json.loads(second.output)
+    assert (one["sent"], one["pending"], first.exit_code) == (2, 3, 75)
+    assert (two["sent"], two["skipped"], second.exit_code) == (3, 2, 0)
+    assert len(server.handler.received) == 5
+
+
+def test_shards_split_the_list_without_overlap(tmp_path: Path) -> None:
+    active = write_subscribers(tmp_path / "subscribers" / "test.csv", 30)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        reports = [json.loads(run_cli(tmp_path, "--shard", f"{k}/3", "--json").output) for k in (1, 2, 3)]
+    recipients = server.handler.recipients()
+    assert sorted(recipients) == active and len(set(recipients)) == 30
+    assert all(0 < r["sent"] < 30 for r in reports)
+
+
+def test_deferred_deliveries_exit_75_and_say_how_to_resume(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    handler = RecordingHandler(plan=lambda rcpt, tries: "451 4.3.0 try again later")
+    with LoopbackServer(handler) as server:
+        write_config(tmp_path, port=server.port, max_attempts=2)
+        result = run_cli(tmp_path)
+    assert result.exit_code == 75
+    assert "2 deferred" in result.output and "run the same command again to resume" in result.output
+
+
+def test_an_unreachable_server_is_one_error_line_naming_host_and_port(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    port = closed_port()
+    write_config(tmp_path, port=port)
+    result = run_cli(tmp_path)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot connect to the SMTP server")
+    assert f"127.0.0.1:{port}" in result.output and result.output.count("\n") == 1
+    assert ledger_count(tmp_path) == 0
+
+
+def test_a_second_run_of_the_same_list_exits_at_once(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    write_config(tmp_path, port=closed_port())
+    with FileLock(str(tmp_path / "newsletter.db.test.send.lock")):
+        result = run_cli(tmp_path)
+    assert result.exit_code == 1
+    assert "another `newsletter send` for list 'test' is already running" in result.output
+
+
+def test_dry_run_after_a_run_counts_who_is_already_done_without_writing(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        run_cli(tmp_path, "--limit", "3")
+    before = (tmp_path / "newsletter.db").stat().st_mtime_ns
+    report = json.loads(run_cli(tmp_path, "--dry-run", "--json").output)
+    assert (report["skipped"], report["composed"]) == (3, 1)
+    assert (tmp_path / "newsletter.db").stat().st_mtime_ns == before
