@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from ..errors import SubscriberError
 
@@ -71,18 +71,44 @@ def missing_list_error(path: Path) -> SubscriberError:
     return SubscriberError(f"subscriber list {path.stem} not found", where=str(path), fix=CREATE_FIX)
 
 
-def decode(path: Path) -> tuple[str, bool]:
-    """The file's text without BOM, refusing anything that is not UTF-8 with the line it breaks on."""
+def open_text(path: Path) -> tuple[TextIO, bool]:
+    """The file as UTF-8 text (BOM skipped) and whether it had a BOM; non-UTF-8 fails here, not mid-send."""
     try:
-        data = path.read_bytes()
+        raw = path.open("rb")
     except FileNotFoundError:
         raise missing_list_error(path) from None
     except OSError as exc:
         raise SubscriberError(f"cannot read {path.name} ({exc.strerror})", where=str(path),
                               fix="check the path and its permissions") from exc
-    bom = data.startswith(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig"), bom
+        bom = _check_utf8(raw, path)
+    except BaseException:
+        raw.close()
+        raise
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), bom
+
+
+def _check_utf8(raw: BinaryIO, path: Path) -> bool:
+    # Decode in chunks so a 100,000-row list is checked without holding its text in memory.
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    first = raw.read(1 << 20)
+    bom = first.startswith(codecs.BOM_UTF8)
+    chunk = first
+    try:
+        while chunk:
+            decoder.decode(chunk)
+            chunk = raw.read(1 << 20)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raw.seek(0)
+        _raise_not_utf8(raw.read(), path)
+    raw.seek(0)
+    return bom
+
+
+def _raise_not_utf8(data: bytes, path: Path) -> None:
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise SubscriberError(f"{path.name} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})",
@@ -108,20 +134,31 @@ def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
 
 def read_rows(path: Path) -> tuple[CsvLayout, Iterator[tuple[int, list[str]]]]:
     """The layout and a stream of (line number, fields) for every non-blank data row."""
-    text, bom = decode(path)
-    stream = io.StringIO(text, newline="")
-    layout = detect_layout(stream.readline(), bom, path)
+    stream, bom = open_text(path)
+    try:
+        layout = detect_layout(stream.readline(), bom, path)
+    except BaseException:
+        stream.close()
+        raise
     return layout, _rows(stream, layout.delimiter)
 
 
+def read_layout(path: Path) -> CsvLayout:
+    """Just the header and dialect, closing the file at once."""
+    stream, bom = open_text(path)
+    with stream:
+        return detect_layout(stream.readline(), bom, path)
+
+
 def _rows(stream: TextIO, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    reader = csv.reader(stream, delimiter=delimiter, strict=False)
-    consumed = 1  # the header line
-    for fields in reader:
-        start = consumed + 1  # a quoted field may span lines; report where the row begins
-        consumed = 1 + reader.line_num
-        if any(cell.strip() for cell in fields):
-            yield start, fields
+    with stream:
+        reader = csv.reader(stream, delimiter=delimiter, strict=False)
+        consumed = 1  # the header line
+        for fields in reader:
+            start = consumed + 1  # a quoted field may span lines; report where the row begins
+            consumed = 1 + reader.line_num
+            if any(cell.strip() for cell in fields):
+                yield start, fields
 
 
 def render(layout: CsvLayout, rows: list[list[str]], out: TextIO) -> None:

@@ -15,7 +15,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import SubscriberError
 from ..models import Subscriber
-from .csvfile import CsvLayout, atomic_write, canonical, missing_list_error, read_rows, render
+from .csvfile import CsvLayout, atomic_write, canonical, missing_list_error, read_layout, read_rows, render
 from .rows import STATUSES, Problem, RowError, check_email, parse_keywords, parse_row, to_fields
 
 log = logging.getLogger(__name__)
@@ -110,24 +110,25 @@ class SubscriberStore:
     def _parse(self, layout: CsvLayout, rows: Iterator[tuple[int, list[str]]], strict: bool,
                deliverability: bool, report: Callable[[Problem], None]) -> Iterator[Subscriber]:
         seen: dict[str, int] = {}
-        for line, fields in rows:
-            try:
-                subscriber = parse_row(layout, fields, deliverability)
-                first = seen.setdefault(subscriber.key, line)
-                if first != line:
-                    raise RowError(f"duplicate of '{subscriber.email}' on line {first}")
-            except RowError as exc:
-                if strict:
-                    raise SubscriberError(str(exc), where=f"{self.path}:{line}",
-                                          fix="correct the row, or see all problems with `newsletter subscribers validate`") from None
-                report(Problem(self.path, line, str(exc)))
-                continue
-            yield subscriber
+        with contextlib.closing(rows):  # close the file even when the caller stops early
+            for line, fields in rows:
+                try:
+                    subscriber = parse_row(layout, fields, deliverability)
+                    first = seen.setdefault(subscriber.key, line)
+                    if first != line:
+                        raise RowError(f"duplicate of '{subscriber.email}' on line {first}")
+                except RowError as exc:
+                    if strict:
+                        raise SubscriberError(str(exc), where=f"{self.path}:{line}",
+                                              fix="correct the row, or see all problems with "
+                                                  "`newsletter subscribers validate`") from None
+                    report(Problem(self.path, line, str(exc)))
+                    continue
+                yield subscriber
 
     def header(self) -> list[str]:
         """The file's columns in order, unknown ones included, for exports that keep them."""
-        layout, _ = read_rows(self.path)
-        return list(layout.header)
+        return list(read_layout(self.path).header)
 
     def read(self) -> list[Subscriber]:
         """All valid rows at once, for small lists and commands that sort or count."""
