@@ -199,3 +199,32 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert retry_after(past) == 0.0
     assert retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
     assert retry_after(httpx.Response(503)) is None
+
+
+def test_arxiv_empty_page_within_total_results_is_asked_again(server: RecordedServer) -> None:
+    empty = (FIXTURES / "arxiv_api_page1.xml").read_text()
+    empty = empty[: empty.index("<entry>")] + "</feed>\n"
+    server.queue("/api/query?start=0", fixture("arxiv_api_page0.xml"))
+    server.queue("/api/query?start=2", (200, {}, empty.encode()), fixture("arxiv_api_page1.xml"))
+    clock = FakeClock()
+    result = fetch_arxiv(query="abs:diffusion", base_url=server.url, page_size=2, max_results=10,
+                         policy=clock.policy(spacing=3.0))
+    assert len(result.papers) == 3
+    assert result.requests == 3
+    assert clock.sleeps == [3.0, 3.0]
+
+
+def test_arxiv_stops_paging_at_total_results(server: RecordedServer) -> None:
+    full_page = (FIXTURES / "arxiv_api_page0.xml").read_text().replace(">3</opensearch:totalResults>",
+                                                                       ">2</opensearch:totalResults>")
+    server.queue("/api/query", (200, {}, full_page.encode()))
+    result = fetch_arxiv(query="abs:diffusion", base_url=server.url, page_size=2, max_results=10,
+                         policy=FakeClock().policy())
+    assert len(result.papers) == 2
+    assert result.requests == 1
+
+
+def test_arxiv_answer_that_is_not_atom_is_a_source_error(server: RecordedServer) -> None:
+    server.queue("/api/query", (200, {"Content-Type": "text/html"}, b"<html><body>maintenance</body>"))
+    with pytest.raises(SourceError, match="not Atom"):
+        fetch_arxiv(query="abs:x", base_url=server.url, policy=FakeClock().policy())

@@ -11,7 +11,8 @@ import httpx
 
 from ..errors import SourceError
 from ..models import Paper
-from .arxiv import api_error
+from .arxiv import api_error, read_arxiv
+from .common import ReadResult
 from .dedupe import dedupe_papers
 from .http import FetchPolicy, PoliteClient
 from .loader import parse_papers_text
@@ -19,6 +20,7 @@ from .loader import parse_papers_text
 HF_BASE = "https://huggingface.co"
 ARXIV_BASE = "https://export.arxiv.org"
 ARXIV_SPACING = 3.0
+OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
 
@@ -97,26 +99,47 @@ def fetch_arxiv(*, query: str, first: date | None = None, last: date | None = No
         for start in range(0, max_results, page_size):
             size = min(page_size, max_results - start)
             params: dict[str, str | int] = {"search_query": search, "start": start, "max_results": size,
-                      "sortBy": "submittedDate", "sortOrder": "descending"}
-            response = client.get(url, params)
-            result.requests += 1
-            _raise_api_error(response.text, url)
-            read = parse_papers_text(response.text, f"{url}?start={start}")
+                                            "sortBy": "submittedDate", "sortOrder": "descending"}
+            read, total, requests = _arxiv_page(client, url, params)
+            result.requests += requests
             result.problems.extend(f"{url}?start={start}:{pos}: {why}" for pos, why in read.problems)
             collected.extend(read.papers)
-            if len(read.papers) + len(read.problems) < size:
+            got = len(read.papers) + len(read.problems)
+            if got < size or (total is not None and start + got >= total):
                 break
     result.papers = dedupe_papers(collected)
     return result
 
 
-def _raise_api_error(text: str, url: str) -> None:
-    """arXiv answers a malformed query with HTTP 200 and an error entry; surface it as such."""
+def _arxiv_page(client: PoliteClient, url: str,
+                params: dict[str, str | int]) -> tuple[ReadResult, int | None, int]:
+    """One page of results; arXiv sometimes answers an empty page it does have, so ask again."""
+    requests = 0
+    for _ in range(client.policy.attempts):
+        response = client.get(url, params)
+        requests += 1
+        root = _parse_feed(response.text, url)
+        total = _total_results(root)
+        read = read_arxiv(root)
+        if read.papers or read.problems or total is None or total <= int(params["start"]):
+            break
+    return read, total, requests
+
+
+def _parse_feed(text: str, url: str) -> ET.Element:
+    """Parse the API's Atom and turn its in-band error entries into a SourceError."""
     try:
         root = ET.fromstring(text.encode("utf-8"))
-    except ET.ParseError:
-        return
+    except ET.ParseError as exc:
+        raise SourceError(f"the arXiv API answered something that is not Atom ({exc})", where=url,
+                          fix="check --base-url points at an arXiv API mirror") from exc
     message = api_error(root)
     if message:
         raise SourceError(f"arXiv rejected the query: {message}", where=url,
                           fix="see https://info.arxiv.org/help/api/user-manual.html#query_details")
+    return root
+
+
+def _total_results(root: ET.Element) -> int | None:
+    text = root.findtext(f"{OPENSEARCH}totalResults")
+    return int(text) if text and text.strip().isdigit() else None
