@@ -72,6 +72,8 @@ def bounces_in(message: Message) -> list[Bounce] | None:
             return []
         found = []
         for block in blocks[1:]:  # the first block is about the message, the rest one per recipient
+            if not isinstance(block, Message):
+                continue
             recipient = _recipient(block)
             if recipient:
                 status = _field(block, "Status").split(" ", 1)[0]

@@ -15,7 +15,7 @@ UNSUBSCRIBE_PATH = "/unsubscribe"
 
 def _digest(secret: str, list_name: str, email: str) -> bytes:
     # A separator that cannot occur in a list name keeps ("a", "b@c") and ("a\nb", "@c") apart.
-    message = f"unsubscribe\n{list_name}\n{email.strip().lower()}".encode("utf-8")
+    message = f"unsubscribe\n{list_name}\n{email.strip().lower()}".encode()
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
 
 

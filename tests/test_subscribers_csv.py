@@ -70,12 +70,12 @@ def test_a_multiline_quoted_field_does_not_shift_later_line_numbers(tmp_path: Pa
 
 
 @pytest.mark.parametrize("name, message", [
-    ("latin1.csv", "latin1.csv is not UTF-8 text (byte 51 is 0xe9), in {path}:3, "
-                   "save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet"),
-    ("no_email_column.csv", "no_email_column.csv has no 'email' column, in {path}:1, "
-                            "name the address column 'email' in the header row"),
-    ("empty.csv", "empty.csv has no header row, in {path}:1, "
-                  "put the column names on the first line, e.g. email,name,keywords"),
+    ("latin1.csv", ("latin1.csv is not UTF-8 text (byte 51 is 0xe9), in {path}:3, "
+                    "save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet")),
+    ("no_email_column.csv", ("no_email_column.csv has no 'email' column, in {path}:1, "
+                             "name the address column 'email' in the header row")),
+    ("empty.csv", ("empty.csv has no header row, in {path}:1, "
+                   "put the column names on the first line, e.g. email,name,keywords")),
 ])
 def test_unreadable_files_are_one_line_errors(name: str, message: str, tmp_path: Path) -> None:
     store = copy(name, tmp_path)

@@ -8,7 +8,12 @@ import pytest
 
 from newsletter.errors import ConfigError
 from newsletter.settings import Settings
-from newsletter.tokens import make_token, unsubscribe_link, unsubscribe_url, verify_token
+from newsletter.tokens import (
+    make_token,
+    unsubscribe_link,
+    unsubscribe_url,
+    verify_token,
+)
 
 SECRET = "test-secret-0123456789"
 

@@ -63,7 +63,7 @@ def send(*args: str) -> dict[str, object]:
 def delivered(outbox: Path, seen: set[str]) -> list[Message]:
     """Messages filed in the outbox since the last call."""
     box = mailbox.Maildir(outbox, factory=None, create=False)
-    fresh = [key for key in box.keys() if key not in seen]
+    fresh = [key for key in box.iterkeys() if key not in seen]
     seen.update(fresh)
     return [email.message_from_bytes(box.get_bytes(key)) for key in fresh]
 

@@ -6,12 +6,11 @@ import multiprocessing
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
-
-import urllib.error
-import urllib.request
 
 import pytest
 import uvicorn

@@ -12,9 +12,15 @@ import click
 from ..bounces import apply_bounces, read_messages
 from ..errors import SubscriberError
 from ..subscribers import STATUSES, SubscriberStore, open_list
-from ..subscribers.importing import import_file
-from ..subscribers.report import format_table, list_stats, matching, table_rows, write_csv
 from ..subscribers.csvfile import atomic_write
+from ..subscribers.importing import import_file
+from ..subscribers.report import (
+    format_table,
+    list_stats,
+    matching,
+    table_rows,
+    write_csv,
+)
 from . import AppContext, pass_app
 
 list_option = click.option("--list", "list_name", metavar="NAME",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ..settings import Settings
 from .rows import STATUSES, Problem, check_email
 from .store import SubscriberStore

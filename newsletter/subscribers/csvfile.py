@@ -7,7 +7,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -17,6 +17,7 @@ from ..errors import SubscriberError
 KNOWN_COLUMNS = ("email", "name", "keywords", "status", "subscribed_at", "unsubscribed_at")
 EMAIL_ALIASES = frozenset({"email", "e-mail", "email address", "email_address", "mail"})
 DELIMITERS = (",", ";", "\t")
+Rows = Generator[tuple[int, list[str]], None, None]
 CREATE_FIX = "create it with `newsletter subscribers add` or pass --list"
 
 
@@ -132,7 +133,7 @@ def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
                           fix="name the address column 'email' in the header row")
 
 
-def read_rows(path: Path) -> tuple[CsvLayout, Iterator[tuple[int, list[str]]]]:
+def read_rows(path: Path) -> tuple[CsvLayout, Rows]:
     """The layout and a stream of (line number, fields) for every non-blank data row."""
     stream, bom = open_text(path)
     try:
@@ -150,7 +151,7 @@ def read_layout(path: Path) -> CsvLayout:
         return detect_layout(stream.readline(), bom, path)
 
 
-def _rows(stream: TextIO, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def _rows(stream: TextIO, delimiter: str) -> Rows:
     with stream:
         reader = csv.reader(stream, delimiter=delimiter, strict=False)
         consumed = 1  # the header line

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,7 @@ def import_file(store: SubscriberStore, source: Path, on_conflict: Literal["skip
     report = ImportReport(rejected=len(problems), problems=problems)
     if strict and problems:
         return report
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     with store.editing(create=True) as table:
         for subscriber in incoming:
             if subscriber.subscribed_at is None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
 from ..models import Subscriber
-from .csvfile import KNOWN_COLUMNS, CsvLayout, canonical
+from .csvfile import CsvLayout, canonical
 
 STATUSES = ("active", "unsubscribed", "bounced")
 
@@ -84,7 +84,7 @@ def parse_when(text: str, column: str) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise RowError(f"{column} '{text}' is not an ISO 8601 date") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def format_when(value: datetime | None) -> str:

@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -15,8 +15,24 @@ from filelock import FileLock, Timeout
 
 from ..errors import SubscriberError
 from ..models import Subscriber
-from .csvfile import CsvLayout, atomic_write, canonical, missing_list_error, read_layout, read_rows, render
-from .rows import STATUSES, Problem, RowError, check_email, parse_keywords, parse_row, to_fields
+from .csvfile import (
+    CsvLayout,
+    Rows,
+    atomic_write,
+    missing_list_error,
+    read_layout,
+    read_rows,
+    render,
+)
+from .rows import (
+    STATUSES,
+    Problem,
+    RowError,
+    check_email,
+    parse_keywords,
+    parse_row,
+    to_fields,
+)
 
 log = logging.getLogger(__name__)
 OnConflict = Literal["error", "skip", "update"]
@@ -107,7 +123,7 @@ class SubscriberStore:
         report = on_problem or _log_problem
         return self._parse(layout, rows, strict, deliverability, report)
 
-    def _parse(self, layout: CsvLayout, rows: Iterator[tuple[int, list[str]]], strict: bool,
+    def _parse(self, layout: CsvLayout, rows: Rows, strict: bool,
                deliverability: bool, report: Callable[[Problem], None]) -> Iterator[Subscriber]:
         seen: dict[str, int] = {}
         with contextlib.closing(rows):  # close the file even when the caller stops early
@@ -288,7 +304,7 @@ def apply_status(table: Table, position: int, status: str, when: datetime | None
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _log_problem(problem: Problem) -> None:
