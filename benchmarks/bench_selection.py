@@ -8,6 +8,7 @@ Prints build seconds, ranking seconds, total, and peak resident memory. Targets:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import sys
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep-results", action="store_true",
+                        help="hold every subscriber's picks in memory, as a caller that batches would")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
@@ -76,11 +79,17 @@ def main() -> None:
     ranker = Ranker(papers, ISSUE, SelectionSettings())
     built = time.perf_counter()
     picked = 0
+    kept = []
     for keywords in interests:
-        picked += len(ranker.rank(keywords, top=args.top))
+        picks = ranker.rank(keywords, top=args.top)
+        picked += len(picks)
+        if args.keep_results:
+            kept.append(picks)
     done = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    print(f"cpus / load average  {os.cpu_count()} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+          "  (other processes share the CPU; timings vary with load)")
     print(f"papers in window     {len(ranker.papers)}")
     print(f"subscribers          {args.subscribers} ({distinct} distinct keyword sets)")
     print(f"papers picked        {picked} (top {args.top} each)")
