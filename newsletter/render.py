@@ -8,7 +8,6 @@ pieces, so 10,000 readers cost a handful of premailer calls, not 10,000.
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import jinja2
-import premailer
 from markupsafe import Markup, escape
 
 import newsletter
 
 from .errors import TemplateError
 from .models import Paper, Subscriber
+from .render_fragments import Slotted, TextShell, inline_css
 from .render_highlight import highlight
 from .render_text import (
     collapse,
@@ -110,66 +109,11 @@ def make_environment(dirs: Sequence[Path]) -> jinja2.Environment:
     )
 
 
-def inline_css(html: str) -> str:
-    """Inline a document's CSS with premailer, offline; @media rules stay in a leftover <style>."""
-    return premailer.Premailer(
-        html,
-        allow_network=False,
-        allow_loading_external_files=False,
-        disable_validation=True,
-        disable_link_rewrites=True,
-        keep_style_tags=False,
-        remove_classes=False,
-        strip_important=False,  # the leftover @media rules need !important to beat inline styles
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
-
-
-class _Slotted:
-    """A rendered fragment split around slot tokens, so filling it is a join, not a re-render."""
-
-    __slots__ = ("statics", "names")
-
-    def __init__(self, text: str, token: re.Pattern[str]) -> None:
-        pieces = token.split(text)
-        self.statics = pieces[0::2]
-        self.names = pieces[1::2]
-
-    def fill(self, values: Mapping[str, str]) -> str:
-        out = [self.statics[0]]
-        for name, static in zip(self.names, self.statics[1:]):
-            out.append(values[name])
-            out.append(static)
-        return "".join(out)
-
-
-class _TextShell:
-    """The text shell by lines: static lines wrapped once, lines with slots wrapped when filled."""
-
-    __slots__ = ("lines",)
-
-    def __init__(self, text: str, token: re.Pattern[str]) -> None:
-        self.lines: list[str | _Slotted] = [
-            _Slotted(line, token) if token.search(line) else wrap_text(line) for line in text.split("\n")
-        ]
-
-    def fill(self, values: Mapping[str, str]) -> str:
-        out = []
-        for line in self.lines:
-            if isinstance(line, str):
-                out.append(line)
-            elif line.names == ["cards"]:  # cards are wrapped once per paper already
-                out.append(line.fill(values))
-            else:
-                out.append(wrap_text(line.fill(values)))
-        return "\n".join(out)
-
-
 @dataclass(frozen=True)
 class _Card:
     """One paper, rendered and inlined once: HTML pieces around title/abstract, and its text."""
 
-    html: _Slotted
+    html: Slotted
     text: str
     title: str
     abstract: str
@@ -188,7 +132,7 @@ class DigestRenderer:
         self._token_prefix = f"pdslot{nonce}"
         self._token = re.compile(f"{self._token_prefix}_([a-z]+)_")
         self._marker = f"pdcard{nonce}"
-        self._shells: dict[tuple[bool, bool, bool], tuple[_Slotted, _TextShell]] = {}
+        self._shells: dict[tuple[bool, bool, bool], tuple[Slotted, TextShell]] = {}
         self._cards: dict[str, _Card] = {}
         self._highlights: dict[tuple[str, tuple[str, ...]], str] = {}
         self._by_profile: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -291,14 +235,14 @@ class DigestRenderer:
 
     # --- the once-per-issue and once-per-paper work ---------------------------------------
 
-    def _shell(self, variant: tuple[bool, bool, bool]) -> tuple[_Slotted, _TextShell]:
+    def _shell(self, variant: tuple[bool, bool, bool]) -> tuple[Slotted, TextShell]:
         """The inlined page shell and text shell for one variant, built on first use."""
         shell = self._shells.get(variant)
         if shell is None:
             html = self._inline(self._run(HTML_TEMPLATE, self._shell_context(variant, self._slot("cards"))))
             context = self._shell_context(variant, self._slot("cards"))
             text = self._run(TEXT_TEMPLATE, context)
-            shell = self._shells[variant] = (_Slotted(html, self._token), _TextShell(text, self._token))
+            shell = self._shells[variant] = (Slotted(html, self._token), TextShell(text, self._token))
         return shell
 
     def prepare(self, papers: Iterable[Paper]) -> None:
@@ -330,7 +274,7 @@ class DigestRenderer:
         context = self._paper_context(paper, abstract)
         context["paper"].update(title=title, abstract=abstract)
         text = wrap_text(self._run(CARD_TEXT_TEMPLATE, context))
-        return _Card(html=_Slotted(html, self._token), text=text, title=title, abstract=abstract)
+        return _Card(html=Slotted(html, self._token), text=text, title=title, abstract=abstract)
 
     # --- per subscriber: joins and escapes only -------------------------------------------
 
