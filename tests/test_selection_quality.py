@@ -1,0 +1,31 @@
+"""Ranking quality guard: on our judged queries, our ranker never falls behind plain BM25."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ndcg_eval():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("ndcg_eval", ROOT / "benchmarks" / "ndcg_eval.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_our_mean_ndcg_at_10_is_at_least_plain_bm25_on_the_sample_papers() -> None:
+    _, results = _ndcg_eval().evaluate(ROOT / "benchmarks" / "judgements.json", ROOT / "examples")
+    mean = {name: sum(values) / len(values) for name, values in results.items()}
+    assert mean["ours (defaults)"] >= mean["plain BM25"]
+    assert mean["ours (relevance only)"] >= mean["plain BM25"]
+
+
+def test_ndcg_is_one_for_the_ideal_order_and_zero_without_relevant_papers() -> None:
+    ndcg = _ndcg_eval().ndcg
+    grades = {"a": 3, "b": 1}
+    assert ndcg(["a", "b", "x"], grades) == 1.0
+    assert ndcg(["x", "y"], grades) == 0.0
+    assert 0 < ndcg(["b", "a"], grades) < 1
