@@ -29,12 +29,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.compose import MessageComposer  # noqa: E402
-from newsletter.issue import PreparedIssue, prepare_issue  # noqa: E402
-from newsletter.models import Subscriber  # noqa: E402
-from newsletter.render import DigestRenderer  # noqa: E402
-from newsletter.settings import load_settings  # noqa: E402
-from newsletter.tokens import unsubscribe_url  # noqa: E402
+from newsletter.compose import MessageComposer
+from newsletter.issue import PreparedIssue, prepare_issue
+from newsletter.models import Subscriber
+from newsletter.render import DigestRenderer
+from newsletter.settings import load_settings
+from newsletter.tokens import unsubscribe_url
 
 SECRET = "benchmark-secret"
 BASE_URL = "https://digest.example.org"
@@ -131,7 +131,7 @@ def main() -> None:
     for label, subscribers in audiences(args.subscribers).items():
         runs = (("pipeline", run_pipeline), ("render+compose", run_render_compose), ("render only", run_render_only))
         for kind, runner in runs:
-            seconds, calls = best_of(args.repeat, lambda: runner(issue, settings, subscribers))
+            seconds, calls = best_of(args.repeat, lambda r=runner, s=subscribers: r(issue, settings, s))
             print(f"{label:18} {kind:15} {len(subscribers) / seconds:8.0f} messages/s "
                   f"({seconds:.2f} s, {calls} premailer calls)")
 

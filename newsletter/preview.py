@@ -48,7 +48,7 @@ def find_subscriber(settings: Settings, list_name: str, email: str | None) -> Su
         return ANONYMOUS
     path = settings.list_path(list_name)
     store = SubscriberStore(path)
-    if not store.exists:
+    if not store.exists():
         raise NewsletterError(
             f"subscriber list '{list_name}' not found", where=str(path),
             fix="pass --list NAME of a file in the subscribers folder",

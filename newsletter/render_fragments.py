@@ -12,14 +12,14 @@ import logging
 import re
 from collections.abc import Mapping
 
-import premailer
+import premailer  # type: ignore[import-untyped]
 
 from .render_text import wrap_text
 
 
 def inline_css(html: str) -> str:
     """Inline a document's CSS with premailer, offline; @media rules stay in a leftover <style>."""
-    return premailer.Premailer(
+    inliner = premailer.Premailer(
         html,
         allow_network=False,
         allow_loading_external_files=False,
@@ -29,13 +29,14 @@ def inline_css(html: str) -> str:
         remove_classes=False,
         strip_important=False,  # the leftover @media rules need !important to beat inline styles
         cssutils_logging_level=logging.CRITICAL,
-    ).transform()
+    )
+    return str(inliner.transform())
 
 
 class Slotted:
     """A rendered fragment split around slot tokens, so filling it is a join, not a re-render."""
 
-    __slots__ = ("statics", "names")
+    __slots__ = ("names", "statics")
 
     def __init__(self, text: str, token: re.Pattern[str]) -> None:
         pieces = token.split(text)

@@ -10,12 +10,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_render_samples import (
+    UNSUBSCRIBE,
+    Pick,
+    alice,
+    make_issue,
+    make_paper,
+    make_settings,
+)
 
 from newsletter.preview import build_preview
 from newsletter.render import DigestRenderer
 from newsletter.settings import load_settings
-
-from test_render_samples import UNSUBSCRIBE, Pick, alice, make_issue, make_paper, make_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None)
@@ -56,7 +62,7 @@ def measure(html: str, width: int, tmp_path: Path) -> dict:
         f"--user-data-dir={tmp_path / f'profile-{width}'}", "--window-size=1000,1400",
         "--virtual-time-budget=3000", "--dump-dom", page.as_uri(),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     found = re.search(r'data-measure="([^"]*)"', result.stdout)
     assert found, f"no measurement in Chromium's output: {result.stderr[-2000:]}"
     return json.loads(html_lib.unescape(found.group(1)))

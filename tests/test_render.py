@@ -8,12 +8,6 @@ from pathlib import Path
 
 import premailer
 import pytest
-
-from newsletter import render
-from newsletter.errors import TemplateError
-from newsletter.models import Subscriber
-from newsletter.render import DigestRenderer, RenderedDigest
-
 from test_render_samples import (
     UNSUBSCRIBE,
     Markup,
@@ -26,6 +20,11 @@ from test_render_samples import (
     render_alice,
     text_urls,
 )
+
+from newsletter import render
+from newsletter.errors import TemplateError
+from newsletter.models import Subscriber
+from newsletter.render import DigestRenderer, RenderedDigest
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -148,7 +147,7 @@ def test_ten_paper_issue_stays_under_gmail_clipping_and_style_limits() -> None:
                   1.0, ["diffusion models"]) for i in range(10)]
     digest = DigestRenderer(make_settings(), make_issue()).render(alice(), picks, UNSUBSCRIBE)
     assert len(digest.html.encode("utf-8")) < 90 * 1024
-    styles = re.findall(r"<style[^>]*>(.*?)</style>", digest.html, re.S)
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", digest.html, re.DOTALL)
     assert len(styles) == 1 and len(styles[0].encode("utf-8")) < 16 * 1024
     assert "@media (prefers-color-scheme: dark)" in styles[0] and "max-width: 620px" in styles[0]
 

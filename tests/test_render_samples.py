@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -68,7 +68,7 @@ def make_paper(index: int, **changes: object) -> Paper:
         ][index % 4] + ("" if index < 4 else f" (Part {index // 4 + 1})"),
         "abstract": ABSTRACT,
         "authors": authors,
-        "published": datetime(2024, 3, 14 - index % 7, 8, 0, tzinfo=timezone.utc),
+        "published": datetime(2024, 3, 14 - index % 7, 8, 0, tzinfo=UTC),
         "url": f"https://huggingface.co/papers/2403.{index + 1:05d}",
         "pdf_url": f"https://arxiv.org/pdf/2403.{index + 1:05d}" if index % 2 == 0 else None,
         "code_url": f"https://github.com/example/project-{index + 1}" if index % 3 == 0 else None,
@@ -90,7 +90,7 @@ def alice_picks(count: int = 4) -> list[Pick]:
     return [Pick(make_paper(i), 1.0 - i / 100, matched.get(i % 4, [])) for i in range(count)]
 
 
-def render_alice(tmp_path: Path | None = None, count: int = 4):  # noqa: ANN201 - test helper
+def render_alice(tmp_path: Path | None = None, count: int = 4):
     renderer = DigestRenderer(make_settings(tmp_path), make_issue())
     return renderer.render(alice(), alice_picks(count), UNSUBSCRIBE)
 
