@@ -62,7 +62,8 @@ class Unsubscribe:
         if isinstance(checked, HTMLResponse):
             return checked
         list_name, email = checked
-        action = html.escape(f"{request.url.path}?{request.url.query}")
+        # Relative to this very URL, so it still works behind a proxy that adds a path prefix.
+        action = html.escape(f"?{request.url.query}")
         body = (f"<p>Stop sending <strong>{html.escape(list_name)}</strong> to "
                 f"<strong>{html.escape(email)}</strong>?</p>"
                 f'<form method="post" action="{action}">'

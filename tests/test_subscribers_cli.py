@@ -66,7 +66,7 @@ def test_add_an_invalid_address_fails(news: Path) -> None:
 def test_unsubscribe_twice_and_remove(news: Path) -> None:
     assert run("unsubscribe", "Bob@example.org", "--list", "news").stdout == "Unsubscribed Bob@example.org from news.\n"
     assert run("unsubscribe", "bob@example.org", "--list", "news").stdout == \
-        "bob@example.org was already unsubscribed from news.\n"
+        "bob@example.org was already unsubscribed on news.\n"
     assert run("remove", "bob@example.org", "--list", "news").stdout == "Removed bob@example.org from news.\n"
     result = run("remove", "bob@example.org", "--list", "news")
     assert result.exit_code == 1 and "bob@example.org is not on list news" in result.stderr

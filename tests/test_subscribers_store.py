@@ -98,3 +98,16 @@ def test_no_temporary_files_are_left_behind(store: SubscriberStore) -> None:
     for i in range(5):
         store.add(f"u{i}@example.org")
     assert sorted(p.name for p in store.path.parent.iterdir()) == ["news.csv", "news.csv.lock"]
+
+
+def test_unsubscribe_leaves_a_bounced_address_bounced(store: SubscriberStore) -> None:
+    store.set_status("bob@example.org", "bounced")
+    assert store.unsubscribe("bob@example.org") is False
+    assert store.get("bob@example.org").status == "bounced"
+
+
+def test_a_temp_file_left_by_a_crashed_writer_is_cleaned_up(store: SubscriberStore) -> None:
+    stale = store.path.parent / f".{store.path.name}.abc123.tmp"
+    stale.write_text("half a list")
+    store.set_status("bob@example.org", "bounced")
+    assert not stale.exists()

@@ -21,7 +21,12 @@ def serve(app: AppContext, host: str, port: int) -> None:
     """
     import uvicorn  # only this command needs the server
 
-    web_app = create_app(app.settings)
+    settings = app.settings
+    web_app = create_app(settings)
+    folder = settings.path(settings.subscribers_dir)
+    if not folder.is_dir():
+        click.echo(f"Warning: subscribers folder {folder} does not exist; every unsubscribe will get 404 "
+                   "until it does (check subscribers_dir or run from the project folder)", err=True)
     click.echo(f"Serving unsubscribe links on http://{host}:{port}/unsubscribe (Ctrl-C to stop)", err=True)
     uvicorn.run(web_app, host=host, port=port, proxy_headers=True,
                 log_level="info" if app.verbose else "warning")

@@ -78,8 +78,10 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
     store = _store(app, list_name)
     if store.unsubscribe(email):
         click.echo(f"Unsubscribed {email} from {store.name}.")
-    else:
-        click.echo(f"{email} was already unsubscribed from {store.name}.")
+        return
+    current = store.get(email)
+    status = current.status if current else "unsubscribed"
+    click.echo(f"{email} was already {status} on {store.name}.")
 
 
 @subscribers.command("list")

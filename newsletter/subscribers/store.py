@@ -194,6 +194,7 @@ class SubscriberStore:
         try:
             # Poll often: a change holds the lock for milliseconds, the 50 ms default wastes most of that.
             with self.lock.acquire(poll_interval=0.005):
+                self._remove_stale_temp_files()
                 table = self._load_table(create)
                 yield table
                 if table.changed:
@@ -202,6 +203,11 @@ class SubscriberStore:
             raise SubscriberError(f"subscriber list {self.name} is locked by another process",
                                   where=str(self.lock.lock_file),
                                   fix="wait for the other command to finish and try again") from None
+
+    def _remove_stale_temp_files(self) -> None:
+        # Every writer holds the lock while its temp file exists, so any we see now is from a crash.
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _load_table(self, create: bool) -> Table:
         if not self.path.exists() and create:
@@ -217,14 +223,22 @@ class SubscriberStore:
         with self.editing() as table:
             positions = table.positions(email)
             if not positions:
-                raise SubscriberError(f"{email} is not on list {self.name}", where=str(self.path),
-                                      fix="check the address with `newsletter subscribers list`")
+                raise self._not_on_list(email)
             changed = [apply_status(table, position, status, when or _now()) for position in positions]
             return any(changed)
 
     def unsubscribe(self, email: str, when: datetime | None = None) -> bool:
-        """Mark an address unsubscribed; repeating it is harmless."""
-        return self.set_status(email, "unsubscribed", when)
+        """Mark an active address unsubscribed; repeating it, or for a bounced one, changes nothing."""
+        with self.editing() as table:
+            positions = table.positions(email)
+            if not positions:
+                raise self._not_on_list(email)
+            active = [p for p in positions if table.status(p) == "active"]
+            return any([apply_status(table, p, "unsubscribed", when) for p in active])
+
+    def _not_on_list(self, email: str) -> SubscriberError:
+        return SubscriberError(f"{email} is not on list {self.name}", where=str(self.path),
+                               fix="check the address with `newsletter subscribers list`")
 
     def add(self, email: str, name: str = "", keywords: Iterable[str] | str = (),
             status: str = "active", extra: dict[str, str] | None = None,
