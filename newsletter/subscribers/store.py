@@ -234,7 +234,9 @@ class SubscriberStore:
             if not positions:
                 raise self._not_on_list(email)
             active = [p for p in positions if table.status(p) == "active"]
-            return any([apply_status(table, p, "unsubscribed", when) for p in active])
+            for position in active:
+                apply_status(table, position, "unsubscribed", when)
+            return bool(active)
 
     def _not_on_list(self, email: str) -> SubscriberError:
         return SubscriberError(f"{email} is not on list {self.name}", where=str(self.path),
