@@ -259,7 +259,7 @@ class DigestRenderer:
             card = self._run(CARD_HTML_TEMPLATE, self._paper_context(paper, abstracts[pid]))
             marked.append(f"<!--{self._marker}:{index}-->{card}<!--{self._marker}:end-->")
         page = self._inline(self._run(HTML_TEMPLATE, self._shell_context((False, False, True), "".join(marked))))
-        fragments = re.findall(f"<!--{self._marker}:(\\d+)-->(.*?)<!--{self._marker}:end-->", page, re.S)
+        fragments = re.findall(f"<!--{self._marker}:(\\d+)-->(.*?)<!--{self._marker}:end-->", page, re.DOTALL)
         if len(fragments) != len(todo):
             raise TemplateError(
                 "paper cards were lost while inlining CSS",

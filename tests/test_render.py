@@ -228,3 +228,19 @@ def test_rendered_digest_is_plain_data() -> None:
     digest = render_alice()
     assert isinstance(digest, RenderedDigest)
     assert "\n" not in digest.subject and len(digest.subject) <= 120
+
+
+def test_css_inlining_never_fetches_a_linked_stylesheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> str:
+        raise AssertionError("premailer tried to fetch a stylesheet")
+
+    monkeypatch.setattr(premailer.Premailer, "_load_external_url", no_network)
+    monkeypatch.setattr(premailer.Premailer, "_load_external", no_network)
+    theme = render.builtin_templates_dir() / "digest.html"
+    (tmp_path / "templates").mkdir()
+    link = '<link rel="stylesheet" href="https://cdn.example.invalid/theme.css">'
+    (tmp_path / "templates" / "digest.html").write_text(
+        theme.read_text(encoding="utf-8").replace("</head>", f"{link}\n</head>"), encoding="utf-8"
+    )
+    digest = render_alice(tmp_path)
+    assert 'class="card-title" style="' in digest.html
