@@ -76,23 +76,25 @@ class LedgerWriter:
     async def _run(self) -> None:
         assert self.ledger is not None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not (self._attempts or self._outcomes):
+                # Check before waiting: close() may have fired while the last batch was written.
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
             attempts, self._attempts = self._attempts, []
             outcomes, self._outcomes = self._outcomes, []
-            if attempts or outcomes:
-                try:
-                    await asyncio.to_thread(self.ledger.record, outcomes, [a for a, _ in attempts])
-                except BaseException as exc:
-                    for _, future in attempts:
-                        if not future.done():
-                            future.set_exception(exc)
-                    raise
+            try:
+                await asyncio.to_thread(self.ledger.record, outcomes, [a for a, _ in attempts])
+            except BaseException as exc:
                 for _, future in attempts:
                     if not future.done():
-                        future.set_result(None)
-            elif self._closing:
-                return
+                        future.set_exception(exc)
+                raise
+            for _, future in attempts:
+                if not future.done():
+                    future.set_result(None)
 
     async def close(self) -> None:
         """Flush whatever is queued; called on success and on abort alike."""
