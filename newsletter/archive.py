@@ -14,6 +14,7 @@ from .errors import NewsletterError, TemplateError
 from .issue import PreparedIssue
 from .models import Paper
 from .render import make_environment, template_dirs
+from .render_text import safe_url
 from .settings import Settings
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -62,11 +63,18 @@ def build_site(settings: Settings) -> list[Path]:
     env = make_environment(template_dirs(settings))
     written = []
     for issue in issues:
-        html = _render(env, "archive/issue.html", title=settings.title, issue=issue)
+        html = _render(env, "archive/issue.html", title=settings.title, issue=_linkable(issue))
         written.append(_write(out / f"{issue.issue_id}.html", html))
     written.append(_write(out / "index.html", _render(env, "archive/index.html", title=settings.title, issues=issues)))
     written.append(_write(out / "feed.xml", atom_feed(settings, issues)))
     return written
+
+
+def _linkable(issue: ArchivedIssue) -> ArchivedIssue:
+    """Like the email, only http(s) links from sources become hrefs: never javascript: ones."""
+    papers = [p.model_copy(update={"url": safe_url(p.url) or "#", "pdf_url": safe_url(p.pdf_url),
+                                   "code_url": safe_url(p.code_url)}) for p in issue.papers]
+    return issue.model_copy(update={"papers": papers})
 
 
 def _render(env: jinja2.Environment, name: str, **context: object) -> str:

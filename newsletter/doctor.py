@@ -47,16 +47,20 @@ def run_checks(settings: Settings) -> Iterator[Check]:
 def check_templates(settings: Settings) -> Iterator[Check]:
     dirs = template_dirs(settings)
     env = make_environment(dirs)
+    broken = False
     for name in REQUIRED_TEMPLATES:
         try:
             env.get_template(name)
         except jinja2.TemplateNotFound:
             yield Check(f"template {name}", False, "not found in " + ", ".join(map(str, dirs)),
                         "restore it, or delete your override folder's copy")
+            broken = True
         except jinja2.TemplateSyntaxError as exc:
             yield Check(f"template {name}", False, f"{exc.filename}:{exc.lineno}: {exc.message}",
                         "fix the Jinja syntax at that line")
-    yield Check("templates", True, "found in " + ", ".join(map(str, dirs)))
+            broken = True
+    if not broken:
+        yield Check("templates", True, "found in " + ", ".join(map(str, dirs)))
 
 
 def check_lists(settings: Settings) -> Iterator[Check]:
@@ -120,7 +124,8 @@ def check_smtp(settings: Settings) -> Iterator[Check]:
 async def _probe(target: SmtpTarget, label: str) -> list[Check]:
     checks: list[Check] = []
     client = aiosmtplib.SMTP(hostname=target.host, port=target.port, timeout=target.timeout,
-                             use_tls=target.security == "tls", start_tls=False)
+                             use_tls=target.security == "tls", start_tls=False,
+                             tls_context=target.tls_context, local_hostname=target.local_hostname)
     step = "connect"
     try:
         await client.connect()

@@ -1,0 +1,325 @@
+"""`newsletter doctor` against the shipped config and real SMTP servers on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from click.testing import CliRunner, Result
+
+from newsletter.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+USER, PASSWORD = "digest", "correct horse"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped config and sample data, with no NEWSLETTER_* variables leaking in."""
+    shutil.copy(ROOT / "newsletter.toml", tmp_path / "newsletter.toml")
+    for folder in ("examples", "subscribers", "templates"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+class RecordingHandler:
+    """Remembers any message it is given: the doctor must never give it one."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+        self.messages.append(envelope.original_content or envelope.content)
+        return "250 OK"
+
+
+def accept_only(user: str, password: str):  # noqa: ANN201
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+        ok = isinstance(auth_data, LoginPassword) and auth_data.login == user.encode() \
+            and auth_data.password == password.encode()
+        return AuthResult(success=ok, handled=False)
+    return authenticator
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def start_server() -> Iterator:
+    """Start aiosmtpd servers on loopback with the given SMTP options; stop them afterwards."""
+    started: list[Controller] = []
+
+    def start(**smtp_options: object) -> tuple[Controller, RecordingHandler]:
+        handler = RecordingHandler()
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **smtp_options)
+        controller.start()
+        started.append(controller)
+        return controller, handler
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, port: int, *, secret: bool = True,
+             base_url: str | None = "https://papers.example.org", **smtp: str) -> None:
+    """Configure a real server the way the README says: environment variables."""
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(port))
+    monkeypatch.setenv("NEWSLETTER_SMTP__TIMEOUT", "10")
+    for key, value in smtp.items():
+        monkeypatch.setenv(f"NEWSLETTER_SMTP__{key.upper()}", value)
+    if secret:
+        monkeypatch.setenv("NEWSLETTER_SECRET", "a-long-random-test-secret-0123456789")
+    if base_url:
+        monkeypatch.setenv("NEWSLETTER_BASE_URL", base_url)
+
+
+def doctor() -> Result:
+    return CliRunner().invoke(main, ["doctor"])
+
+
+def lines(result: Result) -> list[str]:
+    return result.stdout.splitlines()
+
+
+def failures(result: Result) -> list[str]:
+    return [line for line in lines(result) if line.startswith("FAIL")]
+
+
+def line_for(result: Result, check: str) -> str:
+    found = [line for line in lines(result) if line[5:].startswith(check + ":")]
+    assert len(found) == 1, f"no single line for {check!r} in:\n{result.output}"
+    return found[0]
+
+
+def test_shipped_config_with_embedded_server_passes_every_check(project: Path) -> None:
+    result = doctor()
+
+    assert result.exit_code == 0, result.output
+    check_lines = lines(result)[:-1]
+    assert check_lines and all(line.startswith("ok   ") for line in check_lines), result.output
+    for check in ("settings", "templates", "list example", "secret", "base_url", "ledger",
+                  "smtp (embedded) connect", "smtp (embedded) EHLO"):
+        line_for(result, check)
+    assert "12 active subscriber(s)" in line_for(result, "list example")
+    assert lines(result)[-1] == "All checks passed."
+
+
+def test_real_server_with_login_passes_and_receives_no_mail(
+    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    controller, handler = start_server(authenticator=accept_only(USER, PASSWORD),
+                                       auth_require_tls=False, auth_required=True)
+    point_at(monkeypatch, controller.port, username=USER, password=PASSWORD)
+
+    result = doctor()
+
+    assert result.exit_code == 0, result.output
+    assert f"127.0.0.1:{controller.port} greeted us" in line_for(result, "smtp connect")
+    assert line_for(result, "smtp AUTH").startswith("ok   ")
+    assert f"logged in as {USER}" in line_for(result, "smtp AUTH")
+    assert handler.messages == []
+
+
+def test_closed_port_fails_connect_naming_host_and_port(
+    project: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there once the probe socket is closed
+    point_at(monkeypatch, port)
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "smtp connect")
+    assert line.startswith("FAIL")
+    assert f"127.0.0.1:{port}" in line
+    assert "fix: check smtp.host, smtp.port" in line
+    assert failures(result) == [line]
+    assert "1 check(s) failed." in result.stderr
+
+
+def test_wrong_password_fails_at_auth_with_the_fix(
+    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    controller, handler = start_server(authenticator=accept_only(USER, PASSWORD),
+                                       auth_require_tls=False, auth_required=True)
+    point_at(monkeypatch, controller.port, username=USER, password="wrong")
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    assert line_for(result, "smtp connect").startswith("ok   ")
+    assert line_for(result, "smtp EHLO").startswith("ok   ")
+    line = line_for(result, "smtp AUTH")
+    assert line.startswith("FAIL")
+    assert f"127.0.0.1:{controller.port}" in line
+    assert "NEWSLETTER_SMTP__PASSWORD" in line
+    assert failures(result) == [line]
+    assert handler.messages == []
+
+
+def test_starttls_configured_but_not_offered_fails_at_starttls(
+    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    controller, _ = start_server()  # no tls_context: the server does not offer STARTTLS
+    point_at(monkeypatch, controller.port, security="starttls")
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "smtp STARTTLS")
+    assert line.startswith("FAIL")
+    assert "STARTTLS" in line and 'security = "tls"' in line
+    assert failures(result) == [line]
+
+
+def self_signed_for_loopback(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself: a private relay's CA in miniature."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "relay-ca.pem", folder / "relay-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_starttls_to_a_relay_with_a_private_ca_passes_when_ca_file_names_it(
+    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    # `send` trusts smtp.ca_file; the doctor must test the same connection send will make.
+    cert, key = self_signed_for_loopback(project)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    controller, _ = start_server(tls_context=server_tls, require_starttls=True)
+    point_at(monkeypatch, controller.port, security="starttls", ca_file=str(cert))
+
+    result = doctor()
+
+    assert result.exit_code == 0, result.output
+    assert line_for(result, "smtp STARTTLS").startswith("ok   ")
+
+
+def test_broken_template_override_fails_naming_file_and_line(project: Path) -> None:
+    (project / "templates" / "digest.html").write_text(
+        "<html>\n<body>\n{% if %}\n</body>\n</html>\n", encoding="utf-8")
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "template digest.html")
+    assert line.startswith("FAIL")
+    assert f"{project / 'templates' / 'digest.html'}:3:" in line
+    assert "fix the Jinja syntax" in line
+    assert failures(result) == [line]
+    assert not any(l.startswith("ok   templates:") for l in lines(result)), "a broken template is not 'ok'"
+
+
+def test_subscriber_list_with_a_bad_row_fails_naming_file_line_and_address(project: Path) -> None:
+    csv_path = project / "subscribers" / "example.csv"
+    row_number = len(csv_path.read_text(encoding="utf-8").splitlines()) + 1
+    with csv_path.open("a", encoding="utf-8") as handle:
+        handle.write("not-an-email,Bob,,active,2026-10-02T09:15:00+00:00,\n")
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "list example")
+    assert line.startswith("FAIL")
+    assert f"{csv_path}:{row_number}" in line
+    assert "not-an-email" in line
+    assert "newsletter subscribers validate --list example" in line
+
+
+def test_no_subscriber_list_at_all_fails_with_how_to_create_one(project: Path) -> None:
+    shutil.rmtree(project / "subscribers")
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "subscriber lists")
+    assert line.startswith("FAIL") and "newsletter subscribers add" in line
+
+
+def test_real_server_without_secret_fails_the_secret_check(
+    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    controller, _ = start_server()
+    point_at(monkeypatch, controller.port, secret=False)
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "secret")
+    assert line.startswith("FAIL") and "NEWSLETTER_SECRET" in line
+    assert failures(result) == [line]
+
+
+def test_real_server_with_plain_http_base_url_fails_the_base_url_check(
+    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    controller, _ = start_server()
+    point_at(monkeypatch, controller.port, base_url="http://papers.example.org")
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "base_url")
+    assert line.startswith("FAIL") and "http://papers.example.org is not https" in line
+    assert failures(result) == [line]
+
+
+def test_plain_http_base_url_is_fine_for_the_embedded_outbox(
+    project: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "http://127.0.0.1:8025")
+
+    result = doctor()
+
+    assert result.exit_code == 0, result.output
+    assert line_for(result, "base_url").startswith("ok   ")
+
+
+def test_invalid_setting_is_a_one_line_error_naming_the_key(
+    project: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", "not-a-port")
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and "smtp.port" in error_lines[0]
