@@ -84,6 +84,9 @@ def _render(env: jinja2.Environment, name: str, **context: object) -> str:
         searched = ", ".join(str(d) for d in template_dirs_of(env))
         raise TemplateError(f"template {exc.name} not found", where=f"searched {searched}",
                             fix="restore it or remove your override folder's broken copy") from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template {name} is broken ({exc.message})", where=f"{exc.filename}:{exc.lineno}",
+                            fix="fix the Jinja syntax at that line") from exc
 
 
 def template_dirs_of(env: jinja2.Environment) -> list[str]:

@@ -202,3 +202,14 @@ def test_snapshot_that_is_not_utf8_is_a_one_line_error_naming_the_file(project: 
 
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and str(damaged) in result.output
+
+
+def test_broken_archive_template_override_is_a_one_line_error_naming_file_and_line(project: Path) -> None:
+    override = project / "templates" / "archive" / "index.html"
+    override.write_text("<ul>\n{% for issue in issues %}\n{% if %}\n", encoding="utf-8")
+
+    result = run("archive", "--date", "2024-03-14")
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ") and f"{override}:3" in result.output
