@@ -143,7 +143,8 @@ async def _probe(target: SmtpTarget, label: str) -> list[Check]:
             checks.append(Check(f"{label} AUTH", True, f"logged in as {target.username}"))
         await client.quit()
     except (aiosmtplib.SMTPException, OSError) as exc:
-        checks.append(Check(f"{label} {step}", False, f"{target.where}: {exc}", _smtp_fix(step)))
+        fix = _smtp_fix("certificate" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else step)
+        checks.append(Check(f"{label} {step}", False, f"{target.where}: {exc}", fix))
         client.close()
     return checks
 
@@ -153,6 +154,7 @@ def _smtp_fix(step: str) -> str:
         "connect": "check smtp.host, smtp.port and smtp.security, and that the server runs",
         "STARTTLS": "the server does not offer STARTTLS here: try security = \"tls\" on port 465",
         "AUTH": "check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
+        "certificate": "the server's certificate is not trusted: set smtp.ca_file to the CA that signed it",
     }.get(step, "check the server's logs")
 
 

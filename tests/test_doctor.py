@@ -232,6 +232,23 @@ def test_starttls_to_a_relay_with_a_private_ca_passes_when_ca_file_names_it(
     assert line_for(result, "smtp STARTTLS").startswith("ok   ")
 
 
+def test_starttls_to_a_server_with_an_untrusted_certificate_says_to_set_ca_file(
+    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    cert, key = self_signed_for_loopback(project)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    controller, _ = start_server(tls_context=server_tls, require_starttls=True)
+    point_at(monkeypatch, controller.port, security="starttls")  # no ca_file
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    line = line_for(result, "smtp STARTTLS")
+    assert line.startswith("FAIL") and "CERTIFICATE_VERIFY_FAILED" in line
+    assert "smtp.ca_file" in line and "does not offer STARTTLS" not in line
+
+
 def test_broken_template_override_fails_naming_file_and_line(project: Path) -> None:
     (project / "templates" / "digest.html").write_text(
         "<html>\n<body>\n{% if %}\n</body>\n</html>\n", encoding="utf-8")
