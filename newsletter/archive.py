@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -101,14 +102,15 @@ def atom_feed(settings: Settings, issues: list[ArchivedIssue]) -> str:
     base = (settings.base_url or "").rstrip("/") + "/archive/"
     feed = ET.Element(f"{{{ATOM}}}feed")
     _text(feed, "title", settings.title)
-    _text(feed, "id", base + "feed.xml" if settings.base_url else f"urn:newsletter:{settings.title}")
+    slug = re.sub(r"[^a-z0-9]+", "-", settings.title.lower()).strip("-") or "digest"
+    _text(feed, "id", base + "feed.xml" if settings.base_url else f"urn:newsletter:{slug}")
     updated = max((i.issue_date for i in issues), default=date(1970, 1, 1))
     _text(feed, "updated", _stamp(updated))
     ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=base + "feed.xml")
     for issue in issues:
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
         _text(entry, "title", f"{settings.title} {issue.issue_id}")
-        _text(entry, "id", f"{base}{issue.issue_id}.html" if settings.base_url else f"urn:newsletter:issue:{issue.issue_id}")
+        _text(entry, "id", f"{base}{issue.issue_id}.html" if settings.base_url else f"urn:newsletter:{slug}:{issue.issue_id}")
         _text(entry, "updated", _stamp(issue.issue_date))
         ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=f"{base}{issue.issue_id}.html")
         _text(entry, "summary", "; ".join(p.title for p in issue.papers))

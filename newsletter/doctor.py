@@ -17,7 +17,10 @@ from .render import make_environment, template_dirs
 from .settings import Settings
 from .subscribers import SubscriberStore
 
-REQUIRED_TEMPLATES = ("digest.html", "digest.txt", "paper.html", "paper.txt", "style.css")
+REQUIRED_TEMPLATES = (
+    "digest.html", "digest.txt", "paper.html", "paper.txt", "style.css",
+    "archive/base.html", "archive/issue.html", "archive/index.html",
+)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, SourceError
 from .feeds import fetch_issue_sources
 from .render import IssueInfo
 from .selection import Ranker
@@ -21,6 +22,19 @@ log = logging.getLogger(__name__)
 # Only for mail that never leaves this machine (the embedded outbox, previews, dry runs).
 LOCAL_SECRET = "local-outbox-only-not-a-secret"
 LOCAL_BASE_URL = "http://127.0.0.1:8025"
+
+
+_ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_issue_id(issue_id: str) -> str:
+    """Issue ids name files and URLs, so they are kept to letters, digits, '.', '_' and '-'."""
+    if not _ISSUE_ID.match(issue_id):
+        raise ConfigError(
+            f"issue id {issue_id!r} is not allowed",
+            fix="use letters, digits, '.', '_' and '-' only (at most 64), e.g. 2026-W48",
+        )
+    return issue_id
 
 
 def issue_id_for(day: date) -> str:
@@ -45,9 +59,15 @@ def prepare_issue(
 ) -> PreparedIssue:
     """Load and rank the issue's papers once; per-subscriber work then only picks from them."""
     day = issue_date or settings.issue_date or date.today()
-    issue_id = issue_id or issue_id_for(day)
+    issue_id = check_issue_id(issue_id or issue_id_for(day))
     window_start = day - timedelta(days=settings.selection.window_days - 1)
     paths = [Path(p) for p in papers] or _configured_papers(settings, issue_id, window_start, day)
+    if not paths and settings.sources and not papers:
+        raise SourceError(
+            f"the configured sources returned no papers for {issue_id} ({window_start} to {day})",
+            where=", ".join(f"[[sources]] {s.kind}" for s in settings.sources),
+            fix="the feed may be down or empty: run again later, or pass --papers PATH",
+        )
     if not paths:
         raise ConfigError(
             "no papers to send", where=str(settings.config_file or "settings"),

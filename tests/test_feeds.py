@@ -183,7 +183,7 @@ def test_empty_answer_is_not_cached_so_the_next_run_fetches_again(
 
     assert first.exit_code == 1
     assert "source 1 (hf) returned no papers for 2024-W11" in first.output
-    assert "Error: no papers to send" in first.output
+    assert "Error: the configured sources returned no papers for 2024-W11" in first.output
     assert not (project / "papers-cache" / "2024-W11" / "00-hf.jsonl").exists()
     assert mirror.days_asked() == WINDOW
 
