@@ -160,3 +160,12 @@ def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path:
         assert max(len(line) for line in item.data.split(b"\r\n")) <= 998
         assert not dkim.verify(item.data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                                                  b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click"), dnsfunc=dns)
+
+
+def test_cached_line_encoding_gives_the_same_bytes_as_quoted_printable() -> None:
+    from newsletter.compose import LineEncoder, quoted_printable
+
+    encoder = LineEncoder(max_lines=3)
+    samples = ["plain\nlines\n", "trailing \nspace\t\n.\n", "caf\u00e9 " * 40 + "\r\nx\ry", "=?utf-8?q?x?=\n\n", "", "a" * 500]
+    for text in samples * 2:
+        assert encoder.encode(text) == quoted_printable(text)

@@ -63,6 +63,9 @@ class LedgerWriter:
         """Return once the attempt is on disk, so a crash after DATA can never skip anyone."""
         if self.ledger is None:
             return
+        if self._task is not None and self._task.done():
+            self._task.result()  # the writer died: raise its error instead of waiting forever
+            raise RuntimeError("the ledger writer stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._attempts.append((attempt, future))
         self._wake.set()

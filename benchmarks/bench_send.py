@@ -1,0 +1,259 @@
+"""How fast `send` delivers personalised digests, next to the ceiling of plain aiosmtplib on the same sink.
+
+    python benchmarks/bench_send.py                    # 20,000 subscribers, 3 rounds
+    python benchmarks/bench_send.py --memory 100000    # peak RSS of one run at 100,000 subscribers
+
+End to end = run_send with a real-SMTP config: load and rank papers, select per subscriber,
+render, compose, ledger, deliver over `connections` aiosmtplib connections. Ceiling = plain
+aiosmtplib sending pre-built messages (composed by the same pipeline) over the same number of
+connections to the same sink. The sink is a minimal asyncio SMTP responder in its own process
+that only counts messages, so it is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from newsletter.send import SendOptions, run_send  # noqa: E402
+from newsletter.settings import load_settings  # noqa: E402
+
+
+class CountingSink(asyncio.Protocol):
+    """Just enough SMTP to take messages: answers commands, reads DATA up to CRLF.CRLF, counts."""
+
+    count: multiprocessing.sharedctypes.Synchronized  # type: ignore[name-defined]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = b""
+        self.in_data = False
+        transport.write(b"220 sink ESMTP\r\n")  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    self.buffer = self.buffer[-4:] if len(self.buffer) > 4 else self.buffer
+                    return
+                self.buffer = self.buffer[end + 5:]
+                self.in_data = False
+                with CountingSink.count.get_lock():
+                    CountingSink.count.value += 1
+                self.transport.write(b"250 2.0.0 queued\r\n")  # type: ignore[attr-defined]
+                continue
+            line_end = self.buffer.find(b"\r\n")
+            if line_end < 0:
+                return
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2:]
+            self._command(line[:4].upper())
+
+    def _command(self, verb: bytes) -> None:
+        write = self.transport.write  # type: ignore[attr-defined]
+        if verb in (b"EHLO", b"HELO"):
+            write(b"250-sink\r\n250 8BITMIME\r\n")
+        elif verb == b"DATA":
+            self.in_data = True
+            self.buffer = b"\r\n" + self.buffer  # so a message that is just "." still ends
+            write(b"354 go ahead\r\n")
+        elif verb == b"QUIT":
+            write(b"221 bye\r\n")
+            self.transport.close()
+        else:
+            write(b"250 ok\r\n")
+
+
+def _serve_sink(port_out: multiprocessing.connection.Connection, count: object) -> None:
+    CountingSink.count = count  # type: ignore[assignment]
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(CountingSink, "127.0.0.1", 0)
+        port_out.send(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start_sink() -> tuple[multiprocessing.Process, int, object]:
+    """The sink in its own process, so it does not share the sender's event loop or core."""
+    count = multiprocessing.Value("q", 0)
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=_serve_sink, args=(child, count), daemon=True)
+    process.start()
+    return process, int(parent.recv()), count
+
+
+def vocabulary() -> list[str]:
+    """Keywords people would plausibly follow: words and word pairs from the sample papers."""
+    words: list[str] = []
+    for path in sorted((REPO / "examples").glob("*.json")):
+        for record in json.loads(path.read_text(encoding="utf-8")):
+            title = record.get("paper", record).get("title", "")
+            tokens = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", title)]
+            words += tokens
+            words += [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+    return sorted(set(words))
+
+
+def write_subscribers(path: Path, count: int, seed: int = 7) -> None:
+    """A list of `count` subscribers with 1-4 random keywords each, written as a stream."""
+    rnd = random.Random(seed)
+    vocab = vocabulary()
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("email,name,keywords,status,subscribed_at,unsubscribed_at\n")
+        for i in range(count):
+            keywords = "; ".join(rnd.sample(vocab, rnd.randint(1, 4)))
+            handle.write(f"reader{i}@example.com,Reader {i},{keywords},active,2026-10-01T00:00:00+00:00,\n")
+
+
+def write_config(folder: Path, port: int, connections: int) -> Path:
+    path = folder / "newsletter.toml"
+    path.write_text(f"""
+title = "Bench Digest"
+secret = "bench-secret-0123456789"
+base_url = "https://papers.example.org"
+issue_date = 2024-03-14
+papers = ["{REPO / 'examples'}"]
+default_list = "bench"
+subscribers_dir = "subscribers"
+ledger = "newsletter.db"
+[sender]
+name = "Bench Digest"
+address = "digest@example.org"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+connections = {connections}
+messages_per_connection = 1000000
+""", encoding="utf-8")
+    return path
+
+
+def prebuilt_messages(folder: Path, port: int, connections: int, n: int = 300) -> list[tuple[str, bytes]]:
+    """Messages composed by the real pipeline (dry run), so the ceiling sends the same sizes."""
+    from newsletter.issue import LinkSigner, prepare_issue
+    from newsletter.send import DigestPlanner, SendReport
+    from newsletter.subscribers import SubscriberStore
+
+    settings = load_settings(write_config(folder, port, connections))
+    issue = prepare_issue(settings)
+    report = SendReport(issue="x", list="bench", channel="smtp", server="sink")
+    planner = DigestPlanner(settings, issue, LinkSigner.for_run(settings, False), SendOptions(), report)
+    messages = []
+    for job in planner.jobs(SubscriberStore(settings.list_path()).iter_subscribers(), {}, {}):
+        messages.append((job.message.recipient, job.message.data))
+        if len(messages) == n:
+            break
+    return messages
+
+
+async def _ceiling(port: int, connections: int, messages: list[tuple[str, bytes]], total: int) -> None:
+    import aiosmtplib
+
+    remaining = iter(range(total))
+
+    async def worker() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        for i in remaining:
+            recipient, data = messages[i % len(messages)]
+            await client.sendmail("digest@example.org", [recipient], data)
+        await client.quit()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+
+
+def measure_ceiling(port: int, connections: int, messages: list[tuple[str, bytes]], total: int) -> float:
+    started = time.perf_counter()
+    asyncio.run(_ceiling(port, connections, messages, total))
+    return total / (time.perf_counter() - started)
+
+
+def measure_pipeline(folder: Path, port: int, connections: int, total: int) -> float:
+    """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
+    for stale in folder.glob("newsletter.db*"):
+        stale.unlink()
+    settings = load_settings(write_config(folder, port, connections))
+    started = time.perf_counter()
+    report = run_send(settings, SendOptions())
+    elapsed = time.perf_counter() - started
+    assert report.sent == total, report
+    return total / elapsed
+
+
+def bench(subscribers: int, connections: int, rounds: int) -> None:
+    sink, port, count = start_sink()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "subscribers").mkdir()
+        write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
+        messages = prebuilt_messages(folder, port, connections)
+        size = statistics.mean(len(data) for _, data in messages)
+        print(f"{subscribers} subscribers, {connections} connections, mean message {size / 1024:.1f} KiB")
+        ceilings, pipelines = [], []
+        for round_no in range(1, rounds + 1):
+            ceilings.append(measure_ceiling(port, connections, messages, subscribers))
+            pipelines.append(measure_pipeline(folder, port, connections, subscribers))
+            print(f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
+                  f"   ratio {pipelines[-1] / ceilings[-1]:.2f}", flush=True)
+        print(f"sink counted {count.value} messages")  # type: ignore[attr-defined]
+    sink.terminate()
+    print(f"best: ceiling {max(ceilings):.0f} msg/s, end to end {max(pipelines):.0f} msg/s, "
+          f"ratio of bests {max(pipelines) / max(ceilings):.2f}")
+    print(f"spread: ceiling {min(ceilings):.0f}-{max(ceilings):.0f}, end to end {min(pipelines):.0f}-{max(pipelines):.0f}")
+
+
+def memory(subscribers: int, connections: int) -> None:
+    """Peak RSS of a whole run, measured in a fresh process so nothing else inflates it."""
+    sink, port, _count = start_sink()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "subscribers").mkdir()
+        write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
+        config = write_config(folder, port, connections)
+        code = (
+            "import resource, sys, time; sys.path.insert(0, %r)\n"
+            "from newsletter.send import SendOptions, run_send\n"
+            "from newsletter.settings import load_settings\n"
+            "t = time.perf_counter(); r = run_send(load_settings(__import__('pathlib').Path(%r)), SendOptions())\n"
+            "print(r.sent, round(time.perf_counter() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        ) % (str(REPO), str(config))
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    sink.terminate()
+    sent, seconds, rss_kib = out.split()
+    print(f"{subscribers} subscribers: {sent} sent in {seconds}s, peak RSS {int(rss_kib) / 1024:.0f} MiB")
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"(this benchmark's own process, for scale: {baseline / 1024:.0f} MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory", type=int, metavar="N", help="measure peak RSS of one run with N subscribers")
+    args = parser.parse_args()
+    if args.memory:
+        memory(args.memory, args.connections)
+    else:
+        bench(args.subscribers, args.connections, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
