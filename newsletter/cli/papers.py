@@ -17,7 +17,10 @@ from . import AppContext, pass_app
 
 @click.group()
 def papers() -> None:
-    """Fetch papers from Hugging Face or arXiv, and see how they rank for given keywords."""
+    """Fetch papers from Hugging Face or arXiv, and see how they rank for given keywords.
+
+    Example: newsletter papers rank --papers examples/ --keywords "diffusion models"
+    """
 
 
 def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
