@@ -157,8 +157,8 @@ def window_bounds(issue_date: date, window_days: int) -> tuple[datetime, datetim
 def papers_in_window(papers: Sequence[Paper], issue_date: date, window_days: int) -> list[Paper]:
     """Papers published inside the window, newest first, so index order breaks score ties."""
     start, end = window_bounds(issue_date, window_days)
-    chosen = [p for p in papers if start <= p.published < end]
-    return sorted(chosen, key=lambda p: (-p.published.timestamp(), p.id))
+    chosen = {p.id: p for p in reversed(papers) if start <= p.published < end}  # first of an id wins
+    return sorted(chosen.values(), key=lambda p: (-p.published.timestamp(), p.id))
 
 
 def recency_scores(papers: Sequence[Paper], issue_date: date, half_life_days: float) -> np.ndarray:

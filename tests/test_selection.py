@@ -172,3 +172,8 @@ def test_min_relevance_drops_weak_matches() -> None:
 def test_a_keyword_string_is_split_not_read_letter_by_letter() -> None:
     ranker = Ranker([paper("a", "Diffusion"), paper("b", "Music")], ISSUE, SelectionSettings())
     assert sorted(ids(ranker.rank("diffusion; music"))) == ["a", "b"]  # type: ignore[arg-type]
+
+
+def test_a_paper_given_twice_is_ranked_once() -> None:
+    twice = [paper("a", "Diffusion"), paper("a", "Diffusion"), paper("b", "Diffusion")]
+    assert sorted(ids(rank_papers(twice, ["diffusion"], ISSUE, SelectionSettings()))) == ["a", "b"]
