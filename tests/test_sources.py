@@ -153,6 +153,9 @@ def test_same_title_without_shared_id_is_merged_and_the_arxiv_id_wins(tmp_path: 
     loaded = load_papers([hf, FIXTURES / "arxiv_api_page0.xml"])
     assert [p.id for p in loaded.papers].count("2403.08213") == 1
     assert "sample-0123abcd45" not in [p.id for p in loaded.papers]
+    merged = next(p for p in loaded.papers if p.id == "2403.08213")
+    assert merged.url == "https://arxiv.org/abs/2403.08213"
+    assert merged.upvotes == 7
 
 
 def test_hf_pages_of_lists_are_flattened() -> None:

@@ -25,8 +25,11 @@ def merge_papers(first: Paper, second: Paper) -> Paper:
 
     ids = [p.id for p in (first, second) if arxiv_id(p.id)]
     votes = [v for v in (first.upvotes, second.upvotes) if v is not None]
+    # A record without an arXiv id only has a search link; the one with the id links the paper.
+    url = second.url if ids and not arxiv_id(first.id) else first.url
     return first.model_copy(update={
         "id": ids[0] if ids else first.id,
+        "url": url,
         "authors": first.authors or second.authors,
         "published": min(first.published, second.published),
         "pdf_url": first.pdf_url or second.pdf_url,
