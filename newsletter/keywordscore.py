@@ -15,6 +15,8 @@ from .textmatch import terms
 # bm25s sets its own logger to DEBUG, which would print index progress on every command.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
+TERM_CACHE_SIZE = 8192  # per-term score vectors kept; bounded so free-text keywords cannot grow it
+
 
 class FieldIndex:
     """Title and abstract indexed apart, so the title can weigh more without skewing lengths."""
@@ -27,14 +29,22 @@ class FieldIndex:
         self._title = _bm25(self.title_terms, settings)
         self._body = _bm25(self.body_terms, settings)
         self._positions: dict[int, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
+        self._term_cache: dict[str, np.ndarray] = {}
 
     def term_scores(self, term: str) -> np.ndarray:
-        """Field-weighted BM25 of one term for every paper."""
+        """Field-weighted BM25 of one term for every paper; terms recur across many keywords."""
+        cached = self._term_cache.get(term)
+        if cached is not None:
+            return cached
         if self.size == 0:
             return np.zeros(0, dtype=np.float32)
         title = self._title.get_scores([term])
         body = self._body.get_scores([term])
-        return (self.settings.title_weight * title + body).astype(np.float32)
+        scores = (self.settings.title_weight * title + body).astype(np.float32)
+        if len(self._term_cache) >= TERM_CACHE_SIZE:
+            self._term_cache.clear()
+        self._term_cache[term] = scores
+        return scores
 
     def keyword_vector(self, keyword_terms: Sequence[str]) -> np.ndarray:
         """Relevance of every paper to one keyword, 0..1, where 1 is the window's best match."""
