@@ -244,3 +244,12 @@ def test_css_inlining_never_fetches_a_linked_stylesheet(tmp_path: Path, monkeypa
     )
     digest = render_alice(tmp_path)
     assert 'class="card-title" style="' in digest.html
+
+
+def test_installed_package_uses_the_theme_shipped_inside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "site-packages" / "newsletter"
+    (package / "templates").mkdir(parents=True)
+    monkeypatch.setattr("newsletter.__file__", str(package / "__init__.py"))
+    assert render.builtin_templates_dir() == package / "templates"
+    (package / "templates").rmdir()
+    assert render.builtin_templates_dir() == tmp_path / "site-packages" / "templates"
