@@ -13,6 +13,12 @@ from .models import Paper
 from .settings import SelectionSettings
 from .textmatch import normalise_keyword, split_keywords
 
+# score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
+#       + recency_weight * 0.5 ** (age_days / half_life_days)
+#       + popularity_weight * log1p(upvotes) / log1p(most upvotes in the window)
+# relevance is BM25 over title (x title_weight) and abstract, times (1 + phrase/proximity boost),
+# scaled so the window's best paper for that keyword scores 1; see keywordscore.py. With
+# keywords, only papers whose relevance exceeds min_relevance are picked.
 _NO_ROW = -1
 _NEG_INF = float("-inf")
 _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier index) first
