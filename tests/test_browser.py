@@ -95,6 +95,12 @@ def test_long_unbroken_titles_and_links_still_fit(width: int, tmp_path: Path) ->
     assert_fits(digest.html, 3, width, tmp_path)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_empty_digest_fits_the_screen(width: int, tmp_path: Path) -> None:
+    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [], UNSUBSCRIBE)
+    assert_fits(digest.html, 0, width, tmp_path)
+
+
 def test_the_overflow_check_catches_a_page_that_overflows(tmp_path: Path) -> None:
     html = '<!DOCTYPE html><html><body><div style="width:1000px">wide</div></body></html>'
     data = measure(html, 375, tmp_path)
