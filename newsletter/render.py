@@ -228,8 +228,12 @@ class DigestRenderer:
                 "pdf_url": safe_url(paper.pdf_url),
                 "code_url": safe_url(paper.code_url),
                 "authors": shorten_authors(paper.authors),
+                "all_authors": paper.authors,
+                "published": paper.published,
                 "date_label": day_label(paper.published.date()),
                 "upvotes": paper.upvotes,
+                "keywords": paper.keywords,
+                "source": paper.source,
             }
         }
 
@@ -239,8 +243,8 @@ class DigestRenderer:
         """The inlined page shell and text shell for one variant, built on first use."""
         shell = self._shells.get(variant)
         if shell is None:
-            html = self._inline(self._run(HTML_TEMPLATE, self._shell_context(variant, self._slot("cards"))))
             context = self._shell_context(variant, self._slot("cards"))
+            html = self._inline(self._run(HTML_TEMPLATE, context))
             text = self._run(TEXT_TEMPLATE, context)
             shell = self._shells[variant] = (Slotted(html, self._token), TextShell(text, self._token))
         return shell
