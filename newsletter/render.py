@@ -310,7 +310,7 @@ class DigestRenderer:
             "name": name,
             "keywords": ", ".join(keywords),
             "count": f"{len(picks)} paper{'' if len(picks) == 1 else 's'}",
-            "preheader": self._preheader(picks),
+            "preheader": self._preheader(picks, bool(keywords)),
             "unsubscribe": unsubscribe_url,
         }
         html_values = {key: str(escape(value)) for key, value in values.items()}
@@ -318,22 +318,22 @@ class DigestRenderer:
         html_values["cards"] = "".join(self._card_html(pick, profile) for pick in picks)
         values["cards"] = "\n".join(self._cards[pick.paper.id].text for pick in picks)
         return RenderedDigest(
-            subject=self._subject(picks),
+            subject=self._subject(picks, bool(keywords)),
             html=html_shell.fill(html_values),
             text=text_shell.fill(values),
         )
 
-    def _preheader(self, picks: Sequence[Pick]) -> str:
+    def _preheader(self, picks: Sequence[Pick], has_keywords: bool) -> str:
         if not picks:
-            return "No new papers on your topics this week."
+            return "No new papers on your topics this week." if has_keywords else "No new papers this week."
         first = self._cards[picks[0].paper.id].title
         more = f" and {len(picks) - 1} more" if len(picks) > 1 else ""
         return _shorten(f"{first}{more}", 110)
 
-    def _subject(self, picks: Sequence[Pick]) -> str:
+    def _subject(self, picks: Sequence[Pick], has_keywords: bool) -> str:
         head = f"{collapse(self.issue.title)} {self.issue.issue_id}"
         if not picks:
-            return f"{head}: no new papers on your topics"
+            return f"{head}: no new papers" + (" on your topics" if has_keywords else " this week")
         return _shorten(f"{head}: {self._cards[picks[0].paper.id].title}", SUBJECT_MAX)
 
 

@@ -253,3 +253,11 @@ def test_installed_package_uses_the_theme_shipped_inside_it(tmp_path: Path, monk
     assert render.builtin_templates_dir() == package / "templates"
     (package / "templates").rmdir()
     assert render.builtin_templates_dir() == tmp_path / "site-packages" / "templates"
+
+
+def test_empty_digest_without_keywords_does_not_mention_topics() -> None:
+    renderer = DigestRenderer(make_settings(), make_issue())
+    digest = renderer.render(Subscriber(email="dana@example.org"), [], UNSUBSCRIBE)
+    assert "There are no new papers this week" in digest.html and "There are no new papers this week" in digest.text
+    assert digest.subject == "ML Paper Digest 2024-W11: no new papers this week"
+    assert "topics this week" not in digest.html
