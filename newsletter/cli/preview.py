@@ -46,5 +46,5 @@ def preview(
     )
     for path in paths:
         click.echo(f"  {path}")
-    if open_browser:
-        webbrowser.open(paths[0].resolve().as_uri())
+    if open_browser and not webbrowser.open(paths[0].resolve().as_uri()):
+        click.echo(f"No browser found here; open {paths[0]} in one yourself.", err=True)
