@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from .settings import Settings, SourceSettings
-from .sources.fetch import FetchResult, fetch_arxiv, fetch_hf
+from .sources.fetch import ARXIV_BASE, HF_BASE, FetchResult, fetch_arxiv, fetch_hf
 from .sources.jsonl import paper_to_jsonl
 
 log = logging.getLogger(__name__)
@@ -20,13 +20,11 @@ Fetcher = Callable[[SourceSettings, date, date], FetchResult]
 def fetch_source(source: SourceSettings, first: date, last: date) -> FetchResult:
     """One configured source over the issue window: HF day by day, arXiv as a date range."""
     if source.kind == "arxiv":
-        kwargs = {"base_url": source.base_url} if source.base_url else {}
-        return fetch_arxiv(query=source.query, first=first, last=last, **kwargs)
+        return fetch_arxiv(query=source.query, first=first, last=last, base_url=source.base_url or ARXIV_BASE)
     merged = FetchResult()
     day = first
     while day <= last:
-        kwargs = {"base_url": source.base_url} if source.base_url else {}
-        part = fetch_hf(day=day, **kwargs)
+        part = fetch_hf(day=day, base_url=source.base_url or HF_BASE)
         merged.papers.extend(part.papers)
         merged.problems.extend(part.problems)
         merged.requests += part.requests

@@ -18,6 +18,7 @@ class Paper(BaseModel):
     abstract: str
     authors: list[str] = Field(default_factory=list)
     published: datetime
+    featured_at: datetime | None = None
     url: str
     pdf_url: str | None = None
     code_url: str | None = None
@@ -25,12 +26,17 @@ class Paper(BaseModel):
     keywords: list[str] = Field(default_factory=list)
     source: str = "unknown"
 
-    @field_validator("published")
+    @field_validator("published", "featured_at")
     @classmethod
-    def _must_be_aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("published must carry a timezone")
+    def _must_be_aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("dates must carry a timezone")
         return value
+
+    @property
+    def listed_at(self) -> datetime:
+        """When the paper reached readers: featured on a daily list if it was, else published."""
+        return self.featured_at or self.published
 
 
 def stable_id(text: str) -> str:

@@ -163,14 +163,14 @@ def window_bounds(issue_date: date, window_days: int) -> tuple[datetime, datetim
 def papers_in_window(papers: Sequence[Paper], issue_date: date, window_days: int) -> list[Paper]:
     """Papers published inside the window, newest first, so index order breaks score ties."""
     start, end = window_bounds(issue_date, window_days)
-    chosen = {p.id: p for p in reversed(papers) if start <= p.published < end}  # first of an id wins
-    return sorted(chosen.values(), key=lambda p: (-p.published.timestamp(), p.id))
+    chosen = {p.id: p for p in reversed(papers) if start <= p.listed_at < end}  # first of an id wins
+    return sorted(chosen.values(), key=lambda p: (-p.listed_at.timestamp(), p.id))
 
 
 def recency_scores(papers: Sequence[Paper], issue_date: date, half_life_days: float) -> np.ndarray:
     """1.0 for a paper from the end of the issue day, halving every half_life_days before it."""
     _, end = window_bounds(issue_date, 1)
-    ages = np.array([(end - p.published).total_seconds() / 86400 for p in papers], dtype=np.float64)
+    ages = np.array([(end - p.listed_at).total_seconds() / 86400 for p in papers], dtype=np.float64)
     return np.power(0.5, np.maximum(ages, 0.0) / half_life_days) if len(papers) else ages
 
 

@@ -32,6 +32,7 @@ def merge_papers(first: Paper, second: Paper) -> Paper:
         "url": url,
         "authors": first.authors or second.authors,
         "published": min(first.published, second.published),
+        "featured_at": max(filter(None, (first.featured_at, second.featured_at)), default=None),
         "pdf_url": first.pdf_url or second.pdf_url,
         "code_url": first.code_url or second.code_url,
         "upvotes": max(votes) if votes else None,

@@ -56,12 +56,16 @@ def hf_record_to_paper(record: Any) -> Paper:
     raw_id = str(paper.get("id") or "").strip()
     found = arxiv_id(raw_id)
     published = parse_datetime(paper.get("publishedAt") or record.get("publishedAt"))
+    # HF's ?date= and ?week= select by the day a paper was featured, not by its arXiv date.
+    featured = record.get("publishedAt") if inner is not None else None
+    featured_at = parse_datetime(featured) if featured else None
     return Paper(
         id=found or raw_id or _title_id(title),
         title=title,
         abstract=abstract,
         authors=_authors(paper.get("authors")),
         published=published,
+        featured_at=featured_at,
         url=f"{HF_PAPERS}/{found}" if found else f"{HF_PAPERS}?q={quote(title)}",
         pdf_url=f"https://arxiv.org/pdf/{found}" if found else None,
         code_url=_text_or_none(paper.get("githubRepo")),
