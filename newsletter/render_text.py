@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Sequence
 from datetime import date
 from urllib.parse import urlsplit
@@ -99,13 +98,23 @@ def safe_url(url: str | None) -> str | None:
 
 
 def _wrap_line(line: str, width: int) -> list[str]:
-    if " " not in line.strip():  # one long word or URL: nothing to wrap
+    """Greedy wrap at spaces with a hanging indent under '== ', '* ' or '1. '; words never break."""
+    match = _HANGING_PREFIX.match(line)
+    head = match.group(1) if match else ""
+    words = line[len(head) :].split()
+    if len(words) < 2:  # one long word or URL: nothing to wrap
         return [line]
-    prefix = _HANGING_PREFIX.match(line)
-    indent = " " * len(prefix.group(1)) if prefix else ""
-    return textwrap.wrap(
-        line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    ) or [""]
+    indent = " " * len(head)
+    out: list[str] = []
+    current = head + words[0]
+    for word in words[1:]:
+        if len(current) + 1 + len(word) <= width:
+            current = f"{current} {word}"
+        else:
+            out.append(current)
+            current = indent + word
+    out.append(current)
+    return out
 
 
 def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
