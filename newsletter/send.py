@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
+import itertools
+import multiprocessing
+import os
+import signal
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from multiprocessing.pool import AsyncResult
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -24,6 +32,7 @@ from .subscribers import SubscriberStore
 
 EXIT_OK = 0
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: cron should simply run us again
+_PARALLEL_FROM_BYTES = 256 * 1024  # about 3,000 subscribers: below that, forking costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -118,10 +127,15 @@ def _send_recorded(
     on_outcome: Callable[[str, str], None] | None,
 ) -> None:
     ledger_path = settings.path(settings.ledger)
+    processes = ParallelBuilder.processes_for(settings, store.path)
+    # Fork before taking the lock or opening the ledger, so no builder inherits either.
+    builder = ParallelBuilder(planner, processes) if processes else None
     lock = FileLock(str(ledger_path) + f".{report.list}.send.lock")
     try:
         lock.acquire(timeout=0)
     except Timeout:
+        if builder is not None:
+            builder.close()
         raise LedgerError(
             f"another `newsletter send` for list '{report.list}' is already running",
             where=str(lock.lock_file), fix="let it finish; run again afterwards to pick up anything left",
@@ -129,18 +143,20 @@ def _send_recorded(
     try:
         ledger = DeliveryLedger(ledger_path, report.issue, report.list, report.channel)
         try:
-            jobs = planner.jobs(store.iter_subscribers(), ledger.entries(), ledger.papers_received_before())
-            _deliver(settings, jobs, ledger, store.is_active, report, on_outcome)
+            jobs = planner.jobs(store.iter_subscribers(), ledger.entries(), ledger.papers_received_before(), builder)
+            _deliver(settings, jobs, ledger, store.is_active, report, on_outcome, threaded=builder is not None)
         finally:
             ledger.close()
     finally:
+        if builder is not None:
+            builder.close()
         lock.release()
 
 
 def _deliver(
     settings: Settings, jobs: Iterator[Job], ledger: DeliveryLedger | None,
     still_wanted: Callable[[str], bool] | None, report: SendReport,
-    on_outcome: Callable[[str, str], None] | None,
+    on_outcome: Callable[[str, str], None] | None, threaded: bool = False,
 ) -> None:
     """Start the embedded server if configured, then let the dispatcher work through the jobs."""
     def outcome(job: Job, kind: str) -> None:
@@ -157,12 +173,19 @@ def _deliver(
             still_wanted=still_wanted, on_outcome=outcome,
         )
         try:
-            asyncio.run(dispatcher.run(jobs))
+            asyncio.run(dispatcher.run(_in_batches(jobs) if threaded else jobs))
         finally:
             _add_stats(report, dispatcher)
     finally:
         if server is not None:
             server.stop()
+
+
+async def _in_batches(jobs: Iterator[Job], size: int = 16) -> AsyncIterator[Job]:
+    """Wait for builder processes in a thread, so the sending loop never blocks on them."""
+    while batch := await asyncio.to_thread(lambda: list(itertools.islice(jobs, size))):
+        for job in batch:
+            yield job
 
 
 def _add_stats(report: SendReport, dispatcher: Dispatcher) -> None:
@@ -171,6 +194,10 @@ def _add_stats(report: SendReport, dispatcher: Dispatcher) -> None:
     report.failed += stats.failed
     report.deferred += stats.deferred
     report.unsubscribed += stats.unsubscribed
+
+
+Wanted = tuple[Subscriber, frozenset[str], bool]  # who, papers they already had, resumed?
+Built = tuple[bool, "Job | str"]  # resumed?, the job or why it could not be composed
 
 
 class DigestPlanner:
@@ -190,9 +217,25 @@ class DigestPlanner:
 
     def jobs(
         self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
-        received: dict[str, frozenset[str]],
+        received: dict[str, frozenset[str]], builder: ParallelBuilder | None = None,
     ) -> Iterator[Job]:
         """Yield one job per active subscriber still owed this issue, in file order."""
+        wanted = self.wanted(subscribers, entries, received)
+        built = builder.build(wanted) if builder is not None else map(self.build, wanted)
+        for resumed, job in built:
+            if isinstance(job, str):
+                self.report.rejected += 1
+                self.report.problems.append(job)
+                continue
+            self.report.composed += 1
+            self.report.resumed += resumed
+            yield job
+
+    def wanted(
+        self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
+        received: dict[str, frozenset[str]],
+    ) -> Iterator[Wanted]:
+        """The subscribers this run owes a message: active, in the shard, not final, within --limit."""
         limit = 1 if self.options.to else self.options.limit
         queued = 0
         for subscriber in subscribers:
@@ -205,27 +248,75 @@ class DigestPlanner:
             if limit is not None and queued >= limit:
                 self.report.pending += 0 if self.options.to else 1
                 continue
-            job = self._job(subscriber, received.get(subscriber.key, frozenset()))
-            if job is None:
-                continue
-            if entry is not None and entry.status == SENDING:
-                self.report.resumed += 1
             queued += 1
-            yield job
+            resumed = entry is not None and entry.status == SENDING
+            yield subscriber, received.get(subscriber.key, frozenset()), resumed
 
-    def _job(self, subscriber: Subscriber, already_sent: frozenset[str]) -> Job | None:
-        top = self.settings.selection.top_n
-        picks = self.issue.ranker.rank(subscriber.keywords, top=top, exclude_ids=already_sent)
+    def build(self, wanted: Wanted) -> Built:
+        """Select, render and compose one digest (in this process or a builder process)."""
+        subscriber, already_sent, resumed = wanted
+        picks = self.issue.ranker.rank(subscriber.keywords, top=self.settings.selection.top_n,
+                                       exclude_ids=already_sent)
         link = self.signer.url(self.issue.info.list_name, subscriber.email)
         digest = self.renderer.render(subscriber, picks, link)
         try:
             message = self.composer.compose(subscriber, digest, link, to_address=self.options.to)
         except HeaderValueError as exc:
-            self.report.rejected += 1
-            self.report.problems.append(f"{subscriber.email}: {exc}")
-            return None
-        self.report.composed += 1
-        return Job(subscriber.key, message, tuple(p.paper.id for p in picks))
+            return resumed, f"{subscriber.email}: {exc}"
+        return resumed, Job(subscriber.key, message, tuple(p.paper.id for p in picks))
+
+
+_WORKER_PLANNER: DigestPlanner | None = None  # set in the parent just before the fork
+
+
+def _die_with_parent() -> None:
+    """After a kill -9 of the sender, its builders must not linger (Linux; elsewhere best effort)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _build_chunk(chunk: list[Wanted]) -> list[Built]:
+    assert _WORKER_PLANNER is not None
+    return [_WORKER_PLANNER.build(item) for item in chunk]
+
+
+class ParallelBuilder:
+    """Select, render and compose in forked processes, so the sending loop keeps its own core.
+
+    Results come back in file order, and only a few chunks run ahead, so memory stays flat
+    however long the list is.
+    """
+
+    def __init__(self, planner: DigestPlanner, processes: int, chunk: int = 32) -> None:
+        global _WORKER_PLANNER
+        _WORKER_PLANNER = planner  # inherited by fork: no pickling of templates or rankers
+        self.chunk = chunk
+        self.ahead = processes * 3
+        self.pool = multiprocessing.get_context("fork").Pool(processes, initializer=_die_with_parent)
+
+    def build(self, wanted: Iterator[Wanted]) -> Iterator[Built]:
+        pending: deque[AsyncResult[list[Built]]] = deque()
+        while chunk := list(itertools.islice(wanted, self.chunk)):
+            pending.append(self.pool.apply_async(_build_chunk, (chunk,)))
+            if len(pending) >= self.ahead:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+    @staticmethod
+    def processes_for(settings: Settings, list_path: Path) -> int:
+        """0 (build in-process) for small lists or one core; else the configured or spare cores."""
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return 0
+        if settings.smtp.compose_processes is not None:
+            return settings.smtp.compose_processes
+        size = list_path.stat().st_size if list_path.is_file() else 0
+        cores = os.cpu_count() or 1
+        return min(cores - 1, 4) if size >= _PARALLEL_FROM_BYTES else 0
 
 
 __all__ = ["SendOptions", "SendReport", "run_send", "in_shard", "NewsletterError"]

@@ -44,6 +44,8 @@ class SmtpSettings(BaseModel):
     outbox: Path = Path("outbox")
     ca_file: Path | None = Field(default=None, description="CA bundle that signed the server's certificate (private relays)")
     local_hostname: str | None = Field(default=None, description="name sent in EHLO (default: this host's FQDN)")
+    compose_processes: int | None = Field(
+        default=None, ge=0, description="processes that select, render and compose; 0 = in the sender, unset = auto")
 
     @property
     def is_embedded(self) -> bool:

@@ -175,3 +175,16 @@ def test_an_unsubscribe_during_the_run_is_honoured(tmp_path: Path) -> None:
     assert leaver not in handler.recipients()
     assert report.unsubscribed == 1 and report.sent == 29 and report.exit_code == 0
     assert leaver not in ledger_rows(tmp_path)
+
+
+def test_builder_processes_send_the_same_messages_as_the_sender_alone(tmp_path: Path) -> None:
+    def bodies(folder: Path, processes: int) -> dict[str, bytes]:
+        write_subscribers(folder / "subscribers" / "test.csv", 40, unsubscribed=(7,))
+        with LoopbackServer() as server:
+            report = send(folder, server.port, compose_processes=processes)
+        assert report.sent == 39 and report.composed == 39
+        return {item.recipient: item.data.split(b"\r\n", 4)[4] for item in server.handler.received}  # after Date
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert bodies(tmp_path / "a", 0) == bodies(tmp_path / "b", 2)

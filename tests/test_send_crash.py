@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from smtp_servers import REPO, LoopbackServer, RecordingHandler, write_config, write_subscribers
 
 SUBSCRIBERS = 300
@@ -40,13 +41,15 @@ def ledger(folder: Path) -> dict[str, tuple[str, str]]:
                 db.execute("SELECT email, status, message_id FROM deliveries")}
 
 
-def test_sigkill_mid_run_then_rerun_delivers_everyone_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("builders", [0, 2], ids=["in-process", "builder-processes"])
+def test_sigkill_mid_run_then_rerun_delivers_everyone_exactly_once(tmp_path: Path, builders: int) -> None:
     active = write_subscribers(tmp_path / "subscribers" / "test.csv", SUBSCRIBERS, unsubscribed=(5, 77))
     handler = RecordingHandler(delay=0.01)
     with LoopbackServer(handler) as server:
-        write_config(tmp_path, port=server.port, connections=4, backoff_seconds=0.01)
+        write_config(tmp_path, port=server.port, connections=4, compose_processes=builders)
         first = start_send(tmp_path)
         wait_until(lambda: len(handler.received) >= 60 or first.poll() is not None)
+        handler.delay = 0.5  # slow the first run to a crawl while a second one tries to start
         overlapping = start_send(tmp_path)  # a second cron job while the first still runs
         _, overlap_err = overlapping.communicate(timeout=60)
         first.send_signal(signal.SIGKILL)
@@ -55,6 +58,7 @@ def test_sigkill_mid_run_then_rerun_delivers_everyone_exactly_once(tmp_path: Pat
         in_flight = [email for email, (status, _) in ledger(tmp_path).items() if status == "sending"]
         assert 0 < len(handler.received) < len(active)
 
+        handler.delay = 0.0
         second = start_send(tmp_path)
         out, err = second.communicate(timeout=120)
     assert overlapping.returncode == 1

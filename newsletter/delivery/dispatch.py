@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import aiosmtplib
 
 from ..compose import ComposedMessage
+from ..errors import NewsletterError
 from ..ledger import DEFERRED, Attempt, DeliveryLedger, Outcome
 from ..settings import SmtpSettings
 from .ratelimit import RateLimiter
@@ -41,7 +41,6 @@ class DispatchStats:
     deferred: int = 0
     unsubscribed: int = 0
     retries: int = 0
-    last_reply: dict[str, str] = field(default_factory=dict)
 
 
 class LedgerWriter:
@@ -131,30 +130,32 @@ class Dispatcher:
         self._in_a_row = 0
         self._retry_tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, jobs: Iterable[Job]) -> DispatchStats:
+    async def run(self, jobs: Iterable[Job] | AsyncIterator[Job]) -> DispatchStats:
         """Send every job; raise ServerFailure (after flushing the ledger) if the server fails."""
-        jobs = iter(jobs)
-        head = next(jobs, None)
+        source = jobs if isinstance(jobs, AsyncIterator) else _aiter(iter(jobs))
+        head = await anext(source, None)
         if head is None:
             return self.stats  # nothing owed: no need to reach the server at all
         first = await open_connection(self.target)  # fail fast, before anyone is recorded
         self.writer.start()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._produce(itertools.chain([head], jobs)))
+                group.create_task(self._produce(head, source))
                 group.create_task(self._worker(first))
                 for _ in range(self.smtp.connections - 1):
                     group.create_task(self._worker(None))
-        except* ServerFailure as failures:
-            raise failures.exceptions[0] from None
+        except ExceptionGroup as group:
+            raise _first_cause(group) from None
         finally:
             for task in self._retry_tasks:
                 task.cancel()
             await self.writer.close()
         return self.stats
 
-    async def _produce(self, jobs: Iterable[Job]) -> None:
-        for job in jobs:
+    async def _produce(self, head: Job, rest: AsyncIterator[Job]) -> None:
+        self._pending += 1
+        await self._queue.put(head)
+        async for job in rest:
             self._pending += 1
             await self._queue.put(job)
         self._produced_all = True
@@ -201,7 +202,6 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     def _handle(self, job: Job, reply: Reply) -> None:
-        self.stats.last_reply[job.key] = str(reply)
         if reply.kind == DELIVERED:
             self._in_a_row = 0
             self.stats.sent += 1
@@ -253,3 +253,21 @@ class Dispatcher:
             self.on_outcome(job, kind)
         self._pending -= 1
         self._maybe_finish()
+
+
+async def _aiter(jobs: Iterator[Job]) -> AsyncIterator[Job]:
+    """Plain iterables are built in the loop's thread, one job at a time."""
+    for job in jobs:
+        yield job
+
+
+def _first_cause(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The error worth one line to the user: a server failure first, then any other of ours."""
+    flat: list[Exception] = []
+    for exc in group.exceptions:
+        flat.extend(exc.exceptions if isinstance(exc, ExceptionGroup) else [exc])
+    for kind in (ServerFailure, NewsletterError, Exception):
+        for exc in flat:
+            if isinstance(exc, kind):
+                return exc
+    return flat[0]
