@@ -261,3 +261,9 @@ def test_empty_digest_without_keywords_does_not_mention_topics() -> None:
     assert "There are no new papers this week" in digest.html and "There are no new papers this week" in digest.text
     assert digest.subject == "ML Paper Digest 2024-W11: no new papers this week"
     assert "topics this week" not in digest.html
+
+
+def test_subject_is_one_line_even_when_a_title_has_line_breaks() -> None:
+    paper = make_paper(0, title="Attack\r\nBcc: victim@example.org\n\tand more")
+    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [Pick(paper)], UNSUBSCRIBE)
+    assert digest.subject == "ML Paper Digest 2024-W11: Attack Bcc: victim@example.org and more"
