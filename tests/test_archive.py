@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,18 +14,6 @@ from newsletter.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 ATOM = "{http://www.w3.org/2005/Atom}"
 XSS_TITLE = "<script>alert(1)</script>"
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the shipped config and sample data, with no NEWSLETTER_* variables leaking in."""
-    shutil.copy(ROOT / "newsletter.toml", tmp_path / "newsletter.toml")
-    for folder in ("examples", "subscribers", "templates"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def run(*args: str) -> Result:

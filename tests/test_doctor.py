@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import shutil
 import socket
 import ssl
@@ -22,18 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 USER, PASSWORD = "digest", "correct horse"
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the shipped config and sample data, with no NEWSLETTER_* variables leaking in."""
-    shutil.copy(ROOT / "newsletter.toml", tmp_path / "newsletter.toml")
-    for folder in ("examples", "subscribers", "templates"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 class RecordingHandler:

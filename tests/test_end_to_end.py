@@ -6,7 +6,6 @@ import email
 import email.policy
 import json
 import mailbox
-import shutil
 import socket
 import subprocess
 import sys
@@ -46,19 +45,6 @@ def smtp_server() -> Iterator[tuple[Controller, RecordingHandler]]:
     controller.start()
     yield controller, handler
     controller.stop()
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the repository's shipped config and sample data, as a fresh clone has them."""
-    for name in ("newsletter.toml",):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for folder in ("examples", "subscribers", "templates"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    for key in ("NEWSLETTER_SMTP__HOST", "NEWSLETTER_SMTP__PORT", "NEWSLETTER_SECRET", "NEWSLETTER_BASE_URL"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def active_addresses(project: Path) -> set[str]:

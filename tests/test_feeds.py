@@ -6,8 +6,6 @@ import email
 import email.policy
 import json
 import mailbox
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -76,18 +74,6 @@ def mirror() -> Iterator[PapersMirror]:
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the shipped config and sample data, with no NEWSLETTER_* variables leaking in."""
-    shutil.copy(ROOT / "newsletter.toml", tmp_path / "newsletter.toml")
-    for folder in ("examples", "subscribers", "templates"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def use_sources(project: Path, mirror: PapersMirror, *sources: str) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,21 +20,15 @@ BAD_RECORD = FIXTURES / "hf_daily_with_bad_record.json"  # its second record has
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(project: Path) -> Path:
     """The shipped config and sample data, plus `log_file = "logs/newsletter.log"`."""
-    shutil.copy(ROOT / "newsletter.toml", tmp_path / "newsletter.toml")
-    for folder in ("examples", "subscribers", "templates"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
-    for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
-        monkeypatch.delenv(key)
-    config = tmp_path / "newsletter.toml"
+    config = project / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace('ledger = "newsletter.db"\n',
                                    'ledger = "newsletter.db"\nlog_file = "logs/newsletter.log"\n', 1),
                       encoding="utf-8")
     assert 'log_file = "logs/newsletter.log"' in config.read_text(encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return project
 
 
 @pytest.fixture
