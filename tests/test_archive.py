@@ -11,7 +11,6 @@ from click.testing import CliRunner, Result
 
 from newsletter.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 ATOM = "{http://www.w3.org/2005/Atom}"
 XSS_TITLE = "<script>alert(1)</script>"
 

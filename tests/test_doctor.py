@@ -17,7 +17,6 @@ from click.testing import CliRunner, Result
 
 from newsletter.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 # aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 USER, PASSWORD = "digest", "correct horse"
