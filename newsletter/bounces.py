@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import mailbox
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
+from email.parser import HeaderParser
 from email.utils import parseaddr
 from pathlib import Path
 
 from .errors import SubscriberError
 from .subscribers import SubscriberStore
-from .subscribers.store import apply_status
+from .subscribers.store import Table, apply_status
+
+DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 
 
 @dataclass(frozen=True)
@@ -22,11 +27,17 @@ class Bounce:
     action: str
     status: str
     diagnostic: str = ""
+    original: str = ""
 
     @property
     def is_hard(self) -> bool:
         """Permanent failure: the server said 5.x.x, so retrying next week will not help."""
         return self.action == "failed" and self.status.startswith("5.")
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Final recipient first, then the original one (ours, when the mail was forwarded)."""
+        return tuple(dict.fromkeys(a for a in (self.recipient, self.original) if a))
 
 
 @dataclass
@@ -52,33 +63,42 @@ def _field(block: Message, name: str) -> str:
     return " ".join(str(block.get(name, "")).split())
 
 
-def _recipient(block: Message) -> str:
+def _address(block: Message, name: str) -> str:
     # "rfc822; user@example.org": the address type comes first and is not part of the address.
-    for name in ("Final-Recipient", "Original-Recipient"):
-        value = _field(block, name)
-        if value:
-            address = value.split(";", 1)[-1].strip()
-            return parseaddr(address)[1] or address.strip("<>")
-    return ""
+    value = _field(block, name)
+    if not value:
+        return ""
+    address = value.split(";", 1)[-1].strip()
+    return parseaddr(address)[1] or address.strip("<>")
+
+
+def _blocks(part: Message) -> list[Message]:
+    """The header blocks of a delivery-status part, parsed by the stdlib or by us (RFC 6533 global)."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = [block for block in payload if isinstance(block, Message)]
+        if all(not block.get_payload() for block in blocks):
+            return blocks
+        # The stdlib reads message/global-delivery-status as one message: blocks after the first are its body.
+        text = "\n\n".join(block.as_string() for block in blocks)
+    else:
+        raw = part.get_payload(decode=True)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
+    return [HeaderParser().parsestr(chunk.strip() + "\n") for chunk in BLANK_LINE.split(text) if chunk.strip()]
 
 
 def bounces_in(message: Message) -> list[Bounce] | None:
     """The recipient blocks of a DSN, or None when the message is not a delivery report."""
     for part in message.walk():
-        if part.get_content_type() != "message/delivery-status":
+        if part.get_content_type() not in DSN_TYPES:
             continue
-        blocks = part.get_payload()
-        if not isinstance(blocks, list):
-            return []
         found = []
-        for block in blocks[1:]:  # the first block is about the message, the rest one per recipient
-            if not isinstance(block, Message):
-                continue
-            recipient = _recipient(block)
-            if recipient:
-                status = _field(block, "Status").split(" ", 1)[0]
-                found.append(Bounce(recipient, _field(block, "Action").lower(), status,
-                                    _field(block, "Diagnostic-Code")))
+        for block in _blocks(part)[1:]:  # the first block is about the message, the rest per recipient
+            final, original = _address(block, "Final-Recipient"), _address(block, "Original-Recipient")
+            if final or original:
+                found.append(Bounce(final or original, _field(block, "Action").lower(),
+                                    _field(block, "Status").split(" ", 1)[0],
+                                    _field(block, "Diagnostic-Code"), original))
         return found
     return None
 
@@ -105,28 +125,38 @@ def read_messages(maildir: Path | None = None, mbox: Path | None = None) -> Iter
 def apply_bounces(store: SubscriberStore, messages: Iterable[Message]) -> BounceReport:
     """Mark hard-bounced addresses 'bounced'; soft bounces are counted and left alone."""
     report = BounceReport()
-    hard: dict[str, str] = {}
+    hard: list[Bounce] = []
     for message in messages:
         report.messages += 1
         found = bounces_in(message)
         if found is None:
             report.not_reports += 1
             continue
-        for bounce in found:
-            if bounce.is_hard:
-                report.hard += 1
-                hard.setdefault(bounce.recipient.lower(), bounce.recipient)
-            else:
-                report.soft += 1
+        hard += [bounce for bounce in found if bounce.is_hard]
+        report.soft += sum(not bounce.is_hard for bounce in found)
+    report.hard = len(hard)
     with store.editing() as table:
-        for address in hard.values():
-            positions = table.positions(address)
-            if not positions:
-                report.unknown.append(address)
-            elif table.status(positions[0]) != "active":
-                report.already.append(address)
-            else:
-                for position in positions:
-                    apply_status(table, position, "bounced")
-                report.marked.append(address)
+        done: set[str] = set()
+        for bounce in hard:
+            _mark(table, bounce, done, report)
     return report
+
+
+def _mark(table: Table, bounce: Bounce, done: set[str], report: BounceReport) -> None:
+    """Mark the first of the bounce's addresses that is on the list, once per address."""
+    address = next((a for a in bounce.addresses if table.find(a) is not None), None)
+    if address is None:
+        if bounce.recipient.lower() not in done:
+            report.unknown.append(bounce.recipient)
+            done.add(bounce.recipient.lower())
+        return
+    if address.lower() in done:
+        return
+    done.add(address.lower())
+    positions = table.positions(address)
+    if table.status(positions[0]) != "active":
+        report.already.append(address)
+        return
+    for position in positions:
+        apply_status(table, position, "bounced")
+    report.marked.append(address)

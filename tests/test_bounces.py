@@ -99,3 +99,12 @@ def test_bounces_command_needs_exactly_one_mailbox(tmp_path: Path, monkeypatch: 
 def test_a_folder_that_is_not_a_maildir_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SubscriberError, match="is not a Maildir"):
         list(read_messages(maildir=tmp_path))
+
+
+def test_a_forwarded_address_is_matched_by_its_original_recipient(store: SubscriberStore) -> None:
+    found = bounces_in(message("forwarded_global.eml"))
+    assert [(b.recipient, b.original, b.is_hard) for b in found] == [
+        ("dan.old@forward.example.net", "dan@example.org", True)]
+    report = apply_bounces(store, [message("forwarded_global.eml")])
+    assert report.marked == ["dan@example.org"] and report.unknown == []
+    assert store.get("dan@example.org").status == "bounced"

@@ -46,25 +46,26 @@ class Table:
     layout: CsvLayout
     rows: list[list[str]]
     changed: bool = False
-    _keys: dict[str, int] | None = field(default=None, repr=False)
-
-    def find(self, email: str) -> int | None:
-        """Row position of an address (first occurrence), compared case-insensitively."""
-        if self._keys is None:
-            column = self.layout.index("email")
-            self._keys = {}
-            for i, row in enumerate(self.rows):
-                if column is not None and column < len(row):
-                    self._keys.setdefault(row[column].strip().lower(), i)
-        return self._keys.get(email.strip().lower())
+    _index: dict[str, list[int]] | None = field(default=None, repr=False)
 
     def positions(self, email: str) -> list[int]:
         """Every row of an address, so a change reaches duplicates a hand edit left behind."""
-        column = self.layout.index("email")
-        key = email.strip().lower()
-        if column is None:
-            return []
-        return [i for i, row in enumerate(self.rows) if column < len(row) and row[column].strip().lower() == key]
+        return self._keys().get(email.strip().lower(), [])
+
+    def find(self, email: str) -> int | None:
+        """Row position of an address (first occurrence), compared case-insensitively."""
+        found = self.positions(email)
+        return found[0] if found else None
+
+    def _keys(self) -> dict[str, list[int]]:
+        # Built once per edit: bulk changes (imports, bounce runs) stay linear in the list size.
+        if self._index is None:
+            column = self.layout.index("email")
+            self._index = {}
+            for i, row in enumerate(self.rows):
+                if column is not None and column < len(row):
+                    self._index.setdefault(row[column].strip().lower(), []).append(i)
+        return self._index
 
     def status(self, position: int) -> str:
         """A row's status as written, empty meaning active."""
@@ -75,14 +76,14 @@ class Table:
     def append(self, row: list[str], email: str) -> None:
         """Add a row and keep the address index in step."""
         self.rows.append(row)
-        if self._keys is not None:
-            self._keys.setdefault(email.strip().lower(), len(self.rows) - 1)
+        if self._index is not None:
+            self._index.setdefault(email.strip().lower(), []).append(len(self.rows) - 1)
         self.changed = True
 
     def delete(self, position: int) -> None:
         """Drop a row; the index is rebuilt on the next lookup."""
         del self.rows[position]
-        self._keys = None
+        self._index = None
         self.changed = True
 
     def set_cell(self, position: int, column: str, value: str) -> None:
