@@ -122,8 +122,9 @@ def write_subscribers(path: Path, count: int, seed: int = 7) -> None:
             handle.write(f"reader{i}@example.com,Reader {i},{keywords},active,2026-10-01T00:00:00+00:00,\n")
 
 
-def write_config(folder: Path, port: int, connections: int) -> Path:
+def write_config(folder: Path, port: int, connections: int, processes: int | None = None) -> Path:
     path = folder / "newsletter.toml"
+    builders = "" if processes is None else f"compose_processes = {processes}"
     path.write_text(f"""
 title = "Bench Digest"
 secret = "bench-secret-0123456789"
@@ -141,6 +142,7 @@ host = "127.0.0.1"
 port = {port}
 connections = {connections}
 messages_per_connection = 1000000
+{builders}
 """, encoding="utf-8")
     return path
 
@@ -185,11 +187,11 @@ def measure_ceiling(port: int, connections: int, messages: list[tuple[str, bytes
     return total / (time.perf_counter() - started)
 
 
-def measure_pipeline(folder: Path, port: int, connections: int, total: int) -> float:
+def measure_pipeline(folder: Path, port: int, connections: int, total: int, processes: int | None) -> float:
     """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
     for stale in folder.glob("newsletter.db*"):
         stale.unlink()
-    settings = load_settings(write_config(folder, port, connections))
+    settings = load_settings(write_config(folder, port, connections, processes))
     started = time.perf_counter()
     report = run_send(settings, SendOptions())
     elapsed = time.perf_counter() - started
@@ -197,7 +199,7 @@ def measure_pipeline(folder: Path, port: int, connections: int, total: int) -> f
     return total / elapsed
 
 
-def bench(subscribers: int, connections: int, rounds: int) -> None:
+def bench(subscribers: int, connections: int, rounds: int, processes: int | None) -> None:
     sink, port, count = start_sink()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -205,11 +207,13 @@ def bench(subscribers: int, connections: int, rounds: int) -> None:
         write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
         messages = prebuilt_messages(folder, port, connections)
         size = statistics.mean(len(data) for _, data in messages)
-        print(f"{subscribers} subscribers, {connections} connections, mean message {size / 1024:.1f} KiB")
+        builders = "auto" if processes is None else processes
+        print(f"{subscribers} subscribers, {connections} connections, compose processes {builders}, "
+              f"mean message {size / 1024:.1f} KiB")
         ceilings, pipelines = [], []
         for round_no in range(1, rounds + 1):
             ceilings.append(measure_ceiling(port, connections, messages, subscribers))
-            pipelines.append(measure_pipeline(folder, port, connections, subscribers))
+            pipelines.append(measure_pipeline(folder, port, connections, subscribers, processes))
             print(f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
                   f"   ratio {pipelines[-1] / ceilings[-1]:.2f}", flush=True)
         print(f"sink counted {count.value} messages")  # type: ignore[attr-defined]
@@ -219,27 +223,27 @@ def bench(subscribers: int, connections: int, rounds: int) -> None:
     print(f"spread: ceiling {min(ceilings):.0f}-{max(ceilings):.0f}, end to end {min(pipelines):.0f}-{max(pipelines):.0f}")
 
 
-def memory(subscribers: int, connections: int) -> None:
+def memory(subscribers: int, connections: int, processes: int | None) -> None:
     """Peak RSS of a whole run, measured in a fresh process so nothing else inflates it."""
     sink, port, _count = start_sink()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
         write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
-        config = write_config(folder, port, connections)
+        config = write_config(folder, port, connections, processes)
         code = (
             "import resource, sys, time; sys.path.insert(0, %r)\n"
             "from newsletter.send import SendOptions, run_send\n"
             "from newsletter.settings import load_settings\n"
             "t = time.perf_counter(); r = run_send(load_settings(__import__('pathlib').Path(%r)), SendOptions())\n"
-            "print(r.sent, round(time.perf_counter() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            "print(r.sent, round(time.perf_counter() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         ) % (str(REPO), str(config))
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     sink.terminate()
-    sent, seconds, rss_kib = out.split()
-    print(f"{subscribers} subscribers: {sent} sent in {seconds}s, peak RSS {int(rss_kib) / 1024:.0f} MiB")
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"(this benchmark's own process, for scale: {baseline / 1024:.0f} MiB)")
+    sent, seconds, rss_kib, child_kib = out.split()
+    print(f"{subscribers} subscribers: {sent} sent in {seconds}s, peak RSS {int(rss_kib) / 1024:.0f} MiB"
+          f" (sender process), largest builder process {int(child_kib) / 1024:.0f} MiB")
 
 
 def main() -> None:
@@ -247,12 +251,14 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compose-processes", type=int, default=None,
+                        help="smtp.compose_processes for the end-to-end run (default: auto)")
     parser.add_argument("--memory", type=int, metavar="N", help="measure peak RSS of one run with N subscribers")
     args = parser.parse_args()
     if args.memory:
-        memory(args.memory, args.connections)
+        memory(args.memory, args.connections, args.compose_processes)
     else:
-        bench(args.subscribers, args.connections, args.rounds)
+        bench(args.subscribers, args.connections, args.rounds, args.compose_processes)
 
 
 if __name__ == "__main__":

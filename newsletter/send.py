@@ -13,9 +13,10 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from multiprocessing.pool import AsyncResult
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -97,51 +98,59 @@ def run_send(
     """Send one issue to one list; safe to run again at any time, it resumes."""
     started = time.monotonic()
     embedded = settings.smtp.is_embedded
-    signer = LinkSigner.for_run(settings, local_only=embedded or options.dry_run)
-    issue = prepare_issue(
-        settings, list_name=options.list_name, issue_date=options.issue_date,
-        issue_id=options.issue_id, papers=options.papers,
-    )
-    store = SubscriberStore(settings.list_path(issue.info.list_name))
-    channel = "outbox" if embedded else "smtp"
-    report = SendReport(
-        issue=issue.info.issue_id, list=issue.info.list_name, channel=channel,
-        server="embedded" if embedded else f"{settings.smtp.host}:{settings.smtp.port}",
-        dry_run=options.dry_run, problems=list(issue.problems),
-    )
-    planner = DigestPlanner(settings, issue, signer, options, report)
-    if options.dry_run:
-        done = DeliveryLedger.peek_entries(settings.path(settings.ledger), report.issue, report.list, channel)
-        for _ in planner.jobs(store.iter_subscribers(), done, {}):
-            pass
-    elif options.to:
-        _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)
-    else:
-        _send_recorded(settings, store, planner, report, on_outcome)
+    recorded = not (options.dry_run or options.to)
+    list_name = options.list_name or settings.default_list
+    with _exclusive(settings, list_name) if recorded else nullcontext():
+        signer = LinkSigner.for_run(settings, local_only=embedded or options.dry_run)
+        issue = prepare_issue(
+            settings, list_name=list_name, issue_date=options.issue_date,
+            issue_id=options.issue_id, papers=options.papers,
+        )
+        store = SubscriberStore(settings.list_path(issue.info.list_name))
+        channel = "outbox" if embedded else "smtp"
+        report = SendReport(
+            issue=issue.info.issue_id, list=issue.info.list_name, channel=channel,
+            server="embedded" if embedded else f"{settings.smtp.host}:{settings.smtp.port}",
+            dry_run=options.dry_run, problems=list(issue.problems),
+        )
+        planner = DigestPlanner(settings, issue, signer, options, report)
+        if options.dry_run:
+            done = DeliveryLedger.peek_entries(settings.path(settings.ledger), report.issue, report.list, channel)
+            for _ in planner.jobs(store.iter_subscribers(), done, {}):
+                pass
+        elif options.to:
+            _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)
+        else:
+            _send_recorded(settings, store, planner, report, on_outcome)
     report.duration_seconds = round(time.monotonic() - started, 3)
     return report
+
+
+@contextmanager
+def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
+    """One recorded run per list at a time: a second cron job exits at once, before any work."""
+    lock = FileLock(str(settings.path(settings.ledger)) + f".{list_name}.send.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise LedgerError(
+            f"another `newsletter send` for list '{list_name}' is already running",
+            where=str(lock.lock_file), fix="let it finish; run again afterwards to pick up anything left",
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _send_recorded(
     settings: Settings, store: SubscriberStore, planner: DigestPlanner, report: SendReport,
     on_outcome: Callable[[str, str], None] | None,
 ) -> None:
-    ledger_path = settings.path(settings.ledger)
     processes = ParallelBuilder.processes_for(settings, store.path)
-    # Fork before taking the lock or opening the ledger, so no builder inherits either.
-    builder = ParallelBuilder(planner, processes) if processes else None
-    lock = FileLock(str(ledger_path) + f".{report.list}.send.lock")
+    builder = ParallelBuilder(planner, processes) if processes else None  # fork before opening the ledger
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if builder is not None:
-            builder.close()
-        raise LedgerError(
-            f"another `newsletter send` for list '{report.list}' is already running",
-            where=str(lock.lock_file), fix="let it finish; run again afterwards to pick up anything left",
-        ) from None
-    try:
-        ledger = DeliveryLedger(ledger_path, report.issue, report.list, report.channel)
+        ledger = DeliveryLedger(settings.path(settings.ledger), report.issue, report.list, report.channel)
         try:
             jobs = planner.jobs(store.iter_subscribers(), ledger.entries(), ledger.papers_received_before(), builder)
             _deliver(settings, jobs, ledger, store.is_active, report, on_outcome, threaded=builder is not None)
@@ -150,7 +159,6 @@ def _send_recorded(
     finally:
         if builder is not None:
             builder.close()
-        lock.release()
 
 
 def _deliver(
@@ -314,6 +322,8 @@ class ParallelBuilder:
             return 0
         if settings.smtp.compose_processes is not None:
             return settings.smtp.compose_processes
+        if not sys.platform.startswith("linux"):
+            return 0  # builders inherit the run lock; only Linux can make them die with the sender
         size = list_path.stat().st_size if list_path.is_file() else 0
         cores = os.cpu_count() or 1
         return min(cores - 1, 4) if size >= _PARALLEL_FROM_BYTES else 0
