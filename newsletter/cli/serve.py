@@ -14,10 +14,11 @@ from . import AppContext, pass_app
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
-    """Answer unsubscribe links: GET shows a confirm button, POST (RFC 8058 one-click) unsubscribes.
+    """Answer unsubscribe links: GET shows a button, POST (RFC 8058 one-click) unsubscribes.
 
-    Needs NEWSLETTER_SECRET (the same one the digests were sent with).
-    Example: NEWSLETTER_SECRET=... newsletter serve --host 0.0.0.0 --port 8080
+    Needs NEWSLETTER_SECRET, the same one the digests were sent with.
+
+    Example: newsletter serve --host 0.0.0.0 --port 8080
     """
     import uvicorn  # only this command needs the server
 

@@ -50,7 +50,10 @@ def subscribers() -> None:
 @pass_app
 def add(app: AppContext, email: str, name: str, keywords: str, list_name: str | None,
         check_deliverability: bool) -> None:
-    """Add one subscriber (creates the list if it does not exist)."""
+    """Add one subscriber (creates the list if it does not exist).
+
+    Example: newsletter subscribers add ada@example.org --keywords "RLHF; math"
+    """
     store = _store(app, list_name)
     store.add(email, name=name, keywords=keywords, deliverability=check_deliverability)
     click.echo(f"Added {email.strip()} to {store.name}.")
@@ -61,7 +64,10 @@ def add(app: AppContext, email: str, name: str, keywords: str, list_name: str | 
 @list_option
 @pass_app
 def remove(app: AppContext, email: str, list_name: str | None) -> None:
-    """Delete a subscriber's row entirely (use unsubscribe to keep a record)."""
+    """Delete a subscriber's row entirely (use unsubscribe to keep a record).
+
+    Example: newsletter subscribers remove ada@example.org --list lab
+    """
     store = _store(app, list_name)
     if not store.remove(email):
         raise SubscriberError(f"{email} is not on list {store.name}", where=str(store.path),
@@ -74,7 +80,10 @@ def remove(app: AppContext, email: str, list_name: str | None) -> None:
 @list_option
 @pass_app
 def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
-    """Mark a subscriber unsubscribed; later sends skip them."""
+    """Mark a subscriber unsubscribed; later sends skip them.
+
+    Example: newsletter subscribers unsubscribe ada@example.org
+    """
     store = _store(app, list_name)
     if store.unsubscribe(email):
         click.echo(f"Unsubscribed {email} from {store.name}.")
@@ -93,7 +102,10 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
 @pass_app
 def list_(app: AppContext, status: str | None, keyword: str | None, as_json: bool, as_csv: bool,
           list_name: str | None) -> None:
-    """Show subscribers as a table, JSON or CSV."""
+    """Show subscribers as a table, JSON or CSV.
+
+    Example: newsletter subscribers list --status active --keyword diffusion
+    """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     store = _store(app, list_name)
@@ -120,7 +132,10 @@ def list_(app: AppContext, status: str | None, keyword: str | None, as_json: boo
 @pass_app
 def import_(app: AppContext, file: Path, on_conflict: str, strict: bool, list_name: str | None,
             check_deliverability: bool) -> None:
-    """Merge a CSV (comma, semicolon or tab separated) into a list in one atomic write."""
+    """Merge a CSV (comma, semicolon or tab separated) into a list in one atomic write.
+
+    Example: newsletter subscribers import signups.csv --on-conflict update
+    """
     store = _store(app, list_name)
     report = import_file(store, file, on_conflict, check_deliverability, strict)  # type: ignore[arg-type]
     for problem in report.problems:
@@ -138,7 +153,10 @@ def import_(app: AppContext, file: Path, on_conflict: str, strict: bool, list_na
 @list_option
 @pass_app
 def export(app: AppContext, output: Path | None, status: str | None, list_name: str | None) -> None:
-    """Write the list as plain comma-separated UTF-8 CSV, every column kept."""
+    """Write the list as plain comma-separated UTF-8 CSV, every column kept.
+
+    Example: newsletter subscribers export -o backup.csv
+    """
     store = _store(app, list_name)
     header, chosen = store.header(), matching(store.iter_subscribers(), status)
     if output is None:
@@ -154,7 +172,10 @@ def export(app: AppContext, output: Path | None, status: str | None, list_name: 
 @deliverability_option
 @pass_app
 def validate(app: AppContext, list_name: str | None, check_deliverability: bool) -> None:
-    """Report every problem in a list with its line; exit 1 if there is any."""
+    """Report every problem in a list with its line; exit 1 if there is any.
+
+    Example: newsletter subscribers validate --list lab
+    """
     store = _store(app, list_name)
     problems = store.validate(deliverability=check_deliverability)
     for problem in problems:
@@ -171,7 +192,10 @@ def validate(app: AppContext, list_name: str | None, check_deliverability: bool)
 @list_option
 @pass_app
 def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> None:
-    """Count subscribers by status and show the most common keywords of active ones."""
+    """Count subscribers by status and show the most common keywords of active ones.
+
+    Example: newsletter subscribers stats --top 5
+    """
     store = _store(app, list_name)
     counted = list_stats(store.iter_subscribers())
     top_keywords = counted.top_keywords(top)
@@ -195,7 +219,10 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
 @list_option
 @pass_app
 def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name: str | None) -> None:
-    """Mark addresses with permanent (5.x.x) bounces as bounced, from RFC 3464 reports."""
+    """Mark addresses with permanent (5.x.x) bounces as bounced, from RFC 3464 reports.
+
+    Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
+    """
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
     store = _store(app, list_name)
