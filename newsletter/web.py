@@ -8,6 +8,7 @@ import re
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
@@ -15,6 +16,7 @@ from starlette.routing import Route
 from .errors import ConfigError, SubscriberError
 from .settings import Settings
 from .subscribers import SubscriberStore
+from .subscribers.store import NotOnListError
 from .tokens import UNSUBSCRIBE_PATH, verify_token
 
 log = logging.getLogger(__name__)
@@ -77,28 +79,28 @@ class Unsubscribe:
         if isinstance(checked, HTMLResponse):
             return checked
         list_name, email = checked
-        await request.form()  # List-Unsubscribe=One-Click, urlencoded or multipart; the token decides
+        try:
+            await request.form()  # List-Unsubscribe=One-Click, urlencoded or multipart
+        except HTTPException:
+            pass  # a mangled body does not matter: the token in the URL decides
         store = SubscriberStore(self.settings.list_path(list_name))
         try:
             changed = await run_in_threadpool(store.unsubscribe, email)
-        except SubscriberError as exc:
-            failure = await run_in_threadpool(_failure, store, email, exc)
-            if failure is not None:
-                return failure
+        except NotOnListError:
             changed = False  # not on the list (any more): already as unsubscribed as can be
+        except SubscriberError as exc:
+            return _failure(store, exc)
         log.info("unsubscribe %s from %s (%s)", email, list_name, "changed" if changed else "already")
         return page("Unsubscribed", f"<p><strong>{html.escape(email)}</strong> will get no more "
                     f"<strong>{html.escape(list_name)}</strong> emails.</p>")
 
 
-def _failure(store: SubscriberStore, email: str, exc: SubscriberError) -> HTMLResponse | None:
-    """The page for a failed change, or None when the address simply is not on the list."""
-    if not store.exists():
-        log.error("unsubscribe for unknown list: %s", exc.message)
+def _failure(store: SubscriberStore, exc: SubscriberError) -> HTMLResponse:
+    """The page for a change that could not be made: unknown list, or a list we cannot write now."""
+    if not store.path.is_file():
+        log.error("unsubscribe for an unknown list: %s", exc.message)
         return page("Unknown list", "<p>This list is not known here. Nothing was changed.</p>", 404)
-    if store.get(email) is None and not store.is_active(email):
-        return None
-    log.error("unsubscribe of %s from %s failed: %s", email, store.name, exc.message)
+    log.error("unsubscribe from %s failed: %s", store.name, exc.message)
     return page("Please try again", "<p>We could not record this right now. "
                 "Please try again in a minute.</p>", 503)
 

@@ -142,3 +142,17 @@ def test_serve_without_secret_refuses_with_one_line(tmp_path: Path, monkeypatch:
     assert result.exit_code == 1
     assert result.stderr == ("Error: NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked, "
                              "in the environment, set NEWSLETTER_SECRET to the secret the digests were sent with\n")
+
+
+def test_a_mangled_body_with_a_good_token_still_unsubscribes(client: TestClient, settings: Settings) -> None:
+    response = client.post(link(), content=b"--nope\r\ngarbage",
+                           headers={"Content-Type": "multipart/form-data; boundary=nope"})
+    assert response.status_code == 200
+    assert not SubscriberStore(settings.list_path("news")).is_active("alice@example.org")
+
+
+def test_a_list_that_cannot_be_read_is_a_503_and_unchanged(client: TestClient, settings: Settings) -> None:
+    path = settings.list_path("news")
+    path.write_bytes(b"email,name\nalice@example.org,Ren\xe9\n")
+    assert client.post(link(), data=ONE_CLICK).status_code == 503
+    assert path.read_bytes() == b"email,name\nalice@example.org,Ren\xe9\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..settings import Settings
 from .rows import STATUSES, Problem, check_email
-from .store import SubscriberStore
+from .store import NotOnListError, SubscriberStore
 
 
 def open_list(settings: Settings, name: str | None = None) -> SubscriberStore:
@@ -12,4 +12,4 @@ def open_list(settings: Settings, name: str | None = None) -> SubscriberStore:
     return SubscriberStore(settings.list_path(name))
 
 
-__all__ = ["STATUSES", "Problem", "SubscriberStore", "check_email", "open_list"]
+__all__ = ["STATUSES", "NotOnListError", "Problem", "SubscriberStore", "check_email", "open_list"]

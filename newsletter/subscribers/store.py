@@ -39,6 +39,10 @@ OnConflict = Literal["error", "skip", "update"]
 Outcome = Literal["added", "updated", "skipped"]
 
 
+class NotOnListError(SubscriberError):
+    """The address has no row in the list: for the web endpoint this means 'already unsubscribed'."""
+
+
 @dataclass
 class Table:
     """The raw rows of a list under the lock: rows we do not touch are written back as they were."""
@@ -239,8 +243,8 @@ class SubscriberStore:
                 apply_status(table, position, "unsubscribed", when)
             return bool(active)
 
-    def _not_on_list(self, email: str) -> SubscriberError:
-        return SubscriberError(f"{email} is not on list {self.name}", where=str(self.path),
+    def _not_on_list(self, email: str) -> NotOnListError:
+        return NotOnListError(f"{email} is not on list {self.name}", where=str(self.path),
                                fix="check the address with `newsletter subscribers list`")
 
     def add(self, email: str, name: str = "", keywords: Iterable[str] | str = (),
@@ -332,4 +336,4 @@ def _ignore(problem: Problem) -> None:
     return None
 
 
-__all__ = ["SubscriberStore", "Table", "apply_status", "merge_one"]
+__all__ = ["NotOnListError", "SubscriberStore", "Table", "apply_status", "merge_one"]
