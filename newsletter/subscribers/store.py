@@ -196,6 +196,8 @@ class SubscriberStore:
     @contextlib.contextmanager
     def editing(self, create: bool = False) -> Iterator[Table]:
         """Hold the lock, hand out the current rows, and write them back atomically if changed."""
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Poll often: a change holds the lock for milliseconds, the 50 ms default wastes most of that.
             with self.lock.acquire(poll_interval=0.005):
