@@ -5,13 +5,16 @@ from __future__ import annotations
 import html
 import logging
 import re
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from .errors import ConfigError, SubscriberError
 from .settings import Settings
@@ -20,6 +23,7 @@ from .subscribers.store import NotOnListError
 from .tokens import UNSUBSCRIBE_PATH, verify_token
 
 log = logging.getLogger(__name__)
+ARCHIVE_PATH = "/archive"
 LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # The token is in the URL: keep it out of caches, search engines and Referer headers.
 HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer",
@@ -115,13 +119,31 @@ async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+class ArchiveFiles:
+    """The static archive `newsletter archive` writes; looked for per request, so it may come later."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.files: StaticFiles | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.files is None:
+            if not self.folder.is_dir():
+                missing = page("No archive yet", "<p>No issues have been archived here yet.</p>", 404)
+                await missing(scope, receive, send)
+                return
+            self.files = StaticFiles(directory=self.folder, html=True)
+        await self.files(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Starlette:
-    """The ASGI app for `newsletter serve`; others can add routes (e.g. the archive) to it."""
+    """The ASGI app for `newsletter serve`: unsubscribe, health check and the archive; more can be mounted."""
     handler = Unsubscribe(settings)
-    routes = [
+    routes: list[BaseRoute] = [
         Route(UNSUBSCRIBE_PATH, handler.confirm, methods=["GET"]),
         Route(UNSUBSCRIBE_PATH, handler.unsubscribe, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
+        Mount(ARCHIVE_PATH, app=ArchiveFiles(settings.path(settings.archive_dir)), name="archive"),
     ]
     app = Starlette(routes=routes)
     app.state.settings = settings

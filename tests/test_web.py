@@ -156,3 +156,19 @@ def test_a_list_that_cannot_be_read_is_a_503_and_unchanged(client: TestClient, s
     path.write_bytes(b"email,name\nalice@example.org,Ren\xe9\n")
     assert client.post(link(), data=ONE_CLICK).status_code == 503
     assert path.read_bytes() == b"email,name\nalice@example.org,Ren\xe9\n"
+
+
+def test_the_archive_folder_is_served_under_archive(settings: Settings, client: TestClient) -> None:
+    folder = settings.path(settings.archive_dir)
+    assert client.get("/archive/").status_code == 404
+    folder.mkdir()  # written after the server started, as `newsletter archive` would
+    (folder / "index.html").write_text("<h1>Issues</h1>")
+    (folder / "feed.xml").write_text("<feed/>")
+    assert client.get("/archive/").text == "<h1>Issues</h1>"
+    assert client.get("/archive/feed.xml").headers["content-type"].endswith("xml")
+    assert client.get("/archive/nope.html").status_code == 404
+
+
+def test_without_an_archive_folder_archive_is_a_404(client: TestClient) -> None:
+    response = client.get("/archive/")
+    assert response.status_code == 404 and "No issues have been archived" in response.text
