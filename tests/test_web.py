@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from urllib.parse import urlencode, urljoin
 
 import pytest
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers httpx2 for its TestClient; httpx still works and is what we install.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from newsletter.errors import ConfigError
 from newsletter.settings import Settings
