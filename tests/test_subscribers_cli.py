@@ -55,7 +55,16 @@ def test_add_a_duplicate_in_other_case_fails_with_one_line(news: Path) -> None:
     result = run("add", "ALICE@example.org", "--list", "news")
     assert result.exit_code == 1
     assert result.stderr == ("Error: ALICE@example.org is already on list news, see it with `newsletter subscribers "
-                             "list`; an import with --on-conflict update changes it\n")
+                             "list`, or add it with --resubscribe to make it active again\n")
+
+
+def test_add_resubscribe_reactivates_an_unsubscribed_address(news: Path) -> None:
+    result = run("add", "carol@example.org", "--resubscribe", "--list", "news")
+    assert result.stdout == "Resubscribed carol@example.org to news.\n"
+    carol = SubscriberStore(news).get("carol@example.org")
+    assert carol.status == "active" and carol.unsubscribed_at is None and carol.keywords == ["robotics"]
+    result = run("add", "carol@example.org", "--resubscribe", "--list", "news")
+    assert result.stdout == "carol@example.org is already active on news.\n"
 
 
 def test_add_an_invalid_address_fails(news: Path) -> None:

@@ -45,18 +45,26 @@ def subscribers() -> None:
 @click.argument("email")
 @click.option("--name", default="", help="Display name used in the greeting.")
 @click.option("--keywords", default="", help='Interests separated by ";", e.g. "diffusion; robotics".')
+@click.option("--resubscribe", is_flag=True,
+              help="If the address is on the list but unsubscribed or bounced, make it active again.")
 @list_option
 @deliverability_option
 @pass_app
-def add(app: AppContext, email: str, name: str, keywords: str, list_name: str | None,
+def add(app: AppContext, email: str, name: str, keywords: str, resubscribe: bool, list_name: str | None,
         check_deliverability: bool) -> None:
     """Add one subscriber (creates the list if it does not exist).
 
     Example: newsletter subscribers add ada@example.org --keywords "RLHF; math"
     """
     store = _store(app, list_name)
-    store.add(email, name=name, keywords=keywords, deliverability=check_deliverability)
-    click.echo(f"Added {email.strip()} to {store.name}.")
+    outcome = store.add(email, name=name, keywords=keywords, deliverability=check_deliverability,
+                        on_conflict="update" if resubscribe else "error")
+    if outcome == "added":
+        click.echo(f"Added {email.strip()} to {store.name}.")
+    elif store.set_status(email, "active"):
+        click.echo(f"Resubscribed {email.strip()} to {store.name}.")
+    else:
+        click.echo(f"{email.strip()} is already active on {store.name}.")
 
 
 @subscribers.command("remove")

@@ -280,7 +280,8 @@ def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name:
         return "added"
     if on_conflict == "error":
         raise SubscriberError(f"{new.email} is already on list {list_name}",
-                              fix="see it with `newsletter subscribers list`; an import with --on-conflict update changes it")
+                              fix="see it with `newsletter subscribers list`, or add it with --resubscribe "
+                                  "to make it active again")
     if on_conflict == "skip":
         return "skipped"
     before = list(table.rows[position])
