@@ -119,6 +119,7 @@ class SubscriberStore:
         return self.path.stem
 
     def exists(self) -> bool:
+        """Whether the list file is there (a missing list is an error for every read)."""
         return self.path.is_file()
 
     def iter_subscribers(self, strict: bool = False, deliverability: bool = False,
