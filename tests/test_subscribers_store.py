@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,23 @@ def test_a_temp_file_left_by_a_crashed_writer_is_cleaned_up(store: SubscriberSto
     stale.write_text("half a list")
     store.set_status("bob@example.org", "bounced")
     assert not stale.exists()
+
+
+def test_is_active_sees_an_in_place_edit_that_keeps_size_and_mtime(tmp_path: Path) -> None:
+    path = write(tmp_path / "l.csv", "email,status\na@example.org,active\n")
+    store = SubscriberStore(path)
+    assert store.is_active("a@example.org")
+    stat = path.stat()
+    with path.open("r+b") as handle:  # same inode, same size
+        handle.write(b"email,status\na@example.org,bounce\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: only freshness tells
+    assert not store.is_active("a@example.org")
+
+
+def test_is_active_trusts_its_cache_once_the_file_is_old(tmp_path: Path) -> None:
+    path = write(tmp_path / "l.csv", "email,status\na@example.org,active\n")
+    os.utime(path, ns=(0, 0))
+    store = SubscriberStore(path)
+    assert store.is_active("a@example.org")
+    loaded = store._status_cache
+    assert store.is_active("a@example.org") and store._status_cache is loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,16 @@ from .rows import (
 log = logging.getLogger(__name__)
 OnConflict = Literal["error", "skip", "update"]
 Outcome = Literal["added", "updated", "skipped"]
+RACY_NS = 100_000_000  # comfortably more than the coarse clock tick file mtimes are stamped with
+
+
+@dataclass(frozen=True)
+class StatusCache:
+    """Every address's status as of one version of the file, for is_active."""
+
+    signature: tuple[int, int, int]
+    statuses: dict[str, str]
+    racy: bool
 
 
 class NotOnListError(SubscriberError):
@@ -111,7 +122,7 @@ class SubscriberStore:
     def __init__(self, path: Path, lock_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.lock = FileLock(str(self.path.with_name(self.path.name + ".lock")), timeout=lock_timeout)
-        self._status_cache: tuple[tuple[int, int, int], dict[str, str]] | None = None
+        self._status_cache: StatusCache | None = None
 
     @property
     def name(self) -> str:
@@ -174,14 +185,18 @@ class SubscriberStore:
 
     def _statuses(self) -> dict[str, str]:
         try:
-            with self.path.open("rb") as handle:
-                stat = os.fstat(handle.fileno())
+            stat = os.stat(self.path)
         except FileNotFoundError:
             raise missing_list_error(self.path) from None
         signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if self._status_cache is None or self._status_cache[0] != signature:
-            self._status_cache = (signature, self._load_statuses())
-        return self._status_cache[1]
+        cache = self._status_cache
+        if cache is None or cache.signature != signature or cache.racy:
+            loaded_at = time.time_ns()
+            # As git does for its index: a file modified moments before we read it could change
+            # again within the same mtime tick, so such a read is not trusted for the next call.
+            racy = loaded_at - stat.st_mtime_ns < RACY_NS
+            cache = self._status_cache = StatusCache(signature, self._load_statuses(), racy)
+        return cache.statuses
 
     def _load_statuses(self) -> dict[str, str]:
         # Only two columns, no validation: this runs again after every change during a send.
