@@ -181,10 +181,17 @@ async def _ceiling(port: int, connections: int, messages: list[tuple[str, bytes]
     await asyncio.gather(*(worker() for _ in range(connections)))
 
 
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure_ceiling(port: int, connections: int, messages: list[tuple[str, bytes]], total: int) -> float:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     asyncio.run(_ceiling(port, connections, messages, total))
-    return total / (time.perf_counter() - started)
+    rate = total / (time.perf_counter() - started)
+    print(f"  ceiling: sender CPU {1000 * (cpu_seconds() - cpu) / total:.2f} ms/msg", flush=True)
+    return rate
 
 
 def measure_pipeline(folder: Path, port: int, connections: int, total: int, processes: int | None) -> float:
@@ -192,10 +199,13 @@ def measure_pipeline(folder: Path, port: int, connections: int, total: int, proc
     for stale in folder.glob("newsletter.db*"):
         stale.unlink()
     settings = load_settings(write_config(folder, port, connections, processes))
-    started = time.perf_counter()
+    started, cpu, children = time.perf_counter(), cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
     report = run_send(settings, SendOptions())
     elapsed = time.perf_counter() - started
     assert report.sent == total, report
+    sender = 1000 * (cpu_seconds() - cpu) / total
+    builders = 1000 * (cpu_seconds(resource.RUSAGE_CHILDREN) - children) / total
+    print(f"  end to end: sender CPU {sender:.2f} ms/msg, builder processes {builders:.2f} ms/msg", flush=True)
     return total / elapsed
 
 

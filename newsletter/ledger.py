@@ -18,6 +18,7 @@ DELIVERED = "delivered"
 FAILED = "failed"
 DEFERRED = "deferred"
 FINAL = frozenset({DELIVERED, FAILED})
+WITHDRAWN = "withdrawn"  # an outcome only: the 'sending' row of someone who unsubscribed is removed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -185,6 +186,13 @@ class DeliveryLedger:
 
     def _write_outcomes(self, db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> None:
         now = _now()
+        outcomes = list(outcomes)
+        db.executemany(
+            "DELETE FROM deliveries WHERE issue = ? AND list = ? AND email = ? AND channel = ?"
+            " AND status = 'sending'",
+            [(self.issue, self.list_name, o.email, self.channel) for o in outcomes if o.status == WITHDRAWN],
+        )
+        outcomes = [o for o in outcomes if o.status != WITHDRAWN]
         db.executemany(
                 "UPDATE deliveries SET status = ?, last_reply = ?, updated_at = ?"
                 " WHERE issue = ? AND list = ? AND email = ? AND channel = ?",

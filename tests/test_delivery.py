@@ -164,10 +164,11 @@ def test_many_failures_in_a_row_stop_the_run_early(tmp_path: Path) -> None:
     assert len(ledger_rows(tmp_path)) < 40
 
 
-def test_an_unsubscribe_during_the_run_is_honoured(tmp_path: Path) -> None:
+@pytest.mark.parametrize("position", [2, -1], ids=["already-queued", "not-yet-queued"])
+def test_an_unsubscribe_during_the_run_is_honoured(tmp_path: Path, position: int) -> None:
     csv_path = tmp_path / "subscribers" / "test.csv"
     active = write_subscribers(csv_path, 30)
-    leaver = active[-1]
+    leaver = active[position]
     store = SubscriberStore(csv_path)
     handler = RecordingHandler(on_message=lambda item: store.unsubscribe(leaver) if len(handler.received) == 1 else None)
     with LoopbackServer(handler) as server:

@@ -49,3 +49,12 @@ def test_peek_reads_without_creating_anything(tmp_path: Path) -> None:
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ())])
     ledger.close()
     assert DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp")["a@x.org"].status == "sending"
+
+
+def test_withdrawn_removes_only_a_sending_row(tmp_path: Path) -> None:
+    ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
+    ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ()), Attempt("b@x.org", "<2@x>", ())])
+    ledger.record(outcomes=[Outcome("b@x.org", "delivered", "250 ok")])
+    ledger.record(outcomes=[Outcome("a@x.org", "withdrawn", ""), Outcome("b@x.org", "withdrawn", "")])
+    assert {email: entry.status for email, entry in ledger.entries().items()} == {"b@x.org": "delivered"}
+    ledger.close()

@@ -11,7 +11,7 @@ import aiosmtplib
 
 from ..compose import ComposedMessage
 from ..errors import NewsletterError
-from ..ledger import DEFERRED, Attempt, DeliveryLedger, Outcome
+from ..ledger import DEFERRED, WITHDRAWN, Attempt, DeliveryLedger, Outcome
 from ..settings import SmtpSettings
 from .ratelimit import RateLimiter
 from .smtp import (
@@ -48,7 +48,7 @@ class LedgerWriter:
 
     def __init__(self, ledger: DeliveryLedger | None) -> None:
         self.ledger = ledger
-        self._attempts: list[tuple[Attempt, asyncio.Future[None]]] = []
+        self._attempts: list[tuple[list[Attempt], asyncio.Future[None]]] = []
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -58,15 +58,15 @@ class LedgerWriter:
         if self.ledger is not None:
             self._task = asyncio.create_task(self._run())
 
-    async def attempt(self, attempt: Attempt) -> None:
-        """Return once the attempt is on disk, so a crash after DATA can never skip anyone."""
-        if self.ledger is None:
+    async def attempts(self, attempts: list[Attempt]) -> None:
+        """Return once the attempts are on disk, so a crash after DATA can never skip anyone."""
+        if self.ledger is None or not attempts:
             return
         if self._task is not None and self._task.done():
             self._task.result()  # the writer died: raise its error instead of waiting forever
             raise RuntimeError("the ledger writer stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._attempts.append((attempt, future))
+        self._attempts.append((attempts, future))
         self._wake.set()
         await future
 
@@ -88,7 +88,7 @@ class LedgerWriter:
             attempts, self._attempts = self._attempts, []
             outcomes, self._outcomes = self._outcomes, []
             try:
-                await asyncio.to_thread(self.ledger.record, outcomes, [a for a, _ in attempts])
+                await asyncio.to_thread(self.ledger.record, outcomes, [a for batch, _ in attempts for a in batch])
             except BaseException as exc:
                 for _, future in attempts:
                     if not future.done():
@@ -124,7 +124,10 @@ class Dispatcher:
         self.on_outcome = on_outcome
         self.limiter = RateLimiter(smtp.rate_per_second, smtp.rate_per_hour)
         self.stats = DispatchStats()
-        self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=smtp.connections * 4)
+        # Jobs are recorded as 'sending' a batch at a time when queued (one transaction for many),
+        # which is still before their DATA; a crash re-sends at most the queue and what is in flight.
+        self._batch = smtp.connections * 4
+        self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self._batch)
         self._pending = 0
         self._produced_all = False
         self._in_a_row = 0
@@ -153,13 +156,30 @@ class Dispatcher:
         return self.stats
 
     async def _produce(self, head: Job, rest: AsyncIterator[Job]) -> None:
-        self._pending += 1
-        await self._queue.put(head)
+        batch = [head]
         async for job in rest:
-            self._pending += 1
-            await self._queue.put(job)
+            batch.append(job)
+            if len(batch) >= self._batch:
+                await self._enqueue(batch)
+                batch = []
+        await self._enqueue(batch)
         self._produced_all = True
         self._maybe_finish()
+
+    async def _enqueue(self, batch: list[Job]) -> None:
+        """Record a batch as 'sending' in one durable transaction, then hand it to the connections."""
+        self._pending += len(batch)
+        wanted = [job for job in batch if self._wanted(job)]
+        await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers) for job in wanted])
+        for job in wanted:
+            await self._queue.put(job)
+
+    def _wanted(self, job: Job) -> bool:
+        """Someone who unsubscribed since the run began gets nothing more (checked at each step)."""
+        if self.still_wanted is None or self.still_wanted(job.key):
+            return True
+        self._finish(job, UNSUBSCRIBED)
+        return False
 
     def _maybe_finish(self) -> None:
         if self._produced_all and self._pending == 0:
@@ -170,15 +190,14 @@ class Dispatcher:
         used = 0
         try:
             while (job := await self._queue.get()) is not None:
-                if self.still_wanted is not None and not self.still_wanted(job.key):
-                    self._finish(job, UNSUBSCRIBED)
+                if not self._wanted(job):
+                    self.writer.outcome(Outcome(job.key, WITHDRAWN, "unsubscribed during the run"))
                     continue
                 if client is None or used >= self.smtp.messages_per_connection:
                     if client is not None:
                         await close_connection(client)
                     client, used = await self._reconnect(), 0
                 await self.limiter.acquire()
-                await self.writer.attempt(Attempt(job.key, job.message.message_id, job.papers))
                 reply = await send_one(
                     client, self.envelope_from, job.message.recipient, job.message.data, self.target.where,
                 )
@@ -237,7 +256,9 @@ class Dispatcher:
 
     async def _requeue(self, job: Job, delay: float) -> None:
         await asyncio.sleep(delay)
-        await self._queue.put(job)
+        if self._wanted(job):
+            await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers)])
+            await self._queue.put(job)
 
     def _backoff(self, tries: int) -> float:
         """Exponential backoff with jitter, so retries from many connections do not line up."""
