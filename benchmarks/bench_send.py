@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.send import SendOptions, run_send  # noqa: E402
-from newsletter.settings import load_settings  # noqa: E402
+from newsletter.send import SendOptions, run_send
+from newsletter.settings import load_settings
 
 
 class CountingSink(asyncio.Protocol):

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
@@ -122,9 +122,9 @@ class LineEncoder:
 
 def message_id(secret: str, issue: IssueInfo, address: str, domain: str, test_to: str | None = None) -> str:
     """The same Message-ID for the same issue and subscriber, on every run and after a crash."""
-    key = f"{issue.issue_id}\0{issue.list_name}\0{address.lower()}".encode("utf-8")
+    key = f"{issue.issue_id}\0{issue.list_name}\0{address.lower()}".encode()
     if test_to:  # a --to test copy must never share the subscriber's real Message-ID
-        key += f"\0test\0{test_to.lower()}".encode("utf-8")
+        key += f"\0test\0{test_to.lower()}".encode()
     digest = hmac.new(secret.encode("utf-8"), key, hashlib.sha256).hexdigest()[:24]
     issue_part = _NOT_LIST_ID.sub("-", issue.issue_id.lower())
     return f"<{issue_part}.{digest}@{domain}>"
@@ -190,7 +190,7 @@ class MessageComposer:
             f"From: {self.from_header}",
             f"To: {mailbox(subscriber.name, recipient)}",
             f"Subject: {header_text(subject)}",
-            f"Date: {format_datetime(now or datetime.now(timezone.utc))}",
+            f"Date: {format_datetime(now or datetime.now(UTC))}",
             f"Message-ID: {mid}",
             "MIME-Version: 1.0",
             f"List-Id: {self.list_id}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import ctypes
 import hashlib
 import itertools
@@ -69,7 +70,7 @@ class SendReport:
     rejected: int = 0
     dry_run: bool = False
     duration_seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
+    problems: builtins.list[str] = field(default_factory=builtins.list)  # `list` is the list's name here
 
     @property
     def exit_code(self) -> int:
@@ -329,4 +330,4 @@ class ParallelBuilder:
         return min(cores - 1, 4) if size >= _PARALLEL_FROM_BYTES else 0
 
 
-__all__ = ["SendOptions", "SendReport", "run_send", "in_shard", "NewsletterError"]
+__all__ = ["NewsletterError", "SendOptions", "SendReport", "in_shard", "run_send"]

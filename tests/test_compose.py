@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +71,12 @@ def assert_clean(data: bytes) -> None:
 def test_message_has_every_promised_header(tmp_path: Path) -> None:
     composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
     subscriber = Subscriber(email="Ada@Example.org", name="Ada Lovelace")
-    composed = composer.compose(subscriber, digest(), URL, now=datetime(2024, 3, 14, tzinfo=timezone.utc))
+    composed = composer.compose(subscriber, digest(), URL, now=datetime(2024, 3, 14, tzinfo=UTC))
     message = parse(composed.data)
     assert str(message["from"]) == "Test Digest <digest@example.org>"
     assert str(message["to"]) == "Ada Lovelace <Ada@Example.org>"
     assert str(message["subject"]) == "Test Digest 2024-W11: A paper"
-    assert message["date"].datetime == datetime(2024, 3, 14, tzinfo=timezone.utc)
+    assert message["date"].datetime == datetime(2024, 3, 14, tzinfo=UTC)
     assert str(message["message-id"]) == composed.message_id
     assert str(message["mime-version"]) == "1.0"
     assert str(message["list-id"]) == "Test Digest <test.example.org>"

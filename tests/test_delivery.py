@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 from smtp_servers import (
-    GreetingRefuser, LoopbackServer, RecordingHandler, closed_port, make_certificate,
-    password_checker, write_config, write_subscribers,
+    GreetingRefuser,
+    LoopbackServer,
+    RecordingHandler,
+    closed_port,
+    make_certificate,
+    password_checker,
+    write_config,
+    write_subscribers,
 )
 
 from newsletter.delivery import ServerFailure

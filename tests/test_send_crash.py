@@ -14,7 +14,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from smtp_servers import REPO, LoopbackServer, RecordingHandler, write_config, write_subscribers
+from smtp_servers import (
+    REPO,
+    LoopbackServer,
+    RecordingHandler,
+    write_config,
+    write_subscribers,
+)
 
 SUBSCRIBERS = 300
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from filelock import FileLock
-from smtp_servers import LoopbackServer, RecordingHandler, closed_port, write_config, write_subscribers
+from smtp_servers import (
+    LoopbackServer,
+    RecordingHandler,
+    closed_port,
+    write_config,
+    write_subscribers,
+)
 
 from newsletter.cli import main
 

@@ -4,4 +4,4 @@ from .dispatch import Dispatcher, DispatchStats, Job
 from .embedded import EmbeddedServer
 from .smtp import ServerFailure, SmtpTarget
 
-__all__ = ["Dispatcher", "DispatchStats", "EmbeddedServer", "Job", "ServerFailure", "SmtpTarget"]
+__all__ = ["DispatchStats", "Dispatcher", "EmbeddedServer", "Job", "ServerFailure", "SmtpTarget"]

@@ -15,8 +15,14 @@ from ..ledger import DEFERRED, WITHDRAWN, Attempt, DeliveryLedger, Outcome
 from ..settings import SmtpSettings
 from .ratelimit import RateLimiter
 from .smtp import (
-    DELIVERED, FAILED, TEMPORARY, Reply, ServerFailure, SmtpTarget, close_connection,
-    open_connection, send_one,
+    DELIVERED,
+    FAILED,
+    Reply,
+    ServerFailure,
+    SmtpTarget,
+    close_connection,
+    open_connection,
+    send_one,
 )
 
 UNSUBSCRIBED = "unsubscribed"
@@ -282,11 +288,14 @@ async def _aiter(jobs: Iterator[Job]) -> AsyncIterator[Job]:
         yield job
 
 
-def _first_cause(group: BaseExceptionGroup[Exception]) -> Exception:
+def _first_cause(group: ExceptionGroup[Exception]) -> Exception:
     """The error worth one line to the user: a server failure first, then any other of ours."""
     flat: list[Exception] = []
     for exc in group.exceptions:
-        flat.extend(exc.exceptions if isinstance(exc, ExceptionGroup) else [exc])
+        if isinstance(exc, ExceptionGroup):
+            flat.extend(exc.exceptions)
+        else:
+            flat.append(exc)
     for kind in (ServerFailure, NewsletterError, Exception):
         for exc in flat:
             if isinstance(exc, kind):
