@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import ctypes
 import hashlib
 import itertools
@@ -17,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -153,8 +153,9 @@ def _send_recorded(
     try:
         ledger = DeliveryLedger(settings.path(settings.ledger), report.issue, report.list, report.channel)
         try:
-            jobs = planner.jobs(store.iter_subscribers(), ledger.entries(), ledger.papers_received_before(), builder)
-            _deliver(settings, jobs, ledger, store.is_active, report, on_outcome, threaded=builder is not None)
+            args = (store.iter_subscribers(), ledger.entries(), ledger.papers_received_before())
+            jobs = planner.jobs(*args) if builder is None else planner.parallel_jobs(*args, builder)
+            _deliver(settings, jobs, ledger, store.is_active, report, on_outcome)
         finally:
             ledger.close()
     finally:
@@ -163,9 +164,9 @@ def _send_recorded(
 
 
 def _deliver(
-    settings: Settings, jobs: Iterator[Job], ledger: DeliveryLedger | None,
+    settings: Settings, jobs: Iterator[Job] | AsyncIterator[Job], ledger: DeliveryLedger | None,
     still_wanted: Callable[[str], bool] | None, report: SendReport,
-    on_outcome: Callable[[str, str], None] | None, threaded: bool = False,
+    on_outcome: Callable[[str, str], None] | None,
 ) -> None:
     """Start the embedded server if configured, then let the dispatcher work through the jobs."""
     def outcome(job: Job, kind: str) -> None:
@@ -182,19 +183,12 @@ def _deliver(
             still_wanted=still_wanted, on_outcome=outcome,
         )
         try:
-            asyncio.run(dispatcher.run(_in_batches(jobs) if threaded else jobs))
+            asyncio.run(dispatcher.run(jobs))
         finally:
             _add_stats(report, dispatcher)
     finally:
         if server is not None:
             server.stop()
-
-
-async def _in_batches(jobs: Iterator[Job], size: int = 16) -> AsyncIterator[Job]:
-    """Wait for builder processes in a thread, so the sending loop never blocks on them."""
-    while batch := await asyncio.to_thread(lambda: list(itertools.islice(jobs, size))):
-        for job in batch:
-            yield job
 
 
 def _add_stats(report: SendReport, dispatcher: Dispatcher) -> None:
@@ -226,19 +220,31 @@ class DigestPlanner:
 
     def jobs(
         self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
-        received: dict[str, frozenset[str]], builder: ParallelBuilder | None = None,
+        received: dict[str, frozenset[str]],
     ) -> Iterator[Job]:
         """Yield one job per active subscriber still owed this issue, in file order."""
-        wanted = self.wanted(subscribers, entries, received)
-        built = builder.build(wanted) if builder is not None else map(self.build, wanted)
-        for resumed, job in built:
-            if isinstance(job, str):
-                self.report.rejected += 1
-                self.report.problems.append(job)
-                continue
-            self.report.composed += 1
-            self.report.resumed += resumed
-            yield job
+        for built in map(self.build, self.wanted(subscribers, entries, received)):
+            if (job := self._count(built)) is not None:
+                yield job
+
+    async def parallel_jobs(
+        self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
+        received: dict[str, frozenset[str]], builder: ParallelBuilder,
+    ) -> AsyncIterator[Job]:
+        """The same jobs, built by builder processes while the event loop keeps sending."""
+        async for built in builder.build(self.wanted(subscribers, entries, received)):
+            if (job := self._count(built)) is not None:
+                yield job
+
+    def _count(self, built: Built) -> Job | None:
+        resumed, job = built
+        if isinstance(job, str):
+            self.report.rejected += 1
+            self.report.problems.append(job)
+            return None
+        self.report.composed += 1
+        self.report.resumed += resumed
+        return job
 
     def wanted(
         self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
@@ -303,14 +309,36 @@ class ParallelBuilder:
         self.ahead = processes * 3
         self.pool = multiprocessing.get_context("fork").Pool(processes, initializer=_die_with_parent)
 
-    def build(self, wanted: Iterator[Wanted]) -> Iterator[Built]:
-        pending: deque[AsyncResult[list[Built]]] = deque()
+    async def build(self, wanted: Iterator[Wanted]) -> AsyncIterator[Built]:
+        """Results in order; the pool's callbacks wake the loop, so no thread of ours waits on them."""
+        pending: deque[asyncio.Future[list[Built]]] = deque()
         while chunk := list(itertools.islice(wanted, self.chunk)):
-            pending.append(self.pool.apply_async(_build_chunk, (chunk,)))
+            pending.append(self._submit(chunk))
             if len(pending) >= self.ahead:
-                yield from pending.popleft().get()
+                for built in await pending.popleft():
+                    yield built
         while pending:
-            yield from pending.popleft().get()
+            for built in await pending.popleft():
+                yield built
+
+    def _submit(self, chunk: list[Wanted]) -> asyncio.Future[list[Built]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Built]] = loop.create_future()
+
+        def settle(result: list[Built] | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        def report(result: list[Built] | BaseException) -> None:
+            with contextlib.suppress(RuntimeError):  # the run already stopped and closed its loop
+                loop.call_soon_threadsafe(settle, result)
+
+        self.pool.apply_async(_build_chunk, (chunk,), callback=report, error_callback=report)
+        return future
 
     def close(self) -> None:
         self.pool.terminate()

@@ -195,3 +195,24 @@ def test_builder_processes_send_the_same_messages_as_the_sender_alone(tmp_path: 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     assert bodies(tmp_path / "a", 0) == bodies(tmp_path / "b", 2)
+
+
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "builder-processes"])
+def test_an_error_while_building_a_digest_stops_the_run_with_that_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int,
+) -> None:
+    from newsletter.errors import TemplateError
+    from newsletter.send import DigestPlanner
+
+    original = DigestPlanner.build
+
+    def build(self: DigestPlanner, wanted: Any) -> Any:
+        if wanted[0].email.endswith("0030@example.com"):
+            raise TemplateError("template 'digest.html' broke", where="templates/digest.html:3")
+        return original(self, wanted)
+
+    monkeypatch.setattr(DigestPlanner, "build", build)
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 60)
+    with LoopbackServer() as server, pytest.raises(TemplateError, match="digest.html"):
+        send(tmp_path, server.port, compose_processes=processes)
+    assert len(server.handler.received) < 60
