@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..bounces import apply_bounces, read_messages
+from ..mail_requests import apply_mail_requests
 from ..errors import SubscriberError
 from ..subscribers import STATUSES, SubscriberStore, open_list
 from ..subscribers.csvfile import atomic_write
@@ -239,4 +240,27 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
         click.echo(f"bounced: {address}")
     for address in report.unknown:
         click.echo(f"not on {store.name}: {address}", err=True)
+    click.echo(report.summary())
+
+
+@subscribers.command("requests")
+@click.option("--maildir", type=click.Path(path_type=Path, file_okay=False), help="Maildir holding the requests.")
+@click.option("--mbox", type=click.Path(path_type=Path, dir_okay=False), help="mbox file holding the requests.")
+@pass_app
+def requests(app: AppContext, maildir: Path | None, mbox: Path | None) -> None:
+    """Honour unsubscribe requests sent by email (the mailto: link in List-Unsubscribe).
+
+    Only requests whose subject carries the token we minted for that address count.
+
+    Example: newsletter subscribers requests --maildir ~/Maildir/.Unsubscribe
+    """
+    if (maildir is None) == (mbox is None):
+        raise click.UsageError("pass exactly one of --maildir and --mbox")
+    report = apply_mail_requests(app.settings, read_messages(maildir, mbox))
+    for address in report.unsubscribed:
+        click.echo(f"unsubscribed: {address}")
+    for address in report.forged:
+        click.echo(f"ignored, bad token: {address}", err=True)
+    for address in report.unknown:
+        click.echo(f"not on the list: {address}", err=True)
     click.echo(report.summary())

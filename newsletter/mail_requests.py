@@ -1,0 +1,95 @@
+"""Unsubscribe requests sent by email: the mailto: half of List-Unsubscribe, honoured."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message
+
+from .errors import ConfigError, SubscriberError
+from .settings import Settings
+from .subscribers import open_list
+from .tokens import make_token, verify_token
+
+# "unsubscribe <list> <address> <token>", possibly behind "Re:" or "Fwd:" added by a client.
+_REQUEST = re.compile(
+    r"^(?:\s*(?:re|fwd?|aw|wg)\s*:\s*)*unsubscribe\s+(?P<list>[\w.-]+)\s+(?P<email>\S+@\S+)\s+(?P<token>[\w-]{20,})\s*$",
+    re.IGNORECASE,
+)
+
+
+def request_subject(secret: str, list_name: str, email: str) -> str:
+    """The subject a mailto: unsubscribe link pre-fills; the token proves we minted it."""
+    return f"unsubscribe {list_name} {email} {make_token(secret, list_name, email)}"
+
+
+@dataclass(frozen=True)
+class MailRequest:
+    """One parsed request."""
+
+    list_name: str
+    email: str
+    token: str
+
+
+def parse_request(subject: str) -> MailRequest | None:
+    """The request in a subject line, or None when the message is something else."""
+    match = _REQUEST.match(subject.replace("\n", " ").strip())
+    if match is None:
+        return None
+    return MailRequest(match["list"], match["email"].strip("<>").lower(), match["token"])
+
+
+@dataclass
+class RequestReport:
+    """What a scan of the request mailbox found and changed."""
+
+    messages: int = 0
+    unsubscribed: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    forged: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    other: int = 0
+
+    def summary(self) -> str:
+        return (f"{self.messages} messages: {len(self.unsubscribed)} unsubscribed, "
+                f"{len(self.already)} already unsubscribed, {len(self.forged)} with a bad token, "
+                f"{len(self.unknown)} not on their list, {self.other} not unsubscribe requests")
+
+
+def _subject(message: Message) -> str:
+    raw = message.get("Subject", "")
+    try:
+        return str(make_header(decode_header(raw)))
+    except (UnicodeDecodeError, LookupError, ValueError):
+        return str(raw)
+
+
+def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> RequestReport:
+    """Unsubscribe every address whose request carries a valid token; ignore everything else."""
+    if not settings.secret:
+        raise ConfigError("NEWSLETTER_SECRET is not set, so request tokens cannot be checked",
+                          fix="set it to the secret the emails were sent with")
+    report = RequestReport()
+    for message in messages:
+        report.messages += 1
+        request = parse_request(_subject(message))
+        if request is None:
+            report.other += 1
+        elif not verify_token(settings.secret, request.list_name, request.email, request.token):
+            report.forged.append(request.email)
+        else:
+            _unsubscribe(settings, request, report)
+    return report
+
+
+def _unsubscribe(settings: Settings, request: MailRequest, report: RequestReport) -> None:
+    label = f"{request.email} ({request.list_name})"
+    try:
+        changed = open_list(settings, request.list_name).unsubscribe(request.email)
+    except SubscriberError:  # not on the list, or no such list
+        report.unknown.append(label)
+        return
+    (report.unsubscribed if changed else report.already).append(label)

@@ -1,0 +1,97 @@
+"""Unsubscribing by email: the mailto: link in List-Unsubscribe must actually work."""
+
+from __future__ import annotations
+
+import mailbox
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.mail_requests import parse_request, request_subject
+from newsletter.subscribers import SubscriberStore
+
+SECRET = "test-secret"
+
+
+def request(subject: str, sender: str = "someone@example.org") -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "digest@example.org"
+    message["Subject"] = subject
+    message.set_content("please")
+    return message
+
+
+def write_mbox(path: Path, messages: list[EmailMessage]) -> Path:
+    box = mailbox.mbox(path)
+    for message in messages:
+        box.add(message)
+    box.close()
+    return path
+
+
+def status(project: Path, email: str) -> str:
+    found = SubscriberStore(project / "subscribers" / "example.csv").get(email)
+    assert found is not None
+    return found.status
+
+
+@pytest.fixture
+def with_secret(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    return project
+
+
+def first_active(project: Path, skip: int = 0) -> str:
+    active = [s.email for s in SubscriberStore(project / "subscribers" / "example.csv").read() if s.is_active]
+    return active[skip]
+
+
+def test_request_with_our_token_unsubscribes_and_others_change_nothing(with_secret: Path) -> None:
+    target, bystander = first_active(with_secret), first_active(with_secret, 1)
+    forged = f"unsubscribe example {bystander} {'A' * 43}"
+    mbox = write_mbox(with_secret / "requests.mbox", [
+        request("Re: " + request_subject(SECRET, "example", target)),
+        request(forged),
+        request("Thanks for the digest!"),
+    ])
+
+    result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
+
+    assert result.exit_code == 0, result.output
+    assert status(with_secret, target) == "unsubscribed"
+    assert status(with_secret, bystander) == "active"
+    assert "3 messages: 1 unsubscribed, 0 already unsubscribed, 1 with a bad token" in result.output
+
+
+def test_repeated_request_is_harmless(with_secret: Path) -> None:
+    target = first_active(with_secret)
+    subject = request_subject(SECRET, "example", target)
+    mbox = write_mbox(with_secret / "requests.mbox", [request(subject), request(subject)])
+
+    result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
+
+    assert result.exit_code == 0, result.output
+    assert "1 unsubscribed, 1 already unsubscribed" in result.output
+
+
+def test_requests_need_the_secret(project: Path) -> None:
+    mbox = write_mbox(project / "requests.mbox", [request("unsubscribe")])
+
+    result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: NEWSLETTER_SECRET is not set")
+
+
+def test_subject_parsing_tolerates_client_prefixes_and_rejects_other_mail() -> None:
+    subject = request_subject(SECRET, "example", "Ada@Example.org")
+
+    parsed = parse_request("Fwd: RE: " + subject)
+
+    assert parsed is not None and (parsed.list_name, parsed.email) == ("example", "ada@example.org")
+    assert parse_request("unsubscribe me please") is None
+    assert parse_request("Re: your digest") is None
