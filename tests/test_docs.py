@@ -1,0 +1,69 @@
+"""Every command explains itself in --help (a purpose and an example) and is in the README."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def command_paths(command: click.Command, path: tuple[str, ...] = ("newsletter",)) -> Iterator[tuple[str, ...]]:
+    """Every command and subcommand, groups included, as the words a user types."""
+    yield path
+    if isinstance(command, click.Group):
+        for name in sorted(command.commands):
+            yield from command_paths(command.commands[name], path + (name,))
+
+
+def resolve(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = main
+    for name in path[1:]:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+PATHS = list(command_paths(main))
+
+
+def test_the_walk_finds_every_registered_command() -> None:
+    names = {" ".join(p) for p in PATHS}
+    for expected in ("newsletter send", "newsletter papers rank", "newsletter subscribers import",
+                     "newsletter doctor", "newsletter archive"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", PATHS, ids=" ".join)
+def test_help_starts_with_a_one_line_purpose(path: tuple[str, ...]) -> None:
+    lines = (resolve(path).help or "").strip().splitlines()
+
+    assert lines and lines[0].strip(), f"`{' '.join(path)}` has no help text"
+    assert len(lines) == 1 or not lines[1].strip(), \
+        f"`{' '.join(path)}`: the purpose runs onto a second line: {lines[:2]}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=" ".join)
+def test_help_shows_an_example_of_the_command(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path[1:], "--help"])
+
+    assert result.exit_code == 0, result.output
+    examples = [line.strip() for line in result.output.splitlines() if line.strip().startswith("Example:")]
+    assert examples, f"`{' '.join(path)} --help` has no 'Example:' line"
+    assert any(" ".join(path) in line for line in examples), \
+        f"`{' '.join(path)}`'s example does not run it: {examples}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=" ".join)
+def test_command_is_mentioned_in_the_readme(path: tuple[str, ...]) -> None:
+    readme = README.read_text(encoding="utf-8")
+
+    pattern = r"\s+".join(re.escape(word) for word in path) + r"(?![\w-])"
+    assert re.search(pattern, readme), f"README.md never mentions `{' '.join(path)}`"
