@@ -203,10 +203,12 @@ class Dispatcher:
                     if client is not None:
                         await close_connection(client)
                     client, used = await self._reconnect(), 0
+                    _raise_if_cancelled()
                 await self.limiter.acquire()
                 reply = await send_one(
                     client, self.envelope_from, job.message.recipient, job.message.data, self.target.where,
                 )
+                _raise_if_cancelled()
                 used += 1
                 if not client.is_connected:
                     client = None  # dropped, timed out or 421: the next message reconnects
@@ -280,6 +282,13 @@ class Dispatcher:
             self.on_outcome(job, kind)
         self._pending -= 1
         self._maybe_finish()
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancel even when aiosmtplib's wait_for swallowed it (it can, on 3.11, if a reply races it)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _aiter(jobs: Iterator[Job]) -> AsyncIterator[Job]:
