@@ -175,9 +175,9 @@ class Dispatcher:
     async def _enqueue(self, batch: list[Job]) -> None:
         """Record a batch as 'sending' in one durable transaction, then hand it to the connections."""
         self._pending += len(batch)
-        wanted = [job for job in batch if self._wanted(job)]
-        await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers) for job in wanted])
-        for job in wanted:
+        # Unsubscribes are checked once, when a connection takes the job: the last moment that counts.
+        await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers) for job in batch])
+        for job in batch:
             await self._queue.put(job)
 
     def _wanted(self, job: Job) -> bool:
