@@ -16,6 +16,7 @@ from .dkim import DkimSigner
 from .models import Subscriber
 from .render import IssueInfo, RenderedDigest
 from .settings import Settings
+from .tokens import request_subject
 
 CRLF = "\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -184,7 +185,7 @@ class MessageComposer:
         unsubscribe_url = clean_text(unsubscribe_url).replace(" ", "%20")
         mailto = (
             f"mailto:{self.sender_address}?subject="
-            + quote(f"unsubscribe {self.issue.list_name} {recipient}")
+            + quote(request_subject(self.secret, self.issue.list_name, subscriber.email))
         )
         lines = [
             f"From: {self.from_header}",

@@ -11,18 +11,13 @@ from email.message import Message
 from .errors import ConfigError, SubscriberError
 from .settings import Settings
 from .subscribers import open_list
-from .tokens import make_token, verify_token
+from .tokens import verify_token
 
 # "unsubscribe <list> <address> <token>", possibly behind "Re:" or "Fwd:" added by a client.
 _REQUEST = re.compile(
     r"^(?:\s*(?:re|fwd?|aw|wg)\s*:\s*)*unsubscribe\s+(?P<list>[\w.-]+)\s+(?P<email>\S+@\S+)\s+(?P<token>[\w-]{20,})\s*$",
     re.IGNORECASE,
 )
-
-
-def request_subject(secret: str, list_name: str, email: str) -> str:
-    """The subject a mailto: unsubscribe link pre-fills; the token proves we minted it."""
-    return f"unsubscribe {list_name} {email} {make_token(secret, list_name, email)}"
 
 
 @dataclass(frozen=True)

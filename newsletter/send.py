@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import builtins
 import contextlib
 import ctypes
@@ -31,6 +32,8 @@ from .models import Subscriber
 from .render import DigestRenderer
 from .settings import Settings
 from .subscribers import SubscriberStore
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: cron should simply run us again
@@ -77,6 +80,24 @@ class SendReport:
         """75 while anyone still waits for a final outcome, else 0."""
         return EXIT_TEMPFAIL if (self.deferred or self.pending) else EXIT_OK
 
+    def summary(self) -> str:
+        """The one line a run prints and logs: issue, counts and duration."""
+        mode = " (dry run: nothing sent, nothing recorded)" if self.dry_run else ""
+        line = (
+            f"Issue {self.issue} to list '{self.list}' via {self.server}{mode}: "
+            f"{self.sent} sent, {self.failed} failed, {self.deferred} deferred, "
+            f"{self.skipped} already done"
+        )
+        extras = [
+            (self.resumed, "resumed after an interrupted run"),
+            (self.unsubscribed, "unsubscribed during the run"),
+            (self.pending, "left for the next run (--limit)"),
+            (self.rejected, "rejected (bad address)"),
+            (self.composed if self.dry_run else 0, "composed"),
+        ]
+        line += "".join(f", {count} {what}" for count, what in extras if count)
+        return line + f" in {self.duration_seconds:.1f}s."
+
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["exit_code"] = self.exit_code
@@ -98,6 +119,21 @@ def run_send(
 ) -> SendReport:
     """Send one issue to one list; safe to run again at any time, it resumes."""
     started = time.monotonic()
+    try:
+        report = _run_send(settings, options, on_outcome)
+    except NewsletterError as exc:
+        # The CLI prints the error itself; this line is for the log file.
+        log.error("send stopped after %.1fs: %s", time.monotonic() - started, exc.message,
+                  extra={"shown_to_user": True})
+        raise
+    report.duration_seconds = round(time.monotonic() - started, 3)
+    log.info("%s", report.summary())
+    return report
+
+
+def _run_send(
+    settings: Settings, options: SendOptions, on_outcome: Callable[[str, str], None] | None,
+) -> SendReport:
     embedded = settings.smtp.is_embedded
     recorded = not (options.dry_run or options.to)
     list_name = options.list_name or settings.default_list
@@ -123,7 +159,6 @@ def run_send(
             _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)
         else:
             _send_recorded(settings, store, planner, report, on_outcome)
-    report.duration_seconds = round(time.monotonic() - started, 3)
     return report
 
 

@@ -52,3 +52,8 @@ def unsubscribe_link(settings: Settings, list_name: str, email: str) -> str:
         raise ConfigError("base_url is not set, so unsubscribe links have nowhere to point", where=where,
                           fix="set NEWSLETTER_BASE_URL to the public https address of `newsletter serve`")
     return unsubscribe_url(settings.base_url, settings.secret, list_name, email)
+
+
+def request_subject(secret: str, list_name: str, email: str) -> str:
+    """The subject a mailto: unsubscribe link pre-fills; the token proves we minted it."""
+    return f"unsubscribe {list_name} {email} {make_token(secret, list_name, email)}"

@@ -72,8 +72,6 @@ def log_lines(project: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
-@pytest.mark.xfail(strict=True, reason="`send` logs no summary line (issue, counts, duration) yet; "
-                                       "issue 7 asks for one per run")
 def test_send_writes_one_summary_line_with_issue_counts_and_duration(project: Path) -> None:
     result = run("send")
     assert result.exit_code == 0, result.output
@@ -135,3 +133,16 @@ def test_log_file_that_cannot_be_opened_is_a_one_line_error(project: Path) -> No
     assert result.output.startswith("Error: cannot open the log file")
     assert str(project / "logs" / "newsletter.log") in result.output
     assert not (project / "outbox").exists()
+
+
+def test_send_that_stops_on_an_error_logs_why(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", "1")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "s")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+
+    result = run("send")
+
+    assert result.exit_code == 1
+    errors = [line for line in log_lines(project) if " ERROR newsletter.send: send stopped" in line]
+    assert len(errors) == 1 and "127.0.0.1:1" in errors[0], log_lines(project)

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
-from newsletter.mail_requests import parse_request, request_subject
+from newsletter.mail_requests import parse_request
+from newsletter.tokens import request_subject
 from newsletter.subscribers import SubscriberStore
 
 SECRET = "test-secret"
@@ -95,3 +96,24 @@ def test_subject_parsing_tolerates_client_prefixes_and_rejects_other_mail() -> N
     assert parsed is not None and (parsed.list_name, parsed.email) == ("example", "ada@example.org")
     assert parse_request("unsubscribe me please") is None
     assert parse_request("Re: your digest") is None
+
+
+def test_mailto_link_of_a_delivered_digest_unsubscribes_its_reader(with_secret: Path) -> None:
+    from email import message_from_bytes, policy
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    assert CliRunner().invoke(main, ["send"]).exit_code == 0
+    box = mailbox.Maildir(with_secret / "outbox", create=False)
+    delivered = message_from_bytes(box.get_bytes(next(iter(box.keys()))), policy=policy.default)
+    reader = delivered["To"].addresses[0].addr_spec
+    mailto = next(part.strip(" <>") for part in str(delivered["List-Unsubscribe"]).split(",")
+                  if "mailto:" in part)
+    link = urlsplit(mailto)
+    subject = parse_qs(link.query)["subject"][0]
+    mbox = write_mbox(with_secret / "requests.mbox", [request(subject, sender=reader)])
+    assert unquote(link.path) == "digest@example.org"
+
+    result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
+
+    assert result.exit_code == 0, result.output
+    assert status(with_secret, reader) == "unsubscribed"

@@ -73,6 +73,7 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    console.addFilter(lambda record: not getattr(record, "shown_to_user", False))
     package = logging.getLogger("newsletter")
     package.handlers = [console]
     package.setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -10,27 +10,9 @@ from pathlib import Path
 
 import click
 
-from ..send import SendOptions, SendReport, run_send
+from ..send import SendOptions, run_send
 from . import AppContext, pass_app
 from .options import parse_date, parse_shard
-
-
-def _summary(report: SendReport) -> str:
-    mode = " (dry run: nothing sent, nothing recorded)" if report.dry_run else ""
-    line = (
-        f"Issue {report.issue} to list '{report.list}' via {report.server}{mode}: "
-        f"{report.sent} sent, {report.failed} failed, {report.deferred} deferred, "
-        f"{report.skipped} already done"
-    )
-    extras = [
-        (report.resumed, "resumed after an interrupted run"),
-        (report.unsubscribed, "unsubscribed during the run"),
-        (report.pending, "left for the next run (--limit)"),
-        (report.rejected, "rejected (bad address)"),
-        (report.composed if report.dry_run else 0, "composed"),
-    ]
-    line += "".join(f", {count} {what}" for count, what in extras if count)
-    return line + f" in {report.duration_seconds:.1f}s."
 
 
 @click.command()
@@ -71,7 +53,7 @@ def send(
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        click.echo(_summary(report))
+        click.echo(report.summary())
         if report.exit_code:
             click.echo("Some deliveries are not final yet: run the same command again to resume.", err=True)
     sys.exit(report.exit_code)
