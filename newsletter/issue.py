@@ -70,7 +70,7 @@ def prepare_issue(
         )
     if not paths:
         raise ConfigError(
-            "no papers to send", where=str(settings.config_file or "settings"),
+            "no papers to send", where=settings.source_label,
             fix="pass --papers PATH, or set papers = [\"examples/\"] or [[sources]] in newsletter.toml",
         )
     loaded = load_papers(paths)
@@ -109,7 +109,7 @@ class LinkSigner:
 
     @classmethod
     def for_run(cls, settings: Settings, local_only: bool) -> LinkSigner:
-        where = str(settings.config_file or "the environment")
+        where = settings.source_label
         if settings.secret and settings.base_url:
             return cls(settings.secret, settings.base_url)
         if local_only:

@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         value = value.expanduser()
         return value if value.is_absolute() else self.config_dir / value
 
+    @property
+    def source_label(self) -> str:
+        """Where these settings came from, for error messages."""
+        if self.config_file is not None:
+            return str(self.config_file)
+        return f"the environment (no {CONFIG_NAME} in {self.config_dir})"
+
     def list_path(self, name: str | None = None) -> Path:
         """Where the CSV of a subscriber list lives."""
         return self.path(self.subscribers_dir) / f"{name or self.default_list}.csv"
@@ -166,7 +173,7 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     """Read the config file, apply the environment, and explain any mistake by key and file."""
     path = find_config(explicit)
     data: dict[str, Any] = {}
-    where = "defaults"
+    where = f"the environment (no {CONFIG_NAME} in {Path.cwd()})"
     if path is not None:
         where = str(path)
         try:

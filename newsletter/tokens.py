@@ -44,7 +44,7 @@ def unsubscribe_url(base_url: str, secret: str, list_name: str, email: str) -> s
 
 def unsubscribe_link(settings: Settings, list_name: str, email: str) -> str:
     """The link for a subscriber from settings, refusing clearly when secret or base URL is missing."""
-    where = str(settings.config_file or "the environment")
+    where = settings.source_label
     if not settings.secret:
         raise ConfigError("NEWSLETTER_SECRET is not set, so unsubscribe links cannot be signed", where=where,
                           fix="set NEWSLETTER_SECRET to a long random string (keep it the same between runs)")

@@ -45,7 +45,7 @@ class Unsubscribe:
     def __init__(self, settings: Settings) -> None:
         if not settings.secret:
             raise ConfigError("NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked",
-                              where=str(settings.config_file or "the environment"),
+                              where=settings.source_label,
                               fix="set NEWSLETTER_SECRET to the secret the digests were sent with")
         self.settings = settings
         self.secret = settings.secret

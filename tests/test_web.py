@@ -146,7 +146,8 @@ def test_serve_without_secret_refuses_with_one_line(tmp_path: Path, monkeypatch:
     result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 1
     assert result.stderr == ("Error: NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked, "
-                             "in the environment, set NEWSLETTER_SECRET to the secret the digests were sent with\n")
+                             f"in the environment (no newsletter.toml in {tmp_path.resolve()}), "
+                             "set NEWSLETTER_SECRET to the secret the digests were sent with\n")
 
 
 def test_a_mangled_body_with_a_good_token_still_unsubscribes(client: TestClient, settings: Settings) -> None:
