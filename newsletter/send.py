@@ -36,6 +36,7 @@ from .subscribers import SubscriberStore
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
+_PREPARE_ALL_UP_TO = 1_000  # papers in the window; beyond that, cards are inlined as picked
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: cron should simply run us again
 _PARALLEL_FROM_BYTES = 256 * 1024  # about 3,000 subscribers: below that, forking costs more than it saves
 
@@ -251,6 +252,9 @@ class DigestPlanner:
         self.options = options
         self.report = report
         self.renderer = DigestRenderer(settings, issue.info)
+        if len(issue.ranker.papers) <= _PREPARE_ALL_UP_TO:
+            # One premailer call for every card, before builder processes fork and share it.
+            self.renderer.prepare(issue.ranker.papers)
         self.composer = MessageComposer(settings, issue.info, signer.secret)
 
     def jobs(
