@@ -67,6 +67,32 @@ class Outcome:
     reply: str
 
 
+_RECEIVED_SQL = (
+    "SELECT email, papers FROM deliveries WHERE list = ? AND channel = ? AND issue != ? AND status = ?"
+)
+
+
+def _group_received(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
+    received: dict[str, set[str]] = {}
+    for email, papers in rows:
+        received.setdefault(email, set()).update(json.loads(papers))
+    return {email: frozenset(ids) for email, ids in received.items()}
+
+
+def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple]:  # type: ignore[type-arg]
+    """Rows from a ledger opened read-only; a missing or unreadable ledger reads as empty."""
+    if not path.is_file():
+        return []
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []  # unreadable or from an older version: assume nothing was sent
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -106,20 +132,15 @@ class DeliveryLedger:
     @staticmethod
     def peek_entries(path: Path, issue: str, list_name: str, channel: str) -> dict[str, LedgerEntry]:
         """What a real run would find, read without creating or changing anything (for --dry-run)."""
-        if not path.is_file():
-            return {}
-        try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                rows = db.execute(
-                    "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
-                    " WHERE issue = ? AND list = ? AND channel = ?", (issue, list_name, channel),
-                ).fetchall()
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return {}  # unreadable or from an older version: a dry run just assumes nothing is done
+        rows = _read_only(path, "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
+                          " WHERE issue = ? AND list = ? AND channel = ?", (issue, list_name, channel))
         return {row[0]: LedgerEntry(*row) for row in rows}
+
+    @staticmethod
+    def peek_received(path: Path, issue: str, list_name: str, channel: str) -> dict[str, frozenset[str]]:
+        """Papers received in other issues, read-only: previews and dry runs change nothing."""
+        rows = _read_only(path, _RECEIVED_SQL, (list_name, channel, issue, DELIVERED))
+        return _group_received(rows)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -144,16 +165,9 @@ class DeliveryLedger:
 
     def papers_received_before(self) -> dict[str, frozenset[str]]:
         """Paper ids each address already received in other issues, so they are not sent again."""
-        received: dict[str, set[str]] = {}
         with self._lock:
-            rows = self._db.execute(
-                "SELECT email, papers FROM deliveries WHERE list = ? AND channel = ?"
-                " AND issue != ? AND status = ?",
-                (self.list_name, self.channel, self.issue, DELIVERED),
-            )
-            for email, papers in rows:
-                received.setdefault(email, set()).update(json.loads(papers))
-        return {email: frozenset(ids) for email, ids in received.items()}
+            rows = self._db.execute(_RECEIVED_SQL, (self.list_name, self.channel, self.issue, DELIVERED))
+            return _group_received(rows)
 
     def record(self, outcomes: Iterable[Outcome] = (), attempts: Iterable[Attempt] = ()) -> None:
         """Write outcomes and new attempts in one durable transaction (one fsync for the batch)."""

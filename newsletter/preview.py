@@ -64,15 +64,11 @@ def find_subscriber(settings: Settings, list_name: str, email: str | None) -> Su
 
 def _already_sent(settings: Settings, issue: IssueInfo, subscriber: Subscriber) -> frozenset[str]:
     """Papers this reader got in earlier issues: send leaves them out, so the preview does too."""
-    path = settings.path(settings.ledger)
-    if subscriber is ANONYMOUS or not path.is_file():
+    if subscriber is ANONYMOUS:
         return frozenset()
     channel = "outbox" if settings.smtp.is_embedded else "smtp"
-    ledger = DeliveryLedger(path, issue.issue_id, issue.list_name, channel)
-    try:
-        return ledger.papers_received_before().get(subscriber.key, frozenset())
-    finally:
-        ledger.close()
+    received = DeliveryLedger.peek_received(settings.path(settings.ledger), issue.issue_id, issue.list_name, channel)
+    return received.get(subscriber.key, frozenset())
 
 
 def build_preview(

@@ -153,8 +153,10 @@ def _run_send(
         )
         planner = DigestPlanner(settings, issue, signer, options, report)
         if options.dry_run:
-            done = DeliveryLedger.peek_entries(settings.path(settings.ledger), report.issue, report.list, channel)
-            for _ in planner.jobs(store.iter_subscribers(), done, {}):
+            path = settings.path(settings.ledger)
+            done = DeliveryLedger.peek_entries(path, report.issue, report.list, channel)
+            received = DeliveryLedger.peek_received(path, report.issue, report.list, channel)
+            for _ in planner.jobs(store.iter_subscribers(), done, received):
                 pass
         elif options.to:
             _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)

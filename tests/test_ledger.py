@@ -58,3 +58,24 @@ def test_withdrawn_removes_only_a_sending_row(tmp_path: Path) -> None:
     ledger.record(outcomes=[Outcome("a@x.org", "withdrawn", ""), Outcome("b@x.org", "withdrawn", "")])
     assert {email: entry.status for email, entry in ledger.entries().items()} == {"b@x.org": "delivered"}
     ledger.close()
+
+
+def test_read_only_peeks_see_what_a_run_recorded_and_change_nothing(tmp_path: Path) -> None:
+    from newsletter.ledger import DELIVERED
+
+    path = tmp_path / "newsletter.db"
+    earlier = DeliveryLedger(path, "2024-W10", "example", "smtp")
+    earlier.record(attempts=[Attempt("ada@example.org", "<a@x>", ("p1", "p2"))])
+    earlier.record(outcomes=[Outcome("ada@example.org", DELIVERED, "250 OK")])
+    earlier.close()
+    before = path.read_bytes()
+
+    received = DeliveryLedger.peek_received(path, "2024-W11", "example", "smtp")
+    entries = DeliveryLedger.peek_entries(path, "2024-W10", "example", "smtp")
+
+    assert received == {"ada@example.org": frozenset({"p1", "p2"})}
+    assert entries["ada@example.org"].status == DELIVERED
+    assert DeliveryLedger.peek_received(path, "2024-W10", "example", "smtp") == {}
+    assert DeliveryLedger.peek_received(tmp_path / "missing.db", "2024-W11", "example", "smtp") == {}
+    assert not (tmp_path / "missing.db").exists()
+    assert path.read_bytes() == before
