@@ -102,7 +102,7 @@ def archive_url(settings: Settings, issue_id: str) -> str | None:
 
 @dataclass(frozen=True)
 class LinkSigner:
-    """Signs unsubscribe links; mail to the embedded outbox may use a local stand-in secret."""
+    """Signs unsubscribe links; mail that stays on this machine may use a local stand-in secret."""
 
     secret: str
     base_url: str

@@ -139,7 +139,7 @@ def _run_send(
     recorded = not (options.dry_run or options.to)
     list_name = options.list_name or settings.default_list
     with _exclusive(settings, list_name) if recorded else nullcontext():
-        signer = LinkSigner.for_run(settings, local_only=embedded or options.dry_run)
+        signer = LinkSigner.for_run(settings, local_only=embedded or options.dry_run or _local_trial(settings))
         issue = prepare_issue(
             settings, list_name=list_name, issue_date=options.issue_date,
             issue_id=options.issue_id, papers=options.papers,
@@ -163,6 +163,19 @@ def _run_send(
         else:
             _send_recorded(settings, store, planner, report, on_outcome)
     return report
+
+
+def _local_trial(settings: Settings) -> bool:
+    """A server on this machine may be used without a secret or base URL, with a warning."""
+    smtp = settings.smtp
+    if not smtp.is_loopback or (settings.secret and settings.base_url):
+        return False
+    log.warning(
+        "sending to %s:%s without NEWSLETTER_SECRET and NEWSLETTER_BASE_URL: unsubscribe links use a "
+        "local placeholder; set both before this server relays mail beyond this machine",
+        smtp.host, smtp.port,
+    )
+    return True
 
 
 @contextmanager

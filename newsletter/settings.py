@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -16,7 +17,13 @@ CONFIG_NAME = "newsletter.toml"
 EMBEDDED = "embedded"
 
 
-class SenderSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings table; a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SenderSettings(_Section):
     """Who the digest comes from: shown in From and in the footer."""
 
     name: str = "Paper Digest"
@@ -25,7 +32,7 @@ class SenderSettings(BaseModel):
     postal_address: str = ""
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(_Section):
     """Where mail goes; host 'embedded' runs an in-process server that writes to the outbox."""
 
     host: str = EMBEDDED
@@ -51,8 +58,19 @@ class SmtpSettings(BaseModel):
     def is_embedded(self) -> bool:
         return self.host.strip().lower() == EMBEDDED
 
+    @property
+    def is_loopback(self) -> bool:
+        """A server on this machine (127.0.0.0/8, ::1, localhost): a local trial, like the outbox."""
+        host = self.host.strip().strip("[]").lower()
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
-class SelectionSettings(BaseModel):
+
+class SelectionSettings(_Section):
     """How papers are scored and how many each subscriber gets."""
 
     top_n: int = Field(default=10, ge=1, le=100)
@@ -70,7 +88,7 @@ class SelectionSettings(BaseModel):
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(_Section):
     """A feed `send` fetches for each issue when no --papers are given."""
 
     kind: Literal["hf", "arxiv"]
@@ -78,7 +96,7 @@ class SourceSettings(BaseModel):
     base_url: str | None = None
 
 
-class DkimSettings(BaseModel):
+class DkimSettings(_Section):
     """Optional DKIM signing of every message."""
 
     selector: str | None = None

@@ -90,15 +90,30 @@ def test_environment_points_send_at_a_listening_smtp_server(
     controller, handler = smtp_server
     monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
-    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
 
     result = CliRunner().invoke(main, ["send", "--json"])
 
     assert result.exit_code == 0, result.output
     assert {rcpt[0].lower() for rcpt, _ in handler.messages} == active_addresses(project)
     assert not (project / "outbox").exists()
-    assert json.loads(result.output)["server"] == f"127.0.0.1:{controller.port}"
+    assert json.loads(result.stdout)["server"] == f"127.0.0.1:{controller.port}"
+    assert "without NEWSLETTER_SECRET and NEWSLETTER_BASE_URL" in result.stderr
+
+
+def test_server_on_this_machine_with_secret_and_base_url_signs_real_links(
+    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    controller, handler = smtp_server
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+
+    result = CliRunner().invoke(main, ["send"])
+
+    assert result.exit_code == 0, result.output
+    assert "placeholder" not in result.stderr
+    assert all(b"<https://papers.example.org/unsubscribe?" in data for _, data in handler.messages)
 
 
 def test_outbox_delivery_never_counts_as_a_delivery_to_a_real_server(
@@ -117,18 +132,27 @@ def test_outbox_delivery_never_counts_as_a_delivery_to_a_real_server(
     assert len(handler.messages) == len(active_addresses(project))
 
 
-def test_real_server_without_a_secret_is_refused_before_anything_is_sent(
-    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+def test_remote_server_without_a_secret_is_refused_before_anything_is_sent(
+    project: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    controller, handler = smtp_server
-    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "smtp.example.org")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
 
     result = CliRunner().invoke(main, ["send"])
 
     assert result.exit_code == 1
     assert result.output.startswith("Error: NEWSLETTER_SECRET is not set")
-    assert handler.messages == []
+    assert not (project / "newsletter.db").exists()
+
+
+def test_remote_server_without_a_base_url_is_refused(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "smtp.example.org")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
+
+    result = CliRunner().invoke(main, ["send"])
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: base_url is not set")
 
 
 def test_unreachable_server_is_one_line_error_naming_host_and_port(
