@@ -47,6 +47,14 @@ def smtp_server() -> Iterator[tuple[Controller, RecordingHandler]]:
     controller.stop()
 
 
+def use_server(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
+    """Point send at a server on this machine, configured as a real deployment would be."""
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(port))
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+
+
 def active_addresses(project: Path) -> set[str]:
     return {s.key for s in SubscriberStore(project / "subscribers" / "example.csv").read() if s.is_active}
 
@@ -104,10 +112,7 @@ def test_server_on_this_machine_with_secret_and_base_url_signs_real_links(
     project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, handler = smtp_server
-    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
-    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+    use_server(monkeypatch, controller.port)
 
     result = CliRunner().invoke(main, ["send"])
 
@@ -121,10 +126,7 @@ def test_outbox_delivery_never_counts_as_a_delivery_to_a_real_server(
 ) -> None:
     CliRunner().invoke(main, ["send"])
     controller, handler = smtp_server
-    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(controller.port))
-    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+    use_server(monkeypatch, controller.port)
 
     result = CliRunner().invoke(main, ["send"])
 
@@ -161,10 +163,7 @@ def test_unreachable_server_is_one_line_error_naming_host_and_port(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(port))
-    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
+    use_server(monkeypatch, port)
 
     result = CliRunner().invoke(main, ["send"])
 
