@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import re
 import resource
@@ -181,31 +182,46 @@ async def _ceiling(port: int, connections: int, messages: list[tuple[str, bytes]
     await asyncio.gather(*(worker() for _ in range(connections)))
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process (Linux /proc), to show the sink has room to spare."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
-def measure_ceiling(port: int, connections: int, messages: list[tuple[str, bytes]], total: int) -> float:
-    started, cpu = time.perf_counter(), cpu_seconds()
+def measure_ceiling(port: int, sink: int, connections: int, messages: list[tuple[str, bytes]], total: int) -> float:
+    started, cpu, sink_cpu = time.perf_counter(), cpu_seconds(), process_cpu_seconds(sink)
     asyncio.run(_ceiling(port, connections, messages, total))
     rate = total / (time.perf_counter() - started)
-    print(f"  ceiling: sender CPU {1000 * (cpu_seconds() - cpu) / total:.2f} ms/msg", flush=True)
+    print(f"  ceiling: sender CPU {1000 * (cpu_seconds() - cpu) / total:.2f} ms/msg, "
+          f"sink {1000 * (process_cpu_seconds(sink) - sink_cpu) / total:.2f} ms/msg", flush=True)
     return rate
 
 
-def measure_pipeline(folder: Path, port: int, connections: int, total: int, processes: int | None) -> float:
+def measure_pipeline(
+    folder: Path, port: int, sink: int, connections: int, total: int, processes: int | None,
+) -> float:
     """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
     for stale in folder.glob("newsletter.db*"):
         stale.unlink()
     settings = load_settings(write_config(folder, port, connections, processes))
     started, cpu, children = time.perf_counter(), cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
+    sink_cpu = process_cpu_seconds(sink)
     report = run_send(settings, SendOptions())
     elapsed = time.perf_counter() - started
     assert report.sent == total, report
     sender = 1000 * (cpu_seconds() - cpu) / total
     builders = 1000 * (cpu_seconds(resource.RUSAGE_CHILDREN) - children) / total
-    print(f"  end to end: sender CPU {sender:.2f} ms/msg, builder processes {builders:.2f} ms/msg", flush=True)
+    sink_ms = 1000 * (process_cpu_seconds(sink) - sink_cpu) / total
+    print(f"  end to end: sender CPU {sender:.2f} ms/msg, builder processes {builders:.2f} ms/msg, "
+          f"sink {sink_ms:.2f} ms/msg", flush=True)
     return total / elapsed
 
 
@@ -222,8 +238,8 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
               f"mean message {size / 1024:.1f} KiB")
         ceilings, pipelines = [], []
         for round_no in range(1, rounds + 1):
-            ceilings.append(measure_ceiling(port, connections, messages, subscribers))
-            pipelines.append(measure_pipeline(folder, port, connections, subscribers, processes))
+            ceilings.append(measure_ceiling(port, sink.pid, connections, messages, subscribers))
+            pipelines.append(measure_pipeline(folder, port, sink.pid, connections, subscribers, processes))
             print(f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
                   f"   ratio {pipelines[-1] / ceilings[-1]:.2f}", flush=True)
         print(f"sink counted {count.value} messages")  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from .models import Subscriber
 from .render import IssueInfo, RenderedDigest
 from .settings import Settings
 from .tokens import request_subject
+from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
 CRLF = "\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -33,11 +34,29 @@ class HeaderValueError(ValueError):
 
 @dataclass(frozen=True)
 class ComposedMessage:
-    """The bytes handed to the SMTP server and the id that ties them to the ledger."""
+    """The bytes handed to the SMTP server and the id that ties them to the ledger.
+
+    Kept as the DATA payload (framed by to_wire where it is built, often a builder process),
+    so the sending loop writes it as is; `data` gives back the message itself.
+    """
 
     message_id: str
     recipient: str
-    data: bytes
+    wire: bytes
+
+    @classmethod
+    def of(cls, message_id: str, recipient: str, data: bytes) -> ComposedMessage:
+        return cls(message_id=message_id, recipient=recipient, wire=to_wire(data))
+
+    @property
+    def data(self) -> bytes:
+        """The RFC 5322 message, as the receiving server stores it (for .eml files and checks)."""
+        return from_wire(self.wire)
+
+    @property
+    def size(self) -> int:
+        """Octets as RFC 1870's SIZE counts them: CRLF line ends, no dot-stuffing, no final dot."""
+        return len(self.wire) - len(END_OF_DATA) - stuffed_dots(self.wire)
 
 
 def clean_text(value: str) -> str:
@@ -101,7 +120,9 @@ class LineEncoder:
     """Quoted-printable line by line with a cache: digests of one issue share most of their lines.
 
     QP encodes each line on its own, so joining encoded lines gives the same bytes as
-    `quoted_printable` at a third of the cost. The cache is cleared when full to bound memory.
+    `quoted_printable` at a third of the cost. Lines come out framed for SMTP DATA (a line
+    that starts with a dot gets a second one, RFC 5321 4.5.2), also once per cached line.
+    The cache is cleared when full to bound memory.
     """
 
     def __init__(self, max_lines: int = 20_000) -> None:
@@ -116,9 +137,17 @@ class LineEncoder:
         for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             encoded = cache.get(line)
             if encoded is None:
-                encoded = cache[line] = binascii.b2a_qp(line.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+                encoded = cache[line] = _stuffed(binascii.b2a_qp(line.encode("utf-8"), istext=True))
             out.append(encoded)
         return b"\r\n".join(out)
+
+
+def _stuffed(encoded: bytes) -> bytes:
+    """CRLF soft breaks, and a doubled dot where a line (or a soft-broken part) starts with one."""
+    encoded = encoded.replace(b"\n", b"\r\n")
+    if b"\n." in encoded:
+        encoded = encoded.replace(b"\r\n.", b"\r\n..")
+    return b"." + encoded if encoded.startswith(b".") else encoded
 
 
 def message_id(secret: str, issue: IssueInfo, address: str, domain: str, test_to: str | None = None) -> str:
@@ -170,10 +199,11 @@ class MessageComposer:
             f"--{boundary}--".encode("ascii"),
             b"",
         ]
-        data = headers.encode("ascii") + b"\r\n".join(body)
+        # Header lines never start with a dot and body lines are stuffed as encoded: this is DATA.
+        wire = headers.encode("ascii") + b"\r\n".join(body) + END_OF_DATA
         if self.signer is not None:
-            data = self.signer.sign(data)
-        return ComposedMessage(message_id=mid, recipient=recipient, data=data)
+            wire = to_wire(self.signer.sign(from_wire(wire)))
+        return ComposedMessage(message_id=mid, recipient=recipient, wire=wire)
 
     def _headers(
         self, subscriber: Subscriber, recipient: str, digest: RenderedDigest,

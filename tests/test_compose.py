@@ -162,10 +162,14 @@ def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path:
                                                  b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click"), dnsfunc=dns)
 
 
-def test_cached_line_encoding_gives_the_same_bytes_as_quoted_printable() -> None:
+def test_cached_line_encoding_gives_quoted_printable_framed_for_smtp_data() -> None:
     from newsletter.compose import LineEncoder, quoted_printable
+    from newsletter.wire import to_wire
 
     encoder = LineEncoder(max_lines=3)
-    samples = ["plain\nlines\n", "trailing \nspace\t\n.\n", "caf\u00e9 " * 40 + "\r\nx\ry", "=?utf-8?q?x?=\n\n", "", "a" * 500]
+    samples = [
+        "plain\nlines\n", "trailing \nspace\t\n.\n", "caf\u00e9 " * 40 + "\r\nx\ry", "=?utf-8?q?x?=\n\n", "", "a" * 500,
+        ".hidden line\n..two dots\n", "x" * 75 + "." + "y" * 90,  # a soft break right before a dot
+    ]
     for text in samples * 2:
-        assert encoder.encode(text) == quoted_printable(text)
+        assert encoder.encode(text) + b"\r\n.\r\n" == to_wire(quoted_printable(text) + b"\r\n")

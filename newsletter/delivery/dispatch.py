@@ -205,9 +205,7 @@ class Dispatcher:
                     client, used = await self._reconnect(), 0
                     _raise_if_cancelled()
                 await self.limiter.acquire()
-                reply = await send_one(
-                    client, self.envelope_from, job.message.recipient, job.message.data, self.target.where,
-                )
+                reply = await send_one(client, self.envelope_from, job.message, self.target.where)
                 _raise_if_cancelled()
                 used += 1
                 if not client.is_connected:

@@ -1,0 +1,94 @@
+"""Messages framed for SMTP DATA where they are built: the server stores exactly what we composed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+import pytest
+from smtp_servers import LoopbackServer, RecordingHandler, write_config
+
+from newsletter.compose import ComposedMessage, MessageComposer
+from newsletter.delivery.smtp import DELIVERED, FAILED, SmtpTarget, close_connection, open_connection, send_one
+from newsletter.models import Subscriber
+from newsletter.render import IssueInfo, RenderedDigest
+from newsletter.settings import load_settings
+from newsletter.wire import from_wire, to_wire
+
+ISSUE = IssueInfo(issue_id="2024-W11", issue_date=date(2024, 3, 14), list_name="test",
+                  title="Test Digest", window_start=date(2024, 3, 8))
+DOTTY = ".\n.hidden\n..two\n" + "x" * 75 + "." + "y" * 90 + "\n. \nend"
+
+
+@pytest.mark.parametrize("message", [
+    b"Subject: a\r\n\r\nbody\r\n",
+    b"Subject: a\r\n\r\n.\r\n.x\r\n..y\r\n",
+    b".starts with a dot\r\n",
+    b"",
+])
+def test_framing_round_trips(message: bytes) -> None:
+    wire = to_wire(message)
+    assert wire.endswith(b"\r\n.\r\n")
+    assert b"\r\n.\r\n" not in wire[:-3]  # no line of the message can end the DATA early
+    assert from_wire(wire) == (message or b"\r\n")
+    assert ComposedMessage("<id@x>", "a@example.org", wire).size == len(message or b"\r\n")
+
+
+def test_lone_line_ends_become_crlf() -> None:
+    assert to_wire(b"a\nb\rc\r\n") == b"a\r\nb\r\nc\r\n.\r\n"
+    assert to_wire(b"no end") == b"no end\r\n.\r\n"
+
+
+def test_from_wire_refuses_bytes_that_are_not_a_data_payload() -> None:
+    with pytest.raises(ValueError):
+        from_wire(b"Subject: a\r\n\r\nbody\r\n")
+
+
+def composed(tmp_path, email: str = "ada@example.org") -> ComposedMessage:
+    composer = MessageComposer(load_settings(write_config(tmp_path)), ISSUE, "secret")
+    digest = RenderedDigest(subject="Digest", html="<p>\n.</p>\n" + DOTTY, text=DOTTY)
+    message = composer.compose(Subscriber(email=email, name="Ada"), digest, "https://x.example/u")
+    assert message.wire == to_wire(message.data)  # what we frame by hand is the generic framing
+    return message
+
+
+def deliver(server: LoopbackServer, *messages: ComposedMessage) -> list[str]:
+    async def run() -> list[str]:
+        client = await open_connection(SmtpTarget(server.host, server.port, timeout=10))
+        try:
+            return [(await send_one(client, "digest@example.org", m)).kind for m in messages]
+        finally:
+            await close_connection(client)
+
+    return asyncio.run(run())
+
+
+def test_the_server_stores_exactly_the_composed_bytes_dots_and_all(tmp_path) -> None:
+    message = composed(tmp_path)
+    with LoopbackServer() as server:
+        assert deliver(server, message, message) == [DELIVERED, DELIVERED]
+    assert [item.data for item in server.handler.received] == [message.data, message.data]
+
+
+def test_a_message_over_the_servers_size_limit_fails_alone(tmp_path) -> None:
+    big, small = composed(tmp_path), composed(tmp_path, "bob@example.org")
+    small = ComposedMessage(small.message_id, small.recipient, to_wire(b"Subject: small\r\n\r\nhi\r\n"))
+    with LoopbackServer(data_size_limit=big.size - 1) as server:
+        assert deliver(server, big, small) == [FAILED, DELIVERED]
+    assert server.handler.recipients() == ["bob@example.org"]
+
+
+def test_a_non_ascii_address_built_elsewhere_is_answered_not_crashed_on(tmp_path) -> None:
+    good = composed(tmp_path)
+    odd = ComposedMessage("<odd@x>", "jos\u00e9@example.org", good.wire)  # compose itself refuses these
+    with LoopbackServer() as server:
+        assert deliver(server, odd, good) == [FAILED, DELIVERED]
+    assert server.handler.recipients() == ["ada@example.org"]
+
+
+def test_a_refused_recipient_leaves_the_connection_ready_for_the_next(tmp_path) -> None:
+    handler = RecordingHandler(rcpt_plan=lambda address, tries: "550 5.1.1 no such user" if "gone" in address else None)
+    first, second = composed(tmp_path, "gone@example.org"), composed(tmp_path)
+    with LoopbackServer(handler) as server:
+        assert deliver(server, first, second) == [FAILED, DELIVERED]
+    assert handler.recipients() == ["ada@example.org"] and handler.connections == 1
