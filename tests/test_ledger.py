@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from newsletter.ledger import Attempt, DeliveryLedger, Outcome
@@ -79,3 +80,38 @@ def test_read_only_peeks_see_what_a_run_recorded_and_change_nothing(tmp_path: Pa
     assert DeliveryLedger.peek_received(tmp_path / "missing.db", "2024-W11", "example", "smtp") == {}
     assert not (tmp_path / "missing.db").exists()
     assert path.read_bytes() == before
+
+
+def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait: float) -> list[str]:
+    """Statuses another process would read `wait` seconds after `outcomes` replies, writer still open."""
+    from newsletter.delivery.dispatch import LedgerWriter
+    from newsletter.ledger import Attempt, Outcome
+
+    path = tmp_path / "ledger.db"
+    ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
+    emails = [f"r{i}@example.org" for i in range(outcomes)]
+
+    async def run() -> list[str]:
+        writer = LedgerWriter(ledger, outcome_batch=batch, outcome_delay=delay)
+        writer.start()
+        await writer.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
+        for email in emails:
+            writer.outcome(Outcome(email, "delivered", "250 ok"))
+        await asyncio.sleep(wait)
+        seen = DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp")
+        await writer.close()
+        return [seen[email].status for email in emails]
+
+    try:
+        return asyncio.run(run())
+    finally:
+        ledger.close()
+
+
+def test_replies_reach_the_disk_soon_even_when_no_other_write_follows(tmp_path: Path) -> None:
+    # e.g. the last messages of a run, then a long backoff for a deferred one: a crash must not re-send them
+    assert _status_after(tmp_path, outcomes=2, batch=100, delay=0.05, wait=1.0) == ["delivered"] * 2
+
+
+def test_a_full_batch_of_replies_is_written_without_waiting_for_the_delay(tmp_path: Path) -> None:
+    assert _status_after(tmp_path, outcomes=3, batch=3, delay=600, wait=1.0) == ["delivered"] * 3

@@ -50,13 +50,22 @@ class DispatchStats:
 
 
 class LedgerWriter:
-    """Batch ledger writes from all connections into few transactions, without losing order."""
+    """Batch ledger writes from all connections into few transactions, without losing order.
 
-    def __init__(self, ledger: DeliveryLedger | None) -> None:
+    Attempts are written at once (the data waits for them). Outcomes ride along with the next
+    write, or go alone once `outcome_batch` are waiting or the oldest is `outcome_delay` old:
+    a crash in that window only re-sends those messages, with the same Message-ID.
+    """
+
+    def __init__(self, ledger: DeliveryLedger | None, outcome_batch: int = 16, outcome_delay: float = 0.05) -> None:
         self.ledger = ledger
+        self.outcome_batch = outcome_batch
+        self.outcome_delay = outcome_delay
         self._attempts: list[tuple[list[Attempt], asyncio.Future[None]]] = []
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_outcomes = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -77,14 +86,22 @@ class LedgerWriter:
         await future
 
     def outcome(self, outcome: Outcome) -> None:
-        if self.ledger is not None:
-            self._outcomes.append(outcome)
-            self._wake.set()
+        if self.ledger is None:
+            return
+        self._outcomes.append(outcome)
+        if len(self._outcomes) >= self.outcome_batch:
+            self._outcomes_due()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.outcome_delay, self._outcomes_due)
+
+    def _outcomes_due(self) -> None:
+        self._flush_outcomes = True
+        self._wake.set()
 
     async def _run(self) -> None:
         assert self.ledger is not None
         while True:
-            if not (self._attempts or self._outcomes):
+            if not (self._attempts or (self._outcomes and (self._flush_outcomes or self._closing))):
                 # Check before waiting: close() may have fired while the last batch was written.
                 if self._closing:
                     return
@@ -93,6 +110,10 @@ class LedgerWriter:
                 continue
             attempts, self._attempts = self._attempts, []
             outcomes, self._outcomes = self._outcomes, []
+            self._flush_outcomes = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             try:
                 await asyncio.to_thread(self.ledger.record, outcomes, [a for batch, _ in attempts for a in batch])
             except BaseException as exc:
@@ -125,7 +146,7 @@ class Dispatcher:
         self.target = target
         self.envelope_from = envelope_from
         self.smtp = smtp
-        self.writer = LedgerWriter(ledger)
+        self.writer = LedgerWriter(ledger, outcome_batch=smtp.connections * 4)
         self.still_wanted = still_wanted
         self.on_outcome = on_outcome
         self.limiter = RateLimiter(smtp.rate_per_second, smtp.rate_per_hour)
