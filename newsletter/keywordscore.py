@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
+import math
+from collections import Counter
 from collections.abc import Sequence
 
-import bm25s
 import numpy as np
 
 from .models import Paper
 from .settings import SelectionSettings
 from .textmatch import terms
-
-# bm25s sets its own logger to DEBUG, which would print index progress on every command.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 TERM_CACHE_SIZE = 8192  # per-term score vectors kept; bounded so free-text keywords cannot grow it
 
@@ -38,8 +35,8 @@ class FieldIndex:
             return cached
         if self.size == 0:
             return np.zeros(0, dtype=np.float32)
-        title = self._title.get_scores([term])
-        body = self._body.get_scores([term])
+        title = self._title.scores(term)
+        body = self._body.scores(term)
         scores = (self.settings.title_weight * title + body).astype(np.float32)
         if len(self._term_cache) >= TERM_CACHE_SIZE:
             self._term_cache.clear()
@@ -98,12 +95,44 @@ def idf_coverage(present: np.ndarray) -> np.ndarray:
     return (present * idf[:, None]).sum(axis=0) / total
 
 
-def _bm25(corpus: list[list[str]], settings: SelectionSettings) -> bm25s.BM25:
-    index = bm25s.BM25(k1=settings.bm25_k1, b=settings.bm25_b)
-    if corpus:
-        # bm25s cannot index an empty document; a placeholder term matches no keyword.
-        index.index([doc or ["\x00"] for doc in corpus], show_progress=False)
-    return index
+def _bm25(corpus: list[list[str]], settings: SelectionSettings) -> Bm25:
+    return Bm25(corpus, k1=settings.bm25_k1, b=settings.bm25_b)
+
+
+class Bm25:
+    """Okapi BM25 as Lucene scores it, kept as one sparse score list per term.
+
+    idf = ln(1 + (N - df + 0.5) / (df + 0.5)); tf part = tf / (tf + k1 * (1 - b + b * len / avglen)).
+    Scores are float32 like the index this replaced (bm25s), so rankings stay the same; ours needs
+    only numpy, where bm25s imported scipy whenever installed (21 MiB in every `send`).
+    """
+
+    def __init__(self, corpus: Sequence[Sequence[str]], k1: float, b: float) -> None:
+        self.size = len(corpus)
+        lengths = np.array([len(doc) or 1 for doc in corpus], dtype=np.float64)  # an empty text counts one
+        average = lengths.mean() if self.size else 1.0
+        norms = k1 * ((1 - b) + b * lengths / average)
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for index, doc in enumerate(corpus):
+            for term, count in Counter(doc).items():
+                docs, counts = postings.setdefault(term, ([], []))
+                docs.append(index)
+                counts.append(count)
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term, (docs, counts) in postings.items():
+            df = len(docs)
+            idf = np.float32(math.log(1 + (self.size - df + 0.5) / (df + 0.5)))
+            tf = np.array(counts, dtype=np.float64)
+            at = np.array(docs, dtype=np.intp)
+            self._postings[term] = (at, (np.float64(idf) * (tf / (norms[at] + tf))).astype(np.float32))
+
+    def scores(self, term: str) -> np.ndarray:
+        """This term's score in every document (0 where it does not occur)."""
+        out = np.zeros(self.size, dtype=np.float32)
+        found = self._postings.get(term)
+        if found is not None:
+            out[found[0]] = found[1]
+        return out
 
 
 def _positions(doc: list[str]) -> dict[str, list[int]]:

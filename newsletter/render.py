@@ -44,7 +44,7 @@ TEXT_TEMPLATE = "digest.txt"
 CARD_HTML_TEMPLATE = "paper.html"
 CARD_TEXT_TEMPLATE = "paper.txt"
 SUBJECT_MAX = 120
-_CARD_CACHE_MAX = 20_000  # filled cards kept per issue: enough for shared profiles, bounded memory
+_CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory (~10 MB)
 
 
 @dataclass(frozen=True)

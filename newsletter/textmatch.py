@@ -7,11 +7,15 @@ import unicodedata
 from functools import lru_cache
 
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SPACE = re.compile(r"\s+")
-_STOPWORDS = frozenset(STOPWORDS_EN)
+# Lucene's classic English stop set: function words only, so 'not' or 'no' in a keyword is dropped
+# but nothing a researcher would follow ('model', 'learning') ever is.
+_STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such"
+    " that the their then there these they this to was will with".split()
+)
 _STEMMER = Stemmer.Stemmer("english")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from newsletter.models import Paper
 from newsletter.selection import Ranker, rank_papers
 from newsletter.settings import SelectionSettings
@@ -177,3 +179,29 @@ def test_a_keyword_string_is_split_not_read_letter_by_letter() -> None:
 def test_a_paper_given_twice_is_ranked_once() -> None:
     twice = [paper("a", "Diffusion"), paper("a", "Diffusion"), paper("b", "Diffusion")]
     assert sorted(ids(rank_papers(twice, ["diffusion"], ISSUE, SelectionSettings()))) == ["a", "b"]
+
+
+def test_bm25_is_lucenes_variant() -> None:
+    import math
+
+    from newsletter.keywordscore import Bm25
+
+    corpus = [["graph", "neural", "graph"], ["graph"], ["vision"], []]
+    index = Bm25(corpus, k1=1.2, b=0.75)
+    lengths, average = [3, 1, 1, 1], 1.5  # an empty text counts as one word
+    idf = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5))  # 'graph' is in 2 of 4 documents
+    expected = [idf * tf / (tf + 1.2 * (0.25 + 0.75 * n / average)) for tf, n in ((2, 3), (1, 1))]
+    assert index.scores("graph").tolist() == pytest.approx(expected + [0.0, 0.0], rel=1e-6)
+    assert index.scores("absent").tolist() == [0.0] * 4
+    assert Bm25([], k1=1.2, b=0.75).scores("graph").tolist() == []
+
+
+def test_a_send_does_not_import_what_it_does_not_use() -> None:
+    """scipy (pulled in by bm25s when installed) and httpx (fetching only) cost 30 MiB per process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, newsletter.send, newsletter.cli; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'bm25s', 'httpx'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -206,7 +207,8 @@ class SubscriberStore:
         for _, fields in rows:
             if email is not None and email < len(fields):
                 value = fields[status].strip().lower() if status is not None and status < len(fields) else ""
-                statuses.setdefault(fields[email].strip().lower(), value or "active")
+                # One shared string per status, not one per row: 100,000 rows are 5 MB less.
+                statuses.setdefault(fields[email].strip().lower(), sys.intern(value or "active"))
         return statuses
 
     @contextlib.contextmanager
