@@ -249,8 +249,30 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
     print(f"spread: ceiling {min(ceilings):.0f}-{max(ceilings):.0f}, end to end {min(pipelines):.0f}-{max(pipelines):.0f}")
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared with forked builders are split between them, not counted twice."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its children (the builder processes)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            pids += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
 def memory(subscribers: int, connections: int, processes: int | None) -> None:
-    """Peak RSS of a whole run, measured in a fresh process so nothing else inflates it."""
+    """Peak memory of a whole run, measured in a fresh process so nothing else inflates it."""
     sink, port, _count = start_sink()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -265,11 +287,19 @@ def memory(subscribers: int, connections: int, processes: int | None) -> None:
             "print(r.sent, round(time.perf_counter() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
             " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         ) % (str(REPO), str(config))
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        peak_pss = 0
+        while run.poll() is None:  # sampled every 0.2 s: the whole tree, sender and builders together
+            peak_pss = max(peak_pss, sum(_pss_kib(pid) for pid in _tree(run.pid)))
+            time.sleep(0.2)
+        out, _ = run.communicate()
+        if run.returncode:
+            raise SystemExit(f"the run failed with exit code {run.returncode}")
     sink.terminate()
     sent, seconds, rss_kib, child_kib = out.split()
     print(f"{subscribers} subscribers: {sent} sent in {seconds}s, peak RSS {int(rss_kib) / 1024:.0f} MiB"
-          f" (sender process), largest builder process {int(child_kib) / 1024:.0f} MiB")
+          f" (sender process), largest builder process {int(child_kib) / 1024:.0f} MiB; "
+          f"all processes together (PSS, sampled): {peak_pss / 1024:.0f} MiB")
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,21 @@ def ledger_rows(folder: Path) -> dict[str, tuple[str, int, str | None]]:
     with sqlite3.connect(folder / "newsletter.db") as db:
         rows = db.execute("SELECT email, status, attempts, last_reply FROM deliveries").fetchall()
     return {email: (status, attempts, reply) for email, status, attempts, reply in rows}
+
+
+def test_a_list_nobody_touches_during_the_run_is_never_loaded_again(tmp_path: Path) -> None:
+    from newsletter.send import _still_wanted
+
+    csv_path = tmp_path / "subscribers" / "test.csv"
+    active = write_subscribers(csv_path, 5)
+    an_hour_ago = time.time() - 3600
+    os.utime(csv_path, (an_hour_ago, an_hour_ago))
+    store = SubscriberStore(csv_path)
+    still_wanted = _still_wanted(store)
+    assert all(still_wanted(address) for address in active)
+    assert store._status_cache is None  # nothing read: 100,000 rows would be a 15 MB table
+    store.unsubscribe(active[0])
+    assert [still_wanted(address) for address in active] == [False, True, True, True, True]
 
 
 def test_every_active_subscriber_gets_one_message_over_reused_connections(tmp_path: Path) -> None:
@@ -170,10 +187,14 @@ def test_many_failures_in_a_row_stop_the_run_early(tmp_path: Path) -> None:
     assert len(ledger_rows(tmp_path)) < 40
 
 
+@pytest.mark.parametrize("settled", [False, True], ids=["list-just-written", "list-written-an-hour-ago"])
 @pytest.mark.parametrize("position", [2, -1], ids=["already-queued", "not-yet-queued"])
-def test_an_unsubscribe_during_the_run_is_honoured(tmp_path: Path, position: int) -> None:
+def test_an_unsubscribe_during_the_run_is_honoured(tmp_path: Path, position: int, settled: bool) -> None:
     csv_path = tmp_path / "subscribers" / "test.csv"
     active = write_subscribers(csv_path, 30)
+    if settled:  # the send trusts this version of the file until it changes, without a status table
+        an_hour_ago = time.time() - 3600
+        os.utime(csv_path, (an_hour_ago, an_hour_ago))
     leaver = active[position]
     store = SubscriberStore(csv_path)
     handler = RecordingHandler(on_message=lambda item: store.unsubscribe(leaver) if len(handler.received) == 1 else None)

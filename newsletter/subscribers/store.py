@@ -184,18 +184,30 @@ class SubscriberStore:
         """Cheap enough per message: re-reads only when the file changed, so unsubscribes land mid-send."""
         return self._statuses().get(email.strip().lower()) == "active"
 
-    def _statuses(self) -> dict[str, str]:
+    def version(self) -> tuple[int, int, int] | None:
+        """The file as it is now (inode, mtime, size), or None when written too recently to trust."""
+        signature = self._signature()
+        return None if time.time_ns() - signature[1] < RACY_NS else signature
+
+    def is_version(self, version: tuple[int, int, int] | None) -> bool:
+        """True while the file is still that version: nobody has changed the list since."""
+        return version is not None and self._signature() == version
+
+    def _signature(self) -> tuple[int, int, int]:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
             raise missing_list_error(self.path) from None
-        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _statuses(self) -> dict[str, str]:
+        signature = self._signature()
         cache = self._status_cache
         if cache is None or cache.signature != signature or cache.racy:
             loaded_at = time.time_ns()
             # As git does for its index: a file modified moments before we read it could change
             # again within the same mtime tick, so such a read is not trusted for the next call.
-            racy = loaded_at - stat.st_mtime_ns < RACY_NS
+            racy = loaded_at - signature[1] < RACY_NS
             cache = self._status_cache = StatusCache(signature, self._load_statuses(), racy)
         return cache.statuses
 
