@@ -7,7 +7,11 @@ End to end = run_send with a real-SMTP config: load and rank papers, select per 
 render, compose, ledger, deliver over `connections` aiosmtplib connections. Ceiling = plain
 aiosmtplib sending pre-built messages (composed by the same pipeline) over the same number of
 connections to the same sink. The sink is a minimal asyncio SMTP responder in its own process
-that only counts messages, so it is not the bottleneck.
+that only counts messages, so it is not the bottleneck (its CPU per message is printed).
+
+For reference, "delivery only" sends the same pre-built messages through newsletter's own
+sender (messages framed for DATA where they are built, no ledger): the most `send` could do
+if selecting, rendering and composing cost nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from newsletter.compose import ComposedMessage
 from newsletter.send import SendOptions, run_send
 from newsletter.settings import load_settings
 
@@ -148,7 +153,7 @@ messages_per_connection = 1000000
     return path
 
 
-def prebuilt_messages(folder: Path, port: int, connections: int, n: int = 300) -> list[tuple[str, bytes]]:
+def prebuilt_messages(folder: Path, port: int, connections: int, n: int = 300) -> list[ComposedMessage]:
     """Messages composed by the real pipeline (dry run), so the ceiling sends the same sizes."""
     from newsletter.issue import LinkSigner, prepare_issue
     from newsletter.send import DigestPlanner, SendReport
@@ -160,10 +165,32 @@ def prebuilt_messages(folder: Path, port: int, connections: int, n: int = 300) -
     planner = DigestPlanner(settings, issue, LinkSigner.for_run(settings, False), SendOptions(), report)
     messages = []
     for job in planner.jobs(SubscriberStore(settings.list_path()).iter_subscribers(), {}, {}):
-        messages.append((job.message.recipient, job.message.data))
+        messages.append(job.message)
         if len(messages) == n:
             break
     return messages
+
+
+async def _delivery_only(port: int, connections: int, messages: list[ComposedMessage], total: int) -> None:
+    from newsletter.delivery.smtp import SmtpTarget, close_connection, open_connection, send_one
+
+    remaining = iter(range(total))
+
+    async def worker() -> None:
+        client = await open_connection(SmtpTarget(host="127.0.0.1", port=port))
+        for i in remaining:
+            await send_one(client, "digest@example.org", messages[i % len(messages)])
+        await close_connection(client)
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+
+
+def measure_delivery_only(port: int, connections: int, messages: list[ComposedMessage], total: int) -> float:
+    started, cpu = time.perf_counter(), cpu_seconds()
+    asyncio.run(_delivery_only(port, connections, messages, total))
+    rate = total / (time.perf_counter() - started)
+    print(f"  delivery only: sender CPU {1000 * (cpu_seconds() - cpu) / total:.2f} ms/msg", flush=True)
+    return rate
 
 
 async def _ceiling(port: int, connections: int, messages: list[tuple[str, bytes]], total: int) -> None:
@@ -231,7 +258,8 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
         write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
-        messages = prebuilt_messages(folder, port, connections)
+        composed = prebuilt_messages(folder, port, connections)
+        messages = [(message.recipient, message.data) for message in composed]
         size = statistics.mean(len(data) for _, data in messages)
         builders = "auto" if processes is None else processes
         print(f"{subscribers} subscribers, {connections} connections, compose processes {builders}, "
@@ -242,6 +270,8 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
             pipelines.append(measure_pipeline(folder, port, sink.pid, connections, subscribers, processes))
             print(f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
                   f"   ratio {pipelines[-1] / ceilings[-1]:.2f}", flush=True)
+        delivery = measure_delivery_only(port, connections, composed, subscribers)
+        print(f"for reference: delivery only {delivery:.0f} msg/s (pre-built messages, newsletter's sender, no ledger)")
         print(f"sink counted {count.value} messages")  # type: ignore[attr-defined]
     sink.terminate()
     print(f"best: ceiling {max(ceilings):.0f} msg/s, end to end {max(pipelines):.0f} msg/s, "

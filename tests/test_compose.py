@@ -18,6 +18,7 @@ from newsletter.models import Subscriber
 from newsletter.render import IssueInfo, RenderedDigest
 from newsletter.send import SendOptions, run_send
 from newsletter.settings import Settings, load_settings
+from newsletter.wire import to_wire
 
 ISSUE = IssueInfo(issue_id="2024-W11", issue_date=date(2024, 3, 14), list_name="test",
                   title="Test Digest", window_start=date(2024, 3, 8))
@@ -99,8 +100,14 @@ def test_message_id_is_the_same_for_the_same_issue_and_subscriber_on_every_run(t
 def test_no_header_injection_through_names_subjects_or_titles(tmp_path: Path, evil: str) -> None:
     settings = settings_for(tmp_path, title=evil, sender={"name": evil, "address": "digest@example.org"})
     composer = MessageComposer(settings, ISSUE, "secret")
-    composed = composer.compose(Subscriber(email="a@example.org", name=evil), digest(f"Digest: {evil}"), URL)
-    assert_clean(composed.data)
+    smuggler = RenderedDigest(subject=f"Digest: {evil}", html=f"<p>{evil}</p>\n.\r\nMAIL FROM:<x@y>\r\n\n.\n.hidden\n..two\n",
+                              text=f"{evil}\r\n.\r\nRCPT TO:<x@y>\n.\rx\r.\r\n")
+    for body in (digest(f"Digest: {evil}"), smuggler):
+        composed = composer.compose(Subscriber(email="a@example.org", name=evil), body, URL)
+        assert_clean(composed.data)
+        # Framed by hand as it is built: only CRLF line ends, every leading dot doubled, one end marker.
+        assert composed.wire == to_wire(composed.data)
+        assert composed.wire.find(b"\r\n.\r\n") == len(composed.wire) - 5
     message = parse(composed.data)
     assert "bcc" not in [name.lower() for name in message.keys()]
     assert message["to"].addresses[0].addr_spec == "a@example.org"
