@@ -92,3 +92,51 @@ def test_a_refused_recipient_leaves_the_connection_ready_for_the_next(tmp_path) 
     with LoopbackServer(handler) as server:
         assert deliver(server, first, second) == [FAILED, DELIVERED]
     assert handler.recipients() == ["ada@example.org"] and handler.connections == 1
+
+
+class HeloOnlyServer(asyncio.Protocol):
+    """An old server: no ESMTP (EHLO is refused, so no SIZE either); keeps each message it takes."""
+
+    messages: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport, self.buffer, self.data = transport, b"", None
+        transport.write(b"220 old.example SMTP\r\n")
+
+    def data_received(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while True:
+            if self.data is not None:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                HeloOnlyServer.messages.append(self.buffer[: end + 2])
+                self.buffer, self.data = self.buffer[end + 5:], None
+                self.transport.write(b"250 queued\r\n")
+                continue
+            line, found, rest = self.buffer.partition(b"\r\n")
+            if not found:
+                return
+            self.buffer = rest
+            verb = line[:4].upper()
+            if verb == b"EHLO" or b"SIZE=" in line.upper():
+                self.transport.write(b"502 5.5.1 command not recognised\r\n")
+            elif verb == b"DATA":
+                self.data, self.buffer = b"", b"\r\n" + self.buffer
+                self.transport.write(b"354 go on\r\n")
+            elif verb == b"QUIT":
+                self.transport.write(b"221 bye\r\n")
+                self.transport.close()
+            else:
+                self.transport.write(b"250 ok\r\n")
+
+
+def test_a_server_without_ehlo_gets_helo_and_no_size(tmp_path) -> None:
+    message = composed(tmp_path)
+    HeloOnlyServer.messages = []
+    with LoopbackServer(factory=HeloOnlyServer) as server:
+        assert deliver(server, message) == [DELIVERED]
+    # What a receiving server stores once it removes the doubled dots, as RFC 5321 4.5.2 says.
+    stored = HeloOnlyServer.messages[0][2:].replace(b"\r\n..", b"\r\n.")
+    assert stored == message.data
