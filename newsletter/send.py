@@ -379,7 +379,10 @@ class ParallelBuilder:
         self.chunk = chunk
         self.ahead = processes * 3
         gc.freeze()  # the collector in a builder would write to every inherited object: pages stay shared
-        self.pool = multiprocessing.get_context("fork").Pool(processes, initializer=_die_with_parent)
+        try:
+            self.pool = multiprocessing.get_context("fork").Pool(processes, initializer=_die_with_parent)
+        finally:
+            gc.unfreeze()  # only the builders needed it; the sender collects as usual
 
     async def build(self, wanted: Iterator[Wanted]) -> AsyncIterator[Built]:
         """Results in order; the pool's callbacks wake the loop, so no thread of ours waits on them."""
