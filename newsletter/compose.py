@@ -36,7 +36,7 @@ class HeaderValueError(ValueError):
 class ComposedMessage:
     """The bytes handed to the SMTP server and the id that ties them to the ledger.
 
-    Kept as the DATA payload (framed by to_wire where it is built, often a builder process),
+    Kept as the DATA payload (framed for DATA where it is built, often in a builder process),
     so the sending loop writes it as is; `data` gives back the message itself.
     """
 

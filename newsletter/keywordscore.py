@@ -23,8 +23,8 @@ class FieldIndex:
         self.title_terms = [terms(p.title) for p in papers]
         self.body_terms = [terms(" ".join([p.abstract, *p.keywords])) for p in papers]
         self.size = len(papers)
-        self._title = _bm25(self.title_terms, settings)
-        self._body = _bm25(self.body_terms, settings)
+        self._title = Bm25(self.title_terms, k1=settings.bm25_k1, b=settings.bm25_b)
+        self._body = Bm25(self.body_terms, k1=settings.bm25_k1, b=settings.bm25_b)
         self._positions: dict[int, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
         self._term_cache: dict[str, np.ndarray] = {}
 
@@ -93,10 +93,6 @@ def idf_coverage(present: np.ndarray) -> np.ndarray:
     if total <= 0:
         return present.mean(axis=0)
     return (present * idf[:, None]).sum(axis=0) / total
-
-
-def _bm25(corpus: list[list[str]], settings: SelectionSettings) -> Bm25:
-    return Bm25(corpus, k1=settings.bm25_k1, b=settings.bm25_b)
 
 
 class Bm25:

@@ -171,7 +171,6 @@ def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path:
 
 def test_cached_line_encoding_gives_quoted_printable_framed_for_smtp_data() -> None:
     from newsletter.compose import LineEncoder, quoted_printable
-    from newsletter.wire import to_wire
 
     encoder = LineEncoder(max_lines=3)
     samples = [

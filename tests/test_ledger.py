@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from newsletter.delivery.dispatch import LedgerWriter
 from newsletter.ledger import Attempt, DeliveryLedger, Outcome
 
 
@@ -84,9 +85,6 @@ def test_read_only_peeks_see_what_a_run_recorded_and_change_nothing(tmp_path: Pa
 
 def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait: float) -> list[str]:
     """Statuses another process would read `wait` seconds after `outcomes` replies, writer still open."""
-    from newsletter.delivery.dispatch import LedgerWriter
-    from newsletter.ledger import Attempt, Outcome
-
     path = tmp_path / "ledger.db"
     ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
     emails = [f"r{i}@example.org" for i in range(outcomes)]
