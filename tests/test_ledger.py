@@ -84,10 +84,14 @@ def test_read_only_peeks_see_what_a_run_recorded_and_change_nothing(tmp_path: Pa
 
 
 def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait: float) -> list[str]:
-    """Statuses another process would read `wait` seconds after `outcomes` replies, writer still open."""
+    """Statuses another process reads once all are final, or after `wait` seconds; writer still open."""
     path = tmp_path / "ledger.db"
     ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
     emails = [f"r{i}@example.org" for i in range(outcomes)]
+
+    def statuses() -> list[str]:
+        seen = DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp")
+        return [seen[email].status for email in emails]
 
     async def run() -> list[str]:
         writer = LedgerWriter(ledger, outcome_batch=batch, outcome_delay=delay)
@@ -95,10 +99,11 @@ def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait:
         await writer.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
         for email in emails:
             writer.outcome(Outcome(email, "delivered", "250 ok"))
-        await asyncio.sleep(wait)
-        seen = DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp")
+        deadline = asyncio.get_running_loop().time() + wait
+        while "sending" in (found := statuses()) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
         await writer.close()
-        return [seen[email].status for email in emails]
+        return found
 
     try:
         return asyncio.run(run())
@@ -108,8 +113,8 @@ def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait:
 
 def test_replies_reach_the_disk_soon_even_when_no_other_write_follows(tmp_path: Path) -> None:
     # e.g. the last messages of a run, then a long backoff for a deferred one: a crash must not re-send them
-    assert _status_after(tmp_path, outcomes=2, batch=100, delay=0.05, wait=1.0) == ["delivered"] * 2
+    assert _status_after(tmp_path, outcomes=2, batch=100, delay=0.05, wait=10) == ["delivered"] * 2
 
 
 def test_a_full_batch_of_replies_is_written_without_waiting_for_the_delay(tmp_path: Path) -> None:
-    assert _status_after(tmp_path, outcomes=3, batch=3, delay=600, wait=1.0) == ["delivered"] * 3
+    assert _status_after(tmp_path, outcomes=3, batch=3, delay=600, wait=10) == ["delivered"] * 3
