@@ -9,7 +9,7 @@ import pytest
 from smtp_servers import LoopbackServer, RecordingHandler, write_config
 
 from newsletter.compose import ComposedMessage, MessageComposer
-from newsletter.delivery.smtp import DELIVERED, FAILED, SmtpTarget, close_connection, open_connection, send_one
+from newsletter.delivery.smtp import DELIVERED, FAILED, TEMPORARY, SmtpTarget, close_connection, open_connection, send_one
 from newsletter.models import Subscriber
 from newsletter.render import IssueInfo, RenderedDigest
 from newsletter.settings import load_settings
@@ -98,6 +98,7 @@ class HeloOnlyServer(asyncio.Protocol):
     """An old server: no ESMTP (EHLO is refused, so no SIZE either); keeps each message it takes."""
 
     messages: list[bytes] = []
+    data_reply = b"354 go on\r\n"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -122,9 +123,11 @@ class HeloOnlyServer(asyncio.Protocol):
             verb = line[:4].upper()
             if verb == b"EHLO" or b"SIZE=" in line.upper():
                 self.transport.write(b"502 5.5.1 command not recognised\r\n")
+            elif verb == b"DATA" and not self.data_reply.startswith(b"354"):
+                self.transport.write(self.data_reply)
             elif verb == b"DATA":
                 self.data, self.buffer = b"", b"\r\n" + self.buffer
-                self.transport.write(b"354 go on\r\n")
+                self.transport.write(self.data_reply)
             elif verb == b"QUIT":
                 self.transport.write(b"221 bye\r\n")
                 self.transport.close()
@@ -140,3 +143,14 @@ def test_a_server_without_ehlo_gets_helo_and_no_size(tmp_path) -> None:
     # What a receiving server stores once it removes the doubled dots, as RFC 5321 4.5.2 says.
     stored = HeloOnlyServer.messages[0][2:].replace(b"\r\n..", b"\r\n.")
     assert stored == message.data
+
+
+def test_an_odd_answer_to_data_is_never_taken_for_a_delivery(tmp_path) -> None:
+    HeloOnlyServer.messages = []
+    HeloOnlyServer.data_reply = b"250 sure\r\n"  # instead of 354: the message was never sent
+    try:
+        with LoopbackServer(factory=HeloOnlyServer) as server:
+            assert deliver(server, composed(tmp_path)) == [TEMPORARY]
+    finally:
+        HeloOnlyServer.data_reply = b"354 go on\r\n"
+    assert HeloOnlyServer.messages == []

@@ -168,18 +168,18 @@ async def _transaction(client: aiosmtplib.SMTP, sender: str, message: ComposedMe
                     f"the SMTP server refused the sender address ({reply.code} {one_line(reply.message)})",
                     where=where, fix="check sender.address in newsletter.toml is allowed by this server",
                 )
-            return classify(reply.code, reply.message)
+            return _not_accepted(reply)
         reply = await client.execute_command(b"RCPT", b"TO:<" + message.recipient.encode("ascii") + b">")
     except ValueError:  # a control character in an address: aiosmtplib refuses to send the command
         await _reset(client)
         return Reply(FAILED, 0, "not sent: the address contains a control character")
     if reply.code not in (250, 251):
         await _reset(client)
-        return classify(reply.code, reply.message)
+        return _not_accepted(reply)
     reply = await client.execute_command(b"DATA")
     if reply.code != 354:
         await _reset(client)
-        return classify(reply.code, reply.message)
+        return _not_accepted(reply)
     protocol = client.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
@@ -192,6 +192,12 @@ async def _transaction(client: aiosmtplib.SMTP, sender: str, message: ComposedMe
     if reply.code == 421:
         client.close()  # the server is going away: reconnect for the next message
     return classify(reply.code, reply.message)
+
+
+def _not_accepted(reply: aiosmtplib.SMTPResponse) -> Reply:
+    """A step before the data was refused: 5xx is final, anything else (even an odd 2xx) is retried."""
+    kind = FAILED if 500 <= reply.code < 600 else TEMPORARY
+    return Reply(kind, reply.code, reply.message)
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:
