@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import builtins
-import contextlib
-import ctypes
-import gc
 import hashlib
-import itertools
-import multiprocessing
-import os
-import signal
-import sys
+import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -24,6 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from .builders import ParallelBuilder
 from .compose import HeaderValueError, MessageComposer
 from .delivery import Dispatcher, EmbeddedServer, Job, SmtpTarget
 from .errors import LedgerError, NewsletterError
@@ -39,7 +31,6 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 _PREPARE_ALL_UP_TO = 1_000  # papers in the window; beyond that, cards are inlined as picked
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: cron should simply run us again
-_PARALLEL_FROM_BYTES = 256 * 1024  # about 3,000 subscribers: below that, forking costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -201,7 +192,7 @@ def _send_recorded(
     on_outcome: Callable[[str, str], None] | None,
 ) -> None:
     processes = ParallelBuilder.processes_for(settings, store.path)
-    builder = ParallelBuilder(planner, processes) if processes else None  # fork before opening the ledger
+    builder = ParallelBuilder(planner.build, processes) if processes else None  # fork before opening the ledger
     try:
         ledger = DeliveryLedger(settings.path(settings.ledger), report.issue, report.list, report.channel)
         try:
@@ -350,87 +341,6 @@ class DigestPlanner:
         except HeaderValueError as exc:
             return resumed, f"{subscriber.email}: {exc}"
         return resumed, Job(subscriber.key, message, tuple(p.paper.id for p in picks))
-
-
-_WORKER_PLANNER: DigestPlanner | None = None  # set in the parent just before the fork
-
-
-def _die_with_parent() -> None:
-    """After a kill -9 of the sender, its builders must not linger (Linux; elsewhere best effort)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _build_chunk(chunk: list[Wanted]) -> list[Built]:
-    assert _WORKER_PLANNER is not None
-    return [_WORKER_PLANNER.build(item) for item in chunk]
-
-
-class ParallelBuilder:
-    """Select, render and compose in forked processes, so the sending loop keeps its own core.
-
-    Results come back in file order, and only a few chunks run ahead, so memory stays flat
-    however long the list is.
-    """
-
-    def __init__(self, planner: DigestPlanner, processes: int, chunk: int = 32) -> None:
-        global _WORKER_PLANNER
-        _WORKER_PLANNER = planner  # inherited by fork: no pickling of templates or rankers
-        self.chunk = chunk
-        self.ahead = processes * 3
-        gc.freeze()  # the collector in a builder would write to every inherited object: pages stay shared
-        try:
-            self.pool = multiprocessing.get_context("fork").Pool(processes, initializer=_die_with_parent)
-        finally:
-            gc.unfreeze()  # only the builders needed it; the sender collects as usual
-
-    async def build(self, wanted: Iterator[Wanted]) -> AsyncIterator[Built]:
-        """Results in order; the pool's callbacks wake the loop, so no thread of ours waits on them."""
-        pending: deque[asyncio.Future[list[Built]]] = deque()
-        while chunk := list(itertools.islice(wanted, self.chunk)):
-            pending.append(self._submit(chunk))
-            if len(pending) >= self.ahead:
-                for built in await pending.popleft():
-                    yield built
-        while pending:
-            for built in await pending.popleft():
-                yield built
-
-    def _submit(self, chunk: list[Wanted]) -> asyncio.Future[list[Built]]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Built]] = loop.create_future()
-
-        def settle(result: list[Built] | BaseException) -> None:
-            if future.done():
-                return
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-        def report(result: list[Built] | BaseException) -> None:
-            with contextlib.suppress(RuntimeError):  # the run already stopped and closed its loop
-                loop.call_soon_threadsafe(settle, result)
-
-        self.pool.apply_async(_build_chunk, (chunk,), callback=report, error_callback=report)
-        return future
-
-    def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
-
-    @staticmethod
-    def processes_for(settings: Settings, list_path: Path) -> int:
-        """0 (build in-process) for small lists or one core; else the configured or spare cores."""
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return 0
-        if settings.smtp.compose_processes is not None:
-            return settings.smtp.compose_processes
-        if not sys.platform.startswith("linux"):
-            return 0  # builders inherit the run lock; only Linux can make them die with the sender
-        size = list_path.stat().st_size if list_path.is_file() else 0
-        cores = os.cpu_count() or 1
-        return min(cores - 1, 4) if size >= _PARALLEL_FROM_BYTES else 0
 
 
 __all__ = ["NewsletterError", "SendOptions", "SendReport", "in_shard", "run_send"]

@@ -237,3 +237,29 @@ def test_an_error_while_building_a_digest_stops_the_run_with_that_error(
     with LoopbackServer() as server, pytest.raises(TemplateError, match="digest.html"):
         send(tmp_path, server.port, compose_processes=processes)
     assert len(server.handler.received) < 60
+
+
+def test_a_builder_process_that_dies_stops_the_run_with_a_clear_error_and_the_next_run_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from newsletter.errors import NewsletterError
+    from newsletter.send import DigestPlanner
+
+    original = DigestPlanner.build
+
+    def build(self: DigestPlanner, wanted: Any) -> Any:
+        if wanted[0].email.endswith("0030@example.com"):
+            os._exit(3)  # as if the kernel's OOM killer took it
+        return original(self, wanted)
+
+    monkeypatch.setattr(DigestPlanner, "build", build)
+    active = write_subscribers(tmp_path / "subscribers" / "test.csv", 60)
+    with LoopbackServer() as server:
+        with pytest.raises(NewsletterError, match="builder process stopped") as stopped:
+            send(tmp_path, server.port, compose_processes=2)
+        assert "compose_processes" in stopped.value.fix
+        assert len(server.handler.received) < 60
+        assert {status for status, _, _ in ledger_rows(tmp_path).values()} <= {"sending", "delivered"}
+        monkeypatch.undo()
+        send(tmp_path, server.port, compose_processes=2)
+    assert sorted(set(server.handler.recipients())) == sorted(active)
