@@ -8,6 +8,7 @@ for the GIL to hand results over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import itertools
@@ -43,8 +44,10 @@ def _serve(inbox: int, outbox: int, not_ours: list[int]) -> None:
     for fd in not_ours:  # the sender's ends of every pipe, so EOF reaches whoever waits for it
         os.close(fd)
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sender's to handle: it stops us
     assert _work is not None
-    with open(inbox, "rb") as requests, open(outbox, "wb") as replies:
+    with open(inbox, "rb") as requests, open(outbox, "wb") as replies, contextlib.suppress(BrokenPipeError):
+        # A broken pipe means the sender stopped (an error, Ctrl-C): nothing left to do, quietly.
         while header := requests.read(_HEADER):
             chunk = pickle.loads(requests.read(int.from_bytes(header, "big")))
             try:

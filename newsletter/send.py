@@ -119,6 +119,10 @@ def run_send(
         log.error("send stopped after %.1fs: %s", time.monotonic() - started, exc.message,
                   extra={"shown_to_user": True})
         raise
+    except KeyboardInterrupt:
+        log.warning("send interrupted after %.1fs; the next run resumes", time.monotonic() - started,
+                    extra={"shown_to_user": True})
+        raise
     report.duration_seconds = round(time.monotonic() - started, 3)
     log.info("%s", report.summary())
     return report

@@ -25,12 +25,13 @@ from smtp_servers import (
 SUBSCRIBERS = 300
 
 
-def start_send(folder: Path, *args: str) -> subprocess.Popen[str]:
+def start_send(folder: Path, *args: str, start_new_session: bool = False) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env = {key: value for key, value in env.items() if not key.startswith("NEWSLETTER_")}
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"), "send", *args],
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=start_new_session,
     )
 
 
@@ -111,3 +112,25 @@ def test_the_sending_row_is_on_disk_before_data_so_a_kill_mid_data_is_resumed(tm
     assert report["resumed"] == in_flight and report["sent"] == 3
     delivered = {item.recipient: item.message_id for item in server.handler.received}
     assert delivered[victim] == message_id
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(tmp_path: Path) -> None:
+    active = write_subscribers(tmp_path / "subscribers" / "test.csv", SUBSCRIBERS)
+    handler = RecordingHandler(delay=0.01)
+    with LoopbackServer(handler) as server:
+        write_config(tmp_path, port=server.port, connections=2, compose_processes=2)
+        first = start_send(tmp_path, start_new_session=True)
+        wait_until(lambda: len(handler.received) >= 40 or first.poll() is not None)
+        os.killpg(first.pid, signal.SIGINT)  # the whole process group, as a terminal's Ctrl-C does
+        _, err = first.communicate(timeout=30)
+        assert first.returncode == 130, err
+        assert err.startswith("Interrupted after ") and "run the same command again" in err
+        assert "Traceback" not in err  # neither the sender nor a builder process
+        with pytest.raises(ProcessLookupError):
+            os.killpg(first.pid, 0)  # no builder process left behind
+
+        handler.delay = 0.0
+        second = start_send(tmp_path)
+        _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert sorted({item.recipient for item in handler.received}) == active

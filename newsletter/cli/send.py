@@ -46,6 +46,11 @@ def send(
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:
         report = run_send(app.settings, options, on_outcome=progress.tick)
+    except KeyboardInterrupt:
+        progress.done()
+        click.echo(f"Interrupted after {progress.counts.get('delivered', 0)} sent: run the same command "
+                   "again to resume (nobody gets the issue twice).", err=True)
+        sys.exit(130)
     finally:
         progress.done()  # end the live line before any summary or error
     for problem in report.problems:
@@ -82,6 +87,8 @@ class _Progress:
         click.echo(f"\r\x1b[2K{text} ({rate:.0f}/s)", nl=False, err=True)
 
     def done(self) -> None:
+        """End the live line (once), so what is printed next starts on a line of its own."""
         if self.enabled and self.counts:
             self._draw(time.monotonic())
             click.echo("", err=True)
+        self.enabled = False
