@@ -35,7 +35,7 @@ def send(
     """Send this week's digest to every active subscriber who has not had it yet.
 
     Exit status: 0 everyone has a final outcome, 75 some deliveries were deferred
-    (run again to resume), 1 the run stopped on an error.
+    (run again to resume), 1 the run stopped on an error, 130 interrupted (Ctrl-C).
 
     Example: newsletter send --list example --date 2024-03-14
     """
