@@ -20,7 +20,7 @@ import sys
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ class _Builder:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.WriteTransport | None = None
     reader_transport: asyncio.ReadTransport | None = None
-    fds_open: bool = field(default=True)
+    fds_open: bool = True
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
