@@ -6,15 +6,13 @@ import email
 import email.policy
 import json
 import mailbox
-import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
+from http_servers import LocalHttpServer, Reply
 
 from newsletter.cli import main
 from newsletter.subscribers import SubscriberStore
@@ -25,42 +23,24 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
 WINDOW = [f"2024-03-{day:02d}" for day in range(8, 15)]  # the 7 days ending on the issue date
 
 
-class PapersMirror:
+class PapersMirror(LocalHttpServer):
     """A local stand-in for huggingface.co and export.arxiv.org that counts what it is asked."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str]]] = []
         self.mode = "recorded"  # or "empty", or "missing"
-        mirror = self
+        super().__init__(self.answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                mirror.requests.append((parts.path, query))
-                status, body = mirror.answer(parts.path, query)
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def answer(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
+    def answer(self, path: str, query: dict[str, str]) -> Reply:
         if self.mode == "missing":
-            return 404, b"not found"
+            return 404, {}, b"not found"
         if path == "/api/daily_papers":
             recorded = EXAMPLES / f"daily_papers_{query.get('date')}.json"
             if self.mode == "empty" or not recorded.is_file() or query.get("p", "0") != "0":
-                return 200, b"[]"
-            return 200, recorded.read_bytes()
+                return 200, {}, b"[]"
+            return 200, {}, recorded.read_bytes()
         if path == "/api/query":
-            return 200, (FIXTURES / "arxiv_api_page0.xml").read_bytes()
-        return 404, b"not found"
+            return 200, {}, (FIXTURES / "arxiv_api_page0.xml").read_bytes()
+        return 404, {}, b"not found"
 
     def days_asked(self) -> list[str]:
         return sorted(q["date"] for p, q in self.requests if p == "/api/daily_papers")
@@ -69,11 +49,9 @@ class PapersMirror:
 @pytest.fixture
 def mirror() -> Iterator[PapersMirror]:
     server = PapersMirror()
-    thread = threading.Thread(target=server.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    server.start()
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.stop()
 
 
 def use_sources(project: Path, mirror: PapersMirror, *sources: str) -> None:

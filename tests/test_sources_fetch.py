@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from http_servers import LocalHttpServer, Reply
 
 from newsletter.errors import SourceError
 from newsletter.sources.fetch import fetch_arxiv, fetch_hf, parse_week
@@ -17,35 +15,12 @@ from newsletter.sources.http import FetchPolicy
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
 
-Reply = tuple[int, dict[str, str], bytes]
-
-
-class RecordedServer:
+class RecordedServer(LocalHttpServer):
     """Serves queued replies per path (last one repeats) and records every request it saw."""
 
     def __init__(self) -> None:
         self.replies: dict[str, list[Reply]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                server.requests.append((parts.path, query))
-                status, headers, body = server.next_reply(parts.path, query)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        super().__init__(self.next_reply)
 
     def queue(self, path: str, *replies: Reply) -> None:
         self.replies.setdefault(path, []).extend(replies)
@@ -63,11 +38,9 @@ class RecordedServer:
 @pytest.fixture()
 def server() -> Iterator[RecordedServer]:
     recorded = RecordedServer()
-    thread = threading.Thread(target=recorded.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
+    recorded.start()
     yield recorded
-    recorded.httpd.shutdown()
-    recorded.httpd.server_close()
+    recorded.stop()
 
 
 class FakeClock:
