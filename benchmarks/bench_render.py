@@ -29,12 +29,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.compose import MessageComposer
-from newsletter.issue import PreparedIssue, prepare_issue
+from newsletter.mail.compose import MessageComposer
+from newsletter.pipeline.issue import PreparedIssue, prepare_issue
 from newsletter.models import Subscriber
-from newsletter.render import DigestRenderer
+from newsletter.render.digest import DigestRenderer
 from newsletter.settings import load_settings
-from newsletter.tokens import unsubscribe_url
+from newsletter.mail.tokens import unsubscribe_url
 
 SECRET = "benchmark-secret"
 BASE_URL = "https://digest.example.org"

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.models import Paper
-from newsletter.selection import Ranker
+from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings
 
 ISSUE = date(2024, 3, 14)

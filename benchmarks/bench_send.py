@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.compose import ComposedMessage
-from newsletter.send import SendOptions, run_send
+from newsletter.mail.compose import ComposedMessage
+from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import load_settings
 
 
@@ -155,8 +155,8 @@ messages_per_connection = 1000000
 
 def prebuilt_messages(folder: Path, port: int, connections: int, n: int = 300) -> list[ComposedMessage]:
     """Messages composed by the real pipeline (dry run), so the ceiling sends the same sizes."""
-    from newsletter.issue import LinkSigner, prepare_issue
-    from newsletter.send import DigestPlanner, SendReport
+    from newsletter.pipeline.issue import LinkSigner, prepare_issue
+    from newsletter.pipeline.send import DigestPlanner, SendReport
     from newsletter.subscribers import SubscriberStore
 
     settings = load_settings(write_config(folder, port, connections))
@@ -311,7 +311,7 @@ def memory(subscribers: int, connections: int, processes: int | None) -> None:
         config = write_config(folder, port, connections, processes)
         code = (
             "import resource, sys, time; sys.path.insert(0, %r)\n"
-            "from newsletter.send import SendOptions, run_send\n"
+            "from newsletter.pipeline.send import SendOptions, run_send\n"
             "from newsletter.settings import load_settings\n"
             "t = time.perf_counter(); r = run_send(load_settings(__import__('pathlib').Path(%r)), SendOptions())\n"
             "print(r.sent, round(time.perf_counter() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"

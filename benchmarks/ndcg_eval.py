@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from newsletter.models import Paper
-from newsletter.selection import Ranker
+from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings
 from newsletter.sources import load_papers
-from newsletter.textmatch import split_keywords
+from newsletter.text import split_keywords
 
 K = 10
 

@@ -13,7 +13,7 @@ import jinja2
 
 from .delivery import EmbeddedServer, SmtpTarget
 from .errors import NewsletterError
-from .render import make_environment, template_dirs
+from .render.digest import make_environment, template_dirs
 from .settings import Settings
 from .subscribers import SubscriberStore
 

@@ -19,8 +19,8 @@ from test_render_samples import (
     make_settings,
 )
 
-from newsletter.preview import build_preview
-from newsletter.render import DigestRenderer
+from newsletter.pipeline.preview import build_preview
+from newsletter.render.digest import DigestRenderer
 from newsletter.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

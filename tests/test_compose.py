@@ -13,12 +13,12 @@ import dkim
 import pytest
 from smtp_servers import LoopbackServer, write_config, write_subscribers
 
-from newsletter.compose import HeaderValueError, MessageComposer, compose_message
+from newsletter.mail.compose import HeaderValueError, MessageComposer, compose_message
 from newsletter.models import Subscriber
-from newsletter.render import IssueInfo, RenderedDigest
-from newsletter.send import SendOptions, run_send
+from newsletter.render.digest import IssueInfo, RenderedDigest
+from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import Settings, load_settings
-from newsletter.wire import to_wire
+from newsletter.mail.wire import to_wire
 
 ISSUE = IssueInfo(issue_id="2024-W11", issue_date=date(2024, 3, 14), list_name="test",
                   title="Test Digest", window_start=date(2024, 3, 8))
@@ -170,7 +170,7 @@ def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path:
 
 
 def test_cached_line_encoding_gives_quoted_printable_framed_for_smtp_data() -> None:
-    from newsletter.compose import LineEncoder, quoted_printable
+    from newsletter.mail.compose import LineEncoder, quoted_printable
 
     encoder = LineEncoder(max_lines=3)
     samples = [

@@ -21,7 +21,7 @@ from smtp_servers import (
 )
 
 from newsletter.delivery import ServerFailure
-from newsletter.send import SendOptions, SendReport, run_send
+from newsletter.pipeline.send import SendOptions, SendReport, run_send
 from newsletter.settings import load_settings
 from newsletter.subscribers import SubscriberStore
 
@@ -37,7 +37,7 @@ def ledger_rows(folder: Path) -> dict[str, tuple[str, int, str | None]]:
 
 
 def test_a_list_nobody_touches_during_the_run_is_never_loaded_again(tmp_path: Path) -> None:
-    from newsletter.send import _still_wanted
+    from newsletter.pipeline.send import _still_wanted
 
     csv_path = tmp_path / "subscribers" / "test.csv"
     active = write_subscribers(csv_path, 5)
@@ -223,7 +223,7 @@ def test_an_error_while_building_a_digest_stops_the_run_with_that_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int,
 ) -> None:
     from newsletter.errors import TemplateError
-    from newsletter.send import DigestPlanner
+    from newsletter.pipeline.send import DigestPlanner
 
     original = DigestPlanner.build
 
@@ -243,7 +243,7 @@ def test_a_builder_process_that_dies_stops_the_run_with_a_clear_error_and_the_ne
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from newsletter.errors import NewsletterError
-    from newsletter.send import DigestPlanner
+    from newsletter.pipeline.send import DigestPlanner
 
     original = DigestPlanner.build
 

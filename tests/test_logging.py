@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner, Result
 
-from newsletter.cli import main
+from newsletter.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
@@ -92,7 +92,7 @@ def test_send_from_a_configured_source_logs_what_it_fetched_at_info(project: Pat
     assert result.exit_code == 0, result.output
     fetched = [line for line in log_lines(project) if "fetched" in line]
     assert len(fetched) == 1, log_lines(project)
-    assert " INFO newsletter.feeds: fetched 69 papers from hf into " in fetched[0]
+    assert " INFO newsletter.sources.feeds: fetched 69 papers from hf into " in fetched[0]
     assert str(project / "papers-cache" / "2024-W11" / "00-hf.jsonl") in fetched[0]
     assert fetched[0][:4].isdigit(), "each line starts with its time"
     assert "fetched" not in result.output, "INFO detail stays out of the terminal without --verbose"
@@ -104,7 +104,7 @@ def test_verbose_also_shows_the_info_lines_on_the_terminal(project: Path, hf_mir
     result = run("--verbose", "send")
 
     assert result.exit_code == 0, result.output
-    assert "INFO newsletter.feeds: fetched 69 papers from hf" in result.stderr
+    assert "INFO newsletter.sources.feeds: fetched 69 papers from hf" in result.stderr
 
 
 def test_skipped_paper_records_are_logged_as_warnings_naming_file_and_position(project: Path) -> None:
@@ -144,5 +144,5 @@ def test_send_that_stops_on_an_error_logs_why(project: Path, monkeypatch: pytest
     result = run("send")
 
     assert result.exit_code == 1
-    errors = [line for line in log_lines(project) if " ERROR newsletter.send: send stopped" in line]
+    errors = [line for line in log_lines(project) if " ERROR newsletter.pipeline.send: send stopped" in line]
     assert len(errors) == 1 and "127.0.0.1:1" in errors[0], log_lines(project)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli import main
-from newsletter.mail_requests import parse_request
-from newsletter.tokens import request_subject
+from newsletter.cli.app import main
+from newsletter.subscribers.requests import parse_request
+from newsletter.mail.tokens import request_subject
 from newsletter.subscribers import SubscriberStore
 
 SECRET = "test-secret"

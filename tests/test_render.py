@@ -21,10 +21,10 @@ from test_render_samples import (
     text_urls,
 )
 
-from newsletter import render
+from newsletter.render import digest as render
 from newsletter.errors import TemplateError
 from newsletter.models import Subscriber
-from newsletter.render import DigestRenderer, RenderedDigest
+from newsletter.render.digest import DigestRenderer, RenderedDigest
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

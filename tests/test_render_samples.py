@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from newsletter.models import Paper, Subscriber
-from newsletter.render import DigestRenderer, IssueInfo
+from newsletter.render.digest import DigestRenderer, IssueInfo
 from newsletter.settings import Settings
 
 ISSUE_DATE = date(2024, 3, 14)

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from newsletter.render_highlight import HIGHLIGHT_CLOSE, HIGHLIGHT_OPEN, highlight
-from newsletter.render_text import (
+from newsletter.render.highlight import HIGHLIGHT_CLOSE, HIGHLIGHT_OPEN, highlight
+from newsletter.render.text import (
     cut_abstract,
     safe_url,
     shorten_authors,

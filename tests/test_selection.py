@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from newsletter.models import Paper
-from newsletter.selection import Ranker, rank_papers
+from newsletter.ranking.selection import Ranker, rank_papers
 from newsletter.settings import SelectionSettings
 
 ISSUE = date(2024, 3, 14)
@@ -184,7 +184,7 @@ def test_a_paper_given_twice_is_ranked_once() -> None:
 def test_bm25_is_lucenes_variant() -> None:
     import math
 
-    from newsletter.keywordscore import Bm25
+    from newsletter.ranking.keywordscore import Bm25
 
     corpus = [["graph", "neural", "graph"], ["graph"], ["vision"], []]
     index = Bm25(corpus, k1=1.2, b=0.75)
@@ -201,7 +201,7 @@ def test_a_send_does_not_import_what_it_does_not_use() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, newsletter.send, newsletter.cli; "
+    code = ("import sys, newsletter.pipeline.send, newsletter.cli; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'bm25s', 'httpx'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

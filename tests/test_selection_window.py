@@ -6,7 +6,7 @@ import json
 from datetime import date
 from pathlib import Path
 
-from newsletter.selection import Ranker
+from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings
 from newsletter.sources import load_papers
 from newsletter.sources.jsonl import paper_to_jsonl

@@ -8,7 +8,7 @@ import pytest
 
 from newsletter.errors import ConfigError
 from newsletter.settings import Settings
-from newsletter.tokens import (
+from newsletter.mail.tokens import (
     make_token,
     unsubscribe_link,
     unsubscribe_url,

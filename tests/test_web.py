@@ -16,8 +16,8 @@ with warnings.catch_warnings():
 from newsletter.errors import ConfigError
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberStore
-from newsletter.tokens import make_token
-from newsletter.web import create_app
+from newsletter.mail.tokens import make_token
+from newsletter.web.app import create_app
 
 SECRET = "web-test-secret"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -139,7 +139,7 @@ def test_app_without_secret_is_refused() -> None:
 def test_serve_without_secret_refuses_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from newsletter.cli import main
+    from newsletter.cli.app import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)

@@ -18,10 +18,10 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 
-from newsletter.cli import main
+from newsletter.cli.app import main
 from newsletter.settings import load_settings
 from newsletter.subscribers import SubscriberStore
-from newsletter.web import create_app
+from newsletter.web.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "end-to-end-secret"

@@ -17,8 +17,8 @@ import uvicorn
 
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberStore
-from newsletter.tokens import unsubscribe_url
-from newsletter.web import create_app
+from newsletter.mail.tokens import unsubscribe_url
+from newsletter.web.app import create_app
 
 SECRET = "server-test-secret"
 CHANGES = 500

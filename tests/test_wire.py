@@ -8,12 +8,12 @@ from datetime import date
 import pytest
 from smtp_servers import LoopbackServer, RecordingHandler, write_config
 
-from newsletter.compose import ComposedMessage, MessageComposer
+from newsletter.mail.compose import ComposedMessage, MessageComposer
 from newsletter.delivery.smtp import DELIVERED, FAILED, TEMPORARY, SmtpTarget, close_connection, open_connection, send_one
 from newsletter.models import Subscriber
-from newsletter.render import IssueInfo, RenderedDigest
+from newsletter.render.digest import IssueInfo, RenderedDigest
 from newsletter.settings import load_settings
-from newsletter.wire import from_wire, to_wire
+from newsletter.mail.wire import from_wire, to_wire
 
 ISSUE = IssueInfo(issue_id="2024-W11", issue_date=date(2024, 3, 14), list_name="test",
                   title="Test Digest", window_start=date(2024, 3, 8))

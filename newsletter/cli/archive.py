@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..archive import build_site, snapshot_issue
-from ..issue import prepare_issue
-from . import AppContext, pass_app
+from ..web.archive import build_site, snapshot_issue
+from ..pipeline.issue import prepare_issue
+from .app import AppContext, pass_app
 from .options import parse_date
 
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..doctor import run_checks
-from . import AppContext, pass_app
+from .app import AppContext, pass_app
 
 
 @click.command()

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from ..selection import Ranker, ScoredPaper
+from ..ranking.selection import Ranker, ScoredPaper
 from ..sources import PaperLoad, load_papers
-from ..textmatch import split_keywords
-from . import AppContext, pass_app
+from ..text import split_keywords
+from .app import AppContext, pass_app
 
 
 @click.group()

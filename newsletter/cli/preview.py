@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..preview import build_preview, write_preview
-from . import AppContext, pass_app
+from ..pipeline.preview import build_preview, write_preview
+from .app import AppContext, pass_app
 from .options import parse_date
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from ..send import SendOptions, run_send
-from . import AppContext, pass_app
+from ..pipeline.send import SendOptions, run_send
+from .app import AppContext, pass_app
 from .options import parse_date, parse_shard
 
 

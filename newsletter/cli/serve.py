@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..web import create_app
-from . import AppContext, pass_app
+from ..web.app import create_app
+from .app import AppContext, pass_app
 
 
 @click.command("serve")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..bounces import apply_bounces, read_messages
-from ..mail_requests import apply_mail_requests
+from ..subscribers.bounces import apply_bounces, read_messages
+from ..subscribers.requests import apply_mail_requests
 from ..errors import SubscriberError
 from ..subscribers import STATUSES, SubscriberStore, open_list
 from ..subscribers.csvfile import atomic_write
@@ -22,7 +22,7 @@ from ..subscribers.report import (
     table_rows,
     write_csv,
 )
-from . import AppContext, pass_app
+from .app import AppContext, pass_app
 
 list_option = click.option("--list", "list_name", metavar="NAME",
                            help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from ..compose import ComposedMessage
+from ..mail.compose import ComposedMessage
 from ..errors import NewsletterError
 from ..ledger import DEFERRED, WITHDRAWN, Attempt, DeliveryLedger, Outcome
 from ..settings import SmtpSettings

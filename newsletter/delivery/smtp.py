@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from ..compose import ComposedMessage
+from ..mail.compose import ComposedMessage
 from ..errors import DeliveryError
 from ..settings import SmtpSettings
 

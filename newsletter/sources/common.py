@@ -55,7 +55,7 @@ def parse_datetime(value: object) -> datetime:
 
 def require_text(value: object, name: str) -> str:
     """Title and abstract are what we rank and show; a record without them is useless."""
-    from ..textmatch import squash_whitespace
+    from ..text import squash_whitespace
 
     if not isinstance(value, str) or not value.strip():
         raise BadRecord(f"missing {name}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..models import Paper
-from ..textmatch import words
+from ..text import words
 
 
 def dedupe_papers(papers: list[Paper]) -> list[Paper]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from ..models import Subscriber
+from ..text import split_keywords
 from .csvfile import CsvLayout, canonical
 
 STATUSES = ("active", "unsubscribed", "bounced")
@@ -57,16 +58,6 @@ def _undeliverable(domain: str) -> str | None:
     return None
 
 
-def parse_keywords(text: str) -> list[str]:
-    """Keywords are ';'-separated; blanks and repeats are dropped, order kept."""
-    seen: dict[str, str] = {}
-    for part in text.split(";"):
-        word = part.strip()
-        if word and word.lower() not in seen:
-            seen[word.lower()] = word
-    return list(seen.values())
-
-
 def parse_status(text: str) -> str:
     """An empty status means active; anything else must be one we know."""
     status = text.strip().lower() or "active"
@@ -103,7 +94,7 @@ def parse_row(layout: CsvLayout, fields: list[str], deliverability: bool = False
     return Subscriber(
         email=email,
         name=cells.get("name", "").strip(),
-        keywords=parse_keywords(cells.get("keywords", "")),
+        keywords=split_keywords(cells.get("keywords", "")),
         status=parse_status(cells.get("status", "")),
         subscribed_at=parse_when(cells.get("subscribed_at", ""), "subscribed_at"),
         unsubscribed_at=parse_when(cells.get("unsubscribed_at", ""), "unsubscribed_at"),

@@ -17,6 +17,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import SubscriberError
 from ..models import Subscriber
+from ..text import split_keywords
 from .csvfile import (
     CsvLayout,
     Rows,
@@ -31,7 +32,6 @@ from .rows import (
     Problem,
     RowError,
     check_email,
-    parse_keywords,
     parse_row,
     to_fields,
 )
@@ -287,7 +287,7 @@ class SubscriberStore:
             address = check_email(email, deliverability)
         except RowError as exc:
             raise SubscriberError(str(exc), fix="check the spelling of the address") from None
-        words = parse_keywords(keywords) if isinstance(keywords, str) else parse_keywords(";".join(keywords))
+        words = split_keywords(keywords if isinstance(keywords, str) else ";".join(keywords))
         new = Subscriber(email=address, name=name.strip(), keywords=words, status=status,
                          subscribed_at=_now(), extra=extra or {})
         with self.editing(create=True) as table:

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from .compose import compose_message
-from .errors import NewsletterError
+from ..mail.compose import compose_message
+from ..errors import NewsletterError
 from .issue import LinkSigner, prepare_issue
-from .ledger import DeliveryLedger
-from .models import Subscriber
-from .render import DigestRenderer, IssueInfo, RenderedDigest
-from .settings import Settings
-from .subscribers import SubscriberStore
+from ..ledger import DeliveryLedger
+from ..models import Subscriber
+from ..render.digest import DigestRenderer, IssueInfo, RenderedDigest
+from ..settings import Settings
+from ..subscribers import SubscriberStore
 
 # Previews without --subscriber: a reader with no keywords gets the week's top papers.
 ANONYMOUS = Subscriber(email="reader@example.invalid", name="", keywords=[])

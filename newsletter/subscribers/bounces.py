@@ -11,9 +11,9 @@ from email.parser import HeaderParser
 from email.utils import parseaddr
 from pathlib import Path
 
-from .errors import SubscriberError
-from .subscribers import SubscriberStore
-from .subscribers.store import Table, apply_status
+from ..errors import SubscriberError
+from . import SubscriberStore
+from .store import Table, apply_status
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")

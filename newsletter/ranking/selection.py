@@ -9,9 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 
 from .keywordscore import FieldIndex
-from .models import Paper
-from .settings import SelectionSettings
-from .textmatch import normalise_keyword, split_keywords
+from ..models import Paper
+from ..settings import SelectionSettings
+from ..text import split_keywords
+from .textmatch import normalise_keyword
 
 # score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
 #       + recency_weight * 0.5 ** (age_days / half_life_days)

@@ -21,11 +21,11 @@ from markupsafe import Markup, escape
 
 import newsletter
 
-from .errors import TemplateError
-from .models import Paper, Subscriber
-from .render_fragments import Slotted, TextShell, inline_css
-from .render_highlight import highlight
-from .render_text import (
+from ..errors import TemplateError
+from ..models import Paper, Subscriber
+from .fragments import Slotted, TextShell, inline_css
+from .highlight import highlight
+from .text import (
     collapse,
     cut_abstract,
     day_label,
@@ -34,10 +34,10 @@ from .render_text import (
     window_label,
     wrap_text,
 )
-from .settings import Settings
+from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .selection import ScoredPaper
+    from ..ranking.selection import ScoredPaper
 
 HTML_TEMPLATE = "digest.html"
 TEXT_TEMPLATE = "digest.txt"

@@ -16,11 +16,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from .errors import ConfigError, SubscriberError
-from .settings import Settings
-from .subscribers import SubscriberStore
-from .subscribers.store import NotOnListError
-from .tokens import UNSUBSCRIBE_PATH, verify_token
+from ..errors import ConfigError, SubscriberError
+from ..settings import Settings
+from ..subscribers import SubscriberStore
+from ..subscribers.store import NotOnListError
+from ..mail.tokens import UNSUBSCRIBE_PATH, verify_token
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dkim
 
-from .errors import ConfigError
-from .settings import DkimSettings
+from ..errors import ConfigError
+from ..settings import DkimSettings
 
 # The list headers must be signed: RFC 8058 one-click unsubscribe is only trusted when they are.
 REQUIRED_HEADERS = ("From", "List-Unsubscribe", "List-Unsubscribe-Post")

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NewsletterError
-from .settings import Settings
+from ..errors import NewsletterError
+from ..settings import Settings
 
 PARALLEL_FROM_BYTES = 256 * 1024  # about 3,000 subscribers: below that, forking costs more than it saves
 _HEADER = 8  # bytes of length before each pickled chunk

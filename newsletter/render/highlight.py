@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from markupsafe import escape
 
-from .textmatch import terms
+from ..ranking.textmatch import terms
 
 # The highlight carries its own inline style: it is added after CSS inlining, per subscriber.
 HIGHLIGHT_OPEN = '<span class="hl" style="background-color:#fef08a;color:#111827;">'

@@ -9,11 +9,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .settings import Settings, SourceSettings
-from .sources.jsonl import paper_to_jsonl
+from ..settings import Settings, SourceSettings
+from .jsonl import paper_to_jsonl
 
 if TYPE_CHECKING:
-    from .sources.fetch import FetchResult
+    from .fetch import FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ Fetcher = Callable[[SourceSettings, date, date], "FetchResult"]
 def fetch_source(source: SourceSettings, first: date, last: date) -> FetchResult:
     """One configured source over the issue window: HF day by day, arXiv as a date range."""
     # httpx only when a source is really fetched: a send from cached or local papers skips its 10 MiB.
-    from .sources.fetch import ARXIV_BASE, HF_BASE, FetchResult, fetch_arxiv, fetch_hf
+    from .fetch import ARXIV_BASE, HF_BASE, FetchResult, fetch_arxiv, fetch_hf
 
     if source.kind == "arxiv":
         return fetch_arxiv(query=source.query, first=first, last=last, base_url=source.base_url or ARXIV_BASE)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
 
-from .errors import ConfigError, SubscriberError
-from .settings import Settings
-from .subscribers import open_list
-from .tokens import verify_token
+from ..errors import ConfigError, SubscriberError
+from ..settings import Settings
+from . import open_list
+from ..mail.tokens import verify_token
 
 # "unsubscribe <list> <address> <token>", possibly behind "Re:" or "Fwd:" added by a client.
 _REQUEST = re.compile(

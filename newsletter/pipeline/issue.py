@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from .errors import ConfigError, SourceError
-from .feeds import fetch_issue_sources
-from .render import IssueInfo
-from .selection import Ranker
-from .settings import Settings
-from .sources import load_papers
-from .tokens import unsubscribe_url
+from ..errors import ConfigError, SourceError
+from ..sources.feeds import fetch_issue_sources
+from ..render.digest import IssueInfo
+from ..ranking.selection import Ranker
+from ..settings import Settings
+from ..sources import load_papers
+from ..mail.tokens import unsubscribe_url
 
 log = logging.getLogger(__name__)
 

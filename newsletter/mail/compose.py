@@ -13,9 +13,9 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 from .dkim import DkimSigner
-from .models import Subscriber
-from .render import IssueInfo, RenderedDigest
-from .settings import Settings
+from ..models import Subscriber
+from ..render.digest import IssueInfo, RenderedDigest
+from ..settings import Settings
 from .tokens import request_subject
 from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import premailer  # type: ignore[import-untyped]
 
-from .render_text import wrap_text
+from .text import wrap_text
 
 
 def inline_css(html: str) -> str:

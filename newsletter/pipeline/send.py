@@ -16,15 +16,15 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from .builders import ParallelBuilder
-from .compose import HeaderValueError, MessageComposer
-from .delivery import Dispatcher, EmbeddedServer, Job, SmtpTarget
-from .errors import LedgerError, NewsletterError
+from ..mail.compose import HeaderValueError, MessageComposer
+from ..delivery import Dispatcher, EmbeddedServer, Job, SmtpTarget
+from ..errors import LedgerError, NewsletterError
 from .issue import LinkSigner, PreparedIssue, prepare_issue
-from .ledger import FINAL, SENDING, DeliveryLedger, LedgerEntry
-from .models import Subscriber
-from .render import DigestRenderer
-from .settings import Settings
-from .subscribers import SubscriberStore
+from ..ledger import FINAL, SENDING, DeliveryLedger, LedgerEntry
+from ..models import Subscriber
+from ..render.digest import DigestRenderer
+from ..settings import Settings
+from ..subscribers import SubscriberStore
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import hashlib
 import hmac
 from urllib.parse import quote, urlencode
 
-from .errors import ConfigError
-from .settings import Settings
+from ..errors import ConfigError
+from ..settings import Settings
 
 UNSUBSCRIBE_PATH = "/unsubscribe"
 

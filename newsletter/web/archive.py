@@ -11,12 +11,12 @@ from pathlib import Path
 import jinja2
 from pydantic import BaseModel, ValidationError
 
-from .errors import NewsletterError, TemplateError
-from .issue import PreparedIssue
-from .models import Paper
-from .render import make_environment, template_dirs
-from .render_text import safe_url
-from .settings import Settings
+from ..errors import NewsletterError, TemplateError
+from ..pipeline.issue import PreparedIssue
+from ..models import Paper
+from ..render.digest import make_environment, template_dirs
+from ..render.text import safe_url
+from ..settings import Settings
 
 ATOM = "http://www.w3.org/2005/Atom"
 

@@ -1,0 +1,1 @@
+"""Choosing papers for one reader: keyword relevance, recency and popularity, top N."""
