@@ -30,23 +30,55 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from newsletter.mail.compose import MessageComposer
-from newsletter.pipeline.issue import PreparedIssue, prepare_issue
+from newsletter.mail.tokens import unsubscribe_url
 from newsletter.models import Subscriber
+from newsletter.pipeline.issue import PreparedIssue, prepare_issue
 from newsletter.render.digest import DigestRenderer
 from newsletter.settings import load_settings
-from newsletter.mail.tokens import unsubscribe_url
 
 SECRET = "benchmark-secret"
 BASE_URL = "https://digest.example.org"
 VOCABULARY = [
-    "diffusion models", "music generation", "large language models", "reinforcement learning",
-    "state space models", "text-to-image", "benchmarking", "mathematical reasoning", "RLHF",
-    "reward models", "preference optimization", "recommendation", "translation", "medical",
-    "passage ranking", "symbolic music", "score matching", "network pruning", "quantile regression",
-    "diversity metrics", "data science agent", "Kaggle", "video generation", "retrieval",
-    "transformers", "distillation", "image editing", "speech", "3D", "robotics", "agents",
-    "multimodal", "evaluation", "code generation", "alignment", "efficient inference",
-    "mixture of experts", "attention", "contrastive learning", "graph neural networks",
+    "diffusion models",
+    "music generation",
+    "large language models",
+    "reinforcement learning",
+    "state space models",
+    "text-to-image",
+    "benchmarking",
+    "mathematical reasoning",
+    "RLHF",
+    "reward models",
+    "preference optimization",
+    "recommendation",
+    "translation",
+    "medical",
+    "passage ranking",
+    "symbolic music",
+    "score matching",
+    "network pruning",
+    "quantile regression",
+    "diversity metrics",
+    "data science agent",
+    "Kaggle",
+    "video generation",
+    "retrieval",
+    "transformers",
+    "distillation",
+    "image editing",
+    "speech",
+    "3D",
+    "robotics",
+    "agents",
+    "multimodal",
+    "evaluation",
+    "code generation",
+    "alignment",
+    "efficient inference",
+    "mixture of experts",
+    "attention",
+    "contrastive learning",
+    "graph neural networks",
 ]
 
 
@@ -87,7 +119,11 @@ def prepared_work(issue: PreparedIssue, settings, subscribers: list[Subscriber])
     """Each subscriber's picks and link, made before the clock starts."""
     top = settings.selection.top_n
     return [
-        (s, issue.ranker.rank(s.keywords, top=top), unsubscribe_url(BASE_URL, SECRET, issue.info.list_name, s.email))
+        (
+            s,
+            issue.ranker.rank(s.keywords, top=top),
+            unsubscribe_url(BASE_URL, SECRET, issue.info.list_name, s.email),
+        )
         for s in subscribers
     ]
 
@@ -125,15 +161,23 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(REPO / "newsletter.toml")
     issue = prepare_issue(settings)
-    print(f"issue {issue.info.issue_id}: {issue.paper_count} papers loaded, "
-          f"{len(issue.ranker.papers)} in the window, top {settings.selection.top_n} per subscriber, "
-          f"{args.subscribers} subscribers, best of {args.repeat}, single process")
+    print(
+        f"issue {issue.info.issue_id}: {issue.paper_count} papers loaded, "
+        f"{len(issue.ranker.papers)} in the window, top {settings.selection.top_n} per subscriber, "
+        f"{args.subscribers} subscribers, best of {args.repeat}, single process"
+    )
     for label, subscribers in audiences(args.subscribers).items():
-        runs = (("pipeline", run_pipeline), ("render+compose", run_render_compose), ("render only", run_render_only))
+        runs = (
+            ("pipeline", run_pipeline),
+            ("render+compose", run_render_compose),
+            ("render only", run_render_only),
+        )
         for kind, runner in runs:
             seconds, calls = best_of(args.repeat, lambda r=runner, s=subscribers: r(issue, settings, s))
-            print(f"{label:18} {kind:15} {len(subscribers) / seconds:8.0f} messages/s "
-                  f"({seconds:.2f} s, {calls} premailer calls)")
+            print(
+                f"{label:18} {kind:15} {len(subscribers) / seconds:8.0f} messages/s "
+                f"({seconds:.2f} s, {calls} premailer calls)"
+            )
 
 
 if __name__ == "__main__":

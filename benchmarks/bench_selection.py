@@ -51,14 +51,23 @@ def make_papers(rng: random.Random, count: int, vocabulary: list[str]) -> list[P
         title = " ".join(rng.sample(filler, 5) + topics[:1])
         body = rng.sample(filler, 120) + [t for t in topics for _ in range(rng.randint(1, 3))]
         rng.shuffle(body)
-        papers.append(Paper(
-            id=f"bench-{i:05d}", title=title, abstract=" ".join(body),
-            published=start + timedelta(minutes=rng.randrange(7 * 24 * 60)),
-            url=f"https://example.org/{i}", upvotes=rng.randint(0, 300), source="bench"))
+        papers.append(
+            Paper(
+                id=f"bench-{i:05d}",
+                title=title,
+                abstract=" ".join(body),
+                published=start + timedelta(minutes=rng.randrange(7 * 24 * 60)),
+                url=f"https://example.org/{i}",
+                upvotes=rng.randint(0, 300),
+                source="bench",
+            )
+        )
     return papers
 
 
-def unseen_keyword_cost(ranker: Ranker, vocabulary: list[str], rng: random.Random, count: int = 2000) -> float:
+def unseen_keyword_cost(
+    ranker: Ranker, vocabulary: list[str], rng: random.Random, count: int = 2000
+) -> float:
     """Microseconds to score a keyword nobody used before (new pairs of known words)."""
     words = [w for term in vocabulary for w in term.split()]
     fresh = {f"{rng.choice(words)} {rng.choice(words)}" for _ in range(count * 2)} - set(vocabulary)
@@ -75,8 +84,11 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep-results", action="store_true",
-                        help="hold every subscriber's picks in memory, as a caller that batches would")
+    parser.add_argument(
+        "--keep-results",
+        action="store_true",
+        help="hold every subscriber's picks in memory, as a caller that batches would",
+    )
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
@@ -100,8 +112,10 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cold = unseen_keyword_cost(ranker, vocabulary, rng)
 
-    print(f"cpus / load average  {os.cpu_count()} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-          "  (other processes share the CPU; timings vary with load)")
+    print(
+        f"cpus / load average  {os.cpu_count()} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        "  (other processes share the CPU; timings vary with load)"
+    )
     print(f"papers in window     {len(ranker.papers)}")
     print(f"subscribers          {args.subscribers} ({distinct} distinct keyword sets)")
     print(f"papers picked        {picked} (top {args.top} each)")

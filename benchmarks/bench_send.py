@@ -34,6 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import itertools
+
 from newsletter.mail.compose import ComposedMessage
 from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import load_settings
@@ -58,7 +60,7 @@ class CountingSink(asyncio.Protocol):
                 if end < 0:
                     self.buffer = self.buffer[-4:] if len(self.buffer) > 4 else self.buffer
                     return
-                self.buffer = self.buffer[end + 5:]
+                self.buffer = self.buffer[end + 5 :]
                 self.in_data = False
                 with CountingSink.count.get_lock():
                     CountingSink.count.value += 1
@@ -67,7 +69,7 @@ class CountingSink(asyncio.Protocol):
             line_end = self.buffer.find(b"\r\n")
             if line_end < 0:
                 return
-            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2:]
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2 :]
             self._command(line[:4].upper())
 
     def _command(self, verb: bytes) -> None:
@@ -113,7 +115,7 @@ def vocabulary() -> list[str]:
             title = record.get("paper", record).get("title", "")
             tokens = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", title)]
             words += tokens
-            words += [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+            words += [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
     return sorted(set(words))
 
 
@@ -131,12 +133,13 @@ def write_subscribers(path: Path, count: int, seed: int = 7) -> None:
 def write_config(folder: Path, port: int, connections: int, processes: int | None = None) -> Path:
     path = folder / "newsletter.toml"
     builders = "" if processes is None else f"compose_processes = {processes}"
-    path.write_text(f"""
+    path.write_text(
+        f"""
 title = "Bench Digest"
 secret = "bench-secret-0123456789"
 base_url = "https://papers.example.org"
 issue_date = 2024-03-14
-papers = ["{REPO / 'examples'}"]
+papers = ["{REPO / "examples"}"]
 default_list = "bench"
 subscribers_dir = "subscribers"
 ledger = "newsletter.db"
@@ -149,7 +152,9 @@ port = {port}
 connections = {connections}
 messages_per_connection = 1000000
 {builders}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -223,17 +228,27 @@ def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure_ceiling(port: int, sink: int, connections: int, messages: list[tuple[str, bytes]], total: int) -> float:
+def measure_ceiling(
+    port: int, sink: int, connections: int, messages: list[tuple[str, bytes]], total: int
+) -> float:
     started, cpu, sink_cpu = time.perf_counter(), cpu_seconds(), process_cpu_seconds(sink)
     asyncio.run(_ceiling(port, connections, messages, total))
     rate = total / (time.perf_counter() - started)
-    print(f"  ceiling: sender CPU {1000 * (cpu_seconds() - cpu) / total:.2f} ms/msg, "
-          f"sink {1000 * (process_cpu_seconds(sink) - sink_cpu) / total:.2f} ms/msg", flush=True)
+    print(
+        f"  ceiling: sender CPU {1000 * (cpu_seconds() - cpu) / total:.2f} ms/msg, "
+        f"sink {1000 * (process_cpu_seconds(sink) - sink_cpu) / total:.2f} ms/msg",
+        flush=True,
+    )
     return rate
 
 
 def measure_pipeline(
-    folder: Path, port: int, sink: int, connections: int, total: int, processes: int | None,
+    folder: Path,
+    port: int,
+    sink: int,
+    connections: int,
+    total: int,
+    processes: int | None,
 ) -> float:
     """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
     for stale in folder.glob("newsletter.db*"):
@@ -247,8 +262,11 @@ def measure_pipeline(
     sender = 1000 * (cpu_seconds() - cpu) / total
     builders = 1000 * (cpu_seconds(resource.RUSAGE_CHILDREN) - children) / total
     sink_ms = 1000 * (process_cpu_seconds(sink) - sink_cpu) / total
-    print(f"  end to end: sender CPU {sender:.2f} ms/msg, builder processes {builders:.2f} ms/msg, "
-          f"sink {sink_ms:.2f} ms/msg", flush=True)
+    print(
+        f"  end to end: sender CPU {sender:.2f} ms/msg, builder processes {builders:.2f} ms/msg, "
+        f"sink {sink_ms:.2f} ms/msg",
+        flush=True,
+    )
     return total / elapsed
 
 
@@ -262,21 +280,34 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
         messages = [(message.recipient, message.data) for message in composed]
         size = statistics.mean(len(data) for _, data in messages)
         builders = "auto" if processes is None else processes
-        print(f"{subscribers} subscribers, {connections} connections, compose processes {builders}, "
-              f"mean message {size / 1024:.1f} KiB")
+        print(
+            f"{subscribers} subscribers, {connections} connections, compose processes {builders}, "
+            f"mean message {size / 1024:.1f} KiB"
+        )
         ceilings, pipelines = [], []
         for round_no in range(1, rounds + 1):
             ceilings.append(measure_ceiling(port, sink.pid, connections, messages, subscribers))
             pipelines.append(measure_pipeline(folder, port, sink.pid, connections, subscribers, processes))
-            print(f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
-                  f"   ratio {pipelines[-1] / ceilings[-1]:.2f}", flush=True)
+            print(
+                f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
+                f"   ratio {pipelines[-1] / ceilings[-1]:.2f}",
+                flush=True,
+            )
         delivery = measure_delivery_only(port, connections, composed, subscribers)
-        print(f"for reference: delivery only {delivery:.0f} msg/s (pre-built messages, newsletter's sender, no ledger)")
+        print(
+            f"for reference: delivery only {delivery:.0f} msg/s"
+            " (pre-built messages, newsletter's sender, no ledger)"
+        )
         print(f"sink counted {count.value} messages")  # type: ignore[attr-defined]
     sink.terminate()
-    print(f"best: ceiling {max(ceilings):.0f} msg/s, end to end {max(pipelines):.0f} msg/s, "
-          f"ratio of bests {max(pipelines) / max(ceilings):.2f}")
-    print(f"spread: ceiling {min(ceilings):.0f}-{max(ceilings):.0f}, end to end {min(pipelines):.0f}-{max(pipelines):.0f}")
+    print(
+        f"best: ceiling {max(ceilings):.0f} msg/s, end to end {max(pipelines):.0f} msg/s, "
+        f"ratio of bests {max(pipelines) / max(ceilings):.2f}"
+    )
+    print(
+        f"spread: ceiling {min(ceilings):.0f}-{max(ceilings):.0f},"
+        f" end to end {min(pipelines):.0f}-{max(pipelines):.0f}"
+    )
 
 
 def _pss_kib(pid: int) -> int:
@@ -310,13 +341,15 @@ def memory(subscribers: int, connections: int, processes: int | None) -> None:
         write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
         config = write_config(folder, port, connections, processes)
         code = (
-            "import resource, sys, time; sys.path.insert(0, %r)\n"
+            f"import resource, sys, time; sys.path.insert(0, {str(REPO)!r})\n"
             "from newsletter.pipeline.send import SendOptions, run_send\n"
             "from newsletter.settings import load_settings\n"
-            "t = time.perf_counter(); r = run_send(load_settings(__import__('pathlib').Path(%r)), SendOptions())\n"
-            "print(r.sent, round(time.perf_counter() - t, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-        ) % (str(REPO), str(config))
+            "t = time.perf_counter()\n"
+            f"r = run_send(load_settings(__import__('pathlib').Path({str(config)!r})), SendOptions())\n"
+            "usage = resource.getrusage\n"
+            "print(r.sent, round(time.perf_counter() - t, 1), usage(resource.RUSAGE_SELF).ru_maxrss,"
+            " usage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        )
         run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         peak_pss = 0
         while run.poll() is None:  # sampled every 0.2 s: the whole tree, sender and builders together
@@ -327,19 +360,29 @@ def memory(subscribers: int, connections: int, processes: int | None) -> None:
             raise SystemExit(f"the run failed with exit code {run.returncode}")
     sink.terminate()
     sent, seconds, rss_kib, child_kib = out.split()
-    print(f"{subscribers} subscribers: {sent} sent in {seconds}s, peak RSS {int(rss_kib) / 1024:.0f} MiB"
-          f" (sender process), largest builder process {int(child_kib) / 1024:.0f} MiB; "
-          f"all processes together (PSS, sampled): {peak_pss / 1024:.0f} MiB")
+    print(
+        f"{subscribers} subscribers: {sent} sent in {seconds}s, peak RSS {int(rss_kib) / 1024:.0f} MiB"
+        f" (sender process), largest builder process {int(child_kib) / 1024:.0f} MiB; "
+        f"all processes together (PSS, sampled): {peak_pss / 1024:.0f} MiB"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--compose-processes", type=int, default=None,
-                        help="smtp.compose_processes for the end-to-end run (default: auto)")
-    parser.add_argument("--memory", type=int, metavar="N", help="measure peak RSS of one run with N subscribers")
+    parser.add_argument(
+        "--compose-processes",
+        type=int,
+        default=None,
+        help="smtp.compose_processes for the end-to-end run (default: auto)",
+    )
+    parser.add_argument(
+        "--memory", type=int, metavar="N", help="measure peak RSS of one run with N subscribers"
+    )
     args = parser.parse_args()
     if args.memory:
         memory(args.memory, args.connections, args.compose_processes)

@@ -47,8 +47,9 @@ class PlainBM25:
         self.index.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
 
     def rank(self, keywords: str) -> list[str]:
-        query = bm25s.tokenize([" ".join(split_keywords(keywords))], stopwords="en",
-                               show_progress=False, return_ids=False)[0]
+        query = bm25s.tokenize(
+            [" ".join(split_keywords(keywords))], stopwords="en", show_progress=False, return_ids=False
+        )[0]
         scores = self.index.get_scores(query)
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return [self.papers[i].title for i in order[:K] if scores[i] > 0]

@@ -18,8 +18,14 @@ from .settings import Settings
 from .subscribers import SubscriberStore
 
 REQUIRED_TEMPLATES = (
-    "digest.html", "digest.txt", "paper.html", "paper.txt", "style.css",
-    "archive/base.html", "archive/issue.html", "archive/index.html",
+    "digest.html",
+    "digest.txt",
+    "paper.html",
+    "paper.txt",
+    "style.css",
+    "archive/base.html",
+    "archive/issue.html",
+    "archive/index.html",
 )
 
 
@@ -55,12 +61,20 @@ def check_templates(settings: Settings) -> Iterator[Check]:
         try:
             env.get_template(name)
         except jinja2.TemplateNotFound:
-            yield Check(f"template {name}", False, "not found in " + ", ".join(map(str, dirs)),
-                        "restore it, or delete your override folder's copy")
+            yield Check(
+                f"template {name}",
+                False,
+                "not found in " + ", ".join(map(str, dirs)),
+                "restore it, or delete your override folder's copy",
+            )
             broken = True
         except jinja2.TemplateSyntaxError as exc:
-            yield Check(f"template {name}", False, f"{exc.filename}:{exc.lineno}: {exc.message}",
-                        "fix the Jinja syntax at that line")
+            yield Check(
+                f"template {name}",
+                False,
+                f"{exc.filename}:{exc.lineno}: {exc.message}",
+                "fix the Jinja syntax at that line",
+            )
             broken = True
     if not broken:
         yield Check("templates", True, "found in " + ", ".join(map(str, dirs)))
@@ -70,19 +84,29 @@ def check_lists(settings: Settings) -> Iterator[Check]:
     folder = settings.path(settings.subscribers_dir)
     paths = sorted(folder.glob("*.csv"))
     if not paths:
-        yield Check("subscriber lists", False, f"no *.csv in {folder}",
-                    "create one with `newsletter subscribers add EMAIL --list NAME`")
+        yield Check(
+            "subscriber lists",
+            False,
+            f"no *.csv in {folder}",
+            "create one with `newsletter subscribers add EMAIL --list NAME`",
+        )
     for path in paths:
         try:
             problems = SubscriberStore(path).validate()
-            active = sum(1 for s in SubscriberStore(path).iter_subscribers(on_problem=lambda p: None) if s.is_active)
+            active = sum(
+                1 for s in SubscriberStore(path).iter_subscribers(on_problem=lambda p: None) if s.is_active
+            )
         except NewsletterError as exc:
             yield Check(f"list {path.stem}", False, exc.message)
             continue
         if problems:
             first = problems[0]
-            yield Check(f"list {path.stem}", False, f"{len(problems)} bad row(s), first {first}",
-                        f"see all with `newsletter subscribers validate --list {path.stem}`")
+            yield Check(
+                f"list {path.stem}",
+                False,
+                f"{len(problems)} bad row(s), first {first}",
+                f"see all with `newsletter subscribers validate --list {path.stem}`",
+            )
         else:
             yield Check(f"list {path.stem}", True, f"{active} active subscriber(s) in {path}")
 
@@ -92,16 +116,28 @@ def check_links(settings: Settings) -> Iterator[Check]:
     if settings.secret:
         yield Check("secret", True, "NEWSLETTER_SECRET is set")
     else:
-        yield Check("secret", local, "not set" + (" (fine for the embedded outbox)" if local else ""),
-                    "set NEWSLETTER_SECRET to a long random string")
+        yield Check(
+            "secret",
+            local,
+            "not set" + (" (fine for the embedded outbox)" if local else ""),
+            "set NEWSLETTER_SECRET to a long random string",
+        )
     if settings.base_url and not settings.base_url.startswith("https://") and not local:
-        yield Check("base_url", False, f"{settings.base_url} is not https",
-                    "mail clients only trust one-click unsubscribe over https")
+        yield Check(
+            "base_url",
+            False,
+            f"{settings.base_url} is not https",
+            "mail clients only trust one-click unsubscribe over https",
+        )
     elif settings.base_url:
         yield Check("base_url", True, settings.base_url)
     else:
-        yield Check("base_url", local, "not set" + (" (fine for the embedded outbox)" if local else ""),
-                    "set NEWSLETTER_BASE_URL to where `newsletter serve` is reachable")
+        yield Check(
+            "base_url",
+            local,
+            "not set" + (" (fine for the embedded outbox)" if local else ""),
+            "set NEWSLETTER_BASE_URL to where `newsletter serve` is reachable",
+        )
 
 
 def check_ledger(settings: Settings) -> Check:
@@ -126,9 +162,15 @@ def check_smtp(settings: Settings) -> Iterator[Check]:
 
 async def _probe(target: SmtpTarget, label: str) -> list[Check]:
     checks: list[Check] = []
-    client = aiosmtplib.SMTP(hostname=target.host, port=target.port, timeout=target.timeout,
-                             use_tls=target.security == "tls", start_tls=False,
-                             tls_context=target.tls_context, local_hostname=target.local_hostname)
+    client = aiosmtplib.SMTP(
+        hostname=target.host,
+        port=target.port,
+        timeout=target.timeout,
+        use_tls=target.security == "tls",
+        start_tls=False,
+        tls_context=target.tls_context,
+        local_hostname=target.local_hostname,
+    )
     step = "connect"
     try:
         await client.connect()
@@ -155,7 +197,7 @@ async def _probe(target: SmtpTarget, label: str) -> list[Check]:
 def _smtp_fix(step: str) -> str:
     return {
         "connect": "check smtp.host, smtp.port and smtp.security, and that the server runs",
-        "STARTTLS": "the server does not offer STARTTLS here: try security = \"tls\" on port 465",
+        "STARTTLS": 'the server does not offer STARTTLS here: try security = "tls" on port 465',
         "AUTH": "check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
         "certificate": "the server's certificate is not trusted: set smtp.ca_file to the CA that signed it",
     }.get(step, "check the server's logs")
@@ -165,4 +207,4 @@ def ok(checks: list[Check]) -> bool:
     return all(c.ok for c in checks)
 
 
-__all__ = ["Check", "run_checks", "ok", "Path"]
+__all__ = ["Check", "Path", "ok", "run_checks"]

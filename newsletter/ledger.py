@@ -132,8 +132,12 @@ class DeliveryLedger:
     @staticmethod
     def peek_entries(path: Path, issue: str, list_name: str, channel: str) -> dict[str, LedgerEntry]:
         """What a real run would find, read without creating or changing anything (for --dry-run)."""
-        rows = _read_only(path, "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
-                          " WHERE issue = ? AND list = ? AND channel = ?", (issue, list_name, channel))
+        rows = _read_only(
+            path,
+            "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
+            " WHERE issue = ? AND list = ? AND channel = ?",
+            (issue, list_name, channel),
+        )
         return {row[0]: LedgerEntry(*row) for row in rows}
 
     @staticmethod
@@ -186,17 +190,24 @@ class DeliveryLedger:
     def _write_attempts(self, db: sqlite3.Connection, attempts: Iterable[Attempt]) -> None:
         now = _now()
         db.executemany(
-                "INSERT INTO deliveries (issue, list, email, channel, status, attempts, message_id,"
-                " papers, updated_at) VALUES (?, ?, ?, ?, 'sending', 1, ?, ?, ?)"
-                " ON CONFLICT (issue, list, email, channel) DO UPDATE SET status = 'sending',"
-                " attempts = attempts + 1, message_id = excluded.message_id,"
-                " papers = excluded.papers, updated_at = excluded.updated_at",
-                [
-                    (self.issue, self.list_name, a.email, self.channel, a.message_id,
-                     json.dumps(list(a.papers)), now)
-                    for a in attempts
-                ],
-            )
+            "INSERT INTO deliveries (issue, list, email, channel, status, attempts, message_id,"
+            " papers, updated_at) VALUES (?, ?, ?, ?, 'sending', 1, ?, ?, ?)"
+            " ON CONFLICT (issue, list, email, channel) DO UPDATE SET status = 'sending',"
+            " attempts = attempts + 1, message_id = excluded.message_id,"
+            " papers = excluded.papers, updated_at = excluded.updated_at",
+            [
+                (
+                    self.issue,
+                    self.list_name,
+                    a.email,
+                    self.channel,
+                    a.message_id,
+                    json.dumps(list(a.papers)),
+                    now,
+                )
+                for a in attempts
+            ],
+        )
 
     def _write_outcomes(self, db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> None:
         now = _now()
@@ -208,13 +219,13 @@ class DeliveryLedger:
         )
         outcomes = [o for o in outcomes if o.status != WITHDRAWN]
         db.executemany(
-                "UPDATE deliveries SET status = ?, last_reply = ?, updated_at = ?"
-                " WHERE issue = ? AND list = ? AND email = ? AND channel = ?",
-                [
-                    (o.status, o.reply[:500], now, self.issue, self.list_name, o.email, self.channel)
-                    for o in outcomes
-                ],
-            )
+            "UPDATE deliveries SET status = ?, last_reply = ?, updated_at = ?"
+            " WHERE issue = ? AND list = ? AND email = ? AND channel = ?",
+            [
+                (o.status, o.reply[:500], now, self.issue, self.list_name, o.email, self.channel)
+                for o in outcomes
+            ],
+        )
 
     def counts(self) -> dict[str, int]:
         """How many subscribers of this issue are in each state."""

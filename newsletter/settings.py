@@ -49,10 +49,17 @@ class SmtpSettings(_Section):
     backoff_seconds: float = Field(default=1.0, ge=0)
     max_failures_in_a_row: int = Field(default=20, ge=1)
     outbox: Path = Path("outbox")
-    ca_file: Path | None = Field(default=None, description="CA bundle that signed the server's certificate (private relays)")
-    local_hostname: str | None = Field(default=None, description="name sent in EHLO (default: this host's FQDN)")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle that signed the server's certificate (private relays)"
+    )
+    local_hostname: str | None = Field(
+        default=None, description="name sent in EHLO (default: this host's FQDN)"
+    )
     compose_processes: int | None = Field(
-        default=None, ge=0, description="processes that select, render and compose; 0 = in the sender, unset = auto")
+        default=None,
+        ge=0,
+        description="processes that select, render and compose; 0 = in the sender, unset = auto",
+    )
 
     @property
     def is_embedded(self) -> bool:
@@ -81,9 +88,18 @@ class SelectionSettings(_Section):
     popularity_weight: float = Field(default=0.2, ge=0)
     title_weight: float = Field(default=2.0, ge=0)
     min_relevance: float = Field(default=0.0, ge=0)
-    phrase_boost: float = Field(default=0.5, ge=0, description="extra weight when a multi-word keyword appears as a phrase")
-    proximity_window: int = Field(default=4, ge=0, description="words allowed between a keyword's terms for a partial boost")
-    min_coverage: float = Field(default=0.3, ge=0, le=1, description="share (idf-weighted) of a multi-word keyword's terms a paper must contain")
+    phrase_boost: float = Field(
+        default=0.5, ge=0, description="extra weight when a multi-word keyword appears as a phrase"
+    )
+    proximity_window: int = Field(
+        default=4, ge=0, description="words allowed between a keyword's terms for a partial boost"
+    )
+    min_coverage: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share (idf-weighted) of a multi-word keyword's terms a paper must contain",
+    )
     bm25_k1: float = Field(default=1.5, ge=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 
@@ -102,11 +118,24 @@ class DkimSettings(_Section):
     selector: str | None = None
     domain: str | None = None
     private_key_path: Path | None = None
-    private_key: str | None = Field(default=None, description="PEM key itself, e.g. from NEWSLETTER_DKIM__PRIVATE_KEY")
-    headers: list[str] = Field(default_factory=lambda: [
-        "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
-        "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Reply-To",
-    ])
+    private_key: str | None = Field(
+        default=None, description="PEM key itself, e.g. from NEWSLETTER_DKIM__PRIVATE_KEY"
+    )
+    headers: list[str] = Field(
+        default_factory=lambda: [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "MIME-Version",
+            "Content-Type",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "Reply-To",
+        ]
+    )
 
     @property
     def enabled(self) -> bool:
@@ -116,9 +145,7 @@ class DkimSettings(_Section):
 class Settings(BaseSettings):
     """Everything a run needs; relative paths are resolved against the config file's folder."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="NEWSLETTER_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", env_nested_delimiter="__", extra="forbid")
 
     title: str = "Paper Digest"
     secret: str | None = None

@@ -59,8 +59,9 @@ class RecordingHandler:
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         with self.lock:
             tries = self.rcpt_attempts[address] = self.rcpt_attempts.get(address, 0) + 1
         action = self.rcpt_plan(address, tries) if self.rcpt_plan else None
@@ -101,8 +102,14 @@ class RecordingHandler:
 class LoopbackServer:
     """An aiosmtpd server (or any protocol) on 127.0.0.1 port 0, in its own thread."""
 
-    def __init__(self, handler: Any = None, *, factory: Callable[[], asyncio.Protocol] | None = None,
-                 ssl_context: ssl.SSLContext | None = None, **smtp_options: Any) -> None:
+    def __init__(
+        self,
+        handler: Any = None,
+        *,
+        factory: Callable[[], asyncio.Protocol] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        **smtp_options: Any,
+    ) -> None:
         self.handler = handler if handler is not None else RecordingHandler()
         self.host = "127.0.0.1"
         self.port = 0
@@ -192,35 +199,51 @@ def make_certificate(folder: Path) -> TestCertificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return TestCertificate(cert_path, key_path)
 
 
 def password_checker(username: str, password: str) -> Callable[..., AuthResult]:
     """An aiosmtpd authenticator that accepts exactly one login."""
 
-    def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                     auth_data: Any) -> AuthResult:
-        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == username.encode()
-              and auth_data.password == password.encode())
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == username.encode()
+            and auth_data.password == password.encode()
+        )
         return AuthResult(success=ok, handled=False)
 
     return authenticate
 
 
-def write_subscribers(path: Path, count: int, *, unsubscribed: tuple[int, ...] = (),
-                      domain: str = "example.com") -> list[str]:
+def write_subscribers(
+    path: Path, count: int, *, unsubscribed: tuple[int, ...] = (), domain: str = "example.com"
+) -> list[str]:
     """A subscriber CSV with `count` rows; returns the active addresses in file order."""
     keywords = ["diffusion models", "language models", "reinforcement learning", "video generation", ""]
     lines = ["email,name,keywords,status,subscribed_at,unsubscribed_at"]
@@ -239,8 +262,13 @@ def write_subscribers(path: Path, count: int, *, unsubscribed: tuple[int, ...] =
 def write_config(folder: Path, *, port: int = 0, host: str = "127.0.0.1", **smtp: Any) -> Path:
     """A newsletter.toml for a test: sample papers, list 'test' in folder, tiny timeouts and backoff."""
     values: dict[str, Any] = {
-        "host": host, "port": port, "connections": 2, "timeout": 2.0, "backoff_seconds": 0.01,
-        "max_attempts": 3, "max_failures_in_a_row": 20,
+        "host": host,
+        "port": port,
+        "connections": 2,
+        "timeout": 2.0,
+        "backoff_seconds": 0.01,
+        "max_attempts": 3,
+        "max_failures_in_a_row": 20,
     }
     values.update(smtp)
     smtp_lines = "\n".join(f"{key} = {_toml(value)}" for key, value in values.items())

@@ -26,8 +26,12 @@ def archived(*args: str) -> Result:
 
 
 def write_papers(path: Path, *papers: dict) -> Path:
-    base = {"abstract": "An abstract about diffusion models.", "authors": ["A. Author"],
-            "published": "2024-03-13T09:00:00+00:00", "source": "jsonl"}
+    base = {
+        "abstract": "An abstract about diffusion models.",
+        "authors": ["A. Author"],
+        "published": "2024-03-13T09:00:00+00:00",
+        "source": "jsonl",
+    }
     path.write_text("".join(json.dumps({**base, **p}) + "\n" for p in papers), encoding="utf-8")
     return path
 
@@ -74,7 +78,7 @@ def test_index_and_feed_list_issues_newest_first_with_links_to_their_pages(proje
     assert index.index('href="2024-W11.html"') < index.index('href="2024-W10.html"')
     entries = feed_entries(project)
     assert [e.findtext(f"{ATOM}updated")[:10] for e in entries] == ["2024-03-14", "2024-03-10"]
-    for entry, issue in zip(entries, ("2024-W11", "2024-W10")):
+    for entry, issue in zip(entries, ("2024-W11", "2024-W10"), strict=False):
         links = entry.findall(f"{ATOM}link")
         assert [link.get("rel") for link in links] == ["alternate"]
         href = links[0].get("href")
@@ -115,8 +119,9 @@ def test_issue_option_names_the_snapshot_and_page(project: Path) -> None:
 
 
 def test_script_in_a_paper_title_is_escaped_in_page_index_and_feed(project: Path) -> None:
-    papers = write_papers(project / "hostile.jsonl",
-                          {"id": "x-1", "title": XSS_TITLE, "url": "https://example.org/x1"})
+    papers = write_papers(
+        project / "hostile.jsonl", {"id": "x-1", "title": XSS_TITLE, "url": "https://example.org/x1"}
+    )
     archived("--date", "2024-03-14", "--papers", str(papers))
 
     for name in ("2024-W11.html", "index.html"):
@@ -129,10 +134,16 @@ def test_script_in_a_paper_title_is_escaped_in_page_index_and_feed(project: Path
 
 
 def test_javascript_url_from_a_source_never_becomes_a_link_in_the_archive(project: Path) -> None:
-    papers = write_papers(project / "hostile.jsonl", {
-        "id": "x-2", "title": "A paper with a hostile link", "url": "javascript:alert(document.cookie)",
-        "pdf_url": "javascript:alert(2)", "code_url": "JavaScript:alert(3)",
-    })
+    papers = write_papers(
+        project / "hostile.jsonl",
+        {
+            "id": "x-2",
+            "title": "A paper with a hostile link",
+            "url": "javascript:alert(document.cookie)",
+            "pdf_url": "javascript:alert(2)",
+            "code_url": "JavaScript:alert(3)",
+        },
+    )
     archived("--date", "2024-03-14", "--papers", str(papers))
 
     html = (project / "archive" / "2024-W11.html").read_text(encoding="utf-8")

@@ -24,7 +24,9 @@ from newsletter.render.digest import DigestRenderer
 from newsletter.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None)
+CHROMIUM = next(
+    (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None
+)
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium); .ci/run installs it"
 )
@@ -39,7 +41,8 @@ HOST = """<!DOCTYPE html><html><body style="margin:0">
 var frame = document.getElementById('digest');
 frame.onload = function () {
   var doc = frame.contentDocument, root = doc.documentElement;
-  var out = {viewport: root.clientWidth, scroll: Math.max(root.scrollWidth, doc.body.scrollWidth), titles: []};
+  var out = {viewport: root.clientWidth, titles: [],
+             scroll: Math.max(root.scrollWidth, doc.body.scrollWidth)};
   doc.querySelectorAll('.card-title').forEach(function (el) {
     var r = el.getBoundingClientRect();
     out.titles.push({text: el.textContent, left: r.left, right: r.right, width: r.width, height: r.height,
@@ -57,10 +60,20 @@ def measure(html: str, width: int, tmp_path: Path) -> dict:
     document = json.dumps(html).replace("</", "<\\/")
     page.write_text(HOST.replace("WIDTH", str(width)).replace("DOCUMENT", document), encoding="utf-8")
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / f'profile-{width}'}", "--window-size=1000,1400",
-        "--virtual-time-budget=3000", "--dump-dom", page.as_uri(),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / f'profile-{width}'}",
+        "--window-size=1000,1400",
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        page.as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     found = re.search(r'data-measure="([^"]*)"', result.stdout)
@@ -89,8 +102,19 @@ def test_sample_preview_fits_the_screen_and_shows_every_title(width: int, tmp_pa
 @pytest.mark.parametrize("width", WIDTHS)
 def test_long_unbroken_titles_and_links_still_fit(width: int, tmp_path: Path) -> None:
     long_word = "Supercalifragilistic" * 6
-    picks = [Pick(make_paper(i, title=f"{long_word} diffusion models {i}", abstract=f"{long_word}. " * 4,
-                             authors=[long_word]), 1.0, ["diffusion models"]) for i in range(3)]
+    picks = [
+        Pick(
+            make_paper(
+                i,
+                title=f"{long_word} diffusion models {i}",
+                abstract=f"{long_word}. " * 4,
+                authors=[long_word],
+            ),
+            1.0,
+            ["diffusion models"],
+        )
+        for i in range(3)
+    ]
     digest = DigestRenderer(make_settings(), make_issue()).render(alice(), picks, UNSUBSCRIBE + "x" * 80)
     assert_fits(digest.html, 3, width, tmp_path)
 

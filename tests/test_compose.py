@@ -14,18 +14,31 @@ import pytest
 from smtp_servers import LoopbackServer, write_config, write_subscribers
 
 from newsletter.mail.compose import HeaderValueError, MessageComposer, compose_message
-from newsletter.models import Subscriber
-from newsletter.render.digest import IssueInfo, RenderedDigest
-from newsletter.pipeline.send import SendOptions, run_send
-from newsletter.settings import Settings, load_settings
 from newsletter.mail.wire import to_wire
+from newsletter.models import Subscriber
+from newsletter.pipeline.send import SendOptions, run_send
+from newsletter.render.digest import IssueInfo, RenderedDigest
+from newsletter.settings import Settings, load_settings
 
-ISSUE = IssueInfo(issue_id="2024-W11", issue_date=date(2024, 3, 14), list_name="test",
-                  title="Test Digest", window_start=date(2024, 3, 8))
+ISSUE = IssueInfo(
+    issue_id="2024-W11",
+    issue_date=date(2024, 3, 14),
+    list_name="test",
+    title="Test Digest",
+    window_start=date(2024, 3, 8),
+)
 URL = "https://papers.example.org/unsubscribe?list=test&email=a%40example.org&token=abc"
 EXPECTED_HEADERS = {
-    "from", "to", "subject", "date", "message-id", "mime-version", "list-id",
-    "list-unsubscribe", "list-unsubscribe-post", "content-type",
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "content-type",
 }
 EVIL = [
     "x\r\nBcc: evil@x.example",
@@ -47,7 +60,9 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def digest(subject: str = "Test Digest 2024-W11: A paper") -> RenderedDigest:
-    return RenderedDigest(subject=subject, html="<p>Hello</p>\n" + "<b>x</b> " * 500, text="Hello\n" + "y " * 900)
+    return RenderedDigest(
+        subject=subject, html="<p>Hello</p>\n" + "<b>x</b> " * 500, text="Hello\n" + "y " * 900
+    )
 
 
 def parse(data: bytes) -> email.message.EmailMessage:
@@ -60,7 +75,7 @@ def assert_clean(data: bytes) -> None:
     """No extra header, no line break in any header value, no line over 998 bytes."""
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
     message = parse(data)
-    names = [name.lower() for name in message.keys()]
+    names = [name.lower() for name in message]
     assert set(names) == EXPECTED_HEADERS and len(names) == len(EXPECTED_HEADERS)
     for name in names:
         value = str(message[name])
@@ -92,7 +107,9 @@ def test_message_id_is_the_same_for_the_same_issue_and_subscriber_on_every_run(t
     settings = settings_for(tmp_path)
     one = MessageComposer(settings, ISSUE, "secret").compose(Subscriber(email="a@example.org"), digest(), URL)
     two = MessageComposer(settings, ISSUE, "secret").compose(Subscriber(email="A@example.org"), digest(), URL)
-    other = MessageComposer(settings, ISSUE, "secret").compose(Subscriber(email="b@example.org"), digest(), URL)
+    other = MessageComposer(settings, ISSUE, "secret").compose(
+        Subscriber(email="b@example.org"), digest(), URL
+    )
     assert one.message_id == two.message_id != other.message_id
 
 
@@ -100,8 +117,11 @@ def test_message_id_is_the_same_for_the_same_issue_and_subscriber_on_every_run(t
 def test_no_header_injection_through_names_subjects_or_titles(tmp_path: Path, evil: str) -> None:
     settings = settings_for(tmp_path, title=evil, sender={"name": evil, "address": "digest@example.org"})
     composer = MessageComposer(settings, ISSUE, "secret")
-    smuggler = RenderedDigest(subject=f"Digest: {evil}", html=f"<p>{evil}</p>\n.\r\nMAIL FROM:<x@y>\r\n\n.\n.hidden\n..two\n",
-                              text=f"{evil}\r\n.\r\nRCPT TO:<x@y>\n.\rx\r.\r\n")
+    smuggler = RenderedDigest(
+        subject=f"Digest: {evil}",
+        html=f"<p>{evil}</p>\n.\r\nMAIL FROM:<x@y>\r\n\n.\n.hidden\n..two\n",
+        text=f"{evil}\r\n.\r\nRCPT TO:<x@y>\n.\rx\r.\r\n",
+    )
     for body in (digest(f"Digest: {evil}"), smuggler):
         composed = composer.compose(Subscriber(email="a@example.org", name=evil), body, URL)
         assert_clean(composed.data)
@@ -109,7 +129,7 @@ def test_no_header_injection_through_names_subjects_or_titles(tmp_path: Path, ev
         assert composed.wire == to_wire(composed.data)
         assert composed.wire.find(b"\r\n.\r\n") == len(composed.wire) - 5
     message = parse(composed.data)
-    assert "bcc" not in [name.lower() for name in message.keys()]
+    assert "bcc" not in [name.lower() for name in message]
     assert message["to"].addresses[0].addr_spec == "a@example.org"
 
 
@@ -122,7 +142,9 @@ def test_encoded_word_lookalikes_stay_literal_text(tmp_path: Path) -> None:
     assert message["to"].addresses[0].display_name == lookalike
 
 
-@pytest.mark.parametrize("address", ["a@example.org\r\nBcc: evil@x", "a@example.org, b@example.org", "<a@b.c>", "a\u00e9@b.c"])
+@pytest.mark.parametrize(
+    "address", ["a@example.org\r\nBcc: evil@x", "a@example.org, b@example.org", "<a@b.c>", "a\u00e9@b.c"]
+)
 def test_addresses_that_cannot_be_a_single_mailbox_are_refused(tmp_path: Path, address: str) -> None:
     composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
     with pytest.raises(HeaderValueError):
@@ -130,8 +152,13 @@ def test_addresses_that_cannot_be_a_single_mailbox_are_refused(tmp_path: Path, a
 
 
 def test_compose_message_wrapper_returns_the_bytes(tmp_path: Path) -> None:
-    data = compose_message(settings=settings_for(tmp_path), issue=ISSUE, subscriber=Subscriber(email="a@example.org"),
-                           digest=digest(), unsubscribe_url=URL)
+    data = compose_message(
+        settings=settings_for(tmp_path),
+        issue=ISSUE,
+        subscriber=Subscriber(email="a@example.org"),
+        digest=digest(),
+        unsubscribe_url=URL,
+    )
     assert_clean(data)
 
 
@@ -141,9 +168,14 @@ def make_dkim_key() -> tuple[str, bytes]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode("ascii")
-    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
@@ -151,8 +183,10 @@ def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path:
     pem, record = make_dkim_key()
     write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
     with LoopbackServer() as server:
-        settings = load_settings(write_config(tmp_path, port=server.port),
-                                 dkim={"selector": "news", "domain": "example.org", "private_key": pem})
+        settings = load_settings(
+            write_config(tmp_path, port=server.port),
+            dkim={"selector": "news", "domain": "example.org", "private_key": pem},
+        )
         report = run_send(settings, SendOptions())
     assert report.sent == 2
 
@@ -165,8 +199,13 @@ def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path:
         signed = {h.strip().lower() for h in str(signature).split("h=")[1].split(";")[0].split(":")}
         assert {"list-unsubscribe", "list-unsubscribe-post", "from", "subject", "message-id"} <= signed
         assert max(len(line) for line in item.data.split(b"\r\n")) <= 998
-        assert not dkim.verify(item.data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-                                                 b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click"), dnsfunc=dns)
+        assert not dkim.verify(
+            item.data.replace(
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click",
+            ),
+            dnsfunc=dns,
+        )
 
 
 def test_cached_line_encoding_gives_quoted_printable_framed_for_smtp_data() -> None:
@@ -174,8 +213,14 @@ def test_cached_line_encoding_gives_quoted_printable_framed_for_smtp_data() -> N
 
     encoder = LineEncoder(max_lines=3)
     samples = [
-        "plain\nlines\n", "trailing \nspace\t\n.\n", "caf\u00e9 " * 40 + "\r\nx\ry", "=?utf-8?q?x?=\n\n", "", "a" * 500,
-        ".hidden line\n..two dots\n", "x" * 75 + "." + "y" * 90,  # a soft break right before a dot
+        "plain\nlines\n",
+        "trailing \nspace\t\n.\n",
+        "caf\u00e9 " * 40 + "\r\nx\ry",
+        "=?utf-8?q?x?=\n\n",
+        "",
+        "a" * 500,
+        ".hidden line\n..two dots\n",
+        "x" * 75 + "." + "y" * 90,  # a soft break right before a dot
     ]
     for text in samples * 2:
         assert encoder.encode(text) + b"\r\n.\r\n" == to_wire(quoted_printable(text) + b"\r\n")

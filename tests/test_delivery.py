@@ -66,12 +66,20 @@ def test_starttls_and_auth_against_a_server_with_a_self_signed_certificate(tmp_p
     cert = make_certificate(tmp_path)
     active = write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
     server = LoopbackServer(
-        tls_context=cert.server_context(), require_starttls=True, auth_require_tls=True,
+        tls_context=cert.server_context(),
+        require_starttls=True,
+        auth_require_tls=True,
         authenticator=password_checker("mailer", "s3cret"),
     )
     with server:
-        report = send(tmp_path, server.port, security="starttls", ca_file=str(cert.cert_path),
-                      username="mailer", password="s3cret")
+        report = send(
+            tmp_path,
+            server.port,
+            security="starttls",
+            ca_file=str(cert.cert_path),
+            username="mailer",
+            password="s3cret",
+        )
     assert report.sent == 3
     assert sorted(server.handler.recipients()) == active
 
@@ -88,12 +96,19 @@ def test_wrong_password_stops_the_run_naming_the_server(tmp_path: Path) -> None:
     cert = make_certificate(tmp_path)
     write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
     server = LoopbackServer(
-        tls_context=cert.server_context(), require_starttls=True,
+        tls_context=cert.server_context(),
+        require_starttls=True,
         authenticator=password_checker("mailer", "s3cret"),
     )
     with server, pytest.raises(ServerFailure) as failure:
-        send(tmp_path, server.port, security="starttls", ca_file=str(cert.cert_path),
-             username="mailer", password="wrong")
+        send(
+            tmp_path,
+            server.port,
+            security="starttls",
+            ca_file=str(cert.cert_path),
+            username="mailer",
+            password="wrong",
+        )
     assert "rejected the login" in failure.value.message
     assert f"127.0.0.1:{server.port}" in failure.value.message
     assert server.handler.recipients() == []
@@ -112,7 +127,9 @@ def test_451_is_retried_then_delivered(tmp_path: Path) -> None:
 def test_persistent_451_is_deferred_with_exit_75_and_the_next_run_resumes(tmp_path: Path) -> None:
     active = write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
     stubborn = active[1]
-    handler = RecordingHandler(rcpt_plan=lambda rcpt, tries: "451 4.2.2 mailbox busy" if rcpt == stubborn else None)
+    handler = RecordingHandler(
+        rcpt_plan=lambda rcpt, tries: "451 4.2.2 mailbox busy" if rcpt == stubborn else None
+    )
     with LoopbackServer(handler) as server:
         first = send(tmp_path, server.port, max_attempts=3)
     assert (first.sent, first.deferred, first.exit_code) == (3, 1, 75)
@@ -128,7 +145,9 @@ def test_persistent_451_is_deferred_with_exit_75_and_the_next_run_resumes(tmp_pa
 def test_550_is_final_recorded_with_the_reply_and_the_others_continue(tmp_path: Path) -> None:
     active = write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
     gone = active[2]
-    handler = RecordingHandler(rcpt_plan=lambda rcpt, tries: "550 5.1.1 no such user" if rcpt == gone else None)
+    handler = RecordingHandler(
+        rcpt_plan=lambda rcpt, tries: "550 5.1.1 no such user" if rcpt == gone else None
+    )
     with LoopbackServer(handler) as server:
         report = send(tmp_path, server.port)
     assert (report.sent, report.failed, report.exit_code) == (4, 1, 0)
@@ -152,8 +171,9 @@ def test_a_dropped_connection_is_retried_on_a_new_one(tmp_path: Path) -> None:
 
 def test_a_stalled_server_times_out_and_the_message_is_retried(tmp_path: Path) -> None:
     active = write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
-    handler = RecordingHandler(plan=lambda rcpt, tries: "stall" if tries == 1 and rcpt == active[1] else None,
-                               stall_seconds=5)
+    handler = RecordingHandler(
+        plan=lambda rcpt, tries: "stall" if tries == 1 and rcpt == active[1] else None, stall_seconds=5
+    )
     with LoopbackServer(handler) as server:
         report = send(tmp_path, server.port, timeout=0.3)
     assert report.sent == 3 and report.exit_code == 0
@@ -197,7 +217,9 @@ def test_an_unsubscribe_during_the_run_is_honoured(tmp_path: Path, position: int
         os.utime(csv_path, (an_hour_ago, an_hour_ago))
     leaver = active[position]
     store = SubscriberStore(csv_path)
-    handler = RecordingHandler(on_message=lambda item: store.unsubscribe(leaver) if len(handler.received) == 1 else None)
+    handler = RecordingHandler(
+        on_message=lambda item: store.unsubscribe(leaver) if len(handler.received) == 1 else None
+    )
     with LoopbackServer(handler) as server:
         report = send(tmp_path, server.port, connections=1)
     assert leaver not in handler.recipients()
@@ -211,7 +233,9 @@ def test_builder_processes_send_the_same_messages_as_the_sender_alone(tmp_path: 
         with LoopbackServer() as server:
             report = send(folder, server.port, compose_processes=processes)
         assert report.sent == 39 and report.composed == 39
-        return {item.recipient: item.data.split(b"\r\n", 4)[4] for item in server.handler.received}  # after Date
+        return {
+            item.recipient: item.data.split(b"\r\n", 4)[4] for item in server.handler.received
+        }  # after Date
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -220,7 +244,9 @@ def test_builder_processes_send_the_same_messages_as_the_sender_alone(tmp_path: 
 
 @pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "builder-processes"])
 def test_an_error_while_building_a_digest_stops_the_run_with_that_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    processes: int,
 ) -> None:
     from newsletter.errors import TemplateError
     from newsletter.pipeline.send import DigestPlanner
@@ -234,13 +260,14 @@ def test_an_error_while_building_a_digest_stops_the_run_with_that_error(
 
     monkeypatch.setattr(DigestPlanner, "build", build)
     write_subscribers(tmp_path / "subscribers" / "test.csv", 60)
-    with LoopbackServer() as server, pytest.raises(TemplateError, match="digest.html"):
+    with LoopbackServer() as server, pytest.raises(TemplateError, match=r"digest\.html"):
         send(tmp_path, server.port, compose_processes=processes)
     assert len(server.handler.received) < 60
 
 
 def test_a_builder_process_that_dies_stops_the_run_with_a_clear_error_and_the_next_run_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from newsletter.errors import NewsletterError
     from newsletter.pipeline.send import DigestPlanner

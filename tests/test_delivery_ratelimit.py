@@ -33,7 +33,7 @@ def test_token_bucket_allows_a_burst_of_one_second_then_paces() -> None:
 def test_hourly_window_waits_until_the_oldest_send_is_an_hour_old() -> None:
     clock = Clock()
     limiter = RateLimiter(per_hour=3, clock=clock)
-    for step in range(3):
+    for _step in range(3):
         assert limiter.delay() == 0.0
         clock.now += 10
     assert limiter.delay() == pytest.approx(3600 - 30)

@@ -15,12 +15,14 @@ from newsletter.cli.app import main
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def command_paths(command: click.Command, path: tuple[str, ...] = ("newsletter",)) -> Iterator[tuple[str, ...]]:
+def command_paths(
+    command: click.Command, path: tuple[str, ...] = ("newsletter",)
+) -> Iterator[tuple[str, ...]]:
     """Every command and subcommand, groups included, as the words a user types."""
     yield path
     if isinstance(command, click.Group):
         for name in sorted(command.commands):
-            yield from command_paths(command.commands[name], path + (name,))
+            yield from command_paths(command.commands[name], (*path, name))
 
 
 def resolve(path: tuple[str, ...]) -> click.Command:
@@ -36,8 +38,13 @@ PATHS = list(command_paths(main))
 
 def test_the_walk_finds_every_registered_command() -> None:
     names = {" ".join(p) for p in PATHS}
-    for expected in ("newsletter send", "newsletter papers rank", "newsletter subscribers import",
-                     "newsletter doctor", "newsletter archive"):
+    for expected in (
+        "newsletter send",
+        "newsletter papers rank",
+        "newsletter subscribers import",
+        "newsletter doctor",
+        "newsletter archive",
+    ):
         assert expected in names
 
 
@@ -46,8 +53,9 @@ def test_help_starts_with_a_one_line_purpose(path: tuple[str, ...]) -> None:
     lines = (resolve(path).help or "").strip().splitlines()
 
     assert lines and lines[0].strip(), f"`{' '.join(path)}` has no help text"
-    assert len(lines) == 1 or not lines[1].strip(), \
+    assert len(lines) == 1 or not lines[1].strip(), (
         f"`{' '.join(path)}`: the purpose runs onto a second line: {lines[:2]}"
+    )
 
 
 @pytest.mark.parametrize("path", PATHS, ids=" ".join)
@@ -57,8 +65,9 @@ def test_help_shows_an_example_of_the_command(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     examples = [line.strip() for line in result.output.splitlines() if line.strip().startswith("Example:")]
     assert examples, f"`{' '.join(path)} --help` has no 'Example:' line"
-    assert any(" ".join(path) in line for line in examples), \
+    assert any(" ".join(path) in line for line in examples), (
         f"`{' '.join(path)}`'s example does not run it: {examples}"
+    )
 
 
 @pytest.mark.parametrize("path", PATHS, ids=" ".join)

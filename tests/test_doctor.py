@@ -28,16 +28,20 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.messages.append(envelope.original_content or envelope.content)
         return "250 OK"
 
 
-def accept_only(user: str, password: str):  # noqa: ANN201
-    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login == user.encode() \
+def accept_only(user: str, password: str):
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == user.encode()
             and auth_data.password == password.encode()
+        )
         return AuthResult(success=ok, handled=False)
+
     return authenticator
 
 
@@ -64,8 +68,14 @@ def start_server() -> Iterator:
         controller.stop()
 
 
-def point_at(monkeypatch: pytest.MonkeyPatch, port: int, *, secret: bool = True,
-             base_url: str | None = "https://papers.example.org", **smtp: str) -> None:
+def point_at(
+    monkeypatch: pytest.MonkeyPatch,
+    port: int,
+    *,
+    secret: bool = True,
+    base_url: str | None = "https://papers.example.org",
+    **smtp: str,
+) -> None:
     """Configure a real server the way the README says: environment variables."""
     monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(port))
@@ -102,18 +112,29 @@ def test_shipped_config_with_embedded_server_passes_every_check(project: Path) -
     assert result.exit_code == 0, result.output
     check_lines = lines(result)[:-1]
     assert check_lines and all(line.startswith("ok   ") for line in check_lines), result.output
-    for check in ("settings", "templates", "list example", "secret", "base_url", "ledger",
-                  "smtp (embedded) connect", "smtp (embedded) EHLO"):
+    for check in (
+        "settings",
+        "templates",
+        "list example",
+        "secret",
+        "base_url",
+        "ledger",
+        "smtp (embedded) connect",
+        "smtp (embedded) EHLO",
+    ):
         line_for(result, check)
     assert "12 active subscriber(s)" in line_for(result, "list example")
     assert lines(result)[-1] == "All checks passed."
 
 
 def test_real_server_with_login_passes_and_receives_no_mail(
-    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    project: Path,
+    start_server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    controller, handler = start_server(authenticator=accept_only(USER, PASSWORD),
-                                       auth_require_tls=False, auth_required=True)
+    controller, handler = start_server(
+        authenticator=accept_only(USER, PASSWORD), auth_require_tls=False, auth_required=True
+    )
     point_at(monkeypatch, controller.port, username=USER, password=PASSWORD)
 
     result = doctor()
@@ -126,7 +147,8 @@ def test_real_server_with_login_passes_and_receives_no_mail(
 
 
 def test_closed_port_fails_connect_naming_host_and_port(
-    project: Path, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = free_port()  # nothing listens there once the probe socket is closed
     point_at(monkeypatch, port)
@@ -143,10 +165,13 @@ def test_closed_port_fails_connect_naming_host_and_port(
 
 
 def test_wrong_password_fails_at_auth_with_the_fix(
-    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    project: Path,
+    start_server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    controller, handler = start_server(authenticator=accept_only(USER, PASSWORD),
-                                       auth_require_tls=False, auth_required=True)
+    controller, handler = start_server(
+        authenticator=accept_only(USER, PASSWORD), auth_require_tls=False, auth_required=True
+    )
     point_at(monkeypatch, controller.port, username=USER, password="wrong")
 
     result = doctor()
@@ -163,7 +188,9 @@ def test_wrong_password_fails_at_auth_with_the_fix(
 
 
 def test_starttls_configured_but_not_offered_fails_at_starttls(
-    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    project: Path,
+    start_server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()  # no tls_context: the server does not offer STARTTLS
     point_at(monkeypatch, controller.port, security="starttls")
@@ -186,24 +213,35 @@ def self_signed_for_loopback(folder: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "relay-ca.pem", folder / "relay-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
 def test_starttls_to_a_relay_with_a_private_ca_passes_when_ca_file_names_it(
-    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    project: Path,
+    start_server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # `send` trusts smtp.ca_file; the doctor must test the same connection send will make.
     cert, key = self_signed_for_loopback(project)
@@ -219,7 +257,9 @@ def test_starttls_to_a_relay_with_a_private_ca_passes_when_ca_file_names_it(
 
 
 def test_starttls_to_a_server_with_an_untrusted_certificate_says_to_set_ca_file(
-    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    project: Path,
+    start_server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cert, key = self_signed_for_loopback(project)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -237,7 +277,8 @@ def test_starttls_to_a_server_with_an_untrusted_certificate_says_to_set_ca_file(
 
 def test_broken_template_override_fails_naming_file_and_line(project: Path) -> None:
     (project / "templates" / "digest.html").write_text(
-        "<html>\n<body>\n{% if %}\n</body>\n</html>\n", encoding="utf-8")
+        "<html>\n<body>\n{% if %}\n</body>\n</html>\n", encoding="utf-8"
+    )
 
     result = doctor()
 
@@ -247,7 +288,9 @@ def test_broken_template_override_fails_naming_file_and_line(project: Path) -> N
     assert f"{project / 'templates' / 'digest.html'}:3:" in line
     assert "fix the Jinja syntax" in line
     assert failures(result) == [line]
-    assert not any(l.startswith("ok   templates:") for l in lines(result)), "a broken template is not 'ok'"
+    assert not any(line.startswith("ok   templates:") for line in lines(result)), (
+        "a broken template is not 'ok'"
+    )
 
 
 def test_subscriber_list_with_a_bad_row_fails_naming_file_line_and_address(project: Path) -> None:
@@ -277,7 +320,9 @@ def test_no_subscriber_list_at_all_fails_with_how_to_create_one(project: Path) -
 
 
 def test_real_server_without_secret_fails_the_secret_check(
-    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    project: Path,
+    start_server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()
     point_at(monkeypatch, controller.port, secret=False)
@@ -291,7 +336,9 @@ def test_real_server_without_secret_fails_the_secret_check(
 
 
 def test_real_server_with_plain_http_base_url_fails_the_base_url_check(
-    project: Path, start_server, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    project: Path,
+    start_server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()
     point_at(monkeypatch, controller.port, base_url="http://papers.example.org")
@@ -305,7 +352,8 @@ def test_real_server_with_plain_http_base_url_fails_the_base_url_check(
 
 
 def test_plain_http_base_url_is_fine_for_the_embedded_outbox(
-    project: Path, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_BASE_URL", "http://127.0.0.1:8025")
 
@@ -316,7 +364,8 @@ def test_plain_http_base_url_is_fine_for_the_embedded_outbox(
 
 
 def test_invalid_setting_is_a_one_line_error_naming_the_key(
-    project: Path, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_SMTP__PORT", "not-a-port")
 

@@ -30,7 +30,7 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
         return "250 OK"
 
@@ -61,7 +61,7 @@ def active_addresses(project: Path) -> set[str]:
 
 def outbox_messages(project: Path) -> list[EmailMessage]:
     box = mailbox.Maildir(project / "outbox", create=False)
-    return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]
+    return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.iterkeys()]
 
 
 def test_send_with_shipped_config_leaves_one_digest_per_active_subscriber_in_outbox(project: Path) -> None:
@@ -93,7 +93,9 @@ def test_second_send_of_the_same_issue_delivers_nothing_and_says_so(project: Pat
 
 
 def test_environment_points_send_at_a_listening_smtp_server(
-    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    smtp_server: tuple[Controller, RecordingHandler],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, handler = smtp_server
     monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
@@ -109,7 +111,9 @@ def test_environment_points_send_at_a_listening_smtp_server(
 
 
 def test_server_on_this_machine_with_secret_and_base_url_signs_real_links(
-    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    smtp_server: tuple[Controller, RecordingHandler],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, handler = smtp_server
     use_server(monkeypatch, controller.port)
@@ -122,7 +126,9 @@ def test_server_on_this_machine_with_secret_and_base_url_signs_real_links(
 
 
 def test_outbox_delivery_never_counts_as_a_delivery_to_a_real_server(
-    project: Path, smtp_server: tuple[Controller, RecordingHandler], monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    smtp_server: tuple[Controller, RecordingHandler],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     CliRunner().invoke(main, ["send"])
     controller, handler = smtp_server
@@ -135,7 +141,8 @@ def test_outbox_delivery_never_counts_as_a_delivery_to_a_real_server(
 
 
 def test_remote_server_without_a_secret_is_refused_before_anything_is_sent(
-    project: Path, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "smtp.example.org")
     monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org")
@@ -158,7 +165,8 @@ def test_remote_server_without_a_base_url_is_refused(project: Path, monkeypatch:
 
 
 def test_unreachable_server_is_one_line_error_naming_host_and_port(
-    project: Path, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -188,7 +196,11 @@ def test_papers_rank_json_lists_sample_papers_best_first(project: Path) -> None:
 
 def test_python_dash_m_newsletter_runs_the_cli() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "newsletter", "--help"], capture_output=True, text=True, cwd=ROOT, check=False,
+        [sys.executable, "-m", "newsletter", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert result.returncode == 0
     assert "send" in result.stdout and "preview" in result.stdout
@@ -197,8 +209,20 @@ def test_python_dash_m_newsletter_runs_the_cli() -> None:
 def test_built_wheel_carries_the_default_templates(tmp_path: Path) -> None:
     pytest.importorskip("hatchling")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     wheel = next(tmp_path.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

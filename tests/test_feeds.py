@@ -72,7 +72,7 @@ def run(*args: str) -> Result:
 
 def outbox_messages(project: Path) -> list[EmailMessage]:
     box = mailbox.Maildir(project / "outbox", create=False)
-    return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]
+    return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.iterkeys()]
 
 
 def active_count(project: Path) -> int:
@@ -84,7 +84,8 @@ def jsonl_ids(path: Path) -> list[str]:
 
 
 def test_send_fetches_each_day_of_the_issue_window_and_caches_the_papers(
-    project: Path, mirror: PapersMirror,
+    project: Path,
+    mirror: PapersMirror,
 ) -> None:
     use_sources(project, mirror, "hf")
 
@@ -93,15 +94,19 @@ def test_send_fetches_each_day_of_the_issue_window_and_caches_the_papers(
     assert result.exit_code == 0, result.output
     assert mirror.days_asked() == WINDOW
     cached = project / "papers-cache" / "2024-W11" / "00-hf.jsonl"
-    recorded_ids = {r["paper"]["id"] for day in WINDOW
-                    for r in json.loads((EXAMPLES / f"daily_papers_{day}.json").read_text(encoding="utf-8"))}
+    recorded_ids = {
+        r["paper"]["id"]
+        for day in WINDOW
+        for r in json.loads((EXAMPLES / f"daily_papers_{day}.json").read_text(encoding="utf-8"))
+    }
     assert set(jsonl_ids(cached)) == recorded_ids
     assert json.loads(result.stdout)["sent"] == active_count(project)
     assert len(outbox_messages(project)) == active_count(project)
 
 
 def test_second_run_of_the_same_issue_reuses_the_cache_without_fetching(
-    project: Path, mirror: PapersMirror,
+    project: Path,
+    mirror: PapersMirror,
 ) -> None:
     use_sources(project, mirror, "hf")
     first = run("preview", "--out", "preview")
@@ -120,7 +125,8 @@ def test_second_run_of_the_same_issue_reuses_the_cache_without_fetching(
 
 
 def test_preview_and_send_of_the_same_issue_pick_from_the_same_papers(
-    project: Path, mirror: PapersMirror,
+    project: Path,
+    mirror: PapersMirror,
 ) -> None:
     use_sources(project, mirror, "hf")
     run("preview", "--out", "preview")
@@ -138,7 +144,8 @@ def test_preview_and_send_of_the_same_issue_pick_from_the_same_papers(
 
 
 def test_empty_answer_is_not_cached_so_the_next_run_fetches_again(
-    project: Path, mirror: PapersMirror,
+    project: Path,
+    mirror: PapersMirror,
 ) -> None:
     use_sources(project, mirror, "hf")
     mirror.mode = "empty"
@@ -160,7 +167,8 @@ def test_empty_answer_is_not_cached_so_the_next_run_fetches_again(
 
 
 def test_unreachable_source_stops_send_with_a_one_line_error_and_sends_nothing(
-    project: Path, mirror: PapersMirror,
+    project: Path,
+    mirror: PapersMirror,
 ) -> None:
     use_sources(project, mirror, "hf")
     mirror.mode = "missing"
@@ -172,8 +180,10 @@ def test_unreachable_source_stops_send_with_a_one_line_error_and_sends_nothing(
     assert result.output.startswith("Error: ") and "HTTP 404" in result.output
     assert f"{mirror.url}/api/daily_papers" in result.output
     assert not (project / "outbox").exists() or outbox_messages(project) == []
-    assert not (project / "papers-cache" / "2024-W11").exists() or \
-        list((project / "papers-cache" / "2024-W11").iterdir()) == []
+    assert (
+        not (project / "papers-cache" / "2024-W11").exists()
+        or list((project / "papers-cache" / "2024-W11").iterdir()) == []
+    )
 
 
 def test_papers_option_overrides_the_configured_sources(project: Path, mirror: PapersMirror) -> None:
@@ -219,7 +229,8 @@ def view_in_browser_links(message: EmailMessage) -> tuple[str, str]:
 
 
 def test_email_links_to_its_archive_page_when_base_url_is_set(
-    project: Path, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_BASE_URL", "https://papers.example.org/")
 

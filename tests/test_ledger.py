@@ -19,12 +19,17 @@ def test_ledger_uses_wal_and_full_synchronous_writes(tmp_path: Path) -> None:
 def test_attempts_then_outcomes_and_a_retry_counts_attempts(tmp_path: Path) -> None:
     ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ("p1",)), Attempt("b@x.org", "<2@x>", ())])
-    ledger.record(outcomes=[Outcome("a@x.org", "deferred", "451 later")],
-                  attempts=[Attempt("a@x.org", "<1@x>", ("p1",))])
+    ledger.record(
+        outcomes=[Outcome("a@x.org", "deferred", "451 later")],
+        attempts=[Attempt("a@x.org", "<1@x>", ("p1",))],
+    )
     ledger.record(outcomes=[Outcome("a@x.org", "delivered", "250 ok")])
     entries = ledger.entries()
     assert (entries["a@x.org"].status, entries["a@x.org"].attempts, entries["a@x.org"].last_reply) == (
-        "delivered", 2, "250 ok")
+        "delivered",
+        2,
+        "250 ok",
+    )
     assert entries["b@x.org"].status == "sending"
     assert ledger.counts() == {"delivered": 1, "sending": 1}
     ledger.close()

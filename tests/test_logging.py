@@ -24,9 +24,12 @@ def project(project: Path) -> Path:
     """The shipped config and sample data, plus `log_file = "logs/newsletter.log"`."""
     config = project / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace('ledger = "newsletter.db"\n',
-                                   'ledger = "newsletter.db"\nlog_file = "logs/newsletter.log"\n', 1),
-                      encoding="utf-8")
+    config.write_text(
+        text.replace(
+            'ledger = "newsletter.db"\n', 'ledger = "newsletter.db"\nlog_file = "logs/newsletter.log"\n', 1
+        ),
+        encoding="utf-8",
+    )
     assert 'log_file = "logs/newsletter.log"' in config.read_text(encoding="utf-8")
     return project
 
@@ -36,7 +39,7 @@ def hf_mirror() -> Iterator[str]:
     """A local daily_papers endpoint answering each day with the recorded sample for that day."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
             recorded = ROOT / "examples" / f"daily_papers_{query.get('date', [''])[0]}.json"
             body = recorded.read_bytes() if recorded.is_file() and query.get("p") == ["0"] else b"[]"

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.app import main
-from newsletter.subscribers.requests import parse_request
 from newsletter.mail.tokens import request_subject
 from newsletter.subscribers import SubscriberStore
+from newsletter.subscribers.requests import parse_request
 
 SECRET = "test-secret"
 
@@ -54,11 +54,14 @@ def first_active(project: Path, skip: int = 0) -> str:
 def test_request_with_our_token_unsubscribes_and_others_change_nothing(with_secret: Path) -> None:
     target, bystander = first_active(with_secret), first_active(with_secret, 1)
     forged = f"unsubscribe example {bystander} {'A' * 43}"
-    mbox = write_mbox(with_secret / "requests.mbox", [
-        request("Re: " + request_subject(SECRET, "example", target)),
-        request(forged),
-        request("Thanks for the digest!"),
-    ])
+    mbox = write_mbox(
+        with_secret / "requests.mbox",
+        [
+            request("Re: " + request_subject(SECRET, "example", target)),
+            request(forged),
+            request("Thanks for the digest!"),
+        ],
+    )
 
     result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
 
@@ -106,8 +109,9 @@ def test_mailto_link_of_a_delivered_digest_unsubscribes_its_reader(with_secret: 
     box = mailbox.Maildir(with_secret / "outbox", create=False)
     delivered = message_from_bytes(box.get_bytes(next(iter(box.keys()))), policy=policy.default)
     reader = delivered["To"].addresses[0].addr_spec
-    mailto = next(part.strip(" <>") for part in str(delivered["List-Unsubscribe"]).split(",")
-                  if "mailto:" in part)
+    mailto = next(
+        part.strip(" <>") for part in str(delivered["List-Unsubscribe"]).split(",") if "mailto:" in part
+    )
     link = urlsplit(mailto)
     subject = parse_qs(link.query)["subject"][0]
     mbox = write_mbox(with_secret / "requests.mbox", [request(subject, sender=reader)])

@@ -22,8 +22,17 @@ def run(*args: str) -> object:
 
 
 def test_rank_json_lists_matching_papers_best_first_with_the_documented_fields() -> None:
-    result = run("papers", "rank", "--papers", str(EXAMPLES), "--keywords", "diffusion",
-                 "--date", "2024-03-14", "--json")
+    result = run(
+        "papers",
+        "rank",
+        "--papers",
+        str(EXAMPLES),
+        "--keywords",
+        "diffusion",
+        "--date",
+        "2024-03-14",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     items = json.loads(result.stdout)
     assert 1 <= len(items) <= 10
@@ -45,8 +54,19 @@ def test_rank_reads_papers_and_date_from_the_config_when_not_given(tmp_path: Pat
 
 
 def test_rank_explain_shows_matched_keywords_and_score_parts() -> None:
-    result = run("papers", "rank", "--papers", str(EXAMPLES), "--keywords", "music; reinforcement learning",
-                 "--date", "2024-03-14", "--top", "1", "--explain")
+    result = run(
+        "papers",
+        "rank",
+        "--papers",
+        str(EXAMPLES),
+        "--keywords",
+        "music; reinforcement learning",
+        "--date",
+        "2024-03-14",
+        "--top",
+        "1",
+        "--explain",
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(" 1. ") and "MusicRL" in lines[0]
@@ -56,14 +76,27 @@ def test_rank_explain_shows_matched_keywords_and_score_parts() -> None:
 
 
 def test_rank_window_days_limits_papers_to_the_days_before_the_issue() -> None:
-    result = run("papers", "rank", "--papers", str(EXAMPLES), "--date", "2024-03-14",
-                 "--window-days", "1", "--top", "100", "--json")
+    result = run(
+        "papers",
+        "rank",
+        "--papers",
+        str(EXAMPLES),
+        "--date",
+        "2024-03-14",
+        "--window-days",
+        "1",
+        "--top",
+        "100",
+        "--json",
+    )
     items = json.loads(result.stdout)
     assert items and all(i["published"].startswith("2024-03-14") for i in items)
 
 
 def test_rank_warns_about_skipped_records_on_stderr(tmp_path: Path) -> None:
-    result = run("papers", "rank", "--papers", str(FIXTURES / "papers.jsonl"), "--date", "2024-03-14", "--json")
+    result = run(
+        "papers", "rank", "--papers", str(FIXTURES / "papers.jsonl"), "--date", "2024-03-14", "--json"
+    )
     assert result.exit_code == 0
     warnings = result.stderr.splitlines()
     assert len(warnings) == 4
@@ -83,7 +116,9 @@ def test_rank_of_a_file_in_no_known_format_is_a_one_line_error(tmp_path: Path) -
 def test_fetch_hf_writes_json_lines_that_rank_can_read(server: RecordedServer, tmp_path: Path) -> None:  # noqa: F811
     server.queue("/api/daily_papers", fixture("hf_daily_2024-03-14_p0.json"))
     out = tmp_path / "fetched" / "hf.jsonl"
-    result = run("papers", "fetch", "--source", "hf", "--date", "2024-03-14", "--base-url", server.url, "-o", str(out))
+    result = run(
+        "papers", "fetch", "--source", "hf", "--date", "2024-03-14", "--base-url", server.url, "-o", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert "Fetched 2 papers in 1 requests" in result.stderr
     assert server.requests[0][1]["date"] == "2024-03-14"

@@ -21,8 +21,8 @@ def config(tmp_path: Path) -> Path:
     path.write_text(
         f"""title = "Daily Papers Digest"
 issue_date = 2024-03-14
-papers = ["{REPO / 'examples'}"]
-subscribers_dir = "{REPO / 'subscribers'}"
+papers = ["{REPO / "examples"}"]
+subscribers_dir = "{REPO / "subscribers"}"
 ledger = "newsletter.db"
 
 [sender]
@@ -44,7 +44,9 @@ def parts(eml: Path) -> dict[str, str]:
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert message.get_content_type() == "multipart/alternative"
     # MIME bodies travel with CRLF line ends; the files keep the platform's.
-    return {part.get_content_type(): part.get_content().replace("\r\n", "\n") for part in message.iter_parts()}
+    return {
+        part.get_content_type(): part.get_content().replace("\r\n", "\n") for part in message.iter_parts()
+    }
 
 
 def test_preview_writes_html_text_and_the_full_message_for_a_subscriber(config: Path, tmp_path: Path) -> None:
@@ -62,7 +64,9 @@ def test_preview_writes_html_text_and_the_full_message_for_a_subscriber(config: 
     assert message["To"] == "Alice Moreau <alice@example.org>" and message["Message-ID"]
 
 
-def test_preview_without_subscriber_shows_the_top_papers_for_no_keywords(config: Path, tmp_path: Path) -> None:
+def test_preview_without_subscriber_shows_the_top_papers_for_no_keywords(
+    config: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     code, output = run(config, "--out", str(out))
     assert code == 0, output

@@ -21,9 +21,9 @@ from test_render_samples import (
     text_urls,
 )
 
-from newsletter.render import digest as render
 from newsletter.errors import TemplateError
 from newsletter.models import Subscriber
+from newsletter.render import digest as render
 from newsletter.render.digest import DigestRenderer, RenderedDigest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -46,12 +46,16 @@ def test_digest_for_subscriber_with_keywords_matches_golden_files() -> None:
     digest = render_alice()
     check_golden("alice.html", digest.html)
     check_golden("alice.txt", digest.text)
-    assert digest.subject == "ML Paper Digest 2024-W11: Four-Step Diffusion Models by Consistency Distillation"
+    assert (
+        digest.subject == "ML Paper Digest 2024-W11: Four-Step Diffusion Models by Consistency Distillation"
+    )
 
 
 def test_digest_with_no_picks_is_a_short_friendly_note_matching_golden_files() -> None:
     renderer = DigestRenderer(make_settings(), make_issue(archive_url=None))
-    digest = renderer.render(Subscriber(email="bob@example.org", keywords=["quantum gravity"]), [], UNSUBSCRIBE)
+    digest = renderer.render(
+        Subscriber(email="bob@example.org", keywords=["quantum gravity"]), [], UNSUBSCRIBE
+    )
     check_golden("empty.html", digest.html)
     check_golden("empty.txt", digest.text)
     assert "No new papers matched your topics" in digest.text
@@ -61,15 +65,20 @@ def test_digest_with_no_picks_is_a_short_friendly_note_matching_golden_files() -
 def test_subscriber_without_keywords_is_told_they_get_the_top_papers() -> None:
     renderer = DigestRenderer(make_settings(), make_issue())
     digest = renderer.render(Subscriber(email="dana@example.org"), alice_picks(2), UNSUBSCRIBE)
-    assert "the week’s top papers" in digest.html.replace("&rsquo;", "’")
+    assert "the week\u2019s top papers" in digest.html.replace("&rsquo;", "\u2019")
     assert "you subscribed to ml without choosing topics" in " ".join(digest.text.split())
     assert "Hello," in digest.html and "Hello," in digest.text
 
 
 @pytest.mark.parametrize("payload", XSS)
 def test_untrusted_paper_and_subscriber_text_never_becomes_markup(payload: str) -> None:
-    paper = make_paper(0, title=f"Diffusion models {payload}", abstract=f"Intro {payload}. Diffusion models work.",
-                       authors=[payload, "B"], code_url=f"javascript:alert(1)//{payload}")
+    paper = make_paper(
+        0,
+        title=f"Diffusion models {payload}",
+        abstract=f"Intro {payload}. Diffusion models work.",
+        authors=[payload, "B"],
+        code_url=f"javascript:alert(1)//{payload}",
+    )
     subscriber = Subscriber(email="eve@example.org", name=payload, keywords=["diffusion models", payload])
     picks = [Pick(paper, 1.0, ["diffusion models", payload])]
     digest = DigestRenderer(make_settings(), make_issue()).render(subscriber, picks, UNSUBSCRIBE)
@@ -82,8 +91,12 @@ def test_untrusted_paper_and_subscriber_text_never_becomes_markup(payload: str) 
 
 
 def test_highlight_marks_matched_keywords_case_insensitively_and_keeps_escaping() -> None:
-    paper = make_paper(0, title="Fast DIFFUSION Models & <Friends>", abstract="Why diffusion model sampling is slow.")
-    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [Pick(paper, 1.0, ["diffusion models"])], UNSUBSCRIBE)
+    paper = make_paper(
+        0, title="Fast DIFFUSION Models & <Friends>", abstract="Why diffusion model sampling is slow."
+    )
+    digest = DigestRenderer(make_settings(), make_issue()).render(
+        alice(), [Pick(paper, 1.0, ["diffusion models"])], UNSUBSCRIBE
+    )
     marks = re.findall(r'<span class="hl" style="[^"]+">([^<]*)</span>', digest.html)
     assert marks == ["DIFFUSION Models", "diffusion model"]
     assert "&amp; &lt;Friends&gt;" in digest.html
@@ -91,7 +104,9 @@ def test_highlight_marks_matched_keywords_case_insensitively_and_keeps_escaping(
 
 def test_only_keywords_the_paper_matched_are_highlighted() -> None:
     paper = make_paper(0, title="Diffusion models for music generation")
-    digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [Pick(paper, 1.0, ["music generation"])], UNSUBSCRIBE)
+    digest = DigestRenderer(make_settings(), make_issue()).render(
+        alice(), [Pick(paper, 1.0, ["music generation"])], UNSUBSCRIBE
+    )
     assert re.findall(r'class="hl"[^>]*>([^<]*)<', digest.html) == ["music generation"]
 
 
@@ -120,7 +135,11 @@ def test_premailer_runs_per_issue_and_paper_never_per_subscriber(monkeypatch: py
             keywords = profiles[n % 3]
             picks = [Pick(papers[(n + k) % 30], 1.0, keywords) for k in range(10)]
             name = f"Reader {n}" if n % 2 else ""
-            renderer.render(Subscriber(email=f"r{n}@example.org", name=name, keywords=keywords), picks, f"{UNSUBSCRIBE}{n}")
+            renderer.render(
+                Subscriber(email=f"r{n}@example.org", name=name, keywords=keywords),
+                picks,
+                f"{UNSUBSCRIBE}{n}",
+            )
 
     render_many(60)
     after_first = counter.calls
@@ -140,11 +159,24 @@ def test_prepare_inlines_all_cards_in_one_call(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_ten_paper_issue_stays_under_gmail_clipping_and_style_limits() -> None:
-    long_abstract = " ".join(f"Sentence number {i} talks about diffusion models at length." for i in range(60))
-    picks = [Pick(make_paper(i, abstract=long_abstract, title="Diffusion models " * 12,
-                             authors=[f"Author {k}" for k in range(40)],
-                             pdf_url="https://arxiv.org/pdf/x", code_url="https://github.com/x/y"),
-                  1.0, ["diffusion models"]) for i in range(10)]
+    long_abstract = " ".join(
+        f"Sentence number {i} talks about diffusion models at length." for i in range(60)
+    )
+    picks = [
+        Pick(
+            make_paper(
+                i,
+                abstract=long_abstract,
+                title="Diffusion models " * 12,
+                authors=[f"Author {k}" for k in range(40)],
+                pdf_url="https://arxiv.org/pdf/x",
+                code_url="https://github.com/x/y",
+            ),
+            1.0,
+            ["diffusion models"],
+        )
+        for i in range(10)
+    ]
     digest = DigestRenderer(make_settings(), make_issue()).render(alice(), picks, UNSUBSCRIBE)
     assert len(digest.html.encode("utf-8")) < 90 * 1024
     styles = re.findall(r"<style[^>]*>(.*?)</style>", digest.html, re.DOTALL)
@@ -159,7 +191,10 @@ def test_html_is_a_600px_presentation_table_layout_with_inline_styles_and_prehea
     assert 'class="card-title" style="' in html
     assert "<img" not in html
     preheader = re.search(r'<div class="preheader"[^>]*>([^<]*)</div>', html)
-    assert preheader and preheader.group(1) == "Four-Step Diffusion Models by Consistency Distillation and 3 more"
+    assert (
+        preheader
+        and preheader.group(1) == "Four-Step Diffusion Models by Consistency Distillation and 3 more"
+    )
 
 
 def test_text_part_lines_fit_72_columns() -> None:
@@ -206,7 +241,9 @@ def test_user_templates_folder_overrides_the_builtin_theme(tmp_path: Path) -> No
     assert 'class="card-title"' in digest.html  # the rest still comes from the built-in theme
 
 
-def test_missing_template_error_lists_the_folders_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_template_error_lists_the_folders_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "templates").mkdir()
     empty = tmp_path / "no-theme"
     empty.mkdir()
@@ -230,7 +267,9 @@ def test_rendered_digest_is_plain_data() -> None:
     assert "\n" not in digest.subject and len(digest.subject) <= 120
 
 
-def test_css_inlining_never_fetches_a_linked_stylesheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_css_inlining_never_fetches_a_linked_stylesheet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_network(*args: object, **kwargs: object) -> str:
         raise AssertionError("premailer tried to fetch a stylesheet")
 
@@ -246,7 +285,9 @@ def test_css_inlining_never_fetches_a_linked_stylesheet(tmp_path: Path, monkeypa
     assert 'class="card-title" style="' in digest.html
 
 
-def test_installed_package_uses_the_theme_shipped_inside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_installed_package_uses_the_theme_shipped_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = tmp_path / "site-packages" / "newsletter"
     (package / "templates").mkdir(parents=True)
     monkeypatch.setattr("newsletter.__file__", str(package / "__init__.py"))
@@ -258,7 +299,10 @@ def test_installed_package_uses_the_theme_shipped_inside_it(tmp_path: Path, monk
 def test_empty_digest_without_keywords_does_not_mention_topics() -> None:
     renderer = DigestRenderer(make_settings(), make_issue())
     digest = renderer.render(Subscriber(email="dana@example.org"), [], UNSUBSCRIBE)
-    assert "There are no new papers this week" in digest.html and "There are no new papers this week" in digest.text
+    assert (
+        "There are no new papers this week" in digest.html
+        and "There are no new papers this week" in digest.text
+    )
     assert digest.subject == "ML Paper Digest 2024-W11: no new papers this week"
     assert "topics this week" not in digest.html
 

@@ -39,8 +39,11 @@ def make_settings(tmp_path: Path | None = None, **overrides: object) -> Settings
     """Settings with a fixed sender, resolved against an empty folder so no user theme applies."""
     values: dict[str, object] = {
         "title": "ML Paper Digest",
-        "sender": {"name": "ML Reading Group", "address": "digest@example.org",
-                   "postal_address": "1 Example Street, Example City"},
+        "sender": {
+            "name": "ML Reading Group",
+            "address": "digest@example.org",
+            "postal_address": "1 Example Street, Example City",
+        },
         "config_dir": tmp_path or Path("/nonexistent-config-dir"),
     }
     values.update(overrides)
@@ -49,23 +52,32 @@ def make_settings(tmp_path: Path | None = None, **overrides: object) -> Settings
 
 def make_issue(archive_url: str | None = ARCHIVE) -> IssueInfo:
     return IssueInfo(
-        issue_id="2024-W11", issue_date=ISSUE_DATE, list_name="ml", title="ML Paper Digest",
-        window_start=date(2024, 3, 8), archive_url=archive_url,
+        issue_id="2024-W11",
+        issue_date=ISSUE_DATE,
+        list_name="ml",
+        title="ML Paper Digest",
+        window_start=date(2024, 3, 8),
+        archive_url=archive_url,
     )
 
 
 def make_paper(index: int, **changes: object) -> Paper:
     """Paper `index` of a fixed set covering every optional field being present or absent."""
-    authors = [["Ada Lovelace"], ["Ada Lovelace", "Alan Turing"],
-               ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"], []][index % 4]
+    authors = [
+        ["Ada Lovelace"],
+        ["Ada Lovelace", "Alan Turing"],
+        ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"],
+        [],
+    ][index % 4]
     values: dict[str, object] = {
         "id": f"2403.{index + 1:05d}",
         "title": [
             "Four-Step Diffusion Models by Consistency Distillation",
-            "Scaling Laws for Large Language Models & Their \"Emergent\" Abilities",
+            'Scaling Laws for Large Language Models & Their "Emergent" Abilities',
             "State-Space Models Meet Music Generation",
             "A Survey of Reinforcement Learning from Human Feedback",
-        ][index % 4] + ("" if index < 4 else f" (Part {index // 4 + 1})"),
+        ][index % 4]
+        + ("" if index < 4 else f" (Part {index // 4 + 1})"),
         "abstract": ABSTRACT,
         "authors": authors,
         "published": datetime(2024, 3, 14 - index % 7, 8, 0, tzinfo=UTC),
@@ -80,8 +92,9 @@ def make_paper(index: int, **changes: object) -> Paper:
 
 
 def alice() -> Subscriber:
-    return Subscriber(email="alice@example.org", name="Alice Moreau",
-                      keywords=["diffusion models", "music generation"])
+    return Subscriber(
+        email="alice@example.org", name="Alice Moreau", keywords=["diffusion models", "music generation"]
+    )
 
 
 def alice_picks(count: int = 4) -> list[Pick]:

@@ -43,8 +43,14 @@ def test_one_giant_sentence_is_cut_at_a_word_with_an_ellipsis() -> None:
 
 @pytest.mark.parametrize(
     ("authors", "shown"),
-    [([], ""), (["A"], "A"), (["A", "B"], "A, B"), (["A", "B", "C"], "A, B, C"),
-     (["A", "B", "C", "D"], "A, B, et al."), (["  ", "A\nB"], "A B")],
+    [
+        ([], ""),
+        (["A"], "A"),
+        (["A", "B"], "A, B"),
+        (["A", "B", "C"], "A, B, C"),
+        (["A", "B", "C", "D"], "A, B, et al."),
+        (["  ", "A\nB"], "A B"),
+    ],
 )
 def test_authors_are_shortened_and_nothing_shows_when_unknown(authors: list[str], shown: str) -> None:
     assert shorten_authors(authors) == shown
@@ -52,9 +58,17 @@ def test_authors_are_shortened_and_nothing_shows_when_unknown(authors: list[str]
 
 @pytest.mark.parametrize(
     ("url", "kept"),
-    [("https://arxiv.org/abs/2403.1", True), ("http://example.org/x?a=1&b=2", True),
-     ("javascript:alert(1)", False), ("JAVASCRIPT:alert(1)", False), ("data:text/html,x", False),
-     ("//example.org/x", False), ("https://example.org/\"onmouseover=x", False), ("", False), (None, False)],
+    [
+        ("https://arxiv.org/abs/2403.1", True),
+        ("http://example.org/x?a=1&b=2", True),
+        ("javascript:alert(1)", False),
+        ("JAVASCRIPT:alert(1)", False),
+        ("data:text/html,x", False),
+        ("//example.org/x", False),
+        ('https://example.org/"onmouseover=x', False),
+        ("", False),
+        (None, False),
+    ],
 )
 def test_only_web_links_become_hrefs(url: str | None, kept: bool) -> None:
     assert (safe_url(url) is not None) is kept
@@ -76,7 +90,10 @@ def test_highlight_does_not_join_words_across_punctuation() -> None:
 
 
 def test_highlight_escapes_text_and_keywords_alike() -> None:
-    assert highlight("<b>diffusion</b> & co", ["diffusion"]) == "&lt;b&gt;" + mark("diffusion") + "&lt;/b&gt; &amp; co"
+    assert (
+        highlight("<b>diffusion</b> & co", ["diffusion"])
+        == "&lt;b&gt;" + mark("diffusion") + "&lt;/b&gt; &amp; co"
+    )
     assert highlight("x <script>", ["<script>"]) == "x &lt;" + mark("script") + "&gt;"
 
 

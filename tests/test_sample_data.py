@@ -41,7 +41,7 @@ def seed_pairs() -> list[tuple[str, str]]:
         pytest.skip(f"seed file not present: {SEED}")
     lines = SEED.read_text(encoding="utf-8").split("\n")
     body = [line for line in lines[lines.index("Mar 14") + 1 :] if line.strip()]
-    return list(zip(body[0::2], body[1::2]))
+    return list(zip(body[0::2], body[1::2], strict=False))
 
 
 def run_script(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -66,8 +66,15 @@ def test_records_have_the_daily_papers_api_shape() -> None:
         paper = record["paper"]
         assert {"id", "title", "summary", "authors", "publishedAt", "upvotes", "ai_keywords"} <= set(paper)
         assert set(paper) <= {
-            "id", "title", "summary", "authors", "publishedAt", "upvotes",
-            "ai_summary", "ai_keywords", "githubRepo",
+            "id",
+            "title",
+            "summary",
+            "authors",
+            "publishedAt",
+            "upvotes",
+            "ai_summary",
+            "ai_keywords",
+            "githubRepo",
         }
         assert paper["title"] == record["title"]
         assert paper["summary"] == record["summary"]

@@ -13,11 +13,23 @@ from newsletter.settings import SelectionSettings
 ISSUE = date(2024, 3, 14)
 
 
-def paper(pid: str, title: str, abstract: str = "A study of things.", days_ago: float = 1.0,
-          upvotes: int | None = None) -> Paper:
+def paper(
+    pid: str,
+    title: str,
+    abstract: str = "A study of things.",
+    days_ago: float = 1.0,
+    upvotes: int | None = None,
+) -> Paper:
     when = datetime(2024, 3, 15, tzinfo=UTC) - timedelta(days=days_ago)
-    return Paper(id=pid, title=title, abstract=abstract, published=when,
-                 url=f"https://example.org/{pid}", upvotes=upvotes, source="test")
+    return Paper(
+        id=pid,
+        title=title,
+        abstract=abstract,
+        published=when,
+        url=f"https://example.org/{pid}",
+        upvotes=upvotes,
+        source="test",
+    )
 
 
 def ids(scored: list) -> list[str]:
@@ -25,8 +37,11 @@ def ids(scored: list) -> list[str]:
 
 
 def test_papers_outside_the_window_are_never_ranked() -> None:
-    papers = [paper("in", "Diffusion", days_ago=2), paper("old", "Diffusion", days_ago=9),
-              paper("future", "Diffusion", days_ago=-1)]
+    papers = [
+        paper("in", "Diffusion", days_ago=2),
+        paper("old", "Diffusion", days_ago=9),
+        paper("future", "Diffusion", days_ago=-1),
+    ]
     assert ids(rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings())) == ["in"]
 
 
@@ -45,8 +60,11 @@ def test_two_matched_interests_beat_one() -> None:
 
 
 def test_no_keywords_ranks_by_recency_and_popularity() -> None:
-    papers = [paper("old", "A", days_ago=6, upvotes=1), paper("new", "B", days_ago=0.5, upvotes=1),
-              paper("popular", "C", days_ago=6, upvotes=500)]
+    papers = [
+        paper("old", "A", days_ago=6, upvotes=1),
+        paper("new", "B", days_ago=0.5, upvotes=1),
+        paper("popular", "C", days_ago=6, upvotes=500),
+    ]
     settings = SelectionSettings(recency_weight=1.0, popularity_weight=0.0)
     assert ids(rank_papers(papers, [], ISSUE, settings))[0] == "new"
     settings = SelectionSettings(recency_weight=0.0, popularity_weight=1.0)
@@ -70,8 +88,10 @@ def test_hyphens_case_and_inflections_do_not_matter() -> None:
 
 def test_a_multi_word_keyword_prefers_the_phrase_over_scattered_words() -> None:
     filler = " ".join(f"w{i}" for i in range(20))
-    papers = [paper("scattered", "A study", f"protein {filler} language {filler} models"),
-              paper("phrase", "A study", f"protein language models {filler} {filler}")]
+    papers = [
+        paper("scattered", "A study", f"protein {filler} language {filler} models"),
+        paper("phrase", "A study", f"protein language models {filler} {filler}"),
+    ]
     ranked = rank_papers(papers, ["protein language models"], ISSUE, SelectionSettings())
     assert ids(ranked)[0] == "phrase"
 
@@ -86,9 +106,11 @@ def test_explain_parts_add_up_to_the_score() -> None:
 
 
 def test_a_rare_term_is_required_but_a_common_one_is_not() -> None:
-    papers = [paper("models-only", "Graph models", "Models of graphs."),
-              paper("diffusion-only", "Diffusion for audio", "We study diffusion."),
-              *[paper(f"f{i}", f"Models {i}", "Models everywhere.") for i in range(8)]]
+    papers = [
+        paper("models-only", "Graph models", "Models of graphs."),
+        paper("diffusion-only", "Diffusion for audio", "We study diffusion."),
+        *[paper(f"f{i}", f"Models {i}", "Models everywhere.") for i in range(8)],
+    ]
     ranked = rank_papers(papers, ["diffusion models"], ISSUE, SelectionSettings())
     assert ids(ranked) == ["diffusion-only"]
 
@@ -116,7 +138,13 @@ def test_window_includes_its_first_day_and_the_whole_issue_day() -> None:
     start = datetime(2024, 3, 8, tzinfo=UTC)
     papers = [
         Paper(id="first", title="Diffusion", abstract="x", published=start, url="u"),
-        Paper(id="last", title="Diffusion", abstract="x", published=start + timedelta(days=7, seconds=-1), url="u"),
+        Paper(
+            id="last",
+            title="Diffusion",
+            abstract="x",
+            published=start + timedelta(days=7, seconds=-1),
+            url="u",
+        ),
         Paper(id="before", title="Diffusion", abstract="x", published=start - timedelta(seconds=1), url="u"),
         Paper(id="after", title="Diffusion", abstract="x", published=start + timedelta(days=7), url="u"),
     ]
@@ -163,8 +191,10 @@ def test_spellings_of_one_keyword_score_the_same() -> None:
 
 
 def test_min_relevance_drops_weak_matches() -> None:
-    papers = [paper("strong", "Diffusion diffusion", "diffusion everywhere"),
-              paper("weak", "Graphs", "One mention of diffusion among many other words here and there.")]
+    papers = [
+        paper("strong", "Diffusion diffusion", "diffusion everywhere"),
+        paper("weak", "Graphs", "One mention of diffusion among many other words here and there."),
+    ]
     loose = rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings())
     strict = rank_papers(papers, ["diffusion"], ISSUE, SelectionSettings(min_relevance=0.5))
     assert ids(loose) == ["strong", "weak"]
@@ -188,10 +218,10 @@ def test_bm25_is_lucenes_variant() -> None:
 
     corpus = [["graph", "neural", "graph"], ["graph"], ["vision"], []]
     index = Bm25(corpus, k1=1.2, b=0.75)
-    lengths, average = [3, 1, 1, 1], 1.5  # an empty text counts as one word
+    _lengths, average = [3, 1, 1, 1], 1.5  # an empty text counts as one word
     idf = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5))  # 'graph' is in 2 of 4 documents
     expected = [idf * tf / (tf + 1.2 * (0.25 + 0.75 * n / average)) for tf, n in ((2, 3), (1, 1))]
-    assert index.scores("graph").tolist() == pytest.approx(expected + [0.0, 0.0], rel=1e-6)
+    assert index.scores("graph").tolist() == pytest.approx([*expected, 0.0, 0.0], rel=1e-6)
     assert index.scores("absent").tolist() == [0.0] * 4
     assert Bm25([], k1=1.2, b=0.75).scores("graph").tolist() == []
 
@@ -201,7 +231,9 @@ def test_a_send_does_not_import_what_it_does_not_use() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, newsletter.pipeline.send, newsletter.cli; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'bm25s', 'httpx'}))")
+    code = (
+        "import sys, newsletter.pipeline.send, newsletter.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'bm25s', 'httpx'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

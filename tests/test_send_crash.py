@@ -30,7 +30,11 @@ def start_send(folder: Path, *args: str, start_new_session: bool = False) -> sub
     env = {key: value for key, value in env.items() if not key.startswith("NEWSLETTER_")}
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"), "send", *args],
-        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=start_new_session,
     )
 
@@ -44,8 +48,10 @@ def wait_until(condition: object, seconds: float = 60.0) -> None:
 
 def ledger(folder: Path) -> dict[str, tuple[str, str]]:
     with sqlite3.connect(folder / "newsletter.db") as db:
-        return {email: (status, mid) for email, status, mid in
-                db.execute("SELECT email, status, message_id FROM deliveries")}
+        return {
+            email: (status, mid)
+            for email, status, mid in db.execute("SELECT email, status, message_id FROM deliveries")
+        }
 
 
 @pytest.mark.parametrize("builders", [0, 2], ids=["in-process", "builder-processes"])

@@ -56,11 +56,20 @@ def test_summary_is_one_quiet_line_under_cron_and_json_has_the_counts(tmp_path: 
         second = run_cli(tmp_path, "--json")
     assert first.exit_code == 0
     assert first.output.count("\n") == 1
-    assert re.fullmatch(r"Issue 2024-W11 to list 'test' via 127\.0\.0\.1:\d+: 4 sent, 0 failed, "
-                        r"0 deferred, 0 already done in \d+\.\ds\.\n", first.output)
+    assert re.fullmatch(
+        r"Issue 2024-W11 to list 'test' via 127\.0\.0\.1:\d+: 4 sent, 0 failed, "
+        r"0 deferred, 0 already done in \d+\.\ds\.\n",
+        first.output,
+    )
     report = json.loads(second.output)
     assert {key: report[key] for key in ("issue", "list", "sent", "failed", "deferred", "skipped")} == {
-        "issue": "2024-W11", "list": "test", "sent": 0, "failed": 0, "deferred": 0, "skipped": 4}
+        "issue": "2024-W11",
+        "list": "test",
+        "sent": 0,
+        "failed": 0,
+        "deferred": 0,
+        "skipped": 4,
+    }
 
 
 def test_to_sends_one_digest_to_the_test_address_and_records_nothing(tmp_path: Path) -> None:

@@ -15,13 +15,16 @@ def test_servers_on_this_machine_are_loopback(host: str) -> None:
     assert SmtpSettings(host=host).is_loopback
 
 
-@pytest.mark.parametrize("host", ["smtp.example.org", "10.0.0.1", "192.168.1.10", "embedded", "localhost.example.org"])
+@pytest.mark.parametrize(
+    "host", ["smtp.example.org", "10.0.0.1", "192.168.1.10", "embedded", "localhost.example.org"]
+)
 def test_other_servers_are_not_loopback(host: str) -> None:
     assert not SmtpSettings(host=host).is_loopback
 
 
 def test_environment_overrides_one_key_of_a_section_and_keeps_the_rest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = tmp_path / "newsletter.toml"
     config.write_text('[smtp]\nhost = "smtp.example.org"\nport = 587\nconnections = 8\n', encoding="utf-8")
@@ -29,7 +32,11 @@ def test_environment_overrides_one_key_of_a_section_and_keeps_the_rest(
 
     settings = load_settings(config)
 
-    assert (settings.smtp.host, settings.smtp.port, settings.smtp.connections) == ("smtp.example.org", 2525, 8)
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.connections) == (
+        "smtp.example.org",
+        2525,
+        8,
+    )
     assert settings.path(settings.ledger) == tmp_path / "newsletter.db"
 
 

@@ -16,9 +16,16 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def hf_record(pid: str, title: str = "A Title", summary: str = "An abstract.", **paper: object) -> dict:
-    inner = {"id": pid, "title": title, "summary": summary, "publishedAt": "2024-03-12T10:00:00.000Z",
-             "authors": [{"name": "Ada Lovelace", "hidden": False}], "upvotes": 7,
-             "ai_keywords": ["diffusion"], "githubRepo": "https://github.com/x/y"}
+    inner = {
+        "id": pid,
+        "title": title,
+        "summary": summary,
+        "publishedAt": "2024-03-12T10:00:00.000Z",
+        "authors": [{"name": "Ada Lovelace", "hidden": False}],
+        "upvotes": 7,
+        "ai_keywords": ["diffusion"],
+        "githubRepo": "https://github.com/x/y",
+    }
     inner.update(paper)
     return {"paper": inner, "publishedAt": "2024-03-13T00:00:00.000Z", "title": title, "numComments": 2}
 
@@ -78,7 +85,7 @@ def test_record_without_abstract_is_reported_by_position_and_skipped(tmp_path: P
 def test_file_in_no_known_format_is_an_error_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.json"
     path.write_text("just some notes\n", encoding="utf-8")
-    with pytest.raises(SourceError, match="notes.json is in no known papers format"):
+    with pytest.raises(SourceError, match=r"notes\.json is in no known papers format"):
         load_papers([path])
 
 
@@ -93,8 +100,13 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
 def test_arxiv_api_feed_strips_versions_and_keeps_authors_and_pdf() -> None:
     papers = {p.id: p for p in load_papers([FIXTURES / "arxiv_api_page0.xml"]).papers}
     radd = papers["2403.08213"]
-    assert radd.title == "Your Absorbing Discrete Diffusion Secretly Models the Conditional Distributions of Clean Data"
-    assert radd.abstract.startswith("Discrete diffusion models with absorbing processes have shown promise in language")
+    assert (
+        radd.title
+        == "Your Absorbing Discrete Diffusion Secretly Models the Conditional Distributions of Clean Data"
+    )
+    assert radd.abstract.startswith(
+        "Discrete diffusion models with absorbing processes have shown promise in language"
+    )
     assert radd.authors == ["Jingyang Ou", "Shen Nie", "Chongxuan Li"]
     assert radd.url == "https://arxiv.org/abs/2403.08213"
     assert radd.pdf_url == "http://arxiv.org/pdf/2403.08213v2"
@@ -130,7 +142,11 @@ def test_jsonl_skips_bad_lines_by_line_number_and_reads_the_rest() -> None:
     loaded = load_papers([path])
     assert sorted(p.id for p in loaded.papers) == ["2403.07899", stable_id("https://example.org/papers/42")]
     assert [problem.split(": ", 1)[0] for problem in loaded.problems] == [
-        f"{path}:4", f"{path}:5", f"{path}:6", f"{path}:7"]
+        f"{path}:4",
+        f"{path}:5",
+        f"{path}:6",
+        f"{path}:7",
+    ]
     assert "missing title" in loaded.problems[0]
     assert "unreadable date" in loaded.problems[1]
     assert "not valid JSON" in loaded.problems[2]
@@ -148,8 +164,16 @@ def test_same_paper_from_hf_and_arxiv_becomes_one_with_the_best_of_both() -> Non
 
 
 def test_same_title_without_shared_id_is_merged_and_the_arxiv_id_wins(tmp_path: Path) -> None:
-    hf = write_json(tmp_path / "hf.json", [hf_record("sample-0123abcd45", title="Your Absorbing Discrete "
-                    "Diffusion Secretly Models the Conditional Distributions of Clean Data")])
+    hf = write_json(
+        tmp_path / "hf.json",
+        [
+            hf_record(
+                "sample-0123abcd45",
+                title="Your Absorbing Discrete "
+                "Diffusion Secretly Models the Conditional Distributions of Clean Data",
+            )
+        ],
+    )
     loaded = load_papers([hf, FIXTURES / "arxiv_api_page0.xml"])
     assert [p.id for p in loaded.papers].count("2403.08213") == 1
     assert "sample-0123abcd45" not in [p.id for p in loaded.papers]
@@ -188,13 +212,13 @@ def test_xml_that_is_not_a_feed_is_an_error_naming_the_file(tmp_path: Path) -> N
 
 def test_json_of_unknown_shape_is_an_error_naming_the_file(tmp_path: Path) -> None:
     path = write_json(tmp_path / "config.json", {"setting": 1})
-    with pytest.raises(SourceError, match="config.json is in no known papers format"):
+    with pytest.raises(SourceError, match=r"config\.json is in no known papers format"):
         load_papers([path])
 
 
 def test_files_with_only_bad_records_give_no_papers_error_with_hint(tmp_path: Path) -> None:
     path = write_json(tmp_path / "d.json", [hf_record("2403.00002", summary="")])
-    with pytest.raises(SourceError, match="no papers found.*papers fetch"):
+    with pytest.raises(SourceError, match=r"no papers found.*papers fetch"):
         load_papers([path])
 
 
@@ -211,13 +235,17 @@ def test_missing_path_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_jsonl_lines_in_daily_papers_shape_are_read_as_hf_records(tmp_path: Path) -> None:
     path = tmp_path / "hf.jsonl"
-    path.write_text("\n".join(json.dumps(hf_record(f"2403.0000{i}", title=f"Paper {i}")) for i in range(3)) + "\n")
+    path.write_text(
+        "\n".join(json.dumps(hf_record(f"2403.0000{i}", title=f"Paper {i}")) for i in range(3)) + "\n"
+    )
     loaded = load_papers([path])
     assert sorted(p.id for p in loaded.papers) == ["2403.00000", "2403.00001", "2403.00002"]
     assert {p.source for p in loaded.papers} == {"hf"}
 
 
 def test_a_single_paper_shaped_json_object_is_one_paper(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "one.json", {"id": "2403.1", "title": "T", "abstract": "A",
-                                               "published": "2024-03-12", "url": "https://x.org/1"})
+    path = write_json(
+        tmp_path / "one.json",
+        {"id": "2403.1", "title": "T", "abstract": "A", "published": "2024-03-12", "url": "https://x.org/1"},
+    )
     assert load_papers([path]).papers[0].title == "T"

@@ -15,6 +15,7 @@ from newsletter.sources.http import FetchPolicy
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
 
+
 class RecordedServer(LocalHttpServer):
     """Serves queued replies per path (last one repeats) and records every request it saw."""
 
@@ -55,8 +56,12 @@ class FakeClock:
         self.now += seconds
 
     def policy(self, **overrides: object) -> FetchPolicy:
-        options: dict[str, object] = {"timeout": 5.0, "sleep": self.sleep,
-                                      "clock": lambda: self.now, "jitter": lambda: 0.5}
+        options: dict[str, object] = {
+            "timeout": 5.0,
+            "sleep": self.sleep,
+            "clock": lambda: self.now,
+            "jitter": lambda: 0.5,
+        }
         options.update(overrides)
         return FetchPolicy(**options)  # type: ignore[arg-type]
 
@@ -91,9 +96,12 @@ def test_hf_fetch_stops_when_the_server_ignores_paging(server: RecordedServer) -
 
 
 def test_retries_on_503_and_429_honouring_retry_after(server: RecordedServer) -> None:
-    server.queue("/api/daily_papers",
-                 (503, {}, b"busy"), (429, {"Retry-After": "7"}, b"slow down"),
-                 fixture("hf_daily_2024-03-14_p1.json"))
+    server.queue(
+        "/api/daily_papers",
+        (503, {}, b"busy"),
+        (429, {"Retry-After": "7"}, b"slow down"),
+        fixture("hf_daily_2024-03-14_p1.json"),
+    )
     clock = FakeClock()
     result = fetch_hf(day=date(2024, 3, 14), base_url=server.url, policy=clock.policy(backoff=2.0))
     assert len(result.papers) == 1
@@ -122,7 +130,7 @@ def test_client_errors_are_not_retried(server: RecordedServer) -> None:
 
 def test_unreachable_server_is_retried_then_reported() -> None:
     clock = FakeClock()
-    with pytest.raises(SourceError, match="fetching failed after 2 attempts.*ConnectError"):
+    with pytest.raises(SourceError, match=r"fetching failed after 2 attempts.*ConnectError"):
         fetch_hf(day=date(2024, 3, 14), base_url="http://127.0.0.1:9", policy=clock.policy(attempts=2))
     assert len(clock.sleeps) == 1
 
@@ -131,12 +139,22 @@ def test_arxiv_fetch_pages_three_seconds_apart(server: RecordedServer) -> None:
     server.queue("/api/query?start=0", fixture("arxiv_api_page0.xml"))
     server.queue("/api/query?start=2", fixture("arxiv_api_page1.xml"))
     clock = FakeClock()
-    result = fetch_arxiv(query="abs:diffusion", base_url=server.url, page_size=2, max_results=10,
-                         policy=clock.policy(spacing=3.0))
+    result = fetch_arxiv(
+        query="abs:diffusion",
+        base_url=server.url,
+        page_size=2,
+        max_results=10,
+        policy=clock.policy(spacing=3.0),
+    )
     assert {p.id for p in result.papers} == {"2403.08213", "2403.08120", "hep-th/9901001"}
     assert clock.sleeps == [3.0]
-    assert server.requests[0][1] == {"search_query": "abs:diffusion", "start": "0", "max_results": "2",
-                                     "sortBy": "submittedDate", "sortOrder": "descending"}
+    assert server.requests[0][1] == {
+        "search_query": "abs:diffusion",
+        "start": "0",
+        "max_results": "2",
+        "sortBy": "submittedDate",
+        "sortOrder": "descending",
+    }
     assert server.requests[1][1]["start"] == "2"
 
 
@@ -144,13 +162,15 @@ def test_arxiv_fetch_adds_the_submission_range_of_a_week(server: RecordedServer)
     server.queue("/api/query", fixture("arxiv_api_page1.xml"))
     first, last = parse_week("2024-W11")
     fetch_arxiv(query="cat:cs.LG", first=first, last=last, base_url=server.url, policy=FakeClock().policy())
-    assert server.requests[0][1]["search_query"] == \
-        "(cat:cs.LG) AND submittedDate:[202403110000 TO 202403172359]"
+    assert (
+        server.requests[0][1]["search_query"]
+        == "(cat:cs.LG) AND submittedDate:[202403110000 TO 202403172359]"
+    )
 
 
 def test_arxiv_error_entry_becomes_a_source_error(server: RecordedServer) -> None:
     server.queue("/api/query", fixture("arxiv_api_error.xml"))
-    with pytest.raises(SourceError, match="arXiv rejected the query: incorrect id format for 1234.12345"):
+    with pytest.raises(SourceError, match=r"arXiv rejected the query: incorrect id format for 1234\.12345"):
         fetch_arxiv(query="id:1234.12345", base_url=server.url, policy=FakeClock().policy())
 
 
@@ -180,19 +200,28 @@ def test_arxiv_empty_page_within_total_results_is_asked_again(server: RecordedSe
     server.queue("/api/query?start=0", fixture("arxiv_api_page0.xml"))
     server.queue("/api/query?start=2", (200, {}, empty.encode()), fixture("arxiv_api_page1.xml"))
     clock = FakeClock()
-    result = fetch_arxiv(query="abs:diffusion", base_url=server.url, page_size=2, max_results=10,
-                         policy=clock.policy(spacing=3.0))
+    result = fetch_arxiv(
+        query="abs:diffusion",
+        base_url=server.url,
+        page_size=2,
+        max_results=10,
+        policy=clock.policy(spacing=3.0),
+    )
     assert len(result.papers) == 3
     assert result.requests == 3
     assert clock.sleeps == [3.0, 3.0]
 
 
 def test_arxiv_stops_paging_at_total_results(server: RecordedServer) -> None:
-    full_page = (FIXTURES / "arxiv_api_page0.xml").read_text().replace(">3</opensearch:totalResults>",
-                                                                       ">2</opensearch:totalResults>")
+    full_page = (
+        (FIXTURES / "arxiv_api_page0.xml")
+        .read_text()
+        .replace(">3</opensearch:totalResults>", ">2</opensearch:totalResults>")
+    )
     server.queue("/api/query", (200, {}, full_page.encode()))
-    result = fetch_arxiv(query="abs:diffusion", base_url=server.url, page_size=2, max_results=10,
-                         policy=FakeClock().policy())
+    result = fetch_arxiv(
+        query="abs:diffusion", base_url=server.url, page_size=2, max_results=10, policy=FakeClock().policy()
+    )
     assert len(result.papers) == 2
     assert result.requests == 1
 

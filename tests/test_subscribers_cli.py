@@ -36,7 +36,8 @@ def news(workdir: Path) -> Path:
         "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
         "alice@example.org,Alice,diffusion models; music,active,2026-11-01T10:00:00+00:00,\n"
         "bob@example.org,Bob,robotics; diffusion models,active,2026-11-02T10:00:00+00:00,\n"
-        "carol@example.org,Carol,robotics,unsubscribed,2026-11-03T10:00:00+00:00,2026-11-04T10:00:00+00:00\n")
+        "carol@example.org,Carol,robotics,unsubscribed,2026-11-03T10:00:00+00:00,2026-11-04T10:00:00+00:00\n"
+    )
     return path
 
 
@@ -48,14 +49,17 @@ def test_add_then_list_as_a_table(workdir: Path) -> None:
         "email             name  status  keywords\n"
         "----------------  ----  ------  -------------\n"
         "dave@example.org  Dave  active  graphs; music\n"
-        "1 subscriber\n")
+        "1 subscriber\n"
+    )
 
 
 def test_add_a_duplicate_in_other_case_fails_with_one_line(news: Path) -> None:
     result = run("add", "ALICE@example.org", "--list", "news")
     assert result.exit_code == 1
-    assert result.stderr == ("Error: ALICE@example.org is already on list news, see it with `newsletter subscribers "
-                             "list`, or add it with --resubscribe to make it active again\n")
+    assert result.stderr == (
+        "Error: ALICE@example.org is already on list news, see it with `newsletter subscribers "
+        "list`, or add it with --resubscribe to make it active again\n"
+    )
 
 
 def test_add_resubscribe_reactivates_an_unsubscribed_address(news: Path) -> None:
@@ -69,13 +73,20 @@ def test_add_resubscribe_reactivates_an_unsubscribed_address(news: Path) -> None
 
 def test_add_an_invalid_address_fails(news: Path) -> None:
     result = run("add", "alice(at)example.org", "--list", "news")
-    assert result.exit_code == 1 and result.stderr.startswith("Error: 'alice(at)example.org' is not a valid address")
+    assert result.exit_code == 1 and result.stderr.startswith(
+        "Error: 'alice(at)example.org' is not a valid address"
+    )
 
 
 def test_unsubscribe_twice_and_remove(news: Path) -> None:
-    assert run("unsubscribe", "Bob@example.org", "--list", "news").stdout == "Unsubscribed Bob@example.org from news.\n"
-    assert run("unsubscribe", "bob@example.org", "--list", "news").stdout == \
-        "bob@example.org was already unsubscribed on news.\n"
+    assert (
+        run("unsubscribe", "Bob@example.org", "--list", "news").stdout
+        == "Unsubscribed Bob@example.org from news.\n"
+    )
+    assert (
+        run("unsubscribe", "bob@example.org", "--list", "news").stdout
+        == "bob@example.org was already unsubscribed on news.\n"
+    )
     assert run("remove", "bob@example.org", "--list", "news").stdout == "Removed bob@example.org from news.\n"
     result = run("remove", "bob@example.org", "--list", "news")
     assert result.exit_code == 1 and "bob@example.org is not on list news" in result.stderr
@@ -85,26 +96,34 @@ def test_list_filters_by_status_and_keyword(news: Path) -> None:
     result = run("list", "--list", "news", "--keyword", "ROBOT", "--status", "active", "--json")
     assert [row["email"] for row in json.loads(result.stdout)] == ["bob@example.org"]
     result = run("list", "--list", "news", "--status", "unsubscribed", "--csv")
-    assert result.stdout == ("email,name,keywords,status,subscribed_at,unsubscribed_at\n"
-                             "carol@example.org,Carol,robotics,unsubscribed,2026-11-03T10:00:00+00:00,"
-                             "2026-11-04T10:00:00+00:00\n")
+    assert result.stdout == (
+        "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
+        "carol@example.org,Carol,robotics,unsubscribed,2026-11-03T10:00:00+00:00,"
+        "2026-11-04T10:00:00+00:00\n"
+    )
 
 
 def test_missing_list_is_one_line_with_the_fix(workdir: Path) -> None:
     result = run("list", "--list", "nope")
     assert result.exit_code == 1
-    assert result.stderr == (f"Error: subscriber list nope not found, in {workdir / 'subscribers/nope.csv'}, "
-                             "create it with `newsletter subscribers add` or pass --list\n")
+    assert result.stderr == (
+        f"Error: subscriber list nope not found, in {workdir / 'subscribers/nope.csv'}, "
+        "create it with `newsletter subscribers add` or pass --list\n"
+    )
 
 
 def test_import_counts_added_updated_skipped_and_rejected(news: Path, workdir: Path) -> None:
     source = workdir / "incoming.csv"
-    source.write_text("email;name;keywords\nalice@example.org;Alice M;\nerin@example.org;Erin;ml\n"
-                      "bad-address;X;\nCAROL@example.org;Carol;robotics\n")
+    source.write_text(
+        "email;name;keywords\nalice@example.org;Alice M;\nerin@example.org;Erin;ml\n"
+        "bad-address;X;\nCAROL@example.org;Carol;robotics\n"
+    )
     result = run("import", str(source), "--list", "news", "--on-conflict", "update")
     assert result.stdout == f"Imported {source} into news: 1 added, 1 updated, 1 skipped, 1 rejected.\n"
-    assert result.stderr == (f"{source}:4: 'bad-address' is not a valid address: "
-                             "An email address must have an @-sign. (rejected)\n")
+    assert result.stderr == (
+        f"{source}:4: 'bad-address' is not a valid address: "
+        "An email address must have an @-sign. (rejected)\n"
+    )
     final = {s.key: s for s in SubscriberStore(news).read()}
     assert final["alice@example.org"].name == "Alice M"
     assert final["alice@example.org"].keywords == ["diffusion models", "music"]
@@ -135,7 +154,8 @@ def test_validate_lists_every_problem_and_exits_1(workdir: Path) -> None:
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert [line.split(": ", 1)[0].rsplit("/", 1)[-1] for line in lines] == [
-        f"bad.csv:{n}" for n in (3, 4, 5, 6, 7, 8)]
+        f"bad.csv:{n}" for n in (3, 4, 5, 6, 7, 8)
+    ]
     assert result.stderr.startswith("6 problems in ")
 
 
@@ -155,7 +175,8 @@ def test_stats_counts_statuses_and_top_keywords(news: Path) -> None:
         "Top keywords (active):\n"
         "       2  diffusion models\n"
         "       1  music\n"
-        "       1  robotics\n")
+        "       1  robotics\n"
+    )
 
 
 def test_export_to_a_file_round_trips(news: Path, workdir: Path) -> None:
@@ -166,6 +187,7 @@ def test_export_to_a_file_round_trips(news: Path, workdir: Path) -> None:
 
 def test_every_subscribers_command_has_help() -> None:
     from newsletter.cli.subscribers import subscribers
+
     for name, command in subscribers.commands.items():
         assert command.help and len(command.help.splitlines()[0]) > 10, name
         assert CliRunner().invoke(main, ["subscribers", name, "--help"]).exit_code == 0

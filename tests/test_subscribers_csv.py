@@ -20,13 +20,16 @@ def copy(name: str, tmp_path: Path) -> SubscriberStore:
     return SubscriberStore(target)
 
 
-@pytest.mark.parametrize("name, emails", [
-    ("bom_crlf_quoted.csv", ["ada@example.org", "bob@example.org", "carol@example.org"]),
-    ("semicolon.csv", ["ada@example.org", "bob@example.org"]),
-    ("tab.tsv", ["ada@example.org", "bob@example.org"]),
-    ("trailing_blank_lines.csv", ["ada@example.org", "bob@example.org"]),
-    ("header_only.csv", []),
-])
+@pytest.mark.parametrize(
+    "name, emails",
+    [
+        ("bom_crlf_quoted.csv", ["ada@example.org", "bob@example.org", "carol@example.org"]),
+        ("semicolon.csv", ["ada@example.org", "bob@example.org"]),
+        ("tab.tsv", ["ada@example.org", "bob@example.org"]),
+        ("trailing_blank_lines.csv", ["ada@example.org", "bob@example.org"]),
+        ("header_only.csv", []),
+    ],
+)
 def test_awkward_but_valid_files_read_without_problems(name: str, emails: list[str], tmp_path: Path) -> None:
     store = copy(name, tmp_path)
     assert store.validate() == []
@@ -69,14 +72,32 @@ def test_a_multiline_quoted_field_does_not_shift_later_line_numbers(tmp_path: Pa
     assert [p.line for p in store.validate()] == [5]
 
 
-@pytest.mark.parametrize("name, message", [
-    ("latin1.csv", ("latin1.csv is not UTF-8 text (byte 51 is 0xe9), in {path}:3, "
-                    "save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet")),
-    ("no_email_column.csv", ("no_email_column.csv has no 'email' column, in {path}:1, "
-                             "name the address column 'email' in the header row")),
-    ("empty.csv", ("empty.csv has no header row, in {path}:1, "
-                   "put the column names on the first line, e.g. email,name,keywords")),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (
+            "latin1.csv",
+            (
+                "latin1.csv is not UTF-8 text (byte 51 is 0xe9), in {path}:3, "
+                "save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet"
+            ),
+        ),
+        (
+            "no_email_column.csv",
+            (
+                "no_email_column.csv has no 'email' column, in {path}:1, "
+                "name the address column 'email' in the header row"
+            ),
+        ),
+        (
+            "empty.csv",
+            (
+                "empty.csv has no header row, in {path}:1, "
+                "put the column names on the first line, e.g. email,name,keywords"
+            ),
+        ),
+    ],
+)
 def test_unreadable_files_are_one_line_errors(name: str, message: str, tmp_path: Path) -> None:
     store = copy(name, tmp_path)
     with pytest.raises(SubscriberError) as caught:

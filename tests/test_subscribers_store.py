@@ -20,10 +20,13 @@ def write(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def store(tmp_path: Path) -> SubscriberStore:
-    write(tmp_path / "news.csv", HEADER
-          + "alice@example.org,Alice,diffusion models; music,active,2026-11-01T10:00:00+00:00,,red\n"
-          + "Bob@Example.org,Bob,,active,,,blue\n"
-          + "carol@example.org,Carol,robotics,unsubscribed,,2026-11-02T00:00:00+00:00,green\n")
+    write(
+        tmp_path / "news.csv",
+        HEADER
+        + "alice@example.org,Alice,diffusion models; music,active,2026-11-01T10:00:00+00:00,,red\n"
+        + "Bob@Example.org,Bob,,active,,,blue\n"
+        + "carol@example.org,Carol,robotics,unsubscribed,,2026-11-02T00:00:00+00:00,green\n",
+    )
     return SubscriberStore(tmp_path / "news.csv")
 
 
@@ -39,7 +42,8 @@ def test_missing_list_names_the_file_and_the_fix(tmp_path: Path) -> None:
         SubscriberStore(tmp_path / "nope.csv").iter_subscribers()
     assert caught.value.message == (
         f"subscriber list nope not found, in {tmp_path / 'nope.csv'}, "
-        "create it with `newsletter subscribers add` or pass --list")
+        "create it with `newsletter subscribers add` or pass --list"
+    )
 
 
 def test_is_active_sees_a_change_made_through_another_store(store: SubscriberStore) -> None:
@@ -85,7 +89,9 @@ def test_add_refuses_an_invalid_address(store: SubscriberStore) -> None:
 def test_add_creates_a_missing_list(tmp_path: Path) -> None:
     store = SubscriberStore(tmp_path / "subs" / "new.csv")
     store.add("a@example.org", name="A")
-    assert store.path.read_text().splitlines()[0] == "email,name,keywords,status,subscribed_at,unsubscribed_at"
+    assert (
+        store.path.read_text().splitlines()[0] == "email,name,keywords,status,subscribed_at,unsubscribed_at"
+    )
     assert [s.email for s in store.read()] == ["a@example.org"]
 
 

@@ -7,13 +7,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from newsletter.errors import ConfigError
-from newsletter.settings import Settings
 from newsletter.mail.tokens import (
     make_token,
     unsubscribe_link,
     unsubscribe_url,
     verify_token,
 )
+from newsletter.settings import Settings
 
 SECRET = "test-secret-0123456789"
 
@@ -23,19 +23,29 @@ def test_token_verifies_for_same_list_and_address_in_any_case() -> None:
     assert verify_token(SECRET, "example", "alice@example.ORG", token)
 
 
-@pytest.mark.parametrize("secret, list_name, email", [
-    ("other-secret", "example", "alice@example.org"),
-    (SECRET, "other", "alice@example.org"),
-    (SECRET, "example", "bob@example.org"),
-])
+@pytest.mark.parametrize(
+    "secret, list_name, email",
+    [
+        ("other-secret", "example", "alice@example.org"),
+        (SECRET, "other", "alice@example.org"),
+        (SECRET, "example", "bob@example.org"),
+    ],
+)
 def test_token_fails_for_any_other_secret_list_or_address(secret: str, list_name: str, email: str) -> None:
     token = make_token(SECRET, "example", "alice@example.org")
     assert not verify_token(secret, list_name, email, token)
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda t: t[:-1], lambda t: t + "A", lambda t: t.upper(), lambda t: "", lambda t: "é" + t[1:],
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-1],
+        lambda t: t + "A",
+        lambda t: t.upper(),
+        lambda t: "",
+        lambda t: "é" + t[1:],
+    ],
+)
 def test_mangled_token_is_refused(mangle) -> None:
     token = make_token(SECRET, "example", "alice@example.org")
     assert not verify_token(SECRET, "example", "alice@example.org", mangle(token))

@@ -14,9 +14,9 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from newsletter.errors import ConfigError
+from newsletter.mail.tokens import make_token
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberStore
-from newsletter.mail.tokens import make_token
 from newsletter.web.app import create_app
 
 SECRET = "web-test-secret"
@@ -30,7 +30,9 @@ def settings(tmp_path: Path) -> Settings:
     (folder / "news.csv").write_text(
         "email,name,keywords,status,subscribed_at,unsubscribed_at,team\n"
         "alice@example.org,Alice,diffusion,active,2026-11-01T10:00:00+00:00,,red\n"
-        "bob@example.org,Bob,,active,,,blue\n", encoding="utf-8")
+        "bob@example.org,Bob,,active,,,blue\n",
+        encoding="utf-8",
+    )
     return Settings(secret=SECRET, subscribers_dir=folder, config_dir=tmp_path)
 
 
@@ -87,17 +89,21 @@ def test_the_confirm_form_posts_back_to_the_same_link(client: TestClient, settin
     assert not SubscriberStore(settings.list_path("news")).is_active("alice@example.org")
 
 
-@pytest.mark.parametrize("url", [
-    link(token="A" * 43),
-    link(token=make_token(SECRET, "news", "alice@example.org")[:-2]),
-    link(token=make_token("other-secret", "news", "alice@example.org")),
-    link(token=make_token(SECRET, "other", "alice@example.org")),
-    link("alice@example.org", token=make_token(SECRET, "news", "bob@example.org")),
-    link(list_name="../news", token=make_token(SECRET, "../news", "alice@example.org")),
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        link(token="A" * 43),
+        link(token=make_token(SECRET, "news", "alice@example.org")[:-2]),
+        link(token=make_token("other-secret", "news", "alice@example.org")),
+        link(token=make_token(SECRET, "other", "alice@example.org")),
+        link("alice@example.org", token=make_token(SECRET, "news", "bob@example.org")),
+        link(list_name="../news", token=make_token(SECRET, "../news", "alice@example.org")),
+    ],
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_forged_or_mangled_tokens_get_403_and_change_nothing(
-        url: str, method: str, client: TestClient, settings: Settings) -> None:
+    url: str, method: str, client: TestClient, settings: Settings
+) -> None:
     before = csv_bytes(settings)
     response = client.request(method, url, data=ONE_CLICK if method == "POST" else None)
     assert response.status_code == 403
@@ -108,7 +114,9 @@ def test_incomplete_link_is_a_400(client: TestClient) -> None:
     assert client.post("/unsubscribe?list=news&email=alice@example.org", data=ONE_CLICK).status_code == 400
 
 
-def test_address_no_longer_on_the_list_is_already_unsubscribed(client: TestClient, settings: Settings) -> None:
+def test_address_no_longer_on_the_list_is_already_unsubscribed(
+    client: TestClient, settings: Settings
+) -> None:
     before = csv_bytes(settings)
     assert client.post(link("gone@example.org"), data=ONE_CLICK).status_code == 200
     assert csv_bytes(settings) == before
@@ -145,14 +153,17 @@ def test_serve_without_secret_refuses_with_one_line(tmp_path: Path, monkeypatch:
     monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)
     result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 1
-    assert result.stderr == ("Error: NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked, "
-                             f"in the environment (no newsletter.toml in {tmp_path.resolve()}), "
-                             "set NEWSLETTER_SECRET to the secret the digests were sent with\n")
+    assert result.stderr == (
+        "Error: NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked, "
+        f"in the environment (no newsletter.toml in {tmp_path.resolve()}), "
+        "set NEWSLETTER_SECRET to the secret the digests were sent with\n"
+    )
 
 
 def test_a_mangled_body_with_a_good_token_still_unsubscribes(client: TestClient, settings: Settings) -> None:
-    response = client.post(link(), content=b"--nope\r\ngarbage",
-                           headers={"Content-Type": "multipart/form-data; boundary=nope"})
+    response = client.post(
+        link(), content=b"--nope\r\ngarbage", headers={"Content-Type": "multipart/form-data; boundary=nope"}
+    )
     assert response.status_code == 200
     assert not SubscriberStore(settings.list_path("news")).is_active("alice@example.org")
 

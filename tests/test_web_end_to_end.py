@@ -34,10 +34,12 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "subscribers" / "lab.csv").write_text(
         "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
         "alice@example.org,Alice,diffusion models,active,2026-11-01T10:00:00+00:00,\n"
-        "bob@example.org,Bob,reinforcement learning,active,2026-11-01T10:00:00+00:00,\n")
+        "bob@example.org,Bob,reinforcement learning,active,2026-11-01T10:00:00+00:00,\n"
+    )
     (tmp_path / "newsletter.toml").write_text(
         f'issue_date = 2024-03-14\npapers = ["{REPO / "examples"}"]\ndefault_list = "lab"\n'
-        f'templates_dir = "{REPO / "templates"}"\n[smtp]\nhost = "embedded"\noutbox = "outbox"\n')
+        f'templates_dir = "{REPO / "templates"}"\n[smtp]\nhost = "embedded"\noutbox = "outbox"\n'
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     monkeypatch.chdir(tmp_path)
@@ -79,8 +81,11 @@ def test_list_unsubscribe_post_then_the_next_send_skips_the_address(site: Path) 
     first = {m["To"]: m for m in delivered(site / "outbox", seen)}
     alice = next(m for to, m in first.items() if "alice@example.org" in to)
     assert alice["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    request = urllib.request.Request(one_click_url(alice), data=b"List-Unsubscribe=One-Click",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    request = urllib.request.Request(
+        one_click_url(alice),
+        data=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     with urllib.request.urlopen(request) as answer:
         assert answer.status == 200
     assert not SubscriberStore(site / "subscribers" / "lab.csv").is_active("alice@example.org")

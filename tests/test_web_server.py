@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 import pytest
 import uvicorn
 
+from newsletter.mail.tokens import unsubscribe_url
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberStore
-from newsletter.mail.tokens import unsubscribe_url
 from newsletter.web.app import create_app
 
 SECRET = "server-test-secret"
@@ -45,7 +45,9 @@ def list_path(tmp_path: Path) -> Path:
     rows = [f"p{i}@example.org,P{i},topic {i % 7},active,,,keep-{i}" for i in range(CHANGES // 2)]
     rows += [f"q{i}@example.org,Q{i},,active,,,keep-q{i}" for i in range(POSTS)]
     path = folder / "news.csv"
-    path.write_text("email,name,keywords,status,subscribed_at,unsubscribed_at,note\n" + "\n".join(rows) + "\n")
+    path.write_text(
+        "email,name,keywords,status,subscribed_at,unsubscribed_at,note\n" + "\n".join(rows) + "\n"
+    )
     return path
 
 
@@ -96,8 +98,10 @@ def _bouncer(path: str, count: int, start: threading.Barrier) -> None:
 def test_two_writers_and_the_server_lose_no_update(base_url: str, list_path: Path) -> None:
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(3)
-    writers = [spawn.Process(target=_adder, args=(str(list_path), "a", CHANGES, start)),
-               spawn.Process(target=_bouncer, args=(str(list_path), CHANGES, start))]
+    writers = [
+        spawn.Process(target=_adder, args=(str(list_path), "a", CHANGES, start)),
+        spawn.Process(target=_bouncer, args=(str(list_path), CHANGES, start)),
+    ]
     for writer in writers:
         writer.start()
     start.wait(timeout=60)  # all three begin changing the list together

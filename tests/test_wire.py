@@ -4,28 +4,45 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from typing import ClassVar
 
 import pytest
 from smtp_servers import LoopbackServer, RecordingHandler, write_config
 
+from newsletter.delivery.smtp import (
+    DELIVERED,
+    FAILED,
+    TEMPORARY,
+    SmtpTarget,
+    close_connection,
+    open_connection,
+    send_one,
+)
 from newsletter.mail.compose import ComposedMessage, MessageComposer
-from newsletter.delivery.smtp import DELIVERED, FAILED, TEMPORARY, SmtpTarget, close_connection, open_connection, send_one
+from newsletter.mail.wire import from_wire, to_wire
 from newsletter.models import Subscriber
 from newsletter.render.digest import IssueInfo, RenderedDigest
 from newsletter.settings import load_settings
-from newsletter.mail.wire import from_wire, to_wire
 
-ISSUE = IssueInfo(issue_id="2024-W11", issue_date=date(2024, 3, 14), list_name="test",
-                  title="Test Digest", window_start=date(2024, 3, 8))
+ISSUE = IssueInfo(
+    issue_id="2024-W11",
+    issue_date=date(2024, 3, 14),
+    list_name="test",
+    title="Test Digest",
+    window_start=date(2024, 3, 8),
+)
 DOTTY = ".\n.hidden\n..two\n" + "x" * 75 + "." + "y" * 90 + "\n. \nend"
 
 
-@pytest.mark.parametrize("message", [
-    b"Subject: a\r\n\r\nbody\r\n",
-    b"Subject: a\r\n\r\n.\r\n.x\r\n..y\r\n",
-    b".starts with a dot\r\n",
-    b"",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"Subject: a\r\n\r\nbody\r\n",
+        b"Subject: a\r\n\r\n.\r\n.x\r\n..y\r\n",
+        b".starts with a dot\r\n",
+        b"",
+    ],
+)
 def test_framing_round_trips(message: bytes) -> None:
     wire = to_wire(message)
     assert wire.endswith(b"\r\n.\r\n")
@@ -87,7 +104,9 @@ def test_a_non_ascii_address_built_elsewhere_is_answered_not_crashed_on(tmp_path
 
 
 def test_a_refused_recipient_leaves_the_connection_ready_for_the_next(tmp_path) -> None:
-    handler = RecordingHandler(rcpt_plan=lambda address, tries: "550 5.1.1 no such user" if "gone" in address else None)
+    handler = RecordingHandler(
+        rcpt_plan=lambda address, tries: "550 5.1.1 no such user" if "gone" in address else None
+    )
     first, second = composed(tmp_path, "gone@example.org"), composed(tmp_path)
     with LoopbackServer(handler) as server:
         assert deliver(server, first, second) == [FAILED, DELIVERED]
@@ -97,7 +116,7 @@ def test_a_refused_recipient_leaves_the_connection_ready_for_the_next(tmp_path) 
 class HeloOnlyServer(asyncio.Protocol):
     """An old server: no ESMTP (EHLO is refused, so no SIZE either); keeps each message it takes."""
 
-    messages: list[bytes] = []
+    messages: ClassVar[list[bytes]] = []
     data_reply = b"354 go on\r\n"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -113,7 +132,7 @@ class HeloOnlyServer(asyncio.Protocol):
                 if end < 0:
                     return
                 HeloOnlyServer.messages.append(self.buffer[: end + 2])
-                self.buffer, self.data = self.buffer[end + 5:], None
+                self.buffer, self.data = self.buffer[end + 5 :], None
                 self.transport.write(b"250 queued\r\n")
                 continue
             line, found, rest = self.buffer.partition(b"\r\n")

@@ -49,9 +49,7 @@ FILE_PATTERN = "daily_papers_{date}.json"
 
 # A GitHub repository as written in an abstract, with or without the scheme
 # ("https://github.com/owner/repo.", "github.com/owner/repo/").  Only owner/repo is kept.
-GITHUB_REPO = re.compile(
-    r"(?<![\w.-])(?:https?://)?(?:www\.)?github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)"
-)
+GITHUB_REPO = re.compile(r"(?<![\w.-])(?:https?://)?(?:www\.)?github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)")
 
 
 class SeedError(Exception):
@@ -207,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     days = build_days(papers)
-    for path, records in zip(write_days(days, args.out), days.values()):
+    for path, records in zip(write_days(days, args.out), days.values(), strict=False):
         print(f"{path}: {len(records)} papers")
     print(f"{len(papers)} papers over {len(days)} days")
     return 0

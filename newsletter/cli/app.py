@@ -37,8 +37,11 @@ def _log_to_file(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
-        raise NewsletterError(f"cannot open the log file ({exc.strerror})", where=str(path),
-                              fix="make the folder writable or change log_file") from exc
+        raise NewsletterError(
+            f"cannot open the log file ({exc.strerror})",
+            where=str(path),
+            fix="make the folder writable or change log_file",
+        ) from exc
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     package = logging.getLogger("newsletter")
@@ -60,8 +63,11 @@ class NewsletterGroup(click.Group):
 
 
 @click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-              help="Settings file (default: ./newsletter.toml).")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Settings file (default: ./newsletter.toml).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log detail and show tracebacks.")
 @click.version_option(__version__, prog_name="newsletter")
 @click.pass_context
@@ -86,11 +92,11 @@ pass_app = click.make_pass_decorator(AppContext)
 def _register() -> None:
     """Attach the command groups; each lives in its own module."""
     # --- commands (one import and add_command per module) ---
-    from .send import send
-    from .preview import preview
     from .papers import papers
-    from .subscribers import subscribers
+    from .preview import preview
+    from .send import send
     from .serve import serve
+    from .subscribers import subscribers
 
     main.add_command(send)
     main.add_command(preview)

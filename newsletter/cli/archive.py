@@ -7,21 +7,36 @@ from pathlib import Path
 
 import click
 
-from ..web.archive import build_site, snapshot_issue
 from ..pipeline.issue import prepare_issue
+from ..web.archive import build_site, snapshot_issue
 from .app import AppContext, pass_app
 from .options import parse_date
 
 
 @click.command()
-@click.option("--papers", "papers", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="Papers file or folder (repeatable); default: `papers`/`sources` in settings.")
-@click.option("--date", "issue_date", callback=parse_date, help="Issue to add, by date YYYY-MM-DD (default: settings, else today).")
+@click.option(
+    "--papers",
+    "papers",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Papers file or folder (repeatable); default: `papers`/`sources` in settings.",
+)
+@click.option(
+    "--date",
+    "issue_date",
+    callback=parse_date,
+    help="Issue to add, by date YYYY-MM-DD (default: settings, else today).",
+)
 @click.option("--issue", "issue_id", help="Issue id (default: ISO week of --date).")
 @click.option("--rebuild-only", is_flag=True, help="Only re-render the pages of issues already archived.")
 @pass_app
-def archive(app: AppContext, papers: tuple[Path, ...], issue_date: date | None,
-            issue_id: str | None, rebuild_only: bool) -> None:
+def archive(
+    app: AppContext,
+    papers: tuple[Path, ...],
+    issue_date: date | None,
+    issue_id: str | None,
+    rebuild_only: bool,
+) -> None:
     """Add an issue to the web archive and rebuild its pages, index and Atom feed.
 
     `newsletter serve` serves the archive under /archive/; emails link to their issue's page.
@@ -33,4 +48,7 @@ def archive(app: AppContext, papers: tuple[Path, ...], issue_date: date | None,
         issue = prepare_issue(settings, issue_date=issue_date, issue_id=issue_id, papers=papers)
         snapshot_issue(settings, issue)
     written = build_site(settings)
-    click.echo(f"Archive: {len(written) - 2} issue page(s), index.html and feed.xml in {settings.path(settings.archive_dir)}")
+    click.echo(
+        f"Archive: {len(written) - 2} issue page(s), index.html and feed.xml"
+        f" in {settings.path(settings.archive_dir)}"
+    )

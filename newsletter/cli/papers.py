@@ -34,18 +34,37 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
 
 
 @papers.command("rank")
-@click.option("--papers", "paths", multiple=True, type=click.Path(path_type=Path),
-              help="Paper file or folder (repeatable; default: 'papers' in the config).")
-@click.option("--keywords", default="", help='Interests separated by ";", e.g. "diffusion; state space models".')
-@click.option("--date", "issue_date", type=click.DateTime(["%Y-%m-%d"]),
-              help="Issue date (default: issue_date in the config, else today).")
+@click.option(
+    "--papers",
+    "paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Paper file or folder (repeatable; default: 'papers' in the config).",
+)
+@click.option(
+    "--keywords", default="", help='Interests separated by ";", e.g. "diffusion; state space models".'
+)
+@click.option(
+    "--date",
+    "issue_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Issue date (default: issue_date in the config, else today).",
+)
 @click.option("--window-days", type=click.IntRange(min=1), help="Days covered, ending on the issue date.")
 @click.option("--top", type=click.IntRange(min=1), help="How many papers to show (default: selection.top_n).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @click.option("--explain", is_flag=True, help="Show matched keywords and each part of the score.")
 @pass_app
-def rank(app: AppContext, paths: tuple[Path, ...], keywords: str, issue_date: Any,
-         window_days: int | None, top: int | None, as_json: bool, explain: bool) -> None:
+def rank(
+    app: AppContext,
+    paths: tuple[Path, ...],
+    keywords: str,
+    issue_date: Any,
+    window_days: int | None,
+    top: int | None,
+    as_json: bool,
+    explain: bool,
+) -> None:
     """Rank papers for a keyword list the way a subscriber's digest would.
 
     Example: newsletter papers rank --papers examples/ --keywords "diffusion; music" --explain
@@ -55,8 +74,7 @@ def rank(app: AppContext, paths: tuple[Path, ...], keywords: str, issue_date: An
     if window_days is not None:
         selection = selection.model_copy(update={"window_days": window_days})
     day = issue_date.date() if issue_date else (app.settings.issue_date or date.today())
-    ranked = Ranker(loaded.papers, day, selection).rank(
-        split_keywords(keywords), top=top or selection.top_n)
+    ranked = Ranker(loaded.papers, day, selection).rank(split_keywords(keywords), top=top or selection.top_n)
     if as_json:
         click.echo(json.dumps([scored_to_dict(s, explain) for s in ranked], indent=2, ensure_ascii=False))
         return
@@ -100,18 +118,45 @@ def describe(place: int, scored: ScoredPaper, explain: bool) -> str:
 
 @papers.command("fetch")
 @click.option("--source", type=click.Choice(["hf", "arxiv"]), required=True, help="Where to fetch from.")
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="One day (HF daily papers; arXiv submission date).")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="One day (HF daily papers; arXiv submission date).",
+)
 @click.option("--week", help="An ISO week such as 2024-W11.")
 @click.option("--query", default="", help='arXiv API search_query, e.g. "cat:cs.LG AND abs:diffusion".')
 @click.option("--base-url", help="Mirror or proxy to use instead of huggingface.co / export.arxiv.org.")
-@click.option("--max-results", type=click.IntRange(min=1), default=300, show_default=True,
-              help="arXiv: stop after this many results.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds to wait for each response.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write JSON Lines here (default: standard output).")
-def fetch(source: str, day: Any, week: str | None, query: str, base_url: str | None,
-          max_results: int, timeout: float, output: Path | None) -> None:
+@click.option(
+    "--max-results",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="arXiv: stop after this many results.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each response.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write JSON Lines here (default: standard output).",
+)
+def fetch(
+    source: str,
+    day: Any,
+    week: str | None,
+    query: str,
+    base_url: str | None,
+    max_results: int,
+    timeout: float,
+    output: Path | None,
+) -> None:
     """Download papers and save them as JSON Lines that --papers can read.
 
     Example: newsletter papers fetch --source hf --date 2024-03-14 -o papers/2024-03-14.jsonl
@@ -132,12 +177,22 @@ def fetch(source: str, day: Any, week: str | None, query: str, base_url: str | N
     if source == "hf" and day is None and week is None:
         raise click.UsageError("--source hf needs --date YYYY-MM-DD or --week YYYY-Www")
     if source == "hf":
-        result = fetch_hf(day=day.date() if day else None, week=week, base_url=base_url or HF_BASE,
-                          policy=FetchPolicy(timeout=timeout))
+        result = fetch_hf(
+            day=day.date() if day else None,
+            week=week,
+            base_url=base_url or HF_BASE,
+            policy=FetchPolicy(timeout=timeout),
+        )
     else:
         first, last = parse_week(week) if week else ((day.date(),) * 2 if day else (None, None))
-        result = fetch_arxiv(query=query, first=first, last=last, base_url=base_url or ARXIV_BASE,
-                             max_results=max_results, policy=FetchPolicy(timeout=timeout, spacing=ARXIV_SPACING))
+        result = fetch_arxiv(
+            query=query,
+            first=first,
+            last=last,
+            base_url=base_url or ARXIV_BASE,
+            max_results=max_results,
+            policy=FetchPolicy(timeout=timeout, spacing=ARXIV_SPACING),
+        )
     for problem in result.problems:
         click.echo(f"Warning: {problem}", err=True)
     lines = "".join(paper_to_jsonl(p) + "\n" for p in result.papers)
@@ -145,8 +200,11 @@ def fetch(source: str, day: Any, week: str | None, query: str, base_url: str | N
         click.echo(lines, nl=False)
     else:
         write_atomically(output, lines)
-    click.echo(f"Fetched {len(result.papers)} papers in {result.requests} requests"
-               + (f" into {output}" if output else ""), err=True)
+    click.echo(
+        f"Fetched {len(result.papers)} papers in {result.requests} requests"
+        + (f" into {output}" if output else ""),
+        err=True,
+    )
 
 
 def write_atomically(path: Path, text: str) -> None:

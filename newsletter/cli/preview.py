@@ -14,20 +14,41 @@ from .options import parse_date
 
 
 @click.command()
-@click.option("--papers", "papers", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="Papers file or folder (repeatable); default: `papers` in settings.")
+@click.option(
+    "--papers",
+    "papers",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Papers file or folder (repeatable); default: `papers` in settings.",
+)
 @click.option("--list", "list_name", help="Subscriber list name (subscribers/NAME.csv).")
-@click.option("--subscriber", "email", metavar="EMAIL",
-              help="Preview this subscriber's digest (default: a reader with no keywords).")
-@click.option("--date", "issue_date", callback=parse_date,
-              help="Issue date YYYY-MM-DD (default: settings, else today).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("preview"),
-              show_default=True, help="Folder for the .html, .txt and .eml files.")
+@click.option(
+    "--subscriber",
+    "email",
+    metavar="EMAIL",
+    help="Preview this subscriber's digest (default: a reader with no keywords).",
+)
+@click.option(
+    "--date", "issue_date", callback=parse_date, help="Issue date YYYY-MM-DD (default: settings, else today)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder for the .html, .txt and .eml files.",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the HTML in the web browser.")
 @pass_app
 def preview(
-    app: AppContext, papers: tuple[Path, ...], list_name: str | None, email: str | None,
-    issue_date: date | None, out_dir: Path, open_browser: bool,
+    app: AppContext,
+    papers: tuple[Path, ...],
+    list_name: str | None,
+    email: str | None,
+    issue_date: date | None,
+    out_dir: Path,
+    open_browser: bool,
 ) -> None:
     """Write exactly what one subscriber would get: NAME.html, NAME.txt and NAME.eml.
 
@@ -42,7 +63,7 @@ def preview(
     who = email or "a reader with no keywords"
     click.echo(
         f"Issue {result.issue.issue_id} for {who}: {len(result.paper_ids)} papers, "
-        f"subject \"{result.digest.subject}\""
+        f'subject "{result.digest.subject}"'
     )
     for path in paths:
         click.echo(f"  {path}")

@@ -16,21 +16,42 @@ from .options import parse_date, parse_shard
 
 
 @click.command()
-@click.option("--papers", "papers", multiple=True, type=click.Path(path_type=Path, exists=True),
-              help="Papers file or folder (repeatable); default: `papers` in settings.")
+@click.option(
+    "--papers",
+    "papers",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Papers file or folder (repeatable); default: `papers` in settings.",
+)
 @click.option("--list", "list_name", help="Subscriber list name (subscribers/NAME.csv).")
 @click.option("--issue", "issue_id", help="Issue id (default: ISO week of --date, e.g. 2026-W48).")
-@click.option("--date", "issue_date", callback=parse_date, help="Issue date YYYY-MM-DD (default: settings, else today).")
+@click.option(
+    "--date", "issue_date", callback=parse_date, help="Issue date YYYY-MM-DD (default: settings, else today)."
+)
 @click.option("--dry-run", is_flag=True, help="Compose every message; send and record nothing.")
-@click.option("--to", "to", metavar="EMAIL", help="Send the first subscriber's digest to this test address only (not recorded).")
+@click.option(
+    "--to",
+    "to",
+    metavar="EMAIL",
+    help="Send the first subscriber's digest to this test address only (not recorded).",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
-@click.option("--shard", callback=parse_shard, metavar="K/N", help="Send only shard K of N (stable split by address).")
+@click.option(
+    "--shard", callback=parse_shard, metavar="K/N", help="Send only shard K of N (stable split by address)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @pass_app
 def send(
-    app: AppContext, papers: tuple[Path, ...], list_name: str | None, issue_id: str | None,
-    issue_date: date | None, dry_run: bool, to: str | None, limit: int | None,
-    shard: tuple[int, int] | None, as_json: bool,
+    app: AppContext,
+    papers: tuple[Path, ...],
+    list_name: str | None,
+    issue_id: str | None,
+    issue_date: date | None,
+    dry_run: bool,
+    to: str | None,
+    limit: int | None,
+    shard: tuple[int, int] | None,
+    as_json: bool,
 ) -> None:
     """Send this week's digest to every active subscriber who has not had it yet.
 
@@ -40,16 +61,25 @@ def send(
     Example: newsletter send --list example --date 2024-03-14
     """
     options = SendOptions(
-        list_name=list_name, issue_id=issue_id, issue_date=issue_date, papers=papers,
-        dry_run=dry_run, to=to, limit=limit, shard=shard,
+        list_name=list_name,
+        issue_id=issue_id,
+        issue_date=issue_date,
+        papers=papers,
+        dry_run=dry_run,
+        to=to,
+        limit=limit,
+        shard=shard,
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:
         report = run_send(app.settings, options, on_outcome=progress.tick)
     except KeyboardInterrupt:
         progress.done()
-        click.echo(f"Interrupted after {progress.counts.get('delivered', 0)} sent: run the same command "
-                   "again to resume (nobody gets the issue twice).", err=True)
+        click.echo(
+            f"Interrupted after {progress.counts.get('delivered', 0)} sent: run the same command "
+            "again to resume (nobody gets the issue twice).",
+            err=True,
+        )
         sys.exit(130)
     finally:
         progress.done()  # end the live line before any summary or error

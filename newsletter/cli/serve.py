@@ -9,8 +9,12 @@ from .app import AppContext, pass_app
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0 for every interface, usually behind a TLS proxy).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 for every interface, usually behind a TLS proxy).",
+)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
@@ -26,8 +30,12 @@ def serve(app: AppContext, host: str, port: int) -> None:
     web_app = create_app(settings)
     folder = settings.path(settings.subscribers_dir)
     if not folder.is_dir():
-        click.echo(f"Warning: subscribers folder {folder} does not exist; every unsubscribe will get 404 "
-                   "until it does (check subscribers_dir or run from the project folder)", err=True)
+        click.echo(
+            f"Warning: subscribers folder {folder} does not exist; every unsubscribe will get 404 "
+            "until it does (check subscribers_dir or run from the project folder)",
+            err=True,
+        )
     click.echo(f"Serving unsubscribe links on http://{host}:{port}/unsubscribe (Ctrl-C to stop)", err=True)
-    uvicorn.run(web_app, host=host, port=port, proxy_headers=True,
-                log_level="info" if app.verbose else "warning")
+    uvicorn.run(
+        web_app, host=host, port=port, proxy_headers=True, log_level="info" if app.verbose else "warning"
+    )

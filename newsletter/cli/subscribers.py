@@ -9,10 +9,9 @@ from pathlib import Path
 
 import click
 
-from ..subscribers.bounces import apply_bounces, read_messages
-from ..subscribers.requests import apply_mail_requests
 from ..errors import SubscriberError
 from ..subscribers import STATUSES, SubscriberStore, open_list
+from ..subscribers.bounces import apply_bounces, read_messages
 from ..subscribers.csvfile import atomic_write
 from ..subscribers.importing import import_file
 from ..subscribers.report import (
@@ -22,12 +21,20 @@ from ..subscribers.report import (
     table_rows,
     write_csv,
 )
+from ..subscribers.requests import apply_mail_requests
 from .app import AppContext, pass_app
 
-list_option = click.option("--list", "list_name", metavar="NAME",
-                           help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).")
-deliverability_option = click.option("--check-deliverability", is_flag=True,
-                                     help="Also look up each domain's mail servers in DNS (slow, needs network).")
+list_option = click.option(
+    "--list",
+    "list_name",
+    metavar="NAME",
+    help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).",
+)
+deliverability_option = click.option(
+    "--check-deliverability",
+    is_flag=True,
+    help="Also look up each domain's mail servers in DNS (slow, needs network).",
+)
 
 
 def _store(app: AppContext, list_name: str | None) -> SubscriberStore:
@@ -46,20 +53,35 @@ def subscribers() -> None:
 @click.argument("email")
 @click.option("--name", default="", help="Display name used in the greeting.")
 @click.option("--keywords", default="", help='Interests separated by ";", e.g. "diffusion; robotics".')
-@click.option("--resubscribe", is_flag=True,
-              help="If the address is on the list but unsubscribed or bounced, make it active again.")
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="If the address is on the list but unsubscribed or bounced, make it active again.",
+)
 @list_option
 @deliverability_option
 @pass_app
-def add(app: AppContext, email: str, name: str, keywords: str, resubscribe: bool, list_name: str | None,
-        check_deliverability: bool) -> None:
+def add(
+    app: AppContext,
+    email: str,
+    name: str,
+    keywords: str,
+    resubscribe: bool,
+    list_name: str | None,
+    check_deliverability: bool,
+) -> None:
     """Add one subscriber (creates the list if it does not exist).
 
     Example: newsletter subscribers add ada@example.org --keywords "RLHF; math"
     """
     store = _store(app, list_name)
-    outcome = store.add(email, name=name, keywords=keywords, deliverability=check_deliverability,
-                        on_conflict="update" if resubscribe else "error")
+    outcome = store.add(
+        email,
+        name=name,
+        keywords=keywords,
+        deliverability=check_deliverability,
+        on_conflict="update" if resubscribe else "error",
+    )
     if outcome == "added":
         click.echo(f"Added {email.strip()} to {store.name}.")
     elif store.set_status(email, "active"):
@@ -79,8 +101,11 @@ def remove(app: AppContext, email: str, list_name: str | None) -> None:
     """
     store = _store(app, list_name)
     if not store.remove(email):
-        raise SubscriberError(f"{email} is not on list {store.name}", where=str(store.path),
-                              fix="check the address with `newsletter subscribers list`")
+        raise SubscriberError(
+            f"{email} is not on list {store.name}",
+            where=str(store.path),
+            fix="check the address with `newsletter subscribers list`",
+        )
     click.echo(f"Removed {email} from {store.name}.")
 
 
@@ -109,8 +134,14 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV with every column.")
 @list_option
 @pass_app
-def list_(app: AppContext, status: str | None, keyword: str | None, as_json: bool, as_csv: bool,
-          list_name: str | None) -> None:
+def list_(
+    app: AppContext,
+    status: str | None,
+    keyword: str | None,
+    as_json: bool,
+    as_csv: bool,
+    list_name: str | None,
+) -> None:
     """Show subscribers as a table, JSON or CSV.
 
     Example: newsletter subscribers list --status active --keyword diffusion
@@ -133,14 +164,25 @@ def list_(app: AppContext, status: str | None, keyword: str | None, as_json: boo
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--on-conflict", type=click.Choice(["skip", "update"]), default="skip", show_default=True,
-              help="What to do with addresses already on the list (update never re-subscribes).")
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["skip", "update"]),
+    default="skip",
+    show_default=True,
+    help="What to do with addresses already on the list (update never re-subscribes).",
+)
 @click.option("--strict", is_flag=True, help="Import nothing if any row is rejected.")
 @list_option
 @deliverability_option
 @pass_app
-def import_(app: AppContext, file: Path, on_conflict: str, strict: bool, list_name: str | None,
-            check_deliverability: bool) -> None:
+def import_(
+    app: AppContext,
+    file: Path,
+    on_conflict: str,
+    strict: bool,
+    list_name: str | None,
+    check_deliverability: bool,
+) -> None:
     """Merge a CSV (comma, semicolon or tab separated) into a list in one atomic write.
 
     Example: newsletter subscribers import signups.csv --on-conflict update
@@ -150,14 +192,21 @@ def import_(app: AppContext, file: Path, on_conflict: str, strict: bool, list_na
     for problem in report.problems:
         click.echo(f"{problem} (rejected)", err=True)
     if strict and report.problems:
-        raise SubscriberError(f"{report.rejected} rows rejected, nothing imported", where=str(file),
-                              fix="fix the rows listed above, or import without --strict")
+        raise SubscriberError(
+            f"{report.rejected} rows rejected, nothing imported",
+            where=str(file),
+            fix="fix the rows listed above, or import without --strict",
+        )
     click.echo(f"Imported {file} into {store.name}: {report.summary()}.")
 
 
 @subscribers.command("export")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write to this file (atomically) instead of standard output.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file (atomically) instead of standard output.",
+)
 @click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
 @list_option
 @pass_app
@@ -209,9 +258,17 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
     counted = list_stats(store.iter_subscribers())
     top_keywords = counted.top_keywords(top)
     if as_json:
-        click.echo(json.dumps({"list": store.name, "total": counted.total, "by_status": counted.by_status,
-                               "without_keywords": counted.without_keywords,
-                               "top_keywords": [{"keyword": k, "count": n} for k, n in top_keywords]}))
+        click.echo(
+            json.dumps(
+                {
+                    "list": store.name,
+                    "total": counted.total,
+                    "by_status": counted.by_status,
+                    "without_keywords": counted.without_keywords,
+                    "top_keywords": [{"keyword": k, "count": n} for k, n in top_keywords],
+                }
+            )
+        )
         return
     click.echo(f"{store.name}: {counted.total} subscribers")
     for status, count in counted.by_status.items():
@@ -223,8 +280,12 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
 
 
 @subscribers.command("bounces")
-@click.option("--maildir", type=click.Path(path_type=Path, file_okay=False), help="Maildir holding bounce reports.")
-@click.option("--mbox", type=click.Path(path_type=Path, dir_okay=False), help="mbox file holding bounce reports.")
+@click.option(
+    "--maildir", type=click.Path(path_type=Path, file_okay=False), help="Maildir holding bounce reports."
+)
+@click.option(
+    "--mbox", type=click.Path(path_type=Path, dir_okay=False), help="mbox file holding bounce reports."
+)
 @list_option
 @pass_app
 def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name: str | None) -> None:
@@ -244,8 +305,12 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
 
 
 @subscribers.command("requests")
-@click.option("--maildir", type=click.Path(path_type=Path, file_okay=False), help="Maildir holding the requests.")
-@click.option("--mbox", type=click.Path(path_type=Path, dir_okay=False), help="mbox file holding the requests.")
+@click.option(
+    "--maildir", type=click.Path(path_type=Path, file_okay=False), help="Maildir holding the requests."
+)
+@click.option(
+    "--mbox", type=click.Path(path_type=Path, dir_okay=False), help="mbox file holding the requests."
+)
 @pass_app
 def requests(app: AppContext, maildir: Path | None, mbox: Path | None) -> None:
     """Honour unsubscribe requests sent by email (the mailto: link in List-Unsubscribe).

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from ..mail.compose import ComposedMessage
 from ..errors import NewsletterError
 from ..ledger import DEFERRED, WITHDRAWN, Attempt, DeliveryLedger, Outcome
+from ..mail.compose import ComposedMessage
 from ..settings import SmtpSettings
 from .ratelimit import RateLimiter
 from .smtp import (
@@ -57,7 +57,9 @@ class LedgerWriter:
     a crash in that window only re-sends those messages, with the same Message-ID.
     """
 
-    def __init__(self, ledger: DeliveryLedger | None, outcome_batch: int = 16, outcome_delay: float = 0.05) -> None:
+    def __init__(
+        self, ledger: DeliveryLedger | None, outcome_batch: int = 16, outcome_delay: float = 0.05
+    ) -> None:
         self.ledger = ledger
         self.outcome_batch = outcome_batch
         self.outcome_delay = outcome_delay
@@ -115,7 +117,9 @@ class LedgerWriter:
                 self._timer.cancel()
                 self._timer = None
             try:
-                await asyncio.to_thread(self.ledger.record, outcomes, [a for batch, _ in attempts for a in batch])
+                await asyncio.to_thread(
+                    self.ledger.record, outcomes, [a for batch, _ in attempts for a in batch]
+                )
             except BaseException as exc:
                 for _, future in attempts:
                     if not future.done():
@@ -138,7 +142,10 @@ class Dispatcher:
     """A pool of SMTP connections fed from one queue, with retries, a rate limit and a ledger."""
 
     def __init__(
-        self, target: SmtpTarget, envelope_from: str, smtp: SmtpSettings,
+        self,
+        target: SmtpTarget,
+        envelope_from: str,
+        smtp: SmtpSettings,
         ledger: DeliveryLedger | None = None,
         still_wanted: Callable[[str], bool] | None = None,
         on_outcome: Callable[[Job, str], None] | None = None,
@@ -289,7 +296,7 @@ class Dispatcher:
 
     def _backoff(self, tries: int) -> float:
         """Exponential backoff with jitter, so retries from many connections do not line up."""
-        return self.smtp.backoff_seconds * (2 ** (tries - 1)) * random.uniform(0.5, 1.5)
+        return float(self.smtp.backoff_seconds * (2 ** (tries - 1)) * random.uniform(0.5, 1.5))
 
     def _record(self, job: Job, status: str, reply: Reply) -> None:
         self.writer.outcome(Outcome(job.key, status, str(reply)))

@@ -48,7 +48,8 @@ class EmbeddedServer:
         except OSError as exc:
             self.stop()
             raise DeliveryError(
-                f"cannot start the embedded SMTP server ({exc})", where=f"{self.host}:0",
+                f"cannot start the embedded SMTP server ({exc})",
+                where=f"{self.host}:0",
                 fix="check that loopback networking is available",
             ) from exc
         return self

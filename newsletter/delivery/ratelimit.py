@@ -12,7 +12,9 @@ class RateLimiter:
     """Wait until one more message is allowed under both limits (0 disables a limit)."""
 
     def __init__(
-        self, per_second: float = 0.0, per_hour: int = 0,
+        self,
+        per_second: float = 0.0,
+        per_hour: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.per_second = per_second

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from ..mail.compose import ComposedMessage
 from ..errors import DeliveryError
+from ..mail.compose import ComposedMessage
 from ..settings import SmtpSettings
 
 DELIVERED = "delivered"
@@ -31,11 +31,18 @@ class SmtpTarget:
     local_hostname: str | None = None
 
     @classmethod
-    def from_settings(cls, smtp: SmtpSettings, host: str | None = None, port: int | None = None) -> SmtpTarget:
+    def from_settings(
+        cls, smtp: SmtpSettings, host: str | None = None, port: int | None = None
+    ) -> SmtpTarget:
         return cls(
-            host=host or smtp.host, port=port or smtp.port, security=smtp.security,
-            username=smtp.username, password=smtp.password, timeout=smtp.timeout,
-            tls_context=tls_context_for(smtp), local_hostname=smtp.local_hostname,
+            host=host or smtp.host,
+            port=port or smtp.port,
+            security=smtp.security,
+            username=smtp.username,
+            password=smtp.password,
+            timeout=smtp.timeout,
+            tls_context=tls_context_for(smtp),
+            local_hostname=smtp.local_hostname,
         )
 
     @property
@@ -51,7 +58,8 @@ def tls_context_for(smtp: SmtpSettings) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=str(smtp.ca_file))
     except (OSError, ssl.SSLError) as exc:
         raise DeliveryError(
-            f"cannot read the CA file ({exc})", where=str(smtp.ca_file),
+            f"cannot read the CA file ({exc})",
+            where=str(smtp.ca_file),
             fix="point smtp.ca_file at a PEM file with the certificate that signed the server's",
         ) from exc
 
@@ -81,9 +89,13 @@ class Reply:
 async def open_connection(target: SmtpTarget) -> aiosmtplib.SMTP:
     """Connect, greet, secure and authenticate, or raise ServerFailure naming host:port."""
     client = aiosmtplib.SMTP(
-        hostname=target.host, port=target.port, timeout=target.timeout,
-        use_tls=target.security == "tls", start_tls=target.security == "starttls",
-        tls_context=target.tls_context, local_hostname=target.local_hostname,
+        hostname=target.host,
+        port=target.port,
+        timeout=target.timeout,
+        use_tls=target.security == "tls",
+        start_tls=target.security == "starttls",
+        tls_context=target.tls_context,
+        local_hostname=target.local_hostname,
     )
     try:
         await client.connect()
@@ -93,19 +105,22 @@ async def open_connection(target: SmtpTarget) -> aiosmtplib.SMTP:
     except aiosmtplib.SMTPAuthenticationError as exc:
         await _close(client)
         raise ServerFailure(
-            f"the SMTP server rejected the login ({exc.code} {one_line(exc.message)})", where=target.where,
+            f"the SMTP server rejected the login ({exc.code} {one_line(exc.message)})",
+            where=target.where,
             fix="check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
         ) from exc
     except aiosmtplib.SMTPConnectResponseError as exc:
         await _close(client)
         raise ServerFailure(
-            f"the SMTP server refused the session ({exc.code} {one_line(exc.message)})", where=target.where,
+            f"the SMTP server refused the session ({exc.code} {one_line(exc.message)})",
+            where=target.where,
             fix="the server is busy or refusing mail; run again later",
         ) from exc
     except (aiosmtplib.SMTPException, OSError) as exc:
         await _close(client)
         raise ServerFailure(
-            f"cannot connect to the SMTP server ({one_line(exc) or type(exc).__name__})", where=target.where,
+            f"cannot connect to the SMTP server ({one_line(exc) or type(exc).__name__})",
+            where=target.where,
             fix="check smtp.host, smtp.port and smtp.security, and that the server is running",
         ) from exc
     return client
@@ -166,7 +181,8 @@ async def _transaction(client: aiosmtplib.SMTP, sender: str, message: ComposedMe
             if reply.code >= 500 and reply.code != _TOO_BIG:
                 raise ServerFailure(
                     f"the SMTP server refused the sender address ({reply.code} {one_line(reply.message)})",
-                    where=where, fix="check sender.address in newsletter.toml is allowed by this server",
+                    where=where,
+                    fix="check sender.address in newsletter.toml is allowed by this server",
                 )
             return _not_accepted(reply)
         reply = await client.execute_command(b"RCPT", b"TO:<" + message.recipient.encode("ascii") + b">")

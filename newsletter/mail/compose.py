@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from .dkim import DkimSigner
 from ..models import Subscriber
 from ..render.digest import IssueInfo, RenderedDigest
 from ..settings import Settings
+from .dkim import DkimSigner
 from .tokens import request_subject
 from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
@@ -177,8 +177,13 @@ class MessageComposer:
         self.body_encoder = LineEncoder()
 
     def compose(
-        self, subscriber: Subscriber, digest: RenderedDigest, unsubscribe_url: str,
-        *, to_address: str | None = None, now: datetime | None = None,
+        self,
+        subscriber: Subscriber,
+        digest: RenderedDigest,
+        unsubscribe_url: str,
+        *,
+        to_address: str | None = None,
+        now: datetime | None = None,
     ) -> ComposedMessage:
         """One multipart/alternative message: text first, HTML last, headers injection-safe."""
         recipient = checked_address(to_address or subscriber.email)
@@ -206,16 +211,21 @@ class MessageComposer:
         return ComposedMessage(message_id=mid, recipient=recipient, wire=wire)
 
     def _headers(
-        self, subscriber: Subscriber, recipient: str, digest: RenderedDigest,
-        unsubscribe_url: str, mid: str, boundary: str, now: datetime | None,
+        self,
+        subscriber: Subscriber,
+        recipient: str,
+        digest: RenderedDigest,
+        unsubscribe_url: str,
+        mid: str,
+        boundary: str,
+        now: datetime | None,
     ) -> str:
         subject = clean_text(digest.subject)
         if len(subject) > _MAX_SUBJECT:
             subject = subject[: _MAX_SUBJECT - 1].rstrip() + "\u2026"
         unsubscribe_url = clean_text(unsubscribe_url).replace(" ", "%20")
-        mailto = (
-            f"mailto:{self.sender_address}?subject="
-            + quote(request_subject(self.secret, self.issue.list_name, subscriber.email))
+        mailto = f"mailto:{self.sender_address}?subject=" + quote(
+            request_subject(self.secret, self.issue.list_name, subscriber.email)
         )
         lines = [
             f"From: {self.from_header}",
@@ -235,8 +245,13 @@ class MessageComposer:
 
 
 def compose_message(
-    *, settings: Settings, issue: IssueInfo, subscriber: Subscriber, digest: RenderedDigest,
-    unsubscribe_url: str, secret: str | None = None,
+    *,
+    settings: Settings,
+    issue: IssueInfo,
+    subscriber: Subscriber,
+    digest: RenderedDigest,
+    unsubscribe_url: str,
+    secret: str | None = None,
 ) -> bytes:
     """Compose a single message; for many, build one MessageComposer and reuse it."""
     composer = MessageComposer(settings, issue, secret or settings.secret or "preview")

@@ -35,7 +35,8 @@ class DkimSigner:
             signer.sign(b"From: a@b.c\r\nList-Unsubscribe: <x>\r\nList-Unsubscribe-Post: x\r\n\r\ncheck\r\n")
         except (dkim.DKIMException, ValueError) as exc:
             raise ConfigError(
-                f"the DKIM private key cannot sign ({exc})", where=where,
+                f"the DKIM private key cannot sign ({exc})",
+                where=where,
                 fix="use an unencrypted PEM RSA or Ed25519 key (e.g. `openssl genrsa 2048`)",
             ) from exc
         return signer
@@ -52,14 +53,20 @@ class DkimSigner:
             return path.read_bytes(), str(path)
         except OSError as exc:
             raise ConfigError(
-                f"cannot read the DKIM private key ({exc.strerror})", where=str(path),
+                f"cannot read the DKIM private key ({exc.strerror})",
+                where=str(path),
                 fix="check dkim.private_key_path or set NEWSLETTER_DKIM__PRIVATE_KEY",
             ) from exc
 
     def sign(self, message: bytes) -> bytes:
         """The message with its DKIM-Signature header in front, as it must go on the wire."""
         header = dkim.sign(
-            message, self.selector, self.domain, self.private_key,
-            include_headers=self.headers, canonicalize=(b"relaxed", b"relaxed"), linesep=b"\r\n",
+            message,
+            self.selector,
+            self.domain,
+            self.private_key,
+            include_headers=self.headers,
+            canonicalize=(b"relaxed", b"relaxed"),
+            linesep=b"\r\n",
         )
-        return header + message
+        return bytes(header) + message

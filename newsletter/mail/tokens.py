@@ -22,8 +22,10 @@ def _digest(secret: str, list_name: str, email: str) -> bytes:
 def make_token(secret: str, list_name: str, email: str) -> str:
     """A URL-safe HMAC-SHA256 token for one (list, address); the address's case does not matter."""
     if not secret:
-        raise ConfigError("no secret to sign unsubscribe links with",
-                          fix="set NEWSLETTER_SECRET (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        raise ConfigError(
+            "no secret to sign unsubscribe links with",
+            fix="set NEWSLETTER_SECRET (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
+        )
     return base64.urlsafe_b64encode(_digest(secret, list_name, email)).rstrip(b"=").decode("ascii")
 
 
@@ -37,8 +39,9 @@ def verify_token(secret: str, list_name: str, email: str, token: str) -> bool:
 
 def unsubscribe_url(base_url: str, secret: str, list_name: str, email: str) -> str:
     """The one-click link for List-Unsubscribe and the footer: list, address and token in the query."""
-    query = urlencode({"list": list_name, "email": email, "token": make_token(secret, list_name, email)},
-                      quote_via=quote)
+    query = urlencode(
+        {"list": list_name, "email": email, "token": make_token(secret, list_name, email)}, quote_via=quote
+    )
     return f"{base_url.rstrip('/')}{UNSUBSCRIBE_PATH}?{query}"
 
 
@@ -46,11 +49,17 @@ def unsubscribe_link(settings: Settings, list_name: str, email: str) -> str:
     """The link for a subscriber from settings, refusing clearly when secret or base URL is missing."""
     where = settings.source_label
     if not settings.secret:
-        raise ConfigError("NEWSLETTER_SECRET is not set, so unsubscribe links cannot be signed", where=where,
-                          fix="set NEWSLETTER_SECRET to a long random string (keep it the same between runs)")
+        raise ConfigError(
+            "NEWSLETTER_SECRET is not set, so unsubscribe links cannot be signed",
+            where=where,
+            fix="set NEWSLETTER_SECRET to a long random string (keep it the same between runs)",
+        )
     if not settings.base_url:
-        raise ConfigError("base_url is not set, so unsubscribe links have nowhere to point", where=where,
-                          fix="set NEWSLETTER_BASE_URL to the public https address of `newsletter serve`")
+        raise ConfigError(
+            "base_url is not set, so unsubscribe links have nowhere to point",
+            where=where,
+            fix="set NEWSLETTER_BASE_URL to the public https address of `newsletter serve`",
+        )
     return unsubscribe_url(settings.base_url, settings.secret, list_name, email)
 
 

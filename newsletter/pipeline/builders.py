@@ -52,11 +52,11 @@ def _serve(inbox: int, outbox: int, not_ours: list[int]) -> None:
             chunk = pickle.loads(requests.read(int.from_bytes(header, "big")))
             try:
                 reply: tuple[bool, Any] = (True, [_work(item) for item in chunk])
-            except Exception as exc:  # noqa: BLE001 - handed to the sender, which raises it as its own
+            except Exception as exc:
                 reply = (False, exc)
             try:
                 payload = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
-            except Exception:  # noqa: BLE001 - an exception that cannot be pickled still gets its text across
+            except Exception:
                 text = "".join(traceback.format_exception_only(reply[1])).strip()
                 payload = pickle.dumps((False, RuntimeError(text)), pickle.HIGHEST_PROTOCOL)
             replies.write(len(payload).to_bytes(_HEADER, "big"))
@@ -86,7 +86,8 @@ class _Builder:
         self.reader = asyncio.StreamReader()
         reader = self.reader
         self.reader_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), _pipe(self.from_child, "rb"))
+            lambda: asyncio.StreamReaderProtocol(reader), _pipe(self.from_child, "rb")
+        )
         self.writer, _ = await loop.connect_write_pipe(asyncio.Protocol, _pipe(self.to_child, "wb"))
         self.fds_open = False  # the transports own them now
 
@@ -103,8 +104,10 @@ class _Builder:
             payload = await self.reader.readexactly(int.from_bytes(header, "big"))
         except asyncio.IncompleteReadError:
             raise NewsletterError(
-                "a builder process stopped before finishing its work", where=f"process {self.process.pid}",
-                fix="run the same command again (it resumes); if it happens again, set smtp.compose_processes = 0",
+                "a builder process stopped before finishing its work",
+                where=f"process {self.process.pid}",
+                fix="run the same command again (it resumes);"
+                " if it happens again, set smtp.compose_processes = 0",
             ) from None
         ok, value = pickle.loads(payload)
         if not ok:
@@ -141,9 +144,15 @@ class ParallelBuilder:
             for _ in range(processes):
                 to_child_read, to_child = os.pipe()
                 from_child, from_child_write = os.pipe()
-                ours = [fd for b in self._builders for fd in (b.to_child, b.from_child)] + [to_child, from_child]
+                ours = [fd for b in self._builders for fd in (b.to_child, b.from_child)] + [
+                    to_child,
+                    from_child,
+                ]
                 process = context.Process(
-                    target=_serve, args=(to_child_read, from_child_write, ours), daemon=True, name="newsletter-builder",
+                    target=_serve,
+                    args=(to_child_read, from_child_write, ours),
+                    daemon=True,
+                    name="newsletter-builder",
                 )
                 process.start()
                 os.close(to_child_read)

@@ -10,12 +10,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, SourceError
-from ..sources.feeds import fetch_issue_sources
-from ..render.digest import IssueInfo
+from ..mail.tokens import unsubscribe_url
 from ..ranking.selection import Ranker
+from ..render.digest import IssueInfo
 from ..settings import Settings
 from ..sources import load_papers
-from ..mail.tokens import unsubscribe_url
+from ..sources.feeds import fetch_issue_sources
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,12 @@ class PreparedIssue:
 
 
 def prepare_issue(
-    settings: Settings, *, list_name: str | None = None, issue_date: date | None = None,
-    issue_id: str | None = None, papers: Sequence[Path] = (),
+    settings: Settings,
+    *,
+    list_name: str | None = None,
+    issue_date: date | None = None,
+    issue_id: str | None = None,
+    papers: Sequence[Path] = (),
 ) -> PreparedIssue:
     """Load and rank the issue's papers once; per-subscriber work then only picks from them."""
     day = issue_date or settings.issue_date or date.today()
@@ -70,16 +74,20 @@ def prepare_issue(
         )
     if not paths:
         raise ConfigError(
-            "no papers to send", where=settings.source_label,
-            fix="pass --papers PATH, or set papers = [\"examples/\"] or [[sources]] in newsletter.toml",
+            "no papers to send",
+            where=settings.source_label,
+            fix='pass --papers PATH, or set papers = ["examples/"] or [[sources]] in newsletter.toml',
         )
     loaded = load_papers(paths)
     for problem in loaded.problems:
         log.warning("%s", problem)
     info = IssueInfo(
-        issue_id=issue_id, issue_date=day,
-        list_name=list_name or settings.default_list, title=settings.title,
-        window_start=window_start, archive_url=archive_url(settings, issue_id),
+        issue_id=issue_id,
+        issue_date=day,
+        list_name=list_name or settings.default_list,
+        title=settings.title,
+        window_start=window_start,
+        archive_url=archive_url(settings, issue_id),
     )
     ranker = Ranker(loaded.papers, day, settings.selection)
     return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems))
@@ -116,11 +124,13 @@ class LinkSigner:
             return cls(settings.secret or LOCAL_SECRET, settings.base_url or LOCAL_BASE_URL)
         if not settings.secret:
             raise ConfigError(
-                "NEWSLETTER_SECRET is not set, so unsubscribe links cannot be signed", where=where,
+                "NEWSLETTER_SECRET is not set, so unsubscribe links cannot be signed",
+                where=where,
                 fix="set NEWSLETTER_SECRET to a long random string and keep it the same between runs",
             )
         raise ConfigError(
-            "base_url is not set, so unsubscribe links have nowhere to point", where=where,
+            "base_url is not set, so unsubscribe links have nowhere to point",
+            where=where,
             fix="set NEWSLETTER_BASE_URL to the public https address of `newsletter serve`",
         )
 

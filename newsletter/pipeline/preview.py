@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from ..mail.compose import compose_message
 from ..errors import NewsletterError
-from .issue import LinkSigner, prepare_issue
 from ..ledger import DeliveryLedger
+from ..mail.compose import compose_message
 from ..models import Subscriber
 from ..render.digest import DigestRenderer, IssueInfo, RenderedDigest
 from ..settings import Settings
 from ..subscribers import SubscriberStore
+from .issue import LinkSigner, prepare_issue
 
 # Previews without --subscriber: a reader with no keywords gets the week's top papers.
 ANONYMOUS = Subscriber(email="reader@example.invalid", name="", keywords=[])
@@ -39,7 +39,10 @@ class PreviewResult:
         """A file name that says whose preview it is and is safe on every filesystem."""
         if self.subscriber is ANONYMOUS:
             return ANONYMOUS_NAME
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.subscriber.email.strip().lower()).strip("._") or ANONYMOUS_NAME
+        return (
+            re.sub(r"[^A-Za-z0-9._-]+", "_", self.subscriber.email.strip().lower()).strip("._")
+            or ANONYMOUS_NAME
+        )
 
 
 def find_subscriber(settings: Settings, list_name: str, email: str | None) -> Subscriber:
@@ -50,13 +53,15 @@ def find_subscriber(settings: Settings, list_name: str, email: str | None) -> Su
     store = SubscriberStore(path)
     if not store.exists():
         raise NewsletterError(
-            f"subscriber list '{list_name}' not found", where=str(path),
+            f"subscriber list '{list_name}' not found",
+            where=str(path),
             fix="pass --list NAME of a file in the subscribers folder",
         )
     subscriber = store.get(email)
     if subscriber is None:
         raise NewsletterError(
-            f"no subscriber {email} in list '{list_name}'", where=str(path),
+            f"no subscriber {email} in list '{list_name}'",
+            where=str(path),
             fix="check the address with `newsletter subscribers list`, or preview without --subscriber",
         )
     return subscriber
@@ -67,31 +72,46 @@ def _already_sent(settings: Settings, issue: IssueInfo, subscriber: Subscriber) 
     if subscriber is ANONYMOUS:
         return frozenset()
     channel = "outbox" if settings.smtp.is_embedded else "smtp"
-    received = DeliveryLedger.peek_received(settings.path(settings.ledger), issue.issue_id, issue.list_name, channel)
+    received = DeliveryLedger.peek_received(
+        settings.path(settings.ledger), issue.issue_id, issue.list_name, channel
+    )
     return received.get(subscriber.key, frozenset())
 
 
 def build_preview(
-    settings: Settings, list_name: str | None, email: str | None, issue_date: date | None,
+    settings: Settings,
+    list_name: str | None,
+    email: str | None,
+    issue_date: date | None,
     papers_paths: Sequence[Path] = (),
 ) -> PreviewResult:
     """Rank, render and compose one subscriber's digest the way `send` would, touching no network."""
     issue = prepare_issue(settings, list_name=list_name, issue_date=issue_date, papers=papers_paths)
     subscriber = find_subscriber(settings, issue.info.list_name, email)
     picks = issue.ranker.rank(
-        subscriber.keywords, top=settings.selection.top_n,
+        subscriber.keywords,
+        top=settings.selection.top_n,
         exclude_ids=_already_sent(settings, issue.info, subscriber),
     )
     signer = LinkSigner.for_run(settings, local_only=True)
     link = signer.url(issue.info.list_name, subscriber.email)
     digest = DigestRenderer(settings, issue.info).render(subscriber, picks, link)
     message = compose_message(
-        settings=settings, issue=issue.info, subscriber=subscriber, digest=digest,
-        unsubscribe_url=link, secret=signer.secret,
+        settings=settings,
+        issue=issue.info,
+        subscriber=subscriber,
+        digest=digest,
+        unsubscribe_url=link,
+        secret=signer.secret,
     )
     return PreviewResult(
-        issue=issue.info, subscriber=subscriber, digest=digest, message=message,
-        unsubscribe_url=link, paper_ids=tuple(p.paper.id for p in picks), problems=issue.problems,
+        issue=issue.info,
+        subscriber=subscriber,
+        digest=digest,
+        message=message,
+        unsubscribe_url=link,
+        paper_ids=tuple(p.paper.id for p in picks),
+        problems=issue.problems,
     )
 
 
@@ -106,7 +126,8 @@ def write_preview(result: PreviewResult, out_dir: Path) -> list[Path]:
         paths[2].write_bytes(result.message)
     except OSError as exc:
         raise NewsletterError(
-            f"cannot write the preview ({exc.strerror})", where=str(out_dir),
+            f"cannot write the preview ({exc.strerror})",
+            where=str(out_dir),
             fix="pass --out with a writable folder",
         ) from exc
     return paths

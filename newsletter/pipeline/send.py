@@ -15,16 +15,16 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .builders import ParallelBuilder
-from ..mail.compose import HeaderValueError, MessageComposer
 from ..delivery import Dispatcher, EmbeddedServer, Job, SmtpTarget
 from ..errors import LedgerError, NewsletterError
-from .issue import LinkSigner, PreparedIssue, prepare_issue
 from ..ledger import FINAL, SENDING, DeliveryLedger, LedgerEntry
+from ..mail.compose import HeaderValueError, MessageComposer
 from ..models import Subscriber
 from ..render.digest import DigestRenderer
 from ..settings import Settings
 from ..subscribers import SubscriberStore
+from .builders import ParallelBuilder
+from .issue import LinkSigner, PreparedIssue, prepare_issue
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def in_shard(address: str, shard: tuple[int, int] | None) -> bool:
 
 
 def run_send(
-    settings: Settings, options: SendOptions,
+    settings: Settings,
+    options: SendOptions,
     on_outcome: Callable[[str, str], None] | None = None,
 ) -> SendReport:
     """Send one issue to one list; safe to run again at any time, it resumes."""
@@ -116,12 +117,19 @@ def run_send(
         report = _run_send(settings, options, on_outcome)
     except NewsletterError as exc:
         # The CLI prints the error itself; this line is for the log file.
-        log.error("send stopped after %.1fs: %s", time.monotonic() - started, exc.message,
-                  extra={"shown_to_user": True})
+        log.error(
+            "send stopped after %.1fs: %s",
+            time.monotonic() - started,
+            exc.message,
+            extra={"shown_to_user": True},
+        )
         raise
     except KeyboardInterrupt:
-        log.warning("send interrupted after %.1fs; the next run resumes", time.monotonic() - started,
-                    extra={"shown_to_user": True})
+        log.warning(
+            "send interrupted after %.1fs; the next run resumes",
+            time.monotonic() - started,
+            extra={"shown_to_user": True},
+        )
         raise
     report.duration_seconds = round(time.monotonic() - started, 3)
     log.info("%s", report.summary())
@@ -129,23 +137,33 @@ def run_send(
 
 
 def _run_send(
-    settings: Settings, options: SendOptions, on_outcome: Callable[[str, str], None] | None,
+    settings: Settings,
+    options: SendOptions,
+    on_outcome: Callable[[str, str], None] | None,
 ) -> SendReport:
     embedded = settings.smtp.is_embedded
     recorded = not (options.dry_run or options.to)
     list_name = options.list_name or settings.default_list
     with _exclusive(settings, list_name) if recorded else nullcontext():
-        signer = LinkSigner.for_run(settings, local_only=embedded or options.dry_run or _local_trial(settings))
+        signer = LinkSigner.for_run(
+            settings, local_only=embedded or options.dry_run or _local_trial(settings)
+        )
         issue = prepare_issue(
-            settings, list_name=list_name, issue_date=options.issue_date,
-            issue_id=options.issue_id, papers=options.papers,
+            settings,
+            list_name=list_name,
+            issue_date=options.issue_date,
+            issue_id=options.issue_id,
+            papers=options.papers,
         )
         store = SubscriberStore(settings.list_path(issue.info.list_name))
         channel = "outbox" if embedded else "smtp"
         report = SendReport(
-            issue=issue.info.issue_id, list=issue.info.list_name, channel=channel,
+            issue=issue.info.issue_id,
+            list=issue.info.list_name,
+            channel=channel,
             server="embedded" if embedded else f"{settings.smtp.host}:{settings.smtp.port}",
-            dry_run=options.dry_run, problems=list(issue.problems),
+            dry_run=options.dry_run,
+            problems=list(issue.problems),
         )
         planner = DigestPlanner(settings, issue, signer, options, report)
         if options.dry_run:
@@ -169,7 +187,8 @@ def _local_trial(settings: Settings) -> bool:
     log.warning(
         "sending to %s:%s without NEWSLETTER_SECRET and NEWSLETTER_BASE_URL: unsubscribe links use a "
         "local placeholder; set both before this server relays mail beyond this machine",
-        smtp.host, smtp.port,
+        smtp.host,
+        smtp.port,
     )
     return True
 
@@ -183,7 +202,8 @@ def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
     except Timeout:
         raise LedgerError(
             f"another `newsletter send` for list '{list_name}' is already running",
-            where=str(lock.lock_file), fix="let it finish; run again afterwards to pick up anything left",
+            where=str(lock.lock_file),
+            fix="let it finish; run again afterwards to pick up anything left",
         ) from None
     try:
         yield
@@ -192,11 +212,16 @@ def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
 
 
 def _send_recorded(
-    settings: Settings, store: SubscriberStore, planner: DigestPlanner, report: SendReport,
+    settings: Settings,
+    store: SubscriberStore,
+    planner: DigestPlanner,
+    report: SendReport,
     on_outcome: Callable[[str, str], None] | None,
 ) -> None:
     processes = ParallelBuilder.processes_for(settings, store.path)
-    builder = ParallelBuilder(planner.build, processes) if processes else None  # fork before opening the ledger
+    builder = (
+        ParallelBuilder(planner.build, processes) if processes else None
+    )  # fork before opening the ledger
     try:
         ledger = DeliveryLedger(settings.path(settings.ledger), report.issue, report.list, report.channel)
         try:
@@ -227,23 +252,33 @@ def _still_wanted(store: SubscriberStore) -> Callable[[str], bool]:
 
 
 def _deliver(
-    settings: Settings, jobs: Iterator[Job] | AsyncIterator[Job], ledger: DeliveryLedger | None,
-    still_wanted: Callable[[str], bool] | None, report: SendReport,
+    settings: Settings,
+    jobs: Iterator[Job] | AsyncIterator[Job],
+    ledger: DeliveryLedger | None,
+    still_wanted: Callable[[str], bool] | None,
+    report: SendReport,
     on_outcome: Callable[[str, str], None] | None,
 ) -> None:
     """Start the embedded server if configured, then let the dispatcher work through the jobs."""
+
     def outcome(job: Job, kind: str) -> None:
         if on_outcome is not None:
             on_outcome(job.key, kind)
 
-    server = EmbeddedServer(settings.path(settings.smtp.outbox)).start() if settings.smtp.is_embedded else None
+    server = (
+        EmbeddedServer(settings.path(settings.smtp.outbox)).start() if settings.smtp.is_embedded else None
+    )
     try:
         target = SmtpTarget.from_settings(settings.smtp)
         if server is not None:
             target = SmtpTarget(host=server.host, port=server.port, timeout=settings.smtp.timeout)
         dispatcher = Dispatcher(
-            target, settings.sender.address, settings.smtp, ledger=ledger,
-            still_wanted=still_wanted, on_outcome=outcome,
+            target,
+            settings.sender.address,
+            settings.smtp,
+            ledger=ledger,
+            still_wanted=still_wanted,
+            on_outcome=outcome,
         )
         try:
             asyncio.run(dispatcher.run(jobs))
@@ -270,8 +305,12 @@ class DigestPlanner:
     """Turns the subscriber stream into ready-to-send messages, skipping whoever is done."""
 
     def __init__(
-        self, settings: Settings, issue: PreparedIssue, signer: LinkSigner,
-        options: SendOptions, report: SendReport,
+        self,
+        settings: Settings,
+        issue: PreparedIssue,
+        signer: LinkSigner,
+        options: SendOptions,
+        report: SendReport,
     ) -> None:
         self.settings = settings
         self.issue = issue
@@ -285,7 +324,9 @@ class DigestPlanner:
         self.composer = MessageComposer(settings, issue.info, signer.secret)
 
     def jobs(
-        self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
+        self,
+        subscribers: Iterator[Subscriber],
+        entries: dict[str, LedgerEntry],
         received: dict[str, frozenset[str]],
     ) -> Iterator[Job]:
         """Yield one job per active subscriber still owed this issue, in file order."""
@@ -294,8 +335,11 @@ class DigestPlanner:
                 yield job
 
     async def parallel_jobs(
-        self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
-        received: dict[str, frozenset[str]], builder: ParallelBuilder,
+        self,
+        subscribers: Iterator[Subscriber],
+        entries: dict[str, LedgerEntry],
+        received: dict[str, frozenset[str]],
+        builder: ParallelBuilder,
     ) -> AsyncIterator[Job]:
         """The same jobs, built by builder processes while the event loop keeps sending."""
         async for built in builder.build(self.wanted(subscribers, entries, received)):
@@ -313,7 +357,9 @@ class DigestPlanner:
         return job
 
     def wanted(
-        self, subscribers: Iterator[Subscriber], entries: dict[str, LedgerEntry],
+        self,
+        subscribers: Iterator[Subscriber],
+        entries: dict[str, LedgerEntry],
         received: dict[str, frozenset[str]],
     ) -> Iterator[Wanted]:
         """The subscribers this run owes a message: active, in the shard, not final, within --limit."""
@@ -336,8 +382,9 @@ class DigestPlanner:
     def build(self, wanted: Wanted) -> Built:
         """Select, render and compose one digest (in this process or a builder process)."""
         subscriber, already_sent, resumed = wanted
-        picks = self.issue.ranker.rank(subscriber.keywords, top=self.settings.selection.top_n,
-                                       exclude_ids=already_sent)
+        picks = self.issue.ranker.rank(
+            subscriber.keywords, top=self.settings.selection.top_n, exclude_ids=already_sent
+        )
         link = self.signer.url(self.issue.info.list_name, subscriber.email)
         digest = self.renderer.render(subscriber, picks, link)
         try:

@@ -37,7 +37,7 @@ class FieldIndex:
             return np.zeros(0, dtype=np.float32)
         title = self._title.scores(term)
         body = self._body.scores(term)
-        scores = (self.settings.title_weight * title + body).astype(np.float32)
+        scores: np.ndarray = (self.settings.title_weight * title + body).astype(np.float32)
         if len(self._term_cache) >= TERM_CACHE_SIZE:
             self._term_cache.clear()
         self._term_cache[term] = scores
@@ -90,9 +90,8 @@ def idf_coverage(present: np.ndarray) -> np.ndarray:
     df = present.sum(axis=1)
     idf = np.log1p((size - df + 0.5) / (df + 0.5))
     total = float(idf.sum())
-    if total <= 0:
-        return present.mean(axis=0)
-    return (present * idf[:, None]).sum(axis=0) / total
+    share: np.ndarray = present.mean(axis=0) if total <= 0 else (present * idf[:, None]).sum(axis=0) / total
+    return share
 
 
 class Bm25:

@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 
-from .keywordscore import FieldIndex
 from ..models import Paper
 from ..settings import SelectionSettings
 from ..text import split_keywords
+from .keywordscore import FieldIndex
 from .textmatch import normalise_keyword
 
 # score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
@@ -30,8 +30,9 @@ class ScoredPaper:
 
     __slots__ = ("_index", "_keys", "_ranker", "paper", "score")
 
-    def __init__(self, paper: Paper, score: float, ranker: Ranker, index: int,
-                 keys: tuple[tuple[str, int], ...]) -> None:
+    def __init__(
+        self, paper: Paper, score: float, ranker: Ranker, index: int, keys: tuple[tuple[str, int], ...]
+    ) -> None:
         self.paper = paper
         self.score = score
         self._ranker = ranker
@@ -63,16 +64,18 @@ class Ranker:
         self.recency = recency_scores(self.papers, issue_date, settings.half_life_days)
         self.popularity = popularity_scores(self.papers)
         order = np.arange(len(self.papers), dtype=np.float64) * _TIE_BREAK
-        self._base = (settings.recency_weight * self.recency
-                      + settings.popularity_weight * self.popularity - order)
+        self._base = (
+            settings.recency_weight * self.recency + settings.popularity_weight * self.popularity - order
+        )
         self._index = FieldIndex(self.papers, settings)
         self._matrix = np.zeros((16, len(self.papers)), dtype=np.float32)
         self._rows = 0
         self._by_text: dict[str, int] = {}
         self._by_terms: dict[str, int] = {}
 
-    def rank(self, keywords: Sequence[str], *, top: int | None = None,
-             exclude_ids: Collection[str] = ()) -> list[ScoredPaper]:
+    def rank(
+        self, keywords: Sequence[str], *, top: int | None = None, exclude_ids: Collection[str] = ()
+    ) -> list[ScoredPaper]:
         """The best papers for one subscriber, best first; no keywords means recency and popularity."""
         if isinstance(keywords, str):  # "a; b" straight from a CSV cell, not a list of letters
             keywords = split_keywords(keywords)
@@ -80,8 +83,11 @@ class Ranker:
         if keys:
             rows = [row for _, row in keys]
             relevance = self._matrix[rows[0]] if len(rows) == 1 else self._matrix[rows].sum(axis=0)
-            scores = np.where(relevance > self.settings.min_relevance,
-                              self._base + self.settings.keyword_weight * relevance, -np.inf)
+            scores = np.where(
+                relevance > self.settings.min_relevance,
+                self._base + self.settings.keyword_weight * relevance,
+                -np.inf,
+            )
         else:
             scores = self._base.copy() if exclude_ids else self._base
         if exclude_ids:
@@ -92,15 +98,15 @@ class Ranker:
     def _top(self, scores: np.ndarray, top: int, keys: tuple[tuple[str, int], ...]) -> list[ScoredPaper]:
         if top <= 0 or len(scores) == 0:
             return []
-        if top < len(scores):
-            picked = np.argpartition(-scores, top - 1)[:top]
-        else:
-            picked = np.arange(len(scores))
+        picked = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
         picked = picked[np.argsort(-scores[picked], kind="stable")]
         papers = self.papers
         # Plain Python numbers from here: indexing numpy scalars one by one is the slow part.
-        return [ScoredPaper(papers[i], value, self, i, keys)
-                for i, value in zip(picked.tolist(), scores[picked].tolist()) if value != _NEG_INF]
+        return [
+            ScoredPaper(papers[i], value, self, i, keys)
+            for i, value in zip(picked.tolist(), scores[picked].tolist(), strict=False)
+            if value != _NEG_INF
+        ]
 
     def _keys(self, keywords: Sequence[str]) -> tuple[tuple[str, int], ...]:
         """Each keyword's cached score row, once per row, ignoring keywords with no usable terms."""
@@ -149,8 +155,13 @@ class Ranker:
         return parts
 
 
-def rank_papers(papers: Sequence[Paper], keywords: Sequence[str], issue_date: date,
-                settings: SelectionSettings, top: int | None = None) -> list[ScoredPaper]:
+def rank_papers(
+    papers: Sequence[Paper],
+    keywords: Sequence[str],
+    issue_date: date,
+    settings: SelectionSettings,
+    top: int | None = None,
+) -> list[ScoredPaper]:
     """One-off ranking, for callers with a single keyword list."""
     return Ranker(papers, issue_date, settings).rank(keywords, top=top)
 

@@ -11,15 +11,18 @@ from ..text import words
 # Lucene's classic English stop set: function words only, so 'not' or 'no' in a keyword is dropped
 # but nothing a researcher would follow ('model', 'learning') ever is.
 _STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such"
-    " that the their then there these they this to was will with".split()
+    {
+        *("a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is"),
+        *("it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there"),
+        *("these", "they", "this", "to", "was", "will", "with"),
+    }
 )
 _STEMMER = Stemmer.Stemmer("english")
 
 
 @lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
-    return _STEMMER.stemWord(word)
+    return str(_STEMMER.stemWord(word))
 
 
 def terms(text: str) -> list[str]:

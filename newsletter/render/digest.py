@@ -23,6 +23,7 @@ import newsletter
 
 from ..errors import TemplateError
 from ..models import Paper, Subscriber
+from ..settings import Settings
 from .fragments import Slotted, TextShell, inline_css
 from .highlight import highlight
 from .text import (
@@ -34,7 +35,6 @@ from .text import (
     window_label,
     wrap_text,
 )
-from ..settings import Settings
 
 if TYPE_CHECKING:
     from ..ranking.selection import ScoredPaper
@@ -262,7 +262,9 @@ class DigestRenderer:
         for index, (pid, paper) in enumerate(todo.items()):
             card = self._run(CARD_HTML_TEMPLATE, self._paper_context(paper, abstracts[pid]))
             marked.append(f"<!--{self._marker}:{index}-->{card}<!--{self._marker}:end-->")
-        page = self._inline(self._run(HTML_TEMPLATE, self._shell_context((False, False, True), "".join(marked))))
+        page = self._inline(
+            self._run(HTML_TEMPLATE, self._shell_context((False, False, True), "".join(marked)))
+        )
         fragments = re.findall(f"<!--{self._marker}:(\\d+)-->(.*?)<!--{self._marker}:end-->", page, re.DOTALL)
         if len(fragments) != len(todo):
             raise TemplateError(
@@ -270,7 +272,8 @@ class DigestRenderer:
                 where=HTML_TEMPLATE,
                 fix="keep {{ cards }} inside a table cell of the page template",
             )
-        for (index, html), (pid, paper) in zip(sorted(fragments, key=lambda f: int(f[0])), todo.items()):
+        ordered = sorted(fragments, key=lambda f: int(f[0]))
+        for (_, html), (pid, paper) in zip(ordered, todo.items(), strict=True):
             self._cards[pid] = self._make_card(paper, html, abstracts[pid])
 
     def _make_card(self, paper: Paper, html: str, abstract: str) -> _Card:
@@ -292,7 +295,10 @@ class DigestRenderer:
             html = self._highlights.get(by_matched)
             if html is None:
                 card = self._cards[pick.paper.id]
-                values = {"title": highlight(card.title, matched), "abstract": highlight(card.abstract, matched)}
+                values = {
+                    "title": highlight(card.title, matched),
+                    "abstract": highlight(card.abstract, matched),
+                }
                 html = self._highlights[by_matched] = card.html.fill(values)
             if len(self._by_profile) > _CARD_CACHE_MAX:
                 self._by_profile.clear()
@@ -300,7 +306,9 @@ class DigestRenderer:
             self._by_profile[by_profile] = html
         return html
 
-    def render(self, subscriber: Subscriber, picks: Sequence[ScoredPaper], unsubscribe_url: str) -> RenderedDigest:
+    def render(
+        self, subscriber: Subscriber, picks: Sequence[ScoredPaper], unsubscribe_url: str
+    ) -> RenderedDigest:
         """One subscriber's digest: fill the inlined pieces with their escaped values."""
         self.prepare(pick.paper for pick in picks)
         name = collapse(subscriber.name)

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 
-import premailer  # type: ignore[import-untyped]
+import premailer
 
 from .text import wrap_text
 
@@ -45,7 +45,7 @@ class Slotted:
 
     def fill(self, values: Mapping[str, str]) -> str:
         out = [self.statics[0]]
-        for name, static in zip(self.names, self.statics[1:]):
+        for name, static in zip(self.names, self.statics[1:], strict=False):
             out.append(values[name])
             out.append(static)
         return "".join(out)

@@ -53,14 +53,24 @@ def _atom_entry(entry: ET.Element) -> Paper:
         raise BadRecord("the arXiv API returned an error entry")
     title = require_text(entry.findtext(f"{ATOM}title"), "title")
     abstract = require_text(_strip_announce(entry.findtext(f"{ATOM}summary")), "abstract")
-    links = {(l.get("title") or l.get("rel") or ""): l.get("href") for l in entry.findall(f"{ATOM}link")}
+    links = {
+        (link.get("title") or link.get("rel") or ""): link.get("href")
+        for link in entry.findall(f"{ATOM}link")
+    }
     published = entry.findtext(f"{ATOM}published") or entry.findtext(f"{ATOM}updated")
     authors = [a.findtext(f"{ATOM}name") or "" for a in entry.findall(f"{ATOM}author")]
     if not any(authors):
         authors = _split_creators(entry.findtext(f"{DC}creator"))
-    return _paper(found, title, abstract, parse_datetime(published), authors,
-                  links.get("alternate"), links.get("pdf"),
-                  [c.get("term") or "" for c in entry.findall(f"{ATOM}category")])
+    return _paper(
+        found,
+        title,
+        abstract,
+        parse_datetime(published),
+        authors,
+        links.get("alternate"),
+        links.get("pdf"),
+        [c.get("term") or "" for c in entry.findall(f"{ATOM}category")],
+    )
 
 
 def _rss_item(item: ET.Element) -> Paper:
@@ -75,12 +85,28 @@ def _rss_item(item: ET.Element) -> Paper:
         published = None
     if published is None:
         raise BadRecord("missing or unreadable pubDate")
-    return _paper(found, title, abstract, published, _split_creators(item.findtext(f"{DC}creator")),
-                  link or None, None, [c.text or "" for c in item.findall("category")])
+    return _paper(
+        found,
+        title,
+        abstract,
+        published,
+        _split_creators(item.findtext(f"{DC}creator")),
+        link or None,
+        None,
+        [c.text or "" for c in item.findall("category")],
+    )
 
 
-def _paper(found: str | None, title: str, abstract: str, published: datetime, authors: list[str],
-           url: str | None, pdf: str | None, categories: list[str]) -> Paper:
+def _paper(
+    found: str | None,
+    title: str,
+    abstract: str,
+    published: datetime,
+    authors: list[str],
+    url: str | None,
+    pdf: str | None,
+    categories: list[str],
+) -> Paper:
     """Build the Paper the same way for both feed kinds; arXiv ids give canonical URLs."""
     from ..models import stable_id
 

@@ -27,15 +27,17 @@ def merge_papers(first: Paper, second: Paper) -> Paper:
     votes = [v for v in (first.upvotes, second.upvotes) if v is not None]
     # A record without an arXiv id only has a search link; the one with the id links the paper.
     url = second.url if ids and not arxiv_id(first.id) else first.url
-    return first.model_copy(update={
-        "id": ids[0] if ids else first.id,
-        "url": url,
-        "authors": first.authors or second.authors,
-        "published": min(first.published, second.published),
-        "featured_at": max(filter(None, (first.featured_at, second.featured_at)), default=None),
-        "pdf_url": first.pdf_url or second.pdf_url,
-        "code_url": first.code_url or second.code_url,
-        "upvotes": max(votes) if votes else None,
-        "keywords": list(dict.fromkeys([*first.keywords, *second.keywords])),
-        "abstract": first.abstract if len(first.abstract) >= len(second.abstract) else second.abstract,
-    })
+    return first.model_copy(
+        update={
+            "id": ids[0] if ids else first.id,
+            "url": url,
+            "authors": first.authors or second.authors,
+            "published": min(first.published, second.published),
+            "featured_at": max(filter(None, (first.featured_at, second.featured_at)), default=None),
+            "pdf_url": first.pdf_url or second.pdf_url,
+            "code_url": first.code_url or second.code_url,
+            "upvotes": max(votes) if votes else None,
+            "keywords": list(dict.fromkeys([*first.keywords, *second.keywords])),
+            "abstract": first.abstract if len(first.abstract) >= len(second.abstract) else second.abstract,
+        }
+    )

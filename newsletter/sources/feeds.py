@@ -44,7 +44,11 @@ def cache_file(settings: Settings, issue_id: str, index: int, source: SourceSett
 
 
 def fetch_issue_sources(
-    settings: Settings, issue_id: str, first: date, last: date, fetch: Fetcher = fetch_source,
+    settings: Settings,
+    issue_id: str,
+    first: date,
+    last: date,
+    fetch: Fetcher = fetch_source,
 ) -> list[Path]:
     """Paths of the issue's fetched papers, fetching only sources not cached for this issue yet."""
     paths = []

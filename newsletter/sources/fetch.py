@@ -41,17 +41,28 @@ def parse_week(text: str) -> tuple[date, date]:
     try:
         monday = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
     except ValueError as exc:
-        raise SourceError(f"week {text!r} does not exist", fix="use a week number from 01 to 52 or 53") from exc
+        raise SourceError(
+            f"week {text!r} does not exist", fix="use a week number from 01 to 52 or 53"
+        ) from exc
     return monday, monday + timedelta(days=6)
 
 
-def fetch_hf(*, day: date | None = None, week: str | None = None, base_url: str = HF_BASE,
-             limit: int = 50, max_pages: int = 20, policy: FetchPolicy | None = None,
-             transport: httpx.BaseTransport | None = None) -> FetchResult:
+def fetch_hf(
+    *,
+    day: date | None = None,
+    week: str | None = None,
+    base_url: str = HF_BASE,
+    limit: int = 50,
+    max_pages: int = 20,
+    policy: FetchPolicy | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> FetchResult:
     """All daily papers of a day or ISO week, following `p` pages until one comes back short."""
     if (day is None) == (week is None):
-        raise SourceError("give exactly one of --date or --week for --source hf",
-                          fix="e.g. --date 2024-03-14 or --week 2024-W11")
+        raise SourceError(
+            "give exactly one of --date or --week for --source hf",
+            fix="e.g. --date 2024-03-14 or --week 2024-W11",
+        )
     if week is not None:
         parse_week(week)
     url = base_url.rstrip("/") + "/api/daily_papers"
@@ -83,13 +94,23 @@ def arxiv_search_query(query: str, first: date | None, last: date | None) -> str
     return f"({query}) AND {span}" if query.strip() else span
 
 
-def fetch_arxiv(*, query: str, first: date | None = None, last: date | None = None,
-                base_url: str = ARXIV_BASE, page_size: int = 100, max_results: int = 300,
-                policy: FetchPolicy | None = None, transport: httpx.BaseTransport | None = None) -> FetchResult:
+def fetch_arxiv(
+    *,
+    query: str,
+    first: date | None = None,
+    last: date | None = None,
+    base_url: str = ARXIV_BASE,
+    page_size: int = 100,
+    max_results: int = 300,
+    policy: FetchPolicy | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> FetchResult:
     """Newest-first results of an arXiv API query, paged with start/max_results, 3 s apart."""
     if not query.strip() and first is None:
-        raise SourceError("--source arxiv needs --query (and optionally --date or --week)",
-                          fix='e.g. --query "cat:cs.LG AND abs:diffusion"')
+        raise SourceError(
+            "--source arxiv needs --query (and optionally --date or --week)",
+            fix='e.g. --query "cat:cs.LG AND abs:diffusion"',
+        )
     url = base_url.rstrip("/") + "/api/query"
     policy = policy or FetchPolicy(spacing=ARXIV_SPACING)
     search = arxiv_search_query(query, first, last)
@@ -98,8 +119,13 @@ def fetch_arxiv(*, query: str, first: date | None = None, last: date | None = No
     with PoliteClient(policy, transport) as client:
         for start in range(0, max_results, page_size):
             size = min(page_size, max_results - start)
-            params: dict[str, str | int] = {"search_query": search, "start": start, "max_results": size,
-                                            "sortBy": "submittedDate", "sortOrder": "descending"}
+            params: dict[str, str | int] = {
+                "search_query": search,
+                "start": start,
+                "max_results": size,
+                "sortBy": "submittedDate",
+                "sortOrder": "descending",
+            }
             read, total, requests = _arxiv_page(client, url, params)
             result.requests += requests
             result.problems.extend(f"{url}?start={start}:{pos}: {why}" for pos, why in read.problems)
@@ -111,8 +137,9 @@ def fetch_arxiv(*, query: str, first: date | None = None, last: date | None = No
     return result
 
 
-def _arxiv_page(client: PoliteClient, url: str,
-                params: dict[str, str | int]) -> tuple[ReadResult, int | None, int]:
+def _arxiv_page(
+    client: PoliteClient, url: str, params: dict[str, str | int]
+) -> tuple[ReadResult, int | None, int]:
     """One page of results; arXiv sometimes answers an empty page it does have, so ask again."""
     requests = 0
     for _ in range(client.policy.attempts):
@@ -131,12 +158,18 @@ def _parse_feed(text: str, url: str) -> ET.Element:
     try:
         root = ET.fromstring(text.encode("utf-8"))
     except ET.ParseError as exc:
-        raise SourceError(f"the arXiv API answered something that is not Atom ({exc})", where=url,
-                          fix="check --base-url points at an arXiv API mirror") from exc
+        raise SourceError(
+            f"the arXiv API answered something that is not Atom ({exc})",
+            where=url,
+            fix="check --base-url points at an arXiv API mirror",
+        ) from exc
     message = api_error(root)
     if message:
-        raise SourceError(f"arXiv rejected the query: {message}", where=url,
-                          fix="see https://info.arxiv.org/help/api/user-manual.html#query_details")
+        raise SourceError(
+            f"arXiv rejected the query: {message}",
+            where=url,
+            fix="see https://info.arxiv.org/help/api/user-manual.html#query_details",
+        )
     return root
 
 

@@ -38,8 +38,12 @@ class PoliteClient:
 
     def __init__(self, policy: FetchPolicy, transport: httpx.BaseTransport | None = None) -> None:
         self.policy = policy
-        self._client = httpx.Client(timeout=policy.timeout, transport=transport,
-                                    headers={"User-Agent": USER_AGENT}, follow_redirects=True)
+        self._client = httpx.Client(
+            timeout=policy.timeout,
+            transport=transport,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=True,
+        )
         self._last: float | None = None
 
     def __enter__(self) -> Self:
@@ -78,12 +82,15 @@ class PoliteClient:
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter so many clients do not retry in step."""
-        return self.policy.backoff * (2 ** (attempt - 1)) * (0.5 + self.policy.jitter())
+        return float(self.policy.backoff * (2 ** (attempt - 1)) * (0.5 + self.policy.jitter()))
 
     def _pause(self, seconds: float, url: str) -> None:
         if seconds > self.policy.max_wait:
-            raise SourceError(f"the server asked us to wait {seconds:.0f} s", where=url,
-                              fix="try again later or use --base-url to point at a mirror")
+            raise SourceError(
+                f"the server asked us to wait {seconds:.0f} s",
+                where=url,
+                fix="try again later or use --base-url to point at a mirror",
+            )
         self.policy.sleep(seconds)
 
 
@@ -106,10 +113,16 @@ def retry_after(response: httpx.Response) -> float | None:
 def _checked(response: httpx.Response) -> httpx.Response:
     if response.is_success:
         return response
-    raise SourceError(f"the server answered HTTP {response.status_code}", where=str(response.url),
-                      fix="check --date/--week/--query, or --base-url if you use a mirror")
+    raise SourceError(
+        f"the server answered HTTP {response.status_code}",
+        where=str(response.url),
+        fix="check --date/--week/--query, or --base-url if you use a mirror",
+    )
 
 
 def _gave_up(url: str, why: str, attempts: int) -> SourceError:
-    return SourceError(f"fetching failed after {attempts} attempts ({why})", where=url,
-                       fix="try again later, or use --base-url to point at a mirror")
+    return SourceError(
+        f"fetching failed after {attempts} attempts ({why})",
+        where=url,
+        fix="try again later, or use --base-url to point at a mirror",
+    )

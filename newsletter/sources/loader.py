@@ -40,9 +40,10 @@ def load_papers(paths: Iterable[Path]) -> PaperLoad:
         problems.extend(f"{path}:{position}: {reason}" for position, reason in result.problems)
     if not papers:
         raise SourceError(
-            "no papers found", where=", ".join(str(f) for f in files),
+            "no papers found",
+            where=", ".join(str(f) for f in files),
             fix="check the files hold paper records (see the warnings) or fetch some with "
-                "'newsletter papers fetch'",
+            "'newsletter papers fetch'",
         )
     return PaperLoad(papers=dedupe_papers(papers), problems=problems)
 
@@ -51,7 +52,9 @@ def find_paper_files(paths: Iterable[Path]) -> list[Path]:
     """Expand folders (recursively, by suffix) so users can point at a whole archive."""
     given = [Path(p) for p in paths]
     if not given:
-        raise SourceError("no papers given", fix="pass --papers FILE_OR_FOLDER or set 'papers' in newsletter.toml")
+        raise SourceError(
+            "no papers given", fix="pass --papers FILE_OR_FOLDER or set 'papers' in newsletter.toml"
+        )
     files: list[Path] = []
     for path in given:
         if path.is_dir():
@@ -59,10 +62,15 @@ def find_paper_files(paths: Iterable[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise SourceError(f"papers path {path} does not exist", fix="check the --papers path or the 'papers' setting")
+            raise SourceError(
+                f"papers path {path} does not exist", fix="check the --papers path or the 'papers' setting"
+            )
     if not files:
-        raise SourceError("no paper files found", where=", ".join(map(str, given)),
-                          fix=f"put {', '.join(SUFFIXES)} files there or fetch some with 'newsletter papers fetch'")
+        raise SourceError(
+            "no paper files found",
+            where=", ".join(map(str, given)),
+            fix=f"put {', '.join(SUFFIXES)} files there or fetch some with 'newsletter papers fetch'",
+        )
     return files
 
 

@@ -54,9 +54,11 @@ class BounceReport:
 
     def summary(self) -> str:
         """One line for the terminal."""
-        return (f"{self.messages} messages, {self.hard} hard and {self.soft} soft bounces, "
-                f"{len(self.marked)} marked bounced, {len(self.already)} already bounced or unsubscribed, "
-                f"{len(self.unknown)} not on the list, {self.not_reports} not delivery reports")
+        return (
+            f"{self.messages} messages, {self.hard} hard and {self.soft} soft bounces, "
+            f"{len(self.marked)} marked bounced, {len(self.already)} already bounced or unsubscribed, "
+            f"{len(self.unknown)} not on the list, {self.not_reports} not delivery reports"
+        )
 
 
 def _field(block: Message, name: str) -> str:
@@ -84,7 +86,9 @@ def _blocks(part: Message) -> list[Message]:
     else:
         raw = part.get_payload(decode=True)
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
-    return [HeaderParser().parsestr(chunk.strip() + "\n") for chunk in BLANK_LINE.split(text) if chunk.strip()]
+    return [
+        HeaderParser().parsestr(chunk.strip() + "\n") for chunk in BLANK_LINE.split(text) if chunk.strip()
+    ]
 
 
 def bounces_in(message: Message) -> list[Bounce] | None:
@@ -96,9 +100,15 @@ def bounces_in(message: Message) -> list[Bounce] | None:
         for block in _blocks(part)[1:]:  # the first block is about the message, the rest per recipient
             final, original = _address(block, "Final-Recipient"), _address(block, "Original-Recipient")
             if final or original:
-                found.append(Bounce(final or original, _field(block, "Action").lower(),
-                                    _field(block, "Status").split(" ", 1)[0],
-                                    _field(block, "Diagnostic-Code"), original))
+                found.append(
+                    Bounce(
+                        final or original,
+                        _field(block, "Action").lower(),
+                        _field(block, "Status").split(" ", 1)[0],
+                        _field(block, "Diagnostic-Code"),
+                        original,
+                    )
+                )
         return found
     return None
 
@@ -107,12 +117,17 @@ def read_messages(maildir: Path | None = None, mbox: Path | None = None) -> Iter
     """Every message in a Maildir (new and cur) or an mbox file."""
     if maildir is not None:
         if not (maildir / "cur").is_dir() and not (maildir / "new").is_dir():
-            raise SubscriberError(f"{maildir} is not a Maildir (no cur/ or new/ folder)", where=str(maildir),
-                                  fix="pass the folder that holds cur/, new/ and tmp/")
+            raise SubscriberError(
+                f"{maildir} is not a Maildir (no cur/ or new/ folder)",
+                where=str(maildir),
+                fix="pass the folder that holds cur/, new/ and tmp/",
+            )
         box: mailbox.Mailbox = mailbox.Maildir(maildir, factory=None, create=False)
     elif mbox is not None:
         if not mbox.is_file():
-            raise SubscriberError(f"mbox file {mbox.name} not found", where=str(mbox), fix="check the --mbox path")
+            raise SubscriberError(
+                f"mbox file {mbox.name} not found", where=str(mbox), fix="check the --mbox path"
+            )
         box = mailbox.mbox(mbox, create=False)
     else:
         raise SubscriberError("no mailbox given", fix="pass --maildir PATH or --mbox PATH")

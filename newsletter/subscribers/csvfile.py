@@ -79,8 +79,11 @@ def open_text(path: Path) -> tuple[TextIO, bool]:
     except FileNotFoundError:
         raise missing_list_error(path) from None
     except OSError as exc:
-        raise SubscriberError(f"cannot read {path.name} ({exc.strerror})", where=str(path),
-                              fix="check the path and its permissions") from exc
+        raise SubscriberError(
+            f"cannot read {path.name} ({exc.strerror})",
+            where=str(path),
+            fix="check the path and its permissions",
+        ) from exc
     try:
         bom = _check_utf8(raw, path)
     except BaseException:
@@ -112,9 +115,11 @@ def _raise_not_utf8(data: bytes, path: Path) -> None:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise SubscriberError(f"{path.name} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})",
-                              where=f"{path}:{line}",
-                              fix="save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet") from exc
+        raise SubscriberError(
+            f"{path.name} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})",
+            where=f"{path}:{line}",
+            fix="save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet",
+        ) from exc
 
 
 def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
@@ -122,15 +127,21 @@ def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
     newline = "\r\n" if header_line.endswith("\r\n") else "\n"
     text = header_line.rstrip("\r\n")
     if not text.strip():
-        raise SubscriberError(f"{path.name} has no header row", where=f"{path}:1",
-                              fix="put the column names on the first line, e.g. email,name,keywords")
+        raise SubscriberError(
+            f"{path.name} has no header row",
+            where=f"{path}:1",
+            fix="put the column names on the first line, e.g. email,name,keywords",
+        )
     for delimiter in DELIMITERS:
         cells = next(csv.reader([text], delimiter=delimiter))
         if "email" in (canonical(cell) for cell in cells):
             header = [cell.strip().lstrip("\ufeff") for cell in cells]
             return CsvLayout(header=header, delimiter=delimiter, newline=newline, bom=bom)
-    raise SubscriberError(f"{path.name} has no 'email' column", where=f"{path}:1",
-                          fix="name the address column 'email' in the header row")
+    raise SubscriberError(
+        f"{path.name} has no 'email' column",
+        where=f"{path}:1",
+        fix="name the address column 'email' in the header row",
+    )
 
 
 def read_rows(path: Path) -> tuple[CsvLayout, Rows]:

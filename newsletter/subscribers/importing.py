@@ -25,23 +25,31 @@ class ImportReport:
 
     def summary(self) -> str:
         """One line for the terminal."""
-        return (f"{self.added} added, {self.updated} updated, {self.skipped} skipped, "
-                f"{self.rejected} rejected")
+        return f"{self.added} added, {self.updated} updated, {self.skipped} skipped, {self.rejected} rejected"
 
 
 def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscriber], list[Problem]]:
     """All usable rows of a source file and the problems of the rest; file-level errors raise."""
     if not source.is_file():
-        raise SubscriberError(f"import file {source.name} not found", where=str(source),
-                              fix="check the path of the file to import")
+        raise SubscriberError(
+            f"import file {source.name} not found",
+            where=str(source),
+            fix="check the path of the file to import",
+        )
     problems: list[Problem] = []
-    rows = list(SubscriberStore(source).iter_subscribers(deliverability=deliverability,
-                                                         on_problem=problems.append))
+    rows = list(
+        SubscriberStore(source).iter_subscribers(deliverability=deliverability, on_problem=problems.append)
+    )
     return rows, problems
 
 
-def import_file(store: SubscriberStore, source: Path, on_conflict: Literal["skip", "update"] = "skip",
-                deliverability: bool = False, strict: bool = False) -> ImportReport:
+def import_file(
+    store: SubscriberStore,
+    source: Path,
+    on_conflict: Literal["skip", "update"] = "skip",
+    deliverability: bool = False,
+    strict: bool = False,
+) -> ImportReport:
     """Merge a CSV into the list; with strict, any bad row means nothing is written."""
     incoming, problems = read_import(source, deliverability)
     report = ImportReport(rejected=len(problems), problems=problems)

@@ -39,8 +39,9 @@ def list_stats(subscribers: Iterable[Subscriber]) -> ListStats:
     return stats
 
 
-def matching(subscribers: Iterable[Subscriber], status: str | None = None,
-             keyword: str | None = None) -> Iterator[Subscriber]:
+def matching(
+    subscribers: Iterable[Subscriber], status: str | None = None, keyword: str | None = None
+) -> Iterator[Subscriber]:
     """Filter by exact status and by keyword (case-insensitive substring of any keyword)."""
     needle = keyword.strip().lower() if keyword else None
     for subscriber in subscribers:
@@ -53,10 +54,14 @@ def matching(subscribers: Iterable[Subscriber], status: str | None = None,
 
 def format_table(headers: list[str], rows: list[list[str]], max_width: int = 40) -> str:
     """Left-aligned columns for a terminal; long cells are cut with an ellipsis."""
-    cut = [[cell if len(cell) <= max_width else cell[: max_width - 1] + "…" for cell in row]
-           for row in [headers, *rows]]
+    cut = [
+        [cell if len(cell) <= max_width else cell[: max_width - 1] + "…" for cell in row]
+        for row in [headers, *rows]
+    ]
     widths = [max(len(row[i]) for row in cut) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cut]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cut
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -9,9 +9,9 @@ from email.header import decode_header, make_header
 from email.message import Message
 
 from ..errors import ConfigError, SubscriberError
+from ..mail.tokens import verify_token
 from ..settings import Settings
 from . import open_list
-from ..mail.tokens import verify_token
 
 # "unsubscribe <list> <address> <token>", possibly behind "Re:" or "Fwd:" added by a client.
 _REQUEST = re.compile(
@@ -49,9 +49,11 @@ class RequestReport:
     other: int = 0
 
     def summary(self) -> str:
-        return (f"{self.messages} messages: {len(self.unsubscribed)} unsubscribed, "
-                f"{len(self.already)} already unsubscribed, {len(self.forged)} with a bad token, "
-                f"{len(self.unknown)} not on their list, {self.other} not unsubscribe requests")
+        return (
+            f"{self.messages} messages: {len(self.unsubscribed)} unsubscribed, "
+            f"{len(self.already)} already unsubscribed, {len(self.forged)} with a bad token, "
+            f"{len(self.unknown)} not on their list, {self.other} not unsubscribe requests"
+        )
 
 
 def _subject(message: Message) -> str:
@@ -65,8 +67,10 @@ def _subject(message: Message) -> str:
 def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> RequestReport:
     """Unsubscribe every address whose request carries a valid token; ignore everything else."""
     if not settings.secret:
-        raise ConfigError("NEWSLETTER_SECRET is not set, so request tokens cannot be checked",
-                          fix="set it to the secret the emails were sent with")
+        raise ConfigError(
+            "NEWSLETTER_SECRET is not set, so request tokens cannot be checked",
+            fix="set it to the secret the emails were sent with",
+        )
     report = RequestReport()
     for message in messages:
         report.messages += 1

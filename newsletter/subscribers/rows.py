@@ -88,7 +88,7 @@ def parse_row(layout: CsvLayout, fields: list[str], deliverability: bool = False
     width = len(layout.header)
     if len(fields) > width and any(cell.strip() for cell in fields[width:]):
         raise RowError(f"{len(fields)} fields but the header has {width} (an unquoted delimiter?)")
-    cells = dict(zip((canonical(name) for name in layout.header), fields))
+    cells = dict(zip((canonical(name) for name in layout.header), fields, strict=False))
     email = cells.get("email", "").strip()
     check_email(email, deliverability)
     return Subscriber(

@@ -134,15 +134,25 @@ class SubscriberStore:
         """Whether the list file is there (a missing list is an error for every read)."""
         return self.path.is_file()
 
-    def iter_subscribers(self, strict: bool = False, deliverability: bool = False,
-                         on_problem: Callable[[Problem], None] | None = None) -> Iterator[Subscriber]:
+    def iter_subscribers(
+        self,
+        strict: bool = False,
+        deliverability: bool = False,
+        on_problem: Callable[[Problem], None] | None = None,
+    ) -> Iterator[Subscriber]:
         """Stream valid rows; file-level errors (missing, not UTF-8, no email column) raise now."""
         layout, rows = read_rows(self.path)
         report = on_problem or _log_problem
         return self._parse(layout, rows, strict, deliverability, report)
 
-    def _parse(self, layout: CsvLayout, rows: Rows, strict: bool,
-               deliverability: bool, report: Callable[[Problem], None]) -> Iterator[Subscriber]:
+    def _parse(
+        self,
+        layout: CsvLayout,
+        rows: Rows,
+        strict: bool,
+        deliverability: bool,
+        report: Callable[[Problem], None],
+    ) -> Iterator[Subscriber]:
         seen: dict[str, int] = {}
         with contextlib.closing(rows):  # close the file even when the caller stops early
             for line, fields in rows:
@@ -153,9 +163,11 @@ class SubscriberStore:
                         raise RowError(f"duplicate of '{subscriber.email}' on line {first}")
                 except RowError as exc:
                     if strict:
-                        raise SubscriberError(str(exc), where=f"{self.path}:{line}",
-                                              fix="correct the row, or see all problems with "
-                                                  "`newsletter subscribers validate`") from None
+                        raise SubscriberError(
+                            str(exc),
+                            where=f"{self.path}:{line}",
+                            fix="correct the row, or see all problems with `newsletter subscribers validate`",
+                        ) from None
                     report(Problem(self.path, line, str(exc)))
                     continue
                 yield subscriber
@@ -237,9 +249,11 @@ class SubscriberStore:
                 if table.changed:
                     atomic_write(self.path, lambda out: render(table.layout, table.rows, out))
         except Timeout:
-            raise SubscriberError(f"subscriber list {self.name} is locked by another process",
-                                  where=str(self.lock.lock_file),
-                                  fix="wait for the other command to finish and try again") from None
+            raise SubscriberError(
+                f"subscriber list {self.name} is locked by another process",
+                where=str(self.lock.lock_file),
+                fix="wait for the other command to finish and try again",
+            ) from None
 
     def _remove_stale_temp_files(self) -> None:
         # Every writer holds the lock while its temp file exists, so any we see now is from a crash.
@@ -255,8 +269,10 @@ class SubscriberStore:
     def set_status(self, email: str, status: str, when: datetime | None = None) -> bool:
         """Change one address's status; True if the file changed, False if it already had it."""
         if status not in STATUSES:
-            raise SubscriberError(f"status '{status}' is not one of {', '.join(STATUSES)}",
-                                  fix="use active, unsubscribed or bounced")
+            raise SubscriberError(
+                f"status '{status}' is not one of {', '.join(STATUSES)}",
+                fix="use active, unsubscribed or bounced",
+            )
         with self.editing() as table:
             positions = table.positions(email)
             if not positions:
@@ -276,20 +292,36 @@ class SubscriberStore:
             return bool(active)
 
     def _not_on_list(self, email: str) -> NotOnListError:
-        return NotOnListError(f"{email} is not on list {self.name}", where=str(self.path),
-                               fix="check the address with `newsletter subscribers list`")
+        return NotOnListError(
+            f"{email} is not on list {self.name}",
+            where=str(self.path),
+            fix="check the address with `newsletter subscribers list`",
+        )
 
-    def add(self, email: str, name: str = "", keywords: Iterable[str] | str = (),
-            status: str = "active", extra: dict[str, str] | None = None,
-            on_conflict: OnConflict = "error", deliverability: bool = False) -> Outcome:
+    def add(
+        self,
+        email: str,
+        name: str = "",
+        keywords: Iterable[str] | str = (),
+        status: str = "active",
+        extra: dict[str, str] | None = None,
+        on_conflict: OnConflict = "error",
+        deliverability: bool = False,
+    ) -> Outcome:
         """Add one subscriber, creating the list file if needed; duplicates follow on_conflict."""
         try:
             address = check_email(email, deliverability)
         except RowError as exc:
             raise SubscriberError(str(exc), fix="check the spelling of the address") from None
         words = split_keywords(keywords if isinstance(keywords, str) else ";".join(keywords))
-        new = Subscriber(email=address, name=name.strip(), keywords=words, status=status,
-                         subscribed_at=_now(), extra=extra or {})
+        new = Subscriber(
+            email=address,
+            name=name.strip(),
+            keywords=words,
+            status=status,
+            subscribed_at=_now(),
+            extra=extra or {},
+        )
         with self.editing(create=True) as table:
             return merge_one(table, new, on_conflict, self.name)
 
@@ -309,9 +341,11 @@ def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name:
         table.append(to_fields(table.layout, new), new.email)
         return "added"
     if on_conflict == "error":
-        raise SubscriberError(f"{new.email} is already on list {list_name}",
-                              fix="see it with `newsletter subscribers list`, or add it with --resubscribe "
-                                  "to make it active again")
+        raise SubscriberError(
+            f"{new.email} is already on list {list_name}",
+            fix="see it with `newsletter subscribers list`, or add it with --resubscribe "
+            "to make it active again",
+        )
     if on_conflict == "skip":
         return "skipped"
     before = list(table.rows[position])
@@ -328,13 +362,16 @@ def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name:
 def _updated(old: Subscriber, new: Subscriber) -> Subscriber:
     # An import must never re-subscribe someone who unsubscribed or bounced.
     status = old.status if old.status != "active" and new.status == "active" else new.status
-    return old.model_copy(update={
-        "name": new.name or old.name,
-        "keywords": new.keywords or old.keywords,
-        "status": status,
-        "unsubscribed_at": old.unsubscribed_at or (new.unsubscribed_at if status == "unsubscribed" else None),
-        "extra": {**old.extra, **{k: v for k, v in new.extra.items() if v}},
-    })
+    return old.model_copy(
+        update={
+            "name": new.name or old.name,
+            "keywords": new.keywords or old.keywords,
+            "status": status,
+            "unsubscribed_at": old.unsubscribed_at
+            or (new.unsubscribed_at if status == "unsubscribed" else None),
+            "extra": {**old.extra, **{k: v for k, v in new.extra.items() if v}},
+        }
+    )
 
 
 def _row_as_subscriber(layout: CsvLayout, fields: list[str]) -> Subscriber | None:

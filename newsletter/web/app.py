@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import re
@@ -17,24 +18,29 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from ..errors import ConfigError, SubscriberError
+from ..mail.tokens import UNSUBSCRIBE_PATH, verify_token
 from ..settings import Settings
 from ..subscribers import SubscriberStore
 from ..subscribers.store import NotOnListError
-from ..mail.tokens import UNSUBSCRIBE_PATH, verify_token
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"
 LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # The token is in the URL: keep it out of caches, search engines and Referer headers.
-HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer",
-           "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}
-button{{font-size:1rem;padding:.6rem 1.2rem;border:0;border-radius:.3rem;background:#b3261e;color:#fff;cursor:pointer}}</style>
+button{{font-size:1rem;padding:.6rem 1.2rem;border:0;border-radius:.3rem;background:#b3261e;color:#fff;
+cursor:pointer}}</style>
 </head><body><h1>{title}</h1>{body}</body></html>
 """
 
@@ -44,9 +50,11 @@ class Unsubscribe:
 
     def __init__(self, settings: Settings) -> None:
         if not settings.secret:
-            raise ConfigError("NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked",
-                              where=settings.source_label,
-                              fix="set NEWSLETTER_SECRET to the secret the digests were sent with")
+            raise ConfigError(
+                "NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked",
+                where=settings.source_label,
+                fix="set NEWSLETTER_SECRET to the secret the digests were sent with",
+            )
         self.settings = settings
         self.secret = settings.secret
 
@@ -55,11 +63,18 @@ class Unsubscribe:
         query = request.query_params
         list_name, email, token = query.get("list", ""), query.get("email", ""), query.get("token", "")
         if not (list_name and email and token):
-            return page("Incomplete link", "<p>This unsubscribe link is missing a part. "
-                        "Please use the full link from the email.</p>", 400)
+            return page(
+                "Incomplete link",
+                "<p>This unsubscribe link is missing a part. Please use the full link from the email.</p>",
+                400,
+            )
         if not LIST_NAME.match(list_name) or not verify_token(self.secret, list_name, email, token):
-            return page("Link not valid", "<p>This unsubscribe link is not valid. Nothing was changed. "
-                        "Please use the exact link from the email.</p>", 403)
+            return page(
+                "Link not valid",
+                "<p>This unsubscribe link is not valid. Nothing was changed. "
+                "Please use the exact link from the email.</p>",
+                403,
+            )
         return list_name, email
 
     async def confirm(self, request: Request) -> HTMLResponse:
@@ -70,11 +85,13 @@ class Unsubscribe:
         list_name, email = checked
         # Relative to this very URL, so it still works behind a proxy that adds a path prefix.
         action = html.escape(f"?{request.url.query}")
-        body = (f"<p>Stop sending <strong>{html.escape(list_name)}</strong> to "
-                f"<strong>{html.escape(email)}</strong>?</p>"
-                f'<form method="post" action="{action}">'
-                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-                "<button type=\"submit\">Unsubscribe</button></form>")
+        body = (
+            f"<p>Stop sending <strong>{html.escape(list_name)}</strong> to "
+            f"<strong>{html.escape(email)}</strong>?</p>"
+            f'<form method="post" action="{action}">'
+            '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+            '<button type="submit">Unsubscribe</button></form>'
+        )
         return page("Unsubscribe", body)
 
     async def unsubscribe(self, request: Request) -> HTMLResponse:
@@ -83,10 +100,8 @@ class Unsubscribe:
         if isinstance(checked, HTMLResponse):
             return checked
         list_name, email = checked
-        try:
+        with contextlib.suppress(HTTPException):  # a mangled body does not matter: the token decides
             await request.form()  # List-Unsubscribe=One-Click, urlencoded or multipart
-        except HTTPException:
-            pass  # a mangled body does not matter: the token in the URL decides
         store = SubscriberStore(self.settings.list_path(list_name))
         try:
             changed = await run_in_threadpool(store.unsubscribe, email)
@@ -95,8 +110,11 @@ class Unsubscribe:
         except SubscriberError as exc:
             return _failure(store, exc)
         log.info("unsubscribe %s from %s (%s)", email, list_name, "changed" if changed else "already")
-        return page("Unsubscribed", f"<p><strong>{html.escape(email)}</strong> will get no more "
-                    f"<strong>{html.escape(list_name)}</strong> emails.</p>")
+        return page(
+            "Unsubscribed",
+            f"<p><strong>{html.escape(email)}</strong> will get no more "
+            f"<strong>{html.escape(list_name)}</strong> emails.</p>",
+        )
 
 
 def _failure(store: SubscriberStore, exc: SubscriberError) -> HTMLResponse:
@@ -105,8 +123,9 @@ def _failure(store: SubscriberStore, exc: SubscriberError) -> HTMLResponse:
         log.error("unsubscribe for an unknown list: %s", exc.message)
         return page("Unknown list", "<p>This list is not known here. Nothing was changed.</p>", 404)
     log.error("unsubscribe from %s failed: %s", store.name, exc.message)
-    return page("Please try again", "<p>We could not record this right now. "
-                "Please try again in a minute.</p>", 503)
+    return page(
+        "Please try again", "<p>We could not record this right now. Please try again in a minute.</p>", 503
+    )
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -148,4 +167,3 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(routes=routes)
     app.state.settings = settings
     return app
-

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import jinja2
 from pydantic import BaseModel, ValidationError
 
 from ..errors import NewsletterError, TemplateError
-from ..pipeline.issue import PreparedIssue
 from ..models import Paper
+from ..pipeline.issue import PreparedIssue
 from ..render.digest import make_environment, template_dirs
 from ..render.text import safe_url
 from ..settings import Settings
@@ -34,7 +34,9 @@ def snapshot_issue(settings: Settings, issue: PreparedIssue) -> Path:
     """Record the issue's top papers (for a reader with no keywords) as JSON in the archive."""
     picks = issue.ranker.rank([], top=settings.selection.top_n)
     record = ArchivedIssue(
-        issue_id=issue.info.issue_id, issue_date=issue.info.issue_date, title=settings.title,
+        issue_id=issue.info.issue_id,
+        issue_date=issue.info.issue_date,
+        title=settings.title,
         papers=[p.paper for p in picks],
     )
     path = settings.path(settings.archive_dir) / "issues" / f"{record.issue_id}.json"
@@ -51,7 +53,8 @@ def load_issues(settings: Settings) -> list[ArchivedIssue]:
             issues.append(ArchivedIssue.model_validate_json(path.read_text(encoding="utf-8")))
         except (ValidationError, UnicodeDecodeError) as exc:
             raise NewsletterError(
-                f"archived issue is damaged ({exc.__class__.__name__})", where=str(path),
+                f"archived issue is damaged ({exc.__class__.__name__})",
+                where=str(path),
                 fix="delete it and run `newsletter archive --date D` for that issue again",
             ) from exc
     return sorted(issues, key=lambda i: (i.issue_date, i.issue_id), reverse=True)
@@ -66,15 +69,25 @@ def build_site(settings: Settings) -> list[Path]:
     for issue in issues:
         html = _render(env, "archive/issue.html", title=settings.title, issue=_linkable(issue))
         written.append(_write(out / f"{issue.issue_id}.html", html))
-    written.append(_write(out / "index.html", _render(env, "archive/index.html", title=settings.title, issues=issues)))
+    written.append(
+        _write(out / "index.html", _render(env, "archive/index.html", title=settings.title, issues=issues))
+    )
     written.append(_write(out / "feed.xml", atom_feed(settings, issues)))
     return written
 
 
 def _linkable(issue: ArchivedIssue) -> ArchivedIssue:
     """Like the email, only http(s) links from sources become hrefs: never javascript: ones."""
-    papers = [p.model_copy(update={"url": safe_url(p.url) or "#", "pdf_url": safe_url(p.pdf_url),
-                                   "code_url": safe_url(p.code_url)}) for p in issue.papers]
+    papers = [
+        p.model_copy(
+            update={
+                "url": safe_url(p.url) or "#",
+                "pdf_url": safe_url(p.pdf_url),
+                "code_url": safe_url(p.code_url),
+            }
+        )
+        for p in issue.papers
+    ]
     return issue.model_copy(update={"papers": papers})
 
 
@@ -83,11 +96,17 @@ def _render(env: jinja2.Environment, name: str, **context: object) -> str:
         return env.get_template(name).render(**context)
     except jinja2.TemplateNotFound as exc:
         searched = ", ".join(str(d) for d in template_dirs_of(env))
-        raise TemplateError(f"template {exc.name} not found", where=f"searched {searched}",
-                            fix="restore it or remove your override folder's broken copy") from exc
+        raise TemplateError(
+            f"template {exc.name} not found",
+            where=f"searched {searched}",
+            fix="restore it or remove your override folder's broken copy",
+        ) from exc
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template {name} is broken ({exc.message})", where=f"{exc.filename}:{exc.lineno}",
-                            fix="fix the Jinja syntax at that line") from exc
+        raise TemplateError(
+            f"template {name} is broken ({exc.message})",
+            where=f"{exc.filename}:{exc.lineno}",
+            fix="fix the Jinja syntax at that line",
+        ) from exc
 
 
 def template_dirs_of(env: jinja2.Environment) -> list[str]:
@@ -110,7 +129,13 @@ def atom_feed(settings: Settings, issues: list[ArchivedIssue]) -> str:
     for issue in issues:
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
         _text(entry, "title", f"{settings.title} {issue.issue_id}")
-        _text(entry, "id", f"{base}{issue.issue_id}.html" if settings.base_url else f"urn:newsletter:{slug}:{issue.issue_id}")
+        _text(
+            entry,
+            "id",
+            f"{base}{issue.issue_id}.html"
+            if settings.base_url
+            else f"urn:newsletter:{slug}:{issue.issue_id}",
+        )
         _text(entry, "updated", _stamp(issue.issue_date))
         ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=f"{base}{issue.issue_id}.html")
         _text(entry, "summary", "; ".join(p.title for p in issue.papers))
@@ -124,7 +149,7 @@ def _text(parent: ET.Element, tag: str, text: str) -> None:
 
 
 def _stamp(day: date) -> str:
-    return datetime.combine(day, time(0, 0), tzinfo=timezone.utc).isoformat()
+    return datetime.combine(day, time(0, 0), tzinfo=UTC).isoformat()
 
 
 def _write(path: Path, text: str) -> Path:
