@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     ledger: Path = Path("newsletter.db")
     archive_dir: Path = Path("archive")
     log_file: Path | None = None
+    send_empty_digests: bool = Field(
+        default=False, description="mail 'nothing new this week' to subscribers with no matching papers"
+    )
     sender: SenderSettings = Field(default_factory=SenderSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     selection: SelectionSettings = Field(default_factory=SelectionSettings)

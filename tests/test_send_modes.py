@@ -81,7 +81,8 @@ def test_to_sends_one_digest_to_the_test_address_and_records_nothing(tmp_path: P
     assert result.exit_code == 0, result.output
     received = server.handler.received
     assert received[0].recipient == "editor@example.net"
-    assert b"To: Reader 0 <editor@example.net>" in received[0].data
+    assert b"\r\nTo: editor@example.net\r\n" in received[0].data  # not under Reader 0's name
+    assert b"Reader 0" not in received[0].data
     assert json.loads(real.output)["sent"] == 4  # the test copy counted for nobody
     real_ids = {item.message_id for item in received[1:]}
     assert received[0].message_id not in real_ids

@@ -45,7 +45,9 @@ def archive(
     """
     settings = app.settings
     if not rebuild_only:
-        issue = prepare_issue(settings, issue_date=issue_date, issue_id=issue_id, papers=papers)
+        issue = prepare_issue(
+            settings, issue_date=issue_date, issue_id=issue_id, papers=papers, require_papers=True
+        )
         snapshot_issue(settings, issue)
     written = build_site(settings)
     click.echo(

@@ -6,11 +6,12 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, SourceError
 from ..mail.tokens import unsubscribe_url
+from ..models import Paper
 from ..ranking.selection import Ranker
 from ..render.digest import IssueInfo
 from ..settings import Settings
@@ -60,8 +61,13 @@ def prepare_issue(
     issue_date: date | None = None,
     issue_id: str | None = None,
     papers: Sequence[Path] = (),
+    require_papers: bool = False,
 ) -> PreparedIssue:
-    """Load and rank the issue's papers once; per-subscriber work then only picks from them."""
+    """Load and rank the issue's papers once; per-subscriber work then only picks from them.
+
+    With `require_papers` (send, archive), a window without a single paper is an error: mailing
+    or publishing an empty issue is never what a cron job meant.
+    """
     day = issue_date or settings.issue_date or date.today()
     issue_id = check_issue_id(issue_id or issue_id_for(day))
     window_start = day - timedelta(days=settings.selection.window_days - 1)
@@ -90,6 +96,8 @@ def prepare_issue(
         archive_url=archive_url(settings, issue_id),
     )
     ranker = Ranker(loaded.papers, day, settings.selection)
+    if require_papers and not ranker.papers:
+        raise _empty_window(settings, issue_id, (window_start, day), paths, loaded.papers, bool(papers))
     return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems))
 
 
@@ -99,6 +107,51 @@ def _configured_papers(settings: Settings, issue_id: str, first: date, last: dat
     if settings.sources:
         paths += fetch_issue_sources(settings, issue_id, first, last)
     return paths
+
+
+def _empty_window(
+    settings: Settings,
+    issue_id: str,
+    window: tuple[date, date],
+    paths: Sequence[Path],
+    loaded: Sequence[Paper],
+    from_cli: bool,
+) -> SourceError:
+    """Say which window is empty, where its papers came from and how fresh they are."""
+    newest = max((p.listed_at.date() for p in loaded), default=None)
+    what = (
+        f"issue {issue_id} has no papers: none of the {len(loaded)} loaded is in its window"
+        f" {window[0]} to {window[1]}"
+    )
+    if newest is not None:
+        what += f" (the newest is from {newest})"
+    origin = ", ".join(_shown(settings, p) for p in paths) or "no files"
+    where = f"papers from {origin} (named by {'--papers' if from_cli else settings.source_label})"
+    where += f"; {_last_fetched(settings)}"
+    fix = "fetch this week's papers (`newsletter papers fetch`, or [[sources]] in newsletter.toml)"
+    if newest is not None:
+        fix += f", or pass --date {newest} for the papers you have"
+    return SourceError(what, where=where, fix=fix)
+
+
+def _shown(settings: Settings, path: Path) -> str:
+    """A path as the user wrote it: relative to the config folder when inside it."""
+    try:
+        return str(path.relative_to(settings.config_dir))
+    except ValueError:
+        return str(path)
+
+
+def _last_fetched(settings: Settings) -> str:
+    """When any [[sources]] feed was last fetched (the newest file in the cache)."""
+    if not settings.sources:
+        return "no [[sources]] are configured, so nothing was fetched"
+    cache = settings.path(settings.cache_dir)
+    stamps = [f.stat().st_mtime for f in cache.glob("*/*.jsonl")] if cache.is_dir() else []
+    if not stamps:
+        return f"the [[sources]] were never fetched into {_shown(settings, cache)}"
+    when = datetime.fromtimestamp(max(stamps), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"the [[sources]] were last fetched {when}"
 
 
 def archive_url(settings: Settings, issue_id: str) -> str | None:

@@ -64,6 +64,7 @@ class SendReport:
     pending: int = 0
     composed: int = 0
     rejected: int = 0
+    empty: int = 0
     dry_run: bool = False
     duration_seconds: float = 0.0
     problems: builtins.list[str] = field(default_factory=builtins.list)  # `list` is the list's name here
@@ -86,6 +87,7 @@ class SendReport:
             (self.unsubscribed, "unsubscribed during the run"),
             (self.pending, "left for the next run (--limit)"),
             (self.rejected, "rejected (bad address)"),
+            (self.empty, "with nothing new on their topics (no mail)"),
             (self.composed if self.dry_run else 0, "composed"),
         ]
         line += "".join(f", {count} {what}" for count, what in extras if count)
@@ -154,6 +156,7 @@ def _run_send(
             issue_date=options.issue_date,
             issue_id=options.issue_id,
             papers=options.papers,
+            require_papers=True,
         )
         store = SubscriberStore(settings.list_path(issue.info.list_name))
         channel = "outbox" if embedded else "smtp"
@@ -298,7 +301,8 @@ def _add_stats(report: SendReport, dispatcher: Dispatcher) -> None:
 
 
 Wanted = tuple[Subscriber, frozenset[str], bool]  # who, papers they already had, resumed?
-Built = tuple[bool, "Job | str"]  # resumed?, the job or why it could not be composed
+# resumed?, then the job, or why it could not be composed, or None: nothing matched, no mail
+Built = tuple[bool, "Job | str | None"]
 
 
 class DigestPlanner:
@@ -333,6 +337,8 @@ class DigestPlanner:
         for built in map(self.build, self.wanted(subscribers, entries, received)):
             if (job := self._count(built)) is not None:
                 yield job
+                if self.options.to:
+                    return  # one test copy: the first subscriber with something to read
 
     async def parallel_jobs(
         self,
@@ -348,6 +354,9 @@ class DigestPlanner:
 
     def _count(self, built: Built) -> Job | None:
         resumed, job = built
+        if job is None:
+            self.report.empty += 1
+            return None
         if isinstance(job, str):
             self.report.rejected += 1
             self.report.problems.append(job)
@@ -363,7 +372,7 @@ class DigestPlanner:
         received: dict[str, frozenset[str]],
     ) -> Iterator[Wanted]:
         """The subscribers this run owes a message: active, in the shard, not final, within --limit."""
-        limit = 1 if self.options.to else self.options.limit
+        limit = None if self.options.to else self.options.limit
         queued = 0
         for subscriber in subscribers:
             if not subscriber.is_active or not in_shard(subscriber.key, self.options.shard):
@@ -373,7 +382,7 @@ class DigestPlanner:
                 self.report.skipped += 1
                 continue
             if limit is not None and queued >= limit:
-                self.report.pending += 0 if self.options.to else 1
+                self.report.pending += 1
                 continue
             queued += 1
             resumed = entry is not None and entry.status == SENDING
@@ -385,6 +394,11 @@ class DigestPlanner:
         picks = self.issue.ranker.rank(
             subscriber.keywords, top=self.settings.selection.top_n, exclude_ids=already_sent
         )
+        if not picks and not self.settings.send_empty_digests:
+            return resumed, None
+        if self.options.to:
+            # A test copy is addressed to the tester, under no one else's name, with their own link.
+            subscriber = subscriber.model_copy(update={"email": self.options.to, "name": ""})
         link = self.signer.url(self.issue.info.list_name, subscriber.email)
         digest = self.renderer.render(subscriber, picks, link)
         try:
