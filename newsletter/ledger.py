@@ -12,21 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import LedgerError
+from .statuses import STORED_STATUSES, DeliveryStatus
 
-SENDING = "sending"
-DELIVERED = "delivered"
-FAILED = "failed"
-DEFERRED = "deferred"
-FINAL = frozenset({DELIVERED, FAILED})
-WITHDRAWN = "withdrawn"  # an outcome only: the 'sending' row of someone who unsubscribed is removed
-
-_SCHEMA = """
+_STATUS_LIST = ", ".join(f"'{status}'" for status in STORED_STATUSES)
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS deliveries (
     issue       TEXT NOT NULL,
     list        TEXT NOT NULL,
     email       TEXT NOT NULL,
     channel     TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('sending', 'delivered', 'failed', 'deferred')),
+    status      TEXT NOT NULL CHECK (status IN ({_STATUS_LIST})),
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_reply  TEXT,
     message_id  TEXT NOT NULL,
@@ -43,7 +38,7 @@ class LedgerEntry:
     """One subscriber's state for one issue, as far as the ledger knows."""
 
     email: str
-    status: str
+    status: DeliveryStatus
     attempts: int
     message_id: str
     last_reply: str | None
@@ -63,7 +58,7 @@ class Outcome:
     """What the server answered for one message."""
 
     email: str
-    status: str
+    status: DeliveryStatus
     reply: str
 
 
@@ -91,6 +86,11 @@ def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple]:  #
             db.close()
     except sqlite3.Error:
         return []  # unreadable or from an older version: assume nothing was sent
+
+
+def _entry(row: tuple[str, str, int, str, str | None]) -> LedgerEntry:
+    email, status, attempts, message_id, last_reply = row
+    return LedgerEntry(email, DeliveryStatus(status), attempts, message_id, last_reply)
 
 
 def _now() -> str:
@@ -138,12 +138,12 @@ class DeliveryLedger:
             " WHERE issue = ? AND list = ? AND channel = ?",
             (issue, list_name, channel),
         )
-        return {row[0]: LedgerEntry(*row) for row in rows}
+        return {row[0]: _entry(row) for row in rows}
 
     @staticmethod
     def peek_received(path: Path, issue: str, list_name: str, channel: str) -> dict[str, frozenset[str]]:
         """Papers received in other issues, read-only: previews and dry runs change nothing."""
-        rows = _read_only(path, _RECEIVED_SQL, (list_name, channel, issue, DELIVERED))
+        rows = _read_only(path, _RECEIVED_SQL, (list_name, channel, issue, DeliveryStatus.DELIVERED))
         return _group_received(rows)
 
     @contextmanager
@@ -165,12 +165,14 @@ class DeliveryLedger:
                 " WHERE issue = ? AND list = ? AND channel = ?",
                 (self.issue, self.list_name, self.channel),
             ).fetchall()
-        return {row[0]: LedgerEntry(*row) for row in rows}
+        return {row[0]: _entry(row) for row in rows}
 
     def papers_received_before(self) -> dict[str, frozenset[str]]:
         """Paper ids each address already received in other issues, so they are not sent again."""
         with self._lock:
-            rows = self._db.execute(_RECEIVED_SQL, (self.list_name, self.channel, self.issue, DELIVERED))
+            rows = self._db.execute(
+                _RECEIVED_SQL, (self.list_name, self.channel, self.issue, DeliveryStatus.DELIVERED)
+            )
             return _group_received(rows)
 
     def record(self, outcomes: Iterable[Outcome] = (), attempts: Iterable[Attempt] = ()) -> None:
@@ -191,8 +193,8 @@ class DeliveryLedger:
         now = _now()
         db.executemany(
             "INSERT INTO deliveries (issue, list, email, channel, status, attempts, message_id,"
-            " papers, updated_at) VALUES (?, ?, ?, ?, 'sending', 1, ?, ?, ?)"
-            " ON CONFLICT (issue, list, email, channel) DO UPDATE SET status = 'sending',"
+            " papers, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)"
+            " ON CONFLICT (issue, list, email, channel) DO UPDATE SET status = excluded.status,"
             " attempts = attempts + 1, message_id = excluded.message_id,"
             " papers = excluded.papers, updated_at = excluded.updated_at",
             [
@@ -201,6 +203,7 @@ class DeliveryLedger:
                     self.list_name,
                     a.email,
                     self.channel,
+                    DeliveryStatus.SENDING,
                     a.message_id,
                     json.dumps(list(a.papers)),
                     now,
@@ -214,10 +217,14 @@ class DeliveryLedger:
         outcomes = list(outcomes)
         db.executemany(
             "DELETE FROM deliveries WHERE issue = ? AND list = ? AND email = ? AND channel = ?"
-            " AND status = 'sending'",
-            [(self.issue, self.list_name, o.email, self.channel) for o in outcomes if o.status == WITHDRAWN],
+            " AND status = ?",
+            [
+                (self.issue, self.list_name, o.email, self.channel, DeliveryStatus.SENDING)
+                for o in outcomes
+                if o.status == DeliveryStatus.WITHDRAWN
+            ],
         )
-        outcomes = [o for o in outcomes if o.status != WITHDRAWN]
+        outcomes = [o for o in outcomes if o.status != DeliveryStatus.WITHDRAWN]
         db.executemany(
             "UPDATE deliveries SET status = ?, last_reply = ?, updated_at = ?"
             " WHERE issue = ? AND list = ? AND email = ? AND channel = ?",

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .statuses import SubscriberStatus
+
 
 class Paper(BaseModel):
     """One paper from any source, normalised so stages never care where it came from."""
@@ -50,7 +52,7 @@ class Subscriber(BaseModel):
     email: str
     name: str = ""
     keywords: list[str] = Field(default_factory=list)
-    status: str = "active"
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
     subscribed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     extra: dict[str, str] = Field(default_factory=dict)
@@ -62,4 +64,4 @@ class Subscriber(BaseModel):
 
     @property
     def is_active(self) -> bool:
-        return self.status == "active"
+        return self.status is SubscriberStatus.ACTIVE

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from newsletter.delivery.dispatch import LedgerWriter
 from newsletter.ledger import Attempt, DeliveryLedger, Outcome
+from newsletter.statuses import DeliveryStatus
+
+DELIVERED = DeliveryStatus.DELIVERED
 
 
 def test_ledger_uses_wal_and_full_synchronous_writes(tmp_path: Path) -> None:
@@ -68,8 +71,6 @@ def test_withdrawn_removes_only_a_sending_row(tmp_path: Path) -> None:
 
 
 def test_read_only_peeks_see_what_a_run_recorded_and_change_nothing(tmp_path: Path) -> None:
-    from newsletter.ledger import DELIVERED
-
     path = tmp_path / "newsletter.db"
     earlier = DeliveryLedger(path, "2024-W10", "example", "smtp")
     earlier.record(attempts=[Attempt("ada@example.org", "<a@x>", ("p1", "p2"))])

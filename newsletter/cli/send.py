@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..pipeline.send import SendOptions, run_send
+from ..statuses import DeliveryStatus, SubscriberStatus
 from .app import AppContext, pass_app
 from .options import parse_date, parse_shard
 
@@ -75,8 +76,9 @@ def send(
         report = run_send(app.settings, options, on_outcome=progress.tick)
     except KeyboardInterrupt:
         progress.done()
+        sent = progress.counts.get(DeliveryStatus.DELIVERED, 0)
         click.echo(
-            f"Interrupted after {progress.counts.get('delivered', 0)} sent: run the same command "
+            f"Interrupted after {sent} sent: run the same command "
             "again to resume (nobody gets the issue twice).",
             err=True,
         )
@@ -103,8 +105,10 @@ class _Progress:
         self.started = time.monotonic()
         self._drawn = 0.0
 
-    def tick(self, _key: str, kind: str) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+    def tick(self, _key: str, kind: DeliveryStatus) -> None:
+        # A withdrawn message means the reader unsubscribed during the run: say it that way.
+        label = SubscriberStatus.UNSUBSCRIBED if kind is DeliveryStatus.WITHDRAWN else kind
+        self.counts[label] = self.counts.get(label, 0) + 1
         now = time.monotonic()
         if self.enabled and now - self._drawn >= 0.2:
             self._drawn = now

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import SubscriberError
+from ..statuses import SubscriberStatus
 from ..subscribers import STATUSES, SubscriberStore, open_list
 from ..subscribers.bounces import apply_bounces, read_messages
 from ..subscribers.csvfile import atomic_write
@@ -84,7 +85,7 @@ def add(
     )
     if outcome == "added":
         click.echo(f"Added {email.strip()} to {store.name}.")
-    elif store.set_status(email, "active"):
+    elif store.set_status(email, SubscriberStatus.ACTIVE):
         click.echo(f"Resubscribed {email.strip()} to {store.name}.")
     else:
         click.echo(f"{email.strip()} is already active on {store.name}.")
@@ -123,12 +124,16 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
         click.echo(f"Unsubscribed {email} from {store.name}.")
         return
     current = store.get(email)
-    status = current.status if current else "unsubscribed"
+    status = current.status if current else SubscriberStatus.UNSUBSCRIBED
     click.echo(f"{email} was already {status} on {store.name}.")
 
 
 @subscribers.command("list")
-@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in STATUSES]),
+    help="Only subscribers with this status.",
+)
 @click.option("--keyword", help="Only subscribers with a keyword containing this text.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV with every column.")
@@ -207,7 +212,11 @@ def import_(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file (atomically) instead of standard output.",
 )
-@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in STATUSES]),
+    help="Only subscribers with this status.",
+)
 @list_option
 @pass_app
 def export(app: AppContext, output: Path | None, status: str | None, list_name: str | None) -> None:

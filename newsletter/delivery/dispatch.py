@@ -10,22 +10,12 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from ..errors import NewsletterError
-from ..ledger import DEFERRED, WITHDRAWN, Attempt, DeliveryLedger, Outcome
+from ..ledger import Attempt, DeliveryLedger, Outcome
 from ..mail.compose import ComposedMessage
 from ..settings import SmtpSettings
+from ..statuses import DeliveryStatus, ReplyClass
 from .ratelimit import RateLimiter
-from .smtp import (
-    DELIVERED,
-    FAILED,
-    Reply,
-    ServerFailure,
-    SmtpTarget,
-    close_connection,
-    open_connection,
-    send_one,
-)
-
-UNSUBSCRIBED = "unsubscribed"
+from .smtp import Reply, ServerFailure, SmtpTarget, close_connection, open_connection, send_one
 
 
 @dataclass
@@ -148,7 +138,7 @@ class Dispatcher:
         smtp: SmtpSettings,
         ledger: DeliveryLedger | None = None,
         still_wanted: Callable[[str], bool] | None = None,
-        on_outcome: Callable[[Job, str], None] | None = None,
+        on_outcome: Callable[[Job, DeliveryStatus], None] | None = None,
     ) -> None:
         self.target = target
         self.envelope_from = envelope_from
@@ -212,7 +202,7 @@ class Dispatcher:
         """Someone who unsubscribed since the run began gets nothing more (checked at each step)."""
         if self.still_wanted is None or self.still_wanted(job.key):
             return True
-        self._finish(job, UNSUBSCRIBED)
+        self._finish(job, DeliveryStatus.WITHDRAWN)
         return False
 
     def _maybe_finish(self) -> None:
@@ -225,7 +215,9 @@ class Dispatcher:
         try:
             while (job := await self._queue.get()) is not None:
                 if not self._wanted(job):
-                    self.writer.outcome(Outcome(job.key, WITHDRAWN, "unsubscribed during the run"))
+                    self.writer.outcome(
+                        Outcome(job.key, DeliveryStatus.WITHDRAWN, "unsubscribed during the run")
+                    )
                     continue
                 if client is None or used >= self.smtp.messages_per_connection:
                     if client is not None:
@@ -255,33 +247,33 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     def _handle(self, job: Job, reply: Reply) -> None:
-        if reply.kind == DELIVERED:
+        if reply.kind is ReplyClass.ACCEPTED:
             self._in_a_row = 0
             self.stats.sent += 1
-            self._record(job, DELIVERED, reply)
-            self._finish(job, DELIVERED)
+            self._record(job, DeliveryStatus.DELIVERED, reply)
+            self._finish(job, DeliveryStatus.DELIVERED)
             return
         self._in_a_row += 1
         if self._in_a_row >= self.smtp.max_failures_in_a_row:
-            self._record(job, FAILED if reply.kind == FAILED else DEFERRED, reply)
+            self._record(job, reply.kind.status, reply)
             raise ServerFailure(
                 f"{self._in_a_row} deliveries in a row failed, the last with '{reply}'",
                 where=self.target.where,
                 fix="check the server's logs and limits, then run the same command again to resume",
             )
-        if reply.kind == FAILED:
+        if reply.kind is ReplyClass.PERMANENT:
             self.stats.failed += 1
-            self._record(job, FAILED, reply)
-            self._finish(job, FAILED)
+            self._record(job, DeliveryStatus.FAILED, reply)
+            self._finish(job, DeliveryStatus.FAILED)
             return
         self._retry_or_defer(job, reply)
 
     def _retry_or_defer(self, job: Job, reply: Reply) -> None:
         job.tries += 1
-        self._record(job, DEFERRED, reply)
+        self._record(job, DeliveryStatus.DEFERRED, reply)
         if job.tries >= self.smtp.max_attempts:
             self.stats.deferred += 1
-            self._finish(job, DEFERRED)
+            self._finish(job, DeliveryStatus.DEFERRED)
             return
         self.stats.retries += 1
         task = asyncio.create_task(self._requeue(job, self._backoff(job.tries)))
@@ -298,11 +290,11 @@ class Dispatcher:
         """Exponential backoff with jitter, so retries from many connections do not line up."""
         return float(self.smtp.backoff_seconds * (2 ** (tries - 1)) * random.uniform(0.5, 1.5))
 
-    def _record(self, job: Job, status: str, reply: Reply) -> None:
+    def _record(self, job: Job, status: DeliveryStatus, reply: Reply) -> None:
         self.writer.outcome(Outcome(job.key, status, str(reply)))
 
-    def _finish(self, job: Job, kind: str) -> None:
-        if kind == UNSUBSCRIBED:
+    def _finish(self, job: Job, kind: DeliveryStatus) -> None:
+        if kind is DeliveryStatus.WITHDRAWN:
             self.stats.unsubscribed += 1
         if self.on_outcome is not None:
             self.on_outcome(job, kind)

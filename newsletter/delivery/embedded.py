@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtplib import SMTPStatus
 
 from ..errors import DeliveryError
 
@@ -24,7 +25,7 @@ class MaildirHandler:
         data = content if isinstance(content, bytes) else str(content).encode("utf-8")
         self.maildir.add(data)
         self.received += 1
-        return "250 Message accepted for delivery"
+        return f"{SMTPStatus.completed:d} Message accepted for delivery"
 
 
 class EmbeddedServer:

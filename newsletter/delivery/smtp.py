@@ -6,15 +6,12 @@ import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
+from aiosmtplib import SMTPStatus
 
 from ..errors import DeliveryError
 from ..mail.compose import ComposedMessage
 from ..settings import SmtpSettings
-
-DELIVERED = "delivered"
-FAILED = "failed"
-TEMPORARY = "temporary"
-_TOO_BIG = 552  # to MAIL FROM ... SIZE=n: this message is over the server's limit, the sender is fine
+from ..statuses import ReplyClass
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ class ServerFailure(DeliveryError):
 class Reply:
     """The class of a server answer plus its text, recorded in the ledger."""
 
-    kind: str
+    kind: ReplyClass
     code: int
     text: str
 
@@ -163,22 +160,24 @@ async def send_one(client: aiosmtplib.SMTP, sender: str, message: ComposedMessag
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
         # The session is in an unknown state (a late reply would be taken for the next one's).
         client.close()
-        return Reply(TEMPORARY, 0, f"connection lost: {one_line(exc) or type(exc).__name__}")
+        return Reply(ReplyClass.TRANSIENT, 0, f"connection lost: {one_line(exc) or type(exc).__name__}")
     except aiosmtplib.SMTPResponseException as exc:  # a reply we could not parse: same story
         client.close()
-        return Reply(TEMPORARY, exc.code, exc.message)
+        return Reply(ReplyClass.TRANSIENT, exc.code, exc.message)
 
 
 async def _transaction(client: aiosmtplib.SMTP, sender: str, message: ComposedMessage, where: str) -> Reply:
     if not (sender.isascii() and message.recipient.isascii()):
         # compose refuses such addresses; a message built elsewhere gets an answer, not a crash
-        return Reply(FAILED, 0, "not sent: the address is not plain ASCII")
+        return Reply(ReplyClass.PERMANENT, 0, "not sent: the address is not plain ASCII")
     options = [b"SIZE=%d" % message.size] if client.supports_extension("size") else []
     try:
         reply = await client.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">", *options)
-        if reply.code != 250:
+        if reply.code != SMTPStatus.completed:
             await _reset(client)
-            if reply.code >= 500 and reply.code != _TOO_BIG:
+            # 552 to MAIL FROM ... SIZE=n: this message is over the server's limit, the sender is fine.
+            too_big = reply.code == SMTPStatus.storage_exceeded
+            if ReplyClass.of(reply.code) is ReplyClass.PERMANENT and not too_big:
                 raise ServerFailure(
                     f"the SMTP server refused the sender address ({reply.code} {one_line(reply.message)})",
                     where=where,
@@ -188,12 +187,12 @@ async def _transaction(client: aiosmtplib.SMTP, sender: str, message: ComposedMe
         reply = await client.execute_command(b"RCPT", b"TO:<" + message.recipient.encode("ascii") + b">")
     except ValueError:  # a control character in an address: aiosmtplib refuses to send the command
         await _reset(client)
-        return Reply(FAILED, 0, "not sent: the address contains a control character")
-    if reply.code not in (250, 251):
+        return Reply(ReplyClass.PERMANENT, 0, "not sent: the address contains a control character")
+    if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
         await _reset(client)
         return _not_accepted(reply)
     reply = await client.execute_command(b"DATA")
-    if reply.code != 354:
+    if reply.code != SMTPStatus.start_input:
         await _reset(client)
         return _not_accepted(reply)
     protocol = client.protocol
@@ -205,15 +204,15 @@ async def _transaction(client: aiosmtplib.SMTP, sender: str, message: ComposedMe
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
-    if reply.code == 421:
+    if reply.code == SMTPStatus.domain_unavailable:
         client.close()  # the server is going away: reconnect for the next message
     return classify(reply.code, reply.message)
 
 
 def _not_accepted(reply: aiosmtplib.SMTPResponse) -> Reply:
     """A step before the data was refused: 5xx is final, anything else (even an odd 2xx) is retried."""
-    kind = FAILED if 500 <= reply.code < 600 else TEMPORARY
-    return Reply(kind, reply.code, reply.message)
+    permanent = ReplyClass.of(reply.code) is ReplyClass.PERMANENT
+    return Reply(ReplyClass.PERMANENT if permanent else ReplyClass.TRANSIENT, reply.code, reply.message)
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:
@@ -226,9 +225,5 @@ async def _reset(client: aiosmtplib.SMTP) -> None:
 
 
 def classify(code: int, text: str) -> Reply:
-    """2xx delivered, 5xx final, anything else worth another try."""
-    if 200 <= code < 300:
-        return Reply(DELIVERED, code, text)
-    if 500 <= code < 600:
-        return Reply(FAILED, code, text)
-    return Reply(TEMPORARY, code, text)
+    """The server's final answer to the data: 2xx delivered, 5xx final, anything else retried."""
+    return Reply(ReplyClass.of(code), code, text)

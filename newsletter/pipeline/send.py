@@ -17,11 +17,12 @@ from filelock import FileLock, Timeout
 
 from ..delivery import Dispatcher, EmbeddedServer, Job, SmtpTarget
 from ..errors import LedgerError, NewsletterError
-from ..ledger import FINAL, SENDING, DeliveryLedger, LedgerEntry
+from ..ledger import DeliveryLedger, LedgerEntry
 from ..mail.compose import HeaderValueError, MessageComposer
 from ..models import Subscriber
 from ..render.digest import DigestRenderer
 from ..settings import Settings
+from ..statuses import FINAL_STATUSES, DeliveryStatus
 from ..subscribers import SubscriberStore
 from .builders import ParallelBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue
@@ -111,7 +112,7 @@ def in_shard(address: str, shard: tuple[int, int] | None) -> bool:
 def run_send(
     settings: Settings,
     options: SendOptions,
-    on_outcome: Callable[[str, str], None] | None = None,
+    on_outcome: Callable[[str, DeliveryStatus], None] | None = None,
 ) -> SendReport:
     """Send one issue to one list; safe to run again at any time, it resumes."""
     started = time.monotonic()
@@ -141,7 +142,7 @@ def run_send(
 def _run_send(
     settings: Settings,
     options: SendOptions,
-    on_outcome: Callable[[str, str], None] | None,
+    on_outcome: Callable[[str, DeliveryStatus], None] | None,
 ) -> SendReport:
     embedded = settings.smtp.is_embedded
     recorded = not (options.dry_run or options.to)
@@ -219,7 +220,7 @@ def _send_recorded(
     store: SubscriberStore,
     planner: DigestPlanner,
     report: SendReport,
-    on_outcome: Callable[[str, str], None] | None,
+    on_outcome: Callable[[str, DeliveryStatus], None] | None,
 ) -> None:
     processes = ParallelBuilder.processes_for(settings, store.path)
     builder = (
@@ -260,11 +261,11 @@ def _deliver(
     ledger: DeliveryLedger | None,
     still_wanted: Callable[[str], bool] | None,
     report: SendReport,
-    on_outcome: Callable[[str, str], None] | None,
+    on_outcome: Callable[[str, DeliveryStatus], None] | None,
 ) -> None:
     """Start the embedded server if configured, then let the dispatcher work through the jobs."""
 
-    def outcome(job: Job, kind: str) -> None:
+    def outcome(job: Job, kind: DeliveryStatus) -> None:
         if on_outcome is not None:
             on_outcome(job.key, kind)
 
@@ -378,14 +379,14 @@ class DigestPlanner:
             if not subscriber.is_active or not in_shard(subscriber.key, self.options.shard):
                 continue
             entry = entries.get(subscriber.key)
-            if entry is not None and entry.status in FINAL:
+            if entry is not None and entry.status in FINAL_STATUSES:
                 self.report.skipped += 1
                 continue
             if limit is not None and queued >= limit:
                 self.report.pending += 1
                 continue
             queued += 1
-            resumed = entry is not None and entry.status == SENDING
+            resumed = entry is not None and entry.status is DeliveryStatus.SENDING
             yield subscriber, received.get(subscriber.key, frozenset()), resumed
 
     def build(self, wanted: Wanted) -> Built:

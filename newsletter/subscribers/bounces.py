@@ -12,6 +12,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 from ..errors import SubscriberError
+from ..statuses import SubscriberStatus
 from . import SubscriberStore
 from .store import Table, apply_status
 
@@ -169,9 +170,9 @@ def _mark(table: Table, bounce: Bounce, done: set[str], report: BounceReport) ->
         return
     done.add(address.lower())
     positions = table.positions(address)
-    if table.status(positions[0]) != "active":
+    if table.status(positions[0]) != SubscriberStatus.ACTIVE:
         report.already.append(address)
         return
     for position in positions:
-        apply_status(table, position, "bounced")
+        apply_status(table, position, SubscriberStatus.BOUNCED)
     report.marked.append(address)

@@ -10,10 +10,11 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from ..models import Subscriber
+from ..statuses import LIST_STATUSES, SubscriberStatus
 from ..text import split_keywords
 from .csvfile import CsvLayout, canonical
 
-STATUSES = ("active", "unsubscribed", "bounced")
+STATUSES = LIST_STATUSES
 
 
 class RowError(ValueError):
@@ -58,12 +59,12 @@ def _undeliverable(domain: str) -> str | None:
     return None
 
 
-def parse_status(text: str) -> str:
+def parse_status(text: str) -> SubscriberStatus:
     """An empty status means active; anything else must be one we know."""
-    status = text.strip().lower() or "active"
+    status = text.strip().lower() or SubscriberStatus.ACTIVE
     if status not in STATUSES:
         raise RowError(f"status '{text.strip()}' is not one of {', '.join(STATUSES)}")
-    return status
+    return SubscriberStatus(status)
 
 
 def parse_when(text: str, column: str) -> datetime | None:
@@ -113,7 +114,7 @@ def to_fields(layout: CsvLayout, subscriber: Subscriber, base: list[str] | None 
         "unsubscribed_at": format_when(subscriber.unsubscribed_at),
     }
     for column, value in known.items():
-        if value and not (column == "status" and value == "active"):
+        if value and not (column == "status" and value == SubscriberStatus.ACTIVE):
             layout.ensure(column)
     for name in subscriber.extra:
         if name not in layout.header:

@@ -17,6 +17,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import SubscriberError
 from ..models import Subscriber
+from ..statuses import SubscriberStatus
 from ..text import split_keywords
 from .csvfile import (
     CsvLayout,
@@ -87,7 +88,9 @@ class Table:
         """A row's status as written, empty meaning active."""
         column = self.layout.index("status")
         row = self.rows[position]
-        return (row[column].strip().lower() if column is not None and column < len(row) else "") or "active"
+        return (
+            row[column].strip().lower() if column is not None and column < len(row) else ""
+        ) or SubscriberStatus.ACTIVE
 
     def append(self, row: list[str], email: str) -> None:
         """Add a row and keep the address index in step."""
@@ -194,7 +197,7 @@ class SubscriberStore:
 
     def is_active(self, email: str) -> bool:
         """Cheap enough per message: re-reads only when the file changed, so unsubscribes land mid-send."""
-        return self._statuses().get(email.strip().lower()) == "active"
+        return self._statuses().get(email.strip().lower()) == SubscriberStatus.ACTIVE
 
     def version(self) -> tuple[int, int, int] | None:
         """The file as it is now (inode, mtime, size), or None when written too recently to trust."""
@@ -232,7 +235,9 @@ class SubscriberStore:
             if email is not None and email < len(fields):
                 value = fields[status].strip().lower() if status is not None and status < len(fields) else ""
                 # One shared string per status, not one per row: 100,000 rows are 5 MB less.
-                statuses.setdefault(fields[email].strip().lower(), sys.intern(value or "active"))
+                statuses.setdefault(
+                    fields[email].strip().lower(), sys.intern(value or SubscriberStatus.ACTIVE.value)
+                )
         return statuses
 
     @contextlib.contextmanager
@@ -266,12 +271,12 @@ class SubscriberStore:
         layout, rows = read_rows(self.path)
         return Table(layout, [fields for _, fields in rows])
 
-    def set_status(self, email: str, status: str, when: datetime | None = None) -> bool:
+    def set_status(self, email: str, status: SubscriberStatus, when: datetime | None = None) -> bool:
         """Change one address's status; True if the file changed, False if it already had it."""
         if status not in STATUSES:
             raise SubscriberError(
                 f"status '{status}' is not one of {', '.join(STATUSES)}",
-                fix="use active, unsubscribed or bounced",
+                fix=f"use {', '.join(STATUSES[:-1])} or {STATUSES[-1]}",
             )
         with self.editing() as table:
             positions = table.positions(email)
@@ -286,9 +291,9 @@ class SubscriberStore:
             positions = table.positions(email)
             if not positions:
                 raise self._not_on_list(email)
-            active = [p for p in positions if table.status(p) == "active"]
+            active = [p for p in positions if table.status(p) == SubscriberStatus.ACTIVE]
             for position in active:
-                apply_status(table, position, "unsubscribed", when)
+                apply_status(table, position, SubscriberStatus.UNSUBSCRIBED, when)
             return bool(active)
 
     def _not_on_list(self, email: str) -> NotOnListError:
@@ -303,7 +308,7 @@ class SubscriberStore:
         email: str,
         name: str = "",
         keywords: Iterable[str] | str = (),
-        status: str = "active",
+        status: SubscriberStatus = SubscriberStatus.ACTIVE,
         extra: dict[str, str] | None = None,
         on_conflict: OnConflict = "error",
         deliverability: bool = False,
@@ -361,14 +366,18 @@ def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name:
 
 def _updated(old: Subscriber, new: Subscriber) -> Subscriber:
     # An import must never re-subscribe someone who unsubscribed or bounced.
-    status = old.status if old.status != "active" and new.status == "active" else new.status
+    status = (
+        old.status
+        if old.status is not SubscriberStatus.ACTIVE and new.status is SubscriberStatus.ACTIVE
+        else new.status
+    )
     return old.model_copy(
         update={
             "name": new.name or old.name,
             "keywords": new.keywords or old.keywords,
             "status": status,
             "unsubscribed_at": old.unsubscribed_at
-            or (new.unsubscribed_at if status == "unsubscribed" else None),
+            or (new.unsubscribed_at if status is SubscriberStatus.UNSUBSCRIBED else None),
             "extra": {**old.extra, **{k: v for k, v in new.extra.items() if v}},
         }
     )
@@ -381,15 +390,15 @@ def _row_as_subscriber(layout: CsvLayout, fields: list[str]) -> Subscriber | Non
         return None
 
 
-def apply_status(table: Table, position: int, status: str, when: datetime | None = None) -> bool:
+def apply_status(table: Table, position: int, status: SubscriberStatus, when: datetime | None = None) -> bool:
     """Set one row's status (and unsubscribed_at to match); False if it already had it."""
     when = when or _now()
     if table.status(position) == status:
         return False
     table.set_cell(position, "status", status)
-    if status == "unsubscribed":
+    if status == SubscriberStatus.UNSUBSCRIBED:
         table.set_cell(position, "unsubscribed_at", when.isoformat(timespec="seconds"))
-    elif status == "active" and table.layout.index("unsubscribed_at") is not None:
+    elif status == SubscriberStatus.ACTIVE and table.layout.index("unsubscribed_at") is not None:
         table.set_cell(position, "unsubscribed_at", "")
     return True
 

@@ -1,0 +1,69 @@
+"""Every closed set of states in one place: a status is a member here, never a bare string or code.
+
+They are `StrEnum`s, so the values written to subscriber CSV files and the ledger are the same
+plain words they always were, and a member compares equal to its word.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SubscriberStatus(StrEnum):
+    """Where a reader stands with one list (the `status` column of a subscriber CSV)."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    PENDING = "pending"  # signed up, not confirmed yet: gets no digest
+
+
+# What a list file may hold today, in the order error messages name them. `pending` joins when
+# sign-up with confirmation writes it.
+LIST_STATUSES: tuple[SubscriberStatus, ...] = (
+    SubscriberStatus.ACTIVE,
+    SubscriberStatus.UNSUBSCRIBED,
+    SubscriberStatus.BOUNCED,
+)
+
+
+class DeliveryStatus(StrEnum):
+    """The state of one (issue, list, subscriber, channel) in the ledger, and what a run counts."""
+
+    SENDING = "sending"  # recorded before DATA: a crash after it resumes with the same Message-ID
+    DELIVERED = "delivered"
+    FAILED = "failed"  # refused for good (5xx)
+    DEFERRED = "deferred"  # refused for now (4xx, dropped connection): the next run tries again
+    WITHDRAWN = "withdrawn"  # an outcome only, never stored: the reader left mid-run, the row goes
+
+
+STORED_STATUSES: tuple[DeliveryStatus, ...] = tuple(
+    s for s in DeliveryStatus if s is not DeliveryStatus.WITHDRAWN
+)
+FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
+
+
+class ReplyClass(StrEnum):
+    """How a delivery reads an SMTP reply (RFC 5321 4.2.1): done, try again later, or never."""
+
+    ACCEPTED = "2xx"
+    TRANSIENT = "4xx"  # also anything unexpected, and our own "connection lost"
+    PERMANENT = "5xx"
+
+    @classmethod
+    def of(cls, code: int) -> ReplyClass:
+        """2xx accepted, 5xx permanent, anything else (4xx, odd codes, 0) worth another try."""
+        if 200 <= code < 300:
+            return cls.ACCEPTED
+        if 500 <= code < 600:
+            return cls.PERMANENT
+        return cls.TRANSIENT
+
+    @property
+    def status(self) -> DeliveryStatus:
+        """What a final answer of this class makes of the delivery."""
+        return {
+            ReplyClass.ACCEPTED: DeliveryStatus.DELIVERED,
+            ReplyClass.TRANSIENT: DeliveryStatus.DEFERRED,
+            ReplyClass.PERMANENT: DeliveryStatus.FAILED,
+        }[self]
