@@ -149,6 +149,9 @@ class Settings(BaseSettings):
 
     title: str = "Paper Digest"
     secret: str | None = None
+    secret_previous: str | None = Field(
+        default=None, description="the secret being rotated out: links it signed still verify"
+    )
     base_url: str | None = None
     papers: list[Path] = Field(default_factory=list)
     sources: list[SourceSettings] = Field(default_factory=list)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.app import main
-from newsletter.mail.tokens import request_subject
+from newsletter.mail.tokens import TokenSigner, make_legacy_token, request_subject
 from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.requests import parse_request
 
@@ -57,7 +57,7 @@ def test_request_with_our_token_unsubscribes_and_others_change_nothing(with_secr
     mbox = write_mbox(
         with_secret / "requests.mbox",
         [
-            request("Re: " + request_subject(SECRET, "example", target)),
+            request("Re: " + request_subject(TokenSigner(SECRET), "example", target)),
             request(forged),
             request("Thanks for the digest!"),
         ],
@@ -71,9 +71,20 @@ def test_request_with_our_token_unsubscribes_and_others_change_nothing(with_secr
     assert "3 messages: 1 unsubscribed, 0 already unsubscribed, 1 with a bad token" in result.output
 
 
+def test_request_from_mail_sent_before_opaque_tokens_still_unsubscribes(with_secret: Path) -> None:
+    target = first_active(with_secret)
+    subject = f"unsubscribe example {target} {make_legacy_token(SECRET, 'example', target)}"
+    mbox = write_mbox(with_secret / "requests.mbox", [request(subject)])
+
+    result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
+
+    assert result.exit_code == 0, result.output
+    assert status(with_secret, target) == "unsubscribed"
+
+
 def test_repeated_request_is_harmless(with_secret: Path) -> None:
     target = first_active(with_secret)
-    subject = request_subject(SECRET, "example", target)
+    subject = request_subject(TokenSigner(SECRET), "example", target)
     mbox = write_mbox(with_secret / "requests.mbox", [request(subject), request(subject)])
 
     result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
@@ -92,11 +103,15 @@ def test_requests_need_the_secret(project: Path) -> None:
 
 
 def test_subject_parsing_tolerates_client_prefixes_and_rejects_other_mail() -> None:
-    subject = request_subject(SECRET, "example", "Ada@Example.org")
+    subject = request_subject(TokenSigner(SECRET), "example", "Ada@Example.org")
 
     parsed = parse_request("Fwd: RE: " + subject)
 
-    assert parsed is not None and (parsed.list_name, parsed.email) == ("example", "ada@example.org")
+    assert parsed is not None and parsed.token == subject.split()[-1]
+    assert "@" not in subject and "ada" not in subject.lower()
+    old_token = make_legacy_token(SECRET, "example", "ada@example.org")
+    legacy = parse_request(f"Re: unsubscribe example Ada@Example.org {old_token}")
+    assert legacy is not None and (legacy.list_name, legacy.email) == ("example", "ada@example.org")
     assert parse_request("unsubscribe me please") is None
     assert parse_request("Re: your digest") is None
 

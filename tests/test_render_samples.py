@@ -13,7 +13,8 @@ from newsletter.render.digest import DigestRenderer, IssueInfo
 from newsletter.settings import Settings
 
 ISSUE_DATE = date(2024, 3, 14)
-UNSUBSCRIBE = "https://digest.example.org/unsubscribe?list=ml&email=alice%40example.org&token=abc"
+UNSUBSCRIBE = "https://digest.example.org/unsubscribe?t=AQunsubscribe-token_abc"
+MANAGE = "https://digest.example.org/manage?t=AQmanage-token_abc"
 ARCHIVE = "https://digest.example.org/archive/ml/2024-W11"
 
 ABSTRACT = (
@@ -105,7 +106,7 @@ def alice_picks(count: int = 4) -> list[Pick]:
 
 def render_alice(tmp_path: Path | None = None, count: int = 4):
     renderer = DigestRenderer(make_settings(tmp_path), make_issue())
-    return renderer.render(alice(), alice_picks(count), UNSUBSCRIBE)
+    return renderer.render(alice(), alice_picks(count), UNSUBSCRIBE, MANAGE)
 
 
 class Markup(HTMLParser):

@@ -1,39 +1,95 @@
-"""Unsubscribe tokens: only links we minted, for exactly that list and address, verify."""
+"""Link tokens: opaque, bound to one purpose, list, reader (and item), expiring where needed."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from newsletter.errors import ConfigError
 from newsletter.mail.tokens import (
-    make_token,
+    CONFIRM_TTL,
+    Purpose,
+    TokenSigner,
+    make_legacy_token,
     unsubscribe_link,
     unsubscribe_url,
-    verify_token,
+    verify_legacy_token,
 )
 from newsletter.settings import Settings
 
-SECRET = "test-secret-0123456789"
+SECRET = "test-secret-0123456789-test-secret-0123456789"
+OTHER = "another-secret-9876543210-another-secret-98765"
+SIGNER = TokenSigner(SECRET)
 
 
-def test_token_verifies_for_same_list_and_address_in_any_case() -> None:
-    token = make_token(SECRET, "example", "Alice@Example.org")
-    assert verify_token(SECRET, "example", "alice@example.ORG", token)
+def test_token_opens_to_its_list_and_address_for_its_purpose() -> None:
+    token = SIGNER.sign(Purpose.MANAGE, "example", "Alice@Example.org")
+    claims = SIGNER.verify(token, Purpose.MANAGE)
+    assert claims is not None
+    assert (claims.purpose, claims.list_name, claims.email, claims.expires) == (
+        Purpose.MANAGE,
+        "example",
+        "alice@example.org",
+        None,
+    )
 
 
-@pytest.mark.parametrize(
-    "secret, list_name, email",
-    [
-        ("other-secret", "example", "alice@example.org"),
-        (SECRET, "other", "alice@example.org"),
-        (SECRET, "example", "bob@example.org"),
-    ],
-)
-def test_token_fails_for_any_other_secret_list_or_address(secret: str, list_name: str, email: str) -> None:
-    token = make_token(SECRET, "example", "alice@example.org")
-    assert not verify_token(secret, list_name, email, token)
+@pytest.mark.parametrize("minted", list(Purpose))
+@pytest.mark.parametrize("used", list(Purpose))
+def test_a_token_opens_for_no_other_purpose(minted: Purpose, used: Purpose) -> None:
+    token = SIGNER.sign(minted, "example", "alice@example.org")
+    assert (SIGNER.verify(token, used) is not None) == (minted == used)
+
+
+def test_the_address_and_list_are_not_readable_in_the_token() -> None:
+    token = SIGNER.sign(Purpose.UNSUBSCRIBE, "example", "alice@example.org")
+    assert "alice" not in token.lower() and "@" not in token and "example" not in token.lower()
+    url = unsubscribe_url("https://digest.example.org/", SECRET, "example", "a+b@example.org")
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "digest.example.org", "/unsubscribe")
+    assert list(parse_qs(parts.query)) == ["t"] and "a+b" not in url and "%40" not in url
+
+
+def test_feedback_token_is_bound_to_its_paper() -> None:
+    token = SIGNER.sign(Purpose.FEEDBACK, "example", "alice@example.org", item="2503.01234")
+    claims = SIGNER.verify(token, Purpose.FEEDBACK)
+    assert claims is not None and claims.item == "2503.01234"
+    other = SIGNER.sign(Purpose.FEEDBACK, "example", "alice@example.org", item="2503.09999")
+    assert other != token
+
+
+def test_confirm_token_expires() -> None:
+    now = time.time()
+    token = SIGNER.sign(Purpose.CONFIRM, "example", "alice@example.org", expires=CONFIRM_TTL, now=now)
+    assert SIGNER.verify(token, Purpose.CONFIRM, now=now + CONFIRM_TTL.total_seconds() - 60) is not None
+    assert SIGNER.verify(token, Purpose.CONFIRM, now=now + CONFIRM_TTL.total_seconds() + 60) is None
+    past = SIGNER.sign(Purpose.CONFIRM, "example", "alice@example.org", expires=timedelta(seconds=-1))
+    assert SIGNER.verify(past, Purpose.CONFIRM) is None
+
+
+def test_tokens_are_stable_for_the_same_reader() -> None:
+    first = SIGNER.sign(Purpose.UNSUBSCRIBE, "example", "alice@example.org")
+    assert TokenSigner(SECRET).sign(Purpose.UNSUBSCRIBE, "example", "ALICE@example.org") == first
+
+
+def test_rotation_accepts_the_previous_secret_and_mints_with_the_new_one() -> None:
+    old_token = TokenSigner(OTHER).sign(Purpose.UNSUBSCRIBE, "example", "alice@example.org")
+    rotating = TokenSigner(SECRET, [OTHER])
+    assert rotating.verify(old_token, Purpose.UNSUBSCRIBE) is not None
+    fresh = rotating.sign(Purpose.UNSUBSCRIBE, "example", "alice@example.org")
+    assert SIGNER.verify(fresh, Purpose.UNSUBSCRIBE) is not None
+    assert TokenSigner(OTHER).verify(fresh, Purpose.UNSUBSCRIBE) is None
+    assert SIGNER.verify(old_token, Purpose.UNSUBSCRIBE) is None  # once the old secret is dropped
+
+
+def test_settings_carry_the_previous_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_PREVIOUS", OTHER)
+    settings = Settings(secret=SECRET)
+    old_token = TokenSigner(OTHER).sign(Purpose.MANAGE, "example", "alice@example.org")
+    assert TokenSigner.from_settings(settings).verify(old_token, Purpose.MANAGE) is not None
 
 
 @pytest.mark.parametrize(
@@ -44,26 +100,30 @@ def test_token_fails_for_any_other_secret_list_or_address(secret: str, list_name
         lambda t: t.upper(),
         lambda t: "",
         lambda t: "é" + t[1:],
+        lambda t: t[:10] + ("A" if t[10] != "A" else "B") + t[11:],
+        lambda t: "A" * 5000,
+        lambda t: "!!!" + t,
     ],
 )
 def test_mangled_token_is_refused(mangle) -> None:
-    token = make_token(SECRET, "example", "alice@example.org")
-    assert not verify_token(SECRET, "example", "alice@example.org", mangle(token))
+    token = SIGNER.sign(Purpose.UNSUBSCRIBE, "example", "alice@example.org")
+    assert SIGNER.verify(mangle(token), Purpose.UNSUBSCRIBE) is None
+    assert TokenSigner(OTHER).verify(token, Purpose.UNSUBSCRIBE) is None
 
 
 def test_token_is_url_safe() -> None:
     for i in range(200):
-        token = make_token(SECRET, "example", f"user{i}@example.org")
+        token = SIGNER.sign(Purpose.UNSUBSCRIBE, "example", f"user{i}@example.org")
         assert token.replace("-", "").replace("_", "").isalnum()
 
 
-def test_unsubscribe_url_carries_list_address_and_token() -> None:
-    url = unsubscribe_url("https://digest.example.org/", SECRET, "example", "a+b@example.org")
-    parts = urlsplit(url)
-    assert (parts.scheme, parts.netloc, parts.path) == ("https", "digest.example.org", "/unsubscribe")
-    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    assert query["email"] == "a+b@example.org" and query["list"] == "example"
-    assert verify_token(SECRET, "example", "a+b@example.org", query["token"])
+def test_links_from_before_opaque_tokens_still_verify() -> None:
+    token = make_legacy_token(SECRET, "example", "Alice@Example.org")
+    assert verify_legacy_token([SECRET], "example", "alice@example.ORG", token)
+    assert verify_legacy_token(["", OTHER, SECRET], "example", "alice@example.org", token)
+    assert not verify_legacy_token([SECRET], "example", "bob@example.org", token)
+    assert not verify_legacy_token([SECRET], "other", "alice@example.org", token)
+    assert not verify_legacy_token([OTHER], "example", "alice@example.org", token)
 
 
 def test_link_without_secret_is_refused_with_the_variable_to_set() -> None:

@@ -14,7 +14,8 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from newsletter.errors import ConfigError
-from newsletter.mail.tokens import make_token
+from newsletter.mail.tokens import Purpose, TokenSigner
+from newsletter.mail.tokens import make_legacy_token as make_token
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
@@ -189,3 +190,25 @@ def test_the_archive_folder_is_served_under_archive(settings: Settings, client: 
 def test_without_an_archive_folder_archive_is_a_404(client: TestClient) -> None:
     response = client.get("/archive/")
     assert response.status_code == 404 and "No issues have been archived" in response.text
+
+
+def opaque_link(email: str = "alice@example.org", purpose: Purpose = Purpose.UNSUBSCRIBE) -> str:
+    return "/unsubscribe?" + urlencode({"t": TokenSigner(SECRET).sign(purpose, "news", email)})
+
+
+def test_opaque_link_unsubscribes_and_carries_no_address(client: TestClient, settings: Settings) -> None:
+    url = opaque_link()
+    assert "alice" not in url and "%40" not in url
+    before = csv_bytes(settings)
+    assert client.get(url).status_code == 200 and csv_bytes(settings) == before
+    assert client.post(url, data=ONE_CLICK).status_code == 200
+    assert not SubscriberStore(settings.list_path("news")).is_active("alice@example.org")
+
+
+@pytest.mark.parametrize("purpose", [Purpose.MANAGE, Purpose.CONFIRM, Purpose.FEEDBACK])
+def test_a_token_for_another_purpose_cannot_unsubscribe(
+    purpose: Purpose, client: TestClient, settings: Settings
+) -> None:
+    before = csv_bytes(settings)
+    assert client.post(opaque_link(purpose=purpose), data=ONE_CLICK).status_code == 403
+    assert csv_bytes(settings) == before

@@ -16,7 +16,7 @@ from ..models import Subscriber
 from ..render.digest import IssueInfo, RenderedDigest
 from ..settings import Settings
 from .dkim import DkimSigner
-from .tokens import request_subject
+from .tokens import TokenSigner, request_subject
 from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
 CRLF = "\r\n"
@@ -163,9 +163,12 @@ def message_id(secret: str, issue: IssueInfo, address: str, domain: str, test_to
 class MessageComposer:
     """Builds messages for one issue; everything shared by all subscribers is prepared once."""
 
-    def __init__(self, settings: Settings, issue: IssueInfo, secret: str) -> None:
+    def __init__(
+        self, settings: Settings, issue: IssueInfo, secret: str, tokens: TokenSigner | None = None
+    ) -> None:
         self.issue = issue
         self.secret = secret
+        self.tokens = tokens or TokenSigner(secret)
         sender = settings.sender
         self.sender_address = checked_address(sender.address)
         self.domain = self.sender_address.rsplit("@", 1)[1]
@@ -225,7 +228,7 @@ class MessageComposer:
             subject = subject[: _MAX_SUBJECT - 1].rstrip() + "\u2026"
         unsubscribe_url = clean_text(unsubscribe_url).replace(" ", "%20")
         mailto = f"mailto:{self.sender_address}?subject=" + quote(
-            request_subject(self.secret, self.issue.list_name, subscriber.email)
+            request_subject(self.tokens, self.issue.list_name, subscriber.email)
         )
         lines = [
             f"From: {self.from_header}",

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, SourceError
-from ..mail.tokens import unsubscribe_url
+from ..mail.tokens import Purpose, TokenSigner, purpose_url
 from ..models import Paper
 from ..ranking.selection import Ranker
 from ..render.digest import IssueInfo
@@ -161,18 +161,19 @@ def archive_url(settings: Settings, issue_id: str) -> str | None:
     return f"{settings.base_url.rstrip('/')}/archive/{issue_id}.html"
 
 
-@dataclass(frozen=True)
 class LinkSigner:
-    """Signs unsubscribe links; mail that stays on this machine may use a local stand-in secret."""
+    """Signs the links of a digest; mail that stays on this machine may use a local stand-in secret."""
 
-    secret: str
-    base_url: str
+    def __init__(self, secret: str, base_url: str, previous: str | None = None) -> None:
+        self.secret = secret
+        self.base_url = base_url
+        self.tokens = TokenSigner(secret, [previous or ""])
 
     @classmethod
     def for_run(cls, settings: Settings, local_only: bool) -> LinkSigner:
         where = settings.source_label
         if settings.secret and settings.base_url:
-            return cls(settings.secret, settings.base_url)
+            return cls(settings.secret, settings.base_url, settings.secret_previous)
         if local_only:
             return cls(settings.secret or LOCAL_SECRET, settings.base_url or LOCAL_BASE_URL)
         if not settings.secret:
@@ -188,4 +189,9 @@ class LinkSigner:
         )
 
     def url(self, list_name: str, email: str) -> str:
-        return unsubscribe_url(self.base_url, self.secret, list_name, email)
+        """The one-click unsubscribe link (footer and List-Unsubscribe)."""
+        return purpose_url(self.tokens, self.base_url, Purpose.UNSUBSCRIBE, list_name, email)
+
+    def manage_url(self, list_name: str, email: str) -> str:
+        """The link to the reader's preferences page."""
+        return purpose_url(self.tokens, self.base_url, Purpose.MANAGE, list_name, email)

@@ -326,7 +326,7 @@ class DigestPlanner:
         if len(issue.ranker.papers) <= _PREPARE_ALL_UP_TO:
             # One premailer call for every card, before builder processes fork and share it.
             self.renderer.prepare(issue.ranker.papers)
-        self.composer = MessageComposer(settings, issue.info, signer.secret)
+        self.composer = MessageComposer(settings, issue.info, signer.secret, signer.tokens)
 
     def jobs(
         self,

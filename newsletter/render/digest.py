@@ -214,6 +214,7 @@ class DigestRenderer:
             count=self._slot("count"),
             preheader=self._slot("preheader"),
             unsubscribe_url=self._slot("unsubscribe"),
+            manage_url=self._slot("manage"),
             cards=Markup(cards),
         )
         return context
@@ -307,7 +308,11 @@ class DigestRenderer:
         return html
 
     def render(
-        self, subscriber: Subscriber, picks: Sequence[ScoredPaper], unsubscribe_url: str
+        self,
+        subscriber: Subscriber,
+        picks: Sequence[ScoredPaper],
+        unsubscribe_url: str,
+        manage_url: str = "",
     ) -> RenderedDigest:
         """One subscriber's digest: fill the inlined pieces with their escaped values."""
         self.prepare(pick.paper for pick in picks)
@@ -320,6 +325,7 @@ class DigestRenderer:
             "count": f"{len(picks)} paper{'' if len(picks) == 1 else 's'}",
             "preheader": self._preheader(picks, bool(keywords)),
             "unsubscribe": unsubscribe_url,
+            "manage": manage_url or unsubscribe_url,
         }
         html_values = {key: str(escape(value)) for key, value in values.items()}
         profile = tuple(subscriber.keywords)

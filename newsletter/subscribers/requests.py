@@ -9,20 +9,23 @@ from email.header import decode_header, make_header
 from email.message import Message
 
 from ..errors import ConfigError, SubscriberError
-from ..mail.tokens import verify_token
+from ..mail.tokens import Purpose, TokenSigner, verify_legacy_token
 from ..settings import Settings
 from . import open_list
 
-# "unsubscribe <list> <address> <token>", possibly behind "Re:" or "Fwd:" added by a client.
-_REQUEST = re.compile(
-    r"^(?:\s*(?:re|fwd?|aw|wg)\s*:\s*)*unsubscribe\s+(?P<list>[\w.-]+)\s+(?P<email>\S+@\S+)\s+(?P<token>[\w-]{20,})\s*$",
+# "unsubscribe <opaque token>" (or, in mail sent before opaque tokens, "unsubscribe <list>
+# <address> <token>"), possibly behind "Re:" or "Fwd:" added by a client.
+_PREFIX = r"^(?:\s*(?:re|fwd?|aw|wg)\s*:\s*)*unsubscribe\s+"
+_REQUEST = re.compile(_PREFIX + r"(?P<token>[\w-]{20,1024})\s*$", re.IGNORECASE)
+_LEGACY_REQUEST = re.compile(
+    _PREFIX + r"(?P<list>[\w.-]+)\s+(?P<email>\S+@\S+)\s+(?P<token>[\w-]{20,})\s*$",
     re.IGNORECASE,
 )
 
 
 @dataclass(frozen=True)
 class MailRequest:
-    """One parsed request."""
+    """One parsed request; list and address are empty until an opaque token is opened."""
 
     list_name: str
     email: str
@@ -31,10 +34,24 @@ class MailRequest:
 
 def parse_request(subject: str) -> MailRequest | None:
     """The request in a subject line, or None when the message is something else."""
-    match = _REQUEST.match(subject.replace("\n", " ").strip())
+    line = subject.replace("\n", " ").strip()
+    match = _REQUEST.match(line)
+    if match is not None:
+        return MailRequest("", "", match["token"])
+    match = _LEGACY_REQUEST.match(line)
     if match is None:
         return None
     return MailRequest(match["list"], match["email"].strip("<>").lower(), match["token"])
+
+
+def _opened(signer: TokenSigner, secrets: tuple[str, str], request: MailRequest) -> MailRequest | None:
+    """The request with its list and address when the token is genuine, else None."""
+    if not request.email:
+        claims = signer.verify(request.token, Purpose.UNSUBSCRIBE)
+        return None if claims is None else MailRequest(claims.list_name, claims.email, request.token)
+    if verify_legacy_token(secrets, request.list_name, request.email, request.token):
+        return request
+    return None
 
 
 @dataclass
@@ -71,16 +88,20 @@ def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> Requ
             "NEWSLETTER_SECRET is not set, so request tokens cannot be checked",
             fix="set it to the secret the emails were sent with",
         )
+    signer = TokenSigner.from_settings(settings)
+    secrets = (settings.secret, settings.secret_previous or "")
     report = RequestReport()
     for message in messages:
         report.messages += 1
         request = parse_request(_subject(message))
         if request is None:
             report.other += 1
-        elif not verify_token(settings.secret, request.list_name, request.email, request.token):
-            report.forged.append(request.email)
+            continue
+        genuine = _opened(signer, secrets, request)
+        if genuine is None:
+            report.forged.append(request.email or f"token {request.token[:12]}...")
         else:
-            _unsubscribe(settings, request, report)
+            _unsubscribe(settings, genuine, report)
     return report
 
 

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from ..errors import ConfigError, SubscriberError
-from ..mail.tokens import UNSUBSCRIBE_PATH, verify_token
+from ..mail.tokens import UNSUBSCRIBE_PATH, Purpose, TokenSigner, verify_legacy_token
 from ..settings import Settings
 from ..subscribers import SubscriberStore
 from ..subscribers.store import NotOnListError
@@ -56,25 +56,28 @@ class Unsubscribe:
                 fix="set NEWSLETTER_SECRET to the secret the digests were sent with",
             )
         self.settings = settings
-        self.secret = settings.secret
+        self.tokens = TokenSigner.from_settings(settings)
+        self.secrets = (settings.secret, settings.secret_previous or "")
 
-    def _checked(self, request: Request) -> tuple[str, str] | HTMLResponse:
+    def _checked(self, request: Request, token: str = "") -> tuple[str, str] | HTMLResponse:
         """(list, email) when the link is genuine, else the 4xx page to answer with."""
         query = request.query_params
-        list_name, email, token = query.get("list", ""), query.get("email", ""), query.get("token", "")
-        if not (list_name and email and token):
+        token = token or query.get("t", "")
+        if token:
+            claims = self.tokens.verify(token, Purpose.UNSUBSCRIBE)
+            if claims is None or not LIST_NAME.match(claims.list_name):
+                return _not_valid()
+            return claims.list_name, claims.email
+        # Links minted before opaque tokens: list, address and an HMAC in the query.
+        list_name, email, legacy = query.get("list", ""), query.get("email", ""), query.get("token", "")
+        if not (list_name and email and legacy):
             return page(
                 "Incomplete link",
                 "<p>This unsubscribe link is missing a part. Please use the full link from the email.</p>",
                 400,
             )
-        if not LIST_NAME.match(list_name) or not verify_token(self.secret, list_name, email, token):
-            return page(
-                "Link not valid",
-                "<p>This unsubscribe link is not valid. Nothing was changed. "
-                "Please use the exact link from the email.</p>",
-                403,
-            )
+        if not LIST_NAME.match(list_name) or not verify_legacy_token(self.secrets, list_name, email, legacy):
+            return _not_valid()
         return list_name, email
 
     async def confirm(self, request: Request) -> HTMLResponse:
@@ -96,12 +99,15 @@ class Unsubscribe:
 
     async def unsubscribe(self, request: Request) -> HTMLResponse:
         """POST: the one-click unsubscribe; repeatable, answers 200 and never redirects."""
-        checked = self._checked(request)
+        token = ""
+        with contextlib.suppress(HTTPException):  # a mangled body does not matter: the token decides
+            form = await request.form()  # List-Unsubscribe=One-Click, urlencoded or multipart
+            value = form.get("t")
+            token = value if isinstance(value, str) else ""
+        checked = self._checked(request, token)
         if isinstance(checked, HTMLResponse):
             return checked
         list_name, email = checked
-        with contextlib.suppress(HTTPException):  # a mangled body does not matter: the token decides
-            await request.form()  # List-Unsubscribe=One-Click, urlencoded or multipart
         store = SubscriberStore(self.settings.list_path(list_name))
         try:
             changed = await run_in_threadpool(store.unsubscribe, email)
@@ -109,12 +115,21 @@ class Unsubscribe:
             changed = False  # not on the list (any more): already as unsubscribed as can be
         except SubscriberError as exc:
             return _failure(store, exc)
-        log.info("unsubscribe %s from %s (%s)", email, list_name, "changed" if changed else "already")
+        log.info("unsubscribe from %s (%s)", list_name, "changed" if changed else "already")
         return page(
             "Unsubscribed",
             f"<p><strong>{html.escape(email)}</strong> will get no more "
             f"<strong>{html.escape(list_name)}</strong> emails.</p>",
         )
+
+
+def _not_valid() -> HTMLResponse:
+    return page(
+        "Link not valid",
+        "<p>This unsubscribe link is not valid. Nothing was changed. "
+        "Please use the exact link from the email.</p>",
+        403,
+    )
 
 
 def _failure(store: SubscriberStore, exc: SubscriberError) -> HTMLResponse:
