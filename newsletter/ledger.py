@@ -243,3 +243,35 @@ class DeliveryLedger:
                 (self.issue, self.list_name, self.channel),
             ).fetchall()
         return {status: count for status, count in rows}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One subscriber's record for one issue, as `newsletter report` shows it."""
+
+    email: str
+    status: str
+    attempts: int
+    last_reply: str | None
+    updated_at: str
+
+
+def read_issue(path: Path, issue: str, list_name: str, channel: str) -> list[LedgerRow]:
+    """Every row of one issue, read-only, in the order they were last touched."""
+    rows = _read_only(
+        path,
+        "SELECT email, status, attempts, last_reply, updated_at FROM deliveries"
+        " WHERE issue = ? AND list = ? AND channel = ? ORDER BY updated_at, email",
+        (issue, list_name, channel),
+    )
+    return [LedgerRow(*row) for row in rows]
+
+
+def latest_issue(path: Path, list_name: str, channel: str) -> str | None:
+    """The issue of this list most recently worked on, for `report` without --issue."""
+    rows = _read_only(
+        path,
+        "SELECT issue FROM deliveries WHERE list = ? AND channel = ? ORDER BY updated_at DESC LIMIT 1",
+        (list_name, channel),
+    )
+    return str(rows[0][0]) if rows else None

@@ -94,6 +94,7 @@ def _register() -> None:
     # --- commands (one import and add_command per module) ---
     from .papers import papers
     from .preview import preview
+    from .report import report
     from .send import send
     from .serve import serve
     from .subscribers import subscribers
@@ -103,6 +104,7 @@ def _register() -> None:
     main.add_command(papers)
     main.add_command(subscribers)
     main.add_command(serve)
+    main.add_command(report)
     from .archive import archive
     from .doctor import doctor
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..pipeline.outcomes import report_command
 from ..pipeline.send import SendOptions, run_send
 from ..statuses import DeliveryStatus, SubscriberStatus
 from .app import AppContext, pass_app
@@ -91,6 +92,13 @@ def send(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         click.echo(report.summary())
+        if report.not_delivered_total:
+            # stderr: what a cron mail shows, while the summary goes to the log file.
+            click.echo(
+                f"{report.not_delivered_total} did not get the issue: see who and why with"
+                f" `{report_command(report.issue, report.list)}`.",
+                err=True,
+            )
         if report.exit_code:
             click.echo("Some deliveries are not final yet: run the same command again to resume.", err=True)
     sys.exit(report.exit_code)

@@ -26,12 +26,14 @@ from ..statuses import FINAL_STATUSES, DeliveryStatus
 from ..subscribers import SubscriberStore
 from .builders import ParallelBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue
+from .outcomes import issue_report, log_lines, report_command
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 _PREPARE_ALL_UP_TO = 1_000  # papers in the window; beyond that, cards are inlined as picked
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: cron should simply run us again
+NOT_DELIVERED_SHOWN = 100  # addresses listed in --json; `newsletter report` lists them all
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,10 @@ class SendReport:
     dry_run: bool = False
     duration_seconds: float = 0.0
     problems: builtins.list[str] = field(default_factory=builtins.list)  # `list` is the list's name here
+    # Who did not get the issue (failed, deferred, in flight, unsubscribed), first few; `report` has all.
+    not_delivered: builtins.list[dict[str, object]] = field(default_factory=builtins.list)
+    not_delivered_total: int = 0
+    withdrawn: builtins.set[str] = field(default_factory=builtins.set, repr=False)  # left mid-run
 
     @property
     def exit_code(self) -> int:
@@ -92,10 +98,14 @@ class SendReport:
             (self.composed if self.dry_run else 0, "composed"),
         ]
         line += "".join(f", {count} {what}" for count, what in extras if count)
-        return line + f" in {self.duration_seconds:.1f}s."
+        line += f" in {self.duration_seconds:.1f}s."
+        if self.not_delivered_total:
+            line += f" See who and why: {report_command(self.issue, self.list)}"
+        return line
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
+        del data["withdrawn"]  # named in not_delivered
         data["exit_code"] = self.exit_code
         return data
 
@@ -135,8 +145,22 @@ def run_send(
         )
         raise
     report.duration_seconds = round(time.monotonic() - started, 3)
+    if not (options.dry_run or options.to) and (report.failed or report.deferred or report.unsubscribed):
+        _name_the_undelivered(settings, report)
     log.info("%s", report.summary())
     return report
+
+
+def _name_the_undelivered(settings: Settings, report: SendReport) -> None:
+    """Put who did not get the issue, and the server's last reply, in --json and the log file."""
+    try:
+        outcomes = issue_report(settings, report.list, report.issue, withdrawn=report.withdrawn)
+    except NewsletterError:
+        return  # nothing recorded for this issue (everyone left the list during the run)
+    report.not_delivered = outcomes.problem_dicts(cap=NOT_DELIVERED_SHOWN)
+    report.not_delivered_total = len(outcomes.problems)
+    for line in log_lines(outcomes):
+        log.info("%s", line, extra={"shown_to_user": True})
 
 
 def _run_send(
@@ -266,6 +290,8 @@ def _deliver(
     """Start the embedded server if configured, then let the dispatcher work through the jobs."""
 
     def outcome(job: Job, kind: DeliveryStatus) -> None:
+        if kind is DeliveryStatus.WITHDRAWN:
+            report.withdrawn.add(job.key)
         if on_outcome is not None:
             on_outcome(job.key, kind)
 

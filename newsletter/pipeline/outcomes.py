@@ -1,0 +1,220 @@
+"""Who got an issue and who did not, and why: the ledger's rows joined with the list's statuses."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TextIO
+
+from ..errors import LedgerError
+from ..ledger import LedgerRow, latest_issue, read_issue
+from ..models import Subscriber
+from ..settings import Settings
+from ..statuses import DeliveryStatus, SubscriberStatus
+from ..subscribers import SubscriberStore
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+
+
+class Outcome(StrEnum):
+    """Where one subscriber stands for one issue, as an operator asks about it."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    IN_FLIGHT = "in flight"  # recorded as sending: an interrupted run; the next run re-sends it
+    BOUNCED = "bounced"  # accepted by the server, bounced afterwards (the list says so)
+    UNSUBSCRIBED = "unsubscribed during the run"
+
+
+NOT_DELIVERED = (Outcome.FAILED, Outcome.DEFERRED, Outcome.IN_FLIGHT, Outcome.BOUNCED, Outcome.UNSUBSCRIBED)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One address that did not get the issue, with the server's last word on it."""
+
+    email: str
+    outcome: Outcome
+    attempts: int
+    last_reply: str
+    when: str
+
+
+@dataclass
+class IssueReport:
+    """Counts per outcome and every address that did not get the issue."""
+
+    issue: str
+    list_name: str
+    channel: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, Outcome), 0))
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in self.counts.items())
+        return f"Issue {self.issue} to list '{self.list_name}' ({self.channel}): {counts}"
+
+    def problem_dicts(self, cap: int | None = None) -> list[dict[str, object]]:
+        """The problems as JSON objects, the first `cap` of them."""
+        shown = self.problems if cap is None else self.problems[:cap]
+        return [{**asdict(p), "outcome": str(p.outcome)} for p in shown]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "issue": self.issue,
+            "list": self.list_name,
+            "channel": self.channel,
+            "counts": self.counts,
+            "problems": self.problem_dicts(),
+            "problems_total": len(self.problems),
+        }
+
+
+def channel_of(settings: Settings) -> str:
+    """Deliveries to the embedded outbox are recorded apart from those to a real server."""
+    return "outbox" if settings.smtp.is_embedded else "smtp"
+
+
+def issue_report(
+    settings: Settings,
+    list_name: str | None = None,
+    issue: str | None = None,
+    withdrawn: Collection[str] = (),
+) -> IssueReport:
+    """Read the ledger (read-only) and the list for one issue; the latest issue by default.
+
+    `withdrawn`: addresses a run saw unsubscribe before their message left (the ledger keeps no
+    row of them; afterwards, the list's unsubscribe times tell).
+    """
+    list_name = list_name or settings.default_list
+    channel = channel_of(settings)
+    path = settings.path(settings.ledger)
+    if not path.is_file():
+        raise LedgerError(
+            "there is no delivery ledger yet, so nothing was sent",
+            where=str(path),
+            fix="run `newsletter send` first, or point `ledger` in newsletter.toml at the right file",
+        )
+    issue = issue or latest_issue(path, list_name, channel)
+    rows = read_issue(path, issue, list_name, channel) if issue else []
+    if not rows:
+        what = f"issue {issue}" if issue else "any issue"
+        raise LedgerError(
+            f"the ledger has no deliveries of {what} to list '{list_name}' ({channel})",
+            where=str(path),
+            fix="check --issue and --list (the issue id is the ISO week, e.g. 2026-W48)",
+        )
+    store = SubscriberStore(settings.list_path(list_name))
+    statuses = _statuses(store) if store.path.is_file() else {}
+    return build_report(issue or "", list_name, channel, rows, statuses, withdrawn)
+
+
+def _statuses(store: SubscriberStore) -> dict[str, Subscriber]:
+    """The list's current statuses, for those who are no longer active."""
+    return {s.key: s for s in store.iter_subscribers(on_problem=lambda _: None) if not s.is_active}
+
+
+def build_report(
+    issue: str,
+    list_name: str,
+    channel: str,
+    rows: Iterable[LedgerRow],
+    inactive: dict[str, Subscriber],
+    withdrawn: Collection[str] = (),
+) -> IssueReport:
+    """Classify every ledger row; add those who unsubscribed after the run began and got nothing."""
+    report = IssueReport(issue, list_name, channel)
+    rows = list(rows)
+    seen = set()
+    for row in rows:
+        seen.add(row.email)
+        outcome = _outcome(row, inactive.get(row.email))
+        report.counts[outcome] += 1
+        if outcome != Outcome.DELIVERED:
+            report.problems.append(
+                Problem(row.email, outcome, row.attempts, printable(row.last_reply or ""), row.updated_at)
+            )
+    started = min((_parse(row.updated_at) for row in rows), default=None)
+    for key, subscriber in inactive.items():
+        left = subscriber.unsubscribed_at
+        gone = subscriber.status == SubscriberStatus.UNSUBSCRIBED
+        if key in seen or not gone or left is None or started is None:
+            continue
+        if left.tzinfo is None:
+            left = left.replace(tzinfo=UTC)
+        if left >= started or key in withdrawn:
+            report.counts[Outcome.UNSUBSCRIBED] += 1
+            report.problems.append(Problem(key, Outcome.UNSUBSCRIBED, 0, "", left.isoformat()))
+    report.problems.sort(key=lambda p: (NOT_DELIVERED.index(p.outcome), p.email))
+    return report
+
+
+def _outcome(row: LedgerRow, inactive: Subscriber | None) -> Outcome:
+    if row.status == DeliveryStatus.DELIVERED:
+        bounced = inactive is not None and inactive.status == SubscriberStatus.BOUNCED
+        return Outcome.BOUNCED if bounced else Outcome.DELIVERED
+    if row.status == DeliveryStatus.SENDING:
+        return Outcome.IN_FLIGHT
+    return Outcome(row.status)
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def printable(text: str) -> str:
+    """A server's reply is foreign bytes: no control or direction characters reach a terminal."""
+    return _CONTROL.sub(" ", text).strip()
+
+
+def format_text(report: IssueReport) -> str:
+    """The counts, then one aligned line per address that did not get the issue."""
+    lines = [report.summary()]
+    if report.problems:
+        width = max(len(p.email) for p in report.problems)
+        kind = max(len(str(p.outcome)) for p in report.problems)
+        for p in report.problems:
+            tries = _tries(p.attempts)
+            reply = p.last_reply or "-"
+            lines.append(f"{p.outcome!s:<{kind}}  {p.email:<{width}}  {tries:<10}  {reply}")
+    else:
+        lines.append("Everyone on the ledger got it.")
+    return "\n".join(lines)
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_csv(report: IssueReport, out: TextIO) -> None:
+    """One row per address that did not get the issue; cells that a spreadsheet would run are quoted."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "outcome", "attempts", "last_reply", "when"])
+    for p in report.problems:
+        cells = [p.email, str(p.outcome), str(p.attempts), p.last_reply, p.when]
+        writer.writerow(["'" + c if c.startswith(_FORMULA) else c for c in cells])
+
+
+def log_lines(report: IssueReport, cap: int = 1000) -> list[str]:
+    """What the log file keeps of a run's problems: one line per address, then how many more."""
+    lines = [
+        f"{p.outcome}: {p.email} ({_tries(p.attempts)}): {p.last_reply or '-'}" for p in report.problems[:cap]
+    ]
+    if len(report.problems) > cap:
+        lines.append(
+            f"... and {len(report.problems) - cap} more: see {report_command(report.issue, report.list_name)}"
+        )
+    return lines
+
+
+def report_command(issue: str, list_name: str) -> str:
+    """The command that shows an issue's problems, as the summary line suggests it."""
+    return f"newsletter report --issue {issue} --list {list_name}"
+
+
+def _tries(attempts: int) -> str:
+    return f"{attempts} attempt{'' if attempts == 1 else 's'}"
