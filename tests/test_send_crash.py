@@ -130,7 +130,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(tmp_path: Path) -> None:
         os.killpg(first.pid, signal.SIGINT)  # the whole process group, as a terminal's Ctrl-C does
         _, err = first.communicate(timeout=30)
         assert first.returncode == 130, err
-        assert err.startswith("Interrupted after ") and "run the same command again" in err
+        assert err.startswith("Stopped by Ctrl-C after ") and "Run the same command again" in err
         assert "Traceback" not in err  # neither the sender nor a builder process
         with pytest.raises(ProcessLookupError):
             os.killpg(first.pid, 0)  # no builder process left behind
@@ -140,3 +140,40 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(tmp_path: Path) -> None:
         _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     assert sorted({item.recipient for item in handler.received}) == active
+
+
+@pytest.mark.parametrize("whom", ["process", "group"], ids=["timeout-style", "systemd-style"])
+def test_sigterm_stops_like_ctrl_c_with_exact_counts_and_a_log_line(tmp_path: Path, whom: str) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", SUBSCRIBERS)
+    handler = RecordingHandler(delay=0.01)
+    with LoopbackServer(handler) as server:
+        config = write_config(tmp_path, port=server.port, connections=2, compose_processes=2)
+        config.write_text('log_file = "send.log"\n' + config.read_text(encoding="utf-8"), encoding="utf-8")
+        first = start_send(tmp_path, start_new_session=True)
+        wait_until(lambda: len(handler.received) >= 40 or first.poll() is not None)
+        if whom == "group":
+            os.killpg(first.pid, signal.SIGTERM)  # systemd signals every process of the unit
+        else:
+            first.send_signal(signal.SIGTERM)  # `timeout` signals only the command it ran
+        _, err = first.communicate(timeout=30)
+        received = len(handler.received)
+    assert first.returncode == 130, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    match = re.fullmatch(
+        r"Stopped by SIGTERM after (\d+) delivered in this run; (.*)\."
+        r" Run the same command again to resume\.\n",
+        err,
+    )
+    assert match, err
+    statuses = [status for status, _ in ledger(tmp_path).values()]
+    assert int(match.group(1)) == statuses.count("delivered")
+    in_flight = statuses.count("sending")
+    if in_flight:
+        assert match.group(2).startswith(f"{in_flight} in flight") and "same Message-ID" in match.group(2)
+    else:
+        assert match.group(2) == "nothing was in flight, so nobody gets the issue twice"
+    assert statuses.count("delivered") <= received <= statuses.count("delivered") + in_flight
+    log = (tmp_path / "send.log").read_text(encoding="utf-8")
+    assert "send stopped by SIGTERM after" in log and f"{in_flight} in flight" in log
+    with pytest.raises(ProcessLookupError):
+        os.killpg(first.pid, 0)  # no builder process left behind

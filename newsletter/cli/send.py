@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
+from ..interrupts import sigterm_as_interrupt, stopped_by
 from ..pipeline.outcomes import report_command
-from ..pipeline.send import SendOptions, run_send
+from ..pipeline.send import SendInterrupted, SendOptions, run_send
 from ..statuses import DeliveryStatus, SubscriberStatus
 from .app import AppContext, pass_app
 from .options import parse_date, parse_shard
@@ -58,7 +59,7 @@ def send(
     """Send this week's digest to every active subscriber who has not had it yet.
 
     Exit status: 0 everyone has a final outcome, 75 some deliveries were deferred
-    (run again to resume), 1 the run stopped on an error, 130 interrupted (Ctrl-C).
+    (run again to resume), 1 the run stopped on an error, 130 interrupted (Ctrl-C or SIGTERM).
 
     Example: newsletter send --list example --date 2024-03-14
     """
@@ -74,16 +75,16 @@ def send(
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:
-        report = run_send(app.settings, options, on_outcome=progress.tick)
+        with sigterm_as_interrupt():
+            report = run_send(app.settings, options, on_outcome=progress.tick)
+    except SendInterrupted as stop:
+        progress.done()
+        click.echo(_interrupted(stop), err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         progress.done()
-        sent = progress.counts.get(DeliveryStatus.DELIVERED, 0)
-        click.echo(
-            f"Interrupted after {sent} sent: run the same command "
-            "again to resume (nobody gets the issue twice).",
-            err=True,
-        )
-        sys.exit(130)
+        click.echo(f"Stopped by {stopped_by()} before anything was sent or recorded.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         progress.done()  # end the live line before any summary or error
     for problem in report.problems:
@@ -102,6 +103,26 @@ def send(
         if report.exit_code:
             click.echo("Some deliveries are not final yet: run the same command again to resume.", err=True)
     sys.exit(report.exit_code)
+
+
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C; SIGTERM ends the same way
+
+
+def _interrupted(stop: SendInterrupted) -> str:
+    """One line that is exactly true: what was delivered, and what the next run sends again."""
+    report = stop.report
+    if not stop.in_flight:
+        again = "nothing was in flight, so nobody gets the issue twice"
+    else:
+        again = (
+            f"{stop.in_flight} in flight (queued, or handed to the server with no answer recorded)"
+            " will be sent again by the next run with the same Message-ID, so a reader whose copy"
+            " did arrive may get it twice (mail systems that deduplicate by Message-ID show one)"
+        )
+    return (
+        f"Stopped by {stopped_by()} after {report.sent} delivered in this run; {again}. "
+        "Run the same command again to resume."
+    )
 
 
 class _Progress:

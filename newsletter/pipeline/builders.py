@@ -44,12 +44,25 @@ def _serve(inbox: int, outbox: int, not_ours: list[int]) -> None:
     for fd in not_ours:  # the sender's ends of every pipe, so EOF reaches whoever waits for it
         os.close(fd)
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sender's to handle: it stops us
+    # Ctrl-C and SIGTERM (systemd signals the whole group) are the sender's to handle: it closes
+    # our pipes and, at the end, kills us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The sender stopped (an error, Ctrl-C, SIGTERM) mid-chunk or while we flushed a reply:
+    # nothing left to do, quietly. This includes the flush when the reply file is closed.
+    with contextlib.suppress(BrokenPipeError, EOFError, pickle.UnpicklingError):
+        _answer(inbox, outbox)
+
+
+def _answer(inbox: int, outbox: int) -> None:
     assert _work is not None
-    with open(inbox, "rb") as requests, open(outbox, "wb") as replies, contextlib.suppress(BrokenPipeError):
-        # A broken pipe means the sender stopped (an error, Ctrl-C): nothing left to do, quietly.
+    with open(inbox, "rb") as requests, open(outbox, "wb") as replies:
         while header := requests.read(_HEADER):
-            chunk = pickle.loads(requests.read(int.from_bytes(header, "big")))
+            size = int.from_bytes(header, "big")
+            data = requests.read(size)
+            if len(header) < _HEADER or len(data) < size:
+                return  # a chunk cut short: the sender is gone
+            chunk = pickle.loads(data)
             try:
                 reply: tuple[bool, Any] = (True, [_work(item) for item in chunk])
             except Exception as exc:
@@ -183,10 +196,10 @@ class ParallelBuilder:
                 builder.disconnect()
 
     def close(self) -> None:
-        """Stop the builders, whatever state they are in."""
+        """Stop the builders, whatever state they are in (they ignore SIGTERM: SIGKILL is quiet too)."""
         for builder in self._builders:
             builder.disconnect()
-            builder.process.terminate()
+            builder.process.kill()
         for builder in self._builders:
             builder.process.join()
 

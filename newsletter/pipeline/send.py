@@ -17,7 +17,8 @@ from filelock import FileLock, Timeout
 
 from ..delivery import Dispatcher, EmbeddedServer, Job, SmtpTarget
 from ..errors import LedgerError, NewsletterError
-from ..ledger import DeliveryLedger, LedgerEntry
+from ..interrupts import stopped_by
+from ..ledger import DeliveryLedger, LedgerEntry, read_issue
 from ..mail.compose import HeaderValueError, MessageComposer
 from ..models import Subscriber
 from ..render.digest import DigestRenderer
@@ -137,9 +138,19 @@ def run_send(
             extra={"shown_to_user": True},
         )
         raise
+    except SendInterrupted as stop:
+        log.warning(
+            "send stopped by %s after %.1fs: %s",
+            stopped_by(),
+            time.monotonic() - started,
+            stop.counts(),
+            extra={"shown_to_user": True},
+        )
+        raise
     except KeyboardInterrupt:
         log.warning(
-            "send interrupted after %.1fs; the next run resumes",
+            "send stopped by %s after %.1fs, before anything was recorded",
+            stopped_by(),
             time.monotonic() - started,
             extra={"shown_to_user": True},
         )
@@ -194,17 +205,52 @@ def _run_send(
             problems=list(issue.problems),
         )
         planner = DigestPlanner(settings, issue, signer, options, report)
-        if options.dry_run:
-            path = settings.path(settings.ledger)
-            done = DeliveryLedger.peek_entries(path, report.issue, report.list, channel)
-            received = DeliveryLedger.peek_received(path, report.issue, report.list, channel)
-            for _ in planner.jobs(store.iter_subscribers(), done, received):
-                pass
-        elif options.to:
-            _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)
-        else:
-            _send_recorded(settings, store, planner, report, on_outcome)
+        try:
+            _run_planned(settings, store, planner, options, report, on_outcome)
+        except KeyboardInterrupt:
+            in_flight = 0 if options.dry_run or options.to else _in_flight(settings, report)
+            raise SendInterrupted(report, in_flight) from None
     return report
+
+
+def _run_planned(
+    settings: Settings,
+    store: SubscriberStore,
+    planner: DigestPlanner,
+    options: SendOptions,
+    report: SendReport,
+    on_outcome: Callable[[str, DeliveryStatus], None] | None,
+) -> None:
+    """Compose only (dry run), send one test copy (--to), or send and record."""
+    channel = report.channel
+    if options.dry_run:
+        path = settings.path(settings.ledger)
+        done = DeliveryLedger.peek_entries(path, report.issue, report.list, channel)
+        received = DeliveryLedger.peek_received(path, report.issue, report.list, channel)
+        for _ in planner.jobs(store.iter_subscribers(), done, received):
+            pass
+    elif options.to:
+        _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)
+    else:
+        _send_recorded(settings, store, planner, report, on_outcome)
+
+
+class SendInterrupted(Exception):
+    """Ctrl-C or SIGTERM during a run: what was delivered, and what the next run sends again."""
+
+    def __init__(self, report: SendReport, in_flight: int) -> None:
+        self.report = report
+        self.in_flight = in_flight  # 'sending' rows: queued, or handed over with no reply recorded
+        super().__init__(self.counts())
+
+    def counts(self) -> str:
+        return f"{self.report.sent} delivered in this run, {self.in_flight} in flight"
+
+
+def _in_flight(settings: Settings, report: SendReport) -> int:
+    """Rows left 'sending': the next run sends them again, with the same Message-ID."""
+    rows = read_issue(settings.path(settings.ledger), report.issue, report.list, report.channel)
+    return sum(1 for row in rows if row.status == DeliveryStatus.SENDING)
 
 
 def _local_trial(settings: Settings) -> bool:
@@ -435,4 +481,4 @@ class DigestPlanner:
         return resumed, Job(subscriber.key, message, tuple(p.paper.id for p in picks))
 
 
-__all__ = ["NewsletterError", "SendOptions", "SendReport", "in_shard", "run_send"]
+__all__ = ["NewsletterError", "SendInterrupted", "SendOptions", "SendReport", "in_shard", "run_send"]
