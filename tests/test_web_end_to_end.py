@@ -37,7 +37,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "bob@example.org,Bob,reinforcement learning,active,2026-11-01T10:00:00+00:00,\n"
     )
     (tmp_path / "newsletter.toml").write_text(
+        # The second issue has the same papers: bob gets a "nothing new" note (one message to him).
         f'issue_date = 2024-03-14\npapers = ["{REPO / "examples"}"]\ndefault_list = "lab"\n'
+        "send_empty_digests = true\n"
         f'templates_dir = "{REPO / "templates"}"\n[smtp]\nhost = "embedded"\noutbox = "outbox"\n'
     )
     sock = socket.socket()
