@@ -1,4 +1,10 @@
-"""The SQLite record of who got which issue: what makes a repeated run resume, not re-send."""
+"""The SQLite record of who got which issue: what makes a repeated run resume, not re-send.
+
+The file's shape is versioned with `PRAGMA user_version`. Each entry of `MIGRATIONS` moves a
+ledger one version up; a ledger is brought to `SCHEMA_VERSION` in one transaction when a run
+opens it, and one from a newer release is refused rather than guessed at. To change the
+schema, append a `Migration` (never edit a released one): version N is `MIGRATIONS[:N]` applied.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,22 +21,41 @@ from .errors import LedgerError
 from .statuses import STORED_STATUSES, DeliveryStatus
 
 _STATUS_LIST = ", ".join(f"'{status}'" for status in STORED_STATUSES)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS deliveries (
-    issue       TEXT NOT NULL,
-    list        TEXT NOT NULL,
-    email       TEXT NOT NULL,
-    channel     TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ({_STATUS_LIST})),
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    last_reply  TEXT,
-    message_id  TEXT NOT NULL,
-    papers      TEXT NOT NULL DEFAULT '[]',
-    updated_at  TEXT NOT NULL,
-    PRIMARY KEY (issue, list, email, channel)
-);
-CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (list, channel, email);
-"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: why it exists and the statements that take a ledger there."""
+
+    why: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        # Ledgers written before versioning have these already (version 0 with the table present).
+        "one row per (issue, list, address, channel)",
+        (
+            f"""CREATE TABLE IF NOT EXISTS deliveries (
+                issue       TEXT NOT NULL,
+                list        TEXT NOT NULL,
+                email       TEXT NOT NULL,
+                channel     TEXT NOT NULL,
+                status      TEXT NOT NULL CHECK (status IN ({_STATUS_LIST})),
+                attempts    INTEGER NOT NULL DEFAULT 0,
+                last_reply  TEXT,
+                message_id  TEXT NOT NULL,
+                papers      TEXT NOT NULL DEFAULT '[]',
+                updated_at  TEXT NOT NULL,
+                PRIMARY KEY (issue, list, email, channel)
+            )""",
+            "CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (list, channel, email)",
+        ),
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+_OUR_TABLES = frozenset({"deliveries"})
+_FIX = "restore the file from a backup, or set 'ledger' in newsletter.toml to another file"
 
 
 @dataclass(frozen=True)
@@ -55,13 +80,72 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the server answered for one message."""
+    """What the server answered for one message (WITHDRAWN removes its 'sending' row)."""
 
     email: str
     status: DeliveryStatus
     reply: str
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE, COMMIT inside the guarded block; roll back only if one is still open.
+
+    The connection must be in autocommit mode (isolation_level=None). A failed COMMIT (disk full,
+    busy) is rolled back and raised like any other error in the block.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _check_version(db: sqlite3.Connection, path: Path) -> int:
+    """The ledger's version, or a one-line error if it is newer than this release or not ours."""
+    version = _version(db)
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"the delivery ledger has schema version {version}, newer than this release knows"
+            f" ({SCHEMA_VERSION})",
+            where=str(path),
+            fix="upgrade newsletter to the release that wrote it, or set 'ledger' to another file",
+        )
+    if version == 0:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables - _OUR_TABLES:
+            raise LedgerError(
+                f"this SQLite file is not a delivery ledger (it has tables {', '.join(sorted(tables))})",
+                where=str(path),
+                fix="set 'ledger' in newsletter.toml to a file of its own, e.g. newsletter.db",
+            )
+    return version
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> int:
+    """Bring an older ledger to SCHEMA_VERSION in one transaction; return the version it had."""
+    if _check_version(db, path) == SCHEMA_VERSION:
+        return SCHEMA_VERSION
+    with transaction(db):
+        version = _check_version(db, path)  # again under the write lock: another run may have done it
+        for migration in MIGRATIONS[version:]:
+            for statement in migration.statements:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+    return version
+
+
+_ENTRIES_SQL = (
+    "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
+    " WHERE issue = ? AND list = ? AND channel = ?"
+)
 _RECEIVED_SQL = (
     "SELECT email, papers FROM deliveries WHERE list = ? AND channel = ? AND issue != ? AND status = ?"
 )
@@ -74,23 +158,28 @@ def _group_received(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]
     return {email: frozenset(ids) for email, ids in received.items()}
 
 
-def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple]:  # type: ignore[type-arg]
-    """Rows from a ledger opened read-only; a missing or unreadable ledger reads as empty."""
-    if not path.is_file():
-        return []
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return db.execute(sql, params).fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []  # unreadable or from an older version: assume nothing was sent
-
-
 def _entry(row: tuple[str, str, int, str, str | None]) -> LedgerEntry:
     email, status, attempts, message_id, last_reply = row
     return LedgerEntry(email, DeliveryStatus(status), attempts, message_id, last_reply)
+
+
+def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple]:  # type: ignore[type-arg]
+    """Rows from a ledger read without changing it; no file means no history, a bad one is an error.
+
+    An older ledger is migrated in a copy in memory, so a preview or dry run never writes.
+    """
+    if not path.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            if _check_version(db, path) < SCHEMA_VERSION:
+                with closing(sqlite3.connect(":memory:", isolation_level=None)) as copy:
+                    db.backup(copy)
+                    migrate(copy, path)
+                    return copy.execute(sql, params).fetchall()
+            return db.execute(sql, params).fetchall()
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a status this release does not know
+        raise LedgerError(f"cannot read the delivery ledger ({exc})", where=str(path), fix=_FIX) from exc
 
 
 def _now() -> str:
@@ -113,16 +202,24 @@ class DeliveryLedger:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed attempt survives a crash or power loss before the DATA command.
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise LedgerError(
                 f"cannot open the delivery ledger ({exc})",
                 where=str(path),
                 fix="check that the folder is writable or set 'ledger' in newsletter.toml",
             ) from exc
+        try:
+            _check_version(db, path)  # before WAL, which would change a file that is not ours
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed attempt survives a crash or power loss before the DATA command.
+            db.execute("PRAGMA synchronous=FULL")
+            migrate(db, path)
+        except LedgerError:
+            db.close()
+            raise
+        except sqlite3.Error as exc:
+            db.close()
+            raise LedgerError(f"cannot open the delivery ledger ({exc})", where=str(path), fix=_FIX) from exc
         return db
 
     def close(self) -> None:
@@ -132,12 +229,7 @@ class DeliveryLedger:
     @staticmethod
     def peek_entries(path: Path, issue: str, list_name: str, channel: str) -> dict[str, LedgerEntry]:
         """What a real run would find, read without creating or changing anything (for --dry-run)."""
-        rows = _read_only(
-            path,
-            "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
-            " WHERE issue = ? AND list = ? AND channel = ?",
-            (issue, list_name, channel),
-        )
+        rows = _read_only(path, _ENTRIES_SQL, (issue, list_name, channel))
         return {row[0]: _entry(row) for row in rows}
 
     @staticmethod
@@ -146,48 +238,23 @@ class DeliveryLedger:
         rows = _read_only(path, _RECEIVED_SQL, (list_name, channel, issue, DeliveryStatus.DELIVERED))
         return _group_received(rows)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
     def entries(self) -> dict[str, LedgerEntry]:
         """Every recorded subscriber of this issue, keyed by lower-cased address."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
-                " WHERE issue = ? AND list = ? AND channel = ?",
-                (self.issue, self.list_name, self.channel),
-            ).fetchall()
+            rows = self._db.execute(_ENTRIES_SQL, (self.issue, self.list_name, self.channel)).fetchall()
         return {row[0]: _entry(row) for row in rows}
 
     def papers_received_before(self) -> dict[str, frozenset[str]]:
         """Paper ids each address already received in other issues, so they are not sent again."""
+        params = (self.list_name, self.channel, self.issue, DeliveryStatus.DELIVERED)
         with self._lock:
-            rows = self._db.execute(
-                _RECEIVED_SQL, (self.list_name, self.channel, self.issue, DeliveryStatus.DELIVERED)
-            )
-            return _group_received(rows)
+            return _group_received(self._db.execute(_RECEIVED_SQL, params))
 
     def record(self, outcomes: Iterable[Outcome] = (), attempts: Iterable[Attempt] = ()) -> None:
         """Write outcomes and new attempts in one durable transaction (one fsync for the batch)."""
-        with self._transaction() as db:
+        with self._lock, transaction(self._db) as db:
             self._write_outcomes(db, outcomes)
             self._write_attempts(db, attempts)
-
-    def record_attempts(self, attempts: Iterable[Attempt]) -> None:
-        """Write 'sending' rows; they must be durable before the data goes out."""
-        self.record(attempts=attempts)
-
-    def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
-        """Write the server's answers."""
-        self.record(outcomes=outcomes)
 
     def _write_attempts(self, db: sqlite3.Connection, attempts: Iterable[Attempt]) -> None:
         now = _now()
