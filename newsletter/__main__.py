@@ -1,6 +1,6 @@
 """Allow `python -m newsletter`."""
 
-from .cli.app import main
+from .cli import main
 
 if __name__ == "__main__":
     main()

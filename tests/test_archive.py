@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 XSS_TITLE = "<script>alert(1)</script>"

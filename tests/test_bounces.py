@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.bounces import apply_bounces, bounces_in, read_messages

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

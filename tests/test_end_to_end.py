@@ -18,7 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.subscribers import SubscriberStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from http_servers import LocalHttpServer, Reply
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.subscribers import SubscriberStore
 
 ROOT = Path(__file__).resolve().parents[1]

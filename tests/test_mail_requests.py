@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.mail.tokens import TokenSigner, make_legacy_token, request_subject
 from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.requests import parse_request

@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from test_sources_fetch import RecordedServer, fixture, server  # noqa: F401 - pytest fixture
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.sources import load_papers
 
 ROOT = Path(__file__).resolve().parent.parent

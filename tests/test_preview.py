@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from smtp_servers import LoopbackServer, Received, RecordingHandler, write_config, write_subscribers
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.subscribers import SubscriberStore
 
 REFUSED = "550 5.1.1 <reader0001@example.com>: Recipient address rejected"

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 from smtp_servers import LoopbackServer, write_config
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
 ROWS = (

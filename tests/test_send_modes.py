@@ -17,7 +17,7 @@ from smtp_servers import (
     write_subscribers,
 )
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 
 
 def run_cli(folder: Path, *args: str) -> Result:

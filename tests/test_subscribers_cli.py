@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.subscribers import SubscriberStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "subscribers"

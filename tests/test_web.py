@@ -148,7 +148,7 @@ def test_app_without_secret_is_refused() -> None:
 def test_serve_without_secret_refuses_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from newsletter.cli.app import main
+    from newsletter.cli import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_SECRET", raising=False)

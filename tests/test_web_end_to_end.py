@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 
-from newsletter.cli.app import main
+from newsletter.cli import main
 from newsletter.settings import load_settings
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app

@@ -87,30 +87,3 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
 
 pass_app = click.make_pass_decorator(AppContext)
-
-
-def _register() -> None:
-    """Attach the command groups; each lives in its own module."""
-    # --- commands (one import and add_command per module) ---
-    from .papers import papers
-    from .preview import preview
-    from .report import report
-    from .send import send
-    from .serve import serve
-    from .subscribers import subscribers
-
-    main.add_command(send)
-    main.add_command(preview)
-    main.add_command(papers)
-    main.add_command(subscribers)
-    main.add_command(serve)
-    main.add_command(report)
-    from .archive import archive
-    from .doctor import doctor
-
-    main.add_command(archive)
-    main.add_command(doctor)
-    # --- end commands ---
-
-
-_register()
