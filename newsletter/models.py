@@ -1,9 +1,10 @@
-"""Data that crosses stage boundaries: papers and subscribers."""
+"""Data that crosses stage boundaries: papers, subscribers and the issue they meet in."""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -65,3 +66,15 @@ class Subscriber(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.status is SubscriberStatus.ACTIVE
+
+
+@dataclass(frozen=True)
+class IssueInfo:
+    """What every digest of one issue shares: its name, date and the window it covers."""
+
+    issue_id: str
+    issue_date: date
+    list_name: str
+    title: str
+    window_start: date
+    archive_url: str | None = None

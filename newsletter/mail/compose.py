@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from ..models import Subscriber
-from ..render.digest import IssueInfo, RenderedDigest
+from ..models import IssueInfo, Subscriber
+from ..render.digest import RenderedDigest
 from ..settings import Settings
 from .dkim import DkimSigner
 from .tokens import TokenSigner, request_subject

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, SourceError
 from ..mail.tokens import Purpose, TokenSigner, purpose_url
-from ..models import Paper
+from ..models import IssueInfo, Paper
 from ..ranking.selection import Ranker
-from ..render.digest import IssueInfo
 from ..settings import Settings
 from ..sources import load_papers
 from ..sources.feeds import fetch_issue_sources

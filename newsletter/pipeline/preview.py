@@ -11,8 +11,8 @@ from pathlib import Path
 from ..errors import NewsletterError
 from ..ledger import DeliveryLedger
 from ..mail.compose import compose_message
-from ..models import Subscriber
-from ..render.digest import DigestRenderer, IssueInfo, RenderedDigest
+from ..models import IssueInfo, Subscriber
+from ..render.digest import DigestRenderer, RenderedDigest
 from ..settings import Settings
 from ..subscribers import SubscriberStore
 from .issue import LinkSigner, prepare_issue

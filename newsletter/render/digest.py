@@ -12,7 +12,6 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,7 +21,7 @@ from markupsafe import Markup, escape
 import newsletter
 
 from ..errors import TemplateError
-from ..models import Paper, Subscriber
+from ..models import IssueInfo, Paper, Subscriber
 from ..settings import Settings
 from .fragments import Slotted, TextShell, inline_css
 from .highlight import highlight
@@ -45,18 +44,6 @@ CARD_HTML_TEMPLATE = "paper.html"
 CARD_TEXT_TEMPLATE = "paper.txt"
 SUBJECT_MAX = 120
 _CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory (~10 MB)
-
-
-@dataclass(frozen=True)
-class IssueInfo:
-    """What every digest of one issue shares: its name, date and the window it covers."""
-
-    issue_id: str
-    issue_date: date
-    list_name: str
-    title: str
-    window_start: date
-    archive_url: str | None = None
 
 
 @dataclass(frozen=True)
