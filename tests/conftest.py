@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.recorded import RecordedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,3 +24,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture()
+def server() -> Iterator[RecordedServer]:
+    """A local HTTP server replaying recorded answers (queue them with server.queue)."""
+    recorded = RecordedServer()
+    recorded.start()
+    yield recorded
+    recorded.stop()

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_render_samples import (
+from helpers.samples import (
     UNSUBSCRIBE,
     Pick,
     alice,

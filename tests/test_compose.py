@@ -11,13 +11,13 @@ from typing import Any
 
 import dkim
 import pytest
-from smtp_servers import LoopbackServer, write_config, write_subscribers
+from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
 
 from newsletter.mail.compose import HeaderValueError, MessageComposer, compose_message
 from newsletter.mail.wire import to_wire
-from newsletter.models import Subscriber
+from newsletter.models import IssueInfo, Subscriber
 from newsletter.pipeline.send import SendOptions, run_send
-from newsletter.render.digest import IssueInfo, RenderedDigest
+from newsletter.render.digest import RenderedDigest
 from newsletter.settings import Settings, load_settings
 
 ISSUE = IssueInfo(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smtp_servers import (
+from helpers.smtp_servers import (
     GreetingRefuser,
     LoopbackServer,
     RecordingHandler,

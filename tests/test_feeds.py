@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from http_servers import LocalHttpServer, Reply
+from helpers.http_servers import LocalHttpServer, Reply
 
 from newsletter.cli import main
 from newsletter.subscribers import SubscriberStore

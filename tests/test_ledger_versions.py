@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from smtp_servers import write_config, write_subscribers
+from helpers.smtp_servers import write_config, write_subscribers
 
 from newsletter.cli import main
 from newsletter.errors import LedgerError

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
-from test_sources_fetch import RecordedServer, fixture, server  # noqa: F401 - pytest fixture
+from helpers.recorded import RecordedServer, fixture
 
 from newsletter.cli import main
 from newsletter.sources import load_papers
@@ -113,7 +113,7 @@ def test_rank_of_a_file_in_no_known_format_is_a_one_line_error(tmp_path: Path) -
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_fetch_hf_writes_json_lines_that_rank_can_read(server: RecordedServer, tmp_path: Path) -> None:  # noqa: F811
+def test_fetch_hf_writes_json_lines_that_rank_can_read(server: RecordedServer, tmp_path: Path) -> None:
     server.queue("/api/daily_papers", fixture("hf_daily_2024-03-14_p0.json"))
     out = tmp_path / "fetched" / "hf.jsonl"
     result = run(
@@ -127,7 +127,7 @@ def test_fetch_hf_writes_json_lines_that_rank_can_read(server: RecordedServer, t
     assert papers[0].upvotes == 42
 
 
-def test_fetch_arxiv_prints_json_lines_to_stdout(server: RecordedServer) -> None:  # noqa: F811
+def test_fetch_arxiv_prints_json_lines_to_stdout(server: RecordedServer) -> None:
     server.queue("/api/query", fixture("arxiv_api_page0.xml"))
     result = run("papers", "fetch", "--source", "arxiv", "--query", "abs:diffusion", "--base-url", server.url)
     assert result.exit_code == 0, result.output
@@ -135,7 +135,7 @@ def test_fetch_arxiv_prints_json_lines_to_stdout(server: RecordedServer) -> None
     assert [json.loads(line)["id"] for line in lines] == ["2403.08213", "2403.08120"]
 
 
-def test_fetch_refused_by_the_server_is_a_one_line_error(server: RecordedServer) -> None:  # noqa: F811
+def test_fetch_refused_by_the_server_is_a_one_line_error(server: RecordedServer) -> None:
     server.queue("/api/daily_papers", (400, {}, b'{"error": "invalid date"}'))
     result = run("papers", "fetch", "--source", "hf", "--date", "2024-03-14", "--base-url", server.url)
     assert result.exit_code == 1

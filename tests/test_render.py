@@ -8,7 +8,7 @@ from pathlib import Path
 
 import premailer
 import pytest
-from test_render_samples import (
+from helpers.samples import (
     MANAGE,
     UNSUBSCRIBE,
     Markup,

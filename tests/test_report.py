@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
-from smtp_servers import LoopbackServer, Received, RecordingHandler, write_config, write_subscribers
+from helpers.smtp_servers import LoopbackServer, Received, RecordingHandler, write_config, write_subscribers
 
 from newsletter.cli import main
 from newsletter.subscribers import SubscriberStore

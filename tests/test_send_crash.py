@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from smtp_servers import (
+from helpers.smtp_servers import (
     REPO,
     LoopbackServer,
     RecordingHandler,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
-from smtp_servers import LoopbackServer, write_config
+from helpers.smtp_servers import LoopbackServer, write_config
 
 from newsletter.cli import main
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from filelock import FileLock
-from smtp_servers import (
+from helpers.smtp_servers import (
     LoopbackServer,
     RecordingHandler,
     closed_port,

@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import pytest
-from http_servers import LocalHttpServer, Reply
+from helpers.recorded import FIXTURES, RecordedServer, fixture
 
 from newsletter.errors import SourceError
 from newsletter.sources.fetch import fetch_arxiv, fetch_hf, parse_week
 from newsletter.sources.http import FetchPolicy
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
-
-
-class RecordedServer(LocalHttpServer):
-    """Serves queued replies per path (last one repeats) and records every request it saw."""
-
-    def __init__(self) -> None:
-        self.replies: dict[str, list[Reply]] = {}
-        super().__init__(self.next_reply)
-
-    def queue(self, path: str, *replies: Reply) -> None:
-        self.replies.setdefault(path, []).extend(replies)
-
-    def next_reply(self, path: str, query: dict[str, str]) -> Reply:
-        key = f"{path}?p={query['p']}" if "p" in query and f"{path}?p={query['p']}" in self.replies else path
-        if "start" in query and f"{path}?start={query['start']}" in self.replies:
-            key = f"{path}?start={query['start']}"
-        queue = self.replies.get(key)
-        if not queue:
-            return 404, {}, b"not found"
-        return queue.pop(0) if len(queue) > 1 else queue[0]
-
-
-@pytest.fixture()
-def server() -> Iterator[RecordedServer]:
-    recorded = RecordedServer()
-    recorded.start()
-    yield recorded
-    recorded.stop()
 
 
 class FakeClock:
@@ -64,10 +32,6 @@ class FakeClock:
         }
         options.update(overrides)
         return FetchPolicy(**options)  # type: ignore[arg-type]
-
-
-def fixture(name: str, status: int = 200, **headers: str) -> Reply:
-    return status, {"Content-Type": "application/json", **headers}, (FIXTURES / name).read_bytes()
 
 
 def test_hf_fetch_follows_pages_until_a_short_one(server: RecordedServer) -> None:

@@ -7,13 +7,13 @@ from datetime import date
 from typing import ClassVar
 
 import pytest
-from smtp_servers import LoopbackServer, RecordingHandler, write_config
+from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config
 
 from newsletter.delivery.smtp import SmtpTarget, close_connection, open_connection, send_one
 from newsletter.mail.compose import ComposedMessage, MessageComposer
 from newsletter.mail.wire import from_wire, to_wire
-from newsletter.models import Subscriber
-from newsletter.render.digest import IssueInfo, RenderedDigest
+from newsletter.models import IssueInfo, Subscriber
+from newsletter.render.digest import RenderedDigest
 from newsletter.settings import load_settings
 from newsletter.statuses import ReplyClass
 

@@ -1,4 +1,4 @@
-"""Fixed inputs for the render, golden and browser tests (this module holds data, no tests)."""
+"""Fixed inputs for the render, golden and browser tests: settings, an issue, papers, a reader."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-from newsletter.models import Paper, Subscriber
-from newsletter.render.digest import DigestRenderer, IssueInfo
+from newsletter.models import IssueInfo, Paper, Subscriber
+from newsletter.render.digest import DigestRenderer
 from newsletter.settings import Settings
 
 ISSUE_DATE = date(2024, 3, 14)
