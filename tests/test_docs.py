@@ -76,3 +76,25 @@ def test_command_is_mentioned_in_the_readme(path: tuple[str, ...]) -> None:
 
     pattern = r"\s+".join(re.escape(word) for word in path) + r"(?![\w-])"
     assert re.search(pattern, readme), f"README.md never mentions `{' '.join(path)}`"
+
+
+def _blocks(language: str) -> list[str]:
+    readme = README.read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", readme, flags=re.S)
+
+
+def test_the_quick_start_commands_are_what_ci_runs() -> None:
+    install_and_send, tests = _blocks("sh")[:2]
+    assert install_and_send.strip() == "./install.sh && .venv/bin/newsletter send"
+    install, run_tests = tests.strip().split(" && ")
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert install in ci and run_tests in ci
+
+
+def test_every_cron_and_systemd_line_calls_the_installed_path() -> None:
+    lines = [line for block in _blocks("cron") + _blocks("ini") for line in block.splitlines()]
+    calls = [line for line in lines if "newsletter " in line and not line.lstrip().startswith(("#", "Desc"))]
+    assert calls
+    for line in calls:
+        words = re.findall(r"([^\s=]*newsletter)\s+(?:send|archive)", line)
+        assert words and all(word == "/srv/digest/.venv/bin/newsletter" for word in words), line

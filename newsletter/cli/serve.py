@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..pipeline.issue import LOCAL_PORT, LOCAL_SECRET
+from ..settings import SmtpSettings
 from ..web.app import create_app
 from .app import AppContext, pass_app
 
@@ -15,7 +17,13 @@ from .app import AppContext, pass_app
     show_default=True,
     help="Address to listen on (0.0.0.0 for every interface, usually behind a TLS proxy).",
 )
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option(
+    "--port",
+    default=LOCAL_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (the default is the one a local trial's links point at).",
+)
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
     """Answer unsubscribe links: GET shows a button, POST (RFC 8058 one-click) unsubscribes.
@@ -27,6 +35,14 @@ def serve(app: AppContext, host: str, port: int) -> None:
     import uvicorn  # only this command needs the server
 
     settings = app.settings
+    if not (settings.secret or settings.base_url) and _is_loopback(host):
+        # A local trial: the outbox's links were signed with the stand-in secret and point here.
+        settings = settings.model_copy(update={"secret": LOCAL_SECRET})
+        click.echo(
+            "Warning: NEWSLETTER_SECRET and NEWSLETTER_BASE_URL are not set: answering the links of "
+            "local trials (the embedded outbox) only; set both before serving real mail's links",
+            err=True,
+        )
     web_app = create_app(settings)
     folder = settings.path(settings.subscribers_dir)
     if not folder.is_dir():
@@ -39,3 +55,8 @@ def serve(app: AppContext, host: str, port: int) -> None:
     uvicorn.run(
         web_app, host=host, port=port, proxy_headers=True, log_level="info" if app.verbose else "warning"
     )
+
+
+def _is_loopback(host: str) -> bool:
+    """Only this machine can reach a server bound to a loopback address."""
+    return SmtpSettings(host=host).is_loopback

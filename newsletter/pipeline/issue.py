@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 # Only for mail that never leaves this machine (the embedded outbox, previews, dry runs).
 LOCAL_SECRET = "local-outbox-only-not-a-secret"
-LOCAL_BASE_URL = "http://127.0.0.1:8025"
+LOCAL_PORT = 8025  # `newsletter serve`'s default port, so a local trial's links reach it
+LOCAL_BASE_URL = f"http://127.0.0.1:{LOCAL_PORT}"
 
 
 _ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
