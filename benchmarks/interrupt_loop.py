@@ -20,6 +20,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -87,13 +88,15 @@ class Run:
 
 def one_run(repo: Path, sig: signal.Signals, subscribers: int, rng: random.Random) -> Run:
     sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            assert controller.server is not None
-            write_project(folder, controller.server.sockets[0].getsockname()[1], subscribers, repo)
+            write_project(folder, port, subscribers, repo)
             env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
             env["PYTHONPATH"] = str(repo)
             process = subprocess.Popen(
