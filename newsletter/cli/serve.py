@@ -35,7 +35,8 @@ def serve(app: AppContext, host: str, port: int) -> None:
     import uvicorn  # only this command needs the server
 
     settings = app.settings
-    if not (settings.secret or settings.base_url) and _is_loopback(host):
+    trial = settings.config_file is not None and not (settings.secret or settings.base_url)
+    if trial and _is_loopback(host):
         # A local trial: the outbox's links were signed with the stand-in secret and point here.
         settings = settings.model_copy(update={"secret": LOCAL_SECRET})
         click.echo(
