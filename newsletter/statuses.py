@@ -43,6 +43,13 @@ STORED_STATUSES: tuple[DeliveryStatus, ...] = tuple(
 FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
 
 
+class Channel(StrEnum):
+    """Where a run delivers (the ledger's `channel` column): the embedded outbox or a real server."""
+
+    OUTBOX = "outbox"
+    SMTP = "smtp"
+
+
 class ReplyClass(StrEnum):
     """How a delivery reads an SMTP reply (RFC 5321 4.2.1): done, try again later, or never."""
 

@@ -13,7 +13,7 @@ import dkim
 import pytest
 from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
 
-from newsletter.mail.compose import HeaderValueError, MessageComposer, compose_message
+from newsletter.mail.compose import HeaderValueError, MessageComposer
 from newsletter.mail.wire import to_wire
 from newsletter.models import IssueInfo, Subscriber
 from newsletter.pipeline.send import SendOptions, run_send
@@ -151,14 +151,9 @@ def test_addresses_that_cannot_be_a_single_mailbox_are_refused(tmp_path: Path, a
         composer.compose(Subscriber(email="a@example.org"), digest(), URL, to_address=address)
 
 
-def test_compose_message_wrapper_returns_the_bytes(tmp_path: Path) -> None:
-    data = compose_message(
-        settings=settings_for(tmp_path),
-        issue=ISSUE,
-        subscriber=Subscriber(email="a@example.org"),
-        digest=digest(),
-        unsubscribe_url=URL,
-    )
+def test_a_composed_message_unframed_is_clean_bytes(tmp_path: Path) -> None:
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "preview")
+    data = composer.compose(Subscriber(email="a@example.org"), digest(), URL).data
     assert_clean(data)
 
 

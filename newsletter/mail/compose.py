@@ -245,17 +245,3 @@ class MessageComposer:
             lines.append(f"Reply-To: {self.reply_to}")
         lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
         return CRLF.join(lines) + CRLF + CRLF
-
-
-def compose_message(
-    *,
-    settings: Settings,
-    issue: IssueInfo,
-    subscriber: Subscriber,
-    digest: RenderedDigest,
-    unsubscribe_url: str,
-    secret: str | None = None,
-) -> bytes:
-    """Compose a single message; for many, build one MessageComposer and reuse it."""
-    composer = MessageComposer(settings, issue, secret or settings.secret or "preview")
-    return composer.compose(subscriber, digest, unsubscribe_url).data

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TextIO
 
+from ..delivery.channel import channel_for
 from ..errors import LedgerError
 from ..ledger import LedgerRow, latest_issue, read_issue
 from ..models import Subscriber
@@ -75,11 +76,6 @@ class IssueReport:
         }
 
 
-def channel_of(settings: Settings) -> str:
-    """Deliveries to the embedded outbox are recorded apart from those to a real server."""
-    return "outbox" if settings.smtp.is_embedded else "smtp"
-
-
 def issue_report(
     settings: Settings,
     list_name: str | None = None,
@@ -92,7 +88,7 @@ def issue_report(
     row of them; afterwards, the list's unsubscribe times tell).
     """
     list_name = list_name or settings.default_list
-    channel = channel_of(settings)
+    channel = channel_for(settings.smtp)
     path = settings.path(settings.ledger)
     if not path.is_file():
         raise LedgerError(

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from ..delivery.channel import channel_for
 from ..errors import NewsletterError
 from ..ledger import DeliveryLedger
-from ..mail.compose import compose_message
 from ..models import IssueInfo, Subscriber
-from ..render.digest import DigestRenderer, RenderedDigest
+from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..subscribers import SubscriberStore
+from .build import DigestBuilder
 from .issue import LinkSigner, prepare_issue
 
 # Previews without --subscriber: a reader with no keywords gets the week's top papers.
@@ -71,9 +72,8 @@ def _already_sent(settings: Settings, issue: IssueInfo, subscriber: Subscriber) 
     """Papers this reader got in earlier issues: send leaves them out, so the preview does too."""
     if subscriber is ANONYMOUS:
         return frozenset()
-    channel = "outbox" if settings.smtp.is_embedded else "smtp"
     received = DeliveryLedger.peek_received(
-        settings.path(settings.ledger), issue.issue_id, issue.list_name, channel
+        settings.path(settings.ledger), issue.issue_id, issue.list_name, channel_for(settings.smtp)
     )
     return received.get(subscriber.key, frozenset())
 
@@ -85,32 +85,23 @@ def build_preview(
     issue_date: date | None,
     papers_paths: Sequence[Path] = (),
 ) -> PreviewResult:
-    """Rank, render and compose one subscriber's digest the way `send` would, touching no network."""
+    """One subscriber's digest built by the same DigestBuilder as `send`, touching no network.
+
+    Local links stand in when no secret or base URL is set; a reader with nothing new still
+    gets the (empty) digest shown, which `send` mails only with send_empty_digests = true.
+    """
     issue = prepare_issue(settings, list_name=list_name, issue_date=issue_date, papers=papers_paths)
     subscriber = find_subscriber(settings, issue.info.list_name, email)
-    picks = issue.ranker.rank(
-        subscriber.keywords,
-        top=settings.selection.top_n,
-        exclude_ids=_already_sent(settings, issue.info, subscriber),
-    )
-    signer = LinkSigner.for_run(settings, local_only=True)
-    link = signer.url(issue.info.list_name, subscriber.email)
-    digest = DigestRenderer(settings, issue.info).render(subscriber, picks, link)
-    message = compose_message(
-        settings=settings,
-        issue=issue.info,
-        subscriber=subscriber,
-        digest=digest,
-        unsubscribe_url=link,
-        secret=signer.secret,
-    )
+    builder = DigestBuilder(settings, issue, LinkSigner.for_run(settings, local_only=True))
+    built = builder.build(subscriber, _already_sent(settings, issue.info, subscriber), even_if_empty=True)
+    assert built is not None  # even_if_empty
     return PreviewResult(
         issue=issue.info,
         subscriber=subscriber,
-        digest=digest,
-        message=message,
-        unsubscribe_url=link,
-        paper_ids=tuple(p.paper.id for p in picks),
+        digest=built.digest,
+        message=built.message.data,
+        unsubscribe_url=built.unsubscribe_url,
+        paper_ids=built.paper_ids,
         problems=issue.problems,
     )
 

@@ -15,16 +15,16 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ..delivery import Dispatcher, EmbeddedServer, Job, SmtpTarget
+from ..delivery import Dispatcher, Job, channel_for, delivery_target, server_label
 from ..errors import LedgerError, NewsletterError
 from ..interrupts import stopped_by
 from ..ledger import DeliveryLedger, LedgerEntry, read_issue
-from ..mail.compose import HeaderValueError, MessageComposer
+from ..mail.compose import HeaderValueError
 from ..models import Subscriber
-from ..render.digest import DigestRenderer
 from ..settings import Settings
 from ..statuses import FINAL_STATUSES, DeliveryStatus
 from ..subscribers import SubscriberStore
+from .build import DigestBuilder
 from .builders import ParallelBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue
 from .outcomes import issue_report, log_lines, report_command
@@ -32,7 +32,6 @@ from .outcomes import issue_report, log_lines, report_command
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
-_PREPARE_ALL_UP_TO = 1_000  # papers in the window; beyond that, cards are inlined as picked
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: cron should simply run us again
 NOT_DELIVERED_SHOWN = 100  # addresses listed in --json; `newsletter report` lists them all
 
@@ -195,12 +194,12 @@ def _run_send(
             require_papers=True,
         )
         store = SubscriberStore(settings.list_path(issue.info.list_name))
-        channel = "outbox" if embedded else "smtp"
+        channel = channel_for(settings.smtp)
         report = SendReport(
             issue=issue.info.issue_id,
             list=issue.info.list_name,
             channel=channel,
-            server="embedded" if embedded else f"{settings.smtp.host}:{settings.smtp.port}",
+            server=server_label(settings.smtp),
             dry_run=options.dry_run,
             problems=list(issue.problems),
         )
@@ -333,7 +332,7 @@ def _deliver(
     report: SendReport,
     on_outcome: Callable[[str, DeliveryStatus], None] | None,
 ) -> None:
-    """Start the embedded server if configured, then let the dispatcher work through the jobs."""
+    """Connect to the run's channel (starting the embedded server if so), then dispatch the jobs."""
 
     def outcome(job: Job, kind: DeliveryStatus) -> None:
         if kind is DeliveryStatus.WITHDRAWN:
@@ -341,13 +340,7 @@ def _deliver(
         if on_outcome is not None:
             on_outcome(job.key, kind)
 
-    server = (
-        EmbeddedServer(settings.path(settings.smtp.outbox)).start() if settings.smtp.is_embedded else None
-    )
-    try:
-        target = SmtpTarget.from_settings(settings.smtp)
-        if server is not None:
-            target = SmtpTarget(host=server.host, port=server.port, timeout=settings.smtp.timeout)
+    with delivery_target(settings) as target:
         dispatcher = Dispatcher(
             target,
             settings.sender.address,
@@ -360,9 +353,6 @@ def _deliver(
             asyncio.run(dispatcher.run(jobs))
         finally:
             _add_stats(report, dispatcher)
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def _add_stats(report: SendReport, dispatcher: Dispatcher) -> None:
@@ -394,11 +384,7 @@ class DigestPlanner:
         self.signer = signer
         self.options = options
         self.report = report
-        self.renderer = DigestRenderer(settings, issue.info)
-        if len(issue.ranker.papers) <= _PREPARE_ALL_UP_TO:
-            # One premailer call for every card, before builder processes fork and share it.
-            self.renderer.prepare(issue.ranker.papers)
-        self.composer = MessageComposer(settings, issue.info, signer.secret, signer.tokens)
+        self.builder = DigestBuilder(settings, issue, signer)  # before builder processes fork
 
     def jobs(
         self,
@@ -462,23 +448,15 @@ class DigestPlanner:
             yield subscriber, received.get(subscriber.key, frozenset()), resumed
 
     def build(self, wanted: Wanted) -> Built:
-        """Select, render and compose one digest (in this process or a builder process)."""
+        """One reader's job from the shared build (in this process or a builder process)."""
         subscriber, already_sent, resumed = wanted
-        picks = self.issue.ranker.rank(
-            subscriber.keywords, top=self.settings.selection.top_n, exclude_ids=already_sent
-        )
-        if not picks and not self.settings.send_empty_digests:
-            return resumed, None
-        if self.options.to:
-            # A test copy is addressed to the tester, under no one else's name, with their own link.
-            subscriber = subscriber.model_copy(update={"email": self.options.to, "name": ""})
-        link = self.signer.url(self.issue.info.list_name, subscriber.email)
-        digest = self.renderer.render(subscriber, picks, link)
         try:
-            message = self.composer.compose(subscriber, digest, link, to_address=self.options.to)
+            built = self.builder.build(subscriber, already_sent, to_address=self.options.to)
         except HeaderValueError as exc:
-            return resumed, f"{subscriber.email}: {exc}"
-        return resumed, Job(subscriber.key, message, tuple(p.paper.id for p in picks))
+            return resumed, f"{self.options.to or subscriber.email}: {exc}"
+        if built is None:
+            return resumed, None
+        return resumed, Job(built.subscriber.key, built.message, built.paper_ids)
 
 
 __all__ = ["NewsletterError", "SendInterrupted", "SendOptions", "SendReport", "in_shard", "run_send"]

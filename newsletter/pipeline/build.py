@@ -1,0 +1,84 @@
+"""One subscriber's digest, built the one way that `send`, `preview` and the builder processes share.
+
+rank -> sign links -> render -> compose: whatever a preview shows is what a send delivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from ..mail.compose import ComposedMessage, MessageComposer
+from ..models import Subscriber
+from ..ranking.selection import ScoredPaper
+from ..render.digest import DigestRenderer, RenderedDigest
+from ..settings import Settings
+from .issue import LinkSigner, PreparedIssue
+
+_PREPARE_ALL_UP_TO = 1_000  # papers in the window; beyond that, cards are inlined as picked
+
+
+@dataclass(frozen=True)
+class BuiltDigest:
+    """One reader's digest of one issue: what was picked, the link it carries, its parts and bytes."""
+
+    subscriber: Subscriber
+    picks: tuple[ScoredPaper, ...]
+    unsubscribe_url: str
+    digest: RenderedDigest
+    message: ComposedMessage
+
+    @property
+    def paper_ids(self) -> tuple[str, ...]:
+        """What the ledger records as sent, so later issues leave these papers out."""
+        return tuple(pick.paper.id for pick in self.picks)
+
+
+class DigestBuilder:
+    """Builds any subscriber's digest of one issue; made once per issue, then called per reader.
+
+    `DigestBuilder(settings, issue, signer).build(subscriber, already_sent)` returns exactly the
+    message `send` delivers to that subscriber (same picks, links, HTML, text and bytes), or
+    None when `send` mails them nothing: no paper left for them and `send_empty_digests` is off.
+    `already_sent` is the paper ids the ledger says they received in earlier issues;
+    `to_address` builds the test copy `send --to` mails. Raises `HeaderValueError` when the
+    subscriber's address or name cannot go in a header. Pure: no file, ledger or network.
+    """
+
+    def __init__(self, settings: Settings, issue: PreparedIssue, signer: LinkSigner) -> None:
+        self.settings = settings
+        self.issue = issue
+        self.signer = signer
+        self.renderer = DigestRenderer(settings, issue.info)
+        if len(issue.ranker.papers) <= _PREPARE_ALL_UP_TO:
+            # One premailer call for every card, before builder processes fork and share it.
+            self.renderer.prepare(issue.ranker.papers)
+        self.composer = MessageComposer(settings, issue.info, signer.secret, signer.tokens)
+
+    def build(
+        self,
+        subscriber: Subscriber,
+        already_sent: Collection[str] = frozenset(),
+        *,
+        to_address: str | None = None,
+        even_if_empty: bool = False,
+    ) -> BuiltDigest | None:
+        """The digest send would deliver to `subscriber`, or None if send would mail them nothing.
+
+        `even_if_empty` builds the empty digest anyway (what `send_empty_digests = true` mails),
+        for a preview that shows it.
+        """
+        picks = tuple(
+            self.issue.ranker.rank(
+                subscriber.keywords, top=self.settings.selection.top_n, exclude_ids=already_sent
+            )
+        )
+        if not picks and not (self.settings.send_empty_digests or even_if_empty):
+            return None
+        if to_address:
+            # A test copy is addressed to the tester, under no one else's name, with their own link.
+            subscriber = subscriber.model_copy(update={"email": to_address, "name": ""})
+        link = self.signer.url(self.issue.info.list_name, subscriber.email)
+        digest = self.renderer.render(subscriber, picks, link)
+        message = self.composer.compose(subscriber, digest, link, to_address=to_address)
+        return BuiltDigest(subscriber, picks, link, digest, message)
