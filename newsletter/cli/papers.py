@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..files import atomic_write_text
 from ..ranking.selection import Ranker, ScoredPaper
 from ..sources import PaperLoad, load_papers
 from ..text import split_keywords
@@ -199,17 +200,10 @@ def fetch(
     if output is None:
         click.echo(lines, nl=False)
     else:
-        write_atomically(output, lines)
+        # A cron job reading the file never sees half of it, and a failed fetch keeps the old one.
+        atomic_write_text(output, lines)
     click.echo(
         f"Fetched {len(result.papers)} papers in {result.requests} requests"
         + (f" into {output}" if output else ""),
         err=True,
     )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """A cron job reading the file never sees half of it, and a failed fetch keeps the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)

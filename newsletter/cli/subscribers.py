@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 
 from ..errors import SubscriberError
+from ..files import atomic_write
 from ..statuses import SubscriberStatus
 from ..subscribers import STATUSES, SubscriberStore, open_list
 from ..subscribers.bounces import apply_bounces, read_messages
-from ..subscribers.csvfile import atomic_write
 from ..subscribers.importing import import_file
 from ..subscribers.report import (
     format_table,

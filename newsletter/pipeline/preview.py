@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..delivery.channel import channel_for
 from ..errors import NewsletterError
+from ..files import atomic_write_bytes, atomic_write_text
 from ..ledger import DeliveryLedger
 from ..models import IssueInfo, Subscriber
 from ..render.digest import RenderedDigest
@@ -112,9 +113,9 @@ def write_preview(result: PreviewResult, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         # Not with_suffix: the stem of alice@example.org already has a dot.
         paths = [out_dir / f"{result.file_stem}{ext}" for ext in (".html", ".txt", ".eml")]
-        paths[0].write_text(result.digest.html, encoding="utf-8")
-        paths[1].write_text(result.digest.text, encoding="utf-8")
-        paths[2].write_bytes(result.message)
+        atomic_write_text(paths[0], result.digest.html)
+        atomic_write_text(paths[1], result.digest.text)
+        atomic_write_bytes(paths[2], result.message)
     except OSError as exc:
         raise NewsletterError(
             f"cannot write the preview ({exc.strerror})",

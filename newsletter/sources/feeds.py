@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..files import atomic_write_text
 from ..settings import Settings, SourceSettings
 from .jsonl import paper_to_jsonl
 
@@ -62,17 +62,7 @@ def fetch_issue_sources(
                 # Not cached: an empty answer is more likely an outage than an empty week.
                 log.warning("source %d (%s) returned no papers for %s", index + 1, source.kind, issue_id)
                 continue
-            _write_atomically(path, "".join(paper_to_jsonl(p) + "\n" for p in result.papers))
+            atomic_write_text(path, "".join(paper_to_jsonl(p) + "\n" for p in result.papers))
             log.info("fetched %d papers from %s into %s", len(result.papers), source.kind, path)
         paths.append(path)
     return paths
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
-import tempfile
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -19,16 +17,6 @@ EMAIL_ALIASES = frozenset({"email", "e-mail", "email address", "email_address", 
 DELIMITERS = (",", ";", "\t")
 Rows = Generator[tuple[int, list[str]], None, None]
 CREATE_FIX = "create it with `newsletter subscribers add` or pass --list"
-
-
-def _read_umask() -> int:
-    # Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
 
 
 def canonical(column: str) -> str:
@@ -182,40 +170,3 @@ def render(layout: CsvLayout, rows: list[list[str]], out: TextIO) -> None:
     width = len(layout.header)
     for row in rows:
         writer.writerow(row + [""] * (width - len(row)) if len(row) < width else row)
-
-
-def atomic_write(path: Path, write: Callable[[TextIO], None]) -> None:
-    """Replace a file so readers see the old or the new version, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _mode_for(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _mode_for(path: Path) -> int:
-    # mkstemp creates 0600; keep the list's own permissions, or the umask default for a new one.
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        return 0o666 & ~_UMASK
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -16,13 +16,13 @@ from typing import Literal
 from filelock import FileLock, Timeout
 
 from ..errors import SubscriberError
+from ..files import atomic_write, temp_prefix
 from ..models import Subscriber
 from ..statuses import SubscriberStatus
 from ..text import split_keywords
 from .csvfile import (
     CsvLayout,
     Rows,
-    atomic_write,
     missing_list_error,
     read_layout,
     read_rows,
@@ -262,7 +262,7 @@ class SubscriberStore:
 
     def _remove_stale_temp_files(self) -> None:
         # Every writer holds the lock while its temp file exists, so any we see now is from a crash.
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        for stale in self.path.parent.glob(f"{temp_prefix(self.path)}*.tmp"):
             stale.unlink(missing_ok=True)
 
     def _load_table(self, create: bool) -> Table:

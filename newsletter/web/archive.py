@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, time
@@ -12,6 +11,7 @@ import jinja2
 from pydantic import BaseModel, ValidationError
 
 from ..errors import NewsletterError, TemplateError
+from ..files import atomic_write_text
 from ..models import Paper
 from ..pipeline.issue import PreparedIssue
 from ..render.digest import make_environment, template_dirs
@@ -153,8 +153,5 @@ def _stamp(day: date) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write_text(path, text)
     return path
