@@ -6,8 +6,8 @@
 
 Each run: 400 subscribers, 2 builder processes, a local aiosmtpd server on loopback that takes
 each message in ~5 ms; the signal goes to the whole process group (as a terminal's Ctrl-C and
-systemd do) after a random 0.3-2.5 s. Printed: exit codes, runs with a traceback on stderr,
-and whether the stop message's counts match the ledger and the server.
+systemd do) once the server has taken a random number of messages. Printed: exit codes, runs
+with a traceback on stderr, and whether the stop message's counts match the ledger and server.
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ def one_run(repo: Path, sig: signal.Signals, subscribers: int, rng: random.Rando
                 text=True,
                 start_new_session=True,
             )
-            time.sleep(rng.uniform(0.3, 2.5))
+            # Mid-run, at a random point: once the server has taken a random number of messages.
+            target = rng.randint(1, subscribers - 50)
+            while process.poll() is None and sum(sink.received.values()) < target:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.02))
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, sig)
             _, err = process.communicate(timeout=60)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -236,9 +238,18 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     data.update(overrides)
     data["config_dir"] = (path.parent if path else Path.cwd()).resolve()
     data["config_file"] = path.resolve() if path else None
+    _check_environment_names()
     try:
         return Settings(**data)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = _variable_for(first["loc"])
+        if variable is not None:
+            raise ConfigError(
+                f"{variable} is invalid: {first['msg']}",
+                where="the environment",
+                fix=f"correct or unset {variable}",
+            ) from exc
         raise ConfigError(_describe(exc), where=where, fix=_fix_hint()) from exc
 
 
@@ -246,6 +257,39 @@ def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     return f"setting '{key}' is invalid: {first['msg']}"
+
+
+_PREFIX = "NEWSLETTER_"
+_NOT_SETTINGS = frozenset({"config_dir", "config_file"})
+
+
+def _variable_for(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable that set this key, when one did (it beats the file)."""
+    names = [str(part) for part in loc if isinstance(part, str)]
+    if not names:
+        return None
+    for depth in range(len(names), 0, -1):  # NEWSLETTER_SMTP__PORT, else a whole NEWSLETTER_SMTP
+        wanted = (_PREFIX + "__".join(names[:depth])).upper()
+        found = next((name for name in os.environ if name.upper() == wanted), None)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_environment_names() -> None:
+    """A misspelt top-level NEWSLETTER_ variable is an error, as a misspelt key in a section is."""
+    known = [name for name in Settings.model_fields if name not in _NOT_SETTINGS]
+    for variable in os.environ:
+        if not variable.upper().startswith(_PREFIX):
+            continue
+        key = variable[len(_PREFIX) :].split("__", 1)[0].lower()
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        fix = "unset it, or name a setting as NEWSLETTER_<KEY> or NEWSLETTER_<SECTION>__<KEY>"
+        if close:
+            fix = f"did you mean {_PREFIX}{close[0].upper()}? Rename it, or unset it"
+        raise ConfigError(f"unknown setting {variable} in the environment", fix=fix)
 
 
 def _fix_hint() -> str:

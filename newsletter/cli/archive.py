@@ -48,6 +48,8 @@ def archive(
         issue = prepare_issue(
             settings, issue_date=issue_date, issue_id=issue_id, papers=papers, require_papers=True
         )
+        for problem in issue.problems:
+            click.echo(f"Warning: {problem}", err=True)
         snapshot_issue(settings, issue)
     written = build_site(settings)
     click.echo(

@@ -14,6 +14,7 @@ from ..ranking.selection import Ranker, ScoredPaper
 from ..sources import PaperLoad, load_papers
 from ..text import split_keywords
 from .app import AppContext, pass_app
+from .options import parse_date
 
 
 @click.group()
@@ -48,8 +49,8 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
 @click.option(
     "--date",
     "issue_date",
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="Issue date (default: issue_date in the config, else today).",
+    callback=parse_date,
+    help="Issue date YYYY-MM-DD or 'today' (default: issue_date in the config, else today).",
 )
 @click.option("--window-days", type=click.IntRange(min=1), help="Days covered, ending on the issue date.")
 @click.option("--top", type=click.IntRange(min=1), help="How many papers to show (default: selection.top_n).")
@@ -60,7 +61,7 @@ def rank(
     app: AppContext,
     paths: tuple[Path, ...],
     keywords: str,
-    issue_date: Any,
+    issue_date: date | None,
     window_days: int | None,
     top: int | None,
     as_json: bool,
@@ -74,7 +75,7 @@ def rank(
     selection = app.settings.selection
     if window_days is not None:
         selection = selection.model_copy(update={"window_days": window_days})
-    day = issue_date.date() if issue_date else (app.settings.issue_date or date.today())
+    day = issue_date or app.settings.issue_date or date.today()
     ranked = Ranker(loaded.papers, day, selection).rank(split_keywords(keywords), top=top or selection.top_n)
     if as_json:
         click.echo(json.dumps([scored_to_dict(s, explain) for s in ranked], indent=2, ensure_ascii=False))
@@ -122,8 +123,8 @@ def describe(place: int, scored: ScoredPaper, explain: bool) -> str:
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(["%Y-%m-%d"]),
-    help="One day (HF daily papers; arXiv submission date).",
+    callback=parse_date,
+    help="One day YYYY-MM-DD or 'today' (HF daily papers; arXiv submission date).",
 )
 @click.option("--week", help="An ISO week such as 2024-W11.")
 @click.option("--query", default="", help='arXiv API search_query, e.g. "cat:cs.LG AND abs:diffusion".')
@@ -150,7 +151,7 @@ def describe(place: int, scored: ScoredPaper, explain: bool) -> str:
 )
 def fetch(
     source: str,
-    day: Any,
+    day: date | None,
     week: str | None,
     query: str,
     base_url: str | None,
@@ -179,13 +180,13 @@ def fetch(
         raise click.UsageError("--source hf needs --date YYYY-MM-DD or --week YYYY-Www")
     if source == "hf":
         result = fetch_hf(
-            day=day.date() if day else None,
+            day=day,
             week=week,
             base_url=base_url or HF_BASE,
             policy=FetchPolicy(timeout=timeout),
         )
     else:
-        first, last = parse_week(week) if week else ((day.date(),) * 2 if day else (None, None))
+        first, last = parse_week(week) if week else ((day, day) if day else (None, None))
         result = fetch_arxiv(
             query=query,
             first=first,

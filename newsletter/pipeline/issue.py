@@ -79,14 +79,11 @@ def prepare_issue(
             fix="the feed may be down or empty: run again later, or pass --papers PATH",
         )
     if not paths:
-        raise ConfigError(
-            "no papers to send",
-            where=settings.source_label,
-            fix='pass --papers PATH, or set papers = ["examples/"] or [[sources]] in newsletter.toml',
-        )
+        raise no_papers_configured(settings)
     loaded = load_papers(paths)
     for problem in loaded.problems:
-        log.warning("%s", problem)
+        # The command prints each problem as a "Warning:" line itself: the log file only, not twice.
+        log.warning("%s", problem, extra={"shown_to_user": True})
     info = IssueInfo(
         issue_id=issue_id,
         issue_date=day,
@@ -99,6 +96,15 @@ def prepare_issue(
     if require_papers and not ranker.papers:
         raise _empty_window(settings, issue_id, (window_start, day), paths, loaded.papers, bool(papers))
     return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems))
+
+
+def no_papers_configured(settings: Settings) -> ConfigError:
+    """Neither --papers nor `papers` nor [[sources]]: nothing an issue could be made of."""
+    return ConfigError(
+        "no papers to send",
+        where=settings.source_label,
+        fix='pass --papers PATH, or set papers = ["examples/"] or [[sources]] in newsletter.toml',
+    )
 
 
 def _configured_papers(settings: Settings, issue_id: str, first: date, last: date) -> list[Path]:

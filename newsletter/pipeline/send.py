@@ -24,9 +24,10 @@ from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import FINAL_STATUSES, DeliveryStatus
 from ..subscribers import SubscriberStore
+from ..subscribers.csvfile import missing_list_error
 from .build import DigestBuilder
 from .builders import ParallelBuilder
-from .issue import LinkSigner, PreparedIssue, prepare_issue
+from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
 from .outcomes import issue_report, log_lines, report_command
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ def _run_send(
     embedded = settings.smtp.is_embedded
     recorded = not (options.dry_run or options.to)
     list_name = options.list_name or settings.default_list
+    _check_inputs(settings, options, list_name)  # before the lock or ledger leave files behind
     with _exclusive(settings, list_name) if recorded else nullcontext():
         signer = LinkSigner.for_run(
             settings, local_only=embedded or options.dry_run or _local_trial(settings)
@@ -250,6 +252,15 @@ def _in_flight(settings: Settings, report: SendReport) -> int:
     """Rows left 'sending': the next run sends them again, with the same Message-ID."""
     rows = read_issue(settings.path(settings.ledger), report.issue, report.list, report.channel)
     return sum(1 for row in rows if row.status == DeliveryStatus.SENDING)
+
+
+def _check_inputs(settings: Settings, options: SendOptions, list_name: str) -> None:
+    """A folder with no papers or no list is a mistake: say so, and create nothing there."""
+    if not (options.papers or settings.papers or settings.sources):
+        raise no_papers_configured(settings)
+    path = settings.list_path(list_name)
+    if not path.is_file():
+        raise missing_list_error(path)
 
 
 def _local_trial(settings: Settings) -> bool:

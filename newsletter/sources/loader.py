@@ -39,11 +39,11 @@ def load_papers(paths: Iterable[Path]) -> PaperLoad:
         papers.extend(result.papers)
         problems.extend(f"{path}:{position}: {reason}" for position, reason in result.problems)
     if not papers:
+        skipped = f" ({len(problems)} record(s) skipped, the first at {problems[0]})" if problems else ""
         raise SourceError(
-            "no papers found",
+            f"no papers found{skipped}",
             where=", ".join(str(f) for f in files),
-            fix="check the files hold paper records (see the warnings) or fetch some with "
-            "'newsletter papers fetch'",
+            fix="check the files hold paper records or fetch some with 'newsletter papers fetch'",
         )
     return PaperLoad(papers=dedupe_papers(papers), problems=problems)
 
