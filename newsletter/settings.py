@@ -102,6 +102,12 @@ class SelectionSettings(_Section):
         le=1,
         description="share (idf-weighted) of a multi-word keyword's terms a paper must contain",
     )
+    semantic_weight: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of a keyword's relevance from meaning (embeddings), not words; 0 = words only",
+    )
     bm25_k1: float = Field(default=1.5, ge=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 

@@ -110,12 +110,22 @@ def describe(place: int, scored: ScoredPaper, explain: bool) -> str:
     if not explain:
         return line
     matched = ", ".join(scored.matched) or "(none)"
-    parts = "  ".join(f"{k}={v:.3f}" for k, v in scored.parts.items() if not k.startswith("keyword: "))
-    keywords = "  ".join(f"{k[9:]}={v:.3f}" for k, v in scored.parts.items() if k.startswith("keyword: "))
+    every = scored.parts
+    parts = "  ".join(f"{k}={v:.3f}" for k, v in every.items() if ": " not in k)
+    keywords = "  ".join(
+        f"{k[9:]}={v:.3f}" + _split(every, k[9:]) for k, v in every.items() if k.startswith("keyword: ")
+    )
     lines = [line, f"      matched: {matched}", f"      {parts}"]
     if keywords:
         lines.append(f"      per keyword: {keywords}")
     return "\n".join(lines)
+
+
+def _split(parts: dict[str, float], keyword: str) -> str:
+    """' (words 0.91, meaning 0.40)' when the score fuses both, else nothing."""
+    if f"meaning: {keyword}" not in parts:
+        return ""
+    return f" (words {parts[f'words: {keyword}']:.2f}, meaning {parts[f'meaning: {keyword}']:.2f})"
 
 
 @papers.command("fetch")

@@ -12,14 +12,19 @@ from ..models import Paper
 from ..settings import SelectionSettings
 from ..text import split_keywords
 from .keywordscore import FieldIndex
+from .semantic import EmbeddingModel, load_model, paper_text, similarity_scores
 from .textmatch import normalise_keyword
 
 # score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
 #       + recency_weight * 0.5 ** (age_days / half_life_days)
 #       + popularity_weight * log1p(upvotes) / log1p(most upvotes in the window)
-# relevance is BM25 over title (x title_weight) and abstract, times (1 + phrase/proximity boost),
-# scaled so the window's best paper for that keyword scores 1; see keywordscore.py. With
-# keywords, only papers whose relevance exceeds min_relevance are picked.
+# relevance = (1 - semantic_weight) * lexical + semantic_weight * meaning, each 0..1:
+# lexical is BM25 over title (x title_weight) and abstract, times (1 + phrase/proximity boost),
+# scaled so the window's best paper for that keyword scores 1 (keywordscore.py); meaning is the
+# cosine of paper and keyword vectors, above the window's mean + 1 sd, scaled so the closest
+# scores 1 (semantic.py). Both are worked out once per distinct keyword, so a subscriber costs
+# the same few array ops either way. With keywords, only papers whose relevance exceeds
+# min_relevance are picked.
 _NO_ROW = -1
 _NEG_INF = float("-inf")
 _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier index) first
@@ -68,6 +73,11 @@ class Ranker:
             settings.recency_weight * self.recency + settings.popularity_weight * self.popularity - order
         )
         self._index = FieldIndex(self.papers, settings)
+        self._model: EmbeddingModel | None = None
+        self._vectors = np.zeros((len(self.papers), 0), dtype=np.float32)
+        if settings.semantic_weight > 0:
+            self._model = load_model()
+            self._vectors = self._model.embed([paper_text(p.title, p.abstract) for p in self.papers])
         self._matrix = np.zeros((16, len(self.papers)), dtype=np.float32)
         self._rows = 0
         self._by_text: dict[str, int] = {}
@@ -124,10 +134,25 @@ class Ranker:
         normal = normalise_keyword(keyword)
         row = self._by_terms.get(normal)
         if row is None:
-            row = self._store(self._index.keyword_vector(normal.split())) if normal else _NO_ROW
+            row = self._store(self._relevance(keyword, normal)) if normal else _NO_ROW
             self._by_terms[normal] = row
         self._by_text[keyword] = row
         return row
+
+    def _relevance(self, keyword: str, normal: str) -> np.ndarray:
+        """Lexical relevance fused with meaning: what one keyword row holds."""
+        lexical = self._index.keyword_vector(normal.split())
+        if self._model is None:
+            return lexical
+        weight = self.settings.semantic_weight
+        return (1.0 - weight) * lexical + weight * self.meaning(keyword)
+
+    def meaning(self, text: str) -> np.ndarray:
+        """How close every paper is to a text in meaning, 0..1 (zeros when semantics are off)."""
+        if self._model is None or not len(self.papers):
+            return np.zeros(len(self.papers), dtype=np.float32)
+        # einsum, not @: numpy's matmul hands this to a threaded BLAS that is 40x slower on a busy host
+        return similarity_scores(np.einsum("ij,j->i", self._vectors, self._model.embed([text])[0]))
 
     def _store(self, vector: np.ndarray) -> int:
         if self._rows == len(self._matrix):
@@ -151,7 +176,12 @@ class Ranker:
             "recency": s.recency_weight * float(self.recency[index]),
             "popularity": s.popularity_weight * float(self.popularity[index]),
         }
-        parts.update({f"keyword: {kw}": self.clause(row, index) for kw, row in keys})
+        for kw, row in keys:
+            parts[f"keyword: {kw}"] = self.clause(row, index)
+            if self._model is not None:
+                words = float(self._index.keyword_vector(normalise_keyword(kw).split())[index])
+                parts[f"words: {kw}"] = words
+                parts[f"meaning: {kw}"] = float(self.meaning(kw)[index])
         return parts
 
 

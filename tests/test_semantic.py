@@ -1,0 +1,80 @@
+"""The semantic half of the ranker: a bundled static model, fused with words once per keyword."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers.papers import ISSUE, unrelated_papers
+
+from newsletter.errors import ConfigError
+from newsletter.ranking import semantic
+from newsletter.ranking.selection import Ranker
+from newsletter.settings import SelectionSettings
+from newsletter.sources import load_papers
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def ids(scored: list) -> list[str]:
+    return [s.paper.id for s in scored]
+
+
+@pytest.mark.parametrize(("keyword", "expected"), [("voice", "tts"), ("materials science", "alloys")])
+def test_a_paraphrase_finds_the_paper_that_shares_no_word_with_it(keyword: str, expected: str) -> None:
+    papers = unrelated_papers()
+    assert Ranker(papers, ISSUE, SelectionSettings(semantic_weight=0)).rank([keyword]) == []
+    picked = Ranker(papers, ISSUE, SelectionSettings()).rank([keyword], top=1)
+    assert ids(picked) == [expected]
+
+
+def test_a_word_match_still_outranks_a_match_in_meaning_only() -> None:
+    ranker = Ranker(unrelated_papers(), ISSUE, SelectionSettings(recency_weight=0, popularity_weight=0))
+    picked = ranker.rank(["speech synthesis"], top=2)
+    assert ids(picked)[0] == "tts"
+    parts = picked[0].parts
+    assert parts["words: speech synthesis"] == pytest.approx(1.0)
+    assert 0 < parts["meaning: speech synthesis"] <= 1
+
+
+def test_tokens_per_word_are_the_tokens_of_the_whole_text() -> None:
+    """The per-word cache is only correct if no token spans a space: check on real abstracts."""
+    model = semantic.load_model()
+    tokenizer = model._tokenizer
+    for paper in load_papers([EXAMPLES]).papers[:20]:
+        text = " ".join(semantic.paper_text(paper.title, paper.abstract).split())
+        whole = tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
+        assert model.token_ids(text) == whole
+
+
+def test_vectors_are_unit_length_and_an_empty_text_is_all_zeros() -> None:
+    vectors = semantic.load_model().embed(["diffusion models for images", "", "   "])
+    assert vectors.dtype == np.float32
+    assert np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-5)
+    assert not vectors[1].any() and not vectors[2].any()
+
+
+def test_similarity_scores_are_zero_when_nothing_stands_out() -> None:
+    assert not semantic.similarity_scores(np.full(5, 0.4, dtype=np.float32)).any()
+    assert semantic.similarity_scores(np.zeros(0, dtype=np.float32)).size == 0
+    scaled = semantic.similarity_scores(np.array([0.1, 0.12, 0.11, 0.6], dtype=np.float32))
+    assert scaled.tolist() == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_similarities_below_the_absolute_floor_never_count() -> None:
+    """In a small window the closest paper can still be far: below MIN_COSINE it is not related."""
+    low = np.array([0.01, 0.02, 0.03, 0.12], dtype=np.float32)
+    assert not semantic.similarity_scores(low).any()
+
+
+def test_a_missing_model_package_is_a_one_line_error_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(semantic, "model_files", lambda: None)
+    semantic.load_model.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as raised:
+            Ranker(unrelated_papers(), ISSUE, SelectionSettings())
+        assert "pip install" in raised.value.message and "semantic_weight = 0" in raised.value.message
+        assert Ranker(unrelated_papers(), ISSUE, SelectionSettings(semantic_weight=0)).rank(["sort"])
+    finally:
+        semantic.load_model.cache_clear()
