@@ -78,3 +78,10 @@ def test_a_missing_model_package_is_a_one_line_error_with_the_fix(monkeypatch: p
         assert Ranker(unrelated_papers(), ISSUE, SelectionSettings(semantic_weight=0)).rank(["sort"])
     finally:
         semantic.load_model.cache_clear()
+
+
+@pytest.mark.parametrize("keyword", ["basket weaving", "cooking recipes", "wine tasting", "knitting"])
+def test_an_off_topic_interest_matches_no_sample_paper_by_meaning_alone(keyword: str) -> None:
+    """A static model finds every text a little 'related': alone, meaning must be close for certain."""
+    ranker = Ranker(load_papers([EXAMPLES]).papers, ISSUE, SelectionSettings())
+    assert ranker.rank([keyword]) == []

@@ -12,7 +12,7 @@ from ..models import Paper
 from ..settings import SelectionSettings
 from ..text import split_keywords
 from .keywordscore import FieldIndex
-from .semantic import EmbeddingModel, load_model, paper_text, similarity_scores
+from .semantic import MIN_COSINE_ALONE, EmbeddingModel, load_model, paper_text, similarity_scores
 from .textmatch import normalise_keyword
 
 # score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
@@ -144,15 +144,22 @@ class Ranker:
         lexical = self._index.keyword_vector(normal.split())
         if self._model is None:
             return lexical
+        cosines = self.cosines(keyword)
+        # Meaning re-ranks the papers that share words with the keyword; alone, it brings in a
+        # paper only when it is close for certain: a static model finds some paper 'related' to
+        # anything (a surgery video to 'basket weaving'), and a reader notices that at once.
+        meaning = np.where((lexical > 0) | (cosines >= MIN_COSINE_ALONE), similarity_scores(cosines), 0.0)
         weight = self.settings.semantic_weight
-        return (1.0 - weight) * lexical + weight * self.meaning(keyword)
+        fused: np.ndarray = ((1.0 - weight) * lexical + weight * meaning).astype(np.float32)
+        return fused
 
-    def meaning(self, text: str) -> np.ndarray:
-        """How close every paper is to a text in meaning, 0..1 (zeros when semantics are off)."""
+    def cosines(self, text: str) -> np.ndarray:
+        """Cosine similarity of every paper to a text (zeros when semantics are off)."""
         if self._model is None or not len(self.papers):
             return np.zeros(len(self.papers), dtype=np.float32)
         # einsum, not @: numpy's matmul hands this to a threaded BLAS that is 40x slower on a busy host
-        return similarity_scores(np.einsum("ij,j->i", self._vectors, self._model.embed([text])[0]))
+        found: np.ndarray = np.einsum("ij,j->i", self._vectors, self._model.embed([text])[0])
+        return found
 
     def _store(self, vector: np.ndarray) -> int:
         if self._rows == len(self._matrix):
@@ -181,7 +188,7 @@ class Ranker:
             if self._model is not None:
                 words = float(self._index.keyword_vector(normalise_keyword(kw).split())[index])
                 parts[f"words: {kw}"] = words
-                parts[f"meaning: {kw}"] = float(self.meaning(kw)[index])
+                parts[f"meaning: {kw}"] = float(similarity_scores(self.cosines(kw))[index])
         return parts
 
 
