@@ -196,6 +196,8 @@ def _run_send(
             require_papers=True,
         )
         store = SubscriberStore(settings.list_path(issue.info.list_name))
+        if recorded:
+            store.compact()  # fold the change journal into the CSV, so the run streams one file
         channel = channel_for(settings.smtp)
         report = SendReport(
             issue=issue.info.issue_id,

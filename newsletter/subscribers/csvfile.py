@@ -140,7 +140,7 @@ def read_rows(path: Path) -> tuple[CsvLayout, Rows]:
     except BaseException:
         stream.close()
         raise
-    return layout, _rows(stream, layout.delimiter)
+    return layout, _rows(stream, layout.delimiter, path)
 
 
 def read_layout(path: Path) -> CsvLayout:
@@ -150,15 +150,34 @@ def read_layout(path: Path) -> CsvLayout:
         return detect_layout(stream.readline(), bom, path)
 
 
-def _rows(stream: TextIO, delimiter: str) -> Rows:
+def _rows(stream: TextIO, delimiter: str, path: Path) -> Rows:
     with stream:
         reader = csv.reader(stream, delimiter=delimiter, strict=False)
         consumed = 1  # the header line
-        for fields in reader:
-            start = consumed + 1  # a quoted field may span lines; report where the row begins
-            consumed = 1 + reader.line_num
-            if any(cell.strip() for cell in fields):
-                yield start, fields
+        start = 2
+        last: list[str] = []
+        try:
+            for fields in reader:
+                start = consumed + 1  # a quoted field may span lines; report where the row begins
+                consumed = 1 + reader.line_num
+                last = fields
+                if any(cell.strip() for cell in fields):
+                    yield start, fields
+        except csv.Error:
+            raise unclosed_quote_error(path, consumed + 1) from None  # the row being read began there
+        # A last field ending in a line break ran to the end of the file: its quote never closed.
+        if consumed - start > 1 and last and last[-1].endswith(("\n", "\r")):
+            raise unclosed_quote_error(path, start)
+
+
+def unclosed_quote_error(path: Path, line: int) -> SubscriberError:
+    """A `"` that opens a field and never closes swallows every row after it: say where it opened."""
+    return SubscriberError(
+        f'a quote (") opened on line {line} of {path.name} is never closed, so the rows after it '
+        "cannot be read",
+        where=f"{path}:{line}",
+        fix='remove the stray " on that line, or close the quoted field',
+    )
 
 
 def render(layout: CsvLayout, rows: list[list[str]], out: TextIO) -> None:

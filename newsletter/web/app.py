@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,7 +22,6 @@ from ..errors import ConfigError, SubscriberError
 from ..mail.tokens import UNSUBSCRIBE_PATH, Purpose, TokenSigner, verify_legacy_token
 from ..settings import Settings
 from ..subscribers import SubscriberStore
-from ..subscribers.store import NotOnListError
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"
@@ -109,18 +109,24 @@ class Unsubscribe:
             return checked
         list_name, email = checked
         store = SubscriberStore(self.settings.list_path(list_name))
+        if not store.exists():
+            log.error("unsubscribe for an unknown list: %s", list_name)
+            return page("Unknown list", "<p>This list is not known here. Nothing was changed.</p>", 404)
         try:
-            changed = await run_in_threadpool(store.unsubscribe, email)
-        except NotOnListError:
-            changed = False  # not on the list (any more): already as unsubscribed as can be
+            # One journal record: O(1) however long the list, and readable even when the CSV is not.
+            await run_in_threadpool(store.record_unsubscribe, email)
         except SubscriberError as exc:
             return _failure(store, exc)
-        log.info("unsubscribe from %s (%s)", list_name, "changed" if changed else "already")
-        return page(
+        # A grown journal is folded into the CSV after answering (in a worker thread), not before.
+        tasks = BackgroundTask(store.compact, False) if store.needs_compaction() else None
+        log.info("unsubscribe from %s (recorded)", list_name)
+        answer = page(
             "Unsubscribed",
             f"<p><strong>{html.escape(email)}</strong> will get no more "
             f"<strong>{html.escape(list_name)}</strong> emails.</p>",
         )
+        answer.background = tasks
+        return answer
 
 
 def _not_valid() -> HTMLResponse:
