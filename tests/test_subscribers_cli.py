@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -191,3 +193,46 @@ def test_every_subscribers_command_has_help() -> None:
     for name, command in subscribers.commands.items():
         assert command.help and len(command.help.splitlines()[0]) > 10, name
         assert CliRunner().invoke(main, ["subscribers", name, "--help"]).exit_code == 0
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "+1+2", "-2+3", "@SUM(A1)"]
+
+
+@pytest.mark.parametrize("name", FORMULAS)
+def test_export_defuses_cells_a_spreadsheet_would_run_as_formulas(news: Path, name: str) -> None:
+    assert run("add", "v@example.org", "--name", name, "--list", "news").exit_code == 0
+    result = run("export", "--list", "news")
+    exported = {row["email"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+    assert exported["v@example.org"]["name"] == "'" + name
+    assert exported["alice@example.org"]["name"] == "Alice"
+
+
+@pytest.mark.parametrize("note", ["\t=1+1", "\r=1+1", '=HYPERLINK("http://x")'])
+def test_export_defuses_formulas_in_columns_we_do_not_know(workdir: Path, note: str) -> None:
+    (workdir / "subscribers").mkdir()
+    with (workdir / LIST).open("w", newline="") as handle:
+        csv.writer(handle).writerows([["email", "status", "=note"], ["v@example.org", "active", note]])
+    result = run("export", "--list", "news")
+    assert list(csv.reader(io.StringIO(result.stdout))) == [
+        ["email", "status", "'=note"],
+        ["v@example.org", "active", "'" + note],
+    ]
+
+
+def test_export_raw_round_trips_formula_cells_byte_for_byte(news: Path, workdir: Path) -> None:
+    assert run("add", "v@example.org", "--name", FORMULAS[0], "--list", "news").exit_code == 0
+    assert run("export", "--raw", "--list", "news", "-o", "raw.csv").exit_code == 0
+    assert (workdir / "raw.csv").read_bytes() == news.read_bytes()
+
+
+def test_a_carriage_return_inside_a_cell_survives_a_rewrite_of_the_list(workdir: Path) -> None:
+    (workdir / "subscribers").mkdir()
+    (workdir / LIST).write_bytes(b'email,status,note\nv@example.org,active,"line one\rline two"\n')
+    assert run("add", "w@example.org", "--list", "news").exit_code == 0
+    assert run("unsubscribe", "w@example.org", "--list", "news").exit_code == 0
+    with (workdir / LIST).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["email"], row["note"]) for row in rows] == [
+        ("v@example.org", "line one\rline two"),
+        ("w@example.org", ""),
+    ]

@@ -217,20 +217,30 @@ def import_(
     type=click.Choice([status.value for status in STATUSES]),
     help="Only subscribers with this status.",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Cells exactly as stored, for a backup to import again (not safe to open in a spreadsheet).",
+)
 @list_option
 @pass_app
-def export(app: AppContext, output: Path | None, status: str | None, list_name: str | None) -> None:
-    """Write the list as plain comma-separated UTF-8 CSV, every column kept.
+def export(
+    app: AppContext, output: Path | None, status: str | None, raw: bool, list_name: str | None
+) -> None:
+    """Write the list as comma-separated UTF-8 CSV, every column kept, safe to open in a spreadsheet.
 
-    Example: newsletter subscribers export -o backup.csv
+    A cell starting with = + - @, a tab or a carriage return gets a leading ' so a spreadsheet
+    shows it as text instead of running it as a formula; --raw writes every cell as stored.
+
+    Example: newsletter subscribers export -o backup.csv --raw
     """
     store = _store(app, list_name)
     header, chosen = store.header(), matching(store.iter_subscribers(), status)
     if output is None:
-        write_csv(header, chosen, sys.stdout)
+        write_csv(header, chosen, sys.stdout, raw=raw)
         return
     counted: list[int] = []
-    atomic_write(output, lambda out: counted.append(write_csv(header, chosen, out)))
+    atomic_write(output, lambda out: counted.append(write_csv(header, chosen, out, raw=raw)))
     click.echo(f"Exported {counted[0]} subscribers from {store.name} to {output}.", err=True)
 
 

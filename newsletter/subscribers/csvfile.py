@@ -180,11 +180,34 @@ def unclosed_quote_error(path: Path, line: int) -> SubscriberError:
     )
 
 
+class RowWriter:
+    """csv.writer that also quotes a cell holding a line break its line ending lacks.
+
+    csv.writer quotes only the characters of its own line terminator, so with "\n" a bare "\r"
+    went out unquoted and the next read split the row in two.
+    """
+
+    def __init__(self, out: TextIO, *, delimiter: str = ",", newline: str = "\n") -> None:
+        self.out, self.newline = out, newline
+        self.plain = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+        self.buffer = io.StringIO()
+        self.quoting = csv.writer(self.buffer, delimiter=delimiter, lineterminator="\r\n")
+
+    def writerow(self, row: list[str]) -> None:
+        if self.newline == "\r\n" or not any("\r" in cell or "\n" in cell for cell in row):
+            self.plain.writerow(row)
+            return
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        self.quoting.writerow(row)
+        self.out.write(self.buffer.getvalue()[:-2] + self.newline)
+
+
 def render(layout: CsvLayout, rows: list[list[str]], out: TextIO) -> None:
     """Write header and rows in the file's own dialect, padding short rows to the header."""
     if layout.bom:
         out.write("\ufeff")
-    writer = csv.writer(out, delimiter=layout.delimiter, lineterminator=layout.newline)
+    writer = RowWriter(out, delimiter=layout.delimiter, newline=layout.newline)
     writer.writerow(layout.header)
     width = len(layout.header)
     for row in rows:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from ..models import Subscriber
-from .csvfile import CsvLayout
+from .csvfile import CsvLayout, RowWriter
 from .rows import STATUSES, to_fields
+
+# A spreadsheet reads a cell starting with one of these as a formula (or strips it and then does).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -71,12 +73,19 @@ def table_rows(subscribers: Iterable[Subscriber]) -> list[list[str]]:
     return [[s.email, s.name, s.status, "; ".join(s.keywords)] for s in subscribers]
 
 
-def write_csv(header: list[str], subscribers: Iterable[Subscriber], out: TextIO) -> int:
-    """Plain comma-separated UTF-8 with every column of the list, unknown ones included."""
+def write_csv(header: list[str], subscribers: Iterable[Subscriber], out: TextIO, *, raw: bool = False) -> int:
+    """Comma-separated UTF-8 with every column of the list; formula-looking cells defused unless raw."""
     layout = CsvLayout(header=list(header))
-    writer = csv.writer(out, lineterminator="\n")
+    writer = RowWriter(out)
+    cell = (lambda text: text) if raw else spreadsheet_safe
     rows = [to_fields(layout, subscriber) for subscriber in subscribers]
-    writer.writerow(layout.header)
+    writer.writerow([cell(name) for name in layout.header])
     width = len(layout.header)
-    writer.writerows(row + [""] * (width - len(row)) for row in rows)
+    for row in rows:
+        writer.writerow([cell(text) for text in row] + [""] * (width - len(row)))
     return len(rows)
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection advice)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
