@@ -9,6 +9,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .statuses import SubscriberStatus
+from .text import strip_forbidden_chars
 
 
 class Paper(BaseModel):
@@ -28,6 +29,17 @@ class Paper(BaseModel):
     upvotes: int | None = None
     keywords: list[str] = Field(default_factory=list)
     source: str = "unknown"
+
+    @field_validator("id", "title", "abstract", "url", "pdf_url", "code_url", "source")
+    @classmethod
+    def _markup_safe_text(cls, value: str | None) -> str | None:
+        # A source's JSON can hold a lone surrogate (UTF-8 cannot even write it) or a control byte.
+        return strip_forbidden_chars(value) if value is not None else None
+
+    @field_validator("authors", "keywords")
+    @classmethod
+    def _markup_safe_list(cls, value: list[str]) -> list[str]:
+        return [strip_forbidden_chars(item) for item in value]
 
     @field_validator("published", "featured_at")
     @classmethod

@@ -7,6 +7,17 @@ import unicodedata
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SPACE = re.compile(r"\s+")
+# Outside XML 1.0's Char production (C0 controls but tab/LF/CR, lone surrogates, U+FFFE/FFFF), plus
+# what HTML parsers report as errors though XML allows it: DEL, the C1 controls, the noncharacters.
+_NONCHARACTERS = "".join(chr(plane * 0x10000 + low) for plane in range(1, 17) for low in (0xFFFE, 0xFFFF))
+_NOT_IN_MARKUP = re.compile(
+    "[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufdcf\ufdf0-\ufffd\U00010000-\U0010ffff]|[" + _NONCHARACTERS + "]"
+)
+
+
+def strip_forbidden_chars(text: str) -> str:
+    """Text that any XML or HTML output can hold: a BEL in a paper title must not break the feed."""
+    return _NOT_IN_MARKUP.sub("", text)
 
 
 def squash_whitespace(text: str) -> str:

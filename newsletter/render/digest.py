@@ -23,6 +23,7 @@ import newsletter
 from ..errors import TemplateError
 from ..models import IssueInfo, Paper, Subscriber
 from ..settings import Settings
+from ..text import strip_forbidden_chars
 from .fragments import Slotted, TextShell, inline_css
 from .highlight import highlight
 from .text import (
@@ -93,7 +94,13 @@ def make_environment(dirs: Sequence[Path]) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_markup_safe,
     )
+
+
+def _markup_safe(value: Any) -> Any:
+    """Every value a template prints loses the characters XML and HTML cannot hold (Markup stays Markup)."""
+    return type(value)(strip_forbidden_chars(value)) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import date
 from urllib.parse import urlsplit
 
+from ..text import strip_forbidden_chars
+
 TEXT_WIDTH = 72
 ABSTRACT_WORDS = 60
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -19,8 +21,8 @@ _HANGING_PREFIX = re.compile(r"^(\s*(?:== |[*-] |\d+\. )?)")
 
 
 def collapse(text: str) -> str:
-    """Untrusted titles carry newlines and runs of spaces that would break subjects and layout."""
-    return _SPACE.sub(" ", text).strip()
+    """Untrusted titles carry newlines, runs of spaces and control bytes that would break layout."""
+    return _SPACE.sub(" ", strip_forbidden_chars(text)).strip()
 
 
 def shorten_authors(authors: Sequence[str], shown: int = 2) -> str:

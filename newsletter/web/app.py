@@ -22,6 +22,7 @@ from ..errors import ConfigError, SubscriberError
 from ..mail.tokens import UNSUBSCRIBE_PATH, Purpose, TokenSigner, verify_legacy_token
 from ..settings import Settings
 from ..subscribers import SubscriberStore
+from ..text import strip_forbidden_chars
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"
@@ -151,7 +152,8 @@ def _failure(store: SubscriberStore, exc: SubscriberError) -> HTMLResponse:
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
     """A small self-contained HTML page with the privacy headers every answer here needs."""
-    return HTMLResponse(PAGE.format(title=html.escape(title), body=body), status_code=status, headers=HEADERS)
+    text = strip_forbidden_chars(PAGE.format(title=html.escape(title), body=body))
+    return HTMLResponse(text, status_code=status, headers=HEADERS)
 
 
 async def health(request: Request) -> PlainTextResponse:

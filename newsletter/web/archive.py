@@ -17,6 +17,7 @@ from ..pipeline.issue import PreparedIssue
 from ..render.digest import make_environment, template_dirs
 from ..render.text import safe_url
 from ..settings import Settings
+from ..text import strip_forbidden_chars
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -125,7 +126,7 @@ def atom_feed(settings: Settings, issues: list[ArchivedIssue]) -> str:
     _text(feed, "id", base + "feed.xml" if settings.base_url else f"urn:newsletter:{slug}")
     updated = max((i.issue_date for i in issues), default=date(1970, 1, 1))
     _text(feed, "updated", _stamp(updated))
-    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=base + "feed.xml")
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=strip_forbidden_chars(base + "feed.xml"))
     for issue in issues:
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
         _text(entry, "title", f"{settings.title} {issue.issue_id}")
@@ -137,7 +138,8 @@ def atom_feed(settings: Settings, issues: list[ArchivedIssue]) -> str:
             else f"urn:newsletter:{slug}:{issue.issue_id}",
         )
         _text(entry, "updated", _stamp(issue.issue_date))
-        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=f"{base}{issue.issue_id}.html")
+        href = strip_forbidden_chars(f"{base}{issue.issue_id}.html")
+        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=href)
         _text(entry, "summary", "; ".join(p.title for p in issue.papers))
     author = ET.SubElement(feed, f"{{{ATOM}}}author")
     _text(author, "name", settings.sender.name)
@@ -145,7 +147,7 @@ def atom_feed(settings: Settings, issues: list[ArchivedIssue]) -> str:
 
 
 def _text(parent: ET.Element, tag: str, text: str) -> None:
-    ET.SubElement(parent, f"{{{ATOM}}}{tag}").text = text
+    ET.SubElement(parent, f"{{{ATOM}}}{tag}").text = strip_forbidden_chars(text)
 
 
 def _stamp(day: date) -> str:
