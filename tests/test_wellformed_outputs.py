@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.samples import UNSUBSCRIBE, Pick, make_issue, make_paper, make_settings
 from helpers.wellformed import NASTY, assert_valid_html5, assert_well_formed_xml, hostile_text
 from hypothesis import HealthCheck, given, settings
-from test_render_samples import UNSUBSCRIBE, Pick, make_issue, make_paper, make_settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette 1.x prefers httpx2 for its TestClient; httpx still works
