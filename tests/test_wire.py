@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import tomllib
 from datetime import date
+from pathlib import Path
 from typing import ClassVar
 
+import aiosmtplib
 import pytest
+from aiosmtplib.protocol import SMTPProtocol
 from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config
 
 from newsletter.delivery.smtp import SmtpTarget, close_connection, open_connection, send_one
@@ -168,3 +173,25 @@ def test_an_odd_answer_to_data_is_never_taken_for_a_delivery(tmp_path) -> None:
     finally:
         HeloOnlyServer.data_reply = b"354 go on\r\n"
     assert HeloOnlyServer.messages == []
+
+
+def test_the_aiosmtplib_internals_of_the_fast_path_are_still_there() -> None:
+    """write_framed_data reaches into aiosmtplib: if this fails, adapt it first, then move the pin."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text("utf-8"))
+    pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("aiosmtplib"))
+    assert pin == "aiosmtplib>=5.1,<6"
+    assert aiosmtplib.__version__.split(".")[0] == "5", (
+        f"fast path checked with 5.x, not {aiosmtplib.__version__}"
+    )
+    assert list(inspect.signature(SMTPProtocol.write).parameters) == ["self", "data"]
+    assert list(inspect.signature(SMTPProtocol.read_response).parameters) == ["self", "timeout"]
+
+    async def connected_protocol() -> object:
+        with LoopbackServer() as server:
+            client = await open_connection(SmtpTarget(server.host, server.port, timeout=10))
+            try:
+                return client.protocol
+            finally:
+                await close_connection(client)
+
+    assert isinstance(asyncio.run(connected_protocol()), SMTPProtocol)

@@ -195,18 +195,33 @@ async def _transaction(client: aiosmtplib.SMTP, sender: str, message: ComposedMe
     if reply.code != SMTPStatus.start_input:
         await _reset(client)
         return _not_accepted(reply)
-    protocol = client.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
-    protocol.write(message.wire)
     try:
-        reply = await protocol.read_response(timeout=client.timeout)
+        reply = await write_framed_data(client, message.wire)
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
     if reply.code == SMTPStatus.domain_unavailable:
         client.close()  # the server is going away: reconnect for the next message
     return classify(reply.code, reply.message)
+
+
+async def write_framed_data(client: aiosmtplib.SMTP, wire: bytes) -> aiosmtplib.SMTPResponse:
+    """After the 354, write a message already framed for DATA as is; return the server's reply.
+
+    The fast path: aiosmtplib's own `SMTP.data()` scans every message again for line ends and
+    leading dots (half the sending loop's CPU); ours were framed where they were built
+    (mail/wire.py: CRLF line ends, leading dots doubled, ending CRLF.CRLF). This is the one place
+    that reaches into aiosmtplib's internals: the connected client's `protocol` (an
+    `aiosmtplib.protocol.SMTPProtocol`), its `write(data)` and `read_response(timeout=...)`.
+    pyproject.toml pins aiosmtplib to the major version this was checked with, and
+    tests/test_wire.py::test_the_aiosmtplib_internals_of_the_fast_path_are_still_there fails
+    loudly when they change.
+    """
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
+    protocol.write(wire)
+    return await protocol.read_response(timeout=client.timeout)
 
 
 def _not_accepted(reply: aiosmtplib.SMTPResponse) -> Reply:
