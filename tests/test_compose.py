@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
 from datetime import UTC, date, datetime
@@ -204,7 +205,12 @@ def test_dkim_signature_over_the_bytes_received_by_the_server_verifies(tmp_path:
 
 
 def test_cached_line_encoding_gives_quoted_printable_framed_for_smtp_data() -> None:
-    from newsletter.mail.compose import LineEncoder, quoted_printable
+    from newsletter.mail.compose import LineEncoder
+
+    def quoted_printable(text: str) -> bytes:
+        """The plain way: the standard library's encoder, CRLF line ends."""
+        normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+        return binascii.b2a_qp(normalised.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
 
     encoder = LineEncoder(max_lines=3)
     samples = [

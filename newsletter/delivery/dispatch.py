@@ -36,7 +36,6 @@ class DispatchStats:
     failed: int = 0
     deferred: int = 0
     unsubscribed: int = 0
-    retries: int = 0
 
 
 class LedgerWriter:
@@ -275,7 +274,6 @@ class Dispatcher:
             self.stats.deferred += 1
             self._finish(job, DeliveryStatus.DEFERRED)
             return
-        self.stats.retries += 1
         task = asyncio.create_task(self._requeue(job, self._backoff(job.tries)))
         self._retry_tasks.add(task)
         task.add_done_callback(self._retry_tasks.discard)

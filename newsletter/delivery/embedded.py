@@ -18,13 +18,11 @@ class MaildirHandler:
 
     def __init__(self, outbox: Path) -> None:
         self.maildir = mailbox.Maildir(outbox, create=True)
-        self.received = 0
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content
         data = content if isinstance(content, bytes) else str(content).encode("utf-8")
         self.maildir.add(data)
-        self.received += 1
         return f"{SMTPStatus.completed:d} Message accepted for delivery"
 
 

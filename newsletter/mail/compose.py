@@ -109,13 +109,6 @@ def mailbox(name: str, address: str) -> str:
     return f"{encoded_words(name)} <{address}>"
 
 
-def quoted_printable(text: str) -> bytes:
-    """Body text as quoted-printable with CRLF line ends (every line at most 76 bytes)."""
-    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
-    encoded = binascii.b2a_qp(normalised.encode("utf-8"), istext=True)
-    return encoded.replace(b"\n", b"\r\n")
-
-
 class LineEncoder:
     """Quoted-printable line by line with a cache: digests of one issue share most of their lines.
 
