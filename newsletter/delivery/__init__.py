@@ -1,4 +1,4 @@
-"""SMTP delivery: connections, concurrency, rate limit, retries and the embedded server."""
+"""SMTP delivery: the channel (embedded outbox or a server), connections, rate limit, retries."""
 
 from .channel import channel_for, delivery_target, server_label
 from .dispatch import Dispatcher, DispatchStats, Job
