@@ -43,6 +43,17 @@ STORED_STATUSES: tuple[DeliveryStatus, ...] = tuple(
 FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
 
 
+class IssueOutcome(StrEnum):
+    """Where one subscriber stands for one issue, as an operator asks about it."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    IN_FLIGHT = "in flight"  # recorded as sending: an interrupted run; the next run re-sends it
+    BOUNCED = "bounced"  # accepted by the server, bounced afterwards (the list says so)
+    UNSUBSCRIBED = "unsubscribed during the run"
+
+
 class Channel(StrEnum):
     """Where a run delivers (the ledger's `channel` column): the embedded outbox or a real server."""
 

@@ -7,7 +7,6 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TextIO
 
 from ..delivery.channel import channel_for
@@ -15,24 +14,19 @@ from ..errors import LedgerError
 from ..ledger import LedgerRow, latest_issue, read_issue
 from ..models import Subscriber
 from ..settings import Settings
-from ..statuses import DeliveryStatus, SubscriberStatus
+from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
 from ..subscribers import SubscriberStore
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
 
-class Outcome(StrEnum):
-    """Where one subscriber stands for one issue, as an operator asks about it."""
-
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    DEFERRED = "deferred"
-    IN_FLIGHT = "in flight"  # recorded as sending: an interrupted run; the next run re-sends it
-    BOUNCED = "bounced"  # accepted by the server, bounced afterwards (the list says so)
-    UNSUBSCRIBED = "unsubscribed during the run"
-
-
-NOT_DELIVERED = (Outcome.FAILED, Outcome.DEFERRED, Outcome.IN_FLIGHT, Outcome.BOUNCED, Outcome.UNSUBSCRIBED)
+NOT_DELIVERED = (
+    IssueOutcome.FAILED,
+    IssueOutcome.DEFERRED,
+    IssueOutcome.IN_FLIGHT,
+    IssueOutcome.BOUNCED,
+    IssueOutcome.UNSUBSCRIBED,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +34,7 @@ class Problem:
     """One address that did not get the issue, with the server's last word on it."""
 
     email: str
-    outcome: Outcome
+    outcome: IssueOutcome
     attempts: int
     last_reply: str
     when: str
@@ -53,7 +47,7 @@ class IssueReport:
     issue: str
     list_name: str
     channel: str
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, Outcome), 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, IssueOutcome), 0))
     problems: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -131,7 +125,7 @@ def build_report(
         seen.add(row.email)
         outcome = _outcome(row, inactive.get(row.email))
         report.counts[outcome] += 1
-        if outcome != Outcome.DELIVERED:
+        if outcome != IssueOutcome.DELIVERED:
             report.problems.append(
                 Problem(row.email, outcome, row.attempts, printable(row.last_reply or ""), row.updated_at)
             )
@@ -144,19 +138,19 @@ def build_report(
         if left.tzinfo is None:
             left = left.replace(tzinfo=UTC)
         if left >= started or key in withdrawn:
-            report.counts[Outcome.UNSUBSCRIBED] += 1
-            report.problems.append(Problem(key, Outcome.UNSUBSCRIBED, 0, "", left.isoformat()))
+            report.counts[IssueOutcome.UNSUBSCRIBED] += 1
+            report.problems.append(Problem(key, IssueOutcome.UNSUBSCRIBED, 0, "", left.isoformat()))
     report.problems.sort(key=lambda p: (NOT_DELIVERED.index(p.outcome), p.email))
     return report
 
 
-def _outcome(row: LedgerRow, inactive: Subscriber | None) -> Outcome:
+def _outcome(row: LedgerRow, inactive: Subscriber | None) -> IssueOutcome:
     if row.status == DeliveryStatus.DELIVERED:
         bounced = inactive is not None and inactive.status == SubscriberStatus.BOUNCED
-        return Outcome.BOUNCED if bounced else Outcome.DELIVERED
+        return IssueOutcome.BOUNCED if bounced else IssueOutcome.DELIVERED
     if row.status == DeliveryStatus.SENDING:
-        return Outcome.IN_FLIGHT
-    return Outcome(row.status)
+        return IssueOutcome.IN_FLIGHT
+    return IssueOutcome(row.status)
 
 
 def _parse(stamp: str) -> datetime:
