@@ -58,7 +58,7 @@ def test_preview_writes_html_text_and_the_full_message_for_a_subscriber(config: 
     body = parts(eml)
     assert body["text/html"] == html.read_text(encoding="utf-8")
     assert body["text/plain"] == text.read_text(encoding="utf-8")
-    assert "Hi Alice Moreau," in body["text/plain"]
+    assert "Hi Alice," in body["text/plain"]  # the first name, not "Hi Alice Moreau,"
     assert "diffusion models, music generation" in body["text/plain"]
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert message["To"] == "Alice Moreau <alice@example.org>" and message["Message-ID"]

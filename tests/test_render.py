@@ -25,7 +25,7 @@ from helpers.samples import (
 from newsletter.errors import TemplateError
 from newsletter.models import Subscriber
 from newsletter.render import digest as render
-from newsletter.render.digest import DigestRenderer, RenderedDigest
+from newsletter.render.digest import SUBJECT_MAX, DigestRenderer, RenderedDigest, first_name, shorten
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -47,9 +47,7 @@ def test_digest_for_subscriber_with_keywords_matches_golden_files() -> None:
     digest = render_alice()
     check_golden("alice.html", digest.html)
     check_golden("alice.txt", digest.text)
-    assert (
-        digest.subject == "ML Paper Digest 2024-W11: Four-Step Diffusion Models by Consistency Distillation"
-    )
+    assert digest.subject == "Four-Step Diffusion Models by Consistency Distillation"
 
 
 def test_digest_with_no_picks_is_a_short_friendly_note_matching_golden_files() -> None:
@@ -60,14 +58,16 @@ def test_digest_with_no_picks_is_a_short_friendly_note_matching_golden_files() -
     check_golden("empty.html", digest.html)
     check_golden("empty.txt", digest.text)
     assert "No new papers matched your topics" in digest.text
-    assert "\n" not in digest.subject and "no new papers" in digest.subject
+    assert "\n" not in digest.subject and digest.subject.startswith("No new papers on your topics")
 
 
 def test_subscriber_without_keywords_is_told_they_get_the_top_papers() -> None:
     renderer = DigestRenderer(make_settings(), make_issue())
     digest = renderer.render(Subscriber(email="dana@example.org"), alice_picks(2), UNSUBSCRIBE)
     assert "the week\u2019s top papers" in digest.html.replace("&rsquo;", "\u2019")
-    assert "you subscribed to ml without choosing topics" in " ".join(digest.text.split())
+    # The public title, never the internal list name ("ml").
+    assert "you subscribed to ML Paper Digest without choosing topics" in " ".join(digest.text.split())
+    assert " ml " not in " ".join(digest.text.split()).replace("/ml/", "")
     assert "Hello," in digest.html and "Hello," in digest.text
 
 
@@ -191,11 +191,14 @@ def test_html_is_a_600px_presentation_table_layout_with_inline_styles_and_prehea
     assert 'role="presentation"' in html and 'width="600"' in html
     assert 'class="card-title" style="' in html
     assert "<img" not in html
-    preheader = re.search(r'<div class="preheader"[^>]*>([^<]*)</div>', html)
-    assert (
-        preheader
-        and preheader.group(1) == "Four-Step Diffusion Models by Consistency Distillation and 3 more"
+    preheader = re.search(r'<div class="preheader" style="([^"]*)"[^>]*>([^<]*)</div>', html)
+    assert preheader
+    # Says what the subject does not; hidden without text in the background's colour.
+    assert preheader.group(2) == (
+        "4 papers on diffusion models, music generation, 8\u201314 Mar 2024. Also: Scaling Laws for"
+        " Large Language Models &amp; Their &#34;Emergent&#34; Abilities"
     )
+    assert "display:none" in preheader.group(1) and "color" not in preheader.group(1)
 
 
 def test_text_part_lines_fit_72_columns() -> None:
@@ -304,11 +307,37 @@ def test_empty_digest_without_keywords_does_not_mention_topics() -> None:
         "There are no new papers this week" in digest.html
         and "There are no new papers this week" in digest.text
     )
-    assert digest.subject == "ML Paper Digest 2024-W11: no new papers this week"
+    assert digest.subject == "No new papers, 8\u201314 Mar 2024"
     assert "topics this week" not in digest.html
 
 
 def test_subject_is_one_line_even_when_a_title_has_line_breaks() -> None:
     paper = make_paper(0, title="Attack\r\nBcc: victim@example.org\n\tand more")
     digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [Pick(paper)], UNSUBSCRIBE)
-    assert digest.subject == "ML Paper Digest 2024-W11: Attack Bcc: victim@example.org and more"
+    assert digest.subject == "Attack Bcc: victim@example.org and more"
+
+
+@pytest.mark.parametrize(
+    ("name", "greeted"),
+    [
+        ("Ada Lovelace, PhD", "Ada"),
+        ("Dr. Ada Lovelace", "Ada"),
+        ("Prof. Dr. Grace Hopper", "Grace"),
+        ("Lovelace, Ada", "Ada"),
+        ("Ada", "Ada"),
+        ("J. Smith", "J. Smith"),
+        ("山田太郎", "山田太郎"),
+        ("", ""),
+    ],
+)
+def test_the_greeting_uses_the_first_name(name: str, greeted: str) -> None:
+    assert first_name(name) == greeted
+
+
+def test_a_long_first_title_makes_a_subject_under_70_characters_cut_at_a_word() -> None:
+    renderer = DigestRenderer(make_settings(), make_issue())
+    digest = renderer.render(Subscriber(email="dana@example.org"), alice_picks(1), UNSUBSCRIBE)
+    long_title = "Large Language Models Orchestrating Structured Reasoning Achieve Kaggle Grandmaster Level"
+    cut = "Large Language Models Orchestrating Structured Reasoning Achieve\u2026"
+    assert shorten(long_title, SUBJECT_MAX) == cut
+    assert len(digest.subject) <= 68 and "ML Paper Digest" not in digest.subject

@@ -20,8 +20,10 @@ class DkimSigner:
         self.selector = selector.encode("ascii")
         self.domain = domain.encode("ascii")
         self.private_key = private_key
-        wanted = list(dict.fromkeys([*headers, *REQUIRED_HEADERS]))
-        self.headers = [name.lower().encode("ascii") for name in wanted]
+        wanted = list(dict.fromkeys(name.lower() for name in [*headers, *REQUIRED_HEADERS]))
+        # From twice (oversigning, RFC 6376 8.15): the signature also covers the absence of a
+        # second From, so nobody can add one that a mail client would show instead of ours.
+        self.headers = [name.encode("ascii") for name in [*wanted, "from"]]
 
     @classmethod
     def from_settings(cls, settings: DkimSettings, resolve: Path | None = None) -> DkimSigner | None:

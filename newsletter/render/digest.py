@@ -43,7 +43,7 @@ HTML_TEMPLATE = "digest.html"
 TEXT_TEMPLATE = "digest.txt"
 CARD_HTML_TEMPLATE = "paper.html"
 CARD_TEXT_TEMPLATE = "paper.txt"
-SUBJECT_MAX = 120
+SUBJECT_MAX = 68  # inboxes show about 70 characters on a phone
 _CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory (~10 MB)
 
 
@@ -310,14 +310,14 @@ class DigestRenderer:
     ) -> RenderedDigest:
         """One subscriber's digest: fill the inlined pieces with their escaped values."""
         self.prepare(pick.paper for pick in picks)
-        name = collapse(subscriber.name)
+        name = first_name(subscriber.name)
         keywords = [collapse(k) for k in subscriber.keywords if k.strip()]
         html_shell, text_shell = self._shell((bool(name), bool(keywords), bool(picks)))
         values = {
             "name": name,
             "keywords": ", ".join(keywords),
             "count": f"{len(picks)} paper{'' if len(picks) == 1 else 's'}",
-            "preheader": self._preheader(picks, bool(keywords)),
+            "preheader": self._preheader(picks, keywords),
             "unsubscribe": unsubscribe_url,
             "manage": manage_url or unsubscribe_url,
         }
@@ -331,21 +331,51 @@ class DigestRenderer:
             text=text_shell.fill(values),
         )
 
-    def _preheader(self, picks: Sequence[Pick], has_keywords: bool) -> str:
+    def _preheader(self, picks: Sequence[Pick], keywords: Sequence[str]) -> str:
+        """The inbox line under the subject: what the subject does not say (count, topics, the next paper)."""
+        window = window_label(self.issue.window_start, self.issue.issue_date)
         if not picks:
-            return "No new papers on your topics this week." if has_keywords else "No new papers this week."
-        first = self._cards[picks[0].paper.id].title
-        more = f" and {len(picks) - 1} more" if len(picks) > 1 else ""
-        return _shorten(f"{first}{more}", 110)
+            topics = f" on {', '.join(keywords)}" if keywords else ""
+            return shorten(f"Nothing new{topics} in {window}: we will write again when there is.", 140)
+        count = f"{len(picks)} paper{'' if len(picks) == 1 else 's'}"
+        lead = f"{count} on {', '.join(keywords)}" if keywords else f"The week's top {count}"
+        text = f"{lead}, {window}."
+        if len(picks) > 1:
+            text += f" Also: {self._cards[picks[1].paper.id].title}"
+        return shorten(text, 140)
 
     def _subject(self, picks: Sequence[Pick], has_keywords: bool) -> str:
-        head = f"{collapse(self.issue.title)} {self.issue.issue_id}"
+        """The first paper's title, cut at a word: the sender's name is already in From."""
         if not picks:
-            return f"{head}: no new papers" + (" on your topics" if has_keywords else " this week")
-        return _shorten(f"{head}: {self._cards[picks[0].paper.id].title}", SUBJECT_MAX)
+            window = window_label(self.issue.window_start, self.issue.issue_date)
+            return "No new papers" + (" on your topics" if has_keywords else "") + f", {window}"
+        return shorten(self._cards[picks[0].paper.id].title, SUBJECT_MAX)
 
 
-def _shorten(text: str, limit: int) -> str:
+_TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms", "mx", "miss", "sir", "dame"})
+_SUFFIXES = frozenset({"phd", "md", "jr", "sr", "ii", "iii", "iv", "msc", "ma", "mba", "dphil", "esq", "frs"})
+
+
+def first_name(name: str) -> str:
+    """'Ada' for 'Ada Lovelace, PhD', 'Dr. Ada Lovelace' and 'Lovelace, Ada'; the whole name if unsure."""
+    name = collapse(name)
+    if "," in name:
+        head, tail = (part.strip() for part in name.split(",", 1))
+        suffixes = [w.strip(".").lower() for w in tail.replace(",", " ").split()]
+        if all(word in _SUFFIXES for word in suffixes):
+            name = head
+        elif " " not in head and tail:
+            name = f"{tail} {head}"  # "Lovelace, Ada"
+    words = name.split()
+    while len(words) > 1 and words[0].strip(".").lower() in _TITLES:
+        words = words[1:]
+    if not words:
+        return ""
+    first = words[0]
+    return first if len(first.strip(".")) > 1 else " ".join(words)  # "J. Smith" stays whole
+
+
+def shorten(text: str, limit: int) -> str:
     """Cut at a word so subjects and preheaders stay short without a half word."""
     if len(text) <= limit:
         return text
