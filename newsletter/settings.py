@@ -251,8 +251,9 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
         first = exc.errors()[0]
         variable = _variable_for(first["loc"])
         if variable is not None:
+            key = ".".join(str(part) for part in first["loc"])
             raise ConfigError(
-                f"{variable} is invalid: {first['msg']}",
+                f"{variable} (setting '{key}') is invalid: {first['msg']}",
                 where="the environment",
                 fix=f"correct or unset {variable}",
             ) from exc

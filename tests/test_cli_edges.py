@@ -43,7 +43,7 @@ def test_a_bad_value_from_the_environment_names_the_variable(
     monkeypatch.setenv("NEWSLETTER_SMTP__PORT", "twenty-five")
     result = CliRunner().invoke(main, ["send", "--dry-run"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: NEWSLETTER_SMTP__PORT is invalid: ")
+    assert result.output.startswith("Error: NEWSLETTER_SMTP__PORT (setting 'smtp.port') is invalid: ")
     assert "newsletter.toml" not in result.output
 
 
