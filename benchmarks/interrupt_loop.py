@@ -124,7 +124,8 @@ def one_run(repo: Path, sig: signal.Signals, subscribers: int, rng: random.Rando
             return Run(
                 exit=process.returncode,
                 traceback="Traceback" in err,
-                lines=len(err.splitlines()),
+                # The local-trial warning at the start is not part of the stop message.
+                lines=len([line for line in err.splitlines() if not line.startswith("WARNING ")]),
                 said_delivered=int(said.group(1)) if said else None,
                 said_in_flight=int(flight.group(1)) if flight else 0,
                 ledger_delivered=rows["delivered"],

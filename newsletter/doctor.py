@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 import jinja2
 
+from . import preflight
 from .delivery import EmbeddedServer, SmtpTarget
 from .errors import NewsletterError
 from .render.digest import make_environment, template_dirs
@@ -43,14 +44,26 @@ class Check:
         return text if self.ok or not self.fix else f"{text} (fix: {self.fix})"
 
 
-def run_checks(settings: Settings) -> Iterator[Check]:
-    """Every check in order; SMTP last because it is the slowest."""
+def run_checks(settings: Settings, dns_lookup: preflight.TxtLookup | None = None) -> Iterator[Check]:
+    """Every check in order; SMTP last because it is the slowest. No DNS lookup without `dns_lookup`."""
     yield Check("settings", True, str(settings.config_file or "defaults and environment only"))
-    yield from check_templates(settings)
+    template_checks = list(check_templates(settings))
+    yield from template_checks
     yield from check_lists(settings)
     yield from check_links(settings)
     yield check_ledger(settings)
+    yield from _checks(preflight.check_sources(settings))
+    found, issue = preflight.check_next_issue(settings)
+    yield from _checks([found])
+    if all(check.ok for check in template_checks):  # a template that does not load cannot render
+        yield from _checks(preflight.check_rendering(settings, issue))
+    yield from _checks(preflight.check_dkim(settings, dns_lookup))
     yield from check_smtp(settings)
+
+
+def _checks(findings: Iterable[preflight.Finding]) -> Iterator[Check]:
+    for finding in findings:
+        yield Check(finding.name, finding.ok, finding.detail, finding.fix)
 
 
 def check_templates(settings: Settings) -> Iterator[Check]:
