@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from newsletter.models import Paper
+from newsletter.ranking.feedback import Taste
 from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings
 from newsletter.sources import load_papers
@@ -84,6 +85,31 @@ def evaluate(judgements: Path, papers_path: Path) -> tuple[list[str], dict[str, 
     return [q["keywords"] for q in judged["queries"]], results
 
 
+def feedback_gain(judgements: Path, papers_path: Path, settings: SelectionSettings) -> tuple[float, float]:
+    """Mean nDCG@10 of the rest before and after liking the best paper of each query's first page."""
+    judged = json.loads(judgements.read_text(encoding="utf-8"))
+    ranker = Ranker(load_papers([papers_path]).papers, date.fromisoformat(judged["issue_date"]), settings)
+    before, after = [], []
+    for query in judged["queries"]:
+        keywords = split_keywords(query["keywords"])
+        grades: dict[str, int] = query["relevant"]
+        page = ranker.rank(keywords, top=K)
+        if not page:
+            continue
+        best = max(page, key=lambda s: grades.get(s.paper.title, 0))  # first of the best grade
+        vector = ranker.vector_of(best.paper.id)
+        if vector is None:
+            raise SystemExit("the feedback benchmark needs the semantic part on (semantic_weight > 0)")
+        rest = {t: g for t, g in grades.items() if t != best.paper.title}
+        if not any(rest.values()):
+            continue  # nothing left to find: the query says nothing about feedback
+        exclude = [best.paper.id]
+        before.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, exclude_ids=exclude)], rest))
+        taste = Taste.of([(best.paper.id, vector)], [])
+        after.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, taste=taste)], rest))
+    return sum(before) / len(before), sum(after) / len(after)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judgements", type=Path, default=ROOT / "benchmarks" / "judgements.json")
@@ -99,6 +125,11 @@ def main() -> None:
     print(f"{label:34}" + "".join(f"{value:>24.3f}" for value in mean.values()))
     gain = mean["ours (defaults)"] - mean["plain BM25"]
     print(f"defaults vs plain BM25: {gain:+.3f}   target >= +0.030")
+    before, after = feedback_gain(args.judgements, args.papers, SelectionSettings())
+    print(
+        f"feedback: like the best paper of each query's first page, re-rank; nDCG@10 of the rest"
+        f" before {before:.3f}, after {after:.3f} ({after - before:+.3f})"
+    )
 
 
 def _ours(papers: Sequence[Paper], issue: date, settings: SelectionSettings) -> Callable[[str], list[str]]:

@@ -108,6 +108,11 @@ class SelectionSettings(_Section):
         le=1,
         description="share of a keyword's relevance from meaning (embeddings), not words; 0 = words only",
     )
+    feedback_weight: float = Field(
+        default=0.5,
+        ge=0,
+        description="how far a reader's 'more/less like this' moves similar papers; 0 = ignore feedback",
+    )
     bm25_k1: float = Field(default=1.5, ge=0)
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 
@@ -170,6 +175,7 @@ class Settings(BaseSettings):
     templates_dir: Path = Path("templates")
     ledger: Path = Path("newsletter.db")
     archive_dir: Path = Path("archive")
+    feedback_db: Path = Path("feedback.db")
     log_file: Path | None = None
     send_empty_digests: bool = Field(
         default=False, description="mail 'nothing new this week' to subscribers with no matching papers"

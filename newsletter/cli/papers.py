@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 import click
 
 from ..files import atomic_write_text
+from ..models import Paper
+from ..ranking.feedback import Taste
+from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker, ScoredPaper
 from ..sources import PaperLoad, load_papers
 from ..text import split_keywords
@@ -56,6 +60,10 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
 @click.option("--top", type=click.IntRange(min=1), help="How many papers to show (default: selection.top_n).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @click.option("--explain", is_flag=True, help="Show matched keywords and each part of the score.")
+@click.option(
+    "--like", "liked", multiple=True, help="A paper id to rank as if the reader liked it (repeatable)."
+)
+@click.option("--dislike", "disliked", multiple=True, help="A paper id the reader disliked (repeatable).")
 @pass_app
 def rank(
     app: AppContext,
@@ -66,6 +74,8 @@ def rank(
     top: int | None,
     as_json: bool,
     explain: bool,
+    liked: tuple[str, ...],
+    disliked: tuple[str, ...],
 ) -> None:
     """Rank papers for a keyword list the way a subscriber's digest would.
 
@@ -76,7 +86,9 @@ def rank(
     if window_days is not None:
         selection = selection.model_copy(update={"window_days": window_days})
     day = issue_date or app.settings.issue_date or date.today()
-    ranked = Ranker(loaded.papers, day, selection).rank(split_keywords(keywords), top=top or selection.top_n)
+    ranker = Ranker(loaded.papers, day, selection)
+    taste = taste_from_ids(app, ranker, loaded.papers, liked, disliked) if (liked or disliked) else None
+    ranked = ranker.rank(split_keywords(keywords), top=top or selection.top_n, taste=taste)
     if as_json:
         click.echo(json.dumps([scored_to_dict(s, explain) for s in ranked], indent=2, ensure_ascii=False))
         return
@@ -84,6 +96,37 @@ def rank(
         click.echo(f"No papers match in the {selection.window_days} days up to {day.isoformat()}.", err=True)
     for place, scored in enumerate(ranked, start=1):
         click.echo(describe(place, scored, explain))
+
+
+def taste_from_ids(
+    app: AppContext,
+    ranker: Ranker,
+    loaded: Sequence[Paper],
+    liked: tuple[str, ...],
+    disliked: tuple[str, ...],
+) -> Taste:
+    """--like/--dislike as a reader's feedback: ids from --papers, or papers a past issue carried."""
+    if app.settings.selection.semantic_weight <= 0:
+        raise click.UsageError("--like and --dislike compare meaning: they need semantic_weight > 0")
+    by_id = {p.id: p for p in loaded}
+    store_path = app.settings.path(app.settings.feedback_db)
+    store = FeedbackStore(store_path) if store_path.is_file() else None
+
+    def vector(paper_id: str) -> tuple[str, Any]:
+        found = ranker.vector_of(paper_id)
+        if found is None and paper_id in by_id:
+            found = ranker.embed_papers([by_id[paper_id]])[0]
+        if found is None and store is not None:
+            remembered = store.paper(paper_id)
+            found = remembered.vector if remembered else None
+        if found is None:
+            raise click.BadParameter(
+                f"no paper with id {paper_id!r} in --papers or in past issues ({store_path})",
+                param_hint="--like/--dislike",
+            )
+        return paper_id, found
+
+    return Taste.of([vector(i) for i in liked], [vector(i) for i in disliked])
 
 
 def scored_to_dict(scored: ScoredPaper, explain: bool) -> dict[str, Any]:

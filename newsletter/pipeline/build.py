@@ -70,7 +70,10 @@ class DigestBuilder:
         """
         picks = tuple(
             self.issue.ranker.rank(
-                subscriber.keywords, top=self.settings.selection.top_n, exclude_ids=already_sent
+                subscriber.keywords,
+                top=self.settings.selection.top_n,
+                exclude_ids=already_sent,
+                taste=self.issue.taste(subscriber.email),
             )
         )
         if not picks and not (self.settings.send_empty_digests or even_if_empty):
@@ -79,6 +82,9 @@ class DigestBuilder:
             # A test copy is addressed to the tester, under no one else's name, with their own link.
             subscriber = subscriber.model_copy(update={"email": to_address, "name": ""})
         link = self.signer.url(self.issue.info.list_name, subscriber.email)
-        digest = self.renderer.render(subscriber, picks, link)
+        list_name, email = self.issue.info.list_name, subscriber.email
+        digest = self.renderer.render(
+            subscriber, picks, link, feedback_url=lambda pid: self.signer.feedback_url(list_name, email, pid)
+        )
         message = self.composer.compose(subscriber, digest, link, to_address=to_address)
         return BuiltDigest(subscriber, picks, link, digest, message)

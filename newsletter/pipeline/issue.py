@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, SourceError
 from ..mail.tokens import Purpose, TokenSigner, purpose_url
 from ..models import IssueInfo, Paper
+from ..ranking.feedback import Taste
+from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker
 from ..settings import Settings
 from ..sources import load_papers
@@ -52,6 +54,11 @@ class PreparedIssue:
     ranker: Ranker
     paper_count: int
     problems: tuple[str, ...]
+    tastes: Mapping[str, Taste] = field(default_factory=dict)  # address -> the reader's feedback
+
+    def taste(self, email: str) -> Taste | None:
+        """The reader's 'more/less like this' so far, None if they gave none."""
+        return self.tastes.get(email.strip().lower()) if self.tastes else None
 
 
 def prepare_issue(
@@ -62,11 +69,13 @@ def prepare_issue(
     issue_id: str | None = None,
     papers: Sequence[Path] = (),
     require_papers: bool = False,
+    remember_papers: bool = False,
 ) -> PreparedIssue:
     """Load and rank the issue's papers once; per-subscriber work then only picks from them.
 
     With `require_papers` (send, archive), a window without a single paper is an error: mailing
-    or publishing an empty issue is never what a cron job meant.
+    or publishing an empty issue is never what a cron job meant. `remember_papers` (a real send)
+    keeps the papers' vectors in feedback.db for the feedback links the digests carry.
     """
     day = issue_date or settings.issue_date or date.today()
     issue_id = check_issue_id(issue_id or issue_id_for(day))
@@ -95,7 +104,24 @@ def prepare_issue(
     ranker = Ranker(loaded.papers, day, settings.selection)
     if require_papers and not ranker.papers:
         raise _empty_window(settings, issue_id, (window_start, day), paths, loaded.papers, bool(papers))
-    return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems))
+    tastes = reader_tastes(settings, ranker, info.list_name, remember_papers)
+    return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems), tastes)
+
+
+def reader_tastes(settings: Settings, ranker: Ranker, list_name: str, remember: bool) -> Mapping[str, Taste]:
+    """Load the list's feedback; with `remember`, first keep this issue's paper vectors.
+
+    Once per issue, before builder processes fork: one small table read, so a reader's feedback
+    costs nothing per subscriber but a dictionary lookup. A preview or dry run writes no file.
+    """
+    if ranker.vectors.shape[1] == 0 or not ranker.papers:
+        return {}
+    store = FeedbackStore(settings.path(settings.feedback_db))
+    if remember:
+        store.remember(ranker.papers, ranker.vectors)
+    if settings.selection.feedback_weight <= 0 or not store.path.is_file():
+        return {}
+    return store.tastes(list_name)
 
 
 def no_papers_configured(settings: Settings) -> ConfigError:
@@ -197,6 +223,12 @@ class LinkSigner:
     def url(self, list_name: str, email: str) -> str:
         """The one-click unsubscribe link (footer and List-Unsubscribe)."""
         return purpose_url(self.tokens, self.base_url, Purpose.UNSUBSCRIBE, list_name, email)
+
+    def feedback_url(self, list_name: str, email: str, paper_id: str) -> str:
+        """The reader's link for one paper's "more/less like this" ('' for an id too long to seal)."""
+        if len(paper_id.encode("utf-8")) > 255:
+            return ""
+        return purpose_url(self.tokens, self.base_url, Purpose.FEEDBACK, list_name, email, item=paper_id)
 
     def manage_url(self, list_name: str, email: str) -> str:
         """The link to the reader's preferences page."""

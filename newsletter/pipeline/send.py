@@ -194,6 +194,7 @@ def _run_send(
             issue_id=options.issue_id,
             papers=options.papers,
             require_papers=True,
+            remember_papers=not options.dry_run,
         )
         store = SubscriberStore(settings.list_path(issue.info.list_name))
         if recorded:

@@ -11,6 +11,8 @@ import numpy as np
 from ..models import Paper
 from ..settings import SelectionSettings
 from ..text import split_keywords
+from .authors import AUTHOR_PREFIX, author_name, author_vector
+from .feedback import FeedbackEffect, Taste, feedback_effect, liked_alone
 from .keywordscore import FieldIndex
 from .semantic import MIN_COSINE_ALONE, EmbeddingModel, load_model, paper_text, similarity_scores
 from .textmatch import normalise_keyword
@@ -33,16 +35,24 @@ _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier inde
 class ScoredPaper:
     """One paper picked for one subscriber; why it scored is worked out only when asked."""
 
-    __slots__ = ("_index", "_keys", "_ranker", "paper", "score")
+    __slots__ = ("_index", "_keys", "_ranker", "feedback", "liked", "paper", "score")
 
     def __init__(
-        self, paper: Paper, score: float, ranker: Ranker, index: int, keys: tuple[tuple[str, int], ...]
+        self,
+        paper: Paper,
+        score: float,
+        ranker: Ranker,
+        index: int,
+        keys: tuple[tuple[str, int], ...],
+        feedback: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.paper = paper
         self.score = score
         self._ranker = ranker
         self._index = index
         self._keys = keys
+        # The reader's feedback part of the score, and how close (0..1) it is to a paper they liked.
+        self.feedback, self.liked = feedback
 
     @property
     def matched(self) -> list[str]:
@@ -52,7 +62,10 @@ class ScoredPaper:
     @property
     def parts(self) -> dict[str, float]:
         """Each weighted component of the score, for --explain."""
-        return self._ranker.explain(self._index, self._keys)
+        parts = self._ranker.explain(self._index, self._keys)
+        if self.feedback or self.liked:
+            parts["feedback"] = self.feedback
+        return parts
 
     def __repr__(self) -> str:
         return f"ScoredPaper({self.paper.id!r}, score={self.score:.4f}, matched={self.matched!r})"
@@ -84,9 +97,18 @@ class Ranker:
         self._by_terms: dict[str, int] = {}
 
     def rank(
-        self, keywords: Sequence[str], *, top: int | None = None, exclude_ids: Collection[str] = ()
+        self,
+        keywords: Sequence[str],
+        *,
+        top: int | None = None,
+        exclude_ids: Collection[str] = (),
+        taste: Taste | None = None,
     ) -> list[ScoredPaper]:
-        """The best papers for one subscriber, best first; no keywords means recency and popularity."""
+        """The best papers for one subscriber, best first; no keywords means recency and popularity.
+
+        `taste` is the reader's feedback: it moves papers up or down, and only readers who gave
+        some pay for it (one small product with their liked and disliked papers' vectors).
+        """
         if isinstance(keywords, str):  # "a; b" straight from a CSV cell, not a list of letters
             keywords = split_keywords(keywords)
         keys = self._keys(keywords)
@@ -99,24 +121,72 @@ class Ranker:
                 -np.inf,
             )
         else:
-            scores = self._base.copy() if exclude_ids else self._base
+            scores = self._base.copy() if (exclude_ids or taste) else self._base
+        effect = None
+        if taste and self.settings.feedback_weight > 0 and self._model is not None and self._fits(taste):
+            effect = feedback_effect(self._vectors, taste)
+            weight = self.settings.feedback_weight
+            if keys:  # a paper very like one they liked is picked even without a keyword match
+                scores = np.where(np.isneginf(scores) & liked_alone(self._vectors, taste), self._base, scores)
+            scores = scores + weight * effect.net
+            scores[effect.banned] = -np.inf
+            exclude_ids = [*exclude_ids, *taste.liked_ids, *taste.disliked_ids]
         if exclude_ids:
             hidden = [self._position[i] for i in exclude_ids if i in self._position]
             scores[hidden] = -np.inf
-        return self._top(scores, len(scores) if top is None else top, keys)
+        return self._top(scores, len(scores) if top is None else top, keys, effect)
 
-    def _top(self, scores: np.ndarray, top: int, keys: tuple[tuple[str, int], ...]) -> list[ScoredPaper]:
+    def _fits(self, taste: Taste) -> bool:
+        """Feedback vectors from the same model as this issue's (a changed model ignores old ones)."""
+        dim = self._vectors.shape[1]
+        return all(part.size == 0 or part.shape[1] == dim for part in (taste.liked, taste.disliked))
+
+    def _top(
+        self,
+        scores: np.ndarray,
+        top: int,
+        keys: tuple[tuple[str, int], ...],
+        effect: FeedbackEffect | None = None,
+    ) -> list[ScoredPaper]:
         if top <= 0 or len(scores) == 0:
             return []
         picked = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
         picked = picked[np.argsort(-scores[picked], kind="stable")]
         papers = self.papers
         # Plain Python numbers from here: indexing numpy scalars one by one is the slow part.
+        if effect is None:
+            return [
+                ScoredPaper(papers[i], value, self, i, keys)
+                for i, value in zip(picked.tolist(), scores[picked].tolist(), strict=False)
+                if value != _NEG_INF
+            ]
+        weight = self.settings.feedback_weight
         return [
-            ScoredPaper(papers[i], value, self, i, keys)
+            ScoredPaper(
+                papers[i], value, self, i, keys, (weight * float(effect.net[i]), float(effect.like[i]))
+            )
             for i, value in zip(picked.tolist(), scores[picked].tolist(), strict=False)
             if value != _NEG_INF
         ]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Every window paper's semantic vector, in window order ((n, 0) when semantics are off)."""
+        return self._vectors
+
+    def vector_of(self, paper_id: str) -> np.ndarray | None:
+        """The semantic vector of a paper in the window (None when absent or semantics are off)."""
+        index = self._position.get(paper_id)
+        if index is None or self._model is None:
+            return None
+        found: np.ndarray = self._vectors[index]
+        return found
+
+    def embed_papers(self, papers: Sequence[Paper]) -> np.ndarray:
+        """Vectors for papers outside the window, e.g. one liked last week (semantics must be on)."""
+        if self._model is None:
+            return np.zeros((len(papers), 0), dtype=np.float32)
+        return self._model.embed([paper_text(p.title, p.abstract) for p in papers])
 
     def _keys(self, keywords: Sequence[str]) -> tuple[tuple[str, int], ...]:
         """Each keyword's cached score row, once per row, ignoring keywords with no usable terms."""
@@ -131,6 +201,15 @@ class Ranker:
 
     def _row_for(self, keyword: str) -> int:
         """Score a keyword against every paper the first time anyone asks for it."""
+        name = author_name(keyword)
+        if name is not None:  # 'author: Ada Lovelace' follows a person: 1 for each of their papers
+            normal = AUTHOR_PREFIX + " ".join(name.lower().split())
+            row = self._by_terms.get(normal)
+            if row is None:
+                row = self._store(author_vector(name, [p.authors for p in self.papers]))
+                self._by_terms[normal] = row
+            self._by_text[keyword] = row
+            return row
         normal = normalise_keyword(keyword)
         row = self._by_terms.get(normal)
         if row is None:
@@ -185,7 +264,7 @@ class Ranker:
         }
         for kw, row in keys:
             parts[f"keyword: {kw}"] = self.clause(row, index)
-            if self._model is not None:
+            if self._model is not None and author_name(kw) is None:
                 words = float(self._index.keyword_vector(normalise_keyword(kw).split())[index])
                 parts[f"words: {kw}"] = words
                 parts[f"meaning: {kw}"] = float(similarity_scores(self.cosines(kw))[index])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +22,7 @@ import newsletter
 
 from ..errors import TemplateError
 from ..models import IssueInfo, Paper, Subscriber
+from ..ranking.authors import author_name
 from ..settings import Settings
 from ..text import strip_forbidden_chars
 from .fragments import Slotted, TextShell, inline_css
@@ -35,6 +36,7 @@ from .text import (
     window_label,
     wrap_text,
 )
+from .why import LIKED_FROM, Why, why_picked
 
 if TYPE_CHECKING:
     from ..ranking.selection import ScoredPaper
@@ -44,6 +46,7 @@ TEXT_TEMPLATE = "digest.txt"
 CARD_HTML_TEMPLATE = "paper.html"
 CARD_TEXT_TEMPLATE = "paper.txt"
 SUBJECT_MAX = 68  # inboxes show about 70 characters on a phone
+_PER_READER = ("more", "less", "fbopen", "fbclose")  # card slots filled for each reader, after the cache
 _CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory (~10 MB)
 
 
@@ -229,6 +232,11 @@ class DigestRenderer:
                 "upvotes": paper.upvotes,
                 "keywords": paper.keywords,
                 "source": paper.source,
+                "why": self._slot("why"),
+                "more_url": self._slot("more"),
+                "less_url": self._slot("less"),
+                "feedback_open": self._slot("fbopen"),
+                "feedback_close": self._slot("fbclose"),
             }
         }
 
@@ -274,31 +282,56 @@ class DigestRenderer:
     def _make_card(self, paper: Paper, html: str, abstract: str) -> _Card:
         title = collapse(paper.title)
         context = self._paper_context(paper, abstract)
-        context["paper"].update(title=title, abstract=abstract)
+        context["paper"].update(
+            title=title,
+            abstract=abstract,
+            why="",
+            more_url="",
+            less_url="",
+            feedback_open="",
+            feedback_close="",
+        )
         text = wrap_text(self._run(CARD_TEXT_TEMPLATE, context))
         return _Card(html=Slotted(html, self._token), text=text, title=title, abstract=abstract)
 
     # --- per subscriber: joins and escapes only -------------------------------------------
 
-    def _card_html(self, pick: Pick, profile: tuple[str, ...]) -> str:
-        """A filled card; cached by reader profile first, so shared profiles skip even `matched`."""
+    def _card_html(self, pick: Pick, profile: tuple[str, ...], feedback_url: str) -> str:
+        """A filled card; cached by reader profile first, so shared profiles skip even `matched`.
+
+        The cached card keeps the feedback links' slots: only those two differ between readers
+        of the same profile (a reader's feedback also changes the 'why' line: not cached then).
+        """
+        liked, weight = float(getattr(pick, "liked", 0.0)), float(getattr(pick, "feedback", 0.0))
         by_profile = (pick.paper.id, profile)
-        html = self._by_profile.get(by_profile)
+        html = None if (liked or weight) else self._by_profile.get(by_profile)
         if html is None:
-            matched = tuple(sorted({collapse(k) for k in getattr(pick, "matched", ()) or ()}))
-            by_matched = (pick.paper.id, matched)
+            matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
+            liked_shown = liked >= LIKED_FROM and weight > 0
+            by_matched = (pick.paper.id, (*sorted(matched), f"liked={liked_shown}"))
             html = self._highlights.get(by_matched)
             if html is None:
                 card = self._cards[pick.paper.id]
+                words = tuple(sorted(k for k in matched if author_name(k) is None))
+                why = why_picked(pick.paper, matched, card.abstract, liked, weight)
                 values = {
-                    "title": highlight(card.title, matched),
-                    "abstract": highlight(card.abstract, matched),
+                    "title": highlight(card.title, words),
+                    "abstract": highlight(card.abstract, words),
+                    "why": why_html(why),
+                    **{slot: self._slot(slot) for slot in _PER_READER},
                 }
                 html = self._highlights[by_matched] = card.html.fill(values)
             if len(self._by_profile) > _CARD_CACHE_MAX:
                 self._by_profile.clear()
                 self._highlights.clear()
-            self._by_profile[by_profile] = html
+            if not (liked or weight):
+                self._by_profile[by_profile] = html
+        more, less = _feedback_links(feedback_url)
+        # No link (a page for everyone, not one reader): the feedback links become an HTML comment.
+        fill = {"more": str(escape(more)), "less": str(escape(less))}
+        fill.update({"fbopen": "", "fbclose": ""} if more else {"fbopen": "<!--", "fbclose": "-->"})
+        for slot, value in fill.items():
+            html = html.replace(self._slot(slot), value)
         return html
 
     def render(
@@ -307,8 +340,13 @@ class DigestRenderer:
         picks: Sequence[ScoredPaper],
         unsubscribe_url: str,
         manage_url: str = "",
+        feedback_url: Callable[[str], str] | None = None,
     ) -> RenderedDigest:
-        """One subscriber's digest: fill the inlined pieces with their escaped values."""
+        """One subscriber's digest: fill the inlined pieces with their escaped values.
+
+        `feedback_url(paper_id)` is the reader's signed feedback link for one paper (without the
+        verdict); the card offers it as "more like this" and "less like this".
+        """
         self.prepare(pick.paper for pick in picks)
         name = first_name(subscriber.name)
         keywords = [collapse(k) for k in subscriber.keywords if k.strip()]
@@ -323,13 +361,32 @@ class DigestRenderer:
         }
         html_values = {key: str(escape(value)) for key, value in values.items()}
         profile = tuple(subscriber.keywords)
-        html_values["cards"] = "".join(self._card_html(pick, profile) for pick in picks)
-        values["cards"] = "\n".join(self._cards[pick.paper.id].text for pick in picks)
+        links = [feedback_url(pick.paper.id) if feedback_url else "" for pick in picks]
+        html_values["cards"] = "".join(
+            self._card_html(pick, profile, link) for pick, link in zip(picks, links, strict=True)
+        )
+        values["cards"] = "\n".join(
+            self._card_text(pick, link) for pick, link in zip(picks, links, strict=True)
+        )
         return RenderedDigest(
             subject=self._subject(picks, bool(keywords)),
             html=html_shell.fill(html_values),
             text=text_shell.fill(values),
         )
+
+    def _card_text(self, pick: Pick, feedback_url: str) -> str:
+        """The plain-text card, plus the reason line and the reader's two feedback links."""
+        card = self._cards[pick.paper.id]
+        matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
+        liked, weight = float(getattr(pick, "liked", 0.0)), float(getattr(pick, "feedback", 0.0))
+        why = why_picked(pick.paper, matched, card.abstract, liked, weight)
+        lines = [card.text.rstrip("\n"), wrap_text(f"Why: {why.reason}.")]
+        if why.sentence:
+            lines.append(wrap_text(f"Matched in the abstract: \u201c{why.sentence}\u201d"))
+        more, less = _feedback_links(feedback_url)
+        if more:
+            lines += [f"More like this: {more}", f"Less like this: {less}"]
+        return "\n".join(lines) + "\n"
 
     def _preheader(self, picks: Sequence[Pick], keywords: Sequence[str]) -> str:
         """The inbox line under the subject: what the subject does not say (count, topics, the next paper)."""
@@ -350,6 +407,21 @@ class DigestRenderer:
             window = window_label(self.issue.window_start, self.issue.issue_date)
             return "No new papers" + (" on your topics" if has_keywords else "") + f", {window}"
         return shorten(self._cards[picks[0].paper.id].title, SUBJECT_MAX)
+
+
+def _feedback_links(url: str) -> tuple[str, str]:
+    """The two verdicts of one signed feedback link; the token alone decides who and which paper."""
+    if not url:
+        return "", ""
+    return f"{url}&v=more", f"{url}&v=less"
+
+
+def why_html(why: Why) -> str:
+    """The reason line's escaped HTML: the reason, then the sentence that matched if the card cuts it."""
+    html = str(escape(why.reason)) + "."
+    if why.sentence:
+        html += f' <span class="card-why-sentence">\u201c{escape(why.sentence)}\u201d</span>'
+    return html
 
 
 _TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms", "mx", "miss", "sir", "dame"})

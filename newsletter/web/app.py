@@ -23,6 +23,7 @@ from ..mail.tokens import UNSUBSCRIBE_PATH, Purpose, TokenSigner, verify_legacy_
 from ..settings import Settings
 from ..subscribers import SubscriberStore
 from ..text import strip_forbidden_chars
+from .feedback import feedback_routes
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"
@@ -185,6 +186,7 @@ def create_app(settings: Settings) -> Starlette:
         Route(UNSUBSCRIBE_PATH, handler.confirm, methods=["GET"]),
         Route(UNSUBSCRIBE_PATH, handler.unsubscribe, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
+        *feedback_routes(settings, handler.tokens, page),
         Mount(ARCHIVE_PATH, app=ArchiveFiles(settings.path(settings.archive_dir)), name="archive"),
     ]
     app = Starlette(routes=routes)

@@ -1,0 +1,112 @@
+"""`/feedback?t=TOKEN&v=more|less`: a reader's "more/less like this" on one paper of a digest.
+
+The token (purpose feedback, bound to list, reader and paper id) says who and which paper; the
+verdict is the reader's own choice, so it rides in the URL unsigned and the page lets them flip
+it. A GET only shows one button (mail scanners follow links and must change nothing); the POST
+records the verdict in feedback.db, where the next issue's ranking reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Route
+
+from ..errors import NewsletterError
+from ..mail.tokens import FEEDBACK_PATH, Claims, Purpose, TokenSigner
+from ..ranking.feedback import Verdict
+from ..ranking.feedbackstore import FeedbackStore
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+PageMaker = Callable[[str, str, int], HTMLResponse]
+_ASK = {Verdict.MORE: "More papers like this one?", Verdict.LESS: "Fewer papers like this one?"}
+_BUTTON = {Verdict.MORE: "More like this", Verdict.LESS: "Less like this"}
+_DONE = {
+    Verdict.MORE: "Thanks: from the next issue on, papers like this one move up in your digest.",
+    Verdict.LESS: "Thanks: from the next issue on, papers like this one move down, and this paper's"
+    " near-duplicates are not sent to you.",
+}
+
+
+class FeedbackPages:
+    """Checks the token, shows the paper with one button (GET), records the verdict (POST)."""
+
+    def __init__(self, settings: Settings, signer: TokenSigner, page: PageMaker) -> None:
+        self.page = page  # the app's page shell, so every answer carries its privacy headers
+        self.settings = settings
+        self.tokens = signer
+        self.store = FeedbackStore(settings.path(settings.feedback_db))
+
+    def _checked(
+        self, request: Request, token: str = "", verdict: str = ""
+    ) -> tuple[Claims, Verdict] | HTMLResponse:
+        token = token or request.query_params.get("t", "")
+        claims = self.tokens.verify(token, Purpose.FEEDBACK) if token else None
+        if claims is None or not claims.item:
+            return self.page("Link not valid", "<p>This link is not valid. Nothing was recorded.</p>", 403)
+        try:
+            return claims, Verdict(verdict or request.query_params.get("v", "more"))
+        except ValueError:
+            return self.page("Incomplete link", "<p>Please use the full link from the email.</p>", 400)
+
+    async def ask(self, request: Request) -> HTMLResponse:
+        """GET: the paper's title and one button; nothing is recorded."""
+        checked = self._checked(request)
+        if isinstance(checked, HTMLResponse):
+            return checked
+        claims, verdict = checked
+        remembered = await run_in_threadpool(self._paper_title, claims.item)
+        other = Verdict.LESS if verdict == Verdict.MORE else Verdict.MORE
+        token = html.escape(request.query_params.get("t", ""))
+        body = (
+            f"<p><strong>{html.escape(remembered)}</strong></p>"
+            f'<form method="post" action="?t={token}&amp;v={verdict.value}">'
+            f'<button type="submit">{_BUTTON[verdict]}</button></form>'
+            f'<p><a href="?t={token}&amp;v={other.value}">I meant: {_BUTTON[other].lower()}</a></p>'
+        )
+        return self.page(_ASK[verdict], body, 200)
+
+    async def record(self, request: Request) -> HTMLResponse:
+        """POST: keep the verdict (clicking again, or the other verdict, replaces it)."""
+        token = verdict = ""
+        with contextlib.suppress(HTTPException):  # a mangled body does not matter: the query decides
+            form = await request.form()
+            token = str(form.get("t") or "")
+            verdict = str(form.get("v") or "")
+        checked = self._checked(request, token, verdict)
+        if isinstance(checked, HTMLResponse):
+            return checked
+        claims, chosen = checked
+        try:
+            await run_in_threadpool(self.store.record, claims.list_name, claims.email, claims.item, chosen)
+        except NewsletterError as exc:
+            log.error("feedback not recorded: %s", exc.message)
+            return self.page(
+                "Please try again", "<p>We could not record this right now. Please try again.</p>", 503
+            )
+        log.info("feedback %s on %s from a reader of %s", chosen.value, claims.item, claims.list_name)
+        return self.page("Thank you", f"<p>{html.escape(_DONE[chosen])}</p>", 200)
+
+    def _paper_title(self, paper_id: str) -> str:
+        try:
+            remembered = self.store.paper(paper_id) if self.store.path.is_file() else None
+        except NewsletterError:
+            remembered = None
+        return remembered.title if remembered else f"Paper {paper_id}"
+
+
+def feedback_routes(settings: Settings, signer: TokenSigner, page: PageMaker) -> list[BaseRoute]:
+    """The GET and POST routes of the feedback page."""
+    pages = FeedbackPages(settings, signer, page)
+    return [
+        Route(FEEDBACK_PATH, pages.ask, methods=["GET"]),
+        Route(FEEDBACK_PATH, pages.record, methods=["POST"]),
+    ]
