@@ -7,9 +7,11 @@ reader, the next issue's papers, a signature) instead of only looking at files.
 from __future__ import annotations
 
 import base64
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import jinja2
 from cryptography.hazmat.primitives import serialization
@@ -101,13 +103,24 @@ def check_rendering(settings: Settings, issue: PreparedIssue | None) -> Iterator
             picks = ranker.rank(reader.keywords, top=settings.selection.top_n)
             renderer.render(reader, picks, url, url)
             renderer.render(reader, [], url, url)  # the "nothing new" variant too
+        if issue is not None:
+            _render_archive(settings, issue)
     except (NewsletterError, jinja2.TemplateError) as exc:
         message = exc.message if isinstance(exc, NewsletterError) else str(exc)
         yield Finding("templates render", False, message, "fix the template, or delete your override")
         return
-    yield Finding(
-        "templates render", True, "digest.html, digest.txt, paper.html, paper.txt for sample readers"
-    )
+    archive = ", archive pages" if issue is not None else ""
+    yield Finding("templates render", True, f"digest and paper templates for sample readers{archive}")
+
+
+def _render_archive(settings: Settings, issue: PreparedIssue) -> None:
+    """Build the archive pages for the next issue in a scratch folder: the real archive is untouched."""
+    from .web.archive import build_site, snapshot_issue
+
+    with tempfile.TemporaryDirectory(prefix="newsletter-doctor-") as scratch:
+        scratch_settings = settings.model_copy(update={"archive_dir": Path(scratch)})
+        snapshot_issue(scratch_settings, issue)
+        build_site(scratch_settings)
 
 
 def _sample_issue(settings: Settings) -> tuple[IssueInfo, Ranker]:

@@ -65,6 +65,14 @@ def test_a_template_with_an_undefined_name_fails_before_send_would(project: Path
     assert line.startswith("FAIL") and "no_such_name" in line
 
 
+def test_an_archive_template_with_an_undefined_name_fails_too(project: Path) -> None:
+    (project / "templates" / "archive" / "index.html").write_text("{{ nope.nothing }}\n", encoding="utf-8")
+    result = doctor()
+    line = line_for(result, "templates render")
+    assert line.startswith("FAIL") and "nope" in line
+    assert not (project / "archive").exists()  # rendered in a scratch folder
+
+
 def test_an_empty_next_issue_fails_naming_the_window(project: Path) -> None:
     text = (project / "newsletter.toml").read_text(encoding="utf-8")
     (project / "newsletter.toml").write_text(
