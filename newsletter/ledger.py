@@ -21,6 +21,22 @@ from .errors import LedgerError
 from .statuses import STORED_STATUSES, DeliveryStatus
 
 _STATUS_LIST = ", ".join(f"'{status}'" for status in STORED_STATUSES)
+# What version 1 allowed, frozen: a released migration never changes.
+_V1_STATUS_LIST = "'sending', 'delivered', 'failed', 'deferred'"
+_TABLE = """(
+                issue       TEXT NOT NULL,
+                list        TEXT NOT NULL,
+                email       TEXT NOT NULL,
+                channel     TEXT NOT NULL,
+                status      TEXT NOT NULL CHECK (status IN ({statuses})),
+                attempts    INTEGER NOT NULL DEFAULT 0,
+                last_reply  TEXT,
+                message_id  TEXT NOT NULL,
+                papers      TEXT NOT NULL DEFAULT '[]',
+                updated_at  TEXT NOT NULL,
+                PRIMARY KEY (issue, list, email, channel)
+            )"""
+_INDEX = "CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (list, channel, email)"
 
 
 @dataclass(frozen=True)
@@ -36,20 +52,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Ledgers written before versioning have these already (version 0 with the table present).
         "one row per (issue, list, address, channel)",
         (
-            f"""CREATE TABLE IF NOT EXISTS deliveries (
-                issue       TEXT NOT NULL,
-                list        TEXT NOT NULL,
-                email       TEXT NOT NULL,
-                channel     TEXT NOT NULL,
-                status      TEXT NOT NULL CHECK (status IN ({_STATUS_LIST})),
-                attempts    INTEGER NOT NULL DEFAULT 0,
-                last_reply  TEXT,
-                message_id  TEXT NOT NULL,
-                papers      TEXT NOT NULL DEFAULT '[]',
-                updated_at  TEXT NOT NULL,
-                PRIMARY KEY (issue, list, email, channel)
-            )""",
-            "CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (list, channel, email)",
+            "CREATE TABLE IF NOT EXISTS deliveries " + _TABLE.format(statuses=_V1_STATUS_LIST),
+            _INDEX,
+        ),
+    ),
+    Migration(
+        # SQLite cannot change a CHECK in place: copy into a table that allows the new status.
+        "keep 'withdrawn' rows (readers who left mid-run) so `newsletter report` names them",
+        (
+            "CREATE TABLE deliveries_v2 " + _TABLE.format(statuses=_STATUS_LIST),
+            "INSERT INTO deliveries_v2 SELECT issue, list, email, channel, status, attempts, last_reply,"
+            " message_id, papers, updated_at FROM deliveries",
+            "DROP TABLE deliveries",
+            "ALTER TABLE deliveries_v2 RENAME TO deliveries",
+            _INDEX,
         ),
     ),
 )
@@ -80,7 +96,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the server answered for one message (WITHDRAWN removes its 'sending' row)."""
+    """What the server answered for one message (WITHDRAWN only replaces a 'sending' row)."""
 
     email: str
     status: DeliveryStatus
@@ -283,10 +299,19 @@ class DeliveryLedger:
         now = _now()
         outcomes = list(outcomes)
         db.executemany(
-            "DELETE FROM deliveries WHERE issue = ? AND list = ? AND email = ? AND channel = ?"
-            " AND status = ?",
+            "UPDATE deliveries SET status = ?, last_reply = ?, updated_at = ?"
+            " WHERE issue = ? AND list = ? AND email = ? AND channel = ? AND status = ?",
             [
-                (self.issue, self.list_name, o.email, self.channel, DeliveryStatus.SENDING)
+                (
+                    o.status,
+                    o.reply[:500],
+                    now,
+                    self.issue,
+                    self.list_name,
+                    o.email,
+                    self.channel,
+                    DeliveryStatus.SENDING,
+                )
                 for o in outcomes
                 if o.status == DeliveryStatus.WITHDRAWN
             ],

@@ -34,12 +34,12 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"  # refused for good (5xx)
     DEFERRED = "deferred"  # refused for now (4xx, dropped connection): the next run tries again
-    WITHDRAWN = "withdrawn"  # an outcome only, never stored: the reader left mid-run, the row goes
+    # The reader left mid-run before their message went out: kept (ledger version 2) so
+    # `newsletter report` can name them; not final, so a reader who comes back gets the issue.
+    WITHDRAWN = "withdrawn"
 
 
-STORED_STATUSES: tuple[DeliveryStatus, ...] = tuple(
-    s for s in DeliveryStatus if s is not DeliveryStatus.WITHDRAWN
-)
+STORED_STATUSES: tuple[DeliveryStatus, ...] = tuple(DeliveryStatus)
 FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
 
 

@@ -61,12 +61,17 @@ def test_peek_reads_without_creating_anything(tmp_path: Path) -> None:
     assert DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp")["a@x.org"].status == "sending"
 
 
-def test_withdrawn_removes_only_a_sending_row(tmp_path: Path) -> None:
+def test_withdrawn_replaces_only_a_sending_row(tmp_path: Path) -> None:
     ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ()), Attempt("b@x.org", "<2@x>", ())])
     ledger.record(outcomes=[Outcome("b@x.org", "delivered", "250 ok")])
-    ledger.record(outcomes=[Outcome("a@x.org", "withdrawn", ""), Outcome("b@x.org", "withdrawn", "")])
-    assert {email: entry.status for email, entry in ledger.entries().items()} == {"b@x.org": "delivered"}
+    ledger.record(outcomes=[Outcome("a@x.org", "withdrawn", "left"), Outcome("b@x.org", "withdrawn", "")])
+    entries = ledger.entries()
+    assert {email: entry.status for email, entry in entries.items()} == {
+        "a@x.org": "withdrawn",  # kept, so `newsletter report` can name them
+        "b@x.org": "delivered",
+    }
+    assert entries["a@x.org"].last_reply == "left"
     ledger.close()
 
 

@@ -188,3 +188,19 @@ def test_the_ledger_refuses_a_status_that_is_not_a_delivery_status(tmp_path: Pat
     ledger.close()
     with pytest.raises(sqlite3.IntegrityError), closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE deliveries SET status = 'lost'")
+
+
+def test_a_version_1_ledger_learns_to_keep_withdrawn_rows_and_keeps_its_history(tmp_path: Path) -> None:
+    path = unversioned(tmp_path / "l.db")
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("PRAGMA user_version = 1")  # the UNVERSIONED table is exactly version 1's
+    ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
+    ledger.record(attempts=[Attempt("bob@example.org", "<b@x>", ())])
+    ledger.record(outcomes=[Outcome("bob@example.org", DeliveryStatus.WITHDRAWN, "unsubscribed")])
+    assert ledger.entries()["bob@example.org"].status == "withdrawn"
+    assert ledger.papers_received_before() == {"ada@example.org": frozenset({"p1"})}
+    ledger.close()
+    assert user_version(path) == SCHEMA_VERSION == 2
+    with closing(sqlite3.connect(path)) as db:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "deliveries_by_address" in indexes

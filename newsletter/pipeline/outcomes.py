@@ -148,6 +148,8 @@ def _outcome(row: LedgerRow, inactive: Subscriber | None) -> IssueOutcome:
     if row.status == DeliveryStatus.DELIVERED:
         bounced = inactive is not None and inactive.status == SubscriberStatus.BOUNCED
         return IssueOutcome.BOUNCED if bounced else IssueOutcome.DELIVERED
+    if row.status == DeliveryStatus.WITHDRAWN:
+        return IssueOutcome.UNSUBSCRIBED
     if row.status == DeliveryStatus.SENDING:
         return IssueOutcome.IN_FLIGHT
     return IssueOutcome(row.status)
