@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .statuses import SubscriberStatus
+from .statuses import Frequency, SubscriberStatus
 from .text import strip_forbidden_chars
 
 
@@ -68,6 +68,9 @@ class Subscriber(BaseModel):
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     subscribed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    frequency: Frequency = Frequency.WEEKLY
+    pause_until: date | None = None  # no issue dated on or before this day
+    confirmed_at: datetime | None = None  # when a web sign-up was confirmed (double opt-in)
     extra: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -78,6 +81,10 @@ class Subscriber(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.status is SubscriberStatus.ACTIVE
+
+    def wants(self, frequency: Frequency, issue_date: date) -> bool:
+        """Whether an issue of this frequency and date is one this reader asked for."""
+        return self.frequency is frequency and (self.pause_until is None or issue_date > self.pause_until)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,20 @@ class SubscriberStatus(StrEnum):
     PENDING = "pending"  # signed up, not confirmed yet: gets no digest
 
 
-# What a list file may hold today, in the order error messages name them. `pending` joins when
-# sign-up with confirmation writes it.
+# What a list file may hold, in the order error messages name them.
 LIST_STATUSES: tuple[SubscriberStatus, ...] = (
     SubscriberStatus.ACTIVE,
     SubscriberStatus.UNSUBSCRIBED,
     SubscriberStatus.BOUNCED,
+    SubscriberStatus.PENDING,
 )
+
+
+class Frequency(StrEnum):
+    """How often a reader wants the digest (the `frequency` column; empty means weekly)."""
+
+    WEEKLY = "weekly"
+    DAILY = "daily"
 
 
 class DeliveryStatus(StrEnum):

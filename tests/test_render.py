@@ -234,7 +234,8 @@ def test_footer_names_keywords_unsubscribe_link_and_sender() -> None:
     text = " ".join(" ".join(Markup(digest.html).text).split())
     assert "You get this because you follow: diffusion models, music generation." in text
     assert "ML Reading Group · digest@example.org" in text and "1 Example Street, Example City" in text
-    assert f'href="{UNSUBSCRIBE}"' in digest.html
+    assert f'href="{UNSUBSCRIBE}"' in digest.html and f'href="{MANAGE}"' in digest.html
+    assert f"Unsubscribe:\n{UNSUBSCRIBE}\n" in digest.text and f"\n{MANAGE}\n" in digest.text
 
 
 def test_user_templates_folder_overrides_the_builtin_theme(tmp_path: Path) -> None:

@@ -173,6 +173,7 @@ def test_stats_counts_statuses_and_top_keywords(news: Path) -> None:
         "  active            2\n"
         "  unsubscribed      1\n"
         "  bounced           0\n"
+        "  pending           0\n"
         "Active without keywords: 0\n"
         "Top keywords (active):\n"
         "       2  diffusion models\n"

@@ -50,7 +50,7 @@ def test_bad_rows_are_reported_with_their_lines_and_skipped(tmp_path: Path) -> N
     problems = [str(p).replace(str(tmp_path) + "/", "") for p in store.validate()]
     assert problems == [
         "bad_rows.csv:3: 'bob@' is not a valid address: There must be something after the @-sign.",
-        "bad_rows.csv:4: status 'paused' is not one of active, unsubscribed, bounced",
+        "bad_rows.csv:4: status 'paused' is not one of active, unsubscribed, bounced, pending",
         "bad_rows.csv:5: subscribed_at 'last tuesday' is not an ISO 8601 date",
         "bad_rows.csv:6: 6 fields but the header has 5 (an unquoted delimiter?)",
         "bad_rows.csv:7: duplicate of 'ADA@Example.org' on line 2",

@@ -13,7 +13,7 @@ import click
 from ..interrupts import sigterm_as_interrupt, stopped_by
 from ..pipeline.outcomes import report_command
 from ..pipeline.send import SendInterrupted, SendOptions, run_send
-from ..statuses import DeliveryStatus, SubscriberStatus
+from ..statuses import DeliveryStatus, Frequency, SubscriberStatus
 from .app import AppContext, pass_app
 from .options import parse_date, parse_shard
 
@@ -30,6 +30,13 @@ from .options import parse_date, parse_shard
 @click.option("--issue", "issue_id", help="Issue id (default: ISO week of --date, e.g. 2026-W48).")
 @click.option(
     "--date", "issue_date", callback=parse_date, help="Issue date YYYY-MM-DD (default: settings, else today)."
+)
+@click.option(
+    "--frequency",
+    type=click.Choice([f.value for f in Frequency]),
+    default=Frequency.WEEKLY.value,
+    show_default=True,
+    help="Which readers: a daily issue covers one day and is named by it (2026-11-30).",
 )
 @click.option("--dry-run", is_flag=True, help="Compose every message; send and record nothing.")
 @click.option(
@@ -50,6 +57,7 @@ def send(
     list_name: str | None,
     issue_id: str | None,
     issue_date: date | None,
+    frequency: str,
     dry_run: bool,
     to: str | None,
     limit: int | None,
@@ -72,6 +80,7 @@ def send(
         to=to,
         limit=limit,
         shard=shard,
+        frequency=Frequency(frequency),
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:

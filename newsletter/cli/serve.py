@@ -26,9 +26,11 @@ from .app import AppContext, pass_app
 )
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
-    """Answer unsubscribe links: GET shows a button, POST (RFC 8058 one-click) unsubscribes.
+    """Sign-up, confirm, preferences and unsubscribe pages, and the archive.
 
-    Needs NEWSLETTER_SECRET, the same one the digests were sent with.
+    /subscribe?list=NAME is the sign-up form (double opt-in: a confirmation mail goes out at
+    once through the configured SMTP server); every digest links to /manage and /unsubscribe
+    (RFC 8058 one-click). Needs NEWSLETTER_SECRET, the same one the digests were sent with.
 
     Example: newsletter serve --host 0.0.0.0 --port 8080
     """
@@ -52,7 +54,11 @@ def serve(app: AppContext, host: str, port: int) -> None:
             "until it does (check subscribers_dir or run from the project folder)",
             err=True,
         )
-    click.echo(f"Serving unsubscribe links on http://{host}:{port}/unsubscribe (Ctrl-C to stop)", err=True)
+    click.echo(
+        f"Serving http://{host}:{port}/subscribe?list={settings.default_list} and the links in every "
+        "digest (Ctrl-C to stop)",
+        err=True,
+    )
     uvicorn.run(
         web_app, host=host, port=port, proxy_headers=True, log_level="info" if app.verbose else "warning"
     )

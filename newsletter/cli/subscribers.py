@@ -269,7 +269,7 @@ def validate(app: AppContext, list_name: str | None, check_deliverability: bool)
 @list_option
 @pass_app
 def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> None:
-    """Count subscribers by status and show the most common keywords of active ones.
+    """Count subscribers by status, the top keywords of active ones, and web sign-ups per day.
 
     Example: newsletter subscribers stats --top 5
     """
@@ -285,6 +285,10 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
                     "by_status": counted.by_status,
                     "without_keywords": counted.without_keywords,
                     "top_keywords": [{"keyword": k, "count": n} for k, n in top_keywords],
+                    "signups_by_day": [
+                        {"day": day.isoformat(), "pending": pending, "confirmed": confirmed}
+                        for day, pending, confirmed in counted.signups_by_day()
+                    ],
                 }
             )
         )
@@ -296,6 +300,11 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
     click.echo("Top keywords (active):")
     for keyword, count in top_keywords:
         click.echo(f"  {count:>6}  {keyword}")
+    signups = counted.signups_by_day()
+    if signups:
+        click.echo("Web sign-ups per day (still pending, confirmed):")
+        for day, pending, confirmed in signups:
+            click.echo(f"  {day}  {pending:>6}  {confirmed:>6}")
 
 
 @subscribers.command("bounces")

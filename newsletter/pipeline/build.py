@@ -84,7 +84,11 @@ class DigestBuilder:
         link = self.signer.url(self.issue.info.list_name, subscriber.email)
         list_name, email = self.issue.info.list_name, subscriber.email
         digest = self.renderer.render(
-            subscriber, picks, link, feedback_url=lambda pid: self.signer.feedback_url(list_name, email, pid)
+            subscriber,
+            picks,
+            link,
+            self.signer.manage_url(list_name, email),
+            feedback_url=lambda pid: self.signer.feedback_url(list_name, email, pid),
         )
         message = self.composer.compose(subscriber, digest, link, to_address=to_address)
         return BuiltDigest(subscriber, picks, link, digest, message)

@@ -18,6 +18,7 @@ from ..ranking.selection import Ranker
 from ..settings import Settings
 from ..sources import load_papers
 from ..sources.feeds import fetch_issue_sources
+from ..statuses import Frequency
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ def check_issue_id(issue_id: str) -> str:
     return issue_id
 
 
-def issue_id_for(day: date) -> str:
-    """The default issue id: the ISO week of the issue date, e.g. 2026-W48."""
+def issue_id_for(day: date, frequency: Frequency = Frequency.WEEKLY) -> str:
+    """The default issue id: the ISO week of the issue date (2026-W48), or the day for a daily one."""
+    if frequency is Frequency.DAILY:
+        return day.isoformat()
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
 
@@ -70,6 +73,7 @@ def prepare_issue(
     papers: Sequence[Path] = (),
     require_papers: bool = False,
     remember_papers: bool = False,
+    frequency: Frequency = Frequency.WEEKLY,
 ) -> PreparedIssue:
     """Load and rank the issue's papers once; per-subscriber work then only picks from them.
 
@@ -78,8 +82,11 @@ def prepare_issue(
     keeps the papers' vectors in feedback.db for the feedback links the digests carry.
     """
     day = issue_date or settings.issue_date or date.today()
-    issue_id = check_issue_id(issue_id or issue_id_for(day))
-    window_start = day - timedelta(days=settings.selection.window_days - 1)
+    selection = settings.selection
+    if frequency is Frequency.DAILY:  # a daily issue covers its own day and is named by it
+        selection = selection.model_copy(update={"window_days": 1})
+    issue_id = check_issue_id(issue_id or issue_id_for(day, frequency))
+    window_start = day - timedelta(days=selection.window_days - 1)
     paths = [Path(p) for p in papers] or _configured_papers(settings, issue_id, window_start, day)
     if not paths and settings.sources and not papers:
         raise SourceError(
@@ -101,7 +108,7 @@ def prepare_issue(
         window_start=window_start,
         archive_url=archive_url(settings, issue_id),
     )
-    ranker = Ranker(loaded.papers, day, settings.selection)
+    ranker = Ranker(loaded.papers, day, selection)
     if require_papers and not ranker.papers:
         raise _empty_window(settings, issue_id, (window_start, day), paths, loaded.papers, bool(papers))
     tastes = reader_tastes(settings, ranker, info.list_name, remember_papers)

@@ -22,9 +22,10 @@ from ..ledger import DeliveryLedger, LedgerEntry, read_issue
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
 from ..settings import Settings
-from ..statuses import FINAL_STATUSES, DeliveryStatus
+from ..statuses import FINAL_STATUSES, DeliveryStatus, Frequency
 from ..subscribers import SubscriberStore
 from ..subscribers.csvfile import missing_list_error
+from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
 from .build import DigestBuilder
 from .builders import ParallelBuilder
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
@@ -49,6 +50,7 @@ class SendOptions:
     to: str | None = None
     limit: int | None = None
     shard: tuple[int, int] | None = None
+    frequency: Frequency = Frequency.WEEKLY
 
 
 @dataclass
@@ -69,6 +71,8 @@ class SendReport:
     composed: int = 0
     rejected: int = 0
     empty: int = 0
+    paused: int = 0
+    frequency: str = Frequency.WEEKLY.value
     dry_run: bool = False
     duration_seconds: float = 0.0
     problems: builtins.list[str] = field(default_factory=builtins.list)  # `list` is the list's name here
@@ -96,6 +100,7 @@ class SendReport:
             (self.pending, "left for the next run (--limit)"),
             (self.rejected, "rejected (bad address)"),
             (self.empty, "with nothing new on their topics (no mail)"),
+            (self.paused, "paused"),
             (self.composed if self.dry_run else 0, "composed"),
         ]
         line += "".join(f", {count} {what}" for count, what in extras if count)
@@ -195,6 +200,7 @@ def _run_send(
             papers=options.papers,
             require_papers=True,
             remember_papers=not options.dry_run,
+            frequency=options.frequency,
         )
         store = SubscriberStore(settings.list_path(issue.info.list_name))
         if recorded:
@@ -207,7 +213,10 @@ def _run_send(
             server=server_label(settings.smtp),
             dry_run=options.dry_run,
             problems=list(issue.problems),
+            frequency=options.frequency.value,
         )
+        if recorded:
+            _drop_stale_signups(store)
         planner = DigestPlanner(settings, issue, signer, options, report)
         try:
             _run_planned(settings, store, planner, options, report, on_outcome)
@@ -264,6 +273,17 @@ def _check_inputs(settings: Settings, options: SendOptions, list_name: str) -> N
     path = settings.list_path(list_name)
     if not path.is_file():
         raise missing_list_error(path)
+
+
+def _drop_stale_signups(store: SubscriberStore) -> None:
+    """Sign-ups nobody confirmed within a week go before the list is read (never mailed anyway)."""
+    if not store.exists():
+        return
+    dropped = drop_stale_pending(store)
+    if dropped:
+        log.info(
+            "dropped %d sign-ups to %s nobody confirmed within %d days", dropped, store.name, PENDING_DAYS
+        )
 
 
 def _local_trial(settings: Settings) -> bool:
@@ -449,6 +469,11 @@ class DigestPlanner:
         queued = 0
         for subscriber in subscribers:
             if not subscriber.is_active or not in_shard(subscriber.key, self.options.shard):
+                continue
+            if subscriber.frequency is not self.options.frequency:
+                continue  # a reader of the other schedule: not this issue's audience
+            if not subscriber.wants(self.options.frequency, self.issue.info.issue_date):
+                self.report.paused += 1
                 continue
             entry = entries.get(subscriber.key)
             if entry is not None and entry.status in FINAL_STATUSES:

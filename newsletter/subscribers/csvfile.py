@@ -13,6 +13,8 @@ from typing import BinaryIO, TextIO
 from ..errors import SubscriberError
 
 KNOWN_COLUMNS = ("email", "name", "keywords", "status", "subscribed_at", "unsubscribed_at")
+# Added to a file only once a row needs them (a daily reader, a pause, a web sign-up).
+OPTIONAL_COLUMNS = ("frequency", "pause_until", "confirmed_at")
 EMAIL_ALIASES = frozenset({"email", "e-mail", "email address", "email_address", "mail"})
 DELIMITERS = (",", ";", "\t")
 Rows = Generator[tuple[int, list[str]], None, None]
@@ -52,7 +54,11 @@ class CsvLayout:
     @property
     def unknown_columns(self) -> list[tuple[int, str]]:
         """Columns we do not interpret but must carry through every rewrite."""
-        return [(i, name) for i, name in enumerate(self.header) if canonical(name) not in KNOWN_COLUMNS]
+        return [
+            (i, name)
+            for i, name in enumerate(self.header)
+            if canonical(name) not in KNOWN_COLUMNS + OPTIONAL_COLUMNS
+        ]
 
 
 def missing_list_error(path: Path) -> SubscriberError:

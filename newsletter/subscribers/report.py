@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TextIO
 
 from ..models import Subscriber
+from ..statuses import SubscriberStatus
 from .csvfile import CsvLayout, RowWriter
 from .rows import STATUSES, to_fields
 
@@ -23,6 +25,14 @@ class ListStats:
     by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     keywords: Counter[str] = field(default_factory=Counter)
     without_keywords: int = 0
+    # Web sign-ups: still pending, by the day they signed up; confirmed, by the day they confirmed.
+    pending_by_day: Counter[date] = field(default_factory=Counter)
+    confirmed_by_day: Counter[date] = field(default_factory=Counter)
+
+    def signups_by_day(self, days: int = 14) -> list[tuple[date, int, int]]:
+        """(day, pending, confirmed) for the latest days with any sign-up activity, newest first."""
+        seen = sorted(set(self.pending_by_day) | set(self.confirmed_by_day), reverse=True)[:days]
+        return [(day, self.pending_by_day[day], self.confirmed_by_day[day]) for day in seen]
 
     def top_keywords(self, n: int = 10) -> list[tuple[str, int]]:
         """Most common keywords of active subscribers, ties alphabetical so output is stable."""
@@ -35,6 +45,10 @@ def list_stats(subscribers: Iterable[Subscriber]) -> ListStats:
     for subscriber in subscribers:
         stats.total += 1
         stats.by_status[subscriber.status] = stats.by_status.get(subscriber.status, 0) + 1
+        if subscriber.status is SubscriberStatus.PENDING and subscriber.subscribed_at:
+            stats.pending_by_day[subscriber.subscribed_at.date()] += 1
+        if subscriber.confirmed_at:
+            stats.confirmed_by_day[subscriber.confirmed_at.date()] += 1
         if subscriber.is_active:
             stats.keywords.update({word.lower() for word in subscriber.keywords})
             stats.without_keywords += not subscriber.keywords

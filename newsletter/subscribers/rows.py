@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
 from ..models import Subscriber
-from ..statuses import LIST_STATUSES, SubscriberStatus
+from ..statuses import LIST_STATUSES, Frequency, SubscriberStatus
 from ..text import split_keywords
 from .csvfile import CsvLayout, canonical
 
@@ -79,6 +79,26 @@ def parse_when(text: str, column: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def parse_frequency(text: str) -> Frequency:
+    """An empty frequency means weekly; anything else must be one we send."""
+    value = text.strip().lower() or Frequency.WEEKLY
+    try:
+        return Frequency(value)
+    except ValueError:
+        raise RowError(f"frequency '{text.strip()}' is not one of weekly, daily") from None
+
+
+def parse_day(text: str, column: str) -> date | None:
+    """An ISO 8601 day (YYYY-MM-DD), or None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise RowError(f"{column} '{text}' is not a date like 2026-12-31") from None
+
+
 def format_when(value: datetime | None) -> str:
     """Timestamps as written back to the file."""
     return value.isoformat(timespec="seconds") if value else ""
@@ -99,6 +119,9 @@ def parse_row(layout: CsvLayout, fields: list[str], deliverability: bool = False
         status=parse_status(cells.get("status", "")),
         subscribed_at=parse_when(cells.get("subscribed_at", ""), "subscribed_at"),
         unsubscribed_at=parse_when(cells.get("unsubscribed_at", ""), "unsubscribed_at"),
+        frequency=parse_frequency(cells.get("frequency", "")),
+        pause_until=parse_day(cells.get("pause_until", ""), "pause_until"),
+        confirmed_at=parse_when(cells.get("confirmed_at", ""), "confirmed_at"),
         extra={name: fields[i] if i < len(fields) else "" for i, name in layout.unknown_columns},
     )
 
@@ -112,6 +135,10 @@ def to_fields(layout: CsvLayout, subscriber: Subscriber, base: list[str] | None 
         "status": subscriber.status,
         "subscribed_at": format_when(subscriber.subscribed_at),
         "unsubscribed_at": format_when(subscriber.unsubscribed_at),
+        # Weekly is the default: written as empty, so the column appears only for daily readers.
+        "frequency": "" if subscriber.frequency is Frequency.WEEKLY else subscriber.frequency.value,
+        "pause_until": subscriber.pause_until.isoformat() if subscriber.pause_until else "",
+        "confirmed_at": format_when(subscriber.confirmed_at),
     }
     for column, value in known.items():
         if value and not (column == "status" and value == SubscriberStatus.ACTIVE):

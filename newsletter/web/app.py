@@ -6,6 +6,7 @@ import contextlib
 import html
 import logging
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -19,11 +20,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from ..errors import ConfigError, SubscriberError
-from ..mail.tokens import UNSUBSCRIBE_PATH, Purpose, TokenSigner, verify_legacy_token
+from ..mail.tokens import (
+    CONFIRM_PATH,
+    MANAGE_PATH,
+    UNSUBSCRIBE_PATH,
+    Purpose,
+    TokenSigner,
+    verify_legacy_token,
+)
 from ..settings import Settings
 from ..subscribers import SubscriberStore
 from ..text import strip_forbidden_chars
 from .feedback import feedback_routes
+from .selfservice import SUBSCRIBE_PATH, SelfService
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"
@@ -182,13 +191,29 @@ class ArchiveFiles:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app for `newsletter serve`: unsubscribe, health check and the archive; more can be mounted."""
     handler = Unsubscribe(settings)
+    pages = SelfService(settings, lambda name: bool(LIST_NAME.match(name)))
     routes: list[BaseRoute] = [
         Route(UNSUBSCRIBE_PATH, handler.confirm, methods=["GET"]),
         Route(UNSUBSCRIBE_PATH, handler.unsubscribe, methods=["POST"]),
+        Route(SUBSCRIBE_PATH, pages.subscribe_form, methods=["GET"]),
+        Route(SUBSCRIBE_PATH, pages.subscribe, methods=["POST"]),
+        Route(CONFIRM_PATH, pages.confirm_form, methods=["GET"]),
+        Route(CONFIRM_PATH, pages.confirm, methods=["POST"]),
+        Route(MANAGE_PATH, pages.manage_form, methods=["GET"]),
+        Route(MANAGE_PATH, pages.manage, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
         *feedback_routes(settings, handler.tokens, page),
         Mount(ARCHIVE_PATH, app=ArchiveFiles(settings.path(settings.archive_dir)), name="archive"),
     ]
-    app = Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            pages.mailer.stop()  # the embedded outbox server, if a sign-up started it
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    app.state.pages = pages
     return app

@@ -1,0 +1,60 @@
+"""One message now, not a digest run: confirmation mail from `newsletter serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..mail.compose import ComposedMessage
+from ..settings import Settings
+from ..statuses import ReplyClass
+from .embedded import EmbeddedServer
+from .smtp import Reply, ServerFailure, SmtpTarget, close_connection, open_connection, send_one
+
+log = logging.getLogger(__name__)
+
+
+class OneOffSender:
+    """Hands single messages to the configured server; in a local trial to an embedded outbox.
+
+    The embedded server is started once and kept for the life of the web app, so a sign-up
+    costs one loopback SMTP session, the same path (and the same outbox) as `send`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.server: EmbeddedServer | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        if self.settings.smtp.is_embedded and self.server is None:
+            self.server = EmbeddedServer(self.settings.path(self.settings.smtp.outbox)).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.stop()
+
+    def target(self) -> SmtpTarget:
+        """Where the message goes: the embedded server while it runs, else the configured one."""
+        if self.server is not None:
+            return SmtpTarget(
+                host=self.server.host, port=self.server.port, timeout=self.settings.smtp.timeout
+            )
+        return SmtpTarget.from_settings(self.settings.smtp)
+
+    async def send(self, message: ComposedMessage) -> Reply:
+        """Deliver one message; a server that cannot be reached is a transient reply, not a crash."""
+        if self.settings.smtp.is_embedded and self.server is None:
+            async with self._lock:
+                self.start()
+        target = self.target()
+        try:
+            client = await open_connection(target)
+        except ServerFailure as exc:
+            log.error("notice not sent: %s", exc.message)
+            return Reply(ReplyClass.TRANSIENT, 0, exc.message)
+        try:
+            return await send_one(client, self.settings.sender.address, message, target.where)
+        finally:
+            await close_connection(client)

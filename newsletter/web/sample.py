@@ -1,0 +1,125 @@
+"""This week's issue as the web pages show it: the papers a set of keywords would pick."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from ..errors import NewsletterError
+from ..pipeline.issue import PreparedIssue, prepare_issue
+from ..render.text import safe_url
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+REFRESH_SECONDS = 600.0  # the issue is reloaded at most this often (papers change once a day)
+BLURB_WORDS = 32
+
+
+@dataclass(frozen=True)
+class PaperLine:
+    """A paper as a web page lists it: title, link and the start of the abstract."""
+
+    title: str
+    url: str
+    blurb: str
+
+
+class IssueSample:
+    """The current issue of a list, loaded once and kept for REFRESH_SECONDS."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._issues: dict[str, tuple[float, PreparedIssue | None]] = {}
+
+    def issue(self, list_name: str) -> PreparedIssue | None:
+        """The prepared issue, or None when there are no papers to show (never an error page)."""
+        with self._lock:
+            loaded = self._issues.get(list_name)
+            if loaded is not None and time.monotonic() - loaded[0] < REFRESH_SECONDS:
+                return loaded[1]
+            try:
+                issue: PreparedIssue | None = prepare_issue(self.settings, list_name=list_name)
+            except NewsletterError as exc:
+                log.warning("no papers to show on the web pages: %s", exc.message)
+                issue = None
+            self._issues[list_name] = (time.monotonic(), issue)
+            return issue
+
+    def picks(self, list_name: str, keywords: tuple[str, ...] | list[str]) -> list[PaperLine]:
+        """What this week's issue would send a reader with these keywords."""
+        issue = self.issue(list_name)
+        if issue is None:
+            return []
+        picked = issue.ranker.rank(list(keywords), top=self.settings.selection.top_n)
+        return [
+            PaperLine(p.paper.title, safe_url(p.paper.url) or "#", _blurb(p.paper.abstract)) for p in picked
+        ]
+
+    def examples(self, list_name: str, count: int = 3) -> list[str]:
+        """Keyword examples from this week's top papers (their listed keywords, most common first)."""
+        issue = self.issue(list_name)
+        if issue is None:
+            return []
+        top = issue.ranker.rank([], top=20)
+        counts = Counter(k.strip().lower() for p in top for k in p.paper.keywords if 2 < len(k.strip()) <= 40)
+        if len(counts) < count:  # no listed keywords: the two-word phrases of the titles
+            counts.update(phrase for p in top for phrase in _title_phrases(p.paper.title))
+        return [word for word, _ in counts.most_common(count)]
+
+
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "with",
+        "via",
+        "using",
+        "towards",
+        "toward",
+        "its",
+        "is",
+        "are",
+        "we",
+        "our",
+        "can",
+        "do",
+        "does",
+        "how",
+        "what",
+        "when",
+        "why",
+        "new",
+        "large",
+    ]
+)
+
+
+def _title_phrases(title: str) -> list[str]:
+    words = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]{2,}", title)]
+    return [
+        f"{a} {b}" for a, b in itertools.pairwise(words) if a not in _STOP and b not in _STOP and "-" not in a
+    ]
+
+
+def _blurb(abstract: str) -> str:
+    words = abstract.split()
+    return " ".join(words[:BLURB_WORDS]) + ("\u2026" if len(words) > BLURB_WORDS else "")

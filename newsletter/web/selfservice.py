@@ -1,0 +1,444 @@
+"""Sign-up, confirm and manage: the pages a reader uses to join a list and steer their digest.
+
+Nothing here says whether an address is on a list: a sign-up answers the same page for a new,
+pending, active, unsubscribed or bounced address, and the mail (if any) goes to the address
+itself. GETs never change anything (mail scanners follow links); every change is a POST.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from ..delivery.oneoff import OneOffSender
+from ..errors import NewsletterError, SubscriberError
+from ..mail.compose import HeaderValueError
+from ..mail.notices import Notice, NoticeComposer
+from ..mail.tokens import CONFIRM_TTL, Claims, Purpose, TokenSigner, purpose_url
+from ..models import Subscriber
+from ..pipeline.issue import LOCAL_BASE_URL
+from ..render.digest import make_environment, template_dirs
+from ..settings import Settings
+from ..statuses import ReplyClass, SubscriberStatus
+from ..subscribers import SubscriberStore
+from ..subscribers.signup import (
+    ConfirmOutcome,
+    Preferences,
+    SignupOutcome,
+    checked_address,
+    clean_preferences,
+    confirm,
+    leave,
+    request_signup,
+    save_preferences,
+)
+from .guard import CSRF_COOKIE, CsrfGuard, RateLimit
+from .sample import IssueSample
+
+log = logging.getLogger(__name__)
+SUBSCRIBE_PATH = "/subscribe"
+SIGNUPS_PER_IP_PER_HOUR = 10
+MAILS_PER_ADDRESS_PER_HOUR = 1
+MAX_FIELD = 2000
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+
+class SelfService:
+    """The handlers of /subscribe, /confirm and /manage for every list of one project."""
+
+    def __init__(self, settings: Settings, list_name_ok: Callable[[str], bool]) -> None:
+        self.settings = settings
+        self.list_name_ok = list_name_ok
+        self.tokens = TokenSigner.from_settings(settings)
+        self.csrf = CsrfGuard(settings.secret or "")
+        self.per_ip = RateLimit(SIGNUPS_PER_IP_PER_HOUR, 3600.0)
+        self.per_address = RateLimit(MAILS_PER_ADDRESS_PER_HOUR, 3600.0)
+        self.sample = IssueSample(settings)
+        self.mailer = OneOffSender(settings)
+        self.notices = NoticeComposer(settings)
+        self.env: jinja2.Environment = make_environment(template_dirs(settings))
+        self.base_url = (settings.base_url or "").rstrip("/")
+        self.secure_cookie = self.base_url.startswith("https://")
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def page(self, template: str, title: str, status: int = 200, **context: Any) -> HTMLResponse:
+        """A page in the emails' look, with the privacy headers every answer here carries."""
+        sender = self.settings.sender
+        html = self.env.get_template(template).render(
+            page_title=title,
+            site_title=self.settings.title,
+            sender_name=sender.name,
+            postal_address=sender.postal_address,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+    def message(
+        self, title: str, *lines: str, status: int = 200, link: dict[str, str] | None = None
+    ) -> HTMLResponse:
+        return self.page("web/message.html", title, status, lines=lines, link=link)
+
+    def _store(self, list_name: str) -> SubscriberStore | None:
+        """The list's store when the name is one we serve: an existing list, or the default one."""
+        if not self.list_name_ok(list_name):
+            return None
+        store = SubscriberStore(self.settings.list_path(list_name))
+        return store if store.exists() or list_name == self.settings.default_list else None
+
+    def _unknown_list(self) -> HTMLResponse:
+        return self.message("Unknown list", "There is no newsletter of that name here.", status=404)
+
+    def _link(self, request: Request, purpose: Purpose, claims_list: str, email: str) -> str:
+        base = self.base_url or _local_base(request)
+        expires = CONFIRM_TTL if purpose is Purpose.CONFIRM else None
+        return purpose_url(self.tokens, base, purpose, claims_list, email, expires=expires)
+
+    # --- /subscribe -------------------------------------------------------------------------
+
+    async def subscribe_form(self, request: Request) -> HTMLResponse:
+        """GET: the sign-up form, with keyword examples and this week's top papers."""
+        list_name = request.query_params.get("list", "") or self.settings.default_list
+        if self._store(list_name) is None:
+            return self._unknown_list()
+        return await self._form(request, list_name, {}, error="", retry=False, status=200)
+
+    async def _form(
+        self,
+        request: Request,
+        list_name: str,
+        fields: dict[str, str],
+        *,
+        error: str,
+        retry: bool,
+        status: int,
+    ) -> HTMLResponse:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        fresh = not cookie or len(cookie) > 100
+        if fresh:
+            cookie = CsrfGuard.new_cookie()
+        examples = await run_in_threadpool(self.sample.examples, list_name)
+        papers = await run_in_threadpool(self.sample.picks, list_name, ())
+        response = self.page(
+            "web/subscribe.html",
+            f"Subscribe to {self.settings.title}",
+            status,
+            action=SUBSCRIBE_PATH,
+            list_name=list_name,
+            csrf=self.csrf.token(cookie),
+            form={k: fields.get(k, "") for k in ("email", "name", "keywords", "frequency")},
+            examples=examples,
+            papers=papers[:5],
+            no_papers_text="",
+            error=error,
+            retry=retry,
+        )
+        if fresh:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                max_age=86400,
+                httponly=True,
+                samesite="strict",
+                secure=self.secure_cookie,
+            )
+        return response
+
+    async def subscribe(self, request: Request) -> HTMLResponse:
+        """POST: record a pending sign-up and mail the confirmation; one answer for every address."""
+        form = await _form_fields(request)
+        list_name = form.get("list", "") or request.query_params.get("list", "") or self.settings.default_list
+        store = self._store(list_name)
+        if store is None:
+            return self._unknown_list()
+        if form.get("website"):  # the honeypot: people never see it, form-filling bots fill it
+            log.info("sign-up with the honeypot filled ignored")
+            return self._check_inbox()
+        if not self.csrf.check(request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")):
+            # A post from another site (or an old page): nothing changes, the person confirms here.
+            return await self._form(request, list_name, form, error="", retry=True, status=200)
+        client = request.client.host if request.client else "unknown"
+        try:
+            address = checked_address(form.get("email", ""))
+            prefs = clean_preferences(
+                form.get("name", ""), form.get("keywords", ""), form.get("frequency", "")
+            )
+        except SubscriberError as exc:
+            return await self._form(request, list_name, form, error=_sentence(exc), retry=False, status=400)
+        if not self.per_ip.allow(f"{client}"):
+            return self.message(
+                "Too many sign-ups",
+                "Too many sign-ups came from your network in the last hour. Please try again later.",
+                status=429,
+            )
+        try:
+            outcome = await run_in_threadpool(request_signup, store, address, prefs)
+        except SubscriberError as exc:
+            log.error("sign-up to %s not recorded: %s", list_name, exc.message)
+            return self.message(
+                "Please try again",
+                "We could not record this right now. Please try again in a minute.",
+                status=503,
+            )
+        if self.per_address.allow(f"{list_name}\n{address.lower()}"):
+            await self._mail(request, list_name, address, outcome)
+        return self._check_inbox()
+
+    def _check_inbox(self) -> HTMLResponse:
+        return self.message(
+            "Check your inbox",
+            "We have sent you an email. Open the link in it to confirm your subscription.",
+            "Nothing arrived after a few minutes? Look in the spam folder, or sign up again in an hour.",
+        )
+
+    async def _mail(self, request: Request, list_name: str, address: str, outcome: SignupOutcome) -> None:
+        if outcome is SignupOutcome.ALREADY:
+            notice = Notice(address, manage_url=self._link(request, Purpose.MANAGE, list_name, address))
+        else:
+            notice = Notice(address, confirm_url=self._link(request, Purpose.CONFIRM, list_name, address))
+        try:
+            message = self.notices.compose(notice)
+        except (HeaderValueError, NewsletterError) as exc:
+            log.error("confirmation mail not composed: %s", exc)
+            return
+        reply = await self.mailer.send(message)
+        if reply.kind is not ReplyClass.ACCEPTED:
+            log.warning("confirmation mail for %s not accepted: %s", list_name, reply)
+
+    # --- /confirm ---------------------------------------------------------------------------
+
+    def _claims(self, token: str, purpose: Purpose) -> Claims | None:
+        claims = self.tokens.verify(token, purpose)
+        return claims if claims is not None and self.list_name_ok(claims.list_name) else None
+
+    def _spent(self, list_name: str = "") -> HTMLResponse:
+        link = {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Sign up again"} if list_name else None
+        return self.message(
+            "This link does not work any more",
+            "Confirmation links work for 48 hours, once. Nothing was changed.",
+            status=400,
+            link=link,
+        )
+
+    async def confirm_form(self, request: Request) -> HTMLResponse:
+        """GET: one button, no change."""
+        token = request.query_params.get("t", "")
+        claims = self._claims(token, Purpose.CONFIRM)
+        if claims is None:
+            return self._spent()
+        return self.page(
+            "web/confirm.html",
+            "Confirm your subscription",
+            action="/confirm",
+            token=token,
+            email=claims.email,
+        )
+
+    async def confirm(self, request: Request) -> HTMLResponse:
+        """POST: activate, then show what this week's issue would send, keywords editable."""
+        form = await _form_fields(request)
+        token = form.get("t", "") or request.query_params.get("t", "")
+        claims = self._claims(token, Purpose.CONFIRM)
+        store = None if claims is None else self._store(claims.list_name)
+        if claims is None or store is None or claims.expires is None:
+            return self._spent()
+        issued = datetime.fromtimestamp(claims.expires, UTC) - CONFIRM_TTL
+        try:
+            outcome = await run_in_threadpool(confirm, store, claims.email, issued)
+        except SubscriberError as exc:
+            log.error("confirmation for %s not recorded: %s", claims.list_name, exc.message)
+            return self.message(
+                "Please try again",
+                "We could not record this right now. Please try again in a minute.",
+                status=503,
+            )
+        if outcome is ConfirmOutcome.GONE:
+            return self._spent(claims.list_name)
+        subscriber = await run_in_threadpool(store.get, claims.email)
+        manage = self.tokens.sign(Purpose.MANAGE, claims.list_name, claims.email)
+        return await self._manage_page(
+            claims.list_name,
+            manage,
+            subscriber,
+            title="You\u2019re subscribed",
+            saved="You\u2019re subscribed. The first digest comes with the next issue.",
+            heading="This week\u2019s issue would have sent you",
+        )
+
+    # --- /manage ----------------------------------------------------------------------------
+
+    async def _manage_page(
+        self,
+        list_name: str,
+        token: str,
+        subscriber: Subscriber | None,
+        *,
+        title: str = "Your subscription",
+        saved: str = "",
+        error: str = "",
+        heading: str = "With these topics, this week\u2019s issue sends you",
+        fields: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> HTMLResponse:
+        if subscriber is None:
+            return self._not_subscribed(list_name)
+        stored = {
+            "name": subscriber.name,
+            "keywords": "; ".join(subscriber.keywords),
+            "frequency": subscriber.frequency.value,
+            "pause_until": subscriber.pause_until.isoformat() if subscriber.pause_until else "",
+        }
+        form = {key: (fields or {}).get(key, value) for key, value in stored.items()}
+        papers = await run_in_threadpool(self.sample.picks, list_name, tuple(subscriber.keywords))
+        examples = await run_in_threadpool(self.sample.examples, list_name)
+        return self.page(
+            "web/manage.html",
+            title,
+            status,
+            action="/manage",
+            token=token,
+            form=form,
+            examples=examples,
+            saved=saved,
+            error=error,
+            intro=f"Preferences for {subscriber.email}.",
+            papers=papers,
+            papers_heading=heading,
+            no_papers_text="No papers in this week\u2019s issue match these topics yet. "
+            "Try broader words, or leave the topics empty for the week\u2019s top papers.",
+        )
+
+    def _not_subscribed(self, list_name: str) -> HTMLResponse:
+        return self.message(
+            "You are not subscribed",
+            "This address does not get this newsletter (any more). Nothing was changed.",
+            link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Subscribe again"},
+        )
+
+    async def _manage_claims(
+        self, token: str
+    ) -> tuple[Claims, SubscriberStore, Subscriber | None] | HTMLResponse:
+        claims = self._claims(token, Purpose.MANAGE)
+        store = None if claims is None else self._store(claims.list_name)
+        if claims is None or store is None:
+            return self.message(
+                "Link not valid",
+                "This link is not valid. Nothing was changed. Please use the exact link from the email.",
+                status=403,
+            )
+        subscriber = await run_in_threadpool(store.get, claims.email) if store.exists() else None
+        if subscriber is not None and subscriber.status is not SubscriberStatus.ACTIVE:
+            subscriber = None
+        return claims, store, subscriber
+
+    async def manage_form(self, request: Request) -> HTMLResponse:
+        """GET: the reader's preferences and what they pick from this week's issue."""
+        token = request.query_params.get("t", "")
+        found = await self._manage_claims(token)
+        if isinstance(found, HTMLResponse):
+            return found
+        claims, _, subscriber = found
+        return await self._manage_page(claims.list_name, token, subscriber)
+
+    async def manage(self, request: Request) -> HTMLResponse:
+        """POST: save the preferences (and show what they pick), or unsubscribe."""
+        form = await _form_fields(request)
+        token = form.get("t", "") or request.query_params.get("t", "")
+        found = await self._manage_claims(token)
+        if isinstance(found, HTMLResponse):
+            return found
+        claims, store, subscriber = found
+        if subscriber is None:
+            return self._not_subscribed(claims.list_name)
+        try:
+            if form.get("action") == "unsubscribe":
+                await run_in_threadpool(leave, store, claims.email)
+                return self.message(
+                    "Unsubscribed",
+                    f"{claims.email} will get no more {self.settings.title} emails.",
+                    link={
+                        "url": f"{SUBSCRIBE_PATH}?list={claims.list_name}",
+                        "text": "Changed your mind? Subscribe again",
+                    },
+                )
+            prefs = clean_preferences(
+                form.get("name", ""),
+                form.get("keywords", ""),
+                form.get("frequency", ""),
+                form.get("pause_until", ""),
+            )
+        except SubscriberError as exc:
+            return await self._manage_page(
+                claims.list_name, token, subscriber, error=_sentence(exc), fields=form, status=400
+            )
+        try:
+            await run_in_threadpool(save_preferences, store, claims.email, prefs)
+        except SubscriberError as exc:
+            log.error("preferences for %s not saved: %s", claims.list_name, exc.message)
+            return self.message(
+                "Please try again",
+                "We could not save this right now. Please try again in a minute.",
+                status=503,
+            )
+        updated = _with(subscriber, prefs)
+        return await self._manage_page(claims.list_name, token, updated, saved=_saved_text(prefs))
+
+
+def _local_base(request: Request) -> str:
+    """Without NEWSLETTER_BASE_URL (a local trial): the address this server listens on.
+
+    Taken from the socket, never from the Host header, so nobody can make us mail a link
+    to a host of their choosing.
+    """
+    server = request.scope.get("server")
+    if not server:
+        return LOCAL_BASE_URL
+    host, port = server[0], server[1]
+    host = f"[{host}]" if ":" in str(host) else host
+    return f"http://{host}:{port}"
+
+
+def _with(subscriber: Subscriber, prefs: Preferences) -> Subscriber:
+    return subscriber.model_copy(
+        update={
+            "name": prefs.name,
+            "keywords": list(prefs.keywords),
+            "frequency": prefs.frequency,
+            "pause_until": prefs.pause_until,
+        }
+    )
+
+
+def _saved_text(prefs: Preferences) -> str:
+    text = f"Saved. You get the {prefs.frequency.value} digest"
+    if prefs.pause_until:
+        text += f", paused until {prefs.pause_until:%d %B %Y}"
+    return text + "."
+
+
+def _sentence(exc: NewsletterError) -> str:
+    what = exc.what[0].upper() + exc.what[1:]
+    return f"{what}: {exc.fix}." if exc.fix else f"{what}."
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """The posted fields as bounded text; files and oversized values are dropped."""
+    try:
+        form: FormData = await request.form(max_files=0, max_fields=20, max_part_size=MAX_FIELD * 4)
+    except HTTPException:
+        return {}
+    return {key: value[:MAX_FIELD] for key, value in form.items() if isinstance(value, str)}
