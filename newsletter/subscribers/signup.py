@@ -1,8 +1,9 @@
 """Self-service changes to a list (sign-up, confirm, preferences) as field-level writes to one row.
 
-Every change names the fields it writes and the values it expects to find (the state the reader
-saw), so a hand edit or another change made meanwhile wins instead of being overwritten. They go
-through `_set` and `_add`, the only two places that write.
+Every change is one record in the list's change journal (O(1), durable when answered) naming
+the fields it writes and the values it expects to find (the state the reader saw), so a hand
+edit or another change made meanwhile wins instead of being overwritten. They go through `_set`
+and `_add`, the only two places that write.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from enum import StrEnum
 
 from ..errors import SubscriberError
 from ..statuses import Frequency, SubscriberStatus
+from .csvfile import canonical
 from .rows import RowError, check_email, format_when
 from .store import SubscriberStore, Table
 
@@ -180,38 +182,31 @@ def _older(table: Table, position: int, cutoff: datetime) -> bool:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)) < cutoff
 
 
-# --- the two writers --------------------------------------------------------------------------
+# --- the two writers: one journal record each, O(1) however long the list ----------------------
 
 
 def _set(store: SubscriberStore, email: str, fields: Mapping[str, str], expect: Mapping[str, str]) -> None:
-    """Write some cells of an address's rows, only where `expect` still holds."""
-    with store.editing() as table:
-        for position in table.positions(email):
-            if all(_cell(table, position, column) == value for column, value in expect.items()):
-                for column, value in fields.items():
-                    table.set_cell(position, column, value)
-
-
-def _cell(table: Table, position: int, column: str) -> str:
-    if column == "status":
-        return table.status(position)
-    index = table.layout.index(column)
-    row = table.rows[position]
-    return row[index].strip() if index is not None and index < len(row) else ""
+    """Journal new cells for an address's row, applied only while `expect` still holds."""
+    header = {canonical(name) for name in store.header()}
+    # Blanking a column the file does not have would only add an empty column to it.
+    cells = {k: str(v) for k, v in fields.items() if v or k in header}
+    if cells:
+        store.record_change(email, expect={k: [str(v)] for k, v in expect.items()}, **cells)
 
 
 def _add(store: SubscriberStore, email: str, fields: Mapping[str, str]) -> None:
-    """Append a row for a new address (nothing if it appeared meanwhile)."""
-    with store.editing(create=True) as table:
+    """Journal a row for a new address (nothing if it has one by the time the journal is read)."""
+    cells = {k: str(v) for k, v in fields.items() if v}
+    if store.exists():
+        store.record_add(email, **cells)
+        return
+    with store.editing(create=True) as table:  # the list's first row creates its file
         if table.positions(email):
             return
-        row = [""] * len(table.layout.header)
-        table.append(row, email)
+        table.append([""] * len(table.layout.header), email)
         position = len(table.rows) - 1
-        table.set_cell(position, "email", email)
-        for column, value in fields.items():
-            if value:
-                table.set_cell(position, column, value)
+        for column, value in {"email": email, **cells}.items():
+            table.set_cell(position, column, value)
 
 
 def _now() -> datetime:
