@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,8 @@ import jinja2
 
 from . import preflight
 from .delivery import EmbeddedServer, SmtpTarget
-from .errors import NewsletterError
+from .errors import LedgerError, NewsletterError
+from .ledger import SCHEMA_VERSION, ledger_version
 from .render.digest import make_environment, template_dirs
 from .settings import Settings
 from .subscribers import SubscriberStore
@@ -154,13 +155,21 @@ def check_links(settings: Settings) -> Iterator[Check]:
 
 
 def check_ledger(settings: Settings) -> Check:
+    """The ledger a send would use: readable, of a schema this release knows, its folder writable."""
     path = settings.path(settings.ledger)
     try:
+        version = ledger_version(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        sqlite3.connect(path).close()
-    except (OSError, sqlite3.Error) as exc:
+        if not os.access(path.parent, os.W_OK):
+            raise OSError(f"the folder {path.parent} is not writable")
+    except LedgerError as exc:
+        return Check("ledger", False, f"{path}: {exc.what}", exc.fix or "")
+    except OSError as exc:
         return Check("ledger", False, f"{path}: {exc}", "make the folder writable or set 'ledger'")
-    return Check("ledger", True, str(path))
+    state = "created by the first send" if version is None else f"schema version {version}"
+    if version is not None and version < SCHEMA_VERSION:
+        state += f", upgraded to {SCHEMA_VERSION} by the next send"
+    return Check("ledger", True, f"{path} ({state})")
 
 
 def check_smtp(settings: Settings) -> Iterator[Check]:

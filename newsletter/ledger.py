@@ -198,6 +198,21 @@ def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple]:  #
         raise LedgerError(f"cannot read the delivery ledger ({exc})", where=str(path), fix=_FIX) from exc
 
 
+def ledger_version(path: Path) -> int | None:
+    """The schema version of the ledger at `path` (None if there is none yet), read without writing.
+
+    A file this release cannot use (newer, not a ledger, not SQLite) is a LedgerError, as it is
+    for every command that reads it.
+    """
+    if not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            return _check_version(db, path)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot read the delivery ledger ({exc})", where=str(path), fix=_FIX) from exc
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -342,7 +357,7 @@ class LedgerRow:
     """One subscriber's record for one issue, as `newsletter report` shows it."""
 
     email: str
-    status: str
+    status: DeliveryStatus
     attempts: int
     last_reply: str | None
     updated_at: str
@@ -356,7 +371,7 @@ def read_issue(path: Path, issue: str, list_name: str, channel: str) -> list[Led
         " WHERE issue = ? AND list = ? AND channel = ? ORDER BY updated_at, email",
         (issue, list_name, channel),
     )
-    return [LedgerRow(*row) for row in rows]
+    return [LedgerRow(email, DeliveryStatus(status), *rest) for email, status, *rest in rows]
 
 
 def latest_issue(path: Path, list_name: str, channel: str) -> str | None:

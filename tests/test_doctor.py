@@ -6,8 +6,10 @@ import datetime as dt
 import ipaddress
 import shutil
 import socket
+import sqlite3
 import ssl
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner, Result
 
 from newsletter.cli import main
+from newsletter.ledger import SCHEMA_VERSION, DeliveryLedger
 
 # aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -375,3 +378,32 @@ def test_invalid_setting_is_a_one_line_error_naming_the_key(
     assert "Traceback" not in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error_lines) == 1 and "smtp.port" in error_lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "newsletter.db (created by the first send)"),
+        ("current", "newsletter.db (schema version"),
+        ("newer", "newer than this release knows"),
+        ("garbage", "cannot read the delivery ledger"),
+    ],
+)
+def test_doctor_reads_the_ledger_version_without_writing(
+    project: Path, content: str | None, expected: str
+) -> None:
+    path = project / "newsletter.db"
+    if content == "garbage":
+        path.write_bytes(b"not a database" * 100)
+    elif content is not None:
+        DeliveryLedger(path, "2024-W11", "example", "outbox").close()
+        if content == "newer":
+            with closing(sqlite3.connect(path)) as db, db:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = path.read_bytes() if path.exists() else None
+
+    line = line_for(doctor(), "ledger")
+
+    assert expected in line
+    assert line.startswith("ok   " if content in (None, "current") else "FAIL ")
+    assert (path.read_bytes() if path.exists() else None) == before
