@@ -16,6 +16,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import LedgerError
 from .statuses import STORED_STATUSES, DeliveryStatus
@@ -179,7 +180,7 @@ def _entry(row: tuple[str, str, int, str, str | None]) -> LedgerEntry:
     return LedgerEntry(email, DeliveryStatus(status), attempts, message_id, last_reply)
 
 
-def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple]:  # type: ignore[type-arg]
+def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """Rows from a ledger read without changing it; no file means no history, a bad one is an error.
 
     An older ledger is migrated in a copy in memory, so a preview or dry run never writes.

@@ -6,6 +6,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -183,7 +184,7 @@ def list_(
 def import_(
     app: AppContext,
     file: Path,
-    on_conflict: str,
+    on_conflict: Literal["skip", "update"],  # click.Choice guarantees one of them
     strict: bool,
     list_name: str | None,
     check_deliverability: bool,
@@ -193,7 +194,7 @@ def import_(
     Example: newsletter subscribers import signups.csv --on-conflict update
     """
     store = _store(app, list_name)
-    report = import_file(store, file, on_conflict, check_deliverability, strict)  # type: ignore[arg-type]
+    report = import_file(store, file, on_conflict, check_deliverability, strict)
     for problem in report.problems:
         click.echo(f"{problem} (rejected)", err=True)
     if strict and report.problems:
