@@ -125,6 +125,20 @@ class SourceSettings(_Section):
     base_url: str | None = None
 
 
+class FetchSettings(_Section):
+    """Limits on what a papers server can make a fetch hold or wait for (see sources/http.py)."""
+
+    max_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="largest answer, before and after decompression"
+    )
+    request_deadline: float = Field(default=30.0, gt=0, description="seconds for one whole answer")
+    fetch_deadline: float = Field(default=600.0, gt=0, description="seconds for one fetch, all pages")
+    timeout: float = Field(default=30.0, gt=0, description="seconds to wait for each network read")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="hosts a redirect may lead to besides the source's own"
+    )
+
+
 class DkimSettings(_Section):
     """Optional DKIM signing of every message."""
 
@@ -168,6 +182,7 @@ class Settings(BaseSettings):
     base_url: str | None = None
     papers: list[Path] = Field(default_factory=list)
     sources: list[SourceSettings] = Field(default_factory=list)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
     cache_dir: Path = Path("papers-cache")
     issue_date: date | None = None
     default_list: str = "example"

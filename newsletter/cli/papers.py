@@ -192,9 +192,7 @@ def _split(parts: dict[str, float], keyword: str) -> str:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for each response.",
+    help="Seconds to wait for each network read (default: [fetch] timeout, 30).",
 )
 @click.option(
     "-o",
@@ -202,17 +200,22 @@ def _split(parts: dict[str, float], keyword: str) -> str:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write JSON Lines here (default: standard output).",
 )
+@pass_app
 def fetch(
+    app: AppContext,
     source: str,
     day: date | None,
     week: str | None,
     query: str,
     base_url: str | None,
     max_results: int,
-    timeout: float,
+    timeout: float | None,
     output: Path | None,
 ) -> None:
     """Download papers and save them as JSON Lines that --papers can read.
+
+    Answers are capped in size and time by the [fetch] settings (2 MiB, 30 s per answer, 600 s
+    in all by default), and redirects are followed only within the same site.
 
     Example: newsletter papers fetch --source hf --date 2024-03-14 -o papers/2024-03-14.jsonl
     """
@@ -231,12 +234,14 @@ def fetch(
         raise click.UsageError("give --date or --week, not both")
     if source == "hf" and day is None and week is None:
         raise click.UsageError("--source hf needs --date YYYY-MM-DD or --week YYYY-Www")
+    limits = app.settings.fetch
+    per_read = {"timeout": timeout} if timeout is not None else {}
     if source == "hf":
         result = fetch_hf(
             day=day,
             week=week,
             base_url=base_url or HF_BASE,
-            policy=FetchPolicy(timeout=timeout),
+            policy=FetchPolicy.from_settings(limits, **per_read),
         )
     else:
         first, last = parse_week(week) if week else ((day, day) if day else (None, None))
@@ -246,7 +251,7 @@ def fetch(
             last=last,
             base_url=base_url or ARXIV_BASE,
             max_results=max_results,
-            policy=FetchPolicy(timeout=timeout, spacing=ARXIV_SPACING),
+            policy=FetchPolicy.from_settings(limits, spacing=ARXIV_SPACING, **per_read),
         )
     for problem in result.problems:
         click.echo(f"Warning: {problem}", err=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..files import atomic_write_text
-from ..settings import Settings, SourceSettings
+from ..settings import FetchSettings, Settings, SourceSettings
 from .jsonl import paper_to_jsonl
 
 if TYPE_CHECKING:
@@ -17,20 +17,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Fetcher = Callable[[SourceSettings, date, date], "FetchResult"]
+Fetcher = Callable[[SourceSettings, date, date, FetchSettings], "FetchResult"]
 
 
-def fetch_source(source: SourceSettings, first: date, last: date) -> FetchResult:
+def fetch_source(source: SourceSettings, first: date, last: date, limits: FetchSettings) -> FetchResult:
     """One configured source over the issue window: HF day by day, arXiv as a date range."""
     # httpx only when a source is really fetched: a send from cached or local papers skips its 10 MiB.
-    from .fetch import ARXIV_BASE, HF_BASE, FetchResult, fetch_arxiv, fetch_hf
+    from .fetch import ARXIV_BASE, ARXIV_SPACING, HF_BASE, FetchResult, fetch_arxiv, fetch_hf
+    from .http import FetchPolicy
 
     if source.kind == "arxiv":
-        return fetch_arxiv(query=source.query, first=first, last=last, base_url=source.base_url or ARXIV_BASE)
+        return fetch_arxiv(
+            query=source.query,
+            first=first,
+            last=last,
+            base_url=source.base_url or ARXIV_BASE,
+            policy=FetchPolicy.from_settings(limits, spacing=ARXIV_SPACING),
+        )
     merged = FetchResult()
     day = first
     while day <= last:
-        part = fetch_hf(day=day, base_url=source.base_url or HF_BASE)
+        part = fetch_hf(
+            day=day, base_url=source.base_url or HF_BASE, policy=FetchPolicy.from_settings(limits)
+        )
         merged.papers.extend(part.papers)
         merged.problems.extend(part.problems)
         merged.requests += part.requests
@@ -55,7 +64,7 @@ def fetch_issue_sources(
     for index, source in enumerate(settings.sources):
         path = cache_file(settings, issue_id, index, source)
         if not path.is_file():
-            result = fetch(source, first, last)
+            result = fetch(source, first, last, settings.fetch)
             for problem in result.problems:
                 log.warning("%s", problem)
             if not result.papers:

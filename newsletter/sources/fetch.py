@@ -7,8 +7,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-import httpx
-
 from ..errors import SourceError
 from ..models import Paper
 from .arxiv import api_error, read_arxiv
@@ -55,7 +53,6 @@ def fetch_hf(
     limit: int = 50,
     max_pages: int = 20,
     policy: FetchPolicy | None = None,
-    transport: httpx.BaseTransport | None = None,
 ) -> FetchResult:
     """All daily papers of a day or ISO week, following `p` pages until one comes back short."""
     if (day is None) == (week is None):
@@ -70,7 +67,7 @@ def fetch_hf(
     result = FetchResult()
     collected: list[Paper] = []
     seen: set[str] = set()
-    with PoliteClient(policy or FetchPolicy(), transport) as client:
+    with PoliteClient(policy or FetchPolicy()) as client:
         for page in range(max_pages):
             response = client.get(url, {**query, "limit": limit, "p": page})
             result.requests += 1
@@ -103,7 +100,6 @@ def fetch_arxiv(
     page_size: int = 100,
     max_results: int = 300,
     policy: FetchPolicy | None = None,
-    transport: httpx.BaseTransport | None = None,
 ) -> FetchResult:
     """Newest-first results of an arXiv API query, paged with start/max_results, 3 s apart."""
     if not query.strip() and first is None:
@@ -116,7 +112,7 @@ def fetch_arxiv(
     search = arxiv_search_query(query, first, last)
     result = FetchResult()
     collected: list[Paper] = []
-    with PoliteClient(policy, transport) as client:
+    with PoliteClient(policy) as client:
         for start in range(0, max_results, page_size):
             size = min(page_size, max_results - start)
             params: dict[str, str | int] = {

@@ -29,6 +29,8 @@ def _load_line(line: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise BadRecord(f"not valid JSON ({exc.msg})") from exc
+    except RecursionError:
+        raise BadRecord("JSON nested too deeply") from None
 
 
 def jsonl_record_to_paper(record: Any) -> Paper:

@@ -93,34 +93,36 @@ def parse_papers_text(text: str, name: str) -> ReadResult:
     if head.startswith(("[", "{")):
         return _read_json(text, name)
     if not head:
-        raise _unknown(Path(name), "it is empty")
-    raise _unknown(Path(name), "it does not start with JSON or XML")
+        raise _unknown(name, "it is empty")
+    raise _unknown(name, "it does not start with JSON or XML")
 
 
 def _read_xml(text: str, name: str) -> ReadResult:
     try:
         root = ET.fromstring(text.encode("utf-8"))
     except ET.ParseError as exc:
-        raise _unknown(Path(name), f"it is not well-formed XML ({exc})") from exc
+        raise _unknown(name, f"it is not well-formed XML ({exc})") from exc
     if feed_kind(root) is None:
-        raise _unknown(Path(name), f"its XML root <{root.tag}> is not an Atom or RSS feed")
+        raise _unknown(name, f"its XML root <{root.tag}> is not an Atom or RSS feed")
     return read_arxiv(root)
 
 
 def _read_json(text: str, name: str) -> ReadResult:
     try:
         data: Any = json.loads(text)
+    except RecursionError:
+        raise _unknown(name, "its JSON is nested too deeply to be paper records") from None
     except json.JSONDecodeError:
         if text.lstrip().startswith("{"):
             return read_jsonl(text)
-        raise _unknown(Path(name), "it is not valid JSON") from None
+        raise _unknown(name, "it is not valid JSON") from None
     if looks_like_hf(data):
         return read_hf(data)
     if isinstance(data, dict) and "abstract" in data:
         return _read_paper_list([data])
     if isinstance(data, list) and all(isinstance(r, dict) and "abstract" in r for r in data):
         return _read_paper_list(data)
-    raise _unknown(Path(name), "its JSON records are neither daily_papers records nor papers")
+    raise _unknown(name, "its JSON records are neither daily_papers records nor papers")
 
 
 def _read_paper_list(data: list[dict[str, Any]]) -> ReadResult:
@@ -134,5 +136,5 @@ def _read_paper_list(data: list[dict[str, Any]]) -> ReadResult:
     return result
 
 
-def _unknown(path: Path, why: str) -> SourceError:
+def _unknown(path: Path | str, why: str) -> SourceError:
     return SourceError(f"{path} is in no known papers format: {why}", fix=FORMATS_HINT)
