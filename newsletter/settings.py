@@ -139,6 +139,18 @@ class FetchSettings(_Section):
     )
 
 
+class ServeSettings(_Section):
+    """What one client of `newsletter serve` may hold (see newsletter/web/server.py)."""
+
+    request_timeout: float = Field(
+        default=10.0, gt=0, description="seconds for a request's head and body to arrive in full"
+    )
+    keep_alive: float = Field(default=5.0, ge=1, description="seconds an idle connection is kept open")
+    max_connections: int = Field(
+        default=200, ge=2, description="open connections before new requests get 503"
+    )
+
+
 class DkimSettings(_Section):
     """Optional DKIM signing of every message."""
 
@@ -183,6 +195,7 @@ class Settings(BaseSettings):
     papers: list[Path] = Field(default_factory=list)
     sources: list[SourceSettings] = Field(default_factory=list)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     cache_dir: Path = Path("papers-cache")
     issue_date: date | None = None
     default_list: str = "example"

@@ -7,6 +7,7 @@ import click
 from ..pipeline.issue import LOCAL_PORT, LOCAL_SECRET
 from ..settings import SmtpSettings
 from ..web.app import create_app
+from ..web.server import ServeLimits, server_config
 from .app import AppContext, pass_app
 
 
@@ -59,9 +60,8 @@ def serve(app: AppContext, host: str, port: int) -> None:
         "digest (Ctrl-C to stop)",
         err=True,
     )
-    uvicorn.run(
-        web_app, host=host, port=port, proxy_headers=True, log_level="info" if app.verbose else "warning"
-    )
+    limits = ServeLimits.from_settings(settings.serve)
+    uvicorn.Server(server_config(web_app, host, port, limits, verbose=app.verbose)).run()
 
 
 def _is_loopback(host: str) -> bool:

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -32,18 +33,14 @@ from ..settings import Settings
 from ..subscribers import SubscriberStore
 from ..text import strip_forbidden_chars
 from .feedback import feedback_routes
+from .hygiene import SecurityHeaders
 from .selfservice import SUBSCRIBE_PATH, SelfService
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"
 LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-# The token is in the URL: keep it out of caches, search engines and Referer headers.
-HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
+# The token is in the URL: keep it out of search engines (caches, Referer and the rest: hygiene.py).
+HEADERS = {"X-Robots-Tag": "noindex"}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -213,7 +210,10 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             pages.mailer.stop()  # the embedded outbox server, if a sign-up started it
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # One layer for every route, those added later included: security headers, safe redirects.
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders, base_url=settings.base_url)]
+    )
     app.state.settings = settings
     app.state.pages = pages
     return app
