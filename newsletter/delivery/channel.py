@@ -21,14 +21,26 @@ def server_label(smtp: SmtpSettings) -> str:
     return "embedded" if smtp.is_embedded else f"{smtp.host}:{smtp.port}"
 
 
+def start_embedded(settings: Settings) -> EmbeddedServer | None:
+    """The embedded server, started, when the channel is the outbox; None for a real server."""
+    if channel_for(settings.smtp) is Channel.SMTP:
+        return None
+    return EmbeddedServer(settings.path(settings.smtp.outbox)).start()
+
+
+def target_for(settings: Settings, embedded: EmbeddedServer | None) -> SmtpTarget:
+    """Where messages go: the embedded server while it runs, else the configured one."""
+    if embedded is None:
+        return SmtpTarget.from_settings(settings.smtp)
+    return SmtpTarget(host=embedded.host, port=embedded.port, timeout=settings.smtp.timeout)
+
+
 @contextmanager
 def delivery_target(settings: Settings) -> Iterator[SmtpTarget]:
-    """The server to hand messages to; the embedded one runs for as long as the block does."""
-    if channel_for(settings.smtp) is Channel.SMTP:
-        yield SmtpTarget.from_settings(settings.smtp)
-        return
-    server = EmbeddedServer(settings.path(settings.smtp.outbox)).start()
+    """The server to hand a run's messages to; the embedded one runs for as long as the block does."""
+    embedded = start_embedded(settings)
     try:
-        yield SmtpTarget(host=server.host, port=server.port, timeout=settings.smtp.timeout)
+        yield target_for(settings, embedded)
     finally:
-        server.stop()
+        if embedded is not None:
+            embedded.stop()

@@ -7,7 +7,8 @@ import logging
 
 from ..mail.compose import ComposedMessage
 from ..settings import Settings
-from ..statuses import ReplyClass
+from ..statuses import Channel, ReplyClass
+from .channel import channel_for, start_embedded, target_for
 from .embedded import EmbeddedServer
 from .smtp import Reply, ServerFailure, SmtpTarget, close_connection, open_connection, send_one
 
@@ -27,8 +28,8 @@ class OneOffSender:
         self._lock = asyncio.Lock()
 
     def start(self) -> None:
-        if self.settings.smtp.is_embedded and self.server is None:
-            self.server = EmbeddedServer(self.settings.path(self.settings.smtp.outbox)).start()
+        if self.server is None:
+            self.server = start_embedded(self.settings)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -37,15 +38,11 @@ class OneOffSender:
 
     def target(self) -> SmtpTarget:
         """Where the message goes: the embedded server while it runs, else the configured one."""
-        if self.server is not None:
-            return SmtpTarget(
-                host=self.server.host, port=self.server.port, timeout=self.settings.smtp.timeout
-            )
-        return SmtpTarget.from_settings(self.settings.smtp)
+        return target_for(self.settings, self.server)
 
     async def send(self, message: ComposedMessage) -> Reply:
         """Deliver one message; a server that cannot be reached is a transient reply, not a crash."""
-        if self.settings.smtp.is_embedded and self.server is None:
+        if channel_for(self.settings.smtp) is Channel.OUTBOX and self.server is None:
             async with self._lock:
                 self.start()
         target = self.target()
