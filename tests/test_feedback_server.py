@@ -1,0 +1,86 @@
+"""The feedback page through a real server and a real browser: a visit records nothing, the button does."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+import uvicorn
+
+from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
+from newsletter.ranking.feedback import Verdict
+from newsletter.ranking.feedbackstore import FeedbackStore
+from newsletter.settings import Settings
+from newsletter.web.app import create_app
+
+SECRET = "feedback-server-secret"
+CHROMIUM = next(
+    (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    (tmp_path / "subscribers").mkdir()
+    return Settings(secret=SECRET, subscribers_dir=tmp_path / "subscribers", config_dir=tmp_path)
+
+
+@pytest.fixture
+def base_url(settings: Settings) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def post(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST")) as answer:
+            return int(answer.status), answer.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium; .ci/run installs it")
+def test_a_browser_visit_records_nothing_and_the_pages_button_records_once(
+    settings: Settings, base_url: str, tmp_path: Path
+) -> None:
+    signer = TokenSigner(SECRET)
+    link = purpose_url(signer, base_url, Purpose.FEEDBACK, "news", "ada@example.org", item="2403.001")
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"{link}&v=less",
+    ]  # fmt: skip
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
+    assert "Fewer papers like this one?" in shown and "<button" in shown
+    store = FeedbackStore(settings.path(settings.feedback_db))
+    assert not store.path.exists() or not store.tastes("news")  # the visit changed nothing
+
+    form = re.search(r'<form method="post" action="([^"]+)"', shown)
+    assert form is not None
+    action = html.unescape(form.group(1))
+    status, page = post(urljoin(f"{link}&v=less", action))
+    assert status == 200 and "move down" in page
+    with sqlite3.connect(store.path) as db:
+        rows = db.execute("SELECT list, email, paper_id, verdict FROM feedback").fetchall()
+    assert rows == [("news", "ada@example.org", "2403.001", Verdict.LESS.value)]
