@@ -133,6 +133,8 @@ class DigestRenderer:
         self._cards: dict[str, _Card] = {}
         self._highlights: dict[tuple[str, tuple[str, ...]], str] = {}
         self._by_profile: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._whys: dict[tuple[str, tuple[str, ...], bool], Why] = {}
+        self._texts: dict[tuple[str, tuple[str, ...], bool], str] = {}
         self._templates = {
             name: self._load(name)
             for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CARD_HTML_TEMPLATE, CARD_TEXT_TEMPLATE)
@@ -313,7 +315,7 @@ class DigestRenderer:
             if html is None:
                 card = self._cards[pick.paper.id]
                 words = tuple(sorted(k for k in matched if author_name(k) is None))
-                why = why_picked(pick.paper, matched, card.abstract, liked, weight)
+                why = self._why(pick, matched, liked, weight)
                 values = {
                     "title": highlight(card.title, words),
                     "abstract": highlight(card.abstract, words),
@@ -376,17 +378,34 @@ class DigestRenderer:
 
     def _card_text(self, pick: Pick, feedback_url: str) -> str:
         """The plain-text card, plus the reason line and the reader's two feedback links."""
-        card = self._cards[pick.paper.id]
         matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
         liked, weight = float(getattr(pick, "liked", 0.0)), float(getattr(pick, "feedback", 0.0))
-        why = why_picked(pick.paper, matched, card.abstract, liked, weight)
-        lines = [card.text.rstrip("\n"), wrap_text(f"Why: {why.reason}.")]
-        if why.sentence:
-            lines.append(wrap_text(f"Matched in the abstract: \u201c{why.sentence}\u201d"))
+        key = (pick.paper.id, matched, liked >= LIKED_FROM and weight > 0)
+        text = self._texts.get(key)
+        if text is None:  # wrapping is slow: once per paper and reason, not per reader
+            why = self._why(pick, matched, liked, weight)
+            lines = [self._cards[pick.paper.id].text.rstrip("\n"), wrap_text(f"Why: {why.reason}.")]
+            if why.sentence:
+                lines.append(wrap_text(f"Matched in the abstract: \u201c{why.sentence}\u201d"))
+            if len(self._texts) > _CARD_CACHE_MAX:
+                self._texts.clear()
+            text = self._texts[key] = "\n".join(lines)
         more, less = _feedback_links(feedback_url)
         if more:
-            lines += [f"More like this: {more}", f"Less like this: {less}"]
-        return "\n".join(lines) + "\n"
+            return f"{text}\nMore like this: {more}\nLess like this: {less}\n"
+        return text + "\n"
+
+    def _why(self, pick: Pick, matched: tuple[str, ...], liked: float, weight: float) -> Why:
+        """Why a paper was picked, worked out once per (paper, matched keywords, liked or not)."""
+        liked_shown = liked >= LIKED_FROM and weight > 0
+        key = (pick.paper.id, matched, liked_shown)
+        found = self._whys.get(key)
+        if found is None:
+            if len(self._whys) > _CARD_CACHE_MAX:
+                self._whys.clear()
+            card = self._cards[pick.paper.id]
+            found = self._whys[key] = why_picked(pick.paper, matched, card.abstract, liked, weight)
+        return found
 
     def _preheader(self, picks: Sequence[Pick], keywords: Sequence[str]) -> str:
         """The inbox line under the subject: what the subject does not say (count, topics, the next paper)."""
