@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import jinja2
 from . import preflight
 from .delivery import EmbeddedServer, SmtpTarget
 from .errors import LedgerError, NewsletterError
-from .ledger import SCHEMA_VERSION, ledger_version
+from .ledger import SCHEMA_VERSION, ledger_error, ledger_version
 from .render.digest import make_environment, template_dirs
 from .settings import Settings
 from .subscribers import SubscriberStore
@@ -155,21 +156,31 @@ def check_links(settings: Settings) -> Iterator[Check]:
 
 
 def check_ledger(settings: Settings) -> Check:
-    """The ledger a send would use: readable, of a schema this release knows, its folder writable."""
+    """The ledger a send would use: of a schema this release knows, and really written to (rolled back)."""
     path = settings.path(settings.ledger)
+    existed = path.exists()
     try:
         version = ledger_version(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(path.parent, os.W_OK):
-            raise OSError(f"the folder {path.parent} is not writable")
+        with closing(sqlite3.connect(path, isolation_level=None, timeout=5)) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("CREATE TABLE doctor_probe (written INTEGER)")
+                db.execute("INSERT INTO doctor_probe VALUES (1)")
+            finally:
+                db.execute("ROLLBACK")
     except LedgerError as exc:
         return Check("ledger", False, f"{path}: {exc.what}", exc.fix or "")
-    except OSError as exc:
-        return Check("ledger", False, f"{path}: {exc}", "make the folder writable or set 'ledger'")
+    except (OSError, sqlite3.Error) as exc:
+        error = ledger_error(exc, path)
+        return Check("ledger", False, f"{path}: {error.what}", error.fix or "")
+    finally:
+        if not existed:
+            path.unlink(missing_ok=True)  # the doctor leaves no empty ledger behind
     state = "created by the first send" if version is None else f"schema version {version}"
     if version is not None and version < SCHEMA_VERSION:
         state += f", upgraded to {SCHEMA_VERSION} by the next send"
-    return Check("ledger", True, f"{path} ({state})")
+    return Check("ledger", True, f"{path} ({state}; written and rolled back)")
 
 
 def check_smtp(settings: Settings) -> Iterator[Check]:

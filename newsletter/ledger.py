@@ -8,6 +8,7 @@ schema, append a `Migration` (never edit a released one): version N is `MIGRATIO
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -73,6 +74,48 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 _OUR_TABLES = frozenset({"deliveries"})
 _FIX = "restore the file from a backup, or set 'ledger' in newsletter.toml to another file"
+_RESUME = "run send again afterwards: it resumes, and nothing already recorded is lost"
+
+
+def ledger_error(exc: sqlite3.Error | OSError, path: Path) -> LedgerError:
+    """What a SQLite or file-system failure means for the person running send, and what to do."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL") or getattr(exc, "errno", None) == errno.ENOSPC:
+        return LedgerError(
+            "the disk holding the delivery ledger is full",
+            where=str(path),
+            fix=f"free space there (or set 'ledger' to a file on another disk); {_RESUME}",
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return LedgerError(
+            f"the delivery ledger is damaged ({exc})",
+            where=str(path),
+            fix="restore it from a backup (`sqlite3 FILE 'PRAGMA integrity_check'` shows the damage); "
+            "the file was left as it is",
+        )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) or isinstance(exc, OSError):
+        return LedgerError(
+            f"cannot write the delivery ledger ({exc})",
+            where=str(path),
+            fix=f"make {path.parent} writable by this user, or set 'ledger' in newsletter.toml to a "
+            "writable place",
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return LedgerError(
+            "the delivery ledger is busy in another process",
+            where=str(path),
+            fix=f"let the other run finish; {_RESUME}",
+        )
+    return LedgerError(f"the delivery ledger failed ({exc})", where=str(path), fix=f"{_FIX}; {_RESUME}")
+
+
+@contextmanager
+def guarded(path: Path) -> Iterator[None]:
+    """Turn any SQLite or file error inside into the one-line LedgerError for this ledger."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise ledger_error(exc, path) from exc
 
 
 @dataclass(frozen=True)
@@ -195,8 +238,10 @@ def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple[Any,
                     migrate(copy, path)
                     return copy.execute(sql, params).fetchall()
             return db.execute(sql, params).fetchall()
-    except (sqlite3.Error, ValueError) as exc:  # ValueError: a status this release does not know
+    except ValueError as exc:  # a status this release does not know
         raise LedgerError(f"cannot read the delivery ledger ({exc})", where=str(path), fix=_FIX) from exc
+    except sqlite3.Error as exc:
+        raise ledger_error(exc, path) from exc
 
 
 def ledger_version(path: Path) -> int | None:
@@ -235,11 +280,7 @@ class DeliveryLedger:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(
-                f"cannot open the delivery ledger ({exc})",
-                where=str(path),
-                fix="check that the folder is writable or set 'ledger' in newsletter.toml",
-            ) from exc
+            raise ledger_error(exc, path) from exc
         try:
             _check_version(db, path)  # before WAL, which would change a file that is not ours
             db.execute("PRAGMA journal_mode=WAL")
@@ -251,7 +292,7 @@ class DeliveryLedger:
             raise
         except sqlite3.Error as exc:
             db.close()
-            raise LedgerError(f"cannot open the delivery ledger ({exc})", where=str(path), fix=_FIX) from exc
+            raise ledger_error(exc, path) from exc
         return db
 
     def close(self) -> None:
@@ -272,19 +313,19 @@ class DeliveryLedger:
 
     def entries(self) -> dict[str, LedgerEntry]:
         """Every recorded subscriber of this issue, keyed by lower-cased address."""
-        with self._lock:
+        with self._lock, guarded(self.path):
             rows = self._db.execute(_ENTRIES_SQL, (self.issue, self.list_name, self.channel)).fetchall()
         return {row[0]: _entry(row) for row in rows}
 
     def papers_received_before(self) -> dict[str, frozenset[str]]:
         """Paper ids each address already received in other issues, so they are not sent again."""
         params = (self.list_name, self.channel, self.issue, DeliveryStatus.DELIVERED)
-        with self._lock:
+        with self._lock, guarded(self.path):
             return _group_received(self._db.execute(_RECEIVED_SQL, params))
 
     def record(self, outcomes: Iterable[Outcome] = (), attempts: Iterable[Attempt] = ()) -> None:
         """Write outcomes and new attempts in one durable transaction (one fsync for the batch)."""
-        with self._lock, transaction(self._db) as db:
+        with self._lock, guarded(self.path), transaction(self._db) as db:
             self._write_outcomes(db, outcomes)
             self._write_attempts(db, attempts)
 
@@ -344,7 +385,7 @@ class DeliveryLedger:
 
     def counts(self) -> dict[str, int]:
         """How many subscribers of this issue are in each state."""
-        with self._lock:
+        with self._lock, guarded(self.path):
             rows = self._db.execute(
                 "SELECT status, COUNT(*) FROM deliveries WHERE issue = ? AND list = ? AND channel = ?"
                 " GROUP BY status",

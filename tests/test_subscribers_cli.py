@@ -245,3 +245,18 @@ def test_a_carriage_return_inside_a_cell_survives_a_rewrite_of_the_list(workdir:
         ("v@example.org", "line one\rline two"),
         ("w@example.org", ""),
     ]
+
+
+@pytest.mark.parametrize("command", [["validate"], ["list"], ["stats"], ["export"]])
+def test_a_stray_quote_is_one_line_naming_the_row_where_it_opened(workdir: Path, command: list[str]) -> None:
+    (workdir / "subscribers").mkdir()
+    rows = [f"u{i}@example.org,U{i}" for i in range(100_000)]
+    rows[9] = 'u9@example.org,"Ulla'  # row 10, line 11: the quote never closes
+    (workdir / LIST).write_text("email,name\n" + "\n".join(rows) + "\n")
+    result = run(*command, "--list", "news")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == (
+        f'Error: a quote (") opened on line 11 of news.csv is never closed, so the rows after it '
+        f"cannot be read, in {Path(LIST).resolve()}:11, "
+        'remove the stray " on that line, or close the quoted field'
+    )

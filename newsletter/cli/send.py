@@ -49,6 +49,12 @@ from .options import parse_date, parse_shard
 @click.option(
     "--shard", callback=parse_shard, metavar="K/N", help="Send only shard K of N (stable split by address)."
 )
+@click.option(
+    "--new-ledger",
+    is_flag=True,
+    help="Start a new ledger although this list's deliveries were recorded in one that is now lost "
+    "(everyone gets this issue again).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @pass_app
 def send(
@@ -62,6 +68,7 @@ def send(
     to: str | None,
     limit: int | None,
     shard: tuple[int, int] | None,
+    new_ledger: bool,
     as_json: bool,
 ) -> None:
     """Send this week's digest to every active subscriber who has not had it yet.
@@ -81,6 +88,7 @@ def send(
         limit=limit,
         shard=shard,
         frequency=Frequency(frequency),
+        new_ledger=new_ledger,
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:

@@ -18,17 +18,18 @@ from filelock import FileLock, Timeout
 from ..delivery import Dispatcher, Job, channel_for, delivery_target, server_label
 from ..errors import LedgerError, NewsletterError
 from ..interrupts import stopped_by
-from ..ledger import DeliveryLedger, LedgerEntry, read_issue
+from ..ledger import DeliveryLedger, LedgerEntry, ledger_error, read_issue
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
 from ..settings import Settings
-from ..statuses import FINAL_STATUSES, DeliveryStatus, Frequency
+from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency
 from ..subscribers import SubscriberStore
 from ..subscribers.csvfile import missing_list_error
 from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
 from .build import DigestBuilder
 from .builders import ParallelBuilder
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
+from .ledgermark import LedgerMarker
 from .outcomes import issue_report, log_lines, report_command
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SendOptions:
     limit: int | None = None
     shard: tuple[int, int] | None = None
     frequency: Frequency = Frequency.WEEKLY
+    new_ledger: bool = False  # start over although the list's marker says a ledger held its deliveries
 
 
 @dataclass
@@ -303,7 +305,8 @@ def _local_trial(settings: Settings) -> bool:
 @contextmanager
 def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
     """One recorded run per list at a time: a second cron job exits at once, before any work."""
-    lock = FileLock(str(settings.path(settings.ledger)) + f".{list_name}.send.lock")
+    ledger = settings.path(settings.ledger)
+    lock = FileLock(str(ledger) + f".{list_name}.send.lock")
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -312,6 +315,8 @@ def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
             where=str(lock.lock_file),
             fix="let it finish; run again afterwards to pick up anything left",
         ) from None
+    except OSError as exc:  # a read-only or missing folder: the lock file cannot be created
+        raise ledger_error(exc, ledger) from exc
     try:
         yield
     finally:
@@ -330,7 +335,7 @@ def _send_recorded(
         ParallelBuilder(planner.build, processes) if processes else None
     )  # fork before opening the ledger
     try:
-        ledger = DeliveryLedger(settings.path(settings.ledger), report.issue, report.list, report.channel)
+        ledger = _open_ledger(settings, store, report, planner.options.new_ledger)
         try:
             still_wanted = _still_wanted(store)  # before the stream opens the file
             args = (store.iter_subscribers(), ledger.entries(), ledger.papers_received_before())
@@ -341,6 +346,23 @@ def _send_recorded(
     finally:
         if builder is not None:
             builder.close()
+
+
+def _open_ledger(settings: Settings, store: SubscriberStore, report: SendReport, new: bool) -> DeliveryLedger:
+    """The run's ledger, refused when the list's marker says deliveries were recorded in one now lost."""
+    path = settings.path(settings.ledger)
+    marker = LedgerMarker.beside(store.path)
+    real = report.channel != Channel.OUTBOX  # a local trial may start over freely
+    if real and not new:
+        marker.check(path, report.list, report.channel)
+    ledger = DeliveryLedger(path, report.issue, report.list, report.channel)
+    if real:
+        try:
+            marker.note(path, report.channel, report.issue)
+        except LedgerError:
+            ledger.close()
+            raise
+    return ledger
 
 
 def _still_wanted(store: SubscriberStore) -> Callable[[str], bool]:

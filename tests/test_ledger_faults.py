@@ -1,0 +1,152 @@
+"""A lost, damaged, full or unwritable ledger is one line naming the file and the fix, never a
+traceback and never a silent re-send of the whole issue."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config, write_subscribers
+
+from newsletter.cli import main
+from newsletter.errors import LedgerError
+from newsletter.ledger import Attempt, DeliveryLedger
+from newsletter.statuses import DeliveryStatus
+
+
+@pytest.fixture
+def smtp() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as server:
+        yield server
+
+
+@pytest.fixture
+def folder(tmp_path: Path, smtp: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_config(tmp_path, port=smtp.port)
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def send(*args: str) -> Result:
+    return CliRunner().invoke(main, ["send", *args])
+
+
+def received(smtp: LoopbackServer) -> int:
+    handler = smtp.handler
+    assert isinstance(handler, RecordingHandler)
+    return len(handler.received)
+
+
+def one_line_error(result: Result) -> str:
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("loss", ["deleted", "truncated"])
+def test_a_lost_ledger_is_noticed_and_nothing_is_sent_again(
+    folder: Path, smtp: LoopbackServer, loss: str
+) -> None:
+    assert send().exit_code == 0 and received(smtp) == 3
+    ledger = folder / "newsletter.db"
+    for leftover in folder.glob("newsletter.db-*"):
+        leftover.unlink()
+    if loss == "deleted":
+        ledger.unlink()
+    else:
+        ledger.write_bytes(b"")
+    line = one_line_error(send())
+    assert f"in {ledger}" in line and "restore" in line and "--new-ledger" in line
+    assert received(smtp) == 3
+    assert send("--new-ledger").exit_code == 0 and received(smtp) == 6  # the way out, when chosen
+
+
+def test_a_new_list_or_a_first_run_needs_no_flag(folder: Path, smtp: LoopbackServer) -> None:
+    assert send().exit_code == 0
+    assert send().exit_code == 0 and received(smtp) == 3  # the second run resumes, sends nothing
+
+
+def test_the_local_outbox_trial_can_start_over_freely(project: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["send"]).exit_code == 0
+    (project / "newsletter.db").unlink()
+    assert runner.invoke(main, ["send"]).exit_code == 0
+
+
+def _scribble(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[100:middle] = os.urandom(middle - 100)
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_ledger_is_one_line_and_keeps_the_file(folder: Path, smtp: LoopbackServer) -> None:
+    assert send().exit_code == 0
+    ledger = folder / "newsletter.db"
+    with closing(sqlite3.connect(ledger)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _scribble(ledger)
+    damaged = ledger.read_bytes()
+    line = one_line_error(send())
+    assert f"in {ledger}" in line and "restore" in line
+    assert ledger.read_bytes() == damaged and received(smtp) == 3
+    line = one_line_error(CliRunner().invoke(main, ["report"]))
+    assert f"in {ledger}" in line
+    doctor = CliRunner().invoke(main, ["doctor"]).output
+    assert f"FAIL ledger: {ledger}: the delivery ledger is damaged" in doctor
+
+
+def test_a_disk_that_fills_during_a_run_is_one_line_error(tmp_path: Path) -> None:
+    ledger = DeliveryLedger(tmp_path / "newsletter.db", "2024-W11", "test", "smtp")
+    try:
+        ledger._db.execute("PRAGMA max_page_count = 8")  # as if the disk were full at 32 KiB
+        attempts = [Attempt(f"r{i}@example.org", f"<{i}@x>", ("p" * 500,)) for i in range(200)]
+        with pytest.raises(LedgerError) as caught:
+            ledger.record(attempts=attempts)
+        assert caught.value.message.startswith("the disk holding the delivery ledger is full")
+        assert str(tmp_path / "newsletter.db") in caught.value.message
+        assert ledger.counts() == {}  # the batch was rolled back whole: no half-recorded attempt
+        ledger.record(attempts=attempts[:1])
+        assert ledger.counts() == {DeliveryStatus.SENDING: 1}
+    finally:
+        ledger.close()
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in (root ignores modes: use a read-only mount)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    for candidate in (Path("/sys/kernel"), Path("/proc/sys")):
+        try:
+            tempfile.TemporaryFile(dir=candidate).close()
+        except OSError:
+            return candidate
+    pytest.skip("no unwritable folder on this machine")
+
+
+def test_a_ledger_in_a_read_only_folder_is_one_line(folder: Path, smtp: LoopbackServer) -> None:
+    place = unwritable_folder(folder) / "newsletter.db"
+    config = folder / "newsletter.toml"
+    config.write_text(config.read_text().replace('ledger = "newsletter.db"', f'ledger = "{place}"'))
+    line = one_line_error(send())
+    assert str(place.parent) in line and "writable" in line
+    assert received(smtp) == 0
+
+
+def test_doctor_really_writes_to_the_ledger(folder: Path) -> None:
+    place = unwritable_folder(folder) / "newsletter.db"
+    config = folder / "newsletter.toml"
+    config.write_text(config.read_text().replace('ledger = "newsletter.db"', f'ledger = "{place}"'))
+    result = CliRunner().invoke(main, ["doctor"])
+    assert "FAIL ledger" in result.output and str(place) in result.output
