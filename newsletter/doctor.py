@@ -172,7 +172,7 @@ def check_ledger(settings: Settings) -> Check:
     except LedgerError as exc:
         return Check("ledger", False, f"{path}: {exc.what}", exc.fix or "")
     except (OSError, sqlite3.Error) as exc:
-        error = ledger_error(exc, path)
+        error = ledger_error(exc, path, "write to")
         return Check("ledger", False, f"{path}: {error.what}", error.fix or "")
     finally:
         if not existed:

@@ -12,7 +12,7 @@ import errno
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,7 +77,7 @@ _FIX = "restore the file from a backup, or set 'ledger' in newsletter.toml to an
 _RESUME = "run send again afterwards: it resumes, and nothing already recorded is lost"
 
 
-def ledger_error(exc: sqlite3.Error | OSError, path: Path) -> LedgerError:
+def ledger_error(exc: sqlite3.Error | OSError, path: Path, doing: str = "use") -> LedgerError:
     """What a SQLite or file-system failure means for the person running send, and what to do."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_FULL") or getattr(exc, "errno", None) == errno.ENOSPC:
@@ -88,14 +88,14 @@ def ledger_error(exc: sqlite3.Error | OSError, path: Path) -> LedgerError:
         )
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return LedgerError(
-            f"the delivery ledger is damaged ({exc})",
+            f"cannot {doing} the delivery ledger: it is damaged ({exc})",
             where=str(path),
             fix="restore it from a backup (`sqlite3 FILE 'PRAGMA integrity_check'` shows the damage); "
             "the file was left as it is",
         )
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) or isinstance(exc, OSError):
         return LedgerError(
-            f"cannot write the delivery ledger ({exc})",
+            f"cannot {doing} the delivery ledger ({exc})",
             where=str(path),
             fix=f"make {path.parent} writable by this user, or set 'ledger' in newsletter.toml to a "
             "writable place",
@@ -106,16 +106,17 @@ def ledger_error(exc: sqlite3.Error | OSError, path: Path) -> LedgerError:
             where=str(path),
             fix=f"let the other run finish; {_RESUME}",
         )
-    return LedgerError(f"the delivery ledger failed ({exc})", where=str(path), fix=f"{_FIX}; {_RESUME}")
+    what = f"cannot {doing} the delivery ledger ({exc})"
+    return LedgerError(what, where=str(path), fix=f"{_FIX}; {_RESUME}")
 
 
 @contextmanager
-def guarded(path: Path) -> Iterator[None]:
+def guarded(path: Path, doing: str) -> Iterator[None]:
     """Turn any SQLite or file error inside into the one-line LedgerError for this ledger."""
     try:
         yield
     except (sqlite3.Error, OSError) as exc:
-        raise ledger_error(exc, path) from exc
+        raise ledger_error(exc, path, doing) from exc
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ def _read_only(path: Path, sql: str, params: tuple[str, ...]) -> list[tuple[Any,
     except ValueError as exc:  # a status this release does not know
         raise LedgerError(f"cannot read the delivery ledger ({exc})", where=str(path), fix=_FIX) from exc
     except sqlite3.Error as exc:
-        raise ledger_error(exc, path) from exc
+        raise ledger_error(exc, path, "read") from exc
 
 
 def ledger_version(path: Path) -> int | None:
@@ -273,6 +274,8 @@ class DeliveryLedger:
         self.channel = channel
         self._lock = threading.Lock()
         self._db = self._connect(path)
+        # Called once, after the first attempt is on disk and before its data goes out.
+        self.on_first_attempt: Callable[[], None] | None = None
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -280,7 +283,7 @@ class DeliveryLedger:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
-            raise ledger_error(exc, path) from exc
+            raise ledger_error(exc, path, "open") from exc
         try:
             _check_version(db, path)  # before WAL, which would change a file that is not ours
             db.execute("PRAGMA journal_mode=WAL")
@@ -292,7 +295,7 @@ class DeliveryLedger:
             raise
         except sqlite3.Error as exc:
             db.close()
-            raise ledger_error(exc, path) from exc
+            raise ledger_error(exc, path, "open") from exc
         return db
 
     def close(self) -> None:
@@ -313,21 +316,25 @@ class DeliveryLedger:
 
     def entries(self) -> dict[str, LedgerEntry]:
         """Every recorded subscriber of this issue, keyed by lower-cased address."""
-        with self._lock, guarded(self.path):
+        with self._lock, guarded(self.path, "read"):
             rows = self._db.execute(_ENTRIES_SQL, (self.issue, self.list_name, self.channel)).fetchall()
         return {row[0]: _entry(row) for row in rows}
 
     def papers_received_before(self) -> dict[str, frozenset[str]]:
         """Paper ids each address already received in other issues, so they are not sent again."""
         params = (self.list_name, self.channel, self.issue, DeliveryStatus.DELIVERED)
-        with self._lock, guarded(self.path):
+        with self._lock, guarded(self.path, "read"):
             return _group_received(self._db.execute(_RECEIVED_SQL, params))
 
     def record(self, outcomes: Iterable[Outcome] = (), attempts: Iterable[Attempt] = ()) -> None:
         """Write outcomes and new attempts in one durable transaction (one fsync for the batch)."""
-        with self._lock, guarded(self.path), transaction(self._db) as db:
+        attempts = list(attempts)
+        with self._lock, guarded(self.path, "write to"), transaction(self._db) as db:
             self._write_outcomes(db, outcomes)
             self._write_attempts(db, attempts)
+        if attempts and self.on_first_attempt is not None:
+            first, self.on_first_attempt = self.on_first_attempt, None
+            first()
 
     def _write_attempts(self, db: sqlite3.Connection, attempts: Iterable[Attempt]) -> None:
         now = _now()
@@ -385,7 +392,7 @@ class DeliveryLedger:
 
     def counts(self) -> dict[str, int]:
         """How many subscribers of this issue are in each state."""
-        with self._lock, guarded(self.path):
+        with self._lock, guarded(self.path, "read"):
             rows = self._db.execute(
                 "SELECT status, COUNT(*) FROM deliveries WHERE issue = ? AND list = ? AND channel = ?"
                 " GROUP BY status",

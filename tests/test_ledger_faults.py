@@ -101,7 +101,7 @@ def test_a_damaged_ledger_is_one_line_and_keeps_the_file(folder: Path, smtp: Loo
     line = one_line_error(CliRunner().invoke(main, ["report"]))
     assert f"in {ledger}" in line
     doctor = CliRunner().invoke(main, ["doctor"]).output
-    assert f"FAIL ledger: {ledger}: the delivery ledger is damaged" in doctor
+    assert f"FAIL ledger: {ledger}: cannot write to the delivery ledger: it is damaged" in doctor
 
 
 def test_a_disk_that_fills_during_a_run_is_one_line_error(tmp_path: Path) -> None:

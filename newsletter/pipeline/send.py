@@ -316,7 +316,7 @@ def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
             fix="let it finish; run again afterwards to pick up anything left",
         ) from None
     except OSError as exc:  # a read-only or missing folder: the lock file cannot be created
-        raise ledger_error(exc, ledger) from exc
+        raise ledger_error(exc, ledger, "lock") from exc
     try:
         yield
     finally:
@@ -357,11 +357,7 @@ def _open_ledger(settings: Settings, store: SubscriberStore, report: SendReport,
         marker.check(path, report.list, report.channel)
     ledger = DeliveryLedger(path, report.issue, report.list, report.channel)
     if real:
-        try:
-            marker.note(path, report.channel, report.issue)
-        except LedgerError:
-            ledger.close()
-            raise
+        ledger.on_first_attempt = lambda: marker.note(path, report.channel, report.issue)
     return ledger
 
 
