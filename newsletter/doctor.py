@@ -180,7 +180,7 @@ def check_ledger(settings: Settings) -> Check:
     state = "created by the first send" if version is None else f"schema version {version}"
     if version is not None and version < SCHEMA_VERSION:
         state += f", upgraded to {SCHEMA_VERSION} by the next send"
-    return Check("ledger", True, f"{path} ({state}; written and rolled back)")
+    return Check("ledger", True, f"{path} ({state}), a test write rolled back")
 
 
 def check_smtp(settings: Settings) -> Iterator[Check]:
