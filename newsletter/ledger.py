@@ -431,3 +431,15 @@ def latest_issue(path: Path, list_name: str, channel: str) -> str | None:
         (list_name, channel),
     )
     return str(rows[0][0]) if rows else None
+
+
+def sent_messages(path: Path, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Message-ID -> (list, address) for the ones among these that we recorded sending, read-only."""
+    wanted = sorted(set(message_ids))
+    found: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(wanted), 500):  # SQLite's limit on ? parameters is 999 on old builds
+        chunk = tuple(wanted[start : start + 500])
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT message_id, list, email FROM deliveries WHERE message_id IN ({marks})"
+        found.update({mid: (name, email) for mid, name, email in _read_only(path, sql, chunk)})
+    return found

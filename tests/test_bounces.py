@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import mailbox
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
+from newsletter.ledger import Attempt, DeliveryLedger, sent_messages
 from newsletter.subscribers import SubscriberStore
-from newsletter.subscribers.bounces import apply_bounces, bounces_in, read_messages
+from newsletter.subscribers.bounces import SentLookup, apply_bounces, bounces_in, read_messages
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 MESSAGES = ["hard_user_unknown.eml", "soft_mailbox_busy.eml", "two_recipients.eml", "auto_reply.eml"]
@@ -20,6 +22,40 @@ MESSAGES = ["hard_user_unknown.eml", "soft_mailbox_busy.eml", "two_recipients.em
 
 def message(name: str) -> email.message.Message:
     return email.message_from_bytes((FIXTURES / name).read_bytes())
+
+
+def dsn(recipient: str, *, returned_id: str | None = None, list_name: str = "") -> email.message.Message:
+    """A delivery report anyone can write: 5.1.1 for `recipient`, about the message `returned_id`."""
+    returned = (
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {returned_id}\r\n\r\n"
+        if returned_id
+        else ""
+    )
+    text = (
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: digest@example.org\r\nSubject: failure\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        f"{returned}--b--\r\n"
+    )
+    return email.message_from_string(text)
+
+
+@pytest.fixture
+def sent(tmp_path: Path) -> SentLookup:
+    """The ledger of one issue sent to alice, bob, carol and dan of list news (and eve of list other)."""
+    path = tmp_path / "newsletter.db"
+    ledger = DeliveryLedger(path, "2026-W48", "news", "smtp")
+    ledger.record(attempts=[Attempt(f"{n}@example.org", f"<2026-w48.{n}@example.org>", ()) for n in NAMES])
+    ledger.close()
+    other = DeliveryLedger(path, "2026-W48", "other", "smtp")
+    other.record(attempts=[Attempt("bob@example.org", "<2026-w48.other-bob@example.org>", ())])
+    other.close()
+    return partial(sent_messages, path)
+
+
+NAMES = ("alice", "bob", "carol", "dan")
 
 
 @pytest.fixture
@@ -64,11 +100,15 @@ def test_a_delay_is_soft_and_an_auto_reply_is_no_report() -> None:
     assert bounces_in(message("auto_reply.eml")) is None
 
 
-def test_hard_bounces_in_a_maildir_mark_addresses_bounced(store: SubscriberStore, maildir: Path) -> None:
-    report = apply_bounces(store, read_messages(maildir=maildir))
-    assert (report.messages, report.hard, report.soft, report.not_reports) == (4, 3, 1, 1)
+def test_hard_bounces_in_a_maildir_mark_addresses_bounced(
+    store: SubscriberStore, maildir: Path, sent: SentLookup
+) -> None:
+    report = apply_bounces(store, read_messages(maildir=maildir), sent)
+    assert (report.messages, report.hard, report.soft, report.not_reports) == (4, 2, 1, 1)
     assert sorted(report.marked) == ["Bob@Example.org", "carol@example.org"]
-    assert report.unknown == ["nobody@example.org"]
+    assert [(i.recipient, i.reason) for i in report.ignored] == [
+        ("nobody@example.org", "is about a message we sent to someone else")
+    ]
     statuses = {s.email: s.status for s in store.read()}
     assert statuses == {
         "alice@example.org": "active",
@@ -78,26 +118,29 @@ def test_hard_bounces_in_a_maildir_mark_addresses_bounced(store: SubscriberStore
     }
 
 
-def test_running_again_changes_nothing(store: SubscriberStore, maildir: Path) -> None:
-    apply_bounces(store, read_messages(maildir=maildir))
+def test_running_again_changes_nothing(store: SubscriberStore, maildir: Path, sent: SentLookup) -> None:
+    apply_bounces(store, read_messages(maildir=maildir), sent)
     before = store.path.read_bytes()
-    report = apply_bounces(store, read_messages(maildir=maildir))
+    report = apply_bounces(store, read_messages(maildir=maildir), sent)
     assert report.marked == [] and sorted(report.already) == ["Bob@Example.org", "carol@example.org"]
     assert store.path.read_bytes() == before
 
 
 def test_bounces_command_reads_an_mbox(
-    store: SubscriberStore, mbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: SubscriberStore, mbox: Path, sent: SentLookup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["subscribers", "bounces", "--mbox", str(mbox), "--list", "news"])
     assert result.exit_code == 0
     assert result.stdout == (
         "bounced: Bob@Example.org\nbounced: carol@example.org\n"
-        "4 messages, 3 hard and 1 soft bounces, 2 marked bounced, 0 already bounced or unsubscribed, "
-        "1 not on the list, 1 not delivery reports\n"
+        "4 messages, 2 hard and 1 soft bounces, 2 marked bounced, 0 already bounced or unsubscribed, "
+        "0 not on the list, 1 not delivery reports, 1 ignored (not about mail we sent)\n"
     )
-    assert result.stderr == "not on news: nobody@example.org\n"
+    assert (
+        result.stderr
+        == "ignored: nobody@example.org: the report is about a message we sent to someone else\n"
+    )
 
 
 def test_bounces_command_needs_exactly_one_mailbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,11 +154,55 @@ def test_a_folder_that_is_not_a_maildir_is_an_error(tmp_path: Path) -> None:
         list(read_messages(maildir=tmp_path))
 
 
-def test_a_forwarded_address_is_matched_by_its_original_recipient(store: SubscriberStore) -> None:
+def test_a_forwarded_address_is_matched_by_its_original_recipient(
+    store: SubscriberStore, sent: SentLookup
+) -> None:
     found = bounces_in(message("forwarded_global.eml"))
     assert [(b.recipient, b.original, b.is_hard) for b in found] == [
         ("dan.old@forward.example.net", "dan@example.org", True)
     ]
-    report = apply_bounces(store, [message("forwarded_global.eml")])
+    report = apply_bounces(store, [message("forwarded_global.eml")], sent)
     assert report.marked == ["dan@example.org"] and report.unknown == []
     assert store.get("dan@example.org").status == "bounced"
+
+
+@pytest.mark.parametrize(
+    ("report", "reason"),
+    [
+        (
+            dsn("bob@example.org"),
+            "names no Message-ID of a message we sent (forged, or not a bounce of ours)",
+        ),
+        (
+            dsn("bob@example.org", returned_id="<made-up@example.org>"),
+            "is about <made-up@example.org>, which we never sent",
+        ),
+        (
+            dsn("bob@example.org", returned_id="<2026-w48.alice@example.org>"),
+            "is about a message we sent to someone else",
+        ),
+        (
+            dsn("bob@example.org", returned_id="<2026-w48.other-bob@example.org>"),
+            "is about mail of another list (other)",
+        ),
+    ],
+)
+def test_a_forged_bounce_marks_nobody_and_says_why(
+    store: SubscriberStore, sent: SentLookup, report: email.message.Message, reason: str
+) -> None:
+    result = apply_bounces(store, [report], sent)
+    assert result.marked == [] and result.hard == 0
+    assert [(i.recipient, i.reason) for i in result.ignored] == [("bob@example.org", reason)]
+    assert store.get("bob@example.org").status == "active"
+
+
+def test_a_bounce_of_a_message_we_sent_that_address_counts(store: SubscriberStore, sent: SentLookup) -> None:
+    result = apply_bounces(store, [dsn("bob@example.org", returned_id="<2026-w48.bob@example.org>")], sent)
+    assert result.marked == ["bob@example.org"] and result.ignored == []
+    assert store.get("bob@example.org").status == "bounced"
+
+
+def test_without_a_ledger_every_bounce_is_ignored(store: SubscriberStore, tmp_path: Path) -> None:
+    lookup = partial(sent_messages, tmp_path / "missing.db")
+    result = apply_bounces(store, [dsn("bob@example.org", returned_id="<2026-w48.bob@example.org>")], lookup)
+    assert result.marked == [] and len(result.ignored) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,7 @@ import click
 
 from ..errors import SubscriberError
 from ..files import atomic_write
+from ..ledger import sent_messages
 from ..statuses import SubscriberStatus
 from ..subscribers import STATUSES, SubscriberStore, open_list
 from ..subscribers.bounces import apply_bounces, read_messages
@@ -320,16 +322,22 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
 def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name: str | None) -> None:
     """Mark addresses with permanent (5.x.x) bounces as bounced, from RFC 3464 reports.
 
+    A report counts only when it names the Message-ID of a message the ledger says we sent to
+    that address on this list; any other is listed as ignored, with the reason.
+
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
     store = _store(app, list_name)
-    report = apply_bounces(store, read_messages(maildir, mbox))
+    ledger = app.settings.path(app.settings.ledger)
+    report = apply_bounces(store, read_messages(maildir, mbox), partial(sent_messages, ledger))
     for address in report.marked:
         click.echo(f"bounced: {address}")
     for address in report.unknown:
         click.echo(f"not on {store.name}: {address}", err=True)
+    for ignored in report.ignored:
+        click.echo(f"ignored: {ignored.recipient}: the report {ignored.reason}", err=True)
     click.echo(report.summary())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mailbox
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import HeaderParser
@@ -17,7 +17,20 @@ from . import SubscriberStore
 from .store import Table, apply_status
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+RETURNED_MESSAGES = ("message/rfc822", "message/global")
+RETURNED_HEADERS = ("text/rfc822-headers", "message/global-headers")
 BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
+MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
+# Message-ID -> (list, address) for the ids we recorded sending; the ledger answers it.
+SentLookup = Callable[[list[str]], Mapping[str, tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A bounce that does not count: it is not about a message we sent to that address."""
+
+    recipient: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -52,13 +65,15 @@ class BounceReport:
     marked: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for the terminal."""
         return (
             f"{self.messages} messages, {self.hard} hard and {self.soft} soft bounces, "
             f"{len(self.marked)} marked bounced, {len(self.already)} already bounced or unsubscribed, "
-            f"{len(self.unknown)} not on the list, {self.not_reports} not delivery reports"
+            f"{len(self.unknown)} not on the list, {self.not_reports} not delivery reports, "
+            f"{len(self.ignored)} ignored (not about mail we sent)"
         )
 
 
@@ -138,18 +153,68 @@ def read_messages(maildir: Path | None = None, mbox: Path | None = None) -> Iter
         box.close()
 
 
-def apply_bounces(store: SubscriberStore, messages: Iterable[Message]) -> BounceReport:
-    """Mark hard-bounced addresses 'bounced'; soft bounces are counted and left alone."""
+def referenced_ids(message: Message) -> list[str]:
+    """The Message-IDs a report says it is about: its In-Reply-To and References, and the
+    Message-ID of the returned message or headers (RFC 3462's third part)."""
+    ids = [
+        i for name in ("In-Reply-To", "References") for i in MESSAGE_ID.findall(str(message.get(name, "")))
+    ]
+    for part in message.walk():
+        kind = part.get_content_type()
+        headers: Message | None = None
+        if kind in RETURNED_MESSAGES:
+            payload = part.get_payload()
+            first = payload[0] if isinstance(payload, list) and payload else None
+            headers = first if isinstance(first, Message) else None
+        elif kind in RETURNED_HEADERS:
+            raw = part.get_payload(decode=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(part.get_payload())
+            headers = HeaderParser().parsestr(text)
+        if isinstance(headers, Message):
+            ids += MESSAGE_ID.findall(str(headers.get("Message-ID", "")))
+    return list(dict.fromkeys(ids))
+
+
+def why_not_ours(
+    bounce: Bounce, ids: list[str], sent: Mapping[str, tuple[str, str]], list_name: str
+) -> str | None:
+    """None when the report is about a message we sent to this address on this list, else why not."""
+    if not ids:
+        return "names no Message-ID of a message we sent (forged, or not a bounce of ours)"
+    ours = [sent[i] for i in ids if i in sent]
+    if not ours:
+        return f"is about {ids[0]}, which we never sent"
+    addresses = {a.lower() for a in bounce.addresses}
+    if any(name == list_name and email.lower() in addresses for name, email in ours):
+        return None
+    if any(email.lower() in addresses for _, email in ours):
+        return f"is about mail of another list ({ours[0][0]})"
+    return "is about a message we sent to someone else"
+
+
+def apply_bounces(store: SubscriberStore, messages: Iterable[Message], sent: SentLookup) -> BounceReport:
+    """Mark hard-bounced addresses 'bounced' when the report is about a message we sent them;
+    soft bounces are counted and left alone, reports about anything else are listed as ignored."""
     report = BounceReport()
-    hard: list[Bounce] = []
+    pending: list[tuple[list[Bounce], list[str]]] = []
     for message in messages:
         report.messages += 1
         found = bounces_in(message)
         if found is None:
             report.not_reports += 1
             continue
-        hard += [bounce for bounce in found if bounce.is_hard]
-        report.soft += sum(not bounce.is_hard for bounce in found)
+        pending.append((found, referenced_ids(message)))
+    known = sent([i for _, ids in pending for i in ids])
+    hard: list[Bounce] = []
+    for found, ids in pending:
+        for bounce in found:
+            reason = why_not_ours(bounce, ids, known, store.name)
+            if reason is not None:
+                report.ignored.append(Ignored(bounce.recipient, reason))
+            elif bounce.is_hard:
+                hard.append(bounce)
+            else:
+                report.soft += 1
     report.hard = len(hard)
     with store.editing() as table:
         done: set[str] = set()
