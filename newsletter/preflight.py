@@ -45,7 +45,7 @@ def check_sources(settings: Settings, today: date | None = None) -> Iterator[Fin
     from .sources.http import FetchPolicy
 
     day = today or date.today()
-    policy = FetchPolicy(timeout=10.0, attempts=1)
+    policy = FetchPolicy.from_settings(settings.fetch, timeout=10.0, attempts=1)
     for index, source in enumerate(settings.sources, start=1):
         name = f"source {index} ({source.kind})"
         try:
