@@ -47,7 +47,7 @@ def fetch_error(server: HostileHttpServer, attack: str, **changes: object) -> st
     return message
 
 
-@pytest.mark.parametrize("attack", ["huge", "huge-declared", "gzip-bomb", "width-bomb"])
+@pytest.mark.parametrize("attack", ["huge", "huge-declared", "gzip-bomb", "width-bomb", "xml-width-bomb"])
 def test_an_answer_larger_than_the_cap_is_refused_before_it_is_held(
     hostile: HostileHttpServer, attack: str
 ) -> None:

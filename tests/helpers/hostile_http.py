@@ -25,6 +25,7 @@ ATTACKS = (
     "redirect-away",  # to http://localhost:PORT/..., the same server under another origin
     "nesting-bomb",  # [[[[...]]]] 100,000 deep
     "width-bomb",  # [{},{},{},...] of `size` bytes: tiny text, many objects
+    "xml-width-bomb",  # an Atom feed of `size` bytes of empty elements
     "retry-garbage",  # 503 with a Retry-After nobody can read
 )
 
@@ -121,6 +122,15 @@ class HostileHttpServer:
         count = max(1, (self.size - 2) // 3)
         sock.sendall(_head(200, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}))
         for block in _blocks(b"{}," * (MIB // 3), count * 3 - 1, first=b"[", last=b"{}]"):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+        sock.sendall(b"0\r\n\r\n")
+
+    def _xml_width_bomb(self, sock: socket.socket, path: str) -> None:
+        head = b'<feed xmlns="http://www.w3.org/2005/Atom">'
+        sock.sendall(_head(200, {"Content-Type": "application/atom+xml", "Transfer-Encoding": "chunked"}))
+        for block in _blocks(
+            b"<a/>" * (MIB // 4), max(0, self.size - len(head) - 7), first=head, last=b"</feed>"
+        ):
             sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
         sock.sendall(b"0\r\n\r\n")
 
