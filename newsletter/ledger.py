@@ -70,6 +70,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             _INDEX,
         ),
     ),
+    Migration(
+        # `preview --issue` rebuilds a past message: `reader` is what the reader was sent beyond
+        # paper ids (name, keywords, the keywords each paper matched; JSON), and the snapshot is
+        # what the issue was built from (papers, templates, sender; see pipeline/snapshot.py).
+        "what a message was built from, so a past one can be rebuilt",
+        (
+            "ALTER TABLE deliveries ADD COLUMN reader TEXT",
+            """CREATE TABLE issue_snapshots (
+                issue       TEXT NOT NULL,
+                list        TEXT NOT NULL,
+                channel     TEXT NOT NULL,
+                snapshot    BLOB NOT NULL,
+                updated_at  TEXT NOT NULL,
+                PRIMARY KEY (issue, list, channel)
+            )""",
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _OUR_TABLES = frozenset({"deliveries"})
@@ -137,6 +154,31 @@ class Attempt:
     email: str
     message_id: str
     papers: tuple[str, ...]
+    reader: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What the ledger knows about one reader's message of one issue: enough to rebuild it."""
+
+    email: str
+    channel: str
+    status: str
+    message_id: str
+    papers: tuple[str, ...]
+    reader: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class IssueRecord:
+    """One issue of one list as the ledger has it, for pickers and reports."""
+
+    issue: str
+    channel: str
+    readers: int
+    delivered: int
+    last_update: str
 
 
 @dataclass(frozen=True)
@@ -314,6 +356,57 @@ class DeliveryLedger:
         rows = _read_only(path, _RECEIVED_SQL, (list_name, channel, issue, DeliveryStatus.DELIVERED))
         return _group_received(rows)
 
+    @staticmethod
+    def peek_issues(path: Path, list_name: str) -> list[IssueRecord]:
+        """Every issue recorded for a list, newest first, read-only."""
+        rows = _read_only(
+            path,
+            "SELECT issue, channel, COUNT(*), SUM(status = 'delivered'), MAX(updated_at) FROM deliveries"
+            " WHERE list = ? GROUP BY issue, channel ORDER BY MAX(updated_at) DESC, issue DESC",
+            (list_name,),
+        )
+        return [IssueRecord(*row) for row in rows]
+
+    @staticmethod
+    def peek_deliveries(path: Path, issue: str, list_name: str, email: str) -> list[DeliveryRecord]:
+        """One reader's records of one issue (one per channel, real SMTP first), read-only."""
+        rows = _read_only(
+            path,
+            "SELECT email, channel, status, message_id, papers, reader, updated_at FROM deliveries"
+            " WHERE issue = ? AND list = ? AND email = ? ORDER BY channel = 'outbox', channel",
+            (issue, list_name, email.strip().lower()),
+        )
+        return [DeliveryRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6]) for r in rows]
+
+    @staticmethod
+    def peek_snapshot(path: Path, issue: str, list_name: str, channel: str) -> bytes | None:
+        """The issue's recorded papers and templates (see pipeline.snapshot), read-only."""
+        rows = _read_only(
+            path,
+            "SELECT snapshot FROM issue_snapshots WHERE issue = ? AND list = ? AND channel = ?",
+            (issue, list_name, channel),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def snapshot(self) -> bytes | None:
+        """This issue's snapshot as recorded by an earlier run, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT snapshot FROM issue_snapshots WHERE issue = ? AND list = ? AND channel = ?",
+                (self.issue, self.list_name, self.channel),
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def record_snapshot(self, snapshot: bytes) -> None:
+        """Keep what this issue's messages are built from, durably, before any of them goes out."""
+        with self._lock, transaction(self._db) as db:
+            db.execute(
+                "INSERT INTO issue_snapshots (issue, list, channel, snapshot, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (issue, list, channel) DO UPDATE SET"
+                " snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+                (self.issue, self.list_name, self.channel, snapshot, _now()),
+            )
+
     def entries(self) -> dict[str, LedgerEntry]:
         """Every recorded subscriber of this issue, keyed by lower-cased address."""
         with self._lock, guarded(self.path, "read"):
@@ -340,10 +433,10 @@ class DeliveryLedger:
         now = _now()
         db.executemany(
             "INSERT INTO deliveries (issue, list, email, channel, status, attempts, message_id,"
-            " papers, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)"
+            " papers, reader, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
             " ON CONFLICT (issue, list, email, channel) DO UPDATE SET status = excluded.status,"
             " attempts = attempts + 1, message_id = excluded.message_id,"
-            " papers = excluded.papers, updated_at = excluded.updated_at",
+            " papers = excluded.papers, reader = excluded.reader, updated_at = excluded.updated_at",
             [
                 (
                     self.issue,
@@ -353,6 +446,7 @@ class DeliveryLedger:
                     DeliveryStatus.SENDING,
                     a.message_id,
                     json.dumps(list(a.papers)),
+                    a.reader,
                     now,
                 )
                 for a in attempts

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..pipeline.preview import build_preview, write_preview
+from ..pipeline.replay import replay_delivery
 from .app import AppContext, pass_app
 from .options import parse_date
 
@@ -39,7 +40,22 @@ from .options import parse_date
     show_default=True,
     help="Folder for the .html, .txt and .eml files.",
 )
-@click.option("--open", "open_browser", is_flag=True, help="Open the HTML in the web browser.")
+@click.option(
+    "--open", "open_browser", is_flag=True, help="Open the HTML (or the --serve page) in the browser."
+)
+@click.option(
+    "--issue",
+    "issue_id",
+    metavar="ID",
+    help="Rebuild what --subscriber was sent in this past issue, from the ledger.",
+)
+@click.option("--serve", is_flag=True, help="Serve a live preview page that follows template edits.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address for --serve (keep it on loopback)."
+)
+@click.option(
+    "--port", default=8040, show_default=True, type=click.IntRange(0, 65535), help="Port for --serve."
+)
 @pass_app
 def preview(
     app: AppContext,
@@ -49,14 +65,34 @@ def preview(
     issue_date: date | None,
     out_dir: Path,
     open_browser: bool,
+    issue_id: str | None,
+    serve: bool,
+    host: str,
+    port: int,
 ) -> None:
     """Write exactly what one subscriber would get: NAME.html, NAME.txt and NAME.eml.
 
-    Nothing is sent and nothing is recorded.
+    Nothing is sent and nothing is recorded. With --issue, what they were sent in that past
+    issue (papers, order and templates as the ledger recorded them). With --serve, a local page
+    with every reader and issue, phone/desktop and light/dark frames, reloading on every save.
 
-    Example: newsletter preview --subscriber alice@example.org --open
+    Examples: newsletter preview --subscriber alice@example.org --open;
+    newsletter preview --issue 2026-W47 --subscriber alice@example.org;
+    newsletter preview --serve
     """
-    result = build_preview(app.settings, list_name, email, issue_date, papers)
+    if serve:
+        from ..preview.server import serve_preview  # uvicorn is imported only when serving
+
+        say = lambda line: click.echo(line, err=True)  # noqa: E731 -- one-line adapter for click.echo
+        serve_preview(app.settings, host, port, open_browser=open_browser, verbose=app.verbose, say=say)
+        return
+    if issue_id is not None:
+        replayed = replay_delivery(app.settings, list_name, issue_id, email)
+        for note in replayed.notes:
+            click.echo(note, err=True)
+        result = replayed.result
+    else:
+        result = build_preview(app.settings, list_name, email, issue_date, papers)
     for problem in result.problems:
         click.echo(f"Warning: {problem}", err=True)
     paths = write_preview(result, out_dir)

@@ -26,6 +26,7 @@ class Job:
     message: ComposedMessage
     papers: tuple[str, ...]
     tries: int = 0
+    reader: str | None = None  # JSON of what the reader was sent beyond papers, for the ledger
 
 
 @dataclass
@@ -193,7 +194,9 @@ class Dispatcher:
         """Record a batch as 'sending' in one durable transaction, then hand it to the connections."""
         self._pending += len(batch)
         # Unsubscribes are checked once, when a connection takes the job: the last moment that counts.
-        await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers) for job in batch])
+        await self.writer.attempts(
+            [Attempt(job.key, job.message.message_id, job.papers, job.reader) for job in batch]
+        )
         for job in batch:
             await self._queue.put(job)
 
@@ -281,7 +284,7 @@ class Dispatcher:
     async def _requeue(self, job: Job, delay: float) -> None:
         await asyncio.sleep(delay)
         if self._wanted(job):
-            await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers)])
+            await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers, job.reader)])
             await self._queue.put(job)
 
     def _backoff(self, tries: int) -> float:

@@ -12,12 +12,13 @@ from ..delivery.channel import channel_for
 from ..errors import NewsletterError
 from ..files import atomic_write_bytes, atomic_write_text
 from ..ledger import DeliveryLedger
-from ..models import IssueInfo, Subscriber
+from ..mail.compose import ComposedMessage
+from ..models import IssueInfo, Paper, Subscriber
 from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..subscribers import SubscriberStore
 from .build import DigestBuilder
-from .issue import LinkSigner, prepare_issue
+from .issue import LinkSigner, PreparedIssue, prepare_issue
 
 # Previews without --subscriber: a reader with no keywords gets the week's top papers.
 ANONYMOUS = Subscriber(email="reader@example.invalid", name="", keywords=[])
@@ -32,9 +33,11 @@ class PreviewResult:
     subscriber: Subscriber
     digest: RenderedDigest
     message: bytes
+    composed: ComposedMessage
     unsubscribe_url: str
     paper_ids: tuple[str, ...]
     problems: tuple[str, ...] = ()
+    papers: tuple[Paper, ...] = ()  # the picked papers themselves, for pages that list them
 
     @property
     def file_stem(self) -> str:
@@ -85,25 +88,36 @@ def build_preview(
     email: str | None,
     issue_date: date | None,
     papers_paths: Sequence[Path] = (),
+    *,
+    prepared: PreparedIssue | None = None,
+    signer: LinkSigner | None = None,
+    to_address: str | None = None,
 ) -> PreviewResult:
     """One subscriber's digest built by the same DigestBuilder as `send`, touching no network.
 
     Local links stand in when no secret or base URL is set; a reader with nothing new still
     gets the (empty) digest shown, which `send` mails only with send_empty_digests = true.
+    `prepared` reuses an issue already loaded; `signer` and `to_address` make the message the
+    test copy `send --to` mails.
     """
-    issue = prepare_issue(settings, list_name=list_name, issue_date=issue_date, papers=papers_paths)
+    issue = prepared or prepare_issue(
+        settings, list_name=list_name, issue_date=issue_date, papers=papers_paths
+    )
     subscriber = find_subscriber(settings, issue.info.list_name, email)
-    builder = DigestBuilder(settings, issue, LinkSigner.for_run(settings, local_only=True))
-    built = builder.build(subscriber, _already_sent(settings, issue.info, subscriber), even_if_empty=True)
+    builder = DigestBuilder(settings, issue, signer or LinkSigner.for_run(settings, local_only=True))
+    already_sent = _already_sent(settings, issue.info, subscriber)
+    built = builder.build(subscriber, already_sent, to_address=to_address, even_if_empty=True)
     assert built is not None  # even_if_empty
     return PreviewResult(
         issue=issue.info,
-        subscriber=subscriber,
+        subscriber=built.subscriber,
         digest=built.digest,
         message=built.message.data,
+        composed=built.message,
         unsubscribe_url=built.unsubscribe_url,
         paper_ids=built.paper_ids,
         problems=issue.problems,
+        papers=tuple(p.paper for p in built.picks),
     )
 
 

@@ -31,6 +31,7 @@ from .builders import ParallelBuilder
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
 from .ledgermark import LedgerMarker
 from .outcomes import issue_report, log_lines, report_command
+from .snapshot import make_snapshot, reader_record
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,18 @@ def _drop_stale_signups(store: SubscriberStore) -> None:
         )
 
 
+def send_test_copy(settings: Settings, job: Job, list_name: str, issue_id: str) -> SendReport:
+    """`send --to` for one message built elsewhere (the preview page): delivered, never recorded."""
+    started = time.monotonic()
+    report = SendReport(
+        issue=issue_id, list=list_name, channel=channel_for(settings.smtp), server=server_label(settings.smtp)
+    )
+    _deliver(settings, iter([job]), None, None, report, None)
+    report.duration_seconds = round(time.monotonic() - started, 3)
+    log.info("test copy of %s to %s: %s", issue_id, job.message.recipient, report.summary())
+    return report
+
+
 def _local_trial(settings: Settings) -> bool:
     """A server on this machine may be used without a secret or base URL, with a warning."""
     smtp = settings.smtp
@@ -337,6 +350,7 @@ def _send_recorded(
     try:
         ledger = _open_ledger(settings, store, report, planner.options.new_ledger)
         try:
+            planner.record_snapshot(ledger)
             still_wanted = _still_wanted(store)  # before the stream opens the file
             args = (store.iter_subscribers(), ledger.entries(), ledger.papers_received_before())
             jobs = planner.jobs(*args) if builder is None else planner.parallel_jobs(*args, builder)
@@ -438,6 +452,17 @@ class DigestPlanner:
         self.report = report
         self.builder = DigestBuilder(settings, issue, signer)  # before builder processes fork
 
+    def record_snapshot(self, ledger: DeliveryLedger) -> None:
+        """Keep the issue's papers and templates, so `preview --issue` can rebuild what was sent."""
+        snapshot = make_snapshot(
+            self.settings,
+            self.issue.info,
+            self.issue.ranker.papers,
+            self.builder.renderer.dirs,
+            ledger.snapshot(),
+        )
+        ledger.record_snapshot(snapshot)
+
     def jobs(
         self,
         subscribers: Iterator[Subscriber],
@@ -513,7 +538,16 @@ class DigestPlanner:
             return resumed, f"{self.options.to or subscriber.email}: {exc}"
         if built is None:
             return resumed, None
-        return resumed, Job(built.subscriber.key, built.message, built.paper_ids)
+        reader = reader_record(built.subscriber, built.picks)
+        return resumed, Job(built.subscriber.key, built.message, built.paper_ids, reader=reader)
 
 
-__all__ = ["NewsletterError", "SendInterrupted", "SendOptions", "SendReport", "in_shard", "run_send"]
+__all__ = [
+    "NewsletterError",
+    "SendInterrupted",
+    "SendOptions",
+    "SendReport",
+    "in_shard",
+    "run_send",
+    "send_test_copy",
+]

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import jinja2
 from markupsafe import Markup, escape
@@ -37,9 +37,6 @@ from .text import (
     wrap_text,
 )
 from .why import LIKED_FROM, Why, why_picked
-
-if TYPE_CHECKING:
-    from ..ranking.selection import ScoredPaper
 
 HTML_TEMPLATE = "digest.html"
 TEXT_TEMPLATE = "digest.txt"
@@ -339,7 +336,7 @@ class DigestRenderer:
     def render(
         self,
         subscriber: Subscriber,
-        picks: Sequence[ScoredPaper],
+        picks: Sequence[Pick],
         unsubscribe_url: str,
         manage_url: str = "",
         feedback_url: Callable[[str], str] | None = None,

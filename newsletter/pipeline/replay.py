@@ -1,0 +1,157 @@
+"""Rebuild the message one reader was sent in a past issue, from what the ledger recorded.
+
+Papers, their order, the reader's name and keywords, the matched keywords, the templates and
+the Message-ID are the recorded ones, so the operator sees what went out, not what would today.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import LedgerError, NewsletterError
+from ..ledger import DeliveryLedger, DeliveryRecord
+from ..mail.compose import MessageComposer
+from ..models import Paper, Subscriber
+from ..render.digest import DigestRenderer, template_dirs
+from ..settings import Settings
+from ..subscribers import SubscriberStore
+from .issue import LinkSigner, check_issue_id
+from .preview import PreviewResult
+from .snapshot import IssueSnapshot, load_snapshot, read_templates, templates_hash
+
+
+@dataclass(frozen=True)
+class RecordedPick:
+    """A paper as it was picked for the reader, with the keywords it matched then."""
+
+    paper: Paper
+    matched: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReplayedIssue:
+    """A rebuilt past message, what the ledger said about it, and what may differ from the original."""
+
+    result: PreviewResult
+    record: DeliveryRecord
+    templates_changed: bool
+    notes: tuple[str, ...]
+
+
+def _record(settings: Settings, list_name: str, issue_id: str, email: str | None) -> DeliveryRecord:
+    ledger = settings.path(settings.ledger)
+    if not email:
+        raise NewsletterError(
+            f"issue {issue_id} can only be shown for a reader it was sent to",
+            where=str(ledger),
+            fix="pick a subscriber (--subscriber EMAIL), or the current issue for a reader with no keywords",
+        )
+    records = DeliveryLedger.peek_deliveries(ledger, issue_id, list_name, email)
+    if not records:
+        raise LedgerError(
+            f"the ledger has no record of issue {issue_id} for {email} in list '{list_name}'",
+            where=str(ledger),
+            fix="check the issue id and address with `newsletter report`, or drop --issue for this week's",
+        )
+    return records[0]
+
+
+def _snapshot(settings: Settings, record: DeliveryRecord, list_name: str, issue_id: str) -> IssueSnapshot:
+    blob = DeliveryLedger.peek_snapshot(settings.path(settings.ledger), issue_id, list_name, record.channel)
+    if blob is None:
+        raise LedgerError(
+            f"issue {issue_id} was sent before the ledger kept what messages are built from",
+            where=str(settings.path(settings.ledger)),
+            fix="only issues sent with this version or later can be rebuilt",
+        )
+    return load_snapshot(blob)
+
+
+def _reader(
+    settings: Settings, list_name: str, record: DeliveryRecord
+) -> tuple[Subscriber, dict[str, list[str]]]:
+    """The reader as recorded with the delivery (name, keywords, matched), else as the list has them now."""
+    if record.reader:
+        data = json.loads(record.reader)
+        subscriber = Subscriber(
+            email=record.email, name=data.get("name", ""), keywords=data.get("keywords", [])
+        )
+        return subscriber, {k: list(v) for k, v in data.get("matched", {}).items()}
+    store = SubscriberStore(settings.list_path(list_name))
+    now = store.get(record.email) if store.exists() else None
+    return now or Subscriber(email=record.email), {}
+
+
+def _sent_at(record: DeliveryRecord) -> datetime | None:
+    """The Date header as near as the ledger knows it: when the delivery was last recorded."""
+    try:
+        return datetime.fromisoformat(record.updated_at)
+    except ValueError:
+        return None
+
+
+def replay_delivery(
+    settings: Settings,
+    list_name: str | None,
+    issue_id: str,
+    email: str | None,
+    *,
+    signer: LinkSigner | None = None,
+    to: str | None = None,
+) -> ReplayedIssue:
+    """The message `email` got in `issue_id`, rebuilt from the ledger and the issue's snapshot."""
+    list_name = list_name or settings.default_list
+    issue_id = check_issue_id(issue_id)
+    record = _record(settings, list_name, issue_id, email)
+    snapshot = _snapshot(settings, record, list_name, issue_id)
+    missing = [pid for pid in record.papers if pid not in snapshot.papers]
+    if missing:
+        raise LedgerError(
+            f"the snapshot of issue {issue_id} lacks {len(missing)} of the papers sent ({missing[0]}, ...)",
+            where=str(settings.path(settings.ledger)),
+            fix="the ledger may be damaged; restore it from a backup",
+        )
+    subscriber, matched = _reader(settings, list_name, record)
+    picks = [RecordedPick(snapshot.papers[pid], matched.get(pid, [])) for pid in record.papers]
+    now_hash = templates_hash(read_templates(template_dirs(settings)))
+    changed = now_hash != snapshot.templates_hash
+    if to:
+        subscriber = subscriber.model_copy(update={"email": to, "name": ""})  # as `send --to` does
+    signer = signer or LinkSigner.for_run(settings, local_only=True)
+    link = signer.url(list_name, subscriber.email)
+    with tempfile.TemporaryDirectory(prefix="newsletter-replay-") as folder:
+        for name, source in snapshot.templates.items():
+            (Path(folder) / name).write_text(source, encoding="utf-8")
+        then = settings.model_copy(
+            update={
+                "templates_dir": Path(folder),
+                "sender": settings.sender.model_copy(update=snapshot.sender),
+            }
+        )
+        digest = DigestRenderer(then, snapshot.info).render(subscriber, picks, link)
+        composed = MessageComposer(then, snapshot.info, signer.secret, signer.tokens).compose(
+            subscriber, digest, link, to_address=to, now=_sent_at(record)
+        )
+    notes = [f"Issue {issue_id} as sent to {record.email} ({record.status}, {record.updated_at})."]
+    if changed:
+        notes.append(
+            f"The templates changed since this issue was sent (then {snapshot.templates_hash},"
+            f" now {now_hash}): shown with the templates recorded at send time."
+        )
+    if composed.message_id != record.message_id and to is None:
+        notes.append(f"Message-ID differs from the recorded {record.message_id}: the secret changed since.")
+    result = PreviewResult(
+        issue=snapshot.info,
+        subscriber=subscriber,
+        digest=digest,
+        message=composed.data,
+        composed=composed,
+        unsubscribe_url=link,
+        paper_ids=record.papers,
+        papers=tuple(p.paper for p in picks),
+    )
+    return ReplayedIssue(result, record, changed, tuple(notes))

@@ -1,0 +1,70 @@
+"""Run the preview page under uvicorn, on loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+import webbrowser
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+
+from ..settings import Settings
+from .app import create_preview_app
+from .session import PreviewSession
+
+GRACE_SECONDS = 1  # whatever is still open this long after Ctrl-C is cut
+
+
+class PreviewServer(uvicorn.Server):
+    """uvicorn, telling the page's event streams to end as soon as Ctrl-C arrives (they never end
+    by themselves, so a plain graceful shutdown would wait for them and then print a traceback)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_preview(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    open_browser: bool = False,
+    verbose: bool = False,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Serve until Ctrl-C; the page rebuilds whenever a template, the CSS or the config is saved."""
+    loopback = is_loopback(host)
+    if not loopback:
+        say(
+            f"Warning: the preview page shows subscriber addresses and has no login; on {host} "
+            "it is reachable from other machines"
+        )
+    app = create_preview_app(PreviewSession(settings), loopback_only=loopback)
+    url = f"http://{'localhost' if loopback else host}:{port}/"
+    say(f"Preview on {url} (rebuilds on every save of a template, the CSS or the config; Ctrl-C stops)")
+    if open_browser:
+        webbrowser.open(url)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info" if verbose else "warning",
+        timeout_graceful_shutdown=GRACE_SECONDS,
+    )
+    PreviewServer(config, app.state.api.close).run()

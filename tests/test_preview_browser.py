@@ -1,0 +1,147 @@
+"""The preview page in a real browser (Debian's chromium via chromedriver): pick, see, edit, see again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers.uvicorn_thread import serving
+
+from newsletter.preview.app import create_preview_app
+from newsletter.preview.session import PreviewSession
+from newsletter.settings import load_settings
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)),
+    reason="needs Debian's chromium and chromium-driver; .ci/run installs them",
+)
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402 -- after importorskip
+from selenium.webdriver.chrome.service import Service  # noqa: E402 -- only once selenium is known to be there
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+WAIT_SECONDS = 20
+FRAME_TEXT = (
+    "return document.querySelector('iframe.digest[title=\"600 px light\"]').contentDocument.body.innerText"
+)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One Chromium for the module: starting it is the slow part."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1600,1400",
+        "--hide-scrollbars",
+    ):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def page(project: Path, browser: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
+    app = create_preview_app(PreviewSession(load_settings(project / "newsletter.toml")))
+    with serving(app, app.state.api.close) as base:
+        browser.get(base + "/")
+        yield browser
+
+
+def wait_for(driver: webdriver.Chrome, script: str, what: str) -> object:
+    """Wait until a JavaScript expression is truthy (the browser is what waits, not the server)."""
+    return WebDriverWait(driver, WAIT_SECONDS).until(lambda d: d.execute_script(script), message=what)
+
+
+def click(driver: webdriver.Chrome, selector: str) -> None:
+    """A real click; the list may be redrawn between finding and clicking, so find it again then."""
+
+    def clicked(d: webdriver.Chrome) -> bool:
+        d.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
+
+
+def frame_text(driver: webdriver.Chrome) -> str:
+    return str(driver.execute_script(FRAME_TEXT) or "")
+
+
+def save(project: Path, name: str, edit: tuple[str, str]) -> None:
+    path = project / "templates" / name
+    text = path.read_text(encoding="utf-8")
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+
+
+def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloading(
+    page: webdriver.Chrome, project: Path, tmp_path: Path
+) -> None:
+    wait_for(page, "return document.querySelectorAll('#readers button').length > 1", "the reader list")
+    search = page.find_element(By.ID, "search")
+    search.send_keys("music generation")
+    wait_for(page, "return document.querySelectorAll('#readers button').length === 3", "search results")
+    click(page, '#readers button[data-email="alice@example.org"]')
+    shown = "return document.getElementById('status').textContent.includes('alice@example.org')"
+    wait_for(page, shown, "alice's digest")
+    assert len(page.find_elements(By.CSS_SELECTOR, "#papers li")) == 10
+    titles = page.execute_script(
+        "return [...document.querySelectorAll('#papers li')].map(li => li.textContent)"
+    )
+    assert titles[0].startswith("GETMusic")
+    wait_for(page, f"{FRAME_TEXT}.includes('Hi Alice Moreau')", "alice's digest in the frame")
+    assert titles[0][:30] in frame_text(page)
+    page.save_screenshot(str(tmp_path / "picked.png"))
+
+    page.execute_script("window.notReloaded = true")
+    save(project, "digest.html", ("Hi {{ subscriber.name }},", "Howdy {{ subscriber.name }},"))
+    wait_for(page, f"{FRAME_TEXT}.includes('Howdy Alice Moreau')", "the edited template on the page")
+    assert page.execute_script("return window.notReloaded") is True
+
+    css = project / "templates" / "style.css"
+    css.write_text(
+        css.read_text(encoding="utf-8") + "\n.masthead-title { letter-spacing: 7px; }\n", encoding="utf-8"
+    )
+    spacing = (
+        "return document.querySelector('iframe.digest[title=\"600 px light\"]').contentDocument"
+        ".querySelector('.masthead-title') && getComputedStyle(document.querySelector("
+        "'iframe.digest[title=\"600 px light\"]').contentDocument.querySelector('.masthead-title'))"
+        ".letterSpacing === '7px'"
+    )
+    wait_for(page, spacing, "the edited CSS on the page")
+
+    save(project, "paper.html", ("{{ paper.title }}", "{{ paper.title }"))
+    wait_for(page, "return !document.getElementById('error').hidden", "the template error on the page")
+    error = page.find_element(By.ID, "error").text
+    assert "paper.html:" in error and "template syntax error" in error
+    assert page.find_elements(By.CSS_SELECTOR, "#error li.here")
+    page.save_screenshot(str(tmp_path / "error.png"))
+
+    save(project, "paper.html", ("{{ paper.title }", "{{ paper.title }}"))
+    wait_for(page, "return document.getElementById('error').hidden", "the error gone after the fix")
+    assert "Howdy Alice Moreau" in frame_text(page)
+    assert page.execute_script("return window.notReloaded") is True
+
+
+def test_dark_frames_are_dark_and_light_frames_light(page: webdriver.Chrome) -> None:
+    wait_for(page, "return document.querySelectorAll('#papers li').length > 0", "the digest")
+    backgrounds = page.execute_script(
+        "return [...document.querySelectorAll('iframe.digest')].map(f => [f.dataset.scheme,"
+        " getComputedStyle(f.contentDocument.querySelector('.container')).backgroundColor])"
+    )
+    colours = {scheme: {bg for s, bg in backgrounds if s == scheme} for scheme in ("light", "dark")}
+    assert colours["light"] == {"rgb(255, 255, 255)"}, backgrounds
+    assert colours["dark"] == {"rgb(31, 41, 51)"}, backgrounds  # #1f2933 from style.css's dark rules

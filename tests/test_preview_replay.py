@@ -1,0 +1,111 @@
+"""`preview --issue ID --subscriber X`: what a reader was sent, rebuilt from the ledger."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import mailbox
+from email.message import EmailMessage
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from newsletter.cli.app import main
+from newsletter.ledger import DeliveryLedger
+
+ALICE = "alice@example.org"
+
+
+def delivered(project: Path, address: str) -> EmailMessage:
+    box = mailbox.Maildir(project / "outbox", create=False)
+    for key in box.iterkeys():
+        message = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+        if address in str(message["To"]):
+            assert isinstance(message, EmailMessage)
+            return message
+    raise AssertionError(f"nothing delivered to {address}")
+
+
+def plain(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def replay(project: Path, *args: str) -> tuple[int, str, EmailMessage | None]:
+    out = project / "replayed"
+    result = CliRunner().invoke(main, ["preview", "--out", str(out), *args])
+    emls = list(out.glob("*.eml")) if out.is_dir() else []
+    message = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default) if emls else None
+    assert message is None or isinstance(message, EmailMessage)
+    return result.exit_code, result.output, message
+
+
+def test_preview_issue_after_send_reproduces_the_delivered_text_exactly(project: Path) -> None:
+    sent = CliRunner().invoke(main, ["send"])
+    assert sent.exit_code == 0, sent.output
+    original = delivered(project, ALICE)
+
+    # What would be sent today changes: the reader's topics and the templates are edited.
+    csv = project / "subscribers" / "example.csv"
+    csv.write_text(csv.read_text().replace("diffusion models; music generation", "robotics"))
+    template = project / "templates" / "digest.txt"
+    template.write_text("CHANGED SINCE\n" + template.read_text())
+
+    code, output, rebuilt = replay(project, "--issue", "2024-W11", "--subscriber", ALICE)
+    assert code == 0, output
+    assert rebuilt is not None
+    assert plain(rebuilt) == plain(original)
+    assert rebuilt["Message-ID"] == original["Message-ID"]
+    assert rebuilt["Subject"] == original["Subject"]
+    assert "The templates changed since this issue was sent" in output
+    assert "CHANGED SINCE" not in plain(rebuilt)
+
+
+def test_the_ledger_keeps_each_readers_papers_topics_and_the_issue_snapshot(project: Path) -> None:
+    assert CliRunner().invoke(main, ["send"]).exit_code == 0
+    ledger = project / "newsletter.db"
+    (record,) = DeliveryLedger.peek_deliveries(ledger, "2024-W11", "example", ALICE)
+    reader = json.loads(record.reader or "{}")
+    assert reader["keywords"] == ["diffusion models", "music generation"]
+    assert set(reader["matched"]) <= set(record.papers) and len(record.papers) == 10
+    assert DeliveryLedger.peek_snapshot(ledger, "2024-W11", "example", record.channel) is not None
+    assert [i.issue for i in DeliveryLedger.peek_issues(ledger, "example")] == ["2024-W11"]
+
+
+def test_preview_issue_says_what_is_missing(project: Path) -> None:
+    code, output, _ = replay(project, "--issue", "2024-W11", "--subscriber", ALICE)
+    assert code == 1 and "Error: the ledger has no record of issue 2024-W11 for alice@example.org" in output
+    assert CliRunner().invoke(main, ["send"]).exit_code == 0
+    code, output, _ = replay(project, "--issue", "2024-W11")
+    assert code == 1 and "can only be shown for a reader it was sent to" in output
+    code, output, _ = replay(project, "--issue", "../x", "--subscriber", ALICE)
+    assert code == 1 and "issue id '../x' is not allowed" in output
+
+
+def test_a_ledger_from_before_snapshots_migrates_and_says_the_issue_cannot_be_rebuilt(project: Path) -> None:
+    import sqlite3
+
+    from newsletter.ledger import MIGRATIONS
+
+    path = project / "newsletter.db"
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0].statements:
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO deliveries VALUES ('2024-W10', 'example', ?, 'outbox', 'delivered', 1, '250 ok',"
+            " '<x@example.org>', '[\"2403.00001\"]', '2024-03-07T10:00:00+00:00')",
+            (ALICE,),
+        )
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    code, output, _ = replay(project, "--issue", "2024-W10", "--subscriber", ALICE)
+    assert code == 1 and "was sent before the ledger kept what messages are built from" in output
+    (record,) = DeliveryLedger.peek_deliveries(path, "2024-W10", "example", ALICE)
+    assert record.reader is None and record.papers == ("2403.00001",)
+    DeliveryLedger(path, "2024-W11", "example", "outbox").close()  # a run migrates the file in place
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 1
+    db.close()
