@@ -76,9 +76,11 @@ def preview(
     issue (papers, order and templates as the ledger recorded them). With --serve, a local page
     with every reader and issue, phone/desktop and light/dark frames, reloading on every save.
 
-    Examples: newsletter preview --subscriber alice@example.org --open;
-    newsletter preview --issue 2026-W47 --subscriber alice@example.org;
-    newsletter preview --serve
+    Example: newsletter preview --subscriber alice@example.org --open
+
+    Example: newsletter preview --serve
+
+    Example: newsletter preview --issue 2026-W47 --subscriber alice@example.org
     """
     if serve:
         from ..preview.server import serve_preview  # uvicorn is imported only when serving
