@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import LedgerError, NewsletterError
+from ..files import atomic_write_text
 from ..ledger import DeliveryLedger, DeliveryRecord
 from ..mail.compose import MessageComposer
 from ..models import Paper, Subscriber
@@ -125,7 +126,7 @@ def replay_delivery(
     link = signer.url(list_name, subscriber.email)
     with tempfile.TemporaryDirectory(prefix="newsletter-replay-") as folder:
         for name, source in snapshot.templates.items():
-            (Path(folder) / name).write_text(source, encoding="utf-8")
+            atomic_write_text(Path(folder) / name, source)
         then = settings.model_copy(
             update={
                 "templates_dir": Path(folder),
