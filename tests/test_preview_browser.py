@@ -102,13 +102,13 @@ def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloadi
         "return [...document.querySelectorAll('#papers li')].map(li => li.textContent)"
     )
     assert titles[0].startswith("GETMusic")
-    wait_for(page, f"{FRAME_TEXT}.includes('Hi Alice Moreau')", "alice's digest in the frame")
+    wait_for(page, f"{FRAME_TEXT}.includes('Hi Alice,')", "alice's digest in the frame")
     assert titles[0][:30] in frame_text(page)
     page.save_screenshot(str(tmp_path / "picked.png"))
 
     page.execute_script("window.notReloaded = true")
     save(project, "digest.html", ("Hi {{ subscriber.name }},", "Howdy {{ subscriber.name }},"))
-    wait_for(page, f"{FRAME_TEXT}.includes('Howdy Alice Moreau')", "the edited template on the page")
+    wait_for(page, f"{FRAME_TEXT}.includes('Howdy Alice,')", "the edited template on the page")
     assert page.execute_script("return window.notReloaded") is True
 
     css = project / "templates" / "style.css"
@@ -132,7 +132,7 @@ def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloadi
 
     save(project, "paper.html", ("{{ paper.title }", "{{ paper.title }}"))
     wait_for(page, "return document.getElementById('error').hidden", "the error gone after the fix")
-    assert "Howdy Alice Moreau" in frame_text(page)
+    assert "Howdy Alice," in frame_text(page)
     assert page.execute_script("return window.notReloaded") is True
 
 
