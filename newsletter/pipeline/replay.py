@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..errors import LedgerError, NewsletterError
 from ..files import atomic_write_text
@@ -31,6 +32,8 @@ class RecordedPick:
 
     paper: Paper
     matched: list[str] = field(default_factory=list)
+    liked: float = 0.0
+    feedback: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,16 +75,14 @@ def _snapshot(settings: Settings, record: DeliveryRecord, list_name: str, issue_
     return load_snapshot(blob)
 
 
-def _reader(
-    settings: Settings, list_name: str, record: DeliveryRecord
-) -> tuple[Subscriber, dict[str, list[str]]]:
+def _reader(settings: Settings, list_name: str, record: DeliveryRecord) -> tuple[Subscriber, dict[str, Any]]:
     """The reader as recorded with the delivery (name, keywords, matched), else as the list has them now."""
     if record.reader:
-        data = json.loads(record.reader)
+        data: dict[str, Any] = json.loads(record.reader)
         subscriber = Subscriber(
             email=record.email, name=data.get("name", ""), keywords=data.get("keywords", [])
         )
-        return subscriber, {k: list(v) for k, v in data.get("matched", {}).items()}
+        return subscriber, data
     store = SubscriberStore(settings.list_path(list_name))
     now = store.get(record.email) if store.exists() else None
     return now or Subscriber(email=record.email), {}
@@ -116,8 +117,13 @@ def replay_delivery(
             where=str(settings.path(settings.ledger)),
             fix="the ledger may be damaged; restore it from a backup",
         )
-    subscriber, matched = _reader(settings, list_name, record)
-    picks = [RecordedPick(snapshot.papers[pid], matched.get(pid, [])) for pid in record.papers]
+    subscriber, recorded = _reader(settings, list_name, record)
+    matched: dict[str, list[str]] = recorded.get("matched", {})
+    taste: dict[str, list[float]] = recorded.get("taste", {})
+    picks = [
+        RecordedPick(snapshot.papers[pid], list(matched.get(pid, [])), *map(float, taste.get(pid, (0, 0))))
+        for pid in record.papers
+    ]
     now_hash = templates_hash(read_templates(template_dirs(settings)))
     changed = now_hash != snapshot.templates_hash
     if to:
@@ -133,7 +139,10 @@ def replay_delivery(
                 "sender": settings.sender.model_copy(update=snapshot.sender),
             }
         )
-        digest = DigestRenderer(then, snapshot.info).render(subscriber, picks, link)
+        email = subscriber.email
+        digest = DigestRenderer(then, snapshot.info).render(
+            subscriber, picks, link, feedback_url=lambda pid: signer.feedback_url(list_name, email, pid)
+        )
         composed = MessageComposer(then, snapshot.info, signer.secret, signer.tokens).compose(
             subscriber, digest, link, to_address=to, now=_sent_at(record)
         )

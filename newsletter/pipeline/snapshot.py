@@ -115,10 +115,15 @@ def load_snapshot(blob: bytes) -> IssueSnapshot:
 
 
 def reader_record(subscriber: Subscriber, picks: Sequence[Pick]) -> str:
-    """The per-delivery part: who the reader was then and which keywords each paper matched."""
+    """The per-delivery part: who the reader was then, which keywords each paper matched, and
+    the feedback weights that shaped each card's 'why' line."""
     matched = {p.paper.id: list(p.matched) for p in picks if p.matched}
-    return json.dumps(
-        {"name": subscriber.name, "keywords": subscriber.keywords, "matched": matched},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    taste = {
+        p.paper.id: [liked, weight]
+        for p in picks
+        if (liked := float(getattr(p, "liked", 0.0))) or (weight := float(getattr(p, "feedback", 0.0)))
+    }
+    record: dict[str, Any] = {"name": subscriber.name, "keywords": subscriber.keywords, "matched": matched}
+    if taste:
+        record["taste"] = taste
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
