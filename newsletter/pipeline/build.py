@@ -5,13 +5,13 @@ rank -> sign links -> render -> compose: whatever a preview shows is what a send
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..mail.compose import ComposedMessage, MessageComposer
 from ..models import Subscriber
-from ..ranking.selection import ScoredPaper
-from ..render.digest import DigestRenderer, RenderedDigest
+from ..render.digest import DigestRenderer, Pick, RenderedDigest
 from ..settings import Settings
 from .issue import LinkSigner, PreparedIssue
 
@@ -23,7 +23,7 @@ class BuiltDigest:
     """One reader's digest of one issue: what was picked, the link it carries, its parts and bytes."""
 
     subscriber: Subscriber
-    picks: tuple[ScoredPaper, ...]
+    picks: tuple[Pick, ...]  # ScoredPaper when ranked now, the recorded picks when rebuilt
     unsubscribe_url: str
     digest: RenderedDigest
     message: ComposedMessage
@@ -78,17 +78,41 @@ class DigestBuilder:
         )
         if not picks and not (self.settings.send_empty_digests or even_if_empty):
             return None
-        if to_address:
-            # A test copy is addressed to the tester, under no one else's name, with their own link.
-            subscriber = subscriber.model_copy(update={"email": to_address, "name": ""})
-        link = self.signer.url(self.issue.info.list_name, subscriber.email)
-        list_name, email = self.issue.info.list_name, subscriber.email
-        digest = self.renderer.render(
+        return finish_digest(
+            self.renderer,
+            self.composer,
+            self.signer,
+            self.issue.info.list_name,
             subscriber,
             picks,
-            link,
-            self.signer.manage_url(list_name, email),
-            feedback_url=lambda pid: self.signer.feedback_url(list_name, email, pid),
+            to_address=to_address,
         )
-        message = self.composer.compose(subscriber, digest, link, to_address=to_address)
-        return BuiltDigest(subscriber, picks, link, digest, message)
+
+
+def finish_digest(
+    renderer: DigestRenderer,
+    composer: MessageComposer,
+    signer: LinkSigner,
+    list_name: str,
+    subscriber: Subscriber,
+    picks: Sequence[Pick],
+    *,
+    to_address: str | None = None,
+    now: datetime | None = None,
+) -> BuiltDigest:
+    """sign links -> render -> compose for picks already made: `build` after ranking, and
+    `preview --issue` with the picks the ledger recorded."""
+    if to_address:
+        # A test copy is addressed to the tester, under no one else's name, with their own link.
+        subscriber = subscriber.model_copy(update={"email": to_address, "name": ""})
+    email = subscriber.email
+    link = signer.url(list_name, email)
+    digest = renderer.render(
+        subscriber,
+        picks,
+        link,
+        signer.manage_url(list_name, email),
+        feedback_url=lambda pid: signer.feedback_url(list_name, email, pid),
+    )
+    message = composer.compose(subscriber, digest, link, to_address=to_address, now=now)
+    return BuiltDigest(subscriber, tuple(picks), link, digest, message)

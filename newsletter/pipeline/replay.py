@@ -21,6 +21,7 @@ from ..models import Paper, Subscriber
 from ..render.digest import DigestRenderer, template_dirs
 from ..settings import Settings
 from ..subscribers import SubscriberStore
+from .build import finish_digest
 from .issue import LinkSigner, check_issue_id
 from .preview import PreviewResult
 from .snapshot import IssueSnapshot, load_snapshot, read_templates, templates_hash
@@ -126,10 +127,7 @@ def replay_delivery(
     ]
     now_hash = templates_hash(read_templates(template_dirs(settings)))
     changed = now_hash != snapshot.templates_hash
-    if to:
-        subscriber = subscriber.model_copy(update={"email": to, "name": ""})  # as `send --to` does
     signer = signer or LinkSigner.for_run(settings, local_only=True)
-    link = signer.url(list_name, subscriber.email)
     with tempfile.TemporaryDirectory(prefix="newsletter-replay-") as folder:
         for name, source in snapshot.templates.items():
             atomic_write_text(Path(folder) / name, source)
@@ -139,12 +137,10 @@ def replay_delivery(
                 "sender": settings.sender.model_copy(update=snapshot.sender),
             }
         )
-        email = subscriber.email
-        digest = DigestRenderer(then, snapshot.info).render(
-            subscriber, picks, link, feedback_url=lambda pid: signer.feedback_url(list_name, email, pid)
-        )
-        composed = MessageComposer(then, snapshot.info, signer.secret, signer.tokens).compose(
-            subscriber, digest, link, to_address=to, now=_sent_at(record)
+        renderer = DigestRenderer(then, snapshot.info)
+        composer = MessageComposer(then, snapshot.info, signer.secret, signer.tokens)
+        built = finish_digest(
+            renderer, composer, signer, list_name, subscriber, picks, to_address=to, now=_sent_at(record)
         )
     notes = [f"Issue {issue_id} as sent to {record.email} ({record.status}, {record.updated_at})."]
     if changed:
@@ -152,15 +148,15 @@ def replay_delivery(
             f"The templates changed since this issue was sent (then {snapshot.templates_hash},"
             f" now {now_hash}): shown with the templates recorded at send time."
         )
-    if composed.message_id != record.message_id and to is None:
+    if built.message.message_id != record.message_id and to is None:
         notes.append(f"Message-ID differs from the recorded {record.message_id}: the secret changed since.")
     result = PreviewResult(
         issue=snapshot.info,
-        subscriber=subscriber,
-        digest=digest,
-        message=composed.data,
-        composed=composed,
-        unsubscribe_url=link,
+        subscriber=built.subscriber,
+        digest=built.digest,
+        message=built.message.data,
+        composed=built.message,
+        unsubscribe_url=built.unsubscribe_url,
         paper_ids=record.papers,
         papers=tuple(p.paper for p in picks),
     )
