@@ -193,7 +193,11 @@ def main() -> None:
             rss = peak_rss_mib(server.pid)
         finally:
             server.terminate()
-            server.wait(30)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:  # old code: worker threads still rewriting the list
+                server.kill()
+                server.wait()
         latencies = sorted(seconds for _, seconds in answers)
         statuses: dict[str, int] = {}
         for status, _ in answers:
