@@ -9,14 +9,15 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiosmtplib
 import jinja2
 
 from . import preflight
 from .delivery import EmbeddedServer, SmtpTarget
+from .delivery.smtp import ServerFailure, Step, close_connection, open_connection
 from .errors import LedgerError, NewsletterError
 from .ledger import SCHEMA_VERSION, ledger_error, ledger_version
 from .render.digest import make_environment, template_dirs
+from .safety.secretkey import HOW_TO_MAKE, MIN_LENGTH, secret_weakness
 from .settings import Settings
 from .subscribers import SubscriberStore
 
@@ -128,14 +129,17 @@ def check_lists(settings: Settings) -> Iterator[Check]:
 
 def check_links(settings: Settings) -> Iterator[Check]:
     local = settings.smtp.is_embedded
-    if settings.secret:
-        yield Check("secret", True, "NEWSLETTER_SECRET is set")
+    weakness = secret_weakness(settings.secret)
+    if weakness is None:
+        yield Check("secret", True, f"NEWSLETTER_SECRET is set ({len(settings.secret or '')} characters)")
     else:
+        # `serve` refuses a weak secret too, and base_url is where serve answers.
+        needed = not local or bool(settings.base_url)
         yield Check(
             "secret",
-            local,
-            "not set" + (" (fine for the embedded outbox)" if local else ""),
-            "set NEWSLETTER_SECRET to a long random string",
+            not needed,
+            f"NEWSLETTER_SECRET {weakness}" + ("" if needed else " (fine for the embedded outbox)"),
+            f"set it to at least {MIN_LENGTH} random characters, e.g. `{HOW_TO_MAKE}`",
         )
     if settings.base_url and not settings.base_url.startswith("https://") and not local:
         yield Check(
@@ -184,56 +188,34 @@ def check_ledger(settings: Settings) -> Check:
 
 
 def check_smtp(settings: Settings) -> Iterator[Check]:
-    """Connect, EHLO, STARTTLS and AUTH as configured, and send nothing."""
+    """Connect, EHLO, STARTTLS and AUTH exactly as `send` does, and send nothing."""
     if settings.smtp.is_embedded:
         with EmbeddedServer(settings.path(settings.smtp.outbox)) as server:
-            target = SmtpTarget(host=server.host, port=server.port, timeout=settings.smtp.timeout)
+            target = SmtpTarget.embedded(server.host, server.port, settings.smtp.timeout)
             yield from asyncio.run(_probe(target, "smtp (embedded)"))
         return
-    yield from asyncio.run(_probe(SmtpTarget.from_settings(settings.smtp), "smtp"))
+    try:
+        target = SmtpTarget.from_settings(settings.smtp)
+    except NewsletterError as exc:
+        yield Check("smtp ca_file", False, exc.message)
+        return
+    yield from asyncio.run(_probe(target, "smtp"))
 
 
 async def _probe(target: SmtpTarget, label: str) -> list[Check]:
     checks: list[Check] = []
-    client = aiosmtplib.SMTP(
-        hostname=target.host,
-        port=target.port,
-        timeout=target.timeout,
-        use_tls=target.security == "tls",
-        start_tls=False,
-        tls_context=target.tls_context,
-        local_hostname=target.local_hostname,
-    )
-    step = "connect"
+
+    def passed(step: Step, detail: str) -> None:
+        checks.append(Check(f"{label} {step}", True, detail))
+
     try:
-        await client.connect()
-        checks.append(Check(f"{label} connect", True, f"{target.where} greeted us"))
-        step = "EHLO"
-        await client.ehlo()
-        checks.append(Check(f"{label} EHLO", True, "accepted"))
-        if target.security == "starttls":
-            step = "STARTTLS"
-            await client.starttls()
-            checks.append(Check(f"{label} STARTTLS", True, "TLS established"))
-        if target.username:
-            step = "AUTH"
-            await client.login(target.username, target.password or "")
-            checks.append(Check(f"{label} AUTH", True, f"logged in as {target.username}"))
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        fix = _smtp_fix("certificate" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else step)
-        checks.append(Check(f"{label} {step}", False, f"{target.where}: {exc}", fix))
-        client.close()
+        client = await open_connection(target, passed)
+    except ServerFailure as exc:
+        step = exc.step or Step.CONNECT
+        checks.append(Check(f"{label} {step}", False, f"{target.where}: {exc.what}", exc.fix or ""))
+        return checks
+    await close_connection(client)
     return checks
-
-
-def _smtp_fix(step: str) -> str:
-    return {
-        "connect": "check smtp.host, smtp.port and smtp.security, and that the server runs",
-        "STARTTLS": 'the server does not offer STARTTLS here: try security = "tls" on port 465',
-        "AUTH": "check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
-        "certificate": "the server's certificate is not trusted: set smtp.ca_file to the CA that signed it",
-    }.get(step, "check the server's logs")
 
 
 def ok(checks: list[Check]) -> bool:

@@ -23,6 +23,7 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+_PRIVATE = 0o600  # owner read and write: the ledger's, the cache's, the outbox's files
 
 
 def temp_prefix(path: Path) -> str:
@@ -30,8 +31,11 @@ def temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def atomic_write(path: Path, write: Callable[[TextIO], None]) -> None:
-    """Write UTF-8 text through `write(stream)` (newlines as given) and swap it in atomically."""
+def atomic_write(path: Path, write: Callable[[TextIO], None], *, private: bool = False) -> None:
+    """Write UTF-8 text through `write(stream)` (newlines as given) and swap it in atomically.
+
+    `private` makes the file readable by its owner only (0600), whatever it was before.
+    """
 
     def fill(fd: int) -> None:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
@@ -39,16 +43,16 @@ def atomic_write(path: Path, write: Callable[[TextIO], None]) -> None:
             out.flush()
             os.fsync(out.fileno())
 
-    _replace(path, fill)
+    _replace(path, fill, private)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` (UTF-8, newlines as given)."""
+def atomic_write_text(path: Path, text: str, *, private: bool = False) -> None:
+    """Replace `path` with `text` (UTF-8, newlines as given); `private` as in atomic_write."""
 
     def write(out: TextIO) -> None:
         out.write(text)
 
-    atomic_write(path, write)
+    atomic_write(path, write, private=private)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -63,9 +67,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _replace(path, fill)
 
 
-def _replace(path: Path, fill: Callable[[int], None]) -> None:
+def _replace(path: Path, fill: Callable[[int], None], private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _mode_for(path)
+    mode = _PRIVATE if private else _mode_for(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         fill(fd)  # closes fd

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LedgerError
+from .safety.private import private_dir, private_file
 from .statuses import STORED_STATUSES, DeliveryStatus
 
 _STATUS_LIST = ", ".join(f"'{status}'" for status in STORED_STATUSES)
@@ -322,7 +323,7 @@ class DeliveryLedger:
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(private_dir(path.parent) / path.name)  # -wal and -shm inherit its mode
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise ledger_error(exc, path, "open") from exc

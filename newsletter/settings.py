@@ -7,6 +7,7 @@ import ipaddress
 import os
 import tomllib
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .safety.listnames import RULE as LIST_NAME_RULE
+from .safety.listnames import check_list_name, is_list_name
 
 CONFIG_NAME = "newsletter.toml"
 EMBEDDED = "embedded"
@@ -34,14 +37,28 @@ class SenderSettings(_Section):
     postal_address: str = ""
 
 
+class SmtpSecurity(StrEnum):
+    """How the SMTP connection is encrypted."""
+
+    AUTO = "auto"  # STARTTLS whenever the server offers it, plain otherwise
+    STARTTLS = "starttls"  # STARTTLS required: a server that does not offer it is an error
+    TLS = "tls"  # TLS from the first byte (port 465)
+    NONE = "none"  # never encrypt, even when the server offers STARTTLS
+
+
 class SmtpSettings(_Section):
     """Where mail goes; host 'embedded' runs an in-process server that writes to the outbox."""
 
     host: str = EMBEDDED
     port: int = Field(default=25, ge=0, le=65535)
-    security: Literal["none", "starttls", "tls"] = "none"
+    security: SmtpSecurity = SmtpSecurity.AUTO
     username: str | None = None
     password: str | None = None
+    allow_plaintext_auth: bool | None = Field(
+        default=None,
+        description="send the login unencrypted: unset = only to a server on this machine, "
+        "true = anywhere, false = never",
+    )
     timeout: float = Field(default=30.0, gt=0)
     connections: int = Field(default=4, ge=1, le=64)
     messages_per_connection: int = Field(default=100, ge=1)
@@ -215,6 +232,13 @@ class Settings(BaseSettings):
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     config_file: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("default_list")
+    @classmethod
+    def _list_name(cls, value: str) -> str:
+        if not is_list_name(value):
+            raise ValueError(f"{value!r} is not a list name: use {LIST_NAME_RULE}")
+        return value
+
     @field_validator("papers", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
@@ -245,8 +269,8 @@ class Settings(BaseSettings):
         return f"the environment (no {CONFIG_NAME} in {self.config_dir})"
 
     def list_path(self, name: str | None = None) -> Path:
-        """Where the CSV of a subscriber list lives."""
-        return self.path(self.subscribers_dir) / f"{name or self.default_list}.csv"
+        """Where the CSV of a subscriber list lives; a name that would leave the folder is refused."""
+        return self.path(self.subscribers_dir) / f"{check_list_name(name or self.default_list)}.csv"
 
 
 def find_config(explicit: Path | None = None) -> Path | None:

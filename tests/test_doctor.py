@@ -359,6 +359,7 @@ def test_plain_http_base_url_is_fine_for_the_embedded_outbox(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_BASE_URL", "http://127.0.0.1:8025")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-long-random-test-secret-0123456789")  # serve needs it
 
     result = doctor()
 

@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import mailbox
+import stat
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -100,6 +101,9 @@ def test_send_fetches_each_day_of_the_issue_window_and_caches_the_papers(
         for r in json.loads((EXAMPLES / f"daily_papers_{day}.json").read_text(encoding="utf-8"))
     }
     assert set(jsonl_ids(cached)) == recorded_ids
+    # The cache is the owner's alone, whatever the umask (issue 12, item 11).
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (cached, cached.parent, cached.parent.parent)]
+    assert modes == [0o600, 0o700, 0o700]
     assert json.loads(result.stdout)["sent"] == active_count(project)
     assert len(outbox_messages(project)) == active_count(project)
 

@@ -20,7 +20,7 @@ from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
-SECRET = "web-test-secret"
+SECRET = "web-test-secret-Zq7mW4xR8vB1nT6kP3yH"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
@@ -155,9 +155,10 @@ def test_serve_without_secret_refuses_with_one_line(tmp_path: Path, monkeypatch:
     result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked, "
+        "Error: NEWSLETTER_SECRET is not set, too weak for `newsletter serve`, "
         f"in the environment (no newsletter.toml in {tmp_path.resolve()}), "
-        "set NEWSLETTER_SECRET to the secret the digests were sent with\n"
+        "set it to at least 32 random characters, e.g. "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`\n"
     )
 
 

@@ -24,7 +24,7 @@ from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "end-to-end-secret"
+SECRET = "end-to-end-secret-Zq7mW4xR8vB1nT6kP3yH"
 
 
 @pytest.fixture

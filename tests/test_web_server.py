@@ -20,7 +20,7 @@ from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
-SECRET = "server-test-secret"
+SECRET = "server-test-secret-Zq7mW4xR8vB1nT6kP3yH"
 CHANGES = 500
 POSTS = 100
 

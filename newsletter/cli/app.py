@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from ..errors import NewsletterError
+from ..safety.private import private_dir, private_file
 from ..settings import Settings, load_settings
 
 
@@ -34,7 +35,7 @@ class AppContext:
 def _log_to_file(path: Path) -> None:
     """Keep a record of every run (summaries at INFO) in the file the settings name."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(private_dir(path.parent) / path.name)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
         raise NewsletterError(

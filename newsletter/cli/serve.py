@@ -39,7 +39,8 @@ def serve(app: AppContext, host: str, port: int) -> None:
 
     settings = app.settings
     trial = settings.config_file is not None and not (settings.secret or settings.base_url)
-    if trial and _is_loopback(host):
+    trial = trial and _is_loopback(host)
+    if trial:
         # A local trial: the outbox's links were signed with the stand-in secret and point here.
         settings = settings.model_copy(update={"secret": LOCAL_SECRET})
         click.echo(
@@ -47,7 +48,7 @@ def serve(app: AppContext, host: str, port: int) -> None:
             "local trials (the embedded outbox) only; set both before serving real mail's links",
             err=True,
         )
-    web_app = create_app(settings)
+    web_app = create_app(settings, local_trial=trial)
     folder = settings.path(settings.subscribers_dir)
     if not folder.is_dir():
         click.echo(

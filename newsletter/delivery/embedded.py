@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
+import os
 import threading
 from pathlib import Path
 
@@ -11,18 +12,21 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from aiosmtplib import SMTPStatus
 
 from ..errors import DeliveryError
+from ..safety.private import FILE_MODE, private_dir
 
 
 class MaildirHandler:
     """Accept every message and store it as one file in a Maildir (openable by any mail client)."""
 
     def __init__(self, outbox: Path) -> None:
-        self.maildir = mailbox.Maildir(outbox, create=True)
+        self.outbox = outbox
+        self.maildir = mailbox.Maildir(private_dir(outbox.parent) / outbox.name, create=True)  # 0700
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content
         data = content if isinstance(content, bytes) else str(content).encode("utf-8")
-        self.maildir.add(data)
+        key = self.maildir.add(data)
+        os.chmod(self.outbox / "new" / key, FILE_MODE)  # the folder is 0700; the file follows suit
         return f"{SMTPStatus.completed:d} Message accepted for delivery"
 
 

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import aiosmtplib
 from aiosmtplib import SMTPStatus
 
 from ..errors import DeliveryError
 from ..mail.compose import ComposedMessage
-from ..settings import SmtpSettings
+from ..settings import SmtpSecurity, SmtpSettings
 from ..statuses import ReplyClass
+
+
+class Step(StrEnum):
+    """The stages of opening a session, named in errors and in the doctor's report."""
+
+    CONNECT = "connect"
+    EHLO = "EHLO"
+    STARTTLS = "STARTTLS"
+    AUTH = "AUTH"
 
 
 @dataclass(frozen=True)
@@ -20,27 +32,34 @@ class SmtpTarget:
 
     host: str
     port: int
-    security: str = "none"
+    security: SmtpSecurity = SmtpSecurity.AUTO
     username: str | None = None
     password: str | None = None
     timeout: float = 30.0
     tls_context: ssl.SSLContext | None = None
     local_hostname: str | None = None
+    allow_plaintext_auth: bool | None = None
+    ca_file: str | None = None
 
     @classmethod
-    def from_settings(
-        cls, smtp: SmtpSettings, host: str | None = None, port: int | None = None
-    ) -> SmtpTarget:
+    def from_settings(cls, smtp: SmtpSettings) -> SmtpTarget:
         return cls(
-            host=host or smtp.host,
-            port=port or smtp.port,
+            host=smtp.host,
+            port=smtp.port,
             security=smtp.security,
             username=smtp.username,
             password=smtp.password,
             timeout=smtp.timeout,
             tls_context=tls_context_for(smtp),
             local_hostname=smtp.local_hostname,
+            allow_plaintext_auth=smtp.allow_plaintext_auth,
+            ca_file=str(smtp.ca_file) if smtp.ca_file else None,
         )
+
+    @classmethod
+    def embedded(cls, host: str, port: int, timeout: float) -> SmtpTarget:
+        """The in-process server: plain SMTP on loopback, no login."""
+        return cls(host=host, port=port, security=SmtpSecurity.NONE, timeout=timeout)
 
     @property
     def where(self) -> str:
@@ -49,10 +68,10 @@ class SmtpTarget:
 
 def tls_context_for(smtp: SmtpSettings) -> ssl.SSLContext | None:
     """Verify certificates always; a private relay's CA can be named instead of turning checks off."""
-    if smtp.ca_file is None or smtp.security == "none":
+    if smtp.security is SmtpSecurity.NONE:
         return None
     try:
-        return ssl.create_default_context(cafile=str(smtp.ca_file))
+        return ssl.create_default_context(cafile=str(smtp.ca_file) if smtp.ca_file else None)
     except (OSError, ssl.SSLError) as exc:
         raise DeliveryError(
             f"cannot read the CA file ({exc})",
@@ -69,6 +88,14 @@ def one_line(text: object) -> str:
 class ServerFailure(DeliveryError):
     """The server as a whole is unusable (refused, 421 at greeting, auth rejected): stop the run."""
 
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None, step: Step | None = None):
+        super().__init__(what, where, fix)
+        self.step = step
+
+
+class PlaintextAuthRefused(ServerFailure):
+    """The login would cross the network unencrypted: refused before a byte of it is sent."""
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -83,44 +110,156 @@ class Reply:
         return f"{self.code or ''} {one_line(self.text)}".strip()
 
 
-async def open_connection(target: SmtpTarget) -> aiosmtplib.SMTP:
-    """Connect, greet, secure and authenticate, or raise ServerFailure naming host:port."""
+Progress = Callable[[Step, str], None]
+
+
+async def open_connection(target: SmtpTarget, progress: Progress | None = None) -> aiosmtplib.SMTP:
+    """Connect, greet, secure and authenticate, or raise ServerFailure naming host:port and the step.
+
+    `progress` hears each step that succeeded (the doctor prints them); send uses the same path.
+    """
     client = aiosmtplib.SMTP(
         hostname=target.host,
         port=target.port,
         timeout=target.timeout,
-        use_tls=target.security == "tls",
-        start_tls=target.security == "starttls",
+        use_tls=target.security is SmtpSecurity.TLS,
+        start_tls=False,  # decided below, after EHLO shows whether the server offers it
         tls_context=target.tls_context,
         local_hostname=target.local_hostname,
     )
+    report = progress or (lambda step, detail: None)
+    step = Step.CONNECT
     try:
         await client.connect()
+        report(step, f"{target.where} greeted us" + (" over TLS" if _is_tls(client) else ""))
+        step = Step.EHLO
         await _greet(client)
+        report(step, "accepted")
+        step = Step.STARTTLS
+        if await _secure(client, target):
+            report(step, "TLS established, certificate verified")
         if target.username:
+            step = Step.AUTH
+            _refuse_plaintext_auth(client, target)
             await client.login(target.username, target.password or "")
-    except aiosmtplib.SMTPAuthenticationError as exc:
+            report(step, f"logged in as {target.username}" + ("" if _is_tls(client) else " (unencrypted)"))
+    except ServerFailure:
         await _close(client)
-        raise ServerFailure(
-            f"the SMTP server rejected the login ({exc.code} {one_line(exc.message)})",
-            where=target.where,
-            fix="check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
-        ) from exc
-    except aiosmtplib.SMTPConnectResponseError as exc:
-        await _close(client)
-        raise ServerFailure(
-            f"the SMTP server refused the session ({exc.code} {one_line(exc.message)})",
-            where=target.where,
-            fix="the server is busy or refusing mail; run again later",
-        ) from exc
+        raise
     except (aiosmtplib.SMTPException, OSError) as exc:
         await _close(client)
-        raise ServerFailure(
-            f"cannot connect to the SMTP server ({one_line(exc) or type(exc).__name__})",
-            where=target.where,
-            fix="check smtp.host, smtp.port and smtp.security, and that the server is running",
-        ) from exc
+        raise _failure(exc, step, target) from exc
     return client
+
+
+async def _secure(client: aiosmtplib.SMTP, target: SmtpTarget) -> bool:
+    """STARTTLS when required, or when offered and not switched off; True if it happened."""
+    if target.security in (SmtpSecurity.TLS, SmtpSecurity.NONE):
+        return False
+    if not client.supports_extension("starttls"):
+        if target.security is SmtpSecurity.STARTTLS:
+            raise ServerFailure(
+                'the SMTP server does not offer STARTTLS, which security = "starttls" requires',
+                where=target.where,
+                fix='use security = "tls" on port 465 if the server takes TLS from the start, '
+                "or ask its operator to enable STARTTLS",
+                step=Step.STARTTLS,
+            )
+        return False
+    await client.starttls()
+    await _greet(client)  # the extensions offered over TLS are the ones that count
+    return True
+
+
+def _refuse_plaintext_auth(client: aiosmtplib.SMTP, target: SmtpTarget) -> None:
+    """A password crosses the network only encrypted, unless it never leaves this machine."""
+    if _is_tls(client):
+        return
+    allowed = target.allow_plaintext_auth
+    if allowed is None:
+        allowed = _peer_is_loopback(client)
+    if allowed:
+        return
+    offered = client.supports_extension("starttls")
+    raise PlaintextAuthRefused(
+        "refusing to send the SMTP login over an unencrypted connection"
+        + (' (the server offers STARTTLS but security is "none")' if offered else ""),
+        where=target.where,
+        fix='use security = "auto" or "starttls" with a server that offers STARTTLS, or "tls" on port 465; '
+        "allow_plaintext_auth = true only if the network to the server is trusted",
+        step=Step.AUTH,
+    )
+
+
+def _is_tls(client: aiosmtplib.SMTP) -> bool:
+    return client.get_transport_info("sslcontext") is not None
+
+
+def _peer_is_loopback(client: aiosmtplib.SMTP) -> bool:
+    """The address actually connected to, not the configured name: only loopback is this machine."""
+    peer = client.get_transport_info("peername")
+    if not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _failure(exc: Exception, step: Step, target: SmtpTarget) -> ServerFailure:
+    """One line for what went wrong at this step, with the fix that applies to it."""
+    where = target.where
+    if _certificate_problem(exc):
+        return ServerFailure(
+            f"the SMTP server's TLS certificate is not trusted ({_certificate_problem(exc)})",
+            where=where,
+            fix="set smtp.ca_file to the PEM certificate of the CA that signed it (a private relay), "
+            "or fix the server's certificate",
+            step=step,
+        )
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return ServerFailure(
+            f"the SMTP server rejected the login ({exc.code} {one_line(exc.message)})",
+            where=where,
+            fix="check NEWSLETTER_SMTP__USERNAME and NEWSLETTER_SMTP__PASSWORD",
+            step=step,
+        )
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+        return ServerFailure(
+            f"the SMTP server refused the session ({exc.code} {one_line(exc.message)})",
+            where=where,
+            fix="the server is busy or refusing mail; run again later",
+            step=step,
+        )
+    detail = one_line(exc) or type(exc).__name__
+    if step is Step.AUTH:
+        return ServerFailure(
+            f"cannot log in to the SMTP server ({detail})",
+            where=where,
+            fix="check that the server offers AUTH on this port, and the username and password",
+            step=step,
+        )
+    return ServerFailure(
+        f"cannot connect to the SMTP server at {step} ({detail})",
+        where=where,
+        fix="check smtp.host, smtp.port and smtp.security, and that the server is running",
+        step=step,
+    )
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """The verification failure behind an error, however aiosmtplib wrapped it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return "CERTIFICATE_VERIFY_FAILED: " + one_line(seen.verify_message or seen.reason or "")
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return one_line(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 async def _greet(client: aiosmtplib.SMTP) -> None:

@@ -21,6 +21,9 @@ from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
 CRLF = "\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE and kin) make a Subject or a name display
+# in another order than it reads ("txt.exe" shown as "exe.txt"); in a header they only deceive.
+_BIDI = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NOT_LIST_ID = re.compile(r"[^a-z0-9-]+")
 _ADDRESS = re.compile(r"^[^\s<>()\[\],;:\"\\@]+@[^\s<>()\[\],;:\"\\@]+$")
 _SAFE_ATOM = re.compile(r"^[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*$")
@@ -60,8 +63,8 @@ class ComposedMessage:
 
 
 def clean_text(value: str) -> str:
-    """Fold control characters (CR, LF, NUL, ...) to single spaces so no header can be forged."""
-    return _CONTROL.sub(" ", value).strip()
+    """Fold control characters (CR, LF, NUL, ...) to spaces and drop bidi controls, so no header is forged."""
+    return _CONTROL.sub(" ", _BIDI.sub("", value)).strip()
 
 
 def encoded_words(text: str) -> str:

@@ -31,13 +31,17 @@ class DkimSigner:
         if not settings.enabled:
             return None
         assert settings.selector and settings.domain
+        selector = _ascii_setting(settings.selector, "dkim.selector", "a DNS label such as 'digest2026'")
+        domain = _domain(settings.domain)
+        for name in settings.headers:
+            _ascii_setting(name, "dkim.headers", "header names such as 'Subject'")
         key, where = cls._read_key(settings, resolve)
-        signer = cls(settings.selector, settings.domain, key, settings.headers)
+        signer = cls(selector, domain, key, settings.headers)
         try:
             signer.sign(b"From: a@b.c\r\nList-Unsubscribe: <x>\r\nList-Unsubscribe-Post: x\r\n\r\ncheck\r\n")
         except (dkim.DKIMException, ValueError) as exc:
             raise ConfigError(
-                f"the DKIM private key cannot sign ({exc})",
+                f"the DKIM private key cannot sign ({' '.join(str(exc).split())})",
                 where=where,
                 fix="use an unencrypted PEM RSA or Ed25519 key (e.g. `openssl genrsa 2048`)",
             ) from exc
@@ -46,13 +50,14 @@ class DkimSigner:
     @staticmethod
     def _read_key(settings: DkimSettings, resolve: Path | None) -> tuple[bytes, str]:
         if settings.private_key:
-            return settings.private_key.encode("ascii"), "NEWSLETTER_DKIM__PRIVATE_KEY"
+            where = "NEWSLETTER_DKIM__PRIVATE_KEY"
+            return _pem_bytes(settings.private_key.encode("utf-8"), where), where
         assert settings.private_key_path is not None
         path = settings.private_key_path.expanduser()
         if resolve is not None and not path.is_absolute():
             path = resolve / path
         try:
-            return path.read_bytes(), str(path)
+            return _pem_bytes(path.read_bytes(), str(path)), str(path)
         except OSError as exc:
             raise ConfigError(
                 f"cannot read the DKIM private key ({exc.strerror})",
@@ -72,3 +77,36 @@ class DkimSigner:
             linesep=b"\r\n",
         )
         return bytes(header) + message
+
+
+def _pem_bytes(key: bytes, where: str) -> bytes:
+    """A PEM key is ASCII through and through; anything else is a paste or encoding accident."""
+    if key.isascii():
+        return key
+    for number, line in enumerate(key.splitlines(), start=1):
+        if not line.isascii():
+            column = next(i for i, byte in enumerate(line, start=1) if byte > 127)
+            raise ConfigError(
+                f"the DKIM private key has a non-ASCII character at line {number}, column {column}",
+                where=where,
+                fix="use the PEM file exactly as `openssl genrsa 2048` wrote it (BEGIN/END lines and base64)",
+            )
+    raise AssertionError("unreachable: a non-ASCII key has a non-ASCII line")
+
+
+def _ascii_setting(value: str, key: str, example: str) -> str:
+    if value.isascii():
+        return value
+    raise ConfigError(f"{key} {value!r} is not ASCII", where=key, fix=f"use {example}")
+
+
+def _domain(value: str) -> str:
+    """The signing domain as DNS has it: an internationalised name becomes its xn-- form."""
+    try:
+        return value.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ConfigError(
+            f"dkim.domain {value!r} is not a valid domain name ({exc})",
+            where="dkim.domain",
+            fix="use the domain of the From address, e.g. 'example.org'",
+        ) from exc

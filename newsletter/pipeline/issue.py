@@ -15,6 +15,7 @@ from ..models import IssueInfo, Paper
 from ..ranking.feedback import Taste
 from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker
+from ..safety.listnames import check_list_name
 from ..settings import Settings
 from ..sources import load_papers
 from ..sources.feeds import fetch_issue_sources
@@ -103,7 +104,7 @@ def prepare_issue(
     info = IssueInfo(
         issue_id=issue_id,
         issue_date=day,
-        list_name=list_name or settings.default_list,
+        list_name=check_list_name(list_name or settings.default_list),
         title=settings.title,
         window_start=window_start,
         archive_url=archive_url(settings, issue_id),

@@ -21,6 +21,8 @@ from ..interrupts import stopped_by
 from ..ledger import DeliveryLedger, LedgerEntry, ledger_error, read_issue
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
+from ..safety.listnames import check_list_name
+from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
 from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency
 from ..subscribers import SubscriberStore
@@ -189,12 +191,17 @@ def _run_send(
 ) -> SendReport:
     embedded = settings.smtp.is_embedded
     recorded = not (options.dry_run or options.to)
-    list_name = options.list_name or settings.default_list
+    list_name = check_list_name(options.list_name or settings.default_list)  # names the lock file
     _check_inputs(settings, options, list_name)  # before the lock or ledger leave files behind
     with _exclusive(settings, list_name) if recorded else nullcontext():
         signer = LinkSigner.for_run(
             settings, local_only=embedded or options.dry_run or _local_trial(settings)
         )
+        if not (embedded or options.dry_run or settings.smtp.is_loopback):
+            # Links in mail that leaves this machine are public: a weak key lets anyone forge them.
+            require_strong_secret(
+                settings.secret, f"mail to {settings.smtp.host}:{settings.smtp.port}", settings.source_label
+            )
         issue = prepare_issue(
             settings,
             list_name=list_name,

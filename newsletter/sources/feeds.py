@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..files import atomic_write_text
+from ..safety.private import private_dir
 from ..settings import FetchSettings, Settings, SourceSettings
 from .jsonl import paper_to_jsonl
 
@@ -71,7 +72,8 @@ def fetch_issue_sources(
                 # Not cached: an empty answer is more likely an outage than an empty week.
                 log.warning("source %d (%s) returned no papers for %s", index + 1, source.kind, issue_id)
                 continue
-            atomic_write_text(path, "".join(paper_to_jsonl(p) + "\n" for p in result.papers))
+            private_dir(path.parent)  # the cache is the owner's alone: 0700 folders, 0600 files
+            atomic_write_text(path, "".join(paper_to_jsonl(p) + "\n" for p in result.papers), private=True)
             log.info("fetched %d papers from %s into %s", len(result.papers), source.kind, path)
         paths.append(path)
     return paths

@@ -10,6 +10,7 @@ from email.message import Message
 
 from ..errors import ConfigError, SubscriberError
 from ..mail.tokens import Purpose, TokenSigner, verify_legacy_token
+from ..safety.listnames import is_list_name
 from ..settings import Settings
 from . import open_list
 
@@ -98,7 +99,7 @@ def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> Requ
             report.other += 1
             continue
         genuine = _opened(signer, secrets, request)
-        if genuine is None:
+        if genuine is None or not is_list_name(genuine.list_name):
             report.forged.append(request.email or f"token {request.token[:12]}...")
         else:
             _unsubscribe(settings, genuine, report)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from ..errors import ConfigError, SubscriberError
+from ..errors import SubscriberError
 from ..mail.tokens import (
     CONFIRM_PATH,
     MANAGE_PATH,
@@ -29,16 +28,18 @@ from ..mail.tokens import (
     TokenSigner,
     verify_legacy_token,
 )
+from ..safety.listnames import is_list_name
+from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
 from ..subscribers import SubscriberStore
 from ..text import strip_forbidden_chars
 from .feedback import feedback_routes
 from .hygiene import SecurityHeaders
+from .routing import one_route_per_path
 from .selfservice import SUBSCRIBE_PATH, SelfService
 
 log = logging.getLogger(__name__)
 ARCHIVE_PATH = "/archive"
-LIST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # The token is in the URL: keep it out of search engines (caches, Referer and the rest: hygiene.py).
 HEADERS = {"X-Robots-Tag": "noindex"}
 
@@ -56,16 +57,14 @@ cursor:pointer}}</style>
 class Unsubscribe:
     """Checks the token, then changes nothing (GET) or unsubscribes (POST)."""
 
-    def __init__(self, settings: Settings) -> None:
-        if not settings.secret:
-            raise ConfigError(
-                "NEWSLETTER_SECRET is not set, so unsubscribe tokens cannot be checked",
-                where=settings.source_label,
-                fix="set NEWSLETTER_SECRET to the secret the digests were sent with",
-            )
+    def __init__(self, settings: Settings, local_trial: bool = False) -> None:
         self.settings = settings
+        # Anyone on the internet can try tokens here: a guessable key would let them forge any.
+        # A local trial (loopback only) answers links signed with the known stand-in instead.
+        secret = settings.secret if local_trial and settings.secret else None
+        secret = secret or require_strong_secret(settings.secret, "`newsletter serve`", settings.source_label)
         self.tokens = TokenSigner.from_settings(settings)
-        self.secrets = (settings.secret, settings.secret_previous or "")
+        self.secrets = (secret, settings.secret_previous or "")
 
     def _checked(self, request: Request, token: str = "") -> tuple[str, str] | HTMLResponse:
         """(list, email) when the link is genuine, else the 4xx page to answer with."""
@@ -73,7 +72,7 @@ class Unsubscribe:
         token = token or query.get("t", "")
         if token:
             claims = self.tokens.verify(token, Purpose.UNSUBSCRIBE)
-            if claims is None or not LIST_NAME.match(claims.list_name):
+            if claims is None or not is_list_name(claims.list_name):
                 return _not_valid()
             return claims.list_name, claims.email
         # Links minted before opaque tokens: list, address and an HMAC in the query.
@@ -84,7 +83,7 @@ class Unsubscribe:
                 "<p>This unsubscribe link is missing a part. Please use the full link from the email.</p>",
                 400,
             )
-        if not LIST_NAME.match(list_name) or not verify_legacy_token(self.secrets, list_name, email, legacy):
+        if not is_list_name(list_name) or not verify_legacy_token(self.secrets, list_name, email, legacy):
             return _not_valid()
         return list_name, email
 
@@ -176,6 +175,12 @@ class ArchiveFiles:
         self.files: StaticFiles | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            # StaticFiles answers 405 without the Allow header that HTTP requires with it.
+            refused = page("Method not allowed", "<p>The archive can only be read.</p>", 405)
+            refused.headers["Allow"] = "GET, HEAD"
+            await refused(scope, receive, send)
+            return
         if self.files is None:
             if not self.folder.is_dir():
                 missing = page("No archive yet", "<p>No issues have been archived here yet.</p>", 404)
@@ -185,10 +190,13 @@ class ArchiveFiles:
         await self.files(scope, receive, send)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app for `newsletter serve`: unsubscribe, health check and the archive; more can be mounted."""
-    handler = Unsubscribe(settings)
-    pages = SelfService(settings, lambda name: bool(LIST_NAME.match(name)))
+def create_app(settings: Settings, *, local_trial: bool = False) -> Starlette:
+    """The ASGI app for `newsletter serve`: unsubscribe, health check and the archive; more can be mounted.
+
+    `local_trial` (loopback, the stand-in secret) is the one case where a weak secret is accepted.
+    """
+    handler = Unsubscribe(settings, local_trial)
+    pages = SelfService(settings, is_list_name)
     routes: list[BaseRoute] = [
         Route(UNSUBSCRIBE_PATH, handler.confirm, methods=["GET"]),
         Route(UNSUBSCRIBE_PATH, handler.unsubscribe, methods=["POST"]),
@@ -212,7 +220,9 @@ def create_app(settings: Settings) -> Starlette:
 
     # One layer for every route, those added later included: security headers, safe redirects.
     app = Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders, base_url=settings.base_url)]
+        routes=one_route_per_path(routes),
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, base_url=settings.base_url)],
     )
     app.state.settings = settings
     app.state.pages = pages

@@ -156,6 +156,50 @@ class LoopbackServer:
         self.stop()
 
 
+class _OrderRecordingSMTP(SMTP):
+    """An aiosmtpd session that notes each STARTTLS and AUTH in order, and whether AUTH came over TLS."""
+
+    def __init__(self, events: list[str], handler: Any, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self._events = events
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        self._events.append("STARTTLS")
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # Logged before aiosmtpd answers: with AUTH PLAIN the password is already in `arg`.
+        self._events.append("AUTH over TLS" if self._tls_protocol is not None else "AUTH in clear")
+        await super().smtp_AUTH(arg)
+
+
+class TlsAuthServer(LoopbackServer):
+    """Offers STARTTLS and AUTH, AUTH even before TLS as a careless relay does, and records the order.
+
+    `sessions` has one list per connection, e.g. ["STARTTLS", "AUTH over TLS"] for a careful
+    client and ["AUTH in clear"] for one that hands its password to anyone on the path.
+    """
+
+    def __init__(
+        self, cert: TestCertificate | None, username: str = "mailer", password: str = "s3cret", **options: Any
+    ) -> None:
+        self.sessions: list[list[str]] = []
+        super().__init__(
+            tls_context=cert.server_context() if cert else None,
+            auth_require_tls=False,
+            authenticator=password_checker(username, password),
+            **options,
+        )
+
+    def _protocol(self) -> asyncio.Protocol:
+        self.sessions.append([])
+        return _OrderRecordingSMTP(self.sessions[-1], self.handler, hostname="test.local", **self._options)
+
+    def orders(self) -> set[tuple[str, ...]]:
+        """The distinct orders seen across sessions (one element when every session went alike)."""
+        return {tuple(events) for events in self.sessions}
+
+
 class GreetingRefuser(asyncio.Protocol):
     """A server that answers the connection with 421 and hangs up (overloaded, or blocking us)."""
 
@@ -274,7 +318,7 @@ def write_config(folder: Path, *, port: int = 0, host: str = "127.0.0.1", **smtp
     smtp_lines = "\n".join(f"{key} = {_toml(value)}" for key, value in values.items())
     text = f"""
 title = "Test Digest"
-secret = "test-secret-0123456789"
+secret = "test-secret-Zq7mW4xR8vB1nT6kP3yH-0123456789"
 base_url = "https://papers.example.org"
 issue_date = 2024-03-14
 papers = [{_toml(str(REPO / "examples"))}]

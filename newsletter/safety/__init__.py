@@ -1,0 +1,1 @@
+"""Guards against hostile input and careless defaults: list names, secrets, file modes."""

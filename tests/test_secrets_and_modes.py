@@ -1,0 +1,137 @@
+"""NEWSLETTER_SECRET must be a real key wherever links go public, and private files stay private."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+import warnings
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
+
+from newsletter.cli.app import main
+from newsletter.errors import ConfigError
+from newsletter.ledger import DeliveryLedger
+from newsletter.safety.secretkey import require_strong_secret, secret_weakness
+from newsletter.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's TestClient prefers httpx2; httpx works
+    from newsletter.web.app import create_app
+
+STRONG = "Zq7-mW4xR8vB1nT6kP3yH-secret-for-tests"
+WEAK = [
+    "",
+    "x",
+    " " * 40,
+    "a" * 40,
+    "ab" * 20,
+    "short-but-random-Zq7mW4",
+    "a b c d e f g h i j k l m n o p q",
+]
+
+
+@pytest.mark.parametrize("secret", WEAK)
+def test_weak_secrets_are_refused_in_one_line_saying_why(secret: str) -> None:
+    assert secret_weakness(secret) is not None
+    with pytest.raises(ConfigError) as refused:
+        require_strong_secret(secret, "`newsletter serve`", "newsletter.toml")
+    message = refused.value.message
+    assert "\n" not in message and "NEWSLETTER_SECRET" in message and "secrets.token_urlsafe(32)" in message
+
+
+def test_generated_secrets_pass() -> None:
+    import secrets
+
+    for _ in range(200):
+        assert secret_weakness(secrets.token_urlsafe(32)) is None
+        assert secret_weakness(secrets.token_hex(16)) is None
+    assert secret_weakness(STRONG) is None
+
+
+@pytest.mark.parametrize("secret", ["", "x"])
+def test_serve_refuses_a_weak_secret(tmp_path: Path, secret: str) -> None:
+    with pytest.raises(ConfigError, match="too weak for `newsletter serve`"):
+        create_app(Settings(secret=secret, config_dir=tmp_path))
+
+
+def remote_config(folder: Path, secret: str, host: str = "smtp.invalid", port: int = 587) -> Path:
+    """By default a server elsewhere; nothing listens there, and the secret check comes first."""
+    write_subscribers(folder / "subscribers" / "test.csv", 2)
+    config = write_config(folder, host=host, port=port)
+    text = config.read_text()
+    config.write_text(re.sub(r'(?m)^secret = ".*"$', f'secret = "{secret}"', text, count=1))
+    return config
+
+
+@pytest.mark.parametrize("command", [["send"], ["send", "--to", "me@example.org"]])
+def test_send_to_a_remote_server_refuses_a_weak_secret_before_connecting(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = remote_config(tmp_path, "x")
+    result = CliRunner().invoke(main, ["--config", str(config), *command])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: NEWSLETTER_SECRET has 1 characters"), result.output
+    assert "mail to smtp.invalid:587" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "newsletter.db").exists()
+
+
+def test_a_local_trial_needs_no_strong_secret(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    with LoopbackServer() as server:
+        config = remote_config(tmp_path, "short-secret", host="127.0.0.1", port=server.port)
+        result = CliRunner().invoke(main, ["--config", str(config), "send"])
+    assert result.exit_code == 0, result.output
+    assert len(server.handler.recipients()) == 2
+
+
+def test_doctor_fails_a_weak_secret_for_a_remote_server(tmp_path: Path) -> None:
+    config = remote_config(tmp_path, "a" * 40)
+    result = CliRunner().invoke(main, ["--config", str(config), "doctor"])
+    assert result.exit_code == 1
+    line = next(line for line in result.stdout.splitlines() if line[5:].startswith("secret:"))
+    assert line.startswith("FAIL secret: NEWSLETTER_SECRET uses only 1 different characters")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def open_umask() -> object:
+    """The umask many servers run with (022): the files must be private anyway."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_the_ledger_and_its_wal_and_shm_are_owner_only(tmp_path: Path, open_umask: object) -> None:
+    path = tmp_path / "state" / "newsletter.db"
+    ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
+    try:
+        wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+        assert wal.exists() and shm.exists()
+        assert [mode(p) for p in (path, wal, shm)] == [0o600] * 3
+        assert mode(path.parent) == 0o700
+    finally:
+        ledger.close()
+    with sqlite3.connect(path) as db:  # still an ordinary database
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
+
+
+def test_outbox_log_and_ledger_of_a_send_are_owner_only(project: Path, open_umask: object) -> None:
+    config = project / "newsletter.toml"
+    config.write_text('log_file = "logs/newsletter.log"\n' + config.read_text())
+    result = CliRunner().invoke(main, ["send"])
+    assert result.exit_code == 0, result.output
+    messages = list((project / "outbox" / "new").iterdir())
+    assert messages and {mode(p) for p in messages} == {0o600}
+    assert {mode(project / "outbox" / sub) for sub in ("", "new", "cur", "tmp")} == {0o700}
+    assert mode(project / "logs") == 0o700 and mode(project / "logs" / "newsletter.log") == 0o600
+    assert mode(project / "newsletter.db") == 0o600
+    assert (project / "logs" / "newsletter.log").read_text()  # and the log is written
