@@ -28,7 +28,7 @@ from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings, Settings
 from newsletter.web.app import create_app
 
-SECRET = "feedback-test-secret"
+SECRET = "feedback-test-secret-Zq7mW4xR8vB1nT6kP3yH"  # serve needs a strong one
 ROOT = Path(__file__).resolve().parent.parent
 
 DIFFUSION = "Diffusion models generate images by denoising. We study score matching for image synthesis."
