@@ -20,7 +20,7 @@ from newsletter.settings import Settings
 from newsletter.web.app import create_app
 from newsletter.web.server import ServeLimits, server_config
 
-SECRET = "s" * 40
+SECRET = "hygiene-test-secret-Zq7mW4xR8vB1nT6kP3yH"  # serve needs a strong one
 HANG_GUARD = 20.0  # seconds: far above every limit below; only stops a broken server hanging the suite
 
 
