@@ -25,7 +25,7 @@ from newsletter.ranking.feedbackstore import FeedbackStore
 from newsletter.settings import Settings
 from newsletter.web.app import create_app
 
-SECRET = "feedback-server-secret"
+SECRET = "feedback-server-secret-Zq7mW4xR8vB1nT6kP3yH"  # serve needs a strong one
 CHROMIUM = next(
     (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None
 )
