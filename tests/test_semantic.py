@@ -85,3 +85,12 @@ def test_an_off_topic_interest_matches_no_sample_paper_by_meaning_alone(keyword:
     """A static model finds every text a little 'related': alone, meaning must be close for certain."""
     ranker = Ranker(load_papers([EXAMPLES]).papers, ISSUE, SelectionSettings())
     assert ranker.rank([keyword]) == []
+
+
+def test_the_memory_mapped_table_is_the_shipped_tensor() -> None:
+    from safetensors.numpy import load_file
+
+    root = semantic.model_files()
+    assert root is not None
+    shipped = next(iter(load_file(str(root / semantic._WEIGHTS)).values()))
+    assert np.array_equal(semantic.load_model().table, shipped)
