@@ -103,10 +103,13 @@ class PreviewSession:
                 raise self._error
             return self._settings
 
-    def reload(self) -> None:
-        """Files changed: read the config again and drop every cached issue."""
+    def reload(self, config_changed: bool = True) -> None:
+        """Files changed: templates are read afresh by every build anyway; a changed config is
+        read again and drops the loaded issues (papers, window and ranking may differ)."""
         with self._lock:
             self.version += 1
+            if not config_changed and self._error is None:
+                return
             self._issues.clear()
             if self._config is None:
                 return

@@ -70,10 +70,12 @@ async def _watch_round(session: PreviewSession, feed: ChangeFeed, stop: asyncio.
     folders, files = watched
     restart = asyncio.Event()
     until = _Either(stop, restart)
+    configs = {f.resolve() for f in files}
 
     async def changed(paths: set[tuple[Change, str]]) -> None:
         log.info("changed: %s", ", ".join(sorted(p for _, p in paths)))
-        await run_in_threadpool(session.reload)
+        config_changed = any(Path(p).resolve() in configs for _, p in paths)
+        await run_in_threadpool(session.reload, config_changed)
         feed.publish(session.version)
         if session.watched() != watched:
             restart.set()  # templates_dir moved in the config: watch the new place
