@@ -223,3 +223,20 @@ def test_spam_verdict_says_when_spamassassin_is_missing(monkeypatch: pytest.Monk
     monkeypatch.setenv("PATH", "/nonexistent")
     verdict = spam_verdict(b"Subject: x\r\n\r\nbody")
     assert not verdict.available and "not installed" in (verdict.error or "")
+
+
+def test_a_sent_issue_is_offered_as_sent_and_shows_what_the_reader_got(project: Path) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    assert CliRunner().invoke(main, ["send"]).exit_code == 0
+    app = create_preview_app(PreviewSession(load_settings(project / "newsletter.toml")), watch=False)
+    with serving(app, app.state.api.close) as base:
+        state = api(base, "/api/state")
+        assert [i["id"] for i in state["issues"]] == [state["current"]]
+        sent = api(base, "/api/message", subscriber=ALICE, issue="sent:" + state["current"])
+        now = api(base, "/api/message", subscriber=ALICE)
+    assert sent["ok"] and sent["replayed"] and not now["replayed"]
+    assert [p["id"] for p in sent["papers"]] == [p["id"] for p in now["papers"]]
+    assert any("as sent to alice@example.org" in note for note in sent["notes"])

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 ACTION_HEADER = "X-Newsletter-Preview"  # custom header: cross-site pages cannot send it unasked
 KEEPALIVE_SECONDS = 15.0
+SENT_PREFIX = "sent:"
 _LIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -47,8 +48,10 @@ def _selection(params: Any) -> Selection:
     if list_name is not None and not _LIST.match(list_name):
         raise NewsletterError(f"list name {list_name!r} is not allowed", fix="pick a list from the menu")
     email = str(params.get("subscriber") or "").strip()[:320] or None
-    issue = str(params.get("issue") or "").strip()[:64] or None
-    return Selection(list_name=list_name, email=email, issue_id=issue)
+    issue = str(params.get("issue") or "").strip()[:70]
+    as_sent = issue.startswith(SENT_PREFIX)  # "sent:ID": the issue as the ledger recorded it
+    issue = issue.removeprefix(SENT_PREFIX)
+    return Selection(list_name=list_name, email=email, issue_id=issue or None, as_sent=as_sent)
 
 
 def _json(data: object, status: int = 200) -> JSONResponse:
@@ -105,7 +108,6 @@ class PreviewApi:
                 "issues": [
                     {"id": r.issue, "channel": r.channel, "readers": r.readers, "delivered": r.delivered}
                     for r in past
-                    if r.issue != current or r.channel != "outbox"
                 ],
                 "smtp": self.session.smtp_ready(),
                 "spamassassin": spamassassin_path() is not None,

@@ -40,6 +40,7 @@ class Selection:
     list_name: str | None = None
     email: str | None = None
     issue_id: str | None = None
+    as_sent: bool = False  # the issue as the ledger recorded it, even when it is the current one
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,18 @@ class PreviewSession:
         with self._lock:
             settings = self.settings()
             current = self._prepared(settings, selection.list_name)
-            if selection.issue_id in (None, "", current.info.issue_id):
+            if not selection.as_sent and selection.issue_id in (None, "", current.info.issue_id):
                 result = build_preview(
                     settings, None, selection.email, None, prepared=current, signer=signer, to_address=to
                 )
                 return result, None
             replayed = replay_delivery(
-                settings, selection.list_name, selection.issue_id, selection.email, signer=signer, to=to
+                settings,
+                selection.list_name,
+                selection.issue_id or current.info.issue_id,
+                selection.email,
+                signer=signer,
+                to=to,
             )
             return replayed.result, replayed
 
