@@ -24,7 +24,7 @@ def send(*args: str) -> dict[str, object]:
 
 def delivered(project: Path) -> list[email.message.EmailMessage]:
     box = mailbox.Maildir(project / "outbox", factory=None, create=False)
-    return [email.message_from_bytes(box.get_bytes(k), policy=default) for k in box.iterkeys()]  # type: ignore[misc]
+    return [email.message_from_bytes(box.get_bytes(k), policy=default) for k in box.iterkeys()]
 
 
 def prepare(project: Path) -> SubscriberStore:

@@ -182,7 +182,7 @@ def test_an_unknown_list_is_a_404(client: TestClient) -> None:
 
 
 def token_url(path: str, purpose: Purpose, email: str = "alice@example.org", **kw: object) -> str:
-    return f"{path}?{urlencode({'t': SIGNER.sign(purpose, 'news', email, **kw)})}"  # type: ignore[arg-type]
+    return f"{path}?{urlencode({'t': SIGNER.sign(purpose, 'news', email, **kw)})}"
 
 
 @pytest.mark.parametrize("purpose", [Purpose.UNSUBSCRIBE, Purpose.CONFIRM, Purpose.FEEDBACK])

@@ -40,7 +40,7 @@ def make_site(root: Path, **overrides: object) -> Settings:
         "sender": {"name": "Lab Papers", "address": "digest@example.org"},
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 def outbox(root: Path) -> list[Message]:
@@ -54,7 +54,7 @@ def outbox(root: Path) -> list[Message]:
 
 
 def text_part(message: Message) -> str:
-    part = message.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
+    part = message.get_body(preferencelist=("plain",))
     return str(part.get_content())
 
 

@@ -1,0 +1,163 @@
+"""A real browser on a real `serve`: sign up, confirm from the outbox, tune, get the issue, leave."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from helpers.signup_site import make_site, outbox, text_part
+
+from newsletter.pipeline.send import SendOptions, run_send
+from newsletter.settings import Settings
+from newsletter.statuses import SubscriberStatus
+from newsletter.subscribers import SubscriberStore
+from newsletter.web.app import create_app
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+DRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="needs Debian's chromium and chromium-driver; .ci/run installs them",
+)
+SHOTS = os.environ.get("SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = make_site(tmp_path, base_url=base_url)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.02)
+    yield settings, base_url
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,1400"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def look(driver: object, name: str) -> None:
+    """Screenshots at desktop and phone width; on a phone the page must not scroll sideways."""
+    for width in (1100, 375):
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 1400, "deviceScaleFactor": 1, "mobile": width < 500},
+        )
+        scroll = driver.execute_script("return document.documentElement.scrollWidth")
+        assert scroll <= width, f"{name} scrolls sideways at {width}px ({scroll}px wide)"
+        if SHOTS:
+            Path(SHOTS).mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(Path(SHOTS) / f"{name}-{width}.png"))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def heading(driver: object) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.TAG_NAME, "h1").text)
+
+
+def submit(driver: object, selector: str) -> None:
+    """Press a button and wait for the page it posts to (the old page goes stale)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.CSS_SELECTOR, selector).click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+
+
+def link(message: object, path: str) -> str:
+    found = re.search(rf"https?://\S+{re.escape(path)}\?t=[\w-]+", text_part(message))
+    assert found, text_part(message)
+    return found.group(0)
+
+
+def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
+    site: tuple[Settings, str], browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings, base_url = site
+    driver = browser
+    root = settings.config_dir
+    reader = "grace@example.org"
+
+    driver.get(f"{base_url}/subscribe?list=news")
+    assert heading(driver) == "Subscribe to Lab Papers"
+    look(driver, "1-subscribe")
+    find = driver.find_element
+    find(By.ID, "email").send_keys(reader)
+    find(By.ID, "name").send_keys("Grace Hopper")
+    find(By.ID, "keywords").send_keys("speech recognition")
+    find(By.CSS_SELECTOR, "input[name=frequency][value=weekly]").click()
+    submit(driver, "button[type=submit]")
+    assert heading(driver) == "Check your inbox"
+    look(driver, "2-check-inbox")
+    row = SubscriberStore(settings.list_path("news")).get(reader)
+    assert row is not None and row.status is SubscriberStatus.PENDING
+
+    [confirmation] = outbox(root)
+    driver.get(link(confirmation, "/confirm"))
+    assert heading(driver) == "Confirm your subscription"
+    look(driver, "3-confirm")
+    submit(driver, "button[type=submit]")
+    assert heading(driver) == "You\u2019re subscribed"
+    first_titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".paper h3")]
+    assert first_titles, "the papers this week's issue would have sent"
+    look(driver, "4-subscribed")
+
+    keywords = find(By.ID, "keywords")
+    keywords.clear()
+    keywords.send_keys("reinforcement learning")
+    submit(driver, "button[value=save]")
+    assert "Saved" in find(By.CSS_SELECTOR, ".ok").text
+    new_titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".paper h3")]
+    assert new_titles and new_titles != first_titles
+    look(driver, "5-manage-saved")
+
+    report = run_send(settings, SendOptions(list_name="news"))
+    assert report.sent >= 1
+    [digest] = [m for m in outbox(root) if m["To"].addresses[0].addr_spec == reader and m["List-Id"]]
+    body = text_part(digest)
+    assert new_titles[0].split(":")[0][:30] in " ".join(body.split())
+    assert "reinforcement learning" in body
+
+    driver.get(link(digest, "/manage"))
+    assert heading(driver) == "Your subscription"
+    assert find(By.ID, "keywords").get_attribute("value") == "reinforcement learning"
+
+    driver.get(link(digest, "/unsubscribe"))
+    look(driver, "6-unsubscribe")
+    submit(driver, "button[type=submit]")
+    assert heading(driver) == "Unsubscribed"
+    assert not SubscriberStore(settings.list_path("news")).is_active(reader)
