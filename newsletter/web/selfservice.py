@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -194,9 +195,12 @@ class SelfService:
                 "We could not record this right now. Please try again in a minute.",
                 status=503,
             )
+        response = self._check_inbox()
         if self.per_address.allow(f"{list_name}\n{address.lower()}"):
-            await self._mail(request, list_name, address, outcome)
-        return self._check_inbox()
+            # Sent right after the answer: every address state answers equally fast, and a slow
+            # mail server never holds the reader's page.
+            response.background = BackgroundTask(self._mail, request, list_name, address, outcome)
+        return response
 
     def _check_inbox(self) -> HTMLResponse:
         return self.message(
