@@ -58,6 +58,7 @@ class Unsubscribe:
     """Checks the token, then changes nothing (GET) or unsubscribes (POST)."""
 
     def __init__(self, settings: Settings, local_trial: bool = False) -> None:
+        self.pages: SelfService | None = None  # set by create_app: pages in the emails' look
         self.settings = settings
         # Anyone on the internet can try tokens here: a guessable key would let them forge any.
         # A local trial (loopback only) answers links signed with the known stand-in instead.
@@ -65,6 +66,11 @@ class Unsubscribe:
         secret = secret or require_strong_secret(settings.secret, "`newsletter serve`", settings.source_label)
         self.tokens = TokenSigner.from_settings(settings)
         self.secrets = (secret, settings.secret_previous or "")
+
+    def _pages(self) -> SelfService:
+        if self.pages is None:
+            raise RuntimeError("Unsubscribe.pages is set by create_app")
+        return self.pages
 
     def _checked(self, request: Request, token: str = "") -> tuple[str, str] | HTMLResponse:
         """(list, email) when the link is genuine, else the 4xx page to answer with."""
@@ -92,17 +98,11 @@ class Unsubscribe:
         checked = self._checked(request)
         if isinstance(checked, HTMLResponse):
             return checked
-        list_name, email = checked
+        _, email = checked
         # Relative to this very URL, so it still works behind a proxy that adds a path prefix.
-        action = html.escape(f"?{request.url.query}")
-        body = (
-            f"<p>Stop sending <strong>{html.escape(list_name)}</strong> to "
-            f"<strong>{html.escape(email)}</strong>?</p>"
-            f'<form method="post" action="{action}">'
-            '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-            '<button type="submit">Unsubscribe</button></form>'
-        )
-        return page("Unsubscribe", body)
+        action = f"?{request.url.query}"
+        # The emails' look, and the newsletter's title rather than the internal list name.
+        return self._pages().page("web/unsubscribe.html", "Unsubscribe", action=action, email=email)
 
     async def unsubscribe(self, request: Request) -> HTMLResponse:
         """POST: the one-click unsubscribe; repeatable, answers 200 and never redirects."""
@@ -127,10 +127,10 @@ class Unsubscribe:
         # A grown journal is folded into the CSV after answering (in a worker thread), not before.
         tasks = BackgroundTask(store.compact, False) if store.needs_compaction() else None
         log.info("unsubscribe from %s (recorded)", list_name)
-        answer = page(
+        answer = self._pages().message(
             "Unsubscribed",
-            f"<p><strong>{html.escape(email)}</strong> will get no more "
-            f"<strong>{html.escape(list_name)}</strong> emails.</p>",
+            f"{email} will get no more {self.settings.title} emails.",
+            link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Changed your mind? Subscribe again"},
         )
         answer.background = tasks
         return answer
@@ -197,6 +197,7 @@ def create_app(settings: Settings, *, local_trial: bool = False) -> Starlette:
     """
     handler = Unsubscribe(settings, local_trial)
     pages = SelfService(settings, is_list_name)
+    handler.pages = pages
     routes: list[BaseRoute] = [
         Route(UNSUBSCRIBE_PATH, handler.confirm, methods=["GET"]),
         Route(UNSUBSCRIBE_PATH, handler.unsubscribe, methods=["POST"]),
