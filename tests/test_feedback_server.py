@@ -5,11 +5,8 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-import uvicorn
+from helpers.uvicorn_thread import serving
 
 from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
 from newsletter.ranking.feedback import Verdict
@@ -39,18 +36,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def base_url(settings: Settings) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(create_app(settings)) as url:
+        yield url
 
 
 def post(url: str) -> tuple[int, str]:

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers.papers import ISSUE
+from helpers.papers import make_paper as paper
 
 from newsletter.models import Paper
 from newsletter.ranking.selection import Ranker, rank_papers
 from newsletter.settings import SelectionSettings
-
-ISSUE = date(2024, 3, 14)
-
-
-def paper(
-    pid: str,
-    title: str,
-    abstract: str = "A study of things.",
-    days_ago: float = 1.0,
-    upvotes: int | None = None,
-) -> Paper:
-    when = datetime(2024, 3, 15, tzinfo=UTC) - timedelta(days=days_ago)
-    return Paper(
-        id=pid,
-        title=title,
-        abstract=abstract,
-        published=when,
-        url=f"https://example.org/{pid}",
-        upvotes=upvotes,
-        source="test",
-    )
 
 
 def ids(scored: list) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import socket
 import threading
 import time
 import urllib.error
@@ -13,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-import uvicorn
+from helpers.uvicorn_thread import serving
 
 from newsletter.mail.tokens import unsubscribe_url
 from newsletter.settings import Settings
@@ -54,18 +53,8 @@ def list_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def base_url(list_path: Path) -> Iterator[str]:
     settings = Settings(secret=SECRET, subscribers_dir=list_path.parent, config_dir=list_path.parent)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(create_app(settings)) as url:
+        yield url
 
 
 def test_one_click_post_through_a_real_server(base_url: str, list_path: Path) -> None:
