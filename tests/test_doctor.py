@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import shutil
 import socket
 import sqlite3
-import ssl
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -16,6 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner, Result
+from helpers.smtp_servers import make_certificate
 
 from newsletter.cli import main
 from newsletter.ledger import SCHEMA_VERSION, DeliveryLedger
@@ -207,50 +205,15 @@ def test_starttls_configured_but_not_offered_fails_at_starttls(
     assert failures(result) == [line]
 
 
-def self_signed_for_loopback(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by itself: a private relay's CA in miniature."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "relay-ca.pem", folder / "relay-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def test_starttls_to_a_relay_with_a_private_ca_passes_when_ca_file_names_it(
     project: Path,
     start_server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # `send` trusts smtp.ca_file; the doctor must test the same connection send will make.
-    cert, key = self_signed_for_loopback(project)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
-    controller, _ = start_server(tls_context=server_tls, require_starttls=True)
+    certificate = make_certificate(project)  # for 127.0.0.1, its own CA: a private relay's in miniature
+    cert = certificate.cert_path
+    controller, _ = start_server(tls_context=certificate.server_context(), require_starttls=True)
     point_at(monkeypatch, controller.port, security="starttls", ca_file=str(cert))
 
     result = doctor()
@@ -264,10 +227,8 @@ def test_starttls_to_a_server_with_an_untrusted_certificate_says_to_set_ca_file(
     start_server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cert, key = self_signed_for_loopback(project)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
-    controller, _ = start_server(tls_context=server_tls, require_starttls=True)
+    certificate = make_certificate(project)  # for 127.0.0.1, its own CA: a private relay's in miniature
+    controller, _ = start_server(tls_context=certificate.server_context(), require_starttls=True)
     point_at(monkeypatch, controller.port, security="starttls")  # no ca_file
 
     result = doctor()
