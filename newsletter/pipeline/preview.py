@@ -17,7 +17,7 @@ from ..models import IssueInfo, Paper, Subscriber
 from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..subscribers import SubscriberStore
-from .build import DigestBuilder
+from .build import BuiltDigest, DigestBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue
 
 # Previews without --subscriber: a reader with no keywords gets the week's top papers.
@@ -38,6 +38,27 @@ class PreviewResult:
     paper_ids: tuple[str, ...]
     problems: tuple[str, ...] = ()
     papers: tuple[Paper, ...] = ()  # the picked papers themselves, for pages that list them
+
+    @classmethod
+    def of(
+        cls,
+        issue: IssueInfo,
+        built: BuiltDigest,
+        paper_ids: tuple[str, ...] | None = None,
+        problems: tuple[str, ...] = (),
+    ) -> PreviewResult:
+        """The preview of one built digest; `paper_ids` overrides when the ledger says what was sent."""
+        return cls(
+            issue=issue,
+            subscriber=built.subscriber,
+            digest=built.digest,
+            message=built.message.data,
+            composed=built.message,
+            unsubscribe_url=built.unsubscribe_url,
+            paper_ids=built.paper_ids if paper_ids is None else paper_ids,
+            problems=problems,
+            papers=tuple(pick.paper for pick in built.picks),
+        )
 
     @property
     def file_stem(self) -> str:
@@ -108,17 +129,7 @@ def build_preview(
     already_sent = _already_sent(settings, issue.info, subscriber)
     built = builder.build(subscriber, already_sent, to_address=to_address, even_if_empty=True)
     assert built is not None  # even_if_empty
-    return PreviewResult(
-        issue=issue.info,
-        subscriber=built.subscriber,
-        digest=built.digest,
-        message=built.message.data,
-        composed=built.message,
-        unsubscribe_url=built.unsubscribe_url,
-        paper_ids=built.paper_ids,
-        problems=issue.problems,
-        papers=tuple(p.paper for p in built.picks),
-    )
+    return PreviewResult.of(issue.info, built, problems=issue.problems)
 
 
 def write_preview(result: PreviewResult, out_dir: Path) -> list[Path]:

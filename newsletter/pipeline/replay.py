@@ -150,14 +150,5 @@ def replay_delivery(
         )
     if built.message.message_id != record.message_id and to is None:
         notes.append(f"Message-ID differs from the recorded {record.message_id}: the secret changed since.")
-    result = PreviewResult(
-        issue=snapshot.info,
-        subscriber=built.subscriber,
-        digest=built.digest,
-        message=built.message.data,
-        composed=built.message,
-        unsubscribe_url=built.unsubscribe_url,
-        paper_ids=record.papers,
-        papers=tuple(p.paper for p in picks),
-    )
+    result = PreviewResult.of(snapshot.info, built, paper_ids=record.papers)
     return ReplayedIssue(result, record, changed, tuple(notes))
