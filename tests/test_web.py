@@ -90,6 +90,13 @@ def test_the_confirm_form_posts_back_to_the_same_link(client: TestClient, settin
     assert not SubscriberStore(settings.list_path("news")).is_active("alice@example.org")
 
 
+@pytest.mark.parametrize("host", ["evil.example/?", "evil.example/x?y=", "evil.example#"])
+def test_a_forged_host_header_cannot_bend_the_confirm_form(client: TestClient, host: str) -> None:
+    page = client.get(link(), headers={"Host": host}).text
+    action = page.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert action == "?" + link().split("?", 1)[1]
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -99,8 +99,9 @@ class Unsubscribe:
         if isinstance(checked, HTMLResponse):
             return checked
         _, email = checked
-        # Relative to this very URL, so it still works behind a proxy that adds a path prefix.
-        action = f"?{request.url.query}"
+        # Relative to this very URL, so it still works behind a proxy that adds a path prefix. Read
+        # from the raw request line: request.url is rebuilt with the client's Host header.
+        action = "?" + request.scope["query_string"].decode("latin-1")
         # The emails' look, and the newsletter's title rather than the internal list name.
         return self._pages().page("web/unsubscribe.html", "Unsubscribe", action=action, email=email)
 
