@@ -140,20 +140,7 @@ class DigestRenderer:
     # --- templates -------------------------------------------------------------------------
 
     def _load(self, name: str) -> jinja2.Template:
-        try:
-            return self.env.get_template(name)
-        except jinja2.TemplateNotFound as exc:
-            searched = ", ".join(str(d) for d in self.dirs)
-            raise TemplateError(
-                f"template {name} not found (searched {searched})",
-                fix=f"create {name} in your templates folder or remove 'templates_dir' from the config",
-            ) from exc
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"template syntax error: {exc.message}",
-                where=f"{exc.filename or name}:{exc.lineno}",
-                fix="fix the template at that line",
-            ) from exc
+        return load_template(self.env, name)
 
     def _run(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -468,3 +455,28 @@ def shorten(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "\u2026"
+
+
+def load_template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    """A template, or one TemplateError naming the file and line (the digest and archive share it)."""
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        searched = ", ".join(_search_path(env)) or "nowhere"
+        raise TemplateError(
+            f"template {exc.name} not found",
+            where=f"searched {searched}",
+            fix=f"create {exc.name} in your templates folder, or remove 'templates_dir' from the config",
+        ) from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template syntax error: {exc.message}",
+            where=f"{exc.filename or name}:{exc.lineno}",
+            fix="fix the Jinja syntax at that line",
+        ) from exc
+
+
+def _search_path(env: jinja2.Environment) -> list[str]:
+    loader = env.loader
+    loaders = getattr(loader, "loaders", [loader])
+    return [str(path) for item in loaders for path in getattr(item, "searchpath", [])]

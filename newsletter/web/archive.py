@@ -10,11 +10,11 @@ from pathlib import Path
 import jinja2
 from pydantic import BaseModel, ValidationError
 
-from ..errors import NewsletterError, TemplateError
+from ..errors import NewsletterError
 from ..files import atomic_write_text
 from ..models import Paper
 from ..pipeline.issue import PreparedIssue
-from ..render.digest import make_environment, template_dirs
+from ..render.digest import load_template, make_environment, template_dirs
 from ..render.text import safe_url
 from ..settings import Settings
 from ..text import strip_forbidden_chars
@@ -93,27 +93,7 @@ def _linkable(issue: ArchivedIssue) -> ArchivedIssue:
 
 
 def _render(env: jinja2.Environment, name: str, **context: object) -> str:
-    try:
-        return env.get_template(name).render(**context)
-    except jinja2.TemplateNotFound as exc:
-        searched = ", ".join(str(d) for d in template_dirs_of(env))
-        raise TemplateError(
-            f"template {exc.name} not found",
-            where=f"searched {searched}",
-            fix="restore it or remove your override folder's broken copy",
-        ) from exc
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"template {name} is broken ({exc.message})",
-            where=f"{exc.filename}:{exc.lineno}",
-            fix="fix the Jinja syntax at that line",
-        ) from exc
-
-
-def template_dirs_of(env: jinja2.Environment) -> list[str]:
-    loader = env.loader
-    loaders = getattr(loader, "loaders", [loader])
-    return [path for item in loaders for path in getattr(item, "searchpath", [])]
+    return load_template(env, name).render(**context)
 
 
 def atom_feed(settings: Settings, issues: list[ArchivedIssue]) -> str:
