@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from helpers.smtp_servers import LoopbackServer, RecordingHandler
 from helpers.uvicorn_thread import serving
 
 from newsletter.preview.app import create_preview_app
@@ -145,3 +147,34 @@ def test_dark_frames_are_dark_and_light_frames_light(page: webdriver.Chrome) -> 
     colours = {scheme: {bg for s, bg in backgrounds if s == scheme} for scheme in ("light", "dark")}
     assert colours["light"] == {"rgb(255, 255, 255)"}, backgrounds
     assert colours["dark"] == {"rgb(31, 41, 51)"}, backgrounds  # #1f2933 from style.css's dark rules
+
+
+def test_send_me_this_from_the_page_delivers_the_shown_digest(
+    project: Path, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    with LoopbackServer(RecordingHandler()) as smtp:
+        config = project / "newsletter.toml"
+        text = config.read_text().replace('host = "embedded"', f'host = "127.0.0.1"\nport = {smtp.port}')
+        config.write_text(text.replace("port = 587\n", ""))
+        app = create_preview_app(PreviewSession(load_settings(config)), watch=False)
+        with serving(app, app.state.api.close) as base:
+            browser.get(base + "/")
+            wait_for(browser, "return !document.getElementById('sendbutton').disabled", "the send form")
+            click(browser, '#readers button[data-email="alice@example.org"]')
+            wait_for(browser, f"{FRAME_TEXT}.includes('Hi Alice,')", "alice's digest in the frame")
+            first_title = browser.execute_script("return document.querySelector('#papers li').textContent")
+            browser.find_element(By.ID, "sendto").send_keys("designer@example.net")
+            click(browser, "#sendbutton")
+            done = "return document.getElementById('sendresult').className === 'good'"
+            wait_for(browser, done, "the page saying the copy was sent")
+            browser.save_screenshot(str(tmp_path / "sent.png"))
+        received = smtp.handler.received
+        assert [r.recipient for r in received] == ["designer@example.net"]
+        sent = message_from_bytes(received[0].data, policy=policy.default)
+        assert sent["To"] == "designer@example.net"
+        plain = sent.get_body(("plain",))
+        assert plain is not None
+        # Alice's papers, as `send --to` sends them: addressed to the designer under no one's name.
+        text = " ".join(plain.get_content().split())
+        assert first_title[:30] in text and "Hello," in text and "Alice" not in text
+        assert not (project / "newsletter.db").exists()  # a test copy is never recorded
