@@ -125,6 +125,9 @@ class PreviewSession:
         settings = self._settings  # the last good ones, even while the file is broken
         folders = [d for d in template_dirs(settings) if d.is_dir()]
         files = [self._config] if self._config is not None else []
+        own = settings.path(settings.templates_dir)
+        if not own.is_dir():
+            files.append(own)  # named but not made yet: its creation must move the watcher there
         return folders, files
 
     # --- pickers -----------------------------------------------------------------------------

@@ -71,20 +71,25 @@ async def _watch_round(session: PreviewSession, feed: ChangeFeed, stop: asyncio.
     restart = asyncio.Event()
     until = _Either(stop, restart)
     configs = {f.resolve() for f in files}
+    waiting = [f for f in configs if not f.exists()]
 
     async def changed(paths: set[tuple[Change, str]]) -> None:
         log.info("changed: %s", ", ".join(sorted(p for _, p in paths)))
         config_changed = any(Path(p).resolve() in configs for _, p in paths)
         await run_in_threadpool(session.reload, config_changed)
         feed.publish(session.version)
-        if session.watched() != watched:
+        # A folder made on the way to the templates folder we wait for: watch from there on.
+        on_the_way = any(_leads_to(Path(p).resolve(), waiting) for _, p in paths)
+        if on_the_way or session.watched() != watched:
             restart.set()  # templates_dir moved in the config: watch the new place
 
     loops = []
     if folders:
         loops.append(_watch(folders, True, DefaultFilter(), until, changed))
     if files:
-        parents = sorted({f.resolve().parent for f in files})
+        # A file's folder, or for a folder not made yet the nearest one that exists: only the
+        # names we wait for, and the folders on the way to them, count.
+        parents = sorted({_nearest_existing(f.resolve().parent) for f in files})
         loops.append(_watch(parents, False, _only({str(f.resolve()) for f in files}), until, changed))
     if not loops:
         await stop.wait()
@@ -93,10 +98,22 @@ async def _watch_round(session: PreviewSession, feed: ChangeFeed, stop: asyncio.
 
 
 def _only(names: set[str]) -> Callable[[Change, str], bool]:
+    wanted = [Path(name) for name in names]
+
     def accept(change: Change, path: str) -> bool:
-        return str(Path(path).resolve()) in names
+        return _leads_to(Path(path).resolve(), wanted)
 
     return accept
+
+
+def _leads_to(path: Path, targets: list[Path]) -> bool:
+    return any(path == target or path in target.parents for target in targets)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 async def _watch(
