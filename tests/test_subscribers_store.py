@@ -139,5 +139,5 @@ def test_is_active_trusts_its_cache_once_the_file_is_old(tmp_path: Path) -> None
     os.utime(path, ns=(0, 0))
     store = SubscriberStore(path)
     assert store.is_active("a@example.org")
-    loaded = store._status_cache
-    assert store.is_active("a@example.org") and store._status_cache is loaded
+    loaded = store.status_cache.loaded
+    assert store.is_active("a@example.org") and store.status_cache.loaded is loaded

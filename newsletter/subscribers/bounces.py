@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import SubscriberError
 from ..statuses import SubscriberStatus
 from . import SubscriberStore
-from .store import Table, apply_status
+from .table import Table, apply_status
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 RETURNED_MESSAGES = ("message/rfc822", "message/global")

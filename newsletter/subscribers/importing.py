@@ -10,7 +10,8 @@ from typing import Literal
 from ..errors import SubscriberError
 from ..models import Subscriber
 from .rows import Problem
-from .store import SubscriberStore, merge_one
+from .store import SubscriberStore
+from .table import merge_one
 
 
 @dataclass

@@ -17,7 +17,8 @@ from ..errors import SubscriberError
 from ..statuses import Frequency, SubscriberStatus
 from .csvfile import canonical
 from .rows import RowError, check_email, format_when
-from .store import SubscriberStore, Table
+from .store import SubscriberStore
+from .table import Table
 
 PENDING_DAYS = 7  # a sign-up nobody confirmed is dropped after this long
 MAX_KEYWORDS = 20
