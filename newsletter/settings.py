@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import os
 import tomllib
 from datetime import date
@@ -91,6 +89,8 @@ class SmtpSettings(_Section):
         if host == "localhost":
             return True
         try:
+            import ipaddress  # only for hosts given as addresses: keeps start-up small
+
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
@@ -350,6 +350,8 @@ def _check_environment_names() -> None:
         key = variable[len(_PREFIX) :].split("__", 1)[0].lower()
         if key in known:
             continue
+        import difflib  # only on a misspelt key: keeps start-up small
+
         close = difflib.get_close_matches(key, known, n=1)
         fix = "unset it, or name a setting as NEWSLETTER_<KEY> or NEWSLETTER_<SECTION>__<KEY>"
         if close:

@@ -21,15 +21,22 @@ def command_paths(
     """Every command and subcommand, groups included, as the words a user types."""
     yield path
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from command_paths(command.commands[name], (*path, name))
+        for name in command.list_commands(click.Context(command)):
+            yield from command_paths(subcommand(command, name), (*path, name))
+
+
+def subcommand(group: click.Group, name: str) -> click.Command:
+    """A group's command by name, imported if it is registered lazily (as the root's are)."""
+    found = group.get_command(click.Context(group), name)
+    assert found is not None, name
+    return found
 
 
 def resolve(path: tuple[str, ...]) -> click.Command:
     command: click.Command = main
     for name in path[1:]:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        command = subcommand(command, name)
     return command
 
 

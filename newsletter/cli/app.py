@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import __version__
 from ..errors import NewsletterError
 from ..safety.private import private_dir, private_file
-from ..settings import Settings, load_settings
+
+if TYPE_CHECKING:  # loaded by the first command that needs it: --help and --version never do
+    from ..settings import Settings
 
 
 class AppContext:
@@ -26,6 +30,8 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from ..settings import load_settings
+
             self._settings = load_settings(self.config)
             if self._settings.log_file is not None:
                 _log_to_file(self._settings.path(self._settings.log_file))
@@ -50,8 +56,63 @@ def _log_to_file(path: Path) -> None:
     package.setLevel(min(package.level or logging.WARNING, logging.INFO))
 
 
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command known by name, import path and short help, imported only when it runs."""
+
+    target: str  # "package.module:attribute"
+    short_help: str  # the first paragraph of its docstring, for --help without the import
+
+    def load(self) -> click.Command:
+        module, _, attribute = self.target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.target} is not a click command")
+        return command
+
+
 class NewsletterGroup(click.Group):
-    """A group whose commands report NewsletterError as 'Error: ...' and exit 1."""
+    """A group whose commands report NewsletterError as 'Error: ...' and exit 1.
+
+    Commands are registered lazily (click's LazyGroup pattern): `newsletter subscribers add`
+    imports the subscriber code only, not the renderer, the web server or the ranking models.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, LazyCommand] = {}
+
+    def add_lazy_command(self, name: str, target: str, short_help: str) -> None:
+        """Register a command by import path; it is imported the first time it is looked up."""
+        self.lazy[name] = LazyCommand(target, short_help)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(self.lazy[cmd_name].load(), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command table of --help, from the registered short helps: nothing is imported."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name)
+            if command is not None:
+                if command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(limit)))
+            else:
+                # Shortened exactly as click shortens a loaded command's help.
+                stand_in = click.Command(name, help=self.lazy[name].short_help)
+                rows.append((name, stand_in.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

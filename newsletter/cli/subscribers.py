@@ -1,4 +1,8 @@
-"""`newsletter subscribers ...`: thin wrappers over the subscriber store."""
+"""`newsletter subscribers ...`: thin wrappers over the subscriber store.
+
+Each command imports what only it needs inside its body, so `subscribers add` on a big list
+starts without the mail parser, the ledger or the token code.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,8 @@ from typing import Literal
 import click
 
 from ..errors import SubscriberError
-from ..files import atomic_write
-from ..ledger import sent_messages
 from ..statuses import SubscriberStatus
 from ..subscribers import STATUSES, SubscriberStore, open_list
-from ..subscribers.bounces import apply_bounces, read_messages
-from ..subscribers.importing import import_file
-from ..subscribers.report import (
-    format_table,
-    list_stats,
-    matching,
-    table_rows,
-    write_csv,
-)
-from ..subscribers.requests import apply_mail_requests
 from .app import AppContext, pass_app
 
 list_option = click.option(
@@ -154,6 +146,8 @@ def list_(
 
     Example: newsletter subscribers list --status active --keyword diffusion
     """
+    from ..subscribers.report import format_table, matching, table_rows, write_csv
+
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     store = _store(app, list_name)
@@ -195,6 +189,8 @@ def import_(
 
     Example: newsletter subscribers import signups.csv --on-conflict update
     """
+    from ..subscribers.importing import import_file
+
     store = _store(app, list_name)
     report = import_file(store, file, on_conflict, check_deliverability, strict)
     for problem in report.problems:
@@ -237,6 +233,9 @@ def export(
 
     Example: newsletter subscribers export -o backup.csv --raw
     """
+    from ..files import atomic_write
+    from ..subscribers.report import matching, write_csv
+
     store = _store(app, list_name)
     header, chosen = store.header(), matching(store.iter_subscribers(), status)
     if output is None:
@@ -276,6 +275,8 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
 
     Example: newsletter subscribers stats --top 5
     """
+    from ..subscribers.report import list_stats
+
     store = _store(app, list_name)
     counted = list_stats(store.iter_subscribers())
     top_keywords = counted.top_keywords(top)
@@ -327,6 +328,9 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
 
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
+    from ..ledger import sent_messages
+    from ..subscribers.bounces import apply_bounces, read_messages
+
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
     store = _store(app, list_name)
@@ -356,6 +360,9 @@ def requests(app: AppContext, maildir: Path | None, mbox: Path | None) -> None:
 
     Example: newsletter subscribers requests --maildir ~/Maildir/.Unsubscribe
     """
+    from ..subscribers.bounces import read_messages
+    from ..subscribers.requests import apply_mail_requests
+
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
     report = apply_mail_requests(app.settings, read_messages(maildir, mbox))

@@ -1,0 +1,100 @@
+"""The CLI registers its commands lazily: `--help` lists them all, `subscribers add` imports little.
+
+These check which modules a command imports, never how long it takes (that is for
+benchmarks/bench_unsubscribe.py to print).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from newsletter.cli import COMMANDS, main
+from newsletter.cli.app import NewsletterGroup
+
+PACKAGE = Path(__file__).resolve().parents[1] / "newsletter"
+HEAVY = ("premailer", "numpy", "wordllama", "starlette", "uvicorn", "aiosmtplib", "jinja2")
+# Our own stages `subscribers add` has no use for: each drags in some of the above.
+UNNEEDED = ("newsletter.render", "newsletter.web", "newsletter.pipeline", "newsletter.ranking")
+
+
+# The console script's own code path, then every module loaded, on stderr so output stays apart.
+RUN_AND_LIST = """
+import sys
+from newsletter.cli import main
+try:
+    main(sys.argv[1:], prog_name="newsletter")
+except SystemExit as done:
+    print("\\n".join(sorted(sys.modules)), file=sys.stderr)
+    raise
+"""
+
+
+def imported_by(args: list[str], cwd: Path) -> set[str]:
+    """Every module a fresh `newsletter ARGS` process has loaded once the command is done."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(done.stderr.split())
+
+
+def offenders(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def test_the_lazy_table_names_every_command_module_with_its_real_short_help() -> None:
+    modules = {
+        f"newsletter.cli.{path.stem}"
+        for path in (PACKAGE / "cli").glob("*.py")
+        if path.stem not in {"__init__", "app", "options"}
+    }
+    assert {target.partition(":")[0] for target, _ in COMMANDS.values()} == modules
+    for name, (target, short_help) in COMMANDS.items():
+        command = main.lazy[name].load()
+        assert isinstance(command, click.Command), target
+        assert command.name == name
+        assert command.get_short_help_str(limit=10_000) == short_help, (
+            f"COMMANDS['{name}'] in newsletter/cli/__init__.py says {short_help!r}; "
+            "copy the first paragraph of the command's docstring there"
+        )
+
+
+def test_help_from_the_table_is_the_help_of_the_loaded_commands() -> None:
+    lazy = NewsletterGroup("newsletter")
+    loaded = NewsletterGroup("newsletter")
+    for name, (target, short_help) in COMMANDS.items():
+        lazy.add_lazy_command(name, target, short_help)
+        loaded.add_command(main.lazy[name].load(), name)
+    for width in (50, 80, 120):
+        lazy_help = CliRunner().invoke(lazy, ["--help"], terminal_width=width).output
+        loaded_help = CliRunner().invoke(loaded, ["--help"], terminal_width=width).output
+        assert lazy_help == loaded_help
+    assert not lazy.commands  # rendering the help imported nothing
+
+
+def test_help_lists_every_command_without_importing_them(tmp_path: Path) -> None:
+    modules = imported_by(["--help"], tmp_path)
+    assert offenders(modules, tuple(t.partition(":")[0] for t, _ in COMMANDS.values())) == []
+    assert offenders(modules, HEAVY) == []
+
+
+def test_subscribers_add_imports_only_settings_and_the_subscriber_code(tmp_path: Path) -> None:
+    modules = imported_by(["subscribers", "add", "ada@example.org", "--list", "lab"], tmp_path)
+    assert (tmp_path / "subscribers" / "lab.csv").read_text(encoding="utf-8").count("ada@example.org") == 1
+    assert "newsletter.subscribers.store" in modules  # the report is real
+    assert offenders(modules, HEAVY) == []
+    assert offenders(modules, UNNEEDED) == []
+    others = {m for m in modules if m.startswith("newsletter.cli.")} - {"newsletter.cli.app"}
+    assert others == {"newsletter.cli.subscribers"}
