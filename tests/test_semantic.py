@@ -10,6 +10,7 @@ from helpers.papers import ISSUE, unrelated_papers
 
 from newsletter.errors import ConfigError
 from newsletter.ranking import semantic
+from newsletter.ranking.acronyms import Acronyms, long_form, short_form
 from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings
 from newsletter.sources import load_papers
@@ -94,3 +95,35 @@ def test_the_memory_mapped_table_is_the_shipped_tensor() -> None:
     assert root is not None
     shipped = next(iter(load_file(str(root / semantic._WEIGHTS)).values()))
     assert np.array_equal(semantic.load_model().table, shipped)
+
+
+@pytest.mark.parametrize(
+    ("before", "short", "expected"),
+    [
+        (
+            "Reward models are key in reinforcement learning from human feedback",
+            "RLHF",
+            "reinforcement learning from human feedback",
+        ),
+        ("We survey large language models", "LLMs", "large language models"),
+        ("we apply Direct Preference Optimization", "DPO", "direct preference optimization"),
+        ("a new kind of metric for images", "FID", None),  # the letters are not there: no guess
+    ],
+)
+def test_an_acronym_is_spelled_out_only_by_words_that_spell_it(
+    before: str, short: str, expected: str | None
+) -> None:
+    assert long_form(short, before) == expected
+
+
+def test_acronyms_come_from_the_window_and_ordinary_words_are_left_alone() -> None:
+    found = Acronyms(
+        [
+            "Reward models are key in reinforcement learning from human feedback (RLHF).",
+            "We study Large Language Models (LLMs) (e.g. GPT) and (2024) results (see above).",
+        ]
+    )
+    assert found.spelled_out("RLHF") == "RLHF reinforcement learning from human feedback"
+    assert found.spelled_out("LLM agents") == "LLM agents large language models"
+    assert found.spelled_out("music generation") == "music generation"
+    assert found.get("GPT") is None and short_form("models") is None and short_form("LLMs") == "llm"

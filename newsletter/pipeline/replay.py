@@ -35,6 +35,7 @@ class RecordedPick:
     matched: list[str] = field(default_factory=list)
     liked: float = 0.0
     feedback: float = 0.0
+    related: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,15 @@ def replay_delivery(
     subscriber, recorded = _reader(settings, list_name, record)
     matched: dict[str, list[str]] = recorded.get("matched", {})
     taste: dict[str, list[float]] = recorded.get("taste", {})
-    picks = [
-        RecordedPick(snapshot.papers[pid], list(matched.get(pid, [])), *map(float, taste.get(pid, (0, 0))))
-        for pid in record.papers
-    ]
+    related: dict[str, list[str]] = recorded.get("related", {})
+    picks = []
+    for pid in record.papers:
+        liked, weight = (float(value) for value in taste.get(pid, (0, 0)))
+        picks.append(
+            RecordedPick(
+                snapshot.papers[pid], list(matched.get(pid, [])), liked, weight, list(related.get(pid, []))
+            )
+        )
     now_hash = templates_hash(read_templates(template_dirs(settings)))
     changed = now_hash != snapshot.templates_hash
     signer = signer or LinkSigner.for_run(settings, local_only=True)

@@ -124,6 +124,9 @@ def reader_record(subscriber: Subscriber, picks: Sequence[Pick]) -> str:
         if (liked := float(getattr(p, "liked", 0.0))) or (weight := float(getattr(p, "feedback", 0.0)))
     }
     record: dict[str, Any] = {"name": subscriber.name, "keywords": subscriber.keywords, "matched": matched}
+    related = {p.paper.id: found for p in picks if (found := list(getattr(p, "related", ()) or ()))}
+    if related:  # keywords matched by meaning only, so a replay says "close in meaning" as sent
+        record["related"] = related
     if taste:
         record["taste"] = taste
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False)

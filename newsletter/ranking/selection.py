@@ -11,6 +11,7 @@ import numpy as np
 from ..models import Paper
 from ..settings import SelectionSettings
 from ..text import split_keywords
+from .acronyms import Acronyms, short_form
 from .authors import AUTHOR_PREFIX, author_name, author_vector
 from .feedback import FeedbackEffect, Taste, feedback_effect, liked_alone
 from .keywordscore import FieldIndex
@@ -60,6 +61,17 @@ class ScoredPaper:
         return [kw for kw, row in self._keys if self._ranker.clause(row, self._index) > 0]
 
     @property
+    def related(self) -> list[str]:
+        """The matched keywords none of whose words the paper holds: matched by meaning, closest first."""
+        ranker, index = self._ranker, self._index
+        found = [
+            (kw, ranker.clause(row, index))
+            for kw, row in self._keys
+            if not ranker.literal(row, index) and ranker.clause(row, index) > 0
+        ]
+        return [kw for kw, _ in sorted(found, key=lambda pair: -pair[1])]
+
+    @property
     def parts(self) -> dict[str, float]:
         """Each weighted component of the score, for --explain."""
         parts = self._ranker.explain(self._index, self._keys)
@@ -92,9 +104,12 @@ class Ranker:
             self._model = load_model()
             self._vectors = self._model.embed([paper_text(p.title, p.abstract) for p in self.papers])
         self._matrix = np.zeros((16, len(self.papers)), dtype=np.float32)
+        # One bit per (keyword row, paper): does the paper hold the keyword's words, or only its meaning?
+        self._literal = np.zeros((16, (len(self.papers) + 7) // 8), dtype=np.uint8)
         self._rows = 0
         self._by_text: dict[str, int] = {}
         self._by_terms: dict[str, int] = {}
+        self._acronyms: Acronyms | None = None
 
     def rank(
         self,
@@ -206,31 +221,40 @@ class Ranker:
             normal = AUTHOR_PREFIX + " ".join(name.lower().split())
             row = self._by_terms.get(normal)
             if row is None:
-                row = self._store(author_vector(name, [p.authors for p in self.papers]))
+                found = author_vector(name, [p.authors for p in self.papers])
+                row = self._store(found, found > 0)
                 self._by_terms[normal] = row
             self._by_text[keyword] = row
             return row
         normal = normalise_keyword(keyword)
         row = self._by_terms.get(normal)
         if row is None:
-            row = self._store(self._relevance(keyword, normal)) if normal else _NO_ROW
+            row = self._store(*self._relevance(keyword, normal)) if normal else _NO_ROW
             self._by_terms[normal] = row
         self._by_text[keyword] = row
         return row
 
-    def _relevance(self, keyword: str, normal: str) -> np.ndarray:
-        """Lexical relevance fused with meaning: what one keyword row holds."""
+    def _relevance(self, keyword: str, normal: str) -> tuple[np.ndarray, np.ndarray]:
+        """Lexical relevance fused with meaning (what one keyword row holds), and where words matched."""
         lexical = self._index.keyword_vector(normal.split())
         if self._model is None:
-            return lexical
-        cosines = self.cosines(keyword)
+            return lexical, lexical > 0
+        cosines = self.cosines(self.meaning_text(keyword))
         # Meaning re-ranks the papers that share words with the keyword; alone, it brings in a
         # paper only when it is close for certain: a static model finds some paper 'related' to
         # anything (a surgery video to 'basket weaving'), and a reader notices that at once.
         meaning = np.where((lexical > 0) | (cosines >= MIN_COSINE_ALONE), similarity_scores(cosines), 0.0)
         weight = self.settings.semantic_weight
         fused: np.ndarray = ((1.0 - weight) * lexical + weight * meaning).astype(np.float32)
-        return fused
+        return fused, lexical > 0
+
+    def meaning_text(self, keyword: str) -> str:
+        """What a keyword's vector is made of: its words, and the long forms of its acronyms."""
+        if not any(short_form(word) for word in keyword.split()):
+            return keyword
+        if self._acronyms is None:  # once per issue, and only when some keyword is an acronym
+            self._acronyms = Acronyms(paper_text(p.title, p.abstract) for p in self.papers)
+        return self._acronyms.spelled_out(keyword)
 
     def cosines(self, text: str) -> np.ndarray:
         """Cosine similarity of every paper to a text (zeros when semantics are off)."""
@@ -240,18 +264,26 @@ class Ranker:
         found: np.ndarray = np.einsum("ij,j->i", self._vectors, self._model.embed([text])[0])
         return found
 
-    def _store(self, vector: np.ndarray) -> int:
+    def _store(self, vector: np.ndarray, literal: np.ndarray) -> int:
         if self._rows == len(self._matrix):
             grown = np.zeros((2 * len(self._matrix), self._matrix.shape[1]), dtype=np.float32)
             grown[: self._rows] = self._matrix
             self._matrix = grown
+            bits = np.zeros((2 * len(self._literal), self._literal.shape[1]), dtype=np.uint8)
+            bits[: self._rows] = self._literal
+            self._literal = bits
         self._matrix[self._rows] = vector
+        self._literal[self._rows] = np.packbits(literal)
         self._rows += 1
         return self._rows - 1
 
     def clause(self, row: int, index: int) -> float:
         """One keyword's relevance (0..1) for one paper."""
         return float(self._matrix[row, index])
+
+    def literal(self, row: int, index: int) -> bool:
+        """Whether the paper holds the keyword's words (or the followed author), not only its meaning."""
+        return bool((int(self._literal[row, index >> 3]) >> (7 - (index & 7))) & 1)
 
     def explain(self, index: int, keys: tuple[tuple[str, int], ...]) -> dict[str, float]:
         """The weighted parts that add up to a paper's score, plus each keyword's own relevance."""
@@ -267,7 +299,8 @@ class Ranker:
             if self._model is not None and author_name(kw) is None:
                 words = float(self._index.keyword_vector(normalise_keyword(kw).split())[index])
                 parts[f"words: {kw}"] = words
-                parts[f"meaning: {kw}"] = float(similarity_scores(self.cosines(kw))[index])
+                meaning = similarity_scores(self.cosines(self.meaning_text(kw)))
+                parts[f"meaning: {kw}"] = float(meaning[index])
         return parts
 
 

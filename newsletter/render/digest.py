@@ -130,8 +130,8 @@ class DigestRenderer:
         self._cards: dict[str, _Card] = {}
         self._highlights: dict[tuple[str, tuple[str, ...]], str] = {}
         self._by_profile: dict[tuple[str, tuple[str, ...]], str] = {}
-        self._whys: dict[tuple[str, tuple[str, ...], bool], Why] = {}
-        self._texts: dict[tuple[str, tuple[str, ...], bool], str] = {}
+        self._whys: dict[tuple[str, tuple[str, ...], bool, tuple[str, ...]], Why] = {}
+        self._texts: dict[tuple[str, tuple[str, ...], bool, tuple[str, ...]], str] = {}
         self._templates = {
             name: self._load(name)
             for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CARD_HTML_TEMPLATE, CARD_TEXT_TEMPLATE)
@@ -292,14 +292,15 @@ class DigestRenderer:
         by_profile = (pick.paper.id, profile)
         html = None if (liked or weight) else self._by_profile.get(by_profile)
         if html is None:
-            matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
+            matched, related = _matches(pick)
             liked_shown = liked >= LIKED_FROM and weight > 0
-            by_matched = (pick.paper.id, (*sorted(matched), f"liked={liked_shown}"))
+            by_matched = (pick.paper.id, (*sorted(matched), f"liked={liked_shown}", "related:", *related))
             html = self._highlights.get(by_matched)
             if html is None:
                 card = self._cards[pick.paper.id]
-                words = tuple(sorted(k for k in matched if author_name(k) is None))
-                why = self._why(pick, matched, liked, weight)
+                # Only words the paper holds are marked: a match by meaning has none to mark.
+                words = tuple(sorted(k for k in matched if author_name(k) is None and k not in related))
+                why = self._why(pick, matched, liked, weight, related)
                 values = {
                     "title": highlight(card.title, words),
                     "abstract": highlight(card.abstract, words),
@@ -362,12 +363,12 @@ class DigestRenderer:
 
     def _card_text(self, pick: Pick, feedback_url: str) -> str:
         """The plain-text card, plus the reason line and the reader's two feedback links."""
-        matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
+        matched, related = _matches(pick)
         liked, weight = float(getattr(pick, "liked", 0.0)), float(getattr(pick, "feedback", 0.0))
-        key = (pick.paper.id, matched, liked >= LIKED_FROM and weight > 0)
+        key = (pick.paper.id, matched, liked >= LIKED_FROM and weight > 0, related)
         text = self._texts.get(key)
         if text is None:  # wrapping is slow: once per paper and reason, not per reader
-            why = self._why(pick, matched, liked, weight)
+            why = self._why(pick, matched, liked, weight, related)
             lines = [self._cards[pick.paper.id].text.rstrip("\n"), wrap_text(f"Why: {why.reason}.")]
             if why.sentence:
                 lines.append(wrap_text(f"Matched in the abstract: \u201c{why.sentence}\u201d"))
@@ -379,16 +380,18 @@ class DigestRenderer:
             return f"{text}\nMore like this: {more}\nLess like this: {less}\n"
         return text + "\n"
 
-    def _why(self, pick: Pick, matched: tuple[str, ...], liked: float, weight: float) -> Why:
+    def _why(
+        self, pick: Pick, matched: tuple[str, ...], liked: float, weight: float, related: tuple[str, ...]
+    ) -> Why:
         """Why a paper was picked, worked out once per (paper, matched keywords, liked or not)."""
         liked_shown = liked >= LIKED_FROM and weight > 0
-        key = (pick.paper.id, matched, liked_shown)
+        key = (pick.paper.id, matched, liked_shown, related)
         found = self._whys.get(key)
         if found is None:
             if len(self._whys) > _CARD_CACHE_MAX:
                 self._whys.clear()
             card = self._cards[pick.paper.id]
-            found = self._whys[key] = why_picked(pick.paper, matched, card.abstract, liked, weight)
+            found = self._whys[key] = why_picked(pick.paper, matched, card.abstract, liked, weight, related)
         return found
 
     def _preheader(self, picks: Sequence[Pick], keywords: Sequence[str]) -> str:
@@ -410,6 +413,13 @@ class DigestRenderer:
             window = window_label(self.issue.window_start, self.issue.issue_date)
             return "No new papers" + (" on your topics" if has_keywords else "") + f", {window}"
         return shorten(self._cards[picks[0].paper.id].title, SUBJECT_MAX)
+
+
+def _matches(pick: Pick) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keywords a pick matched, and those of them it matched by meaning only (closest first)."""
+    matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
+    related = dict.fromkeys(collapse(k) for k in getattr(pick, "related", ()) or ())
+    return matched, tuple(k for k in related if k in matched)
 
 
 def _feedback_links(url: str) -> tuple[str, str]:

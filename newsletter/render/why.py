@@ -12,6 +12,7 @@ from .text import collapse, split_sentences
 
 LIKED_FROM = 0.3  # closeness (0..1) to a liked paper worth telling the reader about
 SENTENCE_MAX = 220
+RELATED_SHOWN = 3  # keywords matched by meaning named on a card, closest first
 
 
 @dataclass(frozen=True)
@@ -23,16 +24,28 @@ class Why:
 
 
 def why_picked(
-    paper: Paper, matched: Sequence[str], shown_abstract: str, liked: float = 0.0, feedback: float = 0.0
+    paper: Paper,
+    matched: Sequence[str],
+    shown_abstract: str,
+    liked: float = 0.0,
+    feedback: float = 0.0,
+    related: Sequence[str] = (),
 ) -> Why:
-    """Matched keywords first (people followed, then topics), else feedback, else popularity."""
+    """Matched keywords first (people followed, words, then meaning), else feedback, else popularity.
+
+    `related` are the matched keywords the paper holds none of the words of (closest first): it
+    says "close in meaning", never "matches", since a reader who looks for the word will not find it.
+    """
     people = [name for kw in matched if (name := author_name(kw))]
-    topics = [collapse(kw) for kw in matched if author_name(kw) is None]
+    by_meaning = [collapse(kw) for kw in related if author_name(kw) is None]
+    topics = [t for kw in matched if author_name(kw) is None and (t := collapse(kw)) not in by_meaning]
     parts = []
     if people:
         parts.append("By " + ", ".join(people) + ", whom you follow")
     if topics:
         parts.append("Matches your keywords: " + ", ".join(topics))
+    if by_meaning:
+        parts.append("Close in meaning to your keywords: " + ", ".join(by_meaning[:RELATED_SHOWN]))
     if liked >= LIKED_FROM and feedback > 0:
         parts.append("Similar to a paper you liked")
     if not parts:
