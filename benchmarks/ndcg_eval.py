@@ -105,7 +105,9 @@ def feedback_gain(judgements: Path, papers_path: Path, settings: SelectionSettin
             continue  # nothing left to find: the query says nothing about feedback
         exclude = [best.paper.id]
         before.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, exclude_ids=exclude)], rest))
-        taste = Taste.of([(best.paper.id, vector)], [])
+        taste = Taste.of(
+            [(best.paper.id, vector)], [], {best.paper.id: ranker.telling_terms([best.paper])[0]}
+        )
         after.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, taste=taste)], rest))
     return sum(before) / len(before), sum(after) / len(after)
 

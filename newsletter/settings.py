@@ -126,7 +126,7 @@ class SelectionSettings(_Section):
         description="share of a keyword's relevance from meaning (embeddings), not words; 0 = words only",
     )
     feedback_weight: float = Field(
-        default=0.5,
+        default=1.0,
         ge=0,
         description="how far a reader's 'more/less like this' moves similar papers; 0 = ignore feedback",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,7 +55,15 @@ def taste_of(ranker: Ranker, liked: tuple[str, ...] = (), disliked: tuple[str, .
         assert vector is not None
         return pid, vector
 
-    return Taste.of([pair(p) for p in liked], [pair(p) for p in disliked])
+    words = dict(
+        zip([*liked, *disliked], ranker.telling_terms(_window(ranker, [*liked, *disliked])), strict=True)
+    )
+    return Taste.of([pair(p) for p in liked], [pair(p) for p in disliked], words)
+
+
+def _window(ranker: Ranker, paper_ids: list[str]) -> list:
+    by_id = {p.id: p for p in ranker.papers}
+    return [by_id[i] for i in paper_ids]
 
 
 def test_liking_a_music_paper_lifts_the_other_music_paper_above_the_image_papers() -> None:
@@ -73,6 +82,51 @@ def test_disliking_sinks_neighbours_and_bans_near_duplicates() -> None:
     assert "img1v2" not in ids(picked) and "img1" not in ids(picked)
     assert ids(picked)[-1] == "img2"  # the disliked paper's neighbour sinks to the bottom
     assert picked[-1].parts["feedback"] < 0
+
+
+# Two topics the reader's keyword ("protein") does not name: a liked paper on one of them makes its
+# neighbour on that topic an interest of its own, never the other topic.
+WIDER = [
+    make_paper("p1", "Protein folding with transformers", "We predict protein structure with attention."),
+    make_paper("p2", "Protein design by diffusion", "We design proteins with a generative model."),
+    make_paper(
+        "liked",
+        "Graph neural networks for molecule property prediction",
+        "Message passing over molecular graphs predicts solubility and toxicity of small molecules.",
+    ),
+    make_paper(
+        "kin",
+        "Equivariant message passing for molecular graphs",
+        "Molecular graphs with 3D coordinates: equivariant message passing predicts molecule energies.",
+    ),
+    make_paper("far", "Sorting networks on GPUs", "A radix sort for graphics processors, with benchmarks."),
+    make_paper("town", "Traffic forecasting for roads", "Sensors on city roads predict traffic speed."),
+]
+
+
+def test_a_liked_paper_brings_in_a_paper_like_it_that_no_keyword_matches() -> None:
+    ranker = Ranker(WIDER, ISSUE, SelectionSettings())
+    assert ids(ranker.rank(["protein"])) == ["p1", "p2"]
+    after = ranker.rank(["protein"], taste=taste_of(ranker, liked=("liked",)))
+    assert set(ids(after)) == {"p1", "p2", "kin"}  # the sorting and traffic papers stay out
+    kin = after[ids(after).index("kin")]
+    assert kin.liked >= 0.5 and kin.matched == [] and kin.parts["feedback"] > 0
+
+
+def test_a_reader_who_liked_a_paper_sees_its_neighbour_first() -> None:
+    """The feedback part is on the keywords' scale: a liked paper's neighbour beats a plain match."""
+    ranker = Ranker(WIDER, ISSUE, SelectionSettings())
+    assert ids(ranker.rank(["protein", "molecular"]))[0] == "p1"
+    after = ranker.rank(["protein", "molecular"], taste=taste_of(ranker, liked=("liked",)))
+    assert ids(after)[0] == "kin"
+
+
+def test_feedback_on_a_paper_without_its_terms_still_works_by_meaning() -> None:
+    ranker = Ranker(PAPERS, ISSUE, SelectionSettings(recency_weight=0, popularity_weight=0))
+    vector = ranker.vector_of("mus1")
+    assert vector is not None
+    taste = Taste.of([("mus1", vector)], [])  # e.g. remembered by a feedback file from before terms
+    assert ids(ranker.rank(["diffusion models"], taste=taste))[0] == "mus2"
 
 
 def test_feedback_weight_zero_ignores_feedback() -> None:
@@ -94,6 +148,42 @@ def test_the_store_keeps_the_latest_verdict_per_reader_and_paper(tmp_path: Path)
     assert tastes["ada@example.org"].liked_ids == ("mus1",) and not tastes["ada@example.org"].disliked_ids
     remembered = store.paper("mus1")
     assert remembered is not None and remembered.title == PAPERS[2].title
+
+
+def test_the_store_keeps_each_papers_telling_terms_for_later_feedback(tmp_path: Path) -> None:
+    ranker = Ranker(WIDER, ISSUE, SelectionSettings())
+    store = FeedbackStore(tmp_path / "feedback.db")
+    store.remember(ranker.papers, ranker.vectors, ranker.telling_terms())
+    store.record("news", "ada@example.org", "liked", Verdict.MORE)
+    remembered = store.paper("liked")
+    assert remembered is not None and {"molecular", "graph"} <= set(remembered.terms)
+    taste = store.tastes("news")["ada@example.org"]
+    assert taste.terms["liked"] == remembered.terms
+    assert "kin" in ids(ranker.rank(["protein"], taste=taste))
+
+
+def test_a_feedback_file_from_before_terms_is_upgraded_and_keeps_its_verdicts(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.db"
+    with sqlite3.connect(path) as db:  # version 1: no terms column
+        db.executescript(
+            "CREATE TABLE papers (id TEXT PRIMARY KEY, title TEXT NOT NULL, vector BLOB NOT NULL,"
+            " seen REAL NOT NULL);"
+            "CREATE TABLE feedback (list TEXT NOT NULL, email TEXT NOT NULL, paper_id TEXT NOT NULL,"
+            " verdict TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (list, email, paper_id));"
+            "PRAGMA user_version = 1;"
+        )
+        vector = np.ones(4, dtype=np.float16) / 2
+        db.execute("INSERT INTO papers VALUES ('old', 'An old paper', ?, 0)", (vector.tobytes(),))
+        db.execute("INSERT INTO feedback VALUES ('news', 'ada@example.org', 'old', 'more', 0)")
+    db.close()
+    store = FeedbackStore(path)
+    taste = store.tastes("news")["ada@example.org"]
+    assert taste.liked_ids == ("old",) and taste.terms == {}
+    remembered = store.paper("old")
+    assert remembered is not None and remembered.terms == ()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    db.close()
 
 
 def test_papers_rank_like_and_dislike_try_feedback_offline(tmp_path: Path) -> None:

@@ -112,13 +112,18 @@ def taste_from_ids(
     store_path = app.settings.path(app.settings.feedback_db)
     store = FeedbackStore(store_path) if store_path.is_file() else None
 
+    words: dict[str, tuple[str, ...]] = {}
+
     def vector(paper_id: str) -> tuple[str, Any]:
         found = ranker.vector_of(paper_id)
         if found is None and paper_id in by_id:
             found = ranker.embed_papers([by_id[paper_id]])[0]
+        if found is not None and paper_id in by_id:
+            words[paper_id] = ranker.telling_terms([by_id[paper_id]])[0]
         if found is None and store is not None:
             remembered = store.paper(paper_id)
-            found = remembered.vector if remembered else None
+            if remembered:
+                found, words[paper_id] = remembered.vector, remembered.terms
         if found is None:
             raise click.BadParameter(
                 f"no paper with id {paper_id!r} in --papers or in past issues ({store_path})",
@@ -126,7 +131,7 @@ def taste_from_ids(
             )
         return paper_id, found
 
-    return Taste.of([vector(i) for i in liked], [vector(i) for i in disliked])
+    return Taste.of([vector(i) for i in liked], [vector(i) for i in disliked], words)
 
 
 def scored_to_dict(scored: ScoredPaper, explain: bool) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def reader_tastes(settings: Settings, ranker: Ranker, list_name: str, remember: 
         return {}
     store = FeedbackStore(settings.path(settings.feedback_db))
     if remember:
-        store.remember(ranker.papers, ranker.vectors)
+        store.remember(ranker.papers, ranker.vectors, ranker.telling_terms())
     if settings.selection.feedback_weight <= 0 or not store.path.is_file():
         return {}
     return store.tastes(list_name)

@@ -21,15 +21,16 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import Paper
-from .feedback import Taste, Verdict
+from .feedback import TERMS_KEPT, Taste, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
     vector BLOB NOT NULL,
-    seen REAL NOT NULL
+    seen REAL NOT NULL,
+    terms TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS feedback (
     list TEXT NOT NULL,
@@ -50,6 +51,7 @@ class Remembered:
     id: str
     title: str
     vector: np.ndarray
+    terms: tuple[str, ...] = ()
 
 
 class FeedbackStore:
@@ -72,6 +74,8 @@ class FeedbackStore:
                     )
                 if version < SCHEMA_VERSION:
                     db.executescript(_SCHEMA)
+                    if version == 1:  # version 2 keeps each paper's telling terms for "more like this"
+                        db.execute("ALTER TABLE papers ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
                 yield db
         except sqlite3.DatabaseError as exc:
@@ -81,25 +85,31 @@ class FeedbackStore:
                 fix="check the file's permissions and disk space, or move a damaged file away",
             ) from exc
 
-    def remember(self, papers: Sequence[Paper], vectors: np.ndarray) -> None:
-        """Keep each issue paper's title and vector, so later feedback on it has something to use."""
+    def remember(
+        self, papers: Sequence[Paper], vectors: np.ndarray, terms: Sequence[Sequence[str]] | None = None
+    ) -> None:
+        """Keep each issue paper's title, vector and telling terms: what later feedback on it works from."""
         now = time.time()
+        words = terms if terms is not None else [()] * len(papers)
         rows = [
-            (p.id, p.title, v.astype(np.float16).tobytes(), now) for p, v in zip(papers, vectors, strict=True)
+            (p.id, p.title, v.astype(np.float16).tobytes(), now, " ".join(t))
+            for p, v, t in zip(papers, vectors, words, strict=True)
         ]
         with self._db() as db:
             db.executemany(
-                "INSERT INTO papers (id, title, vector, seen) VALUES (?, ?, ?, ?)"
+                "INSERT INTO papers (id, title, vector, seen, terms) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET title = excluded.title, vector = excluded.vector,"
-                " seen = excluded.seen",
+                " seen = excluded.seen, terms = excluded.terms",
                 rows,
             )
 
     def paper(self, paper_id: str) -> Remembered | None:
         """A remembered paper, or None if no issue ever carried it."""
         with self._db() as db:
-            row = db.execute("SELECT id, title, vector FROM papers WHERE id = ?", (paper_id,)).fetchone()
-        return None if row is None else Remembered(row[0], row[1], _vector(row[2]))
+            row = db.execute(
+                "SELECT id, title, vector, terms FROM papers WHERE id = ?", (paper_id,)
+            ).fetchone()
+        return None if row is None else Remembered(row[0], row[1], _vector(row[2]), _terms(row[3]))
 
     def record(self, list_name: str, email: str, paper_id: str, verdict: Verdict) -> None:
         """One reader's verdict on one paper; clicking again (or the other button) replaces it."""
@@ -114,19 +124,29 @@ class FeedbackStore:
     def tastes(self, list_name: str) -> dict[str, Taste]:
         """Every reader of a list who gave feedback on a remembered paper: address -> Taste."""
         found: dict[str, tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]] = {}
+        words: dict[str, tuple[str, ...]] = {}  # shared by every reader who judged the paper
         with self._db() as db:
             rows = db.execute(
-                "SELECT f.email, f.paper_id, f.verdict, p.vector"
+                "SELECT f.email, f.paper_id, f.verdict, p.vector, p.terms"
                 " FROM feedback f JOIN papers p ON p.id = f.paper_id"
                 " WHERE f.list = ? ORDER BY f.email, f.at DESC",
                 (list_name,),
             )
-            for email, paper_id, verdict, blob in rows:
+            for email, paper_id, verdict, blob, text in rows:
                 liked, disliked = found.setdefault(email, ([], []))
                 if len(liked) + len(disliked) < MAX_PER_READER:
                     (liked if verdict == Verdict.MORE else disliked).append((paper_id, _vector(blob)))
-        return {email: Taste.of(liked, disliked) for email, (liked, disliked) in found.items()}
+                    if paper_id not in words:
+                        words[paper_id] = _terms(text)
+        return {
+            email: Taste.of(liked, disliked, {pid: words[pid] for pid, _ in [*liked, *disliked]})
+            for email, (liked, disliked) in found.items()
+        }
 
 
 def _vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+
+def _terms(text: str | None) -> tuple[str, ...]:
+    return tuple(str(text or "").split()[:TERMS_KEPT])

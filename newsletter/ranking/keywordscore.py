@@ -13,6 +13,7 @@ from ..settings import SelectionSettings
 from .textmatch import terms
 
 TERM_CACHE_SIZE = 8192  # per-term score vectors kept; bounded so free-text keywords cannot grow it
+SPARSE_CACHE_SIZE = 50_000  # feedback terms: scores only where each occurs, so at most the postings twice
 
 
 class FieldIndex:
@@ -27,6 +28,7 @@ class FieldIndex:
         self._body = Bm25(self.body_terms, k1=settings.bm25_k1, b=settings.bm25_b)
         self._positions: dict[int, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
         self._term_cache: dict[str, np.ndarray] = {}
+        self._sparse: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def term_scores(self, term: str) -> np.ndarray:
         """Field-weighted BM25 of one term for every paper; terms recur across many keywords."""
@@ -59,6 +61,43 @@ class FieldIndex:
         raw = np.where(idf_coverage(present) >= self.settings.min_coverage, boosted, 0.0)
         best = float(boosted.max())
         return (raw / best).astype(np.float32) if best > 0 else np.zeros(self.size, dtype=np.float32)
+
+    def telling_terms(self, title: Sequence[str], body: Sequence[str], count: int) -> tuple[str, ...]:
+        """A text's most telling terms: frequent in it (title terms count title_weight), rare in the window.
+
+        What "more like this" looks for in other papers' words (Lucene's MoreLikeThis, in short);
+        terms no window paper uses are left out, since they can find nothing here.
+        """
+        weights: dict[str, float] = dict(Counter(body))
+        for term in title:
+            weights[term] = weights.get(term, 0.0) + self.settings.title_weight
+        scored = [(tf * idf, term) for term, tf in weights.items() if (idf := self._body.idf(term)) > 0]
+        scored.sort(key=lambda pair: (-pair[0], pair[1]))
+        return tuple(term for _, term in scored[:count])
+
+    def terms_score(self, some_terms: Sequence[str]) -> np.ndarray:
+        """The window's BM25 score of a bag of terms, per paper (no phrase or coverage logic).
+
+        Straight from the postings, not through the term cache: readers' liked papers bring
+        thousands of distinct terms, and caching each as a full row would cost memory in every builder.
+        """
+        total = np.zeros(self.size, dtype=np.float32)
+        for term in dict.fromkeys(some_terms):
+            found = self._sparse.get(term)
+            if found is None:
+                if len(self._sparse) >= SPARSE_CACHE_SIZE:
+                    self._sparse.clear()
+                found = self._sparse[term] = self._sparse_scores(term)
+            total[found[0]] += found[1]
+        return total
+
+    def _sparse_scores(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """One term's field-weighted scores, only where it occurs: (paper indexes, scores)."""
+        row = np.zeros(self.size, dtype=np.float32)
+        self._title.add_to(row, term, self.settings.title_weight)
+        self._body.add_to(row, term, 1.0)
+        where = np.flatnonzero(row)
+        return where, row[where]
 
     def _proximity_bonus(self, index: int, keyword_terms: list[str]) -> float:
         """Full phrase boost when the terms appear in order and adjacent; less the further apart."""
@@ -120,6 +159,20 @@ class Bm25:
             tf = np.array(counts, dtype=np.float64)
             at = np.array(docs, dtype=np.intp)
             self._postings[term] = (at, (np.float64(idf) * (tf / (norms[at] + tf))).astype(np.float32))
+
+    def idf(self, term: str) -> float:
+        """The term's idf in this corpus, 0 when no document holds it."""
+        found = self._postings.get(term)
+        if found is None:
+            return 0.0
+        df = len(found[0])
+        return math.log(1 + (self.size - df + 0.5) / (df + 0.5))
+
+    def add_to(self, total: np.ndarray, term: str, factor: float) -> None:
+        """Add factor x this term's scores into `total`, touching only the documents that hold it."""
+        found = self._postings.get(term)
+        if found is not None:
+            total[found[0]] += np.float32(factor) * found[1]
 
     def scores(self, term: str) -> np.ndarray:
         """This term's score in every document (0 where it does not occur)."""

@@ -13,10 +13,10 @@ from ..settings import SelectionSettings
 from ..text import split_keywords
 from .acronyms import Acronyms, short_form
 from .authors import AUTHOR_PREFIX, author_name, author_vector
-from .feedback import FeedbackEffect, Taste, feedback_effect, liked_alone
+from .feedback import TERMS_KEPT, FeedbackEffect, Taste, feedback_effect
 from .keywordscore import FieldIndex
 from .semantic import MIN_COSINE_ALONE, EmbeddingModel, load_model, paper_text, similarity_scores
-from .textmatch import normalise_keyword
+from .textmatch import normalise_keyword, terms
 
 # score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
 #       + recency_weight * 0.5 ** (age_days / half_life_days)
@@ -139,10 +139,12 @@ class Ranker:
             scores = self._base.copy() if (exclude_ids or taste) else self._base
         effect = None
         if taste and self.settings.feedback_weight > 0 and self._model is not None and self._fits(taste):
-            effect = feedback_effect(self._vectors, taste)
+            effect = feedback_effect(
+                self._vectors, taste, self._index.terms_score, self.settings.semantic_weight
+            )
             weight = self.settings.feedback_weight
-            if keys:  # a paper very like one they liked is picked even without a keyword match
-                scores = np.where(np.isneginf(scores) & liked_alone(self._vectors, taste), self._base, scores)
+            if keys:  # a paper clearly like one they liked is picked even without a keyword match
+                scores = np.where(np.isneginf(scores) & effect.alone, self._base, scores)
             scores = scores + weight * effect.net
             scores[effect.banned] = -np.inf
             exclude_ids = [*exclude_ids, *taste.liked_ids, *taste.disliked_ids]
@@ -196,6 +198,18 @@ class Ranker:
             return None
         found: np.ndarray = self._vectors[index]
         return found
+
+    def telling_terms(self, papers: Sequence[Paper] | None = None) -> list[tuple[str, ...]]:
+        """Each paper's most telling terms (the window's papers by default), for "more like this"."""
+        if papers is None:
+            pairs = zip(self._index.title_terms, self._index.body_terms, strict=True)
+        else:
+            pairs = zip(
+                [terms(p.title) for p in papers],
+                [terms(" ".join([p.abstract, *p.keywords])) for p in papers],
+                strict=True,
+            )
+        return [self._index.telling_terms(title, body, TERMS_KEPT) for title, body in pairs]
 
     def embed_papers(self, papers: Sequence[Paper]) -> np.ndarray:
         """Vectors for papers outside the window, e.g. one liked last week (semantics must be on)."""

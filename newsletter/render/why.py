@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from ..models import Paper
 from ..ranking.authors import author_name
+from ..ranking.feedback import LIKED_ALONE
 from ..ranking.textmatch import terms
 from .text import collapse, split_sentences
 
-LIKED_FROM = 0.3  # closeness (0..1) to a liked paper worth telling the reader about
+LIKED_FROM = LIKED_ALONE  # closeness (0..1) to a liked paper worth telling the reader about
 SENTENCE_MAX = 220
 RELATED_SHOWN = 3  # keywords matched by meaning named on a card, closest first
 
