@@ -70,9 +70,26 @@ def test_rank_explain_shows_matched_keywords_and_score_parts() -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith(" 1. ") and "MusicRL" in lines[0]
-    assert lines[1].strip() == "matched: music, reinforcement learning"
-    assert "keywords=" in lines[2] and "recency=" in lines[2] and "popularity=" in lines[2]
-    assert "music=" in lines[3] and "reinforcement learning=" in lines[3]
+    assert lines[1].strip() == "why: Matches your keywords: music, reinforcement learning"
+    score, total = lines[0].split()[1], lines[2].strip()
+    assert (
+        total.startswith(f"score {score} = keywords ") and "+ recency " in total and "+ popularity " in total
+    )
+    assert lines[3].split()[0] == "music" and " x words " in lines[3] and " x meaning " in lines[3]
+    assert lines[4].strip().startswith("reinforcement learning ")
+
+
+def test_rank_explain_says_which_keywords_matched_by_meaning_and_what_feedback_added() -> None:
+    common = ["papers", "rank", "--papers", str(EXAMPLES), "--date", "2024-03-14"]
+    ranked = run(*common, "--keywords", "music generation", "--json")
+    liked = json.loads(ranked.stdout)[0]["id"]
+    result = run(*common, "--keywords", "voice synthesis", "--top", "20", "--like", liked, "--explain")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "why: Close in meaning to your keywords: voice synthesis" in text
+    assert "(by meaning only: none of its words is in the paper)" in text
+    assert "feedback +" in text and "x (close to a paper you liked " in text
+    assert "why: Similar to a paper you liked" in text  # picked on feedback alone
 
 
 def test_rank_window_days_limits_papers_to_the_days_before_the_issue() -> None:

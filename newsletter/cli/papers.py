@@ -15,6 +15,8 @@ from ..models import Paper
 from ..ranking.feedback import Taste
 from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker, ScoredPaper
+from ..render.why import why_picked
+from ..settings import SelectionSettings
 from ..sources import PaperLoad, load_papers
 from ..text import split_keywords
 from .app import AppContext, pass_app
@@ -95,7 +97,7 @@ def rank(
     if not ranked:
         click.echo(f"No papers match in the {selection.window_days} days up to {day.isoformat()}.", err=True)
     for place, scored in enumerate(ranked, start=1):
-        click.echo(describe(place, scored, explain))
+        click.echo(describe(place, scored, explain, selection))
 
 
 def taste_from_ids(
@@ -151,29 +153,42 @@ def scored_to_dict(scored: ScoredPaper, explain: bool) -> dict[str, Any]:
     return item
 
 
-def describe(place: int, scored: ScoredPaper, explain: bool) -> str:
-    """One line per paper; with --explain, the parts of the score on the next lines."""
+def describe(place: int, scored: ScoredPaper, explain: bool, selection: SelectionSettings) -> str:
+    """One line per paper; with --explain, why it was picked and how its score adds up."""
     paper = scored.paper
     line = f"{place:>2}. {scored.score:6.3f}  {paper.published.date().isoformat()}  {paper.title}"
     if not explain:
         return line
-    matched = ", ".join(scored.matched) or "(none)"
     every = scored.parts
-    parts = "  ".join(f"{k}={v:.3f}" for k, v in every.items() if ": " not in k)
-    keywords = "  ".join(
-        f"{k[9:]}={v:.3f}" + _split(every, k[9:]) for k, v in every.items() if k.startswith("keyword: ")
-    )
-    lines = [line, f"      matched: {matched}", f"      {parts}"]
-    if keywords:
-        lines.append(f"      per keyword: {keywords}")
+    related = scored.related
+    why = why_picked(paper, scored.matched, paper.abstract, scored.liked, scored.feedback, related)
+    total = " + ".join(f"{k} {v:.3f}" for k, v in every.items() if ": " not in k)
+    lines = [line, f"      why: {why.reason}", f"      score {scored.score:.3f} = {total}"]
+    keywords = [(k[9:], v) for k, v in every.items() if k.startswith("keyword: ") and v > 0]
+    width = max((len(k) for k, _ in keywords), default=0)
+    for keyword, value in keywords:
+        lines.append(
+            f"      {keyword:<{width}}  {value:.3f}" + _split(every, keyword, selection, keyword in related)
+        )
+    if "feedback" in every:
+        like, dislike = every["feedback: like"], every["feedback: dislike"]
+        lines.append(
+            f"      feedback {every['feedback']:+.3f} = {selection.feedback_weight:g}"
+            f" x (close to a paper you liked {like:.2f} - close to one you disliked {dislike:.2f})"
+        )
     return "\n".join(lines)
 
 
-def _split(parts: dict[str, float], keyword: str) -> str:
-    """' (words 0.91, meaning 0.40)' when the score fuses both, else nothing."""
+def _split(parts: dict[str, float], keyword: str, selection: SelectionSettings, meaning_only: bool) -> str:
+    """' = 0.7 x words 0.91 + 0.3 x meaning 0.40' when the score fuses both, else nothing."""
     if f"meaning: {keyword}" not in parts:
         return ""
-    return f" (words {parts[f'words: {keyword}']:.2f}, meaning {parts[f'meaning: {keyword}']:.2f})"
+    share = selection.semantic_weight
+    found = (
+        f" = {1 - share:g} x words {parts[f'words: {keyword}']:.2f}"
+        f" + {share:g} x meaning {parts[f'meaning: {keyword}']:.2f}"
+    )
+    return found + ("  (by meaning only: none of its words is in the paper)" if meaning_only else "")
 
 
 @papers.command("fetch")

@@ -36,7 +36,7 @@ _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier inde
 class ScoredPaper:
     """One paper picked for one subscriber; why it scored is worked out only when asked."""
 
-    __slots__ = ("_index", "_keys", "_ranker", "feedback", "liked", "paper", "score")
+    __slots__ = ("_index", "_keys", "_ranker", "disliked", "feedback", "liked", "paper", "score")
 
     def __init__(
         self,
@@ -45,15 +45,16 @@ class ScoredPaper:
         ranker: Ranker,
         index: int,
         keys: tuple[tuple[str, int], ...],
-        feedback: tuple[float, float] = (0.0, 0.0),
+        feedback: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> None:
         self.paper = paper
         self.score = score
         self._ranker = ranker
         self._index = index
         self._keys = keys
-        # The reader's feedback part of the score, and how close (0..1) it is to a paper they liked.
-        self.feedback, self.liked = feedback
+        # The reader's feedback part of the score, and how close (0..1) it is to a paper they liked
+        # and to one they disliked.
+        self.feedback, self.liked, self.disliked = feedback
 
     @property
     def matched(self) -> list[str]:
@@ -75,8 +76,10 @@ class ScoredPaper:
     def parts(self) -> dict[str, float]:
         """Each weighted component of the score, for --explain."""
         parts = self._ranker.explain(self._index, self._keys)
-        if self.feedback or self.liked:
+        if self.feedback or self.liked or self.disliked:
             parts["feedback"] = self.feedback
+            parts["feedback: like"] = self.liked
+            parts["feedback: dislike"] = self.disliked
         return parts
 
     def __repr__(self) -> str:
@@ -180,7 +183,12 @@ class Ranker:
         weight = self.settings.feedback_weight
         return [
             ScoredPaper(
-                papers[i], value, self, i, keys, (weight * float(effect.net[i]), float(effect.like[i]))
+                papers[i],
+                value,
+                self,
+                i,
+                keys,
+                (weight * float(effect.net[i]), float(effect.like[i]), float(effect.dislike[i])),
             )
             for i, value in zip(picked.tolist(), scores[picked].tolist(), strict=False)
             if value != _NEG_INF
