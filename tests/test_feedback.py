@@ -253,6 +253,10 @@ def test_a_card_link_opens_a_one_button_page_and_only_the_post_records(settings:
     next_issue = prepare_issue(settings, list_name="news")
     taste = next_issue.taste("ADA@example.org")
     assert taste is not None and taste.liked_ids == (built.picks[0].paper.id,)
+    assert taste.terms[built.picks[0].paper.id]  # its telling words were kept with its vector
+    rebuilt = DigestBuilder(settings, next_issue, LinkSigner(SECRET, settings.base_url or "")).build(reader)
+    assert rebuilt is not None and built.picks[0].paper.id not in [p.paper.id for p in rebuilt.picks]
+    assert "Similar to a paper you liked." in rebuilt.digest.text
 
 
 def test_a_token_for_another_purpose_does_not_open_the_feedback_page(settings: Settings) -> None:

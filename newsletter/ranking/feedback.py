@@ -76,8 +76,8 @@ class FeedbackEffect:
 
     @property
     def alone(self) -> np.ndarray:
-        """Papers close enough to a liked one to be picked on that alone."""
-        found: np.ndarray = self.like >= LIKED_ALONE
+        """Papers near enough a liked one (and nearer it than any disliked one) to pick on that alone."""
+        found: np.ndarray = (self.like >= LIKED_ALONE) & (self.like > self.dislike)
         return found
 
 
