@@ -21,6 +21,8 @@ from .textmatch import normalise_keyword, terms
 # score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
 #       + recency_weight * 0.5 ** (age_days / half_life_days)
 #       + popularity_weight * log1p(upvotes) / log1p(most upvotes in the window)
+#       + feedback_weight * (closeness to a liked paper - closeness to a disliked one), 0..1 each,
+#         for readers who gave feedback (feedback.py)
 # relevance = (1 - semantic_weight) * lexical + semantic_weight * meaning, each 0..1:
 # lexical is BM25 over title (x title_weight) and abstract, times (1 + phrase/proximity boost),
 # scaled so the window's best paper for that keyword scores 1 (keywordscore.py); meaning is the
