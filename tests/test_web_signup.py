@@ -272,3 +272,17 @@ def test_sign_ups_nobody_confirmed_within_a_week_are_dropped(client: TestClient,
         "uma@example.org",
         "bob@example.org",
     ]
+
+
+@pytest.mark.parametrize("folded", [True, False], ids=["in the csv", "in the journal"])
+def test_stale_sign_ups_are_dropped_whether_folded_into_the_csv_or_not(
+    client: TestClient, settings: Settings, folded: bool
+) -> None:
+    sign_up(client, "late@example.org")
+    if folded:
+        store(settings).compact()
+        assert not store(settings).journal.size()  # only the streamed look at the CSV finds it
+    assert drop_stale_pending(store(settings), now=datetime.now(UTC) + timedelta(days=3)) == 0
+    assert store(settings).get("late@example.org") is not None
+    assert drop_stale_pending(store(settings), now=datetime.now(UTC) + timedelta(days=8)) == 1
+    assert store(settings).get("late@example.org") is None

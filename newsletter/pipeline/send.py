@@ -213,7 +213,7 @@ def _run_send(
             frequency=options.frequency,
         )
         store = SubscriberStore(settings.list_path(issue.info.list_name))
-        if recorded:
+        if recorded and store.journal.size():
             store.compact()  # fold the change journal into the CSV, so the run streams one file
         channel = channel_for(settings.smtp)
         report = SendReport(
