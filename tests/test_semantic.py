@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,29 @@ def test_acronyms_come_from_the_window_and_ordinary_words_are_left_alone() -> No
     assert found.spelled_out("LLM agents") == "LLM agents large language models"
     assert found.spelled_out("music generation") == "music generation"
     assert found.get("GPT") is None and short_form("models") is None and short_form("LLMs") == "llm"
+
+
+def _resident_kib(path: Path) -> int:
+    """How much of a mapped file this process holds in memory now (Linux smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's first line: range, mode, ..., path
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="reads Linux's /proc/self/smaps")
+def test_embedding_keeps_none_of_the_table_in_the_process_and_gives_the_same_vectors() -> None:
+    """An issue's abstracts touch nearly every page of the table: the sender and each builder let go."""
+    model = semantic.load_model()
+    root = semantic.model_files()
+    assert root is not None
+    texts = [semantic.paper_text(p.title, p.abstract) for p in load_papers([EXAMPLES]).papers]
+    first = model.embed(texts)
+    assert _resident_kib(root / semantic._WEIGHTS) == 0
+    again = model.embed(texts)
+    assert np.array_equal(first, again)
+    expected = model.table[model.token_ids(texts[0])].sum(axis=0, dtype=np.float32)
+    assert np.allclose(first[0], expected / np.linalg.norm(expected))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import mmap
 import os
 import struct
 from collections.abc import Sequence
@@ -33,11 +34,12 @@ MIN_COSINE = 0.15  # below this cosine no text is related, however the window's 
 class EmbeddingModel:
     """A static embedding table and its tokenizer: text in, unit vector out."""
 
-    def __init__(self, table: np.ndarray, tokenizer: object) -> None:
+    def __init__(self, table: np.ndarray, tokenizer: object, mapped: mmap.mmap | None = None) -> None:
         self.table = table  # float16 as shipped (16 MB, not 32: a send stays under 150 MB), summed in float32
         self.dim = int(table.shape[1])
         self._tokenizer = tokenizer
         self._words: dict[str, list[int]] = {}
+        self._mapped = mapped  # the file mapping `table` reads from, when memory-mapped
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One unit-length float32 row per text; a text without tokens gets a zero row."""
@@ -48,7 +50,18 @@ class EmbeddingModel:
                 out[row] = self.table[ids].sum(axis=0, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
+        self._let_go()
         return out
+
+    def _let_go(self) -> None:
+        """Unmap the table's pages this call touched: they stay in the page cache, not in our RSS.
+
+        An issue's abstracts touch nearly every page of the table, and a touched page of a mapped
+        file counts in the memory of every process that touched it (the sender and each builder)
+        until it is unmapped; the next call maps what it needs again from the cache (minor faults).
+        """
+        if self._mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._mapped.madvise(mmap.MADV_DONTNEED)
 
     def token_ids(self, text: str) -> list[int]:
         """The tokenizer's ids for the text, worked out once per distinct word.
@@ -91,14 +104,14 @@ def load_model() -> EmbeddingModel:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from tokenizers import Tokenizer
 
-    table = _mapped_table(root / _WEIGHTS)
+    table, mapped = _mapped_table(root / _WEIGHTS)
     tokenizer = Tokenizer.from_file(str(root / _TOKENIZER))
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    return EmbeddingModel(table, tokenizer)
+    return EmbeddingModel(table, tokenizer, mapped)
 
 
-def _mapped_table(path: Path) -> np.ndarray:
+def _mapped_table(path: Path) -> tuple[np.ndarray, mmap.mmap]:
     """The safetensors file's one float16 matrix, memory-mapped: no copy, pages shared by builders.
 
     Layout: 8-byte little-endian header size, a JSON header naming dtype, shape and the data's
@@ -116,7 +129,10 @@ def _mapped_table(path: Path) -> np.ndarray:
         )
     start, _ = entry["data_offsets"]
     rows, dim = entry["shape"]
-    return np.memmap(path, dtype="<f2", mode="r", offset=8 + size + start, shape=(rows, dim))
+    with path.open("rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    table = np.frombuffer(mapped, dtype="<f2", count=rows * dim, offset=8 + size + start)
+    return table.reshape(rows, dim), mapped
 
 
 def paper_text(title: str, abstract: str) -> str:
