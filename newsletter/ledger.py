@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import json
 import sqlite3
+import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -250,15 +251,29 @@ _ENTRIES_SQL = (
     "SELECT email, status, attempts, message_id, last_reply FROM deliveries"
     " WHERE issue = ? AND list = ? AND channel = ?"
 )
+_STATUSES_SQL = "SELECT email, status FROM deliveries WHERE issue = ? AND list = ? AND channel = ?"
 _RECEIVED_SQL = (
     "SELECT email, papers FROM deliveries WHERE list = ? AND channel = ? AND issue != ? AND status = ?"
 )
 
 
-def _group_received(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
+def _group_received(
+    rows: Iterable[tuple[str, str]], within: Collection[str] | None = None
+) -> dict[str, frozenset[str]]:
+    """Address -> paper ids, kept only where `within` (the issue's papers) has them, if given.
+
+    Without the filter a list's whole history is held at once (every paper each reader ever got:
+    a few hundred MB for 100,000 readers after some months); only this issue's papers can be
+    picked, so only they need leaving out, and a reader with none of them costs nothing.
+    """
     received: dict[str, set[str]] = {}
     for email, papers in rows:
-        received.setdefault(email, set()).update(json.loads(papers))
+        ids = json.loads(papers)
+        if within is not None:
+            ids = [sys.intern(i) for i in ids if i in within]
+            if not ids:
+                continue
+        received.setdefault(email, set()).update(ids)
     return {email: frozenset(ids) for email, ids in received.items()}
 
 
@@ -352,10 +367,18 @@ class DeliveryLedger:
         return {row[0]: _entry(row) for row in rows}
 
     @staticmethod
-    def peek_received(path: Path, issue: str, list_name: str, channel: str) -> dict[str, frozenset[str]]:
+    def peek_statuses(path: Path, issue: str, list_name: str, channel: str) -> dict[str, DeliveryStatus]:
+        """`statuses`, read-only: a dry run changes nothing."""
+        rows = _read_only(path, _STATUSES_SQL, (issue, list_name, channel))
+        return {email: DeliveryStatus(status) for email, status in rows}
+
+    @staticmethod
+    def peek_received(
+        path: Path, issue: str, list_name: str, channel: str, within: Collection[str] | None = None
+    ) -> dict[str, frozenset[str]]:
         """Papers received in other issues, read-only: previews and dry runs change nothing."""
         rows = _read_only(path, _RECEIVED_SQL, (list_name, channel, issue, DeliveryStatus.DELIVERED))
-        return _group_received(rows)
+        return _group_received(rows, within)
 
     @staticmethod
     def peek_issues(path: Path, list_name: str) -> list[IssueRecord]:
@@ -414,11 +437,23 @@ class DeliveryLedger:
             rows = self._db.execute(_ENTRIES_SQL, (self.issue, self.list_name, self.channel)).fetchall()
         return {row[0]: _entry(row) for row in rows}
 
-    def papers_received_before(self) -> dict[str, frozenset[str]]:
-        """Paper ids each address already received in other issues, so they are not sent again."""
+    def statuses(self) -> dict[str, DeliveryStatus]:
+        """Every recorded subscriber's status for this issue: all a run needs to skip or resume them.
+
+        Not `entries`: a resumed run at 100,000 readers would hold every reply and Message-ID too.
+        """
+        with self._lock, guarded(self.path, "read"):
+            rows = self._db.execute(_STATUSES_SQL, (self.issue, self.list_name, self.channel))
+            return {email: DeliveryStatus(status) for email, status in rows}
+
+    def papers_received_before(self, within: Collection[str] | None = None) -> dict[str, frozenset[str]]:
+        """Paper ids each address already received in other issues, so they are not sent again.
+
+        `within`: only these ids are kept (the issue's papers; the others cannot be picked anyway).
+        """
         params = (self.list_name, self.channel, self.issue, DeliveryStatus.DELIVERED)
         with self._lock, guarded(self.path, "read"):
-            return _group_received(self._db.execute(_RECEIVED_SQL, params))
+            return _group_received(self._db.execute(_RECEIVED_SQL, params), within)
 
     def record(self, outcomes: Iterable[Outcome] = (), attempts: Iterable[Attempt] = ()) -> None:
         """Write outcomes and new attempts in one durable transaction (one fsync for the batch)."""

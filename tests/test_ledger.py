@@ -129,3 +129,24 @@ def test_replies_reach_the_disk_soon_even_when_no_other_write_follows(tmp_path: 
 
 def test_a_full_batch_of_replies_is_written_without_waiting_for_the_delay(tmp_path: Path) -> None:
     assert _status_after(tmp_path, outcomes=3, batch=3, delay=600, wait=10) == ["delivered"] * 3
+
+
+def test_papers_received_keeps_only_the_issues_own_papers_and_no_reader_without_them(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    earlier = DeliveryLedger(path, "2024-W10", "example", "smtp")
+    earlier.record(
+        attempts=[Attempt("ada@x.org", "<1@x>", ("p1", "old")), Attempt("bob@x.org", "<2@x>", ("old",))]
+    )
+    earlier.record(outcomes=[Outcome("ada@x.org", DELIVERED, "250"), Outcome("bob@x.org", DELIVERED, "250")])
+    now = DeliveryLedger(path, "2024-W11", "example", "smtp")
+    assert now.papers_received_before(within={"p1", "p2"}) == {"ada@x.org": frozenset({"p1"})}
+    assert now.papers_received_before() == {
+        "ada@x.org": frozenset({"p1", "old"}),
+        "bob@x.org": frozenset({"old"}),
+    }
+    assert DeliveryLedger.peek_received(path, "2024-W11", "example", "smtp", {"p2"}) == {}
+    now.record(attempts=[Attempt("ada@x.org", "<3@x>", ("p2",))])
+    assert now.statuses() == {"ada@x.org": DeliveryStatus.SENDING}
+    assert DeliveryLedger.peek_statuses(path, "2024-W11", "example", "smtp") == now.statuses()
+    for ledger in (earlier, now):
+        ledger.close()

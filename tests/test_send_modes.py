@@ -7,6 +7,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from filelock import FileLock
 from helpers.smtp_servers import (
@@ -149,3 +150,23 @@ def test_dry_run_after_a_run_counts_who_is_already_done_without_writing(tmp_path
     report = json.loads(run_cli(tmp_path, "--dry-run", "--json").output)
     assert (report["skipped"], report["composed"]) == (3, 1)
     assert (tmp_path / "newsletter.db").stat().st_mtime_ns == before
+
+
+def papers_by_reader(folder: Path, issue: str) -> dict[str, set[str]]:
+    with sqlite3.connect(folder / "newsletter.db") as db:
+        rows = db.execute("SELECT email, papers FROM deliveries WHERE issue = ?", (issue,)).fetchall()
+    return {email: set(json.loads(papers)) for email, papers in rows}
+
+
+@pytest.mark.parametrize("builders", [0, 1], ids=["in process", "builder process"])
+def test_a_later_issue_leaves_out_every_paper_the_reader_already_got(tmp_path: Path, builders: int) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port, compose_processes=builders)
+        assert run_cli(tmp_path, "--issue", "first").exit_code == 0
+        # The same window again: everything the first issue sent is still among its papers.
+        assert run_cli(tmp_path, "--issue", "second").exit_code == 0
+    first, second = papers_by_reader(tmp_path, "first"), papers_by_reader(tmp_path, "second")
+    assert all(first.values()) and any(second.values())
+    for reader, papers in second.items():
+        assert not papers & first[reader], reader

@@ -60,6 +60,11 @@ class PreparedIssue:
     problems: tuple[str, ...]
     tastes: Mapping[str, Taste] = field(default_factory=dict)  # address -> the reader's feedback
 
+    @property
+    def paper_ids(self) -> frozenset[str]:
+        """The ids of the papers this issue can pick from (its window)."""
+        return frozenset(p.id for p in self.ranker.papers)
+
     def taste(self, email: str) -> Taste | None:
         """The reader's 'more/less like this' so far, None if they gave none."""
         return self.tastes.get(email.strip().lower()) if self.tastes else None

@@ -7,7 +7,7 @@ import builtins
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 from ..delivery import Dispatcher, Job, channel_for, delivery_target, server_label
 from ..errors import LedgerError, NewsletterError
 from ..interrupts import stopped_by
-from ..ledger import DeliveryLedger, LedgerEntry, ledger_error, read_issue
+from ..ledger import DeliveryLedger, ledger_error, read_issue
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
 from ..safety.listnames import check_list_name
@@ -248,8 +248,9 @@ def _run_planned(
     channel = report.channel
     if options.dry_run:
         path = settings.path(settings.ledger)
-        done = DeliveryLedger.peek_entries(path, report.issue, report.list, channel)
-        received = DeliveryLedger.peek_received(path, report.issue, report.list, channel)
+        done = DeliveryLedger.peek_statuses(path, report.issue, report.list, channel)
+        within = planner.issue.paper_ids
+        received = DeliveryLedger.peek_received(path, report.issue, report.list, channel, within)
         for _ in planner.jobs(store.iter_subscribers(), done, received):
             pass
     elif options.to:
@@ -359,7 +360,8 @@ def _send_recorded(
         try:
             planner.record_snapshot(ledger)
             still_wanted = _still_wanted(store)  # before the stream opens the file
-            args = (store.iter_subscribers(), ledger.entries(), ledger.papers_received_before())
+            received = ledger.papers_received_before(within=planner.issue.paper_ids)
+            args = (store.iter_subscribers(), ledger.statuses(), received)
             jobs = planner.jobs(*args) if builder is None else planner.parallel_jobs(*args, builder)
             _deliver(settings, jobs, ledger, still_wanted, report, on_outcome)
         finally:
@@ -473,11 +475,11 @@ class DigestPlanner:
     def jobs(
         self,
         subscribers: Iterator[Subscriber],
-        entries: dict[str, LedgerEntry],
+        statuses: Mapping[str, DeliveryStatus],
         received: dict[str, frozenset[str]],
     ) -> Iterator[Job]:
         """Yield one job per active subscriber still owed this issue, in file order."""
-        for built in map(self.build, self.wanted(subscribers, entries, received)):
+        for built in map(self.build, self.wanted(subscribers, statuses, received)):
             if (job := self._count(built)) is not None:
                 yield job
                 if self.options.to:
@@ -486,12 +488,12 @@ class DigestPlanner:
     async def parallel_jobs(
         self,
         subscribers: Iterator[Subscriber],
-        entries: dict[str, LedgerEntry],
+        statuses: Mapping[str, DeliveryStatus],
         received: dict[str, frozenset[str]],
         builder: ParallelBuilder,
     ) -> AsyncIterator[Job]:
         """The same jobs, built by builder processes while the event loop keeps sending."""
-        async for built in builder.build(self.wanted(subscribers, entries, received)):
+        async for built in builder.build(self.wanted(subscribers, statuses, received)):
             if (job := self._count(built)) is not None:
                 yield job
 
@@ -511,7 +513,7 @@ class DigestPlanner:
     def wanted(
         self,
         subscribers: Iterator[Subscriber],
-        entries: dict[str, LedgerEntry],
+        statuses: Mapping[str, DeliveryStatus],
         received: dict[str, frozenset[str]],
     ) -> Iterator[Wanted]:
         """The subscribers this run owes a message: active, in the shard, not final, within --limit."""
@@ -525,15 +527,15 @@ class DigestPlanner:
             if not subscriber.wants(self.options.frequency, self.issue.info.issue_date):
                 self.report.paused += 1
                 continue
-            entry = entries.get(subscriber.key)
-            if entry is not None and entry.status in FINAL_STATUSES:
+            status = statuses.get(subscriber.key)
+            if status in FINAL_STATUSES:
                 self.report.skipped += 1
                 continue
             if limit is not None and queued >= limit:
                 self.report.pending += 1
                 continue
             queued += 1
-            resumed = entry is not None and entry.status is DeliveryStatus.SENDING
+            resumed = status is DeliveryStatus.SENDING
             yield subscriber, received.get(subscriber.key, frozenset()), resumed
 
     def build(self, wanted: Wanted) -> Built:
