@@ -251,7 +251,8 @@ def measure_pipeline(
     processes: int | None,
 ) -> float:
     """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
-    for stale in folder.glob("newsletter.db*"):
+    # A fresh ledger each round, and the list's marker with it (else the run refuses: a lost ledger).
+    for stale in [*folder.glob("newsletter.db*"), *(folder / "subscribers").glob(".*.sent")]:
         stale.unlink()
     settings = load_settings(write_config(folder, port, connections, processes))
     started, cpu, children = time.perf_counter(), cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
