@@ -82,6 +82,10 @@ def test_disliking_sinks_neighbours_and_bans_near_duplicates() -> None:
     assert "img1v2" not in ids(picked) and "img1" not in ids(picked)
     assert ids(picked)[-1] == "img2"  # the disliked paper's neighbour sinks to the bottom
     assert picked[-1].parts["feedback"] < 0
+    # Judged by what it does not share with the reader's keyword: the music papers on the diffusion
+    # models the reader asked for lose far less than the disliked image paper's sibling.
+    music = [p.parts.get("feedback", 0.0) for p in picked if p.paper.id.startswith("mus")]
+    assert len(music) == 2 and min(music) > picked[-1].parts["feedback"] / 2
 
 
 # Two topics the reader's keyword ("protein") does not name: a liked paper on one of them makes its

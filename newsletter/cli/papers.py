@@ -12,7 +12,7 @@ import click
 
 from ..files import atomic_write_text
 from ..models import Paper
-from ..ranking.feedback import Taste
+from ..ranking.feedback import DISLIKE_SHARE, Taste
 from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker, ScoredPaper
 from ..render.why import why_picked
@@ -174,7 +174,8 @@ def describe(place: int, scored: ScoredPaper, explain: bool, selection: Selectio
         like, dislike = every["feedback: like"], every["feedback: dislike"]
         lines.append(
             f"      feedback {every['feedback']:+.3f} = {selection.feedback_weight:g}"
-            f" x (close to a paper you liked {like:.2f} - close to one you disliked {dislike:.2f})"
+            f" x (close to a paper you liked {like:.2f}"
+            f" - {DISLIKE_SHARE:g} x close to one you disliked {dislike:.2f})"
         )
     return "\n".join(lines)
 

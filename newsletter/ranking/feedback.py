@@ -13,7 +13,7 @@ cut-off either catches nothing or everything, depending on the week.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,6 +21,9 @@ import numpy as np
 
 NEAR_DUPLICATE = 0.95  # cosine at which a paper is the disliked one again, not just a neighbour
 LIKED_ALONE = 0.5  # closeness to a liked paper at which it is picked without a keyword match
+# One "less like this" says less about a topic than one "more like this" (Rocchio's usual
+# negative weight is a fraction of the positive one): closeness to a disliked paper counts half.
+DISLIKE_SHARE = 0.5
 TERMS_KEPT = 20  # a paper's most telling terms (tf x idf) kept to find papers that use its words
 
 # The window's score of a set of terms, one number per paper (the ranker's BM25 index).
@@ -71,7 +74,7 @@ class FeedbackEffect:
 
     @property
     def net(self) -> np.ndarray:
-        found: np.ndarray = self.like - self.dislike
+        found: np.ndarray = self.like - DISLIKE_SHARE * self.dislike
         return found
 
     @property
@@ -82,13 +85,21 @@ class FeedbackEffect:
 
 
 def feedback_effect(
-    vectors: np.ndarray, taste: Taste, words: WordScores | None = None, semantic_weight: float = 0.3
+    vectors: np.ndarray,
+    taste: Taste,
+    words: WordScores | None = None,
+    semantic_weight: float = 0.3,
+    wanted: Collection[str] = (),
 ) -> FeedbackEffect:
-    """How a reader's feedback bears on each paper of the window."""
+    """How a reader's feedback bears on each paper of the window.
+
+    `wanted` are the terms of the reader's own keywords: a disliked paper is judged by the words
+    it does not share with them, so "less like this" on one diffusion paper sinks its kind, not
+    every paper on the diffusion models the reader asked for.
+    """
     like, _ = _closeness(vectors, taste.liked, taste.liked_ids, taste.terms, words, semantic_weight)
-    dislike, raw = _closeness(
-        vectors, taste.disliked, taste.disliked_ids, taste.terms, words, semantic_weight
-    )
+    unwanted = {pid: tuple(t for t in found if t not in wanted) for pid, found in taste.terms.items()}
+    dislike, raw = _closeness(vectors, taste.disliked, taste.disliked_ids, unwanted, words, semantic_weight)
     return FeedbackEffect(like, dislike, raw >= NEAR_DUPLICATE)
 
 

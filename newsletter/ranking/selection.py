@@ -144,8 +144,9 @@ class Ranker:
             scores = self._base.copy() if (exclude_ids or taste) else self._base
         effect = None
         if taste and self.settings.feedback_weight > 0 and self._model is not None and self._fits(taste):
+            wanted = {t for kw, _ in keys for t in normalise_keyword(kw).split()}
             effect = feedback_effect(
-                self._vectors, taste, self._index.terms_score, self.settings.semantic_weight
+                self._vectors, taste, self._index.terms_score, self.settings.semantic_weight, wanted
             )
             weight = self.settings.feedback_weight
             if keys:  # a paper clearly like one they liked is picked even without a keyword match
