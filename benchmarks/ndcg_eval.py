@@ -112,6 +112,30 @@ def feedback_gain(judgements: Path, papers_path: Path, settings: SelectionSettin
     return sum(before) / len(before), sum(after) / len(after)
 
 
+def dislike_effect(judgements: Path, papers_path: Path, settings: SelectionSettings) -> tuple[float, float]:
+    """Mean nDCG@10 before and after disliking the first unjudged (irrelevant) paper of each first page.
+
+    "Less like this" must not cost the reader the relevant papers that sit near an irrelevant one.
+    """
+    judged = json.loads(judgements.read_text(encoding="utf-8"))
+    ranker = Ranker(load_papers([papers_path]).papers, date.fromisoformat(judged["issue_date"]), settings)
+    before, after = [], []
+    for query in judged["queries"]:
+        keywords = split_keywords(query["keywords"])
+        grades: dict[str, int] = query["relevant"]
+        bad = [s for s in ranker.rank(keywords, top=K) if not grades.get(s.paper.title)]
+        vector = ranker.vector_of(bad[0].paper.id) if bad else None
+        if not bad or vector is None:
+            continue
+        worst = bad[0].paper
+        before.append(
+            ndcg([s.paper.title for s in ranker.rank(keywords, top=K, exclude_ids=[worst.id])], grades)
+        )
+        taste = Taste.of([], [(worst.id, vector)], {worst.id: ranker.telling_terms([worst])[0]})
+        after.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, taste=taste)], grades))
+    return sum(before) / len(before), sum(after) / len(after)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judgements", type=Path, default=ROOT / "benchmarks" / "judgements.json")
@@ -130,6 +154,11 @@ def main() -> None:
     before, after = feedback_gain(args.judgements, args.papers, SelectionSettings())
     print(
         f"feedback: like the best paper of each query's first page, re-rank; nDCG@10 of the rest"
+        f" before {before:.3f}, after {after:.3f} ({after - before:+.3f})"
+    )
+    before, after = dislike_effect(args.judgements, args.papers, SelectionSettings())
+    print(
+        f"feedback: dislike the first irrelevant paper of each query's first page, re-rank; nDCG@10"
         f" before {before:.3f}, after {after:.3f} ({after - before:+.3f})"
     )
 
