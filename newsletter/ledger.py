@@ -573,3 +573,16 @@ def sent_messages(path: Path, message_ids: Iterable[str]) -> dict[str, tuple[str
         sql = f"SELECT message_id, list, email FROM deliveries WHERE message_id IN ({marks})"
         found.update({mid: (name, email) for mid, name, email in _read_only(path, sql, chunk)})
     return found
+
+
+def message_ids_by_key(path: Path, keys: Iterable[str]) -> dict[str, str]:
+    """Delivery key (mail/verp.py: hex of the Message-ID's HMAC start) -> Message-ID, read-only."""
+    wanted = sorted({key.lower() for key in keys if key.isalnum()})
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 100):
+        chunk = tuple(f".{key}" for key in wanted[start : start + 100])
+        where = " OR ".join("instr(message_id, ?) > 0" for _ in chunk)
+        for (mid,) in _read_only(path, f"SELECT DISTINCT message_id FROM deliveries WHERE {where}", chunk):
+            key = next(k[1:] for k in chunk if k in mid)
+            found.setdefault(key, mid)
+    return found

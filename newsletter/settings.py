@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import date
 from enum import StrEnum
@@ -18,6 +19,7 @@ from .safety.listnames import check_list_name, is_list_name
 
 CONFIG_NAME = "newsletter.toml"
 EMBEDDED = "embedded"
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.+-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 class _Section(BaseModel):
@@ -33,6 +35,31 @@ class SenderSettings(_Section):
     address: str = "digest@localhost"
     reply_to: str | None = None
     postal_address: str = ""
+    bounce_address: str | None = Field(
+        default=None, description="the envelope sender (MAIL FROM) bounces go to; unset = address"
+    )
+    verp: bool | None = Field(
+        default=None,
+        description="a signed VERP return path per message (bounce_address+b-TOKEN@domain): "
+        "unset = on when bounce_address is set, true = on (also for address), false = off",
+    )
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _plain_address(cls, value: str | None) -> str | None:
+        if value is not None and not _PLAIN_ADDRESS.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a plain ASCII address like bounces@example.org")
+        return value.strip() if value is not None else None
+
+    @property
+    def envelope_sender(self) -> str:
+        """MAIL FROM when VERP is off: the bounce address, else the From address."""
+        return self.bounce_address or self.address
+
+    @property
+    def uses_verp(self) -> bool:
+        """VERP on: asked for, or left unset with a bounce address configured."""
+        return self.verp if self.verp is not None else bool(self.bounce_address)
 
 
 class SmtpSecurity(StrEnum):

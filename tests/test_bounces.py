@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.dsn import dsn
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
@@ -22,24 +23,6 @@ MESSAGES = ["hard_user_unknown.eml", "soft_mailbox_busy.eml", "two_recipients.em
 
 def message(name: str) -> email.message.Message:
     return email.message_from_bytes((FIXTURES / name).read_bytes())
-
-
-def dsn(recipient: str, *, returned_id: str | None = None, list_name: str = "") -> email.message.Message:
-    """A delivery report anyone can write: 5.1.1 for `recipient`, about the message `returned_id`."""
-    returned = (
-        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {returned_id}\r\n\r\n"
-        if returned_id
-        else ""
-    )
-    text = (
-        "From: MAILER-DAEMON@mx.example.net\r\nTo: digest@example.org\r\nSubject: failure\r\n"
-        "MIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
-        f"{returned}--b--\r\n"
-    )
-    return email.message_from_string(text)
 
 
 @pytest.fixture

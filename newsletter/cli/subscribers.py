@@ -323,19 +323,22 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
 def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name: str | None) -> None:
     """Mark addresses with permanent (5.x.x) bounces as bounced, from RFC 3464 reports.
 
-    A report counts only when it names the Message-ID of a message the ledger says we sent to
-    that address on this list; any other is listed as ignored, with the reason.
+    A report counts only when it is about a message the ledger says we sent to that address on
+    this list: it names the message's Message-ID, or it came back to the message's signed VERP
+    return path (sender.verp). Any other is listed as ignored, with the reason.
 
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
     from ..ledger import sent_messages
-    from ..subscribers.bounces import apply_bounces, read_messages
+    from ..subscribers.bounces import apply_bounces, read_messages, verp_check
 
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
     store = _store(app, list_name)
     ledger = app.settings.path(app.settings.ledger)
-    report = apply_bounces(store, read_messages(maildir, mbox), partial(sent_messages, ledger))
+    report = apply_bounces(
+        store, read_messages(maildir, mbox), partial(sent_messages, ledger), verp_check(app.settings, ledger)
+    )
     for address in report.marked:
         click.echo(f"bounced: {address}")
     for address in report.unknown:

@@ -227,7 +227,9 @@ class Dispatcher:
                     client, used = await self._reconnect(), 0
                     _raise_if_cancelled()
                 await self.limiter.acquire()
-                reply = await send_one(client, self.envelope_from, job.message, self.target.where)
+                reply = await send_one(
+                    client, job.message.sender or self.envelope_from, job.message, self.target.where
+                )
                 _raise_if_cancelled()
                 used += 1
                 if not client.is_connected:

@@ -25,9 +25,15 @@ class MaildirHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content
         data = content if isinstance(content, bytes) else str(content).encode("utf-8")
-        key = self.maildir.add(data)
+        # Filing in the outbox is final delivery, which adds the envelope sender (RFC 5321 4.4).
+        key = self.maildir.add(return_path_line(envelope.mail_from) + data)
         os.chmod(self.outbox / "new" / key, FILE_MODE)  # the folder is 0700; the file follows suit
         return f"{SMTPStatus.completed:d} Message accepted for delivery"
+
+
+def return_path_line(mail_from: str | None) -> bytes:
+    """The Return-Path a delivering server puts on top: MAIL FROM, `<>` for a bounce."""
+    return b"Return-Path: <" + (mail_from or "").encode("ascii", "replace") + b">\r\n"
 
 
 class EmbeddedServer:

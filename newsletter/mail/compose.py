@@ -17,6 +17,7 @@ from ..render.digest import RenderedDigest
 from ..settings import Settings
 from .dkim import DkimSigner
 from .tokens import TokenSigner, request_subject
+from .verp import return_path
 from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
 CRLF = "\r\n"
@@ -46,6 +47,7 @@ class ComposedMessage:
     message_id: str
     recipient: str
     wire: bytes
+    sender: str = ""  # this message's own envelope sender (VERP); empty = the run's
 
     @classmethod
     def of(cls, message_id: str, recipient: str, data: bytes) -> ComposedMessage:
@@ -174,6 +176,7 @@ class MessageComposer:
         self.reply_to = mailbox("", sender.reply_to) if sender.reply_to else None
         self.signer = DkimSigner.from_settings(settings.dkim, settings.config_dir)
         self.body_encoder = LineEncoder()
+        self.return_path = return_path(sender, self.tokens)
 
     def compose(
         self,
@@ -207,7 +210,8 @@ class MessageComposer:
         wire = headers.encode("ascii") + b"\r\n".join(body) + END_OF_DATA
         if self.signer is not None:
             wire = to_wire(self.signer.sign(from_wire(wire)))
-        return ComposedMessage(message_id=mid, recipient=recipient, wire=wire)
+        sender = self.return_path.sender(mid) if self.return_path is not None else ""
+        return ComposedMessage(message_id=mid, recipient=recipient, wire=wire, sender=sender)
 
     def _headers(
         self,

@@ -56,6 +56,8 @@ _VERSION = 1
 _MAX_TOKEN = 1024  # base64 characters: a longer query value is refused before any decoding
 _KEY_INFO = b"paper-digest link tokens v1"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_SEALED_CHARS = re.compile(r"[A-Z2-7]+")
+_MAX_SEALED = 104  # base32 characters of a sealed token: 64 bytes, more than any local part holds
 
 
 class Purpose(StrEnum):
@@ -65,6 +67,7 @@ class Purpose(StrEnum):
     MANAGE = "manage"
     CONFIRM = "confirm"
     FEEDBACK = "feedback"
+    BOUNCE = "bounce"  # the VERP return path of one delivery (mail/verp.py), never a link
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,32 @@ class TokenSigner:
             if claims.expires is not None and claims.expires < (time.time() if now is None else now):
                 return None
             return claims
+        return None
+
+    def seal(self, purpose: Purpose, payload: bytes) -> str:
+        """A short, case-insensitive token (lowercase base32) for places where links do not fit.
+
+        Made for e-mail local parts (64 octets at most, and some servers fold their case): no
+        version byte and no layout, just the SIV tag and the sealed payload; a new format would
+        be a new purpose. 16 + n bytes give ceil((16 + n) * 8 / 5) characters.
+        """
+        sealed = self._keys[0].encrypt(payload, [purpose.value.encode("ascii")])
+        return base64.b32encode(sealed).rstrip(b"=").decode("ascii").lower()
+
+    def unseal(self, token: str, purpose: Purpose) -> bytes | None:
+        """The payload of a genuine sealed token of this purpose; None for anything else."""
+        token = token.strip().upper()
+        if not 27 <= len(token) <= _MAX_SEALED or not _SEALED_CHARS.fullmatch(token):
+            return None  # 27 characters: the 16-byte tag and at least one byte of payload
+        try:
+            raw = base64.b32decode(token + "=" * (-len(token) % 8))
+        except (binascii.Error, ValueError):
+            return None
+        for key in self._keys:
+            try:
+                return key.decrypt(raw, [purpose.value.encode("ascii")])
+            except InvalidTag:
+                continue
         return None
 
 

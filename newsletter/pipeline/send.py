@@ -418,7 +418,7 @@ def _deliver(
     with delivery_target(settings) as target:
         dispatcher = Dispatcher(
             target,
-            settings.sender.address,
+            settings.sender.envelope_sender,
             settings.smtp,
             ledger=ledger,
             still_wanted=still_wanted,

@@ -9,9 +9,14 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import parseaddr
+from functools import partial
 from pathlib import Path
 
 from ..errors import SubscriberError
+from ..ledger import message_ids_by_key
+from ..mail.tokens import TokenSigner
+from ..mail.verp import opened_key, tokens_in
+from ..settings import Settings
 from ..statuses import SubscriberStatus
 from . import SubscriberStore
 from .table import Table, apply_status
@@ -21,8 +26,33 @@ RETURNED_MESSAGES = ("message/rfc822", "message/global")
 RETURNED_HEADERS = ("text/rfc822-headers", "message/global-headers")
 BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
+# Where a report delivered to our VERP address keeps that address (mail/verp.py).
+ENVELOPE_HEADERS = (
+    "Delivered-To",
+    "X-Original-To",
+    "Envelope-To",
+    "X-Envelope-To",
+    "Original-Recipient",
+    "To",
+)
 # Message-ID -> (list, address) for the ids we recorded sending; the ledger answers it.
 SentLookup = Callable[[list[str]], Mapping[str, tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class VerpCheck:
+    """What trusting a VERP token takes: opening it (our secret) and finding its delivery (the ledger)."""
+
+    opened: Callable[[str], str | None]  # token -> delivery key; None when forged or altered
+    message_ids: Callable[[list[str]], Mapping[str, str]]  # delivery key -> Message-ID we sent
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """A report's VERP tokens, resolved: the Message-IDs they stand for, or why none."""
+
+    ids: tuple[str, ...] = ()
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,25 +222,77 @@ def why_not_ours(
     return "is about a message we sent to someone else"
 
 
-def apply_bounces(store: SubscriberStore, messages: Iterable[Message], sent: SentLookup) -> BounceReport:
-    """Mark hard-bounced addresses 'bounced' when the report is about a message we sent them;
-    soft bounces are counted and left alone, reports about anything else are listed as ignored."""
+def verp_check(settings: Settings, ledger: Path) -> VerpCheck | None:
+    """Tokens are opened with the configured secrets (current and previous); without one they cannot be."""
+    if not settings.secret:
+        return None
+    signer = TokenSigner.from_settings(settings)
+    return VerpCheck(partial(opened_key, signer), partial(message_ids_by_key, ledger))
+
+
+def envelope_tokens(message: Message) -> list[str]:
+    """The VERP tokens in the addresses a report was delivered to (our envelope sender)."""
+    values = [str(v) for name in ENVELOPE_HEADERS for v in message.get_all(name, [])]
+    return tokens_in(values)
+
+
+def _resolve(tokens: list[str], verp: VerpCheck | None, keyed: Mapping[str, str]) -> _Tokens:
+    if not tokens:
+        return _Tokens()
+    if verp is None:
+        return _Tokens(reason="carries a VERP token, but no secret is set to check it with")
+    keys = [verp.opened(token) for token in tokens]
+    ids = tuple(keyed[key] for key in keys if key is not None and key in keyed)
+    if ids:
+        return _Tokens(ids)
+    if all(key is None for key in keys):
+        return _Tokens(reason="carries a VERP token that is not ours (forged or altered)")
+    return _Tokens(reason="carries a VERP token of a delivery the ledger does not have")
+
+
+def _by_token(
+    bounce: Bounce, tokens: _Tokens, sent: Mapping[str, tuple[str, str]], list_name: str
+) -> Bounce | None:
+    """The bounce as about the token's address: a genuine token names our delivery whatever
+    address the remote server reports (a forward's target, an Exchange rewrite)."""
+    ours = [sent[i] for i in tokens.ids if i in sent and sent[i][0] == list_name]
+    if not ours:
+        return None
+    return Bounce(ours[0][1], bounce.action, bounce.status, bounce.diagnostic)
+
+
+def apply_bounces(
+    store: SubscriberStore, messages: Iterable[Message], sent: SentLookup, verp: VerpCheck | None = None
+) -> BounceReport:
+    """Mark hard-bounced addresses 'bounced' when the report is about a message we sent them (its
+    Message-ID, or the VERP token of the address it came back to); soft bounces are counted and
+    left alone, reports about anything else are listed as ignored, with the reason."""
     report = BounceReport()
-    pending: list[tuple[list[Bounce], list[str]]] = []
+    pending: list[tuple[list[Bounce], list[str], list[str]]] = []
     for message in messages:
         report.messages += 1
         found = bounces_in(message)
         if found is None:
             report.not_reports += 1
             continue
-        pending.append((found, referenced_ids(message)))
-    known = sent([i for _, ids in pending for i in ids])
+        pending.append((found, referenced_ids(message), envelope_tokens(message)))
+    opened = [k for _, _, tokens in pending for t in tokens if verp and (k := verp.opened(t))]
+    keyed = verp.message_ids(opened) if verp is not None and opened else {}
+    resolved = [_resolve(tokens, verp, keyed) for _, _, tokens in pending]
+    known = sent([i for _, ids, _ in pending for i in ids] + [i for r in resolved for i in r.ids])
     hard: list[Bounce] = []
-    for found, ids in pending:
+    for (found, ids, _), tokens in zip(pending, resolved, strict=True):
         for bounce in found:
-            reason = why_not_ours(bounce, ids, known, store.name)
+            reason = why_not_ours(bounce, [*ids, *tokens.ids], known, store.name)
+            # One recipient per message is how we send: a genuine token says whose it was.
+            if (
+                reason is not None
+                and len(found) == 1
+                and (mine := _by_token(bounce, tokens, known, store.name))
+            ):
+                bounce, reason = mine, None
             if reason is not None:
-                report.ignored.append(Ignored(bounce.recipient, reason))
+                report.ignored.append(Ignored(bounce.recipient, tokens.reason or reason))
             elif bounce.is_hard:
                 hard.append(bounce)
             else:

@@ -42,6 +42,7 @@ class Received:
     recipient: str
     message_id: str
     data: bytes
+    mail_from: str = ""  # the envelope sender, as MAIL FROM gave it
 
 
 @dataclass
@@ -87,7 +88,7 @@ class RecordingHandler:
         if self.delay:
             await asyncio.sleep(self.delay)
         data = envelope.original_content or b""
-        item = Received(recipient, message_id_of(data), data)
+        item = Received(recipient, message_id_of(data), data, envelope.mail_from or "")
         with self.lock:
             self.received.append(item)
         if self.on_message is not None:
@@ -303,8 +304,11 @@ def write_subscribers(
     return active
 
 
-def write_config(folder: Path, *, port: int = 0, host: str = "127.0.0.1", **smtp: Any) -> Path:
-    """A newsletter.toml for a test: sample papers, list 'test' in folder, tiny timeouts and backoff."""
+def write_config(
+    folder: Path, *, port: int = 0, host: str = "127.0.0.1", sender: dict[str, Any] | None = None, **smtp: Any
+) -> Path:
+    """A newsletter.toml for a test: sample papers, list 'test' in folder, tiny timeouts and backoff;
+    `sender` adds keys to [sender] (e.g. bounce_address)."""
     values: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -316,6 +320,7 @@ def write_config(folder: Path, *, port: int = 0, host: str = "127.0.0.1", **smtp
     }
     values.update(smtp)
     smtp_lines = "\n".join(f"{key} = {_toml(value)}" for key, value in values.items())
+    sender_lines = "".join(f"{key} = {_toml(value)}\n" for key, value in (sender or {}).items())
     text = f"""
 title = "Test Digest"
 secret = "test-secret-Zq7mW4xR8vB1nT6kP3yH-0123456789"
@@ -329,7 +334,7 @@ ledger = "newsletter.db"
 [sender]
 name = "Test Digest"
 address = "digest@example.org"
-
+{sender_lines}
 [smtp]
 {smtp_lines}
 """

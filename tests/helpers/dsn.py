@@ -1,0 +1,37 @@
+"""Delivery status reports (RFC 3464) as a remote server, or a forger, would write them."""
+
+from __future__ import annotations
+
+import email
+from email.message import Message
+
+
+def dsn(
+    recipient: str,
+    *,
+    returned_id: str | None = None,
+    to: str = "digest@example.org",
+    headers: tuple[tuple[str, str], ...] = (),
+    extra_recipients: tuple[str, ...] = (),
+) -> Message:
+    """A 5.1.1 report for `recipient` sent to `to`, about the message `returned_id` (None: the
+    report quotes nothing of it, as Exchange and some Postfix setups do); `headers` go on top,
+    as the receiving server adds them (Delivered-To, X-Original-To)."""
+    returned = (
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {returned_id}\r\n\r\n"
+        if returned_id
+        else ""
+    )
+    blocks = "".join(
+        f"Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        for address in (recipient, *extra_recipients)
+    )
+    top = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    text = (
+        f"{top}From: MAILER-DAEMON@mx.example.net\r\nTo: {to}\r\nSubject: failure\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"{blocks}{returned}--b--\r\n"
+    )
+    return email.message_from_string(text)
