@@ -8,8 +8,11 @@ schema, append a `Migration` (never edit a released one): version N is `MIGRATIO
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
+import shutil
 import sqlite3
 import sys
 import threading
@@ -21,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LedgerError
-from .safety.private import private_dir, private_file
+
+try:
+    import resource
+except ImportError:  # Windows: no `ulimit -f`
+    resource = None  # type: ignore[assignment]  # the module or nothing, checked where used
+from .safety.private import FILE_MODE, private_dir, private_file
 from .statuses import STORED_STATUSES, DeliveryStatus
 
 _STATUS_LIST = ", ".join(f"'{status}'" for status in STORED_STATUSES)
@@ -94,17 +102,69 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _OUR_TABLES = frozenset({"deliveries"})
 _FIX = "restore the file from a backup, or set 'ledger' in newsletter.toml to another file"
 _RESUME = "run send again afterwards: it resumes, and nothing already recorded is lost"
+_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+_LIMIT_SLACK = 256 * 1024  # a write that failed may have been this far below the limit (WAL frames)
+_LOW_SPACE = 1024 * 1024
+RESERVE_BYTES = 256 * 1024  # the last answers of a run take a few pages of write-ahead log
 
 
-def ledger_error(exc: sqlite3.Error | OSError, path: Path, doing: str = "use") -> LedgerError:
-    """What a SQLite or file-system failure means for the person running send, and what to do."""
+def _out_of_space(exc: sqlite3.Error | OSError, path: Path) -> LedgerError | None:
+    """Disk full (ENOSPC, SQLITE_FULL) or the file size limit (EFBIG, `ulimit -f`), if it is either.
+
+    SQLite reports a write refused with EFBIG or EDQUOT as a plain "disk I/O error" (and a short
+    write as SQLITE_FULL whatever the cause), so its I/O errors are told apart by looking.
+    """
     name = getattr(exc, "sqlite_errorname", "") or ""
-    if name.startswith("SQLITE_FULL") or getattr(exc, "errno", None) == errno.ENOSPC:
+    number = getattr(exc, "errno", None)
+    if not (name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or number in _SPACE_ERRNOS):
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else -1
+    if number == errno.EFBIG or (limit >= 0 and _largest(path) + _LIMIT_SLACK >= limit):
+        return LedgerError(
+            f"the delivery ledger reached the largest file this process may write ({limit} bytes, "
+            "`ulimit -f`)",
+            where=str(path),
+            fix=f"raise the limit (`ulimit -f unlimited` in the job that runs send); {_RESUME}",
+        )
+    if number == errno.EDQUOT:
+        return LedgerError(
+            "the disk quota of this user is used up where the delivery ledger is",
+            where=str(path),
+            fix=f"free space under the quota (or set 'ledger' to a file on another disk); {_RESUME}",
+        )
+    if name.startswith("SQLITE_FULL") or number == errno.ENOSPC or _free(path) < _LOW_SPACE:
         return LedgerError(
             "the disk holding the delivery ledger is full",
             where=str(path),
             fix=f"free space there (or set 'ledger' to a file on another disk); {_RESUME}",
         )
+    return None
+
+
+def _largest(path: Path) -> int:
+    """The largest of the ledger's files (the database, its -wal and -journal)."""
+    sizes = [0]
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-journal"):
+        try:
+            sizes.append((path.parent / name).stat().st_size)
+        except OSError:
+            continue
+    return max(sizes)
+
+
+def _free(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return _LOW_SPACE  # cannot look: not a reason to blame the disk
+
+
+def ledger_error(exc: sqlite3.Error | OSError, path: Path, doing: str = "use") -> LedgerError:
+    """What a SQLite or file-system failure means for the person running send, and what to do."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    space = _out_of_space(exc, path)
+    if space is not None:
+        return space
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return LedgerError(
             f"cannot {doing} the delivery ledger: it is damaged ({exc})",
@@ -357,6 +417,7 @@ class DeliveryLedger:
         return db
 
     def close(self) -> None:
+        self._release()
         with self._lock:
             self._db.close()
 
@@ -423,7 +484,7 @@ class DeliveryLedger:
 
     def record_snapshot(self, snapshot: bytes) -> None:
         """Keep what this issue's messages are built from, durably, before any of them goes out."""
-        with self._lock, transaction(self._db) as db:
+        with self._lock, guarded(self.path, "write to"), transaction(self._db) as db:
             db.execute(
                 "INSERT INTO issue_snapshots (issue, list, channel, snapshot, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (issue, list, channel) DO UPDATE SET"
@@ -464,6 +525,48 @@ class DeliveryLedger:
         if attempts and self.on_first_attempt is not None:
             first, self.on_first_attempt = self.on_first_attempt, None
             first()
+
+    def reserve(self, size: int = RESERVE_BYTES) -> None:
+        """Set aside disk space beside the ledger for the servers' last answers if the disk fills.
+
+        Best effort: on a disk already that full, or under a small `ulimit -f`, there is none.
+        """
+        place = self._reserve_path
+        try:
+            descriptor = os.open(place, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.posix_fallocate(descriptor, 0, size)  # real blocks: a sparse file frees nothing
+            finally:
+                os.close(descriptor)
+        except (OSError, AttributeError):  # AttributeError: no posix_fallocate (macOS)
+            self._release()
+
+    def record_after_fault(self, outcomes: Iterable[Outcome]) -> None:
+        """After a write failed for space, try the servers' answers alone once more, so nobody
+        is sent the issue twice on the next run.
+
+        First in the space `reserve` set aside (a full disk). Then, if that is not enough (the
+        file size limit), after a checkpoint: it copies the write-ahead log into the database and
+        makes the next write start the log at its beginning, in space the file already has.
+        """
+        outcomes = list(outcomes)
+        self._release()
+        try:
+            self.record(outcomes)
+            return
+        except LedgerError:
+            pass
+        with self._lock, guarded(self.path, "write to"):
+            self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+        self.record(outcomes)
+
+    @property
+    def _reserve_path(self) -> Path:
+        return self.path.parent / f"{self.path.name}-reserve"
+
+    def _release(self) -> None:
+        with contextlib.suppress(OSError):
+            self._reserve_path.unlink(missing_ok=True)
 
     def _write_attempts(self, db: sqlite3.Connection, attempts: Iterable[Attempt]) -> None:
         now = _now()

@@ -3,6 +3,7 @@ traceback and never a silent re-send of the whole issue."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import tempfile
@@ -16,7 +17,7 @@ from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config,
 
 from newsletter.cli import main
 from newsletter.errors import LedgerError
-from newsletter.ledger import Attempt, DeliveryLedger
+from newsletter.ledger import Attempt, DeliveryLedger, ledger_error
 from newsletter.statuses import DeliveryStatus
 
 
@@ -150,3 +151,16 @@ def test_doctor_really_writes_to_the_ledger(folder: Path) -> None:
     config.write_text(config.read_text().replace('ledger = "newsletter.db"', f'ledger = "{place}"'))
     result = CliRunner().invoke(main, ["doctor"])
     assert "FAIL ledger" in result.output and str(place) in result.output
+
+
+@pytest.mark.parametrize(
+    ("number", "says"),
+    [
+        (errno.ENOSPC, "the disk holding the delivery ledger is full"),
+        (errno.EFBIG, "the delivery ledger reached the largest file this process may write"),
+        (errno.EDQUOT, "the disk quota of this user is used up"),
+    ],
+)
+def test_each_way_of_running_out_of_space_is_named(tmp_path: Path, number: int, says: str) -> None:
+    error = ledger_error(OSError(number, os.strerror(number)), tmp_path / "newsletter.db", "write to")
+    assert error.message.startswith(says) and "run send again afterwards: it resumes" in str(error.fix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -48,11 +49,17 @@ class LedgerWriter:
     """
 
     def __init__(
-        self, ledger: DeliveryLedger | None, outcome_batch: int = 16, outcome_delay: float = 0.05
+        self,
+        ledger: DeliveryLedger | None,
+        outcome_batch: int = 16,
+        outcome_delay: float = 0.05,
+        on_fault: Callable[[], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.outcome_batch = outcome_batch
         self.outcome_delay = outcome_delay
+        self.on_fault = on_fault  # told once when a write fails, so no more data goes out
+        self._failed: Exception | None = None
         self._attempts: list[tuple[list[Attempt], asyncio.Future[None]]] = []
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -69,6 +76,8 @@ class LedgerWriter:
         """Return once the attempts are on disk, so a crash after DATA can never skip anyone."""
         if self.ledger is None or not attempts:
             return
+        if self._failed is not None:
+            raise self._failed  # nothing more may go out once the ledger cannot record it
         if self._task is not None and self._task.done():
             self._task.result()  # the writer died: raise its error instead of waiting forever
             raise RuntimeError("the ledger writer stopped")
@@ -110,6 +119,9 @@ class LedgerWriter:
                 await asyncio.to_thread(
                     self.ledger.record, outcomes, [a for batch, _ in attempts for a in batch]
                 )
+            except Exception as exc:  # disk full, I/O error: stop, keeping what the server answered
+                self._fail(exc, outcomes, [future for _, future in attempts])
+                return
             except BaseException as exc:
                 for _, future in attempts:
                     if not future.done():
@@ -119,13 +131,42 @@ class LedgerWriter:
                 if not future.done():
                     future.set_result(None)
 
+    @property
+    def failed(self) -> Exception | None:
+        """The error of the write that failed, once one has."""
+        return self._failed
+
+    def _fail(self, exc: Exception, outcomes: list[Outcome], waiting: list[asyncio.Future[None]]) -> None:
+        """A write failed: its attempts are refused (those messages stay unsent), its outcomes are
+        kept for one more try at close, and the dispatcher is told to send nothing more."""
+        self._failed = exc
+        self._outcomes = outcomes + self._outcomes
+        for future in waiting + [future for _, future in self._attempts]:
+            if not future.done():
+                future.set_exception(exc)
+        self._attempts = []
+        if self.on_fault is not None:
+            self.on_fault()
+
     async def close(self) -> None:
-        """Flush whatever is queued; called on success and on abort alike."""
+        """Flush whatever is queued; called on success and on abort alike. After a failed write,
+        the answers the server gave since are written once more (most often that succeeds: see
+        `DeliveryLedger.record_after_fault`), then the write's error is raised."""
         if self._task is None:
             return
         self._closing = True
         self._wake.set()
         await self._task
+        if self._failed is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        outcomes, self._outcomes = self._outcomes, []
+        if outcomes and self.ledger is not None:
+            with contextlib.suppress(NewsletterError):  # still no room: they are re-sent next run
+                await asyncio.to_thread(self.ledger.record_after_fault, outcomes)
+        raise self._failed
 
 
 class Dispatcher:
@@ -143,7 +184,7 @@ class Dispatcher:
         self.target = target
         self.envelope_from = envelope_from
         self.smtp = smtp
-        self.writer = LedgerWriter(ledger, outcome_batch=smtp.connections * 4)
+        self.writer = LedgerWriter(ledger, outcome_batch=smtp.connections * 4, on_fault=self._stop)
         self.still_wanted = still_wanted
         self.on_outcome = on_outcome
         self.limiter = RateLimiter(smtp.rate_per_second, smtp.rate_per_hour)
@@ -156,6 +197,8 @@ class Dispatcher:
         self._produced_all = False
         self._in_a_row = 0
         self._retry_tasks: set[asyncio.Task[None]] = set()
+        self._producer: asyncio.Task[None] | None = None
+        self._stopping = False  # the ledger failed: finish what is on the wire, send nothing more
 
     async def run(self, jobs: Iterable[Job] | AsyncIterator[Job]) -> DispatchStats:
         """Send every job; raise ServerFailure (after flushing the ledger) if the server fails."""
@@ -167,7 +210,7 @@ class Dispatcher:
         self.writer.start()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._produce(head, source))
+                self._producer = group.create_task(self._produce(head, source))
                 group.create_task(self._worker(first))
                 for _ in range(self.smtp.connections - 1):
                     group.create_task(self._worker(None))
@@ -184,21 +227,48 @@ class Dispatcher:
         async for job in rest:
             batch.append(job)
             if len(batch) >= self._batch:
-                await self._enqueue(batch)
+                if not await self._enqueue(batch):
+                    return
                 batch = []
-        await self._enqueue(batch)
-        self._produced_all = True
-        self._maybe_finish()
+        if await self._enqueue(batch):
+            self._produced_all = True
+            self._maybe_finish()
 
-    async def _enqueue(self, batch: list[Job]) -> None:
-        """Record a batch as 'sending' in one durable transaction, then hand it to the connections."""
+    def _stop(self) -> None:
+        """The ledger cannot record any more: let each connection finish the message it is
+        sending (its answer is still recorded), drop the queue (those were never sent) and stop."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._producer is not None and self._producer is not asyncio.current_task():
+            self._producer.cancel()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        for _ in range(self.smtp.connections):
+            self._queue.put_nowait(None)
+
+    async def _enqueue(self, batch: list[Job]) -> bool:
+        """Record a batch as 'sending' in one durable transaction, then hand it to the connections;
+        False when the ledger cannot record it (the run stops, the writer raises the error)."""
         self._pending += len(batch)
         # Unsubscribes are checked once, when a connection takes the job: the last moment that counts.
-        await self.writer.attempts(
-            [Attempt(job.key, job.message.message_id, job.papers, job.reader) for job in batch]
-        )
+        if not await self._recorded(
+            [Attempt(j.key, j.message.message_id, j.papers, j.reader) for j in batch]
+        ):
+            return False
         for job in batch:
             await self._queue.put(job)
+        return True
+
+    async def _recorded(self, attempts: list[Attempt]) -> bool:
+        try:
+            await self.writer.attempts(attempts)
+        except Exception:
+            if self.writer.failed is None:
+                raise
+            self._stop()
+            return False
+        return True
 
     def _wanted(self, job: Job) -> bool:
         """Someone who unsubscribed since the run began gets nothing more (checked at each step)."""
@@ -216,6 +286,8 @@ class Dispatcher:
         used = 0
         try:
             while (job := await self._queue.get()) is not None:
+                if self._stopping:
+                    continue  # recorded as 'sending' but never sent: the next run sends it
                 if not self._wanted(job):
                     self.writer.outcome(
                         Outcome(job.key, DeliveryStatus.WITHDRAWN, "unsubscribed during the run")
@@ -285,8 +357,10 @@ class Dispatcher:
 
     async def _requeue(self, job: Job, delay: float) -> None:
         await asyncio.sleep(delay)
-        if self._wanted(job):
-            await self.writer.attempts([Attempt(job.key, job.message.message_id, job.papers, job.reader)])
+        if self._stopping or not self._wanted(job):
+            return
+        attempt = Attempt(job.key, job.message.message_id, job.papers, job.reader)
+        if await self._recorded([attempt]) and not self._stopping:  # else still 'deferred': next run
             await self._queue.put(job)
 
     def _backoff(self, tries: int) -> float:

@@ -379,6 +379,7 @@ def _open_ledger(settings: Settings, store: SubscriberStore, report: SendReport,
     if real and not new:
         marker.check(path, report.list, report.channel)
     ledger = DeliveryLedger(path, report.issue, report.list, report.channel)
+    ledger.reserve()
     if real:
         ledger.on_first_attempt = lambda: marker.note(path, report.channel, report.issue)
     return ledger
