@@ -125,3 +125,38 @@ def test_a_send_that_fills_the_disk_stops_in_one_line_and_resumes_exactly(
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
     check_resumed(send(tmp_path, ledger=ledger), ledger, smtp)
     assert not Path(f"{ledger}-reserve").exists()
+
+
+def filed(outbox: Path) -> Counter[str]:
+    """Whom the embedded server filed a message for, by the To: address of each file."""
+    names: Counter[str] = Counter()
+    for path in (outbox / "new").iterdir():
+        head = path.read_bytes().split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+        to = next(line for line in head.splitlines() if line.startswith(b"To: "))
+        names[to.decode().rsplit("<", 1)[-1].rstrip(">\r")] += 1
+    return names
+
+
+def test_an_outbox_that_fills_stops_in_one_line_and_gives_up_on_nobody(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    outbox = small_disk / "outbox"
+    write_config(tmp_path, host="embedded", outbox=str(outbox))
+    write_subscribers(tmp_path / "subscribers" / "test.csv", READERS)
+    ledger = tmp_path / "newsletter.db"
+    result = send(tmp_path)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and result.returncode == 1, output
+    assert output.strip().splitlines() == [
+        f"Error: cannot file messages in the outbox: the disk is full, in {outbox}, free space there "
+        "(or set smtp.outbox to a folder on another disk), then run send again: it resumes with those "
+        "not yet filed"
+    ]
+    got, says = filed(outbox), ledger_says(ledger)
+    assert 0 < len(got) < READERS and set(got.values()) == {1}
+    assert {email for email, status in says.items() if status == "delivered"} == set(got)
+    assert {status for email, status in says.items() if email not in got} <= {"sending", "deferred"}
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    assert send(tmp_path).returncode == 0
+    got = filed(outbox)
+    assert len(got) == READERS and set(got.values()) == {1}

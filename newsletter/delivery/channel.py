@@ -32,7 +32,9 @@ def target_for(settings: Settings, embedded: EmbeddedServer | None) -> SmtpTarge
     """Where messages go: the embedded server while it runs, else the configured one."""
     if embedded is None:
         return SmtpTarget.from_settings(settings.smtp)
-    return SmtpTarget.embedded(embedded.host, embedded.port, settings.smtp.timeout)
+    return SmtpTarget.embedded(
+        embedded.host, embedded.port, settings.smtp.timeout, embedded.handler.fault_error
+    )
 
 
 @contextmanager

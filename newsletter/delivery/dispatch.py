@@ -199,6 +199,7 @@ class Dispatcher:
         self._retry_tasks: set[asyncio.Task[None]] = set()
         self._producer: asyncio.Task[None] | None = None
         self._stopping = False  # the ledger failed: finish what is on the wire, send nothing more
+        self._fault: NewsletterError | None = None  # the embedded server's, raised at the end
 
     async def run(self, jobs: Iterable[Job] | AsyncIterator[Job]) -> DispatchStats:
         """Send every job; raise ServerFailure (after flushing the ledger) if the server fails."""
@@ -220,6 +221,8 @@ class Dispatcher:
             for task in self._retry_tasks:
                 task.cancel()
             await self.writer.close()
+        if self._fault is not None:
+            raise self._fault
         return self.stats
 
     async def _produce(self, head: Job, rest: AsyncIterator[Job]) -> None:
@@ -235,8 +238,8 @@ class Dispatcher:
             self._maybe_finish()
 
     def _stop(self) -> None:
-        """The ledger cannot record any more: let each connection finish the message it is
-        sending (its answer is still recorded), drop the queue (those were never sent) and stop."""
+        """The ledger (or the outbox) cannot take any more: let each connection finish the message
+        it is sending (its answer is still recorded), drop the queue (never sent) and stop."""
         if self._stopping:
             return
         self._stopping = True
@@ -323,6 +326,13 @@ class Dispatcher:
         raise AssertionError("unreachable")
 
     def _handle(self, job: Job, reply: Reply) -> None:
+        fault = self.target.fault() if self.target.fault is not None else None
+        if fault is not None and reply.kind is not ReplyClass.ACCEPTED:
+            self._fault = fault  # raised once the connections finished and the ledger is written
+            self._record(job, DeliveryStatus.DEFERRED, reply)
+            self.stats.deferred += 1
+            self._stop()
+            return
         if reply.kind is ReplyClass.ACCEPTED:
             self._in_a_row = 0
             self.stats.sent += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import mailbox
 import os
 import threading
@@ -21,14 +22,31 @@ class MaildirHandler:
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
         self.maildir = mailbox.Maildir(private_dir(outbox.parent) / outbox.name, create=True)  # 0700
+        self.fault: OSError | None = None  # the first message that could not be filed
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content
         data = content if isinstance(content, bytes) else str(content).encode("utf-8")
-        # Filing in the outbox is final delivery, which adds the envelope sender (RFC 5321 4.4).
-        key = self.maildir.add(return_path_line(envelope.mail_from) + data)
-        os.chmod(self.outbox / "new" / key, FILE_MODE)  # the folder is 0700; the file follows suit
+        try:
+            # Filing in the outbox is final delivery, which adds the envelope sender (RFC 5321 4.4).
+            key = self.maildir.add(return_path_line(envelope.mail_from) + data)
+            os.chmod(self.outbox / "new" / key, FILE_MODE)  # the folder is 0700; the file follows suit
+        except OSError as exc:  # a full disk is no reason to refuse the reader for good: 4xx, not 5xx
+            self.fault = self.fault or exc
+            return f"452 4.3.1 cannot file the message in the outbox ({exc.strerror or exc})"
         return f"{SMTPStatus.completed:d} Message accepted for delivery"
+
+    def fault_error(self) -> DeliveryError | None:
+        """What stops the run once the outbox cannot take a message: named, with the fix."""
+        if self.fault is None:
+            return None
+        full = self.fault.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return DeliveryError(
+            f"cannot file messages in the outbox: {'the disk is full' if full else self.fault.strerror}",
+            where=str(self.outbox),
+            fix="free space there (or set smtp.outbox to a folder on another disk), then run send "
+            "again: it resumes with those not yet filed",
+        )
 
 
 def return_path_line(mail_from: str | None) -> bytes:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import aiosmtplib
 from aiosmtplib import SMTPStatus
 
-from ..errors import DeliveryError
+from ..errors import DeliveryError, NewsletterError
 from ..mail.compose import ComposedMessage
 from ..settings import SmtpSecurity, SmtpSettings
 from ..statuses import ReplyClass
@@ -40,6 +40,9 @@ class SmtpTarget:
     local_hostname: str | None = None
     allow_plaintext_auth: bool | None = None
     ca_file: str | None = None
+    # The embedded server's storage failure, if any: it stops the run (a full outbox is not a
+    # reason to give up on anyone, nor to go on deferring everyone).
+    fault: Callable[[], NewsletterError | None] | None = field(default=None, compare=False)
 
     @classmethod
     def from_settings(cls, smtp: SmtpSettings) -> SmtpTarget:
@@ -57,9 +60,11 @@ class SmtpTarget:
         )
 
     @classmethod
-    def embedded(cls, host: str, port: int, timeout: float) -> SmtpTarget:
+    def embedded(
+        cls, host: str, port: int, timeout: float, fault: Callable[[], NewsletterError | None] | None = None
+    ) -> SmtpTarget:
         """The in-process server: plain SMTP on loopback, no login."""
-        return cls(host=host, port=port, security=SmtpSecurity.NONE, timeout=timeout)
+        return cls(host=host, port=port, security=SmtpSecurity.NONE, timeout=timeout, fault=fault)
 
     @property
     def where(self) -> str:
