@@ -54,6 +54,7 @@ def run_checks(settings: Settings, dns_lookup: preflight.TxtLookup | None = None
     yield from template_checks
     yield from check_lists(settings)
     yield from check_links(settings)
+    yield check_return_path(settings)
     yield check_ledger(settings)
     yield from _checks(preflight.check_sources(settings))
     found, issue = preflight.check_next_issue(settings)
@@ -157,6 +158,26 @@ def check_links(settings: Settings) -> Iterator[Check]:
             "not set" + (" (fine for the embedded outbox)" if local else ""),
             "set NEWSLETTER_BASE_URL to where `newsletter serve` is reachable",
         )
+
+
+def check_return_path(settings: Settings) -> Check:
+    """Where bounces go, and whether a report that quotes nothing of the message can still count."""
+    from .errors import ConfigError
+    from .mail.tokens import TokenSigner
+    from .mail.verp import ReturnPath
+
+    sender = settings.sender
+    if not sender.uses_verp:
+        return Check(
+            "bounces",
+            True,
+            f"MAIL FROM {sender.envelope_sender} (no VERP: only reports that quote the Message-ID count)",
+        )
+    try:
+        path = ReturnPath(TokenSigner(settings.secret or "-"), sender.envelope_sender)
+    except ConfigError as exc:
+        return Check("bounces", False, exc.what, exc.fix or "")
+    return Check("bounces", True, f"MAIL FROM {path.local}+b-<signed token>@{path.domain}, one per message")
 
 
 def check_ledger(settings: Settings) -> Check:

@@ -212,3 +212,18 @@ def test_a_sealed_token_opens_for_its_purpose_only_and_survives_a_secret_rotatio
     assert opened_key(rotated, token.upper()) == "001122334455667788"
     assert rotated.unseal(token, Purpose.UNSUBSCRIBE) is None
     assert opened_key(TokenSigner("new-secret-Zq7mW4xR8vB1nT6kP3yH-0123456789"), token) is None
+
+
+@pytest.mark.parametrize(
+    ("sender", "ok", "says"),
+    [
+        ({}, True, "MAIL FROM digest@example.org (no VERP: only reports that quote the Message-ID count)"),
+        ({"bounce_address": "bounces@example.org"}, True, "MAIL FROM bounces+b-<signed token>@example.org"),
+        ({"bounce_address": "a-very-long-bounce-mailbox-name@example.org"}, False, "too long for a VERP"),
+    ],
+)
+def test_doctor_says_where_bounces_go(tmp_path: Path, sender: dict[str, Any], ok: bool, says: str) -> None:
+    from newsletter.doctor import check_return_path
+
+    check = check_return_path(load_settings(write_config(tmp_path, sender=sender)))
+    assert check.ok is ok and says in check.line()
