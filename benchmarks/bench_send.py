@@ -257,8 +257,7 @@ def measure_pipeline(
     settings = load_settings(write_config(folder, port, connections, processes))
     started, cpu, children = time.perf_counter(), cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
     sink_cpu = process_cpu_seconds(sink)
-    # The ledger was removed on purpose: its marker beside the list must not stop the next round.
-    report = run_send(settings, SendOptions(new_ledger=True))
+    report = run_send(settings, SendOptions())
     elapsed = time.perf_counter() - started
     assert report.sent == total, report
     sender = 1000 * (cpu_seconds() - cpu) / total
