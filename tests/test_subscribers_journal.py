@@ -182,3 +182,28 @@ def test_a_compaction_interrupted_before_the_journal_is_emptied_applies_nothing_
 
 def test_the_journal_lives_beside_the_list() -> None:
     assert ChangeJournal.beside(Path("/x/subscribers/news.csv")).path == Path("/x/subscribers/news.journal")
+
+
+def test_a_streamed_compaction_writes_what_the_whole_table_fold_writes(tmp_path: Path) -> None:
+    """compact streams rows (a send runs it before reading 100,000 rows): same bytes as the table."""
+    streamed = SubscriberStore(tmp_path / "streamed" / "news.csv")
+    streamed.path.parent.mkdir()
+    duplicate = "alice@example.org,Alice again,,active,,,red\n"
+    streamed.path.write_text(HEADER + ROWS + duplicate, encoding="utf-8", newline="")
+    streamed.record_add("dan@example.org", name="Dan", frequency="daily")
+    streamed.record_change("alice@example.org", keywords="music; robots", pause_until="2026-12-24")
+    streamed.record_unsubscribe("bob@example.org")
+    streamed.remove("carol@example.org")
+    streamed.record_add("erin@example.org", name="Erin")
+    streamed.remove("erin@example.org")
+    (tmp_path / "table").mkdir()
+    for source in (streamed.path, streamed.journal.path):  # the same list and journal, byte for byte
+        (tmp_path / "table" / source.name).write_bytes(source.read_bytes())
+    table = SubscriberStore(tmp_path / "table" / "news.csv")
+    assert streamed.compact()
+    with table.editing():
+        pass
+    assert not streamed.journal.size() and not table.journal.size()
+    written = streamed.path.read_bytes()
+    assert written == table.path.read_bytes()
+    assert b"dan@example.org" in written and b"carol@" not in written and b"erin@" not in written

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -209,7 +209,7 @@ class RowWriter:
         self.out.write(self.buffer.getvalue()[:-2] + self.newline)
 
 
-def render(layout: CsvLayout, rows: list[list[str]], out: TextIO) -> None:
+def render(layout: CsvLayout, rows: Iterable[list[str]], out: TextIO) -> None:
     """Write header and rows in the file's own dialect, padding short rows to the header."""
     if layout.bom:
         out.write("\ufeff")
