@@ -238,5 +238,16 @@ def test_cached_line_encoding_gives_quoted_printable_framed_for_smtp_data() -> N
         ".hidden line\n..two dots\n",
         "x" * 75 + "." + "y" * 90,  # a soft break right before a dot
     ]
-    for text in samples * 2:
+    for text in samples * 3:
         assert encoder.encode(text) + b"\r\n.\r\n" == to_wire(quoted_printable(text) + b"\r\n")
+
+
+def test_a_line_is_cached_only_once_it_comes_back() -> None:
+    """One reader's own lines (their links) are used once: caching them only costs memory."""
+    from newsletter.mail.compose import LineEncoder
+
+    encoder = LineEncoder()
+    encoder.encode("shared line\nreader one's link")
+    assert encoder._cache == {}
+    encoder.encode("shared line\nreader two's link")
+    assert list(encoder._cache) == ["shared line"]

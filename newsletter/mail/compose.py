@@ -120,22 +120,33 @@ class LineEncoder:
     QP encodes each line on its own, so joining encoded lines gives the same bytes as
     `quoted_printable` at a third of the cost. Lines come out framed for SMTP DATA (a line
     that starts with a dot gets a second one, RFC 5321 4.5.2), also once per cached line.
-    The cache is cleared when full to bound memory.
+    A line is cached the second time it is seen: one reader's own lines (their links, their
+    cards' feedback links) never come back, and caching them filled the cache with 13 MB of
+    lines used once. Both are cleared when full to bound memory.
     """
 
-    def __init__(self, max_lines: int = 20_000) -> None:
+    def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000) -> None:
         self.max_lines = max_lines
+        self.max_seen = max_seen
         self._cache: dict[str, bytes] = {}
+        self._seen: set[int] = set()  # hashes of lines seen once: a few bytes each, not the line
 
     def encode(self, text: str) -> bytes:
-        cache = self._cache
+        cache, seen = self._cache, self._seen
         if len(cache) > self.max_lines:
             cache.clear()
+        if len(seen) > self.max_seen:
+            seen.clear()
         out = []
         for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             encoded = cache.get(line)
             if encoded is None:
-                encoded = cache[line] = _stuffed(binascii.b2a_qp(line.encode("utf-8"), istext=True))
+                encoded = _stuffed(binascii.b2a_qp(line.encode("utf-8"), istext=True))
+                key = hash(line)
+                if key in seen:
+                    cache[line] = encoded
+                else:
+                    seen.add(key)
             out.append(encoded)
         return b"\r\n".join(out)
 
