@@ -268,3 +268,30 @@ def test_a_token_for_another_purpose_does_not_open_the_feedback_page(settings: S
     client = TestClient(create_app(settings))
     assert client.get(f"/feedback?t={token}&v=more").status_code == 403
     assert client.post(f"/feedback?t={token}&v=less").status_code == 403
+
+
+def test_readers_who_judged_the_same_papers_share_their_vectors_and_get_the_same_ranking(
+    tmp_path: Path,
+) -> None:
+    """Tastes are made per reader when asked, from one vector per judged paper: ranking unchanged."""
+    ranker = Ranker(PAPERS, ISSUE, SelectionSettings())
+    store = FeedbackStore(tmp_path / "feedback.db")
+    store.remember(ranker.papers, ranker.vectors, ranker.telling_terms())
+    for reader in ("ada@example.org", "bob@example.org", "cy@example.org"):
+        store.record("news", reader, "mus1", Verdict.MORE)
+        store.record("news", reader, "img1", Verdict.LESS)
+    tastes = store.tastes("news")
+    assert len(tastes) == 3 and tastes.papers == 2
+    ada = tastes["ada@example.org"]
+    liked, disliked = store.paper("mus1"), store.paper("img1")
+    assert liked is not None and disliked is not None
+    # What the store made for every reader up front before: the same Taste, so the same ranking.
+    eager = Taste.of(
+        [("mus1", liked.vector)], [("img1", disliked.vector)], {"mus1": liked.terms, "img1": disliked.terms}
+    )
+    assert (ada.liked_ids, ada.disliked_ids, ada.terms) == (eager.liked_ids, eager.disliked_ids, eager.terms)
+    assert np.array_equal(ada.liked, eager.liked) and np.array_equal(ada.disliked, eager.disliked)
+    for keywords in (["diffusion models"], []):
+        expected = [(p.paper.id, p.score) for p in ranker.rank(keywords, taste=eager)]
+        for reader in tastes:
+            assert [(p.paper.id, p.score) for p in ranker.rank(keywords, taste=tastes[reader])] == expected

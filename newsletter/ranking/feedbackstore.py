@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,10 +121,12 @@ class FeedbackStore:
                 (list_name, email.strip().lower(), paper_id, verdict.value, time.time()),
             )
 
-    def tastes(self, list_name: str) -> dict[str, Taste]:
+    def tastes(self, list_name: str) -> ReaderTastes:
         """Every reader of a list who gave feedback on a remembered paper: address -> Taste."""
-        found: dict[str, tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]] = {}
-        words: dict[str, tuple[str, ...]] = {}  # shared by every reader who judged the paper
+        verdicts: dict[str, tuple[list[str], list[str]]] = {}
+        vectors: dict[str, np.ndarray] = {}  # one per judged paper, shared by every reader who judged it
+        words: dict[str, tuple[str, ...]] = {}
+        ids: dict[str, str] = {}
         with self._db() as db:
             rows = db.execute(
                 "SELECT f.email, f.paper_id, f.verdict, p.vector, p.terms"
@@ -133,15 +135,55 @@ class FeedbackStore:
                 (list_name,),
             )
             for email, paper_id, verdict, blob, text in rows:
-                liked, disliked = found.setdefault(email, ([], []))
+                liked, disliked = verdicts.setdefault(email, ([], []))
                 if len(liked) + len(disliked) < MAX_PER_READER:
-                    (liked if verdict == Verdict.MORE else disliked).append((paper_id, _vector(blob)))
-                    if paper_id not in words:
-                        words[paper_id] = _terms(text)
-        return {
-            email: Taste.of(liked, disliked, {pid: words[pid] for pid, _ in [*liked, *disliked]})
-            for email, (liked, disliked) in found.items()
-        }
+                    if paper_id not in vectors:
+                        vectors[paper_id], words[paper_id] = _vector(blob), _terms(text)
+                    shared = ids.setdefault(paper_id, paper_id)  # one string per id, not one per row
+                    (liked if verdict == Verdict.MORE else disliked).append(shared)
+        return ReaderTastes(
+            {email: (tuple(liked), tuple(disliked)) for email, (liked, disliked) in verdicts.items()},
+            vectors,
+            words,
+        )
+
+
+class ReaderTastes(Mapping[str, Taste]):
+    """Readers' feedback, address -> Taste, with each judged paper's vector and terms held once.
+
+    A reader's Taste (their judged papers' vectors stacked) is made when their digest is built:
+    made for everyone up front, 10,000 readers with a few verdicts each held some 40 MB of
+    copies of the same few hundred vectors, in the sender and in every builder process.
+    """
+
+    def __init__(
+        self,
+        verdicts: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]],
+        vectors: Mapping[str, np.ndarray],
+        terms: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        self._verdicts = verdicts  # address -> (liked ids, disliked ids), newest first
+        self._vectors = vectors
+        self._terms = terms
+
+    def __getitem__(self, email: str) -> Taste:
+        liked, disliked = self._verdicts[email]
+        return Taste.of(
+            [(pid, self._vectors[pid]) for pid in liked],
+            [(pid, self._vectors[pid]) for pid in disliked],
+            {pid: self._terms[pid] for pid in (*liked, *disliked)},
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._verdicts)
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    @property
+    def papers(self) -> int:
+        """How many distinct papers the readers judged: the vectors held."""
+        return len(self._vectors)
 
 
 def _vector(blob: bytes) -> np.ndarray:
