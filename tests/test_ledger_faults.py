@@ -164,3 +164,43 @@ def test_doctor_really_writes_to_the_ledger(folder: Path) -> None:
 def test_each_way_of_running_out_of_space_is_named(tmp_path: Path, number: int, says: str) -> None:
     error = ledger_error(OSError(number, os.strerror(number)), tmp_path / "newsletter.db", "write to")
     assert error.message.startswith(says) and "run send again afterwards: it resumes" in str(error.fix)
+
+
+def test_a_ledger_that_fills_mid_dispatch_stops_sending_and_records_every_answer(tmp_path: Path) -> None:
+    """In process, so the failing write is the same every time: no hang, no message after the
+    failure, and the ledger's 'delivered' is exactly what the server received."""
+    import asyncio
+
+    from newsletter.delivery.dispatch import Dispatcher, Job
+    from newsletter.delivery.smtp import SmtpTarget
+    from newsletter.mail.compose import ComposedMessage
+    from newsletter.settings import SmtpSecurity, SmtpSettings
+
+    path = tmp_path / "newsletter.db"
+    ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
+    ledger._db.execute("PRAGMA max_page_count = 24")  # as if the disk were full at 96 KiB
+    papers = tuple(f"paper-{n:04d}-" + "x" * 200 for n in range(6))
+    jobs = [
+        Job(
+            f"r{i:03d}@example.org",
+            ComposedMessage.of(f"<{i}@x>", f"r{i:03d}@example.org", b"Subject: hi\r\n\r\nhello\r\n"),
+            papers,
+        )
+        for i in range(300)
+    ]
+    with LoopbackServer() as smtp:
+        target = SmtpTarget(host="127.0.0.1", port=smtp.port, security=SmtpSecurity.NONE, timeout=5)
+        dispatcher = Dispatcher(target, "digest@example.org", SmtpSettings(connections=3), ledger=ledger)
+        with pytest.raises(LedgerError, match="disk holding the delivery ledger is full"):
+            asyncio.run(asyncio.wait_for(dispatcher.run(jobs), 60))  # a hang fails, it does not wait
+    ledger.close()
+    got = (
+        {item.recipient for item in smtp.handler.received}
+        if isinstance(smtp.handler, RecordingHandler)
+        else set()
+    )
+    with closing(sqlite3.connect(path)) as db:
+        says = dict(db.execute("SELECT email, status FROM deliveries").fetchall())
+    assert 0 < len(got) < len(jobs)
+    assert {email for email, status in says.items() if status == "delivered"} == got
+    assert {status for email, status in says.items() if email not in got} <= {"sending"}

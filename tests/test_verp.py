@@ -227,3 +227,22 @@ def test_doctor_says_where_bounces_go(tmp_path: Path, sender: dict[str, Any], ok
 
     check = check_return_path(load_settings(write_config(tmp_path, sender=sender)))
     assert check.ok is ok and says in check.line()
+
+
+def test_a_one_off_notice_goes_out_from_the_bounce_address(tmp_path: Path) -> None:
+    import asyncio
+
+    from newsletter.delivery.oneoff import OneOffSender
+    from newsletter.mail.compose import ComposedMessage
+
+    with LoopbackServer() as server:
+        settings = load_settings(
+            write_config(tmp_path, port=server.port, sender={"bounce_address": "bounces@example.org"})
+        )
+        message = ComposedMessage.of(
+            "<n.1@example.org>", "new@example.com", b"Subject: confirm\r\n\r\nhi\r\n"
+        )
+        reply = asyncio.run(OneOffSender(settings).send(message))
+    assert reply.code == 250
+    assert isinstance(server.handler, RecordingHandler)
+    assert [item.mail_from for item in server.handler.received] == ["bounces@example.org"]

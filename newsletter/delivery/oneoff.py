@@ -52,6 +52,7 @@ class OneOffSender:
             log.error("notice not sent: %s", exc.message)
             return Reply(ReplyClass.TRANSIENT, 0, exc.message)
         try:
-            return await send_one(client, self.settings.sender.address, message, target.where)
+            # Bounces of a notice go where the digest's do (no VERP: no ledger row to match them to).
+            return await send_one(client, self.settings.sender.envelope_sender, message, target.where)
         finally:
             await close_connection(client)
