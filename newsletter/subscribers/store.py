@@ -16,6 +16,7 @@ from ..files import atomic_write, temp_prefix
 from ..models import Subscriber
 from ..statuses import SubscriberStatus
 from ..text import split_keywords
+from .addressindex import AddressIndex
 from .csvfile import CsvLayout, Rows, missing_list_error, read_layout, read_rows, render
 from .journal import Change, ChangeJournal, ChangeKind, apply_changes, check_fields, now
 from .lookup import find_row
@@ -58,6 +59,7 @@ class SubscriberStore:
         self.lock = FileLock(str(self.path.with_name(self.path.name + ".lock")), timeout=lock_timeout)
         self.journal = ChangeJournal.beside(self.path)
         self.status_cache = StatusCache(self.path, self.journal)
+        self.index = AddressIndex(self.path, self.journal)
 
     @property
     def name(self) -> str:
@@ -132,14 +134,21 @@ class SubscriberStore:
         return problems
 
     def get(self, email: str) -> Subscriber | None:
-        """One subscriber by address (any case), or None; a byte search, not a parse of the list."""
+        """One subscriber by address (any case), or None: through the address index when there is one.
+
+        Without an index (a list it cannot read) this is a byte search, not a parse of the list.
+        """
         key = email.strip().lower()
         if not key.isascii():
             return next((s for s in self.iter_subscribers(on_problem=_ignore) if s.key == key), None)
-        layout = read_layout(self.path)
-        row = find_row(self.path, layout, key)
-        changes = [c for c in self.journal.read().changes if c.key == key]
-        row = apply_changes(layout, row, changes)
+        found = self.index.find(key)
+        if found is not None:
+            layout, row = found.layout, apply_changes(found.layout, found.row, found.changes)
+        else:
+            layout = read_layout(self.path)
+            row = find_row(self.path, layout, key)
+            changes = [c for c in self.journal.read().changes if c.key == key]
+            row = apply_changes(layout, row, changes)
         return None if row is None else row_as_subscriber(layout, row)
 
     def is_active(self, email: str) -> bool:
