@@ -67,6 +67,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _replace(path, fill)
 
 
+def atomic_install(finished: Path, path: Path) -> None:
+    """Swap in a file another writer (SQLite) finished beside `path`: fsynced, renamed, folder synced."""
+    fd = os.open(finished, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(finished, path)
+    _fsync_dir(path.parent)
+
+
 def _replace(path: Path, fill: Callable[[int], None], private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _PRIVATE if private else _mode_for(path)

@@ -1,4 +1,9 @@
-"""Settings from newsletter.toml overridden by NEWSLETTER_* environment variables."""
+"""Settings from newsletter.toml overridden by NEWSLETTER_* environment variables.
+
+Plain scalar variables (NEWSLETTER_SECRET, NEWSLETTER_BASE_URL) are read here; nested
+(NEWSLETTER_SMTP__PORT) and JSON ones go through pydantic-settings' environment source, imported
+only then, so a command such as `subscribers add` starts without it (it costs more than the rest).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,9 @@ import tomllib
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .safety.listnames import RULE as LIST_NAME_RULE
@@ -225,10 +229,10 @@ class DkimSettings(_Section):
         return bool(self.selector and self.domain and (self.private_key or self.private_key_path))
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything a run needs; relative paths are resolved against the config file's folder."""
 
-    model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", env_nested_delimiter="__", extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     title: str = "Paper Digest"
     secret: str | None = None
@@ -271,17 +275,12 @@ class Settings(BaseSettings):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, (str, Path)) else value
 
+    @model_validator(mode="before")
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment beats the file: the file is passed in as init values.
-        return (env_settings, init_settings)
+    def _environment_beats_the_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return _deep_update(data, environment_values())
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path the way a user reading the config file expects."""
@@ -384,6 +383,51 @@ def _check_environment_names() -> None:
         if close:
             fix = f"did you mean {_PREFIX}{close[0].upper()}? Rename it, or unset it"
         raise ConfigError(f"unknown setting {variable} in the environment", fix=fix)
+
+
+def environment_values() -> dict[str, Any]:
+    """The NEWSLETTER_* variables as settings values, as pydantic-settings' environment source reads them."""
+    found = {
+        name[len(_PREFIX) :].lower(): value
+        for name, value in os.environ.items()
+        if name.upper().startswith(_PREFIX)
+    }
+    simple = _simple_fields()
+    if all(key in simple or ("__" not in key and key not in Settings.model_fields) for key in found):
+        return {key: value for key, value in found.items() if key in simple}
+    from pydantic_settings import EnvSettingsSource  # the nested and JSON cases, rarely needed
+
+    source = EnvSettingsSource(
+        Settings,  # type: ignore[arg-type]  # it reads only model_fields and what is passed here
+        case_sensitive=False,
+        env_prefix=_PREFIX,
+        env_nested_delimiter="__",
+    )
+    return dict(source())
+
+
+def _simple_fields() -> frozenset[str]:
+    """Fields whose variable is taken as plain text: not a table, list or dict (those are JSON)."""
+    return frozenset(name for name, info in Settings.model_fields.items() if not _complex(info.annotation))
+
+
+def _complex(annotation: Any) -> bool:
+    if get_origin(annotation) in (list, dict, tuple, set, frozenset):
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_complex(arg) for arg in get_args(annotation) if arg is not type(None))
+
+
+def _deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` on top, tables merged key by key (a variable overrides one key of a table)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _fix_hint() -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from newsletter.errors import ConfigError
-from newsletter.settings import SmtpSettings, load_settings
+from newsletter.settings import Settings, SmtpSettings, environment_values, load_settings
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost", "LOCALHOST"])
@@ -48,3 +49,34 @@ def test_unknown_key_is_an_error_naming_key_and_file(tmp_path: Path) -> None:
         load_settings(config)
 
     assert "smtp.hots" in raised.value.message and str(config) in raised.value.message
+
+
+def test_plain_variables_read_without_pydantic_settings_as_it_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic_settings import EnvSettingsSource
+
+    for name in [n for n in os.environ if n.upper().startswith("NEWSLETTER_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NEWSLETTER_SECRET", " a secret with spaces ")
+    monkeypatch.setenv("newsletter_base_url", "https://news.example.org")
+    monkeypatch.setenv("NEWSLETTER_SEND_EMPTY_DIGESTS", "yes")
+    monkeypatch.setenv("NEWSLETTER_ISSUE_DATE", "2026-12-01")
+    monkeypatch.setenv("NEWSLETTER_LOG_FILE", "")
+    monkeypatch.setenv("NEWSLETTER_NOT_A_SETTING", "ignored here, refused by load_settings")
+
+    def source() -> dict[str, object]:  # it reads the environment when made
+        return dict(
+            EnvSettingsSource(
+                Settings,  # type: ignore[arg-type]  # as newsletter.settings uses it
+                case_sensitive=False,
+                env_prefix="NEWSLETTER_",
+                env_nested_delimiter="__",
+            )()
+        )
+
+    assert environment_values() == source()
+    monkeypatch.setenv("NEWSLETTER_SMTP__PORT", "2525")  # nested: pydantic-settings reads them all
+    monkeypatch.setenv("NEWSLETTER_SOURCES", '[{"kind": "hf"}]')
+    assert environment_values() == source()
+    assert environment_values()["smtp"] == {"port": "2525"}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..files import atomic_install
 from .csvfile import CsvLayout, detect_layout
 from .journal import Change, ChangeJournal
 from .statuscache import RACY_NS
@@ -177,7 +178,6 @@ class AddressIndex:
                 db.close()
             keep = _signature(handle) == signature and started - signature[2] >= RACY_NS
             if keep:
-                _fsync(temp)
                 self._install(temp)
                 return _connect(self.path), None
             return _connect(temp), temp
@@ -196,7 +196,7 @@ class AddressIndex:
         try:
             if old is None:
                 self.path.with_name(self.path.name + "-journal").unlink(missing_ok=True)
-            os.replace(temp, self.path)
+            atomic_install(temp, self.path)
         finally:
             if old is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -393,14 +393,6 @@ def _row_at(handle: BinaryIO, offset: int, layout: CsvLayout, key: str) -> list[
     if column is None or column >= len(row) or row[column].strip().lower() != key:
         raise StaleIndexError(f"the row at byte {offset} is not {key}'s")
     return row
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["AddressIndex", "Found"]

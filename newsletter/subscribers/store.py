@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING
 
 from ..errors import SubscriberError
 from ..files import atomic_write, temp_prefix
@@ -36,6 +36,9 @@ from .table import (
     utc_now,
 )
 
+if TYPE_CHECKING:
+    from filelock import FileLock
+
 log = logging.getLogger(__name__)
 COMPACT_BYTES = 4 << 20  # a journal this big is folded into the CSV by the next change that can lock
 
@@ -56,10 +59,17 @@ class SubscriberStore:
 
     def __init__(self, path: Path, lock_timeout: float = 30.0) -> None:
         self.path = Path(path)
-        self.lock = FileLock(str(self.path.with_name(self.path.name + ".lock")), timeout=lock_timeout)
+        self.lock_timeout = lock_timeout
         self.journal = ChangeJournal.beside(self.path)
         self.status_cache = StatusCache(self.path, self.journal)
         self.index = AddressIndex(self.path, self.journal)
+
+    @functools.cached_property
+    def lock(self) -> FileLock:
+        """The list's lock file, imported and made only by commands that rewrite the list."""
+        from filelock import FileLock
+
+        return FileLock(str(self.path.with_name(self.path.name + ".lock")), timeout=self.lock_timeout)
 
     @property
     def name(self) -> str:
@@ -266,6 +276,8 @@ class SubscriberStore:
     @contextlib.contextmanager
     def _locked(self, timeout: float | None) -> Iterator[None]:
         """The list's lock, with any temp file a crashed writer left behind cleared."""
+        from filelock import Timeout
+
         try:
             # Poll often: a change holds the lock for milliseconds, the 50 ms default wastes most of that.
             with self.lock.acquire(timeout=timeout, poll_interval=0.005):
