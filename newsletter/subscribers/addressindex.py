@@ -44,7 +44,7 @@ HEAD_BYTES = 64  # the journal's first bytes: a new journal on a reused inode ne
 BUSY_SECONDS = 2.0
 STALE_BUILD_SECONDS = 3600.0  # a half-built temp file this old is from a crash
 SCHEMA = """
-CREATE TABLE rows (key TEXT PRIMARY KEY, offset INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE rows (key TEXT NOT NULL, offset INTEGER NOT NULL);
 CREATE TABLE pending (seq INTEGER PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX pending_key ON pending (key);
 CREATE TABLE state (
@@ -122,7 +122,8 @@ class AddressIndex:
                 db, temporary = built
             try:
                 changes = self._catch_up(db, key)
-                hit = db.execute("SELECT offset FROM rows WHERE key = ?", (key,)).fetchone()
+                first = "SELECT offset FROM rows WHERE key = ? ORDER BY offset LIMIT 1"
+                hit = db.execute(first, (key,)).fetchone()
                 row = None if hit is None else _row_at(handle, int(hit[0]), layout, key)
             finally:
                 db.close()
@@ -170,7 +171,9 @@ class AddressIndex:
                 db.execute("PRAGMA cache_size = -16384")
                 db.executescript(SCHEMA)
                 db.execute("BEGIN")
-                db.executemany("INSERT OR IGNORE INTO rows VALUES (?, ?)", entries)
+                db.executemany("INSERT INTO rows VALUES (?, ?)", entries)
+                # Indexed after the rows are in: one sort, however the list is ordered.
+                db.execute("CREATE INDEX rows_key ON rows (key, offset)")
                 db.execute("INSERT INTO state VALUES (?, ?, ?, ?, 0, x'', 0)", (VERSION, *signature))
                 db.execute("COMMIT")
                 db.execute("PRAGMA journal_mode = DELETE")
@@ -319,8 +322,10 @@ def _entries(handle: BinaryIO, layout: CsvLayout) -> Iterator[tuple[str, int]]:
     body = len(handle.readline())
     plain = _check_body(handle, body)
     handle.seek(body)
-    rows = _plain_rows(handle, body, layout.delimiter) if plain else _quoted_rows(handle, body, layout)
-    for offset, cells in rows:
+    if plain:
+        yield from _plain_keys(handle, body, layout.delimiter.encode("utf-8"), column)
+        return
+    for offset, cells in _quoted_rows(handle, body, layout):
         if column < len(cells):
             key = cells[column].strip().lower()
             if key:
@@ -343,19 +348,23 @@ def _check_body(handle: BinaryIO, start: int) -> bool:
     return plain and not carried
 
 
-def _plain_rows(handle: BinaryIO, start: int, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Rows of a file without quotes: every line is one row and cells split on the delimiter."""
+def _plain_keys(handle: BinaryIO, start: int, separator: bytes, column: int) -> Iterator[tuple[str, int]]:
+    """Addresses of a file without quotes: every line is one row, its cells split on the delimiter."""
     offset, rest = start, b""
     while True:
         chunk = handle.read(CHUNK)
         data = rest + chunk
-        if not chunk:
-            lines, rest = ([data] if data else []), b""
-        else:
+        if chunk:
             cut = data.rfind(b"\n") + 1
             lines, rest = data[:cut].split(b"\n")[:-1], data[cut:]
+        else:
+            lines, rest = ([data] if data else []), b""
         for line in lines:
-            yield offset, line.decode("utf-8").split(delimiter)
+            cells = line.split(separator, column + 1)
+            if len(cells) > column:
+                key = cells[column].decode("utf-8").strip().lower()
+                if key:
+                    yield key, offset
             offset += len(line) + 1
         if not chunk:
             return
