@@ -152,5 +152,8 @@ def test_embedding_keeps_none_of_the_table_in_the_process_and_gives_the_same_vec
     assert _resident_kib(root / semantic._WEIGHTS) == 0
     again = model.embed(texts)
     assert np.array_equal(first, again)
+    # A keyword (a few texts) is read with pread, not mapped: the same vector, nothing resident.
+    alone = np.concatenate([model.embed([text]) for text in texts[:3]])
+    assert np.array_equal(alone, first[:3]) and _resident_kib(root / semantic._WEIGHTS) == 0
     expected = model.table[model.token_ids(texts[0])].sum(axis=0, dtype=np.float32)
     assert np.allclose(first[0], expected / np.linalg.norm(expected))

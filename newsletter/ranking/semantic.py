@@ -28,29 +28,40 @@ INSTALL_HINT = "install it with: pip install 'wordllama>=0.4,<0.5'"
 WORD_CACHE_SIZE = 200_000  # distinct words whose token ids are kept; bounded against hostile text
 MAX_TEXT_CHARS = 8_000
 MIN_COSINE_ALONE = 0.2  # a paper sharing no word with a keyword needs this much to count at all
+MAPPED_FROM_TEXTS = 8  # a batch this big (an issue's papers) reads the mapped table, then unmaps it
 MIN_COSINE = 0.15  # below this cosine no text is related, however the window's papers compare
 
 
 class EmbeddingModel:
     """A static embedding table and its tokenizer: text in, unit vector out."""
 
-    def __init__(self, table: np.ndarray, tokenizer: object, mapped: mmap.mmap | None = None) -> None:
+    def __init__(
+        self,
+        table: np.ndarray,
+        tokenizer: object,
+        mapped: mmap.mmap | None = None,
+        file: TableFile | None = None,
+    ) -> None:
         self.table = table  # float16 as shipped (16 MB, not 32: a send stays under 150 MB), summed in float32
         self.dim = int(table.shape[1])
         self._tokenizer = tokenizer
         self._words: dict[str, list[int]] = {}
         self._mapped = mapped  # the file mapping `table` reads from, when memory-mapped
+        self._file = file  # the same rows, read with pread: a keyword's few rows map no page at all
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One unit-length float32 row per text; a text without tokens gets a zero row."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        few = self._file is not None and len(texts) < MAPPED_FROM_TEXTS
         for row, text in enumerate(texts):
             ids = self.token_ids(text)
             if ids:
-                out[row] = self.table[ids].sum(axis=0, dtype=np.float32)
+                rows = self._file.rows(ids) if few and self._file is not None else self.table[ids]
+                out[row] = rows.sum(axis=0, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
-        self._let_go()
+        if not few:
+            self._let_go()
         return out
 
     def _let_go(self) -> None:
@@ -82,6 +93,23 @@ class EmbeddingModel:
         return ids
 
 
+class TableFile:
+    """The table's rows read with pread: for a keyword's few tokens, cheaper than mapping and
+    unmapping pages (a builder embeds hundreds of keywords), and nothing stays in memory."""
+
+    def __init__(self, path: Path, offset: int, dim: int) -> None:
+        self._fd = os.open(
+            path, os.O_RDONLY
+        )  # kept for the process's life, shared by builders (pread: no seek)
+        self._offset = offset
+        self._row = 2 * dim  # float16
+        self._dim = dim
+
+    def rows(self, ids: Sequence[int]) -> np.ndarray:
+        data = b"".join(os.pread(self._fd, self._row, self._offset + i * self._row) for i in ids)
+        return np.frombuffer(data, dtype="<f2").reshape(len(ids), self._dim)
+
+
 def model_files() -> Path | None:
     """Where the installed model package keeps its files, found without importing it."""
     spec = importlib.util.find_spec(MODEL_PACKAGE)
@@ -104,14 +132,14 @@ def load_model() -> EmbeddingModel:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from tokenizers import Tokenizer
 
-    table, mapped = _mapped_table(root / _WEIGHTS)
+    table, mapped, offset = _mapped_table(root / _WEIGHTS)
     tokenizer = Tokenizer.from_file(str(root / _TOKENIZER))
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    return EmbeddingModel(table, tokenizer, mapped)
+    return EmbeddingModel(table, tokenizer, mapped, TableFile(root / _WEIGHTS, offset, int(table.shape[1])))
 
 
-def _mapped_table(path: Path) -> tuple[np.ndarray, mmap.mmap]:
+def _mapped_table(path: Path) -> tuple[np.ndarray, mmap.mmap, int]:
     """The safetensors file's one float16 matrix, memory-mapped: no copy, pages shared by builders.
 
     Layout: 8-byte little-endian header size, a JSON header naming dtype, shape and the data's
@@ -132,7 +160,7 @@ def _mapped_table(path: Path) -> tuple[np.ndarray, mmap.mmap]:
     with path.open("rb") as handle:
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     table = np.frombuffer(mapped, dtype="<f2", count=rows * dim, offset=8 + size + start)
-    return table.reshape(rows, dim), mapped
+    return table.reshape(rows, dim), mapped, 8 + size + start
 
 
 def paper_text(title: str, abstract: str) -> str:
