@@ -20,6 +20,7 @@ from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
+from newsletter.subscribers.addressindex import AddressIndex
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
 ROWS = (
@@ -268,3 +269,34 @@ def test_a_list_the_store_cannot_read_gets_no_index_and_the_same_errors(tmp_path
     with pytest.raises(SubscriberError, match="not UTF-8"):
         latin.add("new@example.org")
     assert not stray.index.path.exists() and not latin.index.path.exists()
+
+
+def test_many_stores_of_one_list_build_its_index_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve makes a store per request: a burst of sign-ups on an unindexed list indexes it once."""
+    rows = "".join(f"reader{i:06d}@example.org,Reader {i},,active,,\n" for i in range(20_000))
+    path = write(tmp_path / "big.csv", HEADER + rows)
+    builds: list[int] = []
+    real_build = AddressIndex._build
+
+    def counted(self: AddressIndex, *args: object, **kwargs: object) -> object:
+        builds.append(1)
+        return real_build(self, *args, **kwargs)  # type: ignore[arg-type]  # passed through as given
+
+    monkeypatch.setattr(AddressIndex, "_build", counted)
+    start = threading.Barrier(8)
+    found: list[bool] = []
+
+    def sign_up(i: int) -> None:
+        store = SubscriberStore(path)
+        start.wait()
+        found.append(store.get(f"reader{i * 1000:06d}@example.org") is not None)
+
+    threads = [threading.Thread(target=sign_up, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == [True] * 8
+    assert len(builds) == 1

@@ -86,7 +86,9 @@ class AddressIndex:
         self.csv_path = Path(csv_path)
         self.journal = journal
         self.path = self.csv_path.with_name(self.csv_path.stem + SUFFIX)
-        self._lock = threading.Lock()  # one build at a time in this process
+        # One build at a time per index file in this process, however many stores point at it
+        # (serve makes one store per request: 40 threads must not each index a big list).
+        self._lock = _lock_for(self.path)
 
     def find(self, key: str) -> Found | None:
         """The address's row and records, or None when no index can be trusted (scan instead)."""
@@ -283,6 +285,16 @@ class AddressIndex:
     def _pending(self, db: sqlite3.Connection, key: str) -> list[str]:
         rows = db.execute("SELECT record FROM pending WHERE key = ? ORDER BY seq", (key,))
         return [str(record) for (record,) in rows]
+
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    key = path.resolve()
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def _connect(path: Path) -> sqlite3.Connection:
