@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import bm25s
 
@@ -85,10 +86,18 @@ def evaluate(judgements: Path, papers_path: Path) -> tuple[list[str], dict[str, 
     return [q["keywords"] for q in judged["queries"]], results
 
 
-def feedback_gain(judgements: Path, papers_path: Path, settings: SelectionSettings) -> tuple[float, float]:
-    """Mean nDCG@10 of the rest before and after liking the best paper of each query's first page."""
+def judged_ranker(
+    judgements: Path, papers_path: Path, settings: SelectionSettings
+) -> tuple[dict[str, Any], Ranker]:
+    """The judgements and a ranker over the sample papers on their issue date (the feedback checks)."""
     judged = json.loads(judgements.read_text(encoding="utf-8"))
     ranker = Ranker(load_papers([papers_path]).papers, date.fromisoformat(judged["issue_date"]), settings)
+    return judged, ranker
+
+
+def feedback_gain(judgements: Path, papers_path: Path, settings: SelectionSettings) -> tuple[float, float]:
+    """Mean nDCG@10 of the rest before and after liking the best paper of each query's first page."""
+    judged, ranker = judged_ranker(judgements, papers_path, settings)
     before, after = [], []
     for query in judged["queries"]:
         keywords = split_keywords(query["keywords"])
@@ -117,8 +126,7 @@ def dislike_effect(judgements: Path, papers_path: Path, settings: SelectionSetti
 
     "Less like this" must not cost the reader the relevant papers that sit near an irrelevant one.
     """
-    judged = json.loads(judgements.read_text(encoding="utf-8"))
-    ranker = Ranker(load_papers([papers_path]).papers, date.fromisoformat(judged["issue_date"]), settings)
+    judged, ranker = judged_ranker(judgements, papers_path, settings)
     before, after = [], []
     for query in judged["queries"]:
         keywords = split_keywords(query["keywords"])
