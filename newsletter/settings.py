@@ -23,7 +23,8 @@ from .safety.listnames import check_list_name, is_list_name
 
 CONFIG_NAME = "newsletter.toml"
 EMBEDDED = "embedded"
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.+-]{1,64}@[A-Za-z0-9.-]{1,253}")
+# An address an envelope can carry as is: ASCII dot-atom local part (RFC 5321), plain domain.
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.+-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 class _Section(BaseModel):
@@ -51,7 +52,7 @@ class SenderSettings(_Section):
     @field_validator("bounce_address")
     @classmethod
     def _plain_address(cls, value: str | None) -> str | None:
-        if value is not None and not _PLAIN_ADDRESS.fullmatch(value.strip()):
+        if value is not None and not PLAIN_ADDRESS.fullmatch(value.strip()):
             raise ValueError(f"{value!r} is not a plain ASCII address like bounces@example.org")
         return value.strip() if value is not None else None
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 
 from ..errors import ConfigError
-from ..settings import SenderSettings
+from ..settings import PLAIN_ADDRESS, SenderSettings
 from .tokens import Purpose, TokenSigner
 
 TAG = "+b-"
@@ -32,7 +32,6 @@ MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 # A token wherever an address carries one; case-insensitive, as some servers fold local parts.
 FOUND = re.compile(rf"\+b-([a-z2-7]{{{TOKEN_CHARS}}})@", re.IGNORECASE)
 _DIGEST = re.compile(r"\.([0-9a-f]{24})@", re.IGNORECASE)
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.+-]+")
 
 
 def delivery_key(message_id: str) -> str | None:
@@ -46,7 +45,7 @@ class ReturnPath:
 
     def __init__(self, signer: TokenSigner, address: str) -> None:
         local, _, domain = address.rpartition("@")
-        if not local or not domain or not _DOT_ATOM.fullmatch(local) or not address.isascii():
+        if not PLAIN_ADDRESS.fullmatch(address):
             raise ConfigError(
                 f"the bounce address {address!r} cannot carry a VERP token",
                 fix="use a plain address like bounces@example.org, or set sender.verp = false",
