@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.models import Paper
 from newsletter.ranking.feedback import Taste
 from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings
+from newsletter.sources.paper import Paper
 
 ISSUE = date(2024, 3, 14)
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "zo", "pe", "su", "da", "fi", "go", "hu"]

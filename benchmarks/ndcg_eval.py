@@ -25,11 +25,11 @@ import bm25s
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter.models import Paper
 from newsletter.ranking.feedback import Taste
 from newsletter.ranking.selection import Ranker
 from newsletter.settings import SelectionSettings
 from newsletter.sources import load_papers
+from newsletter.sources.paper import Paper
 from newsletter.text import split_keywords
 
 K = 10

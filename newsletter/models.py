@@ -1,77 +1,36 @@
-"""Data that crosses stage boundaries: papers, subscribers and the issue they meet in."""
+"""Data that crosses stage boundaries: subscribers and the issue they meet in (papers: sources/paper.py).
+
+Plain dataclasses, so a command that only touches a subscriber list never imports pydantic.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from .statuses import Frequency, SubscriberStatus
-from .text import strip_forbidden_chars
 
 
-class Paper(BaseModel):
-    """One paper from any source, normalised so stages never care where it came from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    title: str
-    abstract: str
-    authors: list[str] = Field(default_factory=list)
-    published: datetime
-    featured_at: datetime | None = None
-    url: str
-    pdf_url: str | None = None
-    code_url: str | None = None
-    upvotes: int | None = None
-    keywords: list[str] = Field(default_factory=list)
-    source: str = "unknown"
-
-    @field_validator("id", "title", "abstract", "url", "pdf_url", "code_url", "source")
-    @classmethod
-    def _markup_safe_text(cls, value: str | None) -> str | None:
-        # A source's JSON can hold a lone surrogate (UTF-8 cannot even write it) or a control byte.
-        return strip_forbidden_chars(value) if value is not None else None
-
-    @field_validator("authors", "keywords")
-    @classmethod
-    def _markup_safe_list(cls, value: list[str]) -> list[str]:
-        return [strip_forbidden_chars(item) for item in value]
-
-    @field_validator("published", "featured_at")
-    @classmethod
-    def _must_be_aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("dates must carry a timezone")
-        return value
-
-    @property
-    def listed_at(self) -> datetime:
-        """When the paper reached readers: featured on a daily list if it was, else published."""
-        return self.featured_at or self.published
-
-
-def stable_id(text: str) -> str:
-    """Give papers without an arXiv id an id that is the same on every run."""
-    return "h-" + hashlib.sha256(text.strip().lower().encode("utf-8")).hexdigest()[:16]
-
-
-class Subscriber(BaseModel):
+@dataclass(slots=True)
+class Subscriber:
     """One row of a subscriber list, with unknown columns kept for rewrites."""
 
     email: str
     name: str = ""
-    keywords: list[str] = Field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     subscribed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     frequency: Frequency = Frequency.WEEKLY
     pause_until: date | None = None  # no issue dated on or before this day
     confirmed_at: datetime | None = None  # when a web sign-up was confirmed (double opt-in)
-    extra: dict[str, str] = Field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Status and frequency are compared with `is`: a plain "active" must become the member.
+        self.status = SubscriberStatus(self.status)
+        self.frequency = Frequency(self.frequency)
+        self.keywords = list(self.keywords)
 
     @property
     def key(self) -> str:
@@ -85,6 +44,13 @@ class Subscriber(BaseModel):
     def wants(self, frequency: Frequency, issue_date: date) -> bool:
         """Whether an issue of this frequency and date is one this reader asked for."""
         return self.frequency is frequency and (self.pause_until is None or issue_date > self.pause_until)
+
+    def as_json(self) -> dict[str, object]:
+        """The row for `subscribers list --json`: dates in ISO 8601 as the CSV writes them."""
+        return {
+            name: value.isoformat() if isinstance(value, date) else value
+            for name, value in ((f.name, getattr(self, f.name)) for f in fields(self))
+        }
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from .errors import NewsletterError
 from .mail.dkim import DkimSigner
-from .models import IssueInfo, Paper, Subscriber
+from .models import IssueInfo, Subscriber
 from .pipeline.issue import LOCAL_BASE_URL, PreparedIssue, prepare_issue
 from .ranking.selection import Ranker
 from .render.digest import DigestRenderer
 from .settings import Settings, SourceSettings
+from .sources.paper import Paper
 
 # (record name) -> the TXT strings published there; raises LookupError when DNS has no answer.
 TxtLookup = Callable[[str], list[str]]

@@ -1,15 +1,13 @@
-"""Settings from newsletter.toml overridden by NEWSLETTER_* environment variables.
+"""Settings from newsletter.toml overridden by NEWSLETTER_* environment variables, validated.
 
-Plain scalar variables (NEWSLETTER_SECRET, NEWSLETTER_BASE_URL) are read here; nested
-(NEWSLETTER_SMTP__PORT) and JSON ones go through pydantic-settings' environment source, imported
-only then, so a command such as `subscribers add` starts without it (it costs more than the rest).
+The file and the variables are read by configfile.py. Plain scalar variables (NEWSLETTER_SECRET,
+NEWSLETTER_BASE_URL) are taken as they are; nested (NEWSLETTER_SMTP__PORT) and JSON ones go
+through pydantic-settings' environment source, imported only then, as it costs more than the rest.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -17,11 +15,23 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .configfile import (
+    CONFIG_NAME,
+    DEFAULT_LIST,
+    FIX_HINT,
+    PREFIX,
+    SUBSCRIBERS_DIR,
+    ListPlaces,
+    check_key_names,
+    describe,
+    environment,
+    find_config,
+    list_name_problem,
+    read_config,
+    variable_for,
+)
 from .errors import ConfigError
-from .safety.listnames import RULE as LIST_NAME_RULE
-from .safety.listnames import check_list_name, is_list_name
 
-CONFIG_NAME = "newsletter.toml"
 EMBEDDED = "embedded"
 # An address an envelope can carry as is: ASCII dot-atom local part (RFC 5321), plain domain.
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.+-]{1,64}@[A-Za-z0-9.-]{1,253}")
@@ -247,8 +257,8 @@ class Settings(BaseModel):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     cache_dir: Path = Path("papers-cache")
     issue_date: date | None = None
-    default_list: str = "example"
-    subscribers_dir: Path = Path("subscribers")
+    default_list: str = DEFAULT_LIST
+    subscribers_dir: Path = SUBSCRIBERS_DIR
     templates_dir: Path = Path("templates")
     ledger: Path = Path("newsletter.db")
     archive_dir: Path = Path("archive")
@@ -267,8 +277,8 @@ class Settings(BaseModel):
     @field_validator("default_list")
     @classmethod
     def _list_name(cls, value: str) -> str:
-        if not is_list_name(value):
-            raise ValueError(f"{value!r} is not a list name: use {LIST_NAME_RULE}")
+        if problem := list_name_problem(value):
+            raise ValueError(problem)
         return value
 
     @field_validator("papers", mode="before")
@@ -283,10 +293,14 @@ class Settings(BaseModel):
             return data
         return _deep_update(data, environment_values())
 
+    @property
+    def places(self) -> ListPlaces:
+        """Where lists and the log live, as the list commands see them (one rule for both)."""
+        return ListPlaces(self.config_dir, self.subscribers_dir, self.default_list, self.log_file)
+
     def path(self, value: Path) -> Path:
         """Resolve a configured path the way a user reading the config file expects."""
-        value = value.expanduser()
-        return value if value.is_absolute() else self.config_dir / value
+        return self.places.path(value)
 
     @property
     def source_label(self) -> str:
@@ -297,44 +311,23 @@ class Settings(BaseModel):
 
     def list_path(self, name: str | None = None) -> Path:
         """Where the CSV of a subscriber list lives; a name that would leave the folder is refused."""
-        return self.path(self.subscribers_dir) / f"{check_list_name(name or self.default_list)}.csv"
-
-
-def find_config(explicit: Path | None = None) -> Path | None:
-    """The config file to use: --config, else ./newsletter.toml, else none (defaults only)."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(
-                f"config file {explicit} not found",
-                fix="check the --config path or create one (see README, Configuration)",
-            )
-        return explicit
-    candidate = Path.cwd() / CONFIG_NAME
-    return candidate if candidate.is_file() else None
+        return self.places.list_path(name)
 
 
 def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     """Read the config file, apply the environment, and explain any mistake by key and file."""
     path = find_config(explicit)
-    data: dict[str, Any] = {}
-    where = f"the environment (no {CONFIG_NAME} in {Path.cwd()})"
-    if path is not None:
-        where = str(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML ({exc})", fix="fix the syntax at that line") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path} is not UTF-8 text", fix="save it as UTF-8") from exc
+    data = read_config(path)
+    where = describe(path)
+    check_key_names(data, where)
     data.update(overrides)
     data["config_dir"] = (path.parent if path else Path.cwd()).resolve()
     data["config_file"] = path.resolve() if path else None
-    _check_environment_names()
     try:
         return Settings(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        variable = _variable_for(first["loc"])
+        variable = variable_for(first["loc"])
         if variable is not None:
             key = ".".join(str(part) for part in first["loc"])
             raise ConfigError(
@@ -342,7 +335,7 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
                 where="the environment",
                 fix=f"correct or unset {variable}",
             ) from exc
-        raise ConfigError(_describe(exc), where=where, fix=_fix_hint()) from exc
+        raise ConfigError(_describe(exc), where=where, fix=FIX_HINT) from exc
 
 
 def _describe(exc: ValidationError) -> str:
@@ -351,48 +344,9 @@ def _describe(exc: ValidationError) -> str:
     return f"setting '{key}' is invalid: {first['msg']}"
 
 
-_PREFIX = "NEWSLETTER_"
-_NOT_SETTINGS = frozenset({"config_dir", "config_file"})
-
-
-def _variable_for(loc: tuple[int | str, ...]) -> str | None:
-    """The environment variable that set this key, when one did (it beats the file)."""
-    names = [str(part) for part in loc if isinstance(part, str)]
-    if not names:
-        return None
-    for depth in range(len(names), 0, -1):  # NEWSLETTER_SMTP__PORT, else a whole NEWSLETTER_SMTP
-        wanted = (_PREFIX + "__".join(names[:depth])).upper()
-        found = next((name for name in os.environ if name.upper() == wanted), None)
-        if found is not None:
-            return found
-    return None
-
-
-def _check_environment_names() -> None:
-    """A misspelt top-level NEWSLETTER_ variable is an error, as a misspelt key in a section is."""
-    known = [name for name in Settings.model_fields if name not in _NOT_SETTINGS]
-    for variable in os.environ:
-        if not variable.upper().startswith(_PREFIX):
-            continue
-        key = variable[len(_PREFIX) :].split("__", 1)[0].lower()
-        if key in known:
-            continue
-        import difflib  # only on a misspelt key: keeps start-up small
-
-        close = difflib.get_close_matches(key, known, n=1)
-        fix = "unset it, or name a setting as NEWSLETTER_<KEY> or NEWSLETTER_<SECTION>__<KEY>"
-        if close:
-            fix = f"did you mean {_PREFIX}{close[0].upper()}? Rename it, or unset it"
-        raise ConfigError(f"unknown setting {variable} in the environment", fix=fix)
-
-
 def environment_values() -> dict[str, Any]:
     """The NEWSLETTER_* variables as settings values, as pydantic-settings' environment source reads them."""
-    found = {
-        name[len(_PREFIX) :].lower(): value
-        for name, value in os.environ.items()
-        if name.upper().startswith(_PREFIX)
-    }
+    found = environment()
     simple = _simple_fields()
     if all(key in simple or ("__" not in key and key not in Settings.model_fields) for key in found):
         return {key: value for key, value in found.items() if key in simple}
@@ -401,7 +355,7 @@ def environment_values() -> dict[str, Any]:
     source = EnvSettingsSource(
         Settings,  # type: ignore[arg-type]  # it reads only model_fields and what is passed here
         case_sensitive=False,
-        env_prefix=_PREFIX,
+        env_prefix=PREFIX,
         env_nested_delimiter="__",
     )
     return dict(source())
@@ -429,7 +383,3 @@ def _deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any
         else:
             merged[key] = value
     return merged
-
-
-def _fix_hint() -> str:
-    return "correct it in the file or in the matching NEWSLETTER_<SECTION>__<KEY> variable"

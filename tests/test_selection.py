@@ -8,9 +8,9 @@ import pytest
 from helpers.papers import ISSUE
 from helpers.papers import make_paper as paper
 
-from newsletter.models import Paper
 from newsletter.ranking.selection import Ranker, rank_papers
 from newsletter.settings import SelectionSettings
+from newsletter.sources.paper import Paper
 
 
 def ids(scored: list) -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import SourceError
-from newsletter.models import stable_id
 from newsletter.sources import load_papers
+from newsletter.sources.paper import stable_id
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

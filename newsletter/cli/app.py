@@ -16,6 +16,7 @@ from ..errors import NewsletterError
 from ..safety.private import private_dir, private_file
 
 if TYPE_CHECKING:  # loaded by the first command that needs it: --help and --version never do
+    from ..configfile import ListPlaces
     from ..settings import Settings
 
 
@@ -26,16 +27,35 @@ class AppContext:
         self.config = config
         self.verbose = verbose
         self._settings: Settings | None = None
+        self._places: ListPlaces | None = None
+        self._logging = False
 
     @property
     def settings(self) -> Settings:
+        """Every setting, validated (pydantic): what send, serve and doctor need."""
         if self._settings is None:
             from ..settings import load_settings
 
             self._settings = load_settings(self.config)
-            if self._settings.log_file is not None:
-                _log_to_file(self._settings.path(self._settings.log_file))
+            self._start_log(self._settings.places)
         return self._settings
+
+    @property
+    def places(self) -> ListPlaces:
+        """Where lists live, without validating the rest: all a list command needs, and fast."""
+        if self._settings is not None:
+            return self._settings.places
+        if self._places is None:
+            from ..configfile import load_list_places
+
+            self._places = load_list_places(self.config)
+            self._start_log(self._places)
+        return self._places
+
+    def _start_log(self, places: ListPlaces) -> None:
+        if places.log_file is not None and not self._logging:
+            _log_to_file(places.path(places.log_file))
+            self._logging = True
 
 
 def _log_to_file(path: Path) -> None:

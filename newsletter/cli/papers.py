@@ -11,13 +11,13 @@ from typing import Any
 import click
 
 from ..files import atomic_write_text
-from ..models import Paper
 from ..ranking.feedback import DISLIKE_SHARE, Taste
 from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker, ScoredPaper
 from ..render.why import why_picked
 from ..settings import SelectionSettings
 from ..sources import PaperLoad, load_papers
+from ..sources.paper import Paper
 from ..text import split_keywords
 from .app import AppContext, pass_app
 from .options import parse_date

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..interrupts import sigterm_as_interrupt, stopped_by
+from ..pipeline.interrupts import sigterm_as_interrupt, stopped_by
 from ..pipeline.outcomes import report_command
 from ..pipeline.send import SendInterrupted, SendOptions, run_send
 from ..statuses import DeliveryStatus, Frequency, SubscriberStatus

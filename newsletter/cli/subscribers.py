@@ -34,7 +34,7 @@ deliverability_option = click.option(
 
 
 def _store(app: AppContext, list_name: str | None) -> SubscriberStore:
-    return open_list(app.settings, list_name)
+    return open_list(app.places, list_name)
 
 
 @click.group("subscribers")
@@ -153,7 +153,7 @@ def list_(
     store = _store(app, list_name)
     chosen = matching(store.iter_subscribers(), status, keyword)
     if as_json:
-        click.echo(json.dumps([s.model_dump(mode="json") for s in chosen], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([s.as_json() for s in chosen], indent=2, ensure_ascii=False))
     elif as_csv:
         buffer = io.StringIO()
         write_csv(store.header(), chosen, buffer)

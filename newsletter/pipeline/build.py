@@ -6,7 +6,7 @@ rank -> sign links -> render -> compose: whatever a preview shows is what a send
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..mail.compose import ComposedMessage, MessageComposer
@@ -104,7 +104,7 @@ def finish_digest(
     `preview --issue` with the picks the ledger recorded."""
     if to_address:
         # A test copy is addressed to the tester, under no one else's name, with their own link.
-        subscriber = subscriber.model_copy(update={"email": to_address, "name": ""})
+        subscriber = replace(subscriber, email=to_address, name="")
     email = subscriber.email
     link = signer.url(list_name, email)
     digest = renderer.render(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, SourceError
 from ..mail.tokens import Purpose, TokenSigner, purpose_url
-from ..models import IssueInfo, Paper
+from ..models import IssueInfo
 from ..ranking.feedback import Taste
 from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker
@@ -19,6 +19,7 @@ from ..safety.listnames import check_list_name
 from ..settings import Settings
 from ..sources import load_papers
 from ..sources.feeds import fetch_issue_sources
+from ..sources.paper import Paper
 from ..statuses import Frequency
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ from ..errors import NewsletterError
 from ..files import atomic_write_bytes, atomic_write_text
 from ..ledger import DeliveryLedger
 from ..mail.compose import ComposedMessage
-from ..models import IssueInfo, Paper, Subscriber
+from ..models import IssueInfo, Subscriber
 from ..render.digest import RenderedDigest
 from ..settings import Settings
+from ..sources.paper import Paper
 from ..subscribers import SubscriberStore
 from .build import BuiltDigest, DigestBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue

@@ -17,9 +17,10 @@ from ..errors import LedgerError, NewsletterError
 from ..files import atomic_write_text
 from ..ledger import DeliveryLedger, DeliveryRecord
 from ..mail.compose import MessageComposer
-from ..models import Paper, Subscriber
+from ..models import Subscriber
 from ..render.digest import DigestRenderer, template_dirs
 from ..settings import Settings
+from ..sources.paper import Paper
 from ..subscribers import SubscriberStore
 from .build import finish_digest
 from .issue import LinkSigner, check_issue_id

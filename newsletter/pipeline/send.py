@@ -17,7 +17,6 @@ from filelock import FileLock, Timeout
 
 from ..delivery import Dispatcher, Job, channel_for, delivery_target, server_label
 from ..errors import LedgerError, NewsletterError
-from ..interrupts import stopped_by
 from ..ledger import DeliveryLedger, ledger_error, read_issue
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
@@ -30,6 +29,7 @@ from ..subscribers.csvfile import missing_list_error
 from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
 from .build import DigestBuilder
 from .builders import ParallelBuilder
+from .interrupts import stopped_by
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
 from .ledgermark import LedgerMarker
 from .outcomes import issue_report, log_lines, report_command

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
-from ..models import IssueInfo, Paper, Subscriber
+from ..models import IssueInfo, Subscriber
 from ..render.digest import Pick
 from ..settings import Settings
+from ..sources.paper import Paper
 
 FORMAT = 1
 _TEMPLATE_SUFFIXES = frozenset({".html", ".txt", ".css", ".j2", ".jinja"})

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..models import Paper
+from ..sources.paper import Paper
 from .feedback import TERMS_KEPT, Taste, Verdict
 
 SCHEMA_VERSION = 2

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..models import Paper
 from ..settings import SelectionSettings
+from ..sources.paper import Paper
 from .textmatch import terms
 
 TERM_CACHE_SIZE = 8192  # per-term score vectors kept; bounded so free-text keywords cannot grow it

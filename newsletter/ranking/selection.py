@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 
-from ..models import Paper
 from ..settings import SelectionSettings
+from ..sources.paper import Paper
 from ..text import split_keywords
 from .acronyms import Acronyms, short_form
 from .authors import AUTHOR_PREFIX, author_name, author_vector

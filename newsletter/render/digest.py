@@ -21,9 +21,10 @@ from markupsafe import Markup, escape
 import newsletter
 
 from ..errors import TemplateError
-from ..models import IssueInfo, Paper, Subscriber
+from ..models import IssueInfo, Subscriber
 from ..ranking.authors import author_name
 from ..settings import Settings
+from ..sources.paper import Paper
 from ..text import strip_forbidden_chars
 from .fragments import Slotted, TextShell, inline_css
 from .highlight import highlight

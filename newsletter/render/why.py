@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..models import Paper
 from ..ranking.authors import author_name
 from ..ranking.feedback import LIKED_ALONE
 from ..ranking.textmatch import terms
+from ..sources.paper import Paper
 from .text import collapse, split_sentences
 
 LIKED_FROM = LIKED_ALONE  # closeness (0..1) to a liked paper worth telling the reader about

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from ..models import Paper
 from .common import BadRecord, ReadResult, arxiv_id, parse_datetime, require_text
+from .paper import Paper
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 DC = "{http://purl.org/dc/elements/1.1/}"
@@ -108,7 +108,7 @@ def _paper(
     categories: list[str],
 ) -> Paper:
     """Build the Paper the same way for both feed kinds; arXiv ids give canonical URLs."""
-    from ..models import stable_id
+    from .paper import stable_id
 
     if found is None and not url:
         raise BadRecord("entry has neither an arXiv id nor a link")

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..models import Paper
+from .paper import Paper
 
 _NEW_ID = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
 _OLD_ID = re.compile(r"^([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(v\d+)?$")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..models import Paper
 from ..text import words
+from .paper import Paper
 
 
 def dedupe_papers(papers: list[Paper]) -> list[Paper]:

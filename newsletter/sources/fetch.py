@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from ..errors import SourceError
-from ..models import Paper
 from .arxiv import api_error, read_arxiv
 from .common import ReadResult
 from .dedupe import dedupe_papers
 from .http import FetchPolicy, PoliteClient
 from .loader import parse_papers_text
+from .paper import Paper
 
 HF_BASE = "https://huggingface.co"
 ARXIV_BASE = "https://export.arxiv.org"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from ..models import Paper
 from .common import BadRecord, ReadResult, arxiv_id, parse_datetime, require_text
+from .paper import Paper
 
 HF_PAPERS = "https://huggingface.co/papers"
 
@@ -76,7 +76,7 @@ def hf_record_to_paper(record: Any) -> Paper:
 
 
 def _title_id(title: str) -> str:
-    from ..models import stable_id
+    from .paper import stable_id
 
     return stable_id(title)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..models import Paper, stable_id
 from .common import BadRecord, ReadResult, arxiv_id, parse_datetime, require_text
+from .paper import Paper, stable_id
 
 
 def read_jsonl(text: str) -> ReadResult:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SourceError
-from ..models import Paper
 from .arxiv import feed_kind, read_arxiv
 from .common import BadRecord, ReadResult
 from .dedupe import dedupe_papers
 from .hf import looks_like_hf, read_hf
 from .jsonl import jsonl_record_to_paper, read_jsonl
+from .paper import Paper
 
 SUFFIXES = (".json", ".jsonl", ".xml", ".atom", ".rss")
 FORMATS_HINT = "expected Hugging Face daily_papers JSON, arXiv Atom/RSS, or JSON Lines of papers"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ..settings import Settings
+from ..configfile import ListPlaces
 from .rows import STATUSES, Problem, check_email
 from .store import NotOnListError, SubscriberStore
 
 
-def open_list(settings: Settings, name: str | None = None) -> SubscriberStore:
+def open_list(places: ListPlaces, name: str | None = None) -> SubscriberStore:
     """The store for a named list (default: the configured one) under the subscribers folder."""
-    return SubscriberStore(settings.list_path(name))
+    return SubscriberStore(places.list_path(name))
 
 
 __all__ = ["STATUSES", "NotOnListError", "Problem", "SubscriberStore", "check_email", "open_list"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -60,7 +60,7 @@ def import_file(
     with store.editing(create=True) as table:
         for subscriber in incoming:
             if subscriber.subscribed_at is None:
-                subscriber = subscriber.model_copy(update={"subscribed_at": now})
+                subscriber = replace(subscriber, subscribed_at=now)
             outcome = merge_one(table, subscriber, on_conflict, store.name)
             setattr(report, outcome, getattr(report, outcome) + 1)
     return report

@@ -109,7 +109,7 @@ def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> Requ
 def _unsubscribe(settings: Settings, request: MailRequest, report: RequestReport) -> None:
     label = f"{request.email} ({request.list_name})"
     try:
-        changed = open_list(settings, request.list_name).unsubscribe(request.email)
+        changed = open_list(settings.places, request.list_name).unsubscribe(request.email)
     except SubscriberError:  # not on the list, or no such list
         report.unknown.append(label)
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -137,15 +137,14 @@ def updated(old: Subscriber, new: Subscriber) -> Subscriber:
         if old.status is not SubscriberStatus.ACTIVE and new.status is SubscriberStatus.ACTIVE
         else new.status
     )
-    return old.model_copy(
-        update={
-            "name": new.name or old.name,
-            "keywords": new.keywords or old.keywords,
-            "status": status,
-            "unsubscribed_at": old.unsubscribed_at
-            or (new.unsubscribed_at if status is SubscriberStatus.UNSUBSCRIBED else None),
-            "extra": {**old.extra, **{k: v for k, v in new.extra.items() if v}},
-        }
+    return replace(
+        old,
+        name=new.name or old.name,
+        keywords=new.keywords or old.keywords,
+        status=status,
+        unsubscribed_at=old.unsubscribed_at
+        or (new.unsubscribed_at if status is SubscriberStatus.UNSUBSCRIBED else None),
+        extra={**old.extra, **{k: v for k, v in new.extra.items() if v}},
     )
 
 

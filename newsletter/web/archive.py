@@ -12,11 +12,11 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import NewsletterError
 from ..files import atomic_write_text
-from ..models import Paper
 from ..pipeline.issue import PreparedIssue
 from ..render.digest import load_template, make_environment, template_dirs
 from ..render.text import safe_url
 from ..settings import Settings
+from ..sources.paper import Paper
 from ..text import strip_forbidden_chars
 
 ATOM = "http://www.w3.org/2005/Atom"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -417,13 +418,12 @@ def _local_base(request: Request) -> str:
 
 
 def _with(subscriber: Subscriber, prefs: Preferences) -> Subscriber:
-    return subscriber.model_copy(
-        update={
-            "name": prefs.name,
-            "keywords": list(prefs.keywords),
-            "frequency": prefs.frequency,
-            "pause_until": prefs.pause_until,
-        }
+    return replace(
+        subscriber,
+        name=prefs.name,
+        keywords=list(prefs.keywords),
+        frequency=prefs.frequency,
+        pause_until=prefs.pause_until,
     )
 
 

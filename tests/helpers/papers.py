@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from newsletter.models import Paper
+from newsletter.sources.paper import Paper
 
 ISSUE = date(2024, 3, 14)
 

@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-from newsletter.models import IssueInfo, Paper, Subscriber
+from newsletter.models import IssueInfo, Subscriber
 from newsletter.render.digest import DigestRenderer
 from newsletter.settings import Settings
+from newsletter.sources.paper import Paper
 
 ISSUE_DATE = date(2024, 3, 14)
 UNSUBSCRIBE = "https://digest.example.org/unsubscribe?t=AQunsubscribe-token_abc"
