@@ -31,10 +31,17 @@ def temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def atomic_write(path: Path, write: Callable[[TextIO], None], *, private: bool = False) -> None:
+def atomic_write(
+    path: Path,
+    write: Callable[[TextIO], None],
+    *,
+    private: bool = False,
+    ready: Callable[[Path], None] | None = None,
+) -> None:
     """Write UTF-8 text through `write(stream)` (newlines as given) and swap it in atomically.
 
-    `private` makes the file readable by its owner only (0600), whatever it was before.
+    `private` makes the file readable by its owner only (0600), whatever it was before. `ready`
+    is given the finished temporary file just before it is swapped in (a cache notes its identity).
     """
 
     def fill(fd: int) -> None:
@@ -43,7 +50,7 @@ def atomic_write(path: Path, write: Callable[[TextIO], None], *, private: bool =
             out.flush()
             os.fsync(out.fileno())
 
-    _replace(path, fill, private)
+    _replace(path, fill, private, ready)
 
 
 def atomic_write_text(path: Path, text: str, *, private: bool = False) -> None:
@@ -78,13 +85,20 @@ def atomic_install(finished: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def _replace(path: Path, fill: Callable[[int], None], private: bool = False) -> None:
+def _replace(
+    path: Path,
+    fill: Callable[[int], None],
+    private: bool = False,
+    ready: Callable[[Path], None] | None = None,
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _PRIVATE if private else _mode_for(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         fill(fd)  # closes fd
         os.chmod(tmp_name, mode)
+        if ready is not None:
+            ready(Path(tmp_name))
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

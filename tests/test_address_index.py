@@ -10,7 +10,6 @@ import os
 import sqlite3
 import stat
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from newsletter.errors import SubscriberError
 from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.addressindex import AddressIndex
+from tests.helpers.lists import AN_HOUR, settle, write
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
 ROWS = (
@@ -28,20 +28,6 @@ ROWS = (
     "Bob@Example.org,Bob,,active,,\n"
     "carol@example.org,Carol,,bounced,,\n"
 )
-AN_HOUR = 3600 * 10**9
-
-
-def settle(path: Path, ago_ns: int = AN_HOUR) -> None:
-    """Date the CSV in the past, as a list nobody has touched for a while is (a fresh one is not indexed)."""
-    when = time.time_ns() - ago_ns
-    os.utime(path, ns=(when, when))
-
-
-def write(path: Path, text: str, *, settled: bool = True) -> Path:
-    path.write_bytes(text.encode("utf-8"))
-    if settled:
-        settle(path)
-    return path
 
 
 @pytest.fixture

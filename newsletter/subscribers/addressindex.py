@@ -5,7 +5,8 @@ first row, plus the journal records applied since the CSV was last written, so `
 on a million-row list looks one address up in O(log n) instead of scanning 95 MB.
 
 It is only a cache; the CSV stays the file people edit. The index names the CSV it was built
-from (inode, size, mtime in ns) and is rebuilt when the CSV differs (a hand edit, a compaction);
+from (inode, size, mtime in ns) and is rebuilt when the CSV differs (a hand edit; a rewrite by
+the store writes a new index as it streams the rows, see `indexwriter`);
 it names how far into the journal it has applied (journal inode, first bytes, offset) and applies
 the rest on use. An index built from a CSV written moments before is not kept (the next edit may
 land in the same mtime tick, as git treats its index). A missing or damaged file is rebuilt
@@ -43,6 +44,9 @@ CHUNK = 8 << 20
 HEAD_BYTES = 64  # the journal's first bytes: a new journal on a reused inode never matches them
 BUSY_SECONDS = 2.0
 STALE_BUILD_SECONDS = 3600.0  # a half-built temp file this old is from a crash
+REPLACED_TRIES = 3  # a list rewritten this often during one lookup is scanned instead
+WRITING = ".writing"  # the suffix of an index a rewrite is writing (`indexwriter`)
+INSERT_ROW = "INSERT INTO rows VALUES (?, ?)"
 SCHEMA = """
 CREATE TABLE rows (key TEXT NOT NULL, offset INTEGER NOT NULL);
 CREATE TABLE pending (seq INTEGER PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT NULL);
@@ -79,6 +83,10 @@ class StaleIndexError(Exception):
     """The index disagrees with the CSV: it is thrown away."""
 
 
+class ReplacedError(Exception):
+    """The CSV was replaced during a lookup (a compaction): look again in the new one."""
+
+
 class AddressIndex:
     """The `<list>.index` file of one list; safe to use from many threads and processes."""
 
@@ -93,14 +101,18 @@ class AddressIndex:
     def find(self, key: str) -> Found | None:
         """The address's row and records, or None when no index can be trusted (scan instead)."""
         with self._lock:
-            for _ in range(2):  # a stale or damaged index is thrown away and built once more
+            stale = replaced = 0
+            while stale < 2 and replaced < REPLACED_TRIES:
                 try:
                     return self._find(key)
                 except FileNotFoundError:
                     return None  # no list: the caller reports it
+                except ReplacedError:
+                    replaced += 1
                 except (sqlite3.Error, StaleIndexError) as exc:
                     log.info("%s: rebuilding the address index (%s)", self.path, exc)
-                    self.discard()
+                    self.discard()  # a stale or damaged index is thrown away and built once more
+                    stale += 1
                 except (OSError, ValueError, csv.Error) as exc:
                     log.info("%s: no address index for this list (%s)", self.path, exc)
                     return None
@@ -115,9 +127,11 @@ class AddressIndex:
     def _find(self, key: str) -> Found | None:
         with self.csv_path.open("rb") as handle:
             signature = _signature(handle)
-            layout = _layout(handle, self.csv_path)
+            layout = layout_of(handle, self.csv_path)
             db, temporary = self._open(signature), None
             if db is None:
+                # A rewrite that landed since we opened the CSV wrote its own index: use that one.
+                _check_in_place(self.csv_path, signature)
                 built = self._build(handle, layout, signature)
                 if built is None:
                     return None
@@ -131,6 +145,9 @@ class AddressIndex:
                 db.close()
                 if temporary is not None:
                     temporary.unlink(missing_ok=True)
+        # A compaction between opening the CSV and reading the journal cut the records this
+        # (old) file lacks: the answer would miss them, so it is asked of the new file instead.
+        _check_in_place(self.csv_path, signature)
         return Found(layout, row, changes)
 
     # Opening and building
@@ -167,21 +184,17 @@ class AddressIndex:
         temp = Path(name)
         try:
             entries = _entries(handle, layout)
-            db = _connect(temp)
+            db = new_index(temp)
             try:
-                db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
-                db.execute("PRAGMA cache_size = -16384")
-                db.executescript(SCHEMA)
-                db.execute("BEGIN")
-                db.executemany("INSERT INTO rows VALUES (?, ?)", entries)
-                # Indexed after the rows are in: one sort, however the list is ordered.
-                db.execute("CREATE INDEX rows_key ON rows (key, offset)")
-                db.execute("INSERT INTO state VALUES (?, ?, ?, ?, 0, x'', 0)", (VERSION, *signature))
-                db.execute("COMMIT")
-                db.execute("PRAGMA journal_mode = DELETE")
+                db.executemany(INSERT_ROW, entries)
+                seal(db, signature)
             finally:
                 db.close()
-            keep = _signature(handle) == signature and started - signature[2] >= RACY_NS
+            keep = (
+                _signature(handle) == signature
+                and started - signature[2] >= RACY_NS
+                and _in_place(self.csv_path, signature)  # never over the index of a newer file
+            )
             if keep:
                 self._install(temp)
                 return _connect(self.path), None
@@ -189,6 +202,16 @@ class AddressIndex:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+    def install_written(self, temp: Path) -> None:
+        """Swap in an index a rewrite wrote and sealed (`indexwriter`), as a build's is swapped in."""
+        with self._lock:
+            self._install(temp)
+
+    def remove_abandoned_writes(self) -> None:
+        """Drop indexes a rewrite was writing when it died (only rewrites, under the list lock, make them)."""
+        for abandoned in self.csv_path.parent.glob(f".{self.path.name}.*{WRITING}"):
+            abandoned.unlink(missing_ok=True)
 
     def _install(self, temp: Path) -> None:
         # Hold the old index's write lock while swapping: a crash's leftover -journal is rolled
@@ -302,6 +325,29 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def new_index(path: Path) -> sqlite3.Connection:
+    """An empty index file being filled, in a transaction: no rollback journal, no syncs until sealed."""
+    db = _connect(path)
+    try:
+        db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
+        db.execute("PRAGMA cache_size = -16384")
+        db.executescript(SCHEMA)
+        db.execute("BEGIN")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def seal(db: sqlite3.Connection, signature: CsvSignature) -> None:
+    """Finish a filled index: stamped with the CSV it describes and no journal record applied yet."""
+    # Indexed after the rows are in: one sort, however the list is ordered.
+    db.execute("CREATE INDEX rows_key ON rows (key, offset)")
+    db.execute("INSERT INTO state VALUES (?, ?, ?, ?, 0, x'', 0)", (VERSION, *signature))
+    db.execute("COMMIT")
+    db.execute("PRAGMA journal_mode = DELETE")
+
+
 def _state(db: sqlite3.Connection) -> State:
     rows = db.execute(
         "SELECT version, csv_inode, csv_size, csv_mtime_ns, journal_inode, journal_head, journal_applied "
@@ -318,7 +364,26 @@ def _signature(handle: BinaryIO) -> CsvSignature:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-def _layout(handle: BinaryIO, path: Path) -> CsvLayout:
+def signature_of(path: Path) -> CsvSignature:
+    """The identity of the file at `path` now (FileNotFoundError when there is none)."""
+    stat = os.stat(path)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _in_place(path: Path, signature: CsvSignature) -> bool:
+    try:
+        return signature_of(path) == signature
+    except FileNotFoundError:
+        return False
+
+
+def _check_in_place(path: Path, signature: CsvSignature) -> None:
+    if not _in_place(path, signature):
+        raise ReplacedError(f"{path.name} was replaced during the lookup")
+
+
+def layout_of(handle: BinaryIO, path: Path) -> CsvLayout:
+    """The layout of an open CSV, read from its first line as the store reads it."""
     handle.seek(0)
     first = handle.readline()
     bom = first.startswith(b"\xef\xbb\xbf")

@@ -17,7 +17,8 @@ from ..models import Subscriber
 from ..statuses import SubscriberStatus
 from ..text import split_keywords
 from .addressindex import AddressIndex
-from .csvfile import CsvLayout, Rows, missing_list_error, read_layout, read_rows, render
+from .csvfile import CsvLayout, Rows, missing_list_error, read_layout, read_rows
+from .indexwriter import IndexWriter
 from .journal import Change, ChangeJournal, ChangeKind, apply_changes, check_fields, now
 from .lookup import find_row
 from .overlay import ensure_columns, rows_with
@@ -239,10 +240,8 @@ class SubscriberStore:
                 if snapshot.changes:
                     layout, rows = rows_with(self.path, snapshot)
                     with contextlib.closing(rows):
-                        atomic_write(
-                            self.path, lambda out: render(layout, (fields for _, fields in rows), out)
-                        )
-                if snapshot.end:
+                        self._rewrite(layout, (fields for _, fields in rows), snapshot.end)
+                elif snapshot.end:
                     self.journal.discard(snapshot.end)
         except ListLockedError:
             if wait:
@@ -269,9 +268,21 @@ class SubscriberStore:
             fold(table, snapshot)
             yield table
             if table.changed:
-                atomic_write(self.path, lambda out: render(table.layout, table.rows, out))
-            if snapshot.end:
+                self._rewrite(table.layout, table.rows, snapshot.end)
+            elif snapshot.end:
                 self.journal.discard(snapshot.end)
+
+    def _rewrite(self, layout: CsvLayout, rows: Iterable[list[str]], journal_end: int) -> None:
+        """Replace the CSV under the lock, cut the journal records it took in, and leave a fresh index.
+
+        The index is written as the rows stream out and put in place last: killed before that,
+        the old index no longer matches the new CSV and the next lookup rebuilds it.
+        """
+        with IndexWriter.start(self.index, layout) as index:
+            atomic_write(self.path, lambda out: index.render(rows, out), ready=index.finish)
+            if journal_end:
+                self.journal.discard(journal_end)
+            index.install()
 
     @contextlib.contextmanager
     def _locked(self, timeout: float | None) -> Iterator[None]:
@@ -294,6 +305,7 @@ class SubscriberStore:
         # Every writer holds the lock while its temp file exists, so any we see now is from a crash.
         for stale in self.path.parent.glob(f"{temp_prefix(self.path)}*.tmp"):
             stale.unlink(missing_ok=True)
+        self.index.remove_abandoned_writes()
 
     def _load_table(self, create: bool) -> Table:
         if not self.path.exists() and create:
