@@ -114,8 +114,9 @@ def _rename_hint(key: str, shown: str, prefix: str = "") -> str:
 
     close = difflib.get_close_matches(key, sorted(TOP_LEVEL_KEYS), n=1)
     if close:
-        suggestion = f"{prefix}{close[0].upper()}" if prefix else f"'{close[0]}'"
-        return f"did you mean {suggestion}? Rename it, or remove it"
+        if prefix:
+            return f"did you mean {prefix}{close[0].upper()}? Rename it, or unset it"
+        return f"did you mean '{close[0]}'? Rename it, or remove it"
     if prefix:
         return "unset it, or name a setting as NEWSLETTER_<KEY> or NEWSLETTER_<SECTION>__<KEY>"
     return "remove it, or see README, Configuration, for the settings there are"
