@@ -18,7 +18,7 @@ import pytest
 
 from newsletter.models import Subscriber
 from newsletter.statuses import SubscriberStatus
-from newsletter.subscribers import SubscriberStore, addressindex, indexwriter, journal
+from newsletter.subscribers import SubscriberStore, addressindex, csvfile, indexwriter, journal
 from newsletter.subscribers.addressindex import AddressIndex, signature_of
 from newsletter.subscribers.statuscache import RACY_NS
 from tests.helpers.lists import (
@@ -187,7 +187,10 @@ def test_every_layout_gets_an_index_equal_to_a_rebuild(
 def test_a_header_that_would_read_back_as_another_dialect_gets_no_index_from_the_rewrite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Read with ';' (',' gives no email column), but written back unquoted it reads with ','.
+    # Read with ';' (',' gives no email column), but written back unquoted, as render did before
+    # it quoted such headers, it reads with ','. Should a writer ever do that again, the index
+    # written with it is not believed.
+    monkeypatch.setattr(csvfile, "header_reads_back", lambda layout: True)
     monkeypatch.setattr(indexwriter, "MIN_BYTES", 0)
     store = SubscriberStore(
         write(tmp_path / "news.csv", 'email;"x,email"\na@example.org;1\nb@example.org;2\n')
@@ -268,7 +271,7 @@ KILL = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from newsletter.subscribers import SubscriberStore, addressindex, indexwriter, journal
+    from newsletter.subscribers import SubscriberStore, addressindex, csvfile, indexwriter, journal
 
     def die(*args, **kwargs):
         os._exit(9)  # as SIGKILL: no cleanup, no finally

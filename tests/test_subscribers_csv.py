@@ -141,6 +141,28 @@ def test_a_rewrite_keeps_the_files_own_dialect(name: str, tmp_path: Path) -> Non
     assert [s.status for s in store.read() if s.key == "bob@example.org"] == ["bounced"]
 
 
+@pytest.mark.parametrize(
+    "header, written",
+    [
+        ('email;"x,email"', '"email";"x,email"'),  # read with ';': unquoted it would read with ','
+        ('email\t"x;email"', '"email"\t"x;email"'),  # read with tab: unquoted, with ';'
+        ('email,"x;email",name', "email,x;email,name"),  # reads back the same: left as it was
+    ],
+)
+def test_a_column_name_holding_another_delimiter_keeps_the_dialect_through_a_rewrite(
+    header: str, written: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "news.csv"
+    delimiter = "\t" if "\t" in header else "," if header.startswith("email,") else ";"
+    path.write_text(f"{header}\nada@example.org{delimiter}1\nbob@example.org{delimiter}2\n", encoding="utf-8")
+    store = SubscriberStore(path)
+    store.remove("bob@example.org")
+    store.compact()
+    assert path.read_text(encoding="utf-8").splitlines()[0] == written
+    assert [s.email for s in store.read()] == ["ada@example.org"]
+    assert store.validate() == []
+
+
 def test_a_change_leaves_bad_rows_as_they_were(tmp_path: Path) -> None:
     store = copy("bad_rows.csv", tmp_path)
     before = store.path.read_text().splitlines()

@@ -229,7 +229,13 @@ def render(
     if layout.bom:
         out.write("\ufeff")
     writer = RowWriter(out, delimiter=layout.delimiter, newline=layout.newline)
-    writer.writerow(layout.header)
+    if header_reads_back(layout):
+        writer.writerow(layout.header)
+    else:  # a column name holding another delimiter: quoted, it cannot be split as that dialect
+        every = csv.writer(
+            out, delimiter=layout.delimiter, lineterminator=layout.newline, quoting=csv.QUOTE_ALL
+        )
+        every.writerow(layout.header)
     width = len(layout.header)
     for row in rows:
         if len(row) < width:
@@ -237,3 +243,18 @@ def render(
         if on_row is not None:
             on_row(row)
         writer.writerow(row)
+
+
+def header_reads_back(layout: CsvLayout) -> bool:
+    """Whether the header, written as usual, is read back with its delimiter and email column.
+
+    `email;"x,email"` is read with ';' (',' gives no email column), but written back unquoted as
+    `email;x,email` it would be read with ',', and every row after it with it.
+    """
+    line = io.StringIO()
+    RowWriter(line, delimiter=layout.delimiter, newline=layout.newline).writerow(layout.header)
+    try:
+        again = detect_layout(line.getvalue(), layout.bom, Path("header"))
+    except SubscriberError:
+        return False
+    return (again.delimiter, again.index("email")) == (layout.delimiter, layout.index("email"))

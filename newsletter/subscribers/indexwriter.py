@@ -65,7 +65,7 @@ class IndexWriter:
         self.temp: Path | None = None
         self.db: sqlite3.Connection | None = None
         self.sealed: CsvSignature | None = None  # the finished CSV the index describes
-        self.failed: sqlite3.Error | None = None  # why the inserting thread gave up
+        self.failed: Exception | None = None  # why the inserting thread gave up
 
     @classmethod
     def start(cls, index: AddressIndex, layout: CsvLayout) -> IndexWriter:
@@ -128,7 +128,7 @@ class IndexWriter:
             if self.db is not None and self.failed is None:
                 try:
                     self.db.executemany(INSERT_ROW, batch)
-                except sqlite3.Error as exc:  # a full disk: the CSV matters, the cache does not
+                except Exception as exc:  # a full disk, anything: the CSV matters, the cache does not
                     self.failed = exc
 
     def finish(self, written: Path) -> None:
