@@ -71,12 +71,14 @@ def test_rank_explain_shows_matched_keywords_and_score_parts() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith(" 1. ") and "MusicRL" in lines[0]
     assert lines[1].strip() == "why: Matches your keywords: music, reinforcement learning"
-    score, total = lines[0].split()[1], lines[2].strip()
+    # As on the email's card: the teaser stops before "reinforcement learning", so its sentence is quoted.
+    assert lines[2].strip().startswith("matched in the abstract: “MusicRL is a pretrained")
+    score, total = lines[0].split()[1], lines[3].strip()
     assert (
         total.startswith(f"score {score} = keywords ") and "+ recency " in total and "+ popularity " in total
     )
-    assert lines[3].split()[0] == "music" and " x words " in lines[3] and " x meaning " in lines[3]
-    assert lines[4].strip().startswith("reinforcement learning ")
+    assert lines[4].split()[0] == "music" and " x words " in lines[4] and " x meaning " in lines[4]
+    assert lines[5].strip().startswith("reinforcement learning ")
 
 
 def test_rank_explain_says_which_keywords_matched_by_meaning_and_what_feedback_added() -> None:

@@ -9,6 +9,7 @@ import mailbox
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.app import main
@@ -109,3 +110,35 @@ def test_a_ledger_from_before_snapshots_migrates_and_says_the_issue_cannot_be_re
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 1
     db.close()
+
+
+MIA = "mia@example.org"
+# In the sample papers, the WMT translation system's teaser stops before the sentence that shows why
+# it is about "multilingual": that sentence is quoted, chosen by the model when the issue was sent.
+LANGUAGES = "As for language pairs, we scale the"
+
+
+def test_a_sentence_quoted_by_meaning_is_kept_in_the_ledger_and_shown_again_by_a_replay(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = project / "subscribers" / "example.csv"
+    csv.write_text(csv.read_text() + f"{MIA},Mia,multilingual,active,2026-10-29T10:30:00+00:00,\n")
+    sent = CliRunner().invoke(main, ["send"])
+    assert sent.exit_code == 0, sent.output
+    original = delivered(project, MIA)
+    text = " ".join(plain(original).split())
+    assert f"Closest in meaning, in the abstract: “{LANGUAGES}" in text
+    html = original.get_body(("html",))
+    assert html is not None and f"“{LANGUAGES}" in str(html.get_content())
+    (record,) = DeliveryLedger.peek_deliveries(project / "newsletter.db", "2024-W11", "example", MIA)
+    quoted = json.loads(record.reader or "{}")["quoted"]
+    assert [q[: len(LANGUAGES)] for q in quoted.values()] == [LANGUAGES]
+
+    # The replay reads the sentence from the ledger: it needs no model, even with meaning switched off.
+    monkeypatch.setenv("NEWSLETTER_SELECTION__SEMANTIC_WEIGHT", "0")
+    code, output, rebuilt = replay(project, "--issue", "2024-W11", "--subscriber", MIA)
+    assert code == 0, output
+    assert rebuilt is not None
+    assert plain(rebuilt) == plain(original)
+    again = rebuilt.get_body(("html",))
+    assert again is not None and str(again.get_content()).count(f"“{LANGUAGES}") == 1

@@ -14,6 +14,7 @@ from ..files import atomic_write_text
 from ..ranking.feedback import DISLIKE_SHARE, Taste
 from ..ranking.feedbackstore import FeedbackStore
 from ..ranking.selection import Ranker, ScoredPaper
+from ..render.text import cut_abstract
 from ..render.why import why_picked
 from ..settings import SelectionSettings
 from ..sources import PaperLoad, load_papers
@@ -161,9 +162,16 @@ def describe(place: int, scored: ScoredPaper, explain: bool, selection: Selectio
         return line
     every = scored.parts
     related = scored.related
-    why = why_picked(paper, scored.matched, paper.abstract, scored.liked, scored.feedback, related)
+    # The card's teaser, so the sentence quoted is the one the email quotes.
+    teaser = cut_abstract(paper.abstract)[0]
+    why = why_picked(
+        paper, scored.matched, teaser, scored.liked, scored.feedback, related, scored.closest_sentence
+    )
     total = " + ".join(f"{k} {v:.3f}" for k, v in every.items() if ": " not in k)
-    lines = [line, f"      why: {why.reason}", f"      score {scored.score:.3f} = {total}"]
+    lines = [line, f"      why: {why.reason}"]
+    if why.sentence:
+        lines.append(f"      {why.label.lower()}: \u201c{why.sentence}\u201d")
+    lines.append(f"      score {scored.score:.3f} = {total}")
     keywords = [(k[9:], v) for k, v in every.items() if k.startswith("keyword: ") and v > 0]
     width = max((len(k) for k, _ in keywords), default=0)
     for keyword, value in keywords:

@@ -37,6 +37,7 @@ class RecordedPick:
     liked: float = 0.0
     feedback: float = 0.0
     related: list[str] = field(default_factory=list)
+    quoted: str = ""  # the sentence the card quoted by meaning when sent; never worked out again
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,20 @@ def replay_delivery(
     matched: dict[str, list[str]] = recorded.get("matched", {})
     taste: dict[str, list[float]] = recorded.get("taste", {})
     related: dict[str, list[str]] = recorded.get("related", {})
+    quoted = recorded.get("quoted")
+    if not isinstance(quoted, dict):
+        quoted = {}
     picks = []
     for pid in record.papers:
         liked, weight = (float(value) for value in taste.get(pid, (0, 0)))
         picks.append(
             RecordedPick(
-                snapshot.papers[pid], list(matched.get(pid, [])), liked, weight, list(related.get(pid, []))
+                snapshot.papers[pid],
+                list(matched.get(pid, [])),
+                liked,
+                weight,
+                list(related.get(pid, [])),
+                str(quoted.get(pid, "")),
             )
         )
     now_hash = templates_hash(read_templates(template_dirs(settings)))

@@ -548,7 +548,7 @@ class DigestPlanner:
             return resumed, f"{self.options.to or subscriber.email}: {exc}"
         if built is None:
             return resumed, None
-        reader = reader_record(built.subscriber, built.picks)
+        reader = reader_record(built.subscriber, built.picks, built.digest.quoted)
         return resumed, Job(built.subscriber.key, built.message, built.paper_ids, reader=reader)
 
 

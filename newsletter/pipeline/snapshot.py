@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -115,9 +115,11 @@ def load_snapshot(blob: bytes) -> IssueSnapshot:
     return IssueSnapshot(info, data.get("sender", {}), papers, data.get("templates", {}))
 
 
-def reader_record(subscriber: Subscriber, picks: Sequence[Pick]) -> str:
-    """The per-delivery part: who the reader was then, which keywords each paper matched, and
-    the feedback weights that shaped each card's 'why' line."""
+def reader_record(
+    subscriber: Subscriber, picks: Sequence[Pick], quoted: Mapping[str, str] | None = None
+) -> str:
+    """The per-delivery part: who the reader was then, which keywords each paper matched, the
+    feedback weights that shaped each card's 'why' line, and the sentences quoted by meaning."""
     matched = {p.paper.id: list(p.matched) for p in picks if p.matched}
     taste = {
         p.paper.id: [liked, weight]
@@ -130,4 +132,6 @@ def reader_record(subscriber: Subscriber, picks: Sequence[Pick]) -> str:
         record["related"] = related
     if taste:
         record["taste"] = taste
+    if quoted:  # chosen by the model, which a replay may lack or have in another version: kept as sent
+        record["quoted"] = dict(quoted)
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False)

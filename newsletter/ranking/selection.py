@@ -16,6 +16,7 @@ from .authors import AUTHOR_PREFIX, author_name, author_vector
 from .feedback import TERMS_KEPT, FeedbackEffect, Taste, feedback_effect
 from .keywordscore import FieldIndex
 from .semantic import MIN_COSINE_ALONE, EmbeddingModel, load_model, paper_text, similarity_scores
+from .sentences import Closest, SentenceMeaning
 from .textmatch import normalise_keyword, terms
 
 # score = keyword_weight * sum over the subscriber's keywords of relevance(keyword, paper)
@@ -74,6 +75,10 @@ class ScoredPaper:
         ]
         return [kw for kw, _ in sorted(found, key=lambda pair: -pair[1])]
 
+    def closest_sentence(self, keyword: str, sentences: Sequence[str]) -> Closest | None:
+        """Which of the paper's abstract sentences is close in meaning to the keyword, if one is."""
+        return self._ranker.closest_sentence(self._index, keyword, sentences)
+
     @property
     def parts(self) -> dict[str, float]:
         """Each weighted component of the score, for --explain."""
@@ -115,6 +120,7 @@ class Ranker:
         self._by_text: dict[str, int] = {}
         self._by_terms: dict[str, int] = {}
         self._acronyms: Acronyms | None = None
+        self._sentences: SentenceMeaning | None = None
 
     def rank(
         self,
@@ -280,6 +286,15 @@ class Ranker:
         if self._acronyms is None:  # once per issue, and only when some keyword is an acronym
             self._acronyms = Acronyms(paper_text(p.title, p.abstract) for p in self.papers)
         return self._acronyms.spelled_out(keyword)
+
+    def closest_sentence(self, index: int, keyword: str, sentences: Sequence[str]) -> Closest | None:
+        """The sentence (of paper `index`'s abstract) close in meaning to a keyword; None when
+        semantics are off or no sentence is close for certain. Vectors are made on first ask."""
+        if self._model is None:
+            return None
+        if self._sentences is None:
+            self._sentences = SentenceMeaning(self._model)
+        return self._sentences.closest(self.papers[index].id, sentences, self.meaning_text(keyword))
 
     def cosines(self, text: str) -> np.ndarray:
         """Cosine similarity of every paper to a text (zeros when semantics are off)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +48,10 @@ _PER_READER = ("more", "less", "fbopen", "fbclose")  # card slots filled for eac
 _CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory (~10 MB)
 
 
+# paper id, matched keywords, liked shown, matched by meaning only, the quote recorded (None: ranked now)
+_WhyKey = tuple[str, tuple[str, ...], bool, tuple[str, ...], str | None]
+
+
 @dataclass(frozen=True)
 class RenderedDigest:
     """One subscriber's digest, ready for compose: subject, HTML and its plain-text twin."""
@@ -55,6 +59,9 @@ class RenderedDigest:
     subject: str
     html: str
     text: str
+    # Each card picked by meaning alone that quotes its abstract: paper id -> the sentence quoted.
+    # The ledger keeps these, since a replay may not have the model that chose them.
+    quoted: dict[str, str] = field(default_factory=dict)
 
 
 class Pick(Protocol):
@@ -131,8 +138,8 @@ class DigestRenderer:
         self._cards: dict[str, _Card] = {}
         self._highlights: dict[tuple[str, tuple[str, ...]], str] = {}
         self._by_profile: dict[tuple[str, tuple[str, ...]], str] = {}
-        self._whys: dict[tuple[str, tuple[str, ...], bool, tuple[str, ...]], Why] = {}
-        self._texts: dict[tuple[str, tuple[str, ...], bool, tuple[str, ...]], str] = {}
+        self._whys: dict[_WhyKey, Why] = {}
+        self._texts: dict[_WhyKey, tuple[str, str]] = {}  # the card's text, and its quote by meaning
         self._templates = {
             name: self._load(name)
             for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CARD_HTML_TEMPLATE, CARD_TEXT_TEMPLATE)
@@ -295,7 +302,11 @@ class DigestRenderer:
         if html is None:
             matched, related = _matches(pick)
             liked_shown = liked >= LIKED_FROM and weight > 0
-            by_matched = (pick.paper.id, (*sorted(matched), f"liked={liked_shown}", "related:", *related))
+            recorded = _recorded_quote(pick)
+            by_matched = (
+                pick.paper.id,
+                (*sorted(matched), f"liked={liked_shown}", "related:", *related, f"quoted={recorded!r}"),
+            )
             html = self._highlights.get(by_matched)
             if html is None:
                 card = self._cards[pick.paper.id]
@@ -353,46 +364,62 @@ class DigestRenderer:
         html_values["cards"] = "".join(
             self._card_html(pick, profile, link) for pick, link in zip(picks, links, strict=True)
         )
-        values["cards"] = "\n".join(
-            self._card_text(pick, link) for pick, link in zip(picks, links, strict=True)
-        )
+        texts = []
+        quoted: dict[str, str] = {}
+        for pick, link in zip(picks, links, strict=True):
+            text, quote = self._card_text(pick, link)
+            texts.append(text)
+            if quote:
+                quoted[pick.paper.id] = quote
+        values["cards"] = "\n".join(texts)
         return RenderedDigest(
             subject=self._subject(picks, bool(keywords)),
             html=html_shell.fill(html_values),
             text=text_shell.fill(values),
+            quoted=quoted,
         )
 
-    def _card_text(self, pick: Pick, feedback_url: str) -> str:
-        """The plain-text card, plus the reason line and the reader's two feedback links."""
+    def _card_text(self, pick: Pick, feedback_url: str) -> tuple[str, str]:
+        """The plain-text card, plus the reason line and the reader's two feedback links; and the
+        sentence it quotes for a match by meaning alone ("" if none), for the ledger."""
         matched, related = _matches(pick)
         liked, weight = float(getattr(pick, "liked", 0.0)), float(getattr(pick, "feedback", 0.0))
-        key = (pick.paper.id, matched, liked >= LIKED_FROM and weight > 0, related)
-        text = self._texts.get(key)
-        if text is None:  # wrapping is slow: once per paper and reason, not per reader
+        key = (pick.paper.id, matched, liked >= LIKED_FROM and weight > 0, related, _recorded_quote(pick))
+        found = self._texts.get(key)
+        if found is None:  # wrapping is slow: once per paper and reason, not per reader
             why = self._why(pick, matched, liked, weight, related)
             lines = [self._cards[pick.paper.id].text.rstrip("\n"), wrap_text(f"Why: {why.reason}.")]
             if why.sentence:
-                lines.append(wrap_text(f"Matched in the abstract: \u201c{why.sentence}\u201d"))
+                lines.append(wrap_text(f"{why.label}: \u201c{why.sentence}\u201d"))
             if len(self._texts) > _CARD_CACHE_MAX:
                 self._texts.clear()
-            text = self._texts[key] = "\n".join(lines)
+            found = self._texts[key] = ("\n".join(lines), why.sentence if why.by_meaning else "")
+        text, quote = found
         more, less = _feedback_links(feedback_url)
         if more:
-            return f"{text}\nMore like this: {more}\nLess like this: {less}\n"
-        return text + "\n"
+            return f"{text}\nMore like this: {more}\nLess like this: {less}\n", quote
+        return text + "\n", quote
 
     def _why(
         self, pick: Pick, matched: tuple[str, ...], liked: float, weight: float, related: tuple[str, ...]
     ) -> Why:
-        """Why a paper was picked, worked out once per (paper, matched keywords, liked or not)."""
+        """Why a paper was picked, worked out once per (paper, matched keywords, liked or not).
+
+        A pick ranked now finds the sentence closest in meaning itself (`closest_sentence`); a pick
+        rebuilt from the ledger brings the one that was sent (`quoted`).
+        """
         liked_shown = liked >= LIKED_FROM and weight > 0
-        key = (pick.paper.id, matched, liked_shown, related)
+        recorded = _recorded_quote(pick)
+        key = (pick.paper.id, matched, liked_shown, related, recorded)
         found = self._whys.get(key)
         if found is None:
             if len(self._whys) > _CARD_CACHE_MAX:
                 self._whys.clear()
             card = self._cards[pick.paper.id]
-            found = self._whys[key] = why_picked(pick.paper, matched, card.abstract, liked, weight, related)
+            closeness = getattr(pick, "closest_sentence", None)
+            found = self._whys[key] = why_picked(
+                pick.paper, matched, card.abstract, liked, weight, related, closeness, recorded
+            )
         return found
 
     def _preheader(self, picks: Sequence[Pick], keywords: Sequence[str]) -> str:
@@ -421,6 +448,12 @@ def _matches(pick: Pick) -> tuple[tuple[str, ...], tuple[str, ...]]:
     matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
     related = dict.fromkeys(collapse(k) for k in getattr(pick, "related", ()) or ())
     return matched, tuple(k for k in related if k in matched)
+
+
+def _recorded_quote(pick: Pick) -> str | None:
+    """The sentence a rebuilt pick's card quoted by meaning when sent ("" none); None if ranked now."""
+    found = getattr(pick, "quoted", None)
+    return found if isinstance(found, str) else None
 
 
 def _feedback_links(url: str) -> tuple[str, str]:

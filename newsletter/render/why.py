@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..ranking.authors import author_name
 from ..ranking.feedback import LIKED_ALONE
 from ..ranking.textmatch import terms
 from ..sources.paper import Paper
 from .text import collapse, split_sentences
+
+if TYPE_CHECKING:
+    from ..ranking.sentences import Closest
+
+# The closest sentence of a paper's abstract to a keyword, if one is close in meaning: (keyword, sentences).
+Closeness = Callable[[str, Sequence[str]], "Closest | None"]
 
 LIKED_FROM = LIKED_ALONE  # closeness (0..1) to a liked paper worth telling the reader about
 SENTENCE_MAX = 220
@@ -18,10 +25,20 @@ RELATED_SHOWN = 3  # keywords matched by meaning named on a card, closest first
 
 @dataclass(frozen=True)
 class Why:
-    """The reason line, and the sentence that matched when the card's teaser leaves it out."""
+    """The reason line, and the sentence that matched when the card's teaser leaves it out.
+
+    `by_meaning`: the sentence is the one closest in meaning to a keyword the paper holds no word
+    of (a card picked by meaning alone), not one that holds the keyword's words.
+    """
 
     reason: str
     sentence: str = ""
+    by_meaning: bool = False
+
+    @property
+    def label(self) -> str:
+        """How the text part introduces the sentence: a word match, or the closest in meaning."""
+        return "Closest in meaning, in the abstract" if self.by_meaning else "Matched in the abstract"
 
 
 def why_picked(
@@ -31,11 +48,15 @@ def why_picked(
     liked: float = 0.0,
     feedback: float = 0.0,
     related: Sequence[str] = (),
+    closeness: Closeness | None = None,
+    quoted: str | None = None,
 ) -> Why:
     """Matched keywords first (people followed, words, then meaning), else feedback, else popularity.
 
     `related` are the matched keywords the paper holds none of the words of (closest first): it
     says "close in meaning", never "matches", since a reader who looks for the word will not find it.
+    A card picked by meaning alone quotes the cut-off sentence closest to the closest of them, found
+    with `closeness`, or `quoted` as recorded when the issue was sent (a replay needs no model).
     """
     people = [name for kw in matched if (name := author_name(kw))]
     by_meaning = [collapse(kw) for kw in related if author_name(kw) is None]
@@ -51,7 +72,32 @@ def why_picked(
         parts.append("Similar to a paper you liked")
     if not parts:
         parts.append("Popular this week" if paper.upvotes else "New this week")
-    return Why(". ".join(parts), _hidden_match(paper, topics, shown_abstract))
+    reason = ". ".join(parts)
+    if by_meaning and not (people or topics):
+        if quoted is None and closeness is not None:
+            quoted = _closest_hidden(paper, by_meaning[0], shown_abstract, closeness)
+        return Why(reason, quoted or "", by_meaning=bool(quoted))
+    return Why(reason, _hidden_match(paper, topics, shown_abstract))
+
+
+def _closest_hidden(paper: Paper, keyword: str, shown_abstract: str, closeness: Closeness) -> str:
+    """The abstract's sentence closest in meaning to the keyword, when the teaser does not show it.
+
+    Nothing when the teaser shows the whole abstract, when no sentence is close for certain (a
+    random sentence would mislead more than none), or when the closest one is on the card already.
+    """
+    sentences = split_sentences(collapse(paper.abstract))
+    shown = collapse(shown_abstract)
+    if not sentences or shown == collapse(paper.abstract):
+        return ""
+    found = closeness(keyword, sentences)
+    if found is None or not 0 <= found.index < len(sentences) or sentences[found.index] in shown:
+        return ""
+    return _bounded(sentences[found.index])
+
+
+def _bounded(sentence: str) -> str:
+    return sentence if len(sentence) <= SENTENCE_MAX else sentence[: SENTENCE_MAX - 1] + "\u2026"
 
 
 def _hidden_match(paper: Paper, topics: Sequence[str], shown_abstract: str) -> str:
@@ -65,5 +111,5 @@ def _hidden_match(paper: Paper, topics: Sequence[str], shown_abstract: str) -> s
             continue
         for sentence in split_sentences(collapse(paper.abstract)):
             if wanted <= set(terms(sentence)):
-                return sentence if len(sentence) <= SENTENCE_MAX else sentence[: SENTENCE_MAX - 1] + "\u2026"
+                return _bounded(sentence)
     return ""
