@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from helpers.papers import ISSUE, make_paper, unrelated_papers
 
@@ -13,7 +14,8 @@ from newsletter.models import IssueInfo, Subscriber
 from newsletter.pipeline.replay import RecordedPick
 from newsletter.pipeline.snapshot import reader_record
 from newsletter.ranking.selection import Ranker
-from newsletter.ranking.sentences import MIN_QUOTE_COSINE, Closest
+from newsletter.ranking.semantic import MAX_TEXT_CHARS
+from newsletter.ranking.sentences import MIN_QUOTE_COSINE, SENTENCES_MAX, Closest
 from newsletter.render.digest import DigestRenderer, RenderedDigest
 from newsletter.render.text import cut_abstract
 from newsletter.render.why import Why, why_picked
@@ -154,3 +156,13 @@ def test_a_rebuilt_card_quotes_what_the_ledger_recorded_without_the_model() -> N
     )
     assert again.text == digest.text and again.html.count(HEARD) == digest.html.count(HEARD) == 1
     assert again.quoted == {"tts": HEARD}
+
+
+def test_a_hostile_abstract_costs_only_its_first_sentences() -> None:
+    ranker = Ranker(speech_papers(FILLER + HEARD), ISSUE, SelectionSettings())
+    tts = next(p for p in ranker.rank(["voice"]) if p.paper.id == "tts")
+    filler = ["Radix sort orders the keys of large arrays."]
+    assert tts.closest_sentence("voice", [*filler * 3, HEARD]) == Closest(3, pytest.approx(0.48, abs=0.05))
+    # Beyond the first SENTENCES_MAX sentences (or MAX_TEXT_CHARS), nothing is embedded or quoted.
+    assert tts.closest_sentence("voice", [*filler * SENTENCES_MAX, HEARD]) is None
+    assert tts.closest_sentence("voice", ["x" * MAX_TEXT_CHARS, HEARD]) is None

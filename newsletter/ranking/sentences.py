@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .semantic import EmbeddingModel
+from .semantic import MAX_TEXT_CHARS, EmbeddingModel
 
 # Below this cosine, a sentence is no better than chance: on the sample papers (examples/), 785
 # keywords against 20 random sentences each put the 99th percentile of cosines at 0.35, and by eye
@@ -21,6 +21,7 @@ from .semantic import EmbeddingModel
 MIN_QUOTE_COSINE = 0.35
 _PAPERS_KEPT = 4_000  # papers whose sentence vectors are kept (a window holds ~2,000): bounded memory
 _KEYWORDS_KEPT = 2_000  # keyword vectors kept (1 KiB each)
+SENTENCES_MAX = 64  # an abstract's sentences looked at, within its first MAX_TEXT_CHARS (hostile input)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class SentenceMeaning:
 
     def closest(self, paper_id: str, sentences: Sequence[str], keyword_text: str) -> Closest | None:
         """The sentence closest to the keyword's meaning text, or None when none is close for certain."""
+        sentences = within_bounds(sentences)
         if not sentences:
             return None
         vectors = self._sentences(paper_id, sentences)
@@ -66,3 +68,13 @@ class SentenceMeaning:
                 self._keywords.clear()
             found = self._keywords[text] = self._model.embed([text])[0]
         return found
+
+
+def within_bounds(sentences: Sequence[str]) -> Sequence[str]:
+    """The leading sentences the paper's own vector saw (its first MAX_TEXT_CHARS), at most SENTENCES_MAX."""
+    total = 0
+    for count, sentence in enumerate(sentences[:SENTENCES_MAX]):
+        total += len(sentence) + 1
+        if total > MAX_TEXT_CHARS:
+            return sentences[: max(count, 1)]
+    return sentences[:SENTENCES_MAX]
