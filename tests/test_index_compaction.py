@@ -207,6 +207,22 @@ def test_a_header_that_would_read_back_as_another_dialect_gets_no_index_from_the
     assert len(builds) == 1
 
 
+def test_a_header_written_quoted_to_keep_its_dialect_gets_its_index_from_the_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexwriter, "MIN_BYTES", 0)
+    text = 'émoji;email;"x,email"\n1;a@example.org;2\n3;b@example.org;4\n'
+    store = SubscriberStore(write(tmp_path / "news.csv", text))
+    assert store.get("a@example.org") is not None
+    store.remove("b@example.org")
+    builds = count_builds(monkeypatch, store.index.path)
+    store.compact()
+    assert store.path.read_text(encoding="utf-8").startswith('"émoji";"email";"x,email"\n')
+    assert_fresh_index(store, tmp_path / "scratch")
+    assert_lookups(store, as_read(store), gone=["b@example.org"])
+    assert builds == []
+
+
 def test_a_failing_index_write_still_compacts_the_list(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

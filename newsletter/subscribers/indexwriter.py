@@ -3,8 +3,8 @@
 A compaction (every `newsletter send`) or any other whole-file rewrite under the list lock used to
 leave the index describing the old file, so the next lookup rebuilt it: 2.9 s on a million rows,
 paid by the next one-click unsubscribe or `subscribers add`. Instead the rewrite notes each row's
-address and the byte offset it starts at, counted as the text is written (a BOM, \\r\\n line ends
-and quoted cells spanning lines are counted as the bytes they are), into a new index file.
+address and the byte offset it starts at, counted by `render` as it writes (a BOM, \\r\\n line
+ends and quoted cells spanning lines are counted as the bytes they are), into a new index file.
 
 Once the CSV is finished it is stamped with that file's inode, size and mtime (a rename keeps
 them) and "no journal record applied yet", and installed only after the CSV is in place and the
@@ -20,10 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,21 +36,6 @@ log = logging.getLogger(__name__)
 
 MIN_BYTES = 1 << 20  # about 10,000 rows: smaller lists rebuild their index in a few milliseconds
 BATCH = 20_000  # rows noted in memory before they go to SQLite
-QUEUED = 4  # batches waiting for SQLite at most: about 10 MB
-
-
-class CountedText:
-    """Passes text through to the file, counting its UTF-8 bytes: where the next row starts."""
-
-    __slots__ = ("out", "size")
-
-    def __init__(self, out: TextSink) -> None:
-        self.out = out
-        self.size = 0
-
-    def write(self, text: str, /) -> object:
-        self.size += len(text) if text.isascii() else len(text.encode("utf-8"))
-        return self.out.write(text)
 
 
 class IndexWriter:
@@ -65,7 +48,6 @@ class IndexWriter:
         self.temp: Path | None = None
         self.db: sqlite3.Connection | None = None
         self.sealed: CsvSignature | None = None  # the finished CSV the index describes
-        self.failed: Exception | None = None  # why the inserting thread gave up
 
     @classmethod
     def start(cls, index: AddressIndex, layout: CsvLayout) -> IndexWriter:
@@ -90,46 +72,29 @@ class IndexWriter:
             self._abandon(exc)
 
     def render(self, rows: Iterable[list[str]], out: TextSink) -> None:
-        """Write the rows as `render` does, noting where each address's row starts.
-
-        The notes go to SQLite on another thread (it lets go of the GIL while it inserts), so
-        indexing a million rows adds about a second to the rewrite rather than two.
-        """
+        """Write the rows as `render` does, noting where each address's row starts."""
         if self.db is None or self.column is None:
             render(self.layout, rows, out)
             return
-        counted, column = CountedText(out), self.column
-        batches: queue.Queue[list[tuple[str, int]] | None] = queue.Queue(maxsize=QUEUED)
-        inserter = threading.Thread(target=self._insert, args=(batches,), name="index-writer", daemon=True)
-        inserter.start()
-        batch: list[tuple[str, int]] = []
+        column, batch = self.column, list[tuple[str, int]]()
 
-        def note(row: list[str]) -> None:  # rows reach it padded to the header, so the cell is there
-            nonlocal batch
+        def note(row: list[str], offset: int) -> None:  # rows come padded to the header: the cell is there
             key = row[column].strip().lower()
             if key:
-                batch.append((key, counted.size))
+                batch.append((key, offset))
                 if len(batch) >= BATCH:
-                    batches.put(batch)
-                    batch = []
+                    self._insert(batch)
 
-        try:
-            render(self.layout, rows, counted, note)
-            batches.put(batch)
-        finally:
-            batches.put(None)
-            inserter.join()
-        if self.failed is not None:
-            self._abandon(self.failed)
+        render(self.layout, rows, out, note)
+        self._insert(batch)
 
-    def _insert(self, batches: queue.Queue[list[tuple[str, int]] | None]) -> None:
-        """Put the noted rows into the index until told to stop; always drains, so `put` never blocks."""
-        while (batch := batches.get()) is not None:
-            if self.db is not None and self.failed is None:
-                try:
-                    self.db.executemany(INSERT_ROW, batch)
-                except Exception as exc:  # a full disk, anything: the CSV matters, the cache does not
-                    self.failed = exc
+    def _insert(self, batch: list[tuple[str, int]]) -> None:
+        if self.db is not None:
+            try:
+                self.db.executemany(INSERT_ROW, batch)
+            except sqlite3.Error as exc:  # a full disk: the CSV matters, the cache does not
+                self._abandon(exc)
+        batch.clear()
 
     def finish(self, written: Path) -> None:
         """Seal the index for the finished CSV (given before its rename, which keeps its identity)."""
@@ -194,4 +159,4 @@ class IndexWriter:
         self.close()
 
 
-__all__ = ["MIN_BYTES", "CountedText", "IndexWriter"]
+__all__ = ["MIN_BYTES", "IndexWriter"]
