@@ -6,8 +6,8 @@ paid by the next one-click unsubscribe or `subscribers add`. Instead the rewrite
 address and the byte offset it starts at, counted by `render` as it writes (a BOM, \\r\\n line
 ends and quoted cells spanning lines are counted as the bytes they are), into a new index file.
 
-Once the CSV is finished it is stamped with that file's inode, size and mtime (a rename keeps
-them) and "no journal record applied yet", and installed only after the CSV is in place and the
+Once the CSV is finished the index is stamped with that file's inode, size and mtime (a rename
+keeps them) and "no journal record applied yet", and installed only after the CSV is in place and the
 journal records it took in are cut: killed before that, the old index no longer matches the CSV
 and is rebuilt as before. The CSV is renamed into place no sooner than RACY_NS after its last
 write, so a hand edit after it cannot share its mtime. A header that would be read back as
