@@ -19,6 +19,7 @@ import pytest
 from newsletter.models import Subscriber
 from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore, addressindex, csvfile, indexwriter, journal
+from newsletter.subscribers import store as store_module
 from newsletter.subscribers.addressindex import AddressIndex, signature_of
 from newsletter.subscribers.statuscache import RACY_NS
 from tests.helpers.lists import (
@@ -381,3 +382,21 @@ def test_a_compaction_by_another_process_during_a_lookup_is_looked_up_again(
     assert len(builds) == (1 if moment == "during-a-build" else 0)
     assert index_stamp(store.index.path)[0] == signature_of(store.path)
     assert index_rows(store.index.path) == rebuilt_rows(store.path, tmp_path / "scratch")
+
+
+def test_a_compaction_by_another_process_during_a_lookup_without_an_index_is_not_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexwriter, "MIN_BYTES", 0)
+    store = big_list(tmp_path / "big.csv", rows=2000)
+    store.remove("reader00003@example.org")
+    monkeypatch.setattr(AddressIndex, "find", lambda self, key: None)  # no index: a byte search
+    real_find_row = store_module.find_row
+
+    def then_compact(*args: object) -> object:
+        row = real_find_row(*args)  # type: ignore[arg-type]  # passed through as given
+        compact_elsewhere(store.path)
+        return row
+
+    monkeypatch.setattr(store_module, "find_row", then_compact)
+    assert store.get("reader00003@example.org") is None

@@ -156,10 +156,11 @@ class SubscriberStore:
         if found is not None:
             layout, row = found.layout, apply_changes(found.layout, found.row, found.changes)
         else:
-            layout = read_layout(self.path)
-            row = find_row(self.path, layout, key)
+            # The journal first, as every reader: a compaction landing in between folds its records
+            # into the CSV we then read (applied twice, no matter), never cuts ones we did not see.
             changes = [c for c in self.journal.read().changes if c.key == key]
-            row = apply_changes(layout, row, changes)
+            layout = read_layout(self.path)
+            row = apply_changes(layout, find_row(self.path, layout, key), changes)
         return None if row is None else row_as_subscriber(layout, row)
 
     def is_active(self, email: str) -> bool:
