@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..ranking.authors import author_name
@@ -86,14 +87,20 @@ def _closest_hidden(paper: Paper, keyword: str, shown_abstract: str, closeness: 
     Nothing when the teaser shows the whole abstract, when no sentence is close for certain (a
     random sentence would mislead more than none), or when the closest one is on the card already.
     """
-    sentences = split_sentences(collapse(paper.abstract))
+    sentences = sentences_of(paper.abstract)
     shown = collapse(shown_abstract)
-    if not sentences or shown == collapse(paper.abstract):
+    if not sentences or shown == " ".join(sentences):
         return ""
     found = closeness(keyword, sentences)
     if found is None or not 0 <= found.index < len(sentences) or sentences[found.index] in shown:
         return ""
     return _bounded(sentences[found.index])
+
+
+@lru_cache(maxsize=2_048)
+def sentences_of(abstract: str) -> tuple[str, ...]:
+    """An abstract's sentences, split once per paper: readers' cards ask again and again."""
+    return tuple(split_sentences(collapse(abstract)))
 
 
 def _bounded(sentence: str) -> str:
@@ -109,7 +116,7 @@ def _hidden_match(paper: Paper, topics: Sequence[str], shown_abstract: str) -> s
         wanted = set(terms(topic))
         if not wanted or wanted & visible:
             continue
-        for sentence in split_sentences(collapse(paper.abstract)):
+        for sentence in sentences_of(paper.abstract):
             if wanted <= set(terms(sentence)):
                 return _bounded(sentence)
     return ""
