@@ -8,11 +8,15 @@ one at the named moment and check that no stale index is ever believed.
 
 from __future__ import annotations
 
+import errno
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +86,7 @@ def test_compaction_writes_an_index_the_next_lookup_uses_without_a_rebuild(
     assert store.compact()
     assert store.journal.size() == 0 and not list(tmp_path.glob(".*"))
     assert index_stamp(store.index.path) == (signature_of(store.path), 0, b"", 0)
+    assert stat.S_IMODE(store.index.path.stat().st_mode) == 0o600
     assert_fresh_index(store, tmp_path / "scratch")
     changed = [*emails, "new.reader@example.org", "mixed.case@example.org"]
     sample = {k: v for i, (k, v) in enumerate(expected.items()) if k in changed or i % 500 == 0}
@@ -238,6 +243,25 @@ def test_a_failing_index_write_still_compacts_the_list(
     assert store.get("reader00003@example.org") is None
     assert store.get("reader00004@example.org") is not None
     assert builds
+
+
+def test_no_room_for_the_index_file_still_compacts_the_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexwriter, "MIN_BYTES", 0)
+    store = big_list(tmp_path / "big.csv", rows=200)
+    store.remove("reader00003@example.org")
+    real_mkstemp = tempfile.mkstemp
+
+    def full_for_the_index(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if kwargs.get("suffix") == addressindex.WRITING:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_for_the_index)
+    assert store.compact()
+    assert store.journal.size() == 0 and not list(tmp_path.glob(".*"))
+    assert store.get("reader00003@example.org") is None
 
 
 def test_a_hand_edit_right_after_a_compaction_is_seen(

@@ -63,12 +63,12 @@ class IndexWriter:
 
     def _open(self) -> None:
         folder = self.index.csv_path.parent
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{self.index.path.name}.", suffix=WRITING)
-        os.close(fd)
-        self.temp = Path(name)
         try:
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f".{self.index.path.name}.", suffix=WRITING)
+            os.close(fd)
+            self.temp = Path(name)
             self.db = new_index(self.temp)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:  # the CSV is written all the same
             self._abandon(exc)
 
     def render(self, rows: Iterable[list[str]], out: TextSink) -> None:
