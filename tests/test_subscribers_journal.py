@@ -207,3 +207,78 @@ def test_a_streamed_compaction_writes_what_the_whole_table_fold_writes(tmp_path:
     written = streamed.path.read_bytes()
     assert written == table.path.read_bytes()
     assert b"dan@example.org" in written and b"carol@" not in written and b"erin@" not in written
+
+
+def save_as_an_editor_does(path: Path, extra_row: str) -> None:
+    """Write a new copy beside the list and rename it over (vim, LibreOffice): no lock taken."""
+    copy = path.with_name(path.name + ".editor")
+    copy.write_text(path.read_text(encoding="utf-8") + extra_row, encoding="utf-8", newline="")
+    os.replace(copy, path)
+
+
+def test_a_hand_edit_saved_during_a_compaction_is_kept_with_the_pending_change(
+    store: SubscriberStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.subscribers import store as store_module
+
+    store.record_unsubscribe("alice@example.org")
+    real_rows_with = store_module.rows_with
+    saves: list[str] = []
+
+    def editor_saves_once_while_the_rows_stream(*args: object, **kwargs: object) -> object:
+        found = real_rows_with(*args, **kwargs)  # type: ignore[arg-type]  # passed through as given
+        if not saves:
+            save_as_an_editor_does(store.path, "dave@example.org,Dave,,active,,,\n")
+            saves.append("dave")
+        return found
+
+    monkeypatch.setattr(store_module, "rows_with", editor_saves_once_while_the_rows_stream)
+    assert store.compact() is True  # tried again on the saved file
+
+    text = store.path.read_text(encoding="utf-8")
+    assert "dave@example.org,Dave" in text  # the hand edit
+    assert statuses(store)["alice@example.org"] == "unsubscribed"
+    assert "alice@example.org,Alice,diffusion,unsubscribed" in text  # folded in on the second try
+    assert store.journal.size() == 0
+
+
+def test_an_editor_saving_all_the_time_leaves_the_journal_for_next_time(
+    store: SubscriberStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from newsletter.subscribers import store as store_module
+
+    store.record_unsubscribe("alice@example.org")
+    real_rows_with = store_module.rows_with
+    saved: list[int] = []
+
+    def editor_saves_every_time(*args: object, **kwargs: object) -> object:
+        found = real_rows_with(*args, **kwargs)  # type: ignore[arg-type]  # passed through as given
+        saved.append(1)
+        save_as_an_editor_does(store.path, f"editor{len(saved)}@example.org,,,active,,,\n")
+        return found
+
+    monkeypatch.setattr(store_module, "rows_with", editor_saves_every_time)
+    with caplog.at_level(logging.WARNING):
+        assert store.compact() is False
+
+    assert "was changed by another program while it was being rewritten" in caplog.text
+    text = store.path.read_text(encoding="utf-8")
+    assert all(f"editor{n}@example.org" in text for n in range(1, len(saved) + 1))
+    assert store.journal.size() > 0  # the change waits in the journal, and readers see it
+    monkeypatch.undo()
+    assert statuses(store)["alice@example.org"] == "unsubscribed"
+    assert not list(store.path.parent.glob(".*.tmp"))
+
+
+def test_a_hand_edit_during_a_locked_rewrite_is_an_error_that_loses_nothing(store: SubscriberStore) -> None:
+    from newsletter.subscribers.store import ListEditedError
+
+    store.record_unsubscribe("alice@example.org")
+    with pytest.raises(ListEditedError) as raised, store.editing() as table:
+        save_as_an_editor_does(store.path, "dave@example.org,Dave,,active,,,\n")
+        table.changed = True
+
+    assert "run the command again" in raised.value.message and str(store.path) in raised.value.message
+    assert "dave@example.org,Dave" in store.path.read_text(encoding="utf-8")
+    assert statuses(store)["alice@example.org"] == "unsubscribed"
+    assert store.journal.size() > 0

@@ -16,7 +16,7 @@ from ..files import atomic_write, temp_prefix
 from ..models import Subscriber
 from ..statuses import SubscriberStatus
 from ..text import split_keywords
-from .addressindex import AddressIndex
+from .addressindex import AddressIndex, CsvSignature, signature_of
 from .csvfile import CsvLayout, Rows, missing_list_error, read_layout, read_rows
 from .indexwriter import IndexWriter
 from .journal import Change, ChangeJournal, ChangeKind, apply_changes, check_fields, now
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMPACT_BYTES = 4 << 20  # a journal this big is folded into the CSV by the next change that can lock
+EDITED_RETRIES = 3  # compactions tried while an editor keeps saving the CSV; then left for next time
 
 
 class NotOnListError(SubscriberError):
@@ -227,28 +228,40 @@ class SubscriberStore:
         """Fold the journal into the CSV under the lock; False when another process holds it.
 
         The rows stream from the old file through the journal into the new one, as every reader
-        sees them: a send compacts before it reads, and a table of 100,000 rows is 50 MB.
+        sees them: a send compacts before it reads, and a table of 100,000 rows is 50 MB. Also
+        False when an editor saves the CSV during every try: the journal then waits, as readers
+        apply it anyway.
         """
         if not self.path.exists() and not self.journal.size():
             return True
+        timeout = None if wait else 0
         try:
-            if not self.path.exists():  # a list only the journal holds: small by definition
-                with self.editing(create=True, timeout=None if wait else 0):
-                    pass
-                return True
-            with self._locked(None if wait else 0):
-                snapshot = self.journal.read()
-                if snapshot.changes:
-                    layout, rows = rows_with(self.path, snapshot)
-                    with contextlib.closing(rows):
-                        self._rewrite(layout, (fields for _, fields in rows), snapshot.end)
-                elif snapshot.end:
-                    self.journal.discard(snapshot.end)
+            for attempt in range(EDITED_RETRIES):
+                try:
+                    if not self.path.exists():  # a list only the journal holds: small by definition
+                        with self.editing(create=True, timeout=timeout):
+                            pass
+                    else:
+                        with self._locked(timeout):
+                            self._fold_journal()
+                    return True
+                except ListEditedError as exc:
+                    if attempt == EDITED_RETRIES - 1:
+                        log.warning("%s; the journal is folded in next time", exc.what)
         except ListLockedError:
             if wait:
                 raise
-            return False
-        return True
+        return False
+
+    def _fold_journal(self) -> None:
+        before = self._identity()
+        snapshot = self.journal.read()
+        if snapshot.changes:
+            layout, rows = rows_with(self.path, snapshot)
+            with contextlib.closing(rows):
+                self._rewrite(layout, (fields for _, fields in rows), snapshot.end, before)
+        elif snapshot.end:
+            self.journal.discard(snapshot.end)
 
     def _maybe_compact(self) -> None:
         if self.needs_compaction():
@@ -264,26 +277,48 @@ class SubscriberStore:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked(timeout):
+            before = self._identity()
             table = self._load_table(create)
             snapshot = self.journal.read()
             fold(table, snapshot)
             yield table
             if table.changed:
-                self._rewrite(table.layout, table.rows, snapshot.end)
+                self._rewrite(table.layout, table.rows, snapshot.end, before)
             elif snapshot.end:
                 self.journal.discard(snapshot.end)
 
-    def _rewrite(self, layout: CsvLayout, rows: Iterable[list[str]], journal_end: int) -> None:
+    def _rewrite(
+        self, layout: CsvLayout, rows: Iterable[list[str]], journal_end: int, before: CsvSignature | None
+    ) -> None:
         """Replace the CSV under the lock, cut the journal records it took in, and leave a fresh index.
 
         The index is written as the rows stream out and put in place last: killed before that,
-        the old index no longer matches the new CSV and the next lookup rebuilds it.
+        the old index no longer matches the new CSV and the next lookup rebuilds it. A CSV that
+        is no longer the file `before` names (saved by an editor meanwhile, which takes no lock)
+        is left as it is, and so is the journal: ListEditedError.
         """
+
+        def ready(written: Path) -> None:
+            if self._identity() != before:
+                raise ListEditedError(
+                    f"{self.path.name} was changed by another program while it was being rewritten",
+                    where=str(self.path),
+                    fix="nothing was lost (the edit is kept, the pending changes too): run the command again",
+                )
+            index.finish(written)
+
         with IndexWriter.start(self.index, layout) as index:
-            atomic_write(self.path, lambda out: index.render(rows, out), ready=index.finish)
+            atomic_write(self.path, lambda out: index.render(rows, out), ready=ready)
             if journal_end:
                 self.journal.discard(journal_end)
             index.install()
+
+    def _identity(self) -> CsvSignature | None:
+        """The CSV's inode, size and mtime: an editor saving it changes at least one."""
+        try:
+            return signature_of(self.path)
+        except FileNotFoundError:
+            return None
 
     @contextlib.contextmanager
     def _locked(self, timeout: float | None) -> Iterator[None]:
@@ -415,6 +450,10 @@ class ListLockedError(SubscriberError):
     """Another process holds the list's lock for longer than we may wait."""
 
 
+class ListEditedError(SubscriberError):
+    """The CSV was saved by someone else during a rewrite: the rewrite is dropped, not the edit."""
+
+
 def _log_problem(problem: Problem) -> None:
     log.warning("%s (row skipped)", problem)
 
@@ -423,4 +462,4 @@ def _ignore(problem: Problem) -> None:
     return None
 
 
-__all__ = ["ListLockedError", "NotOnListError", "SubscriberStore"]
+__all__ = ["ListEditedError", "ListLockedError", "NotOnListError", "SubscriberStore"]
