@@ -333,13 +333,31 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
+def week_of_unsubscribes(path: Path, subscribers: int) -> None:
+    """1% of the list left during the week, through the journal: the send folds it in first."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from pathlib import Path\n"
+        "from newsletter.subscribers import SubscriberStore\n"
+        f"store = SubscriberStore(Path({str(path)!r}))\n"
+        f"for i in range(0, {subscribers}, 100):\n"
+        "    store.record_unsubscribe(f'reader{i}@example.com')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def memory(subscribers: int, connections: int, processes: int | None) -> None:
-    """Peak memory of a whole run, measured in a fresh process so nothing else inflates it."""
+    """Peak memory of a whole run, measured in a fresh process so nothing else inflates it.
+
+    The list has a week's unsubscribes in its journal, so the run compacts it (and writes its
+    address index) before it sends, as a real weekly run does.
+    """
     sink, port, _count = start_sink()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
         write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
+        week_of_unsubscribes(folder / "subscribers" / "bench.csv", subscribers)
         config = write_config(folder, port, connections, processes)
         code = (
             f"import resource, sys, time; sys.path.insert(0, {str(REPO)!r})\n"
