@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,10 @@ def test_a_card_picked_by_meaning_quotes_the_cut_off_sentence_closest_to_the_key
     assert f"{why} Closest in meaning, in the abstract: “{HEARD}”" in text
     card = card_of(digest.html, TITLE)
     assert "Close in meaning to your keywords: voice." in card
-    assert f'<span class="card-why-sentence">“{HEARD}”</span>' in card
+    # Filled in after the CSS is inlined, yet styled by the theme as the rest of the card is.
+    quote = re.search(f'<span class="card-why-sentence" style="([^"]*)">“{re.escape(HEARD)}”</span>', card)
+    assert quote is not None, card
+    assert "font-style:normal" in quote.group(1).replace(" ", "")
     assert digest.quoted == {"tts": HEARD}
     assert digest.html.count('class="card-why-sentence"') == 1  # the other cards quote nothing
 
@@ -166,3 +170,19 @@ def test_a_hostile_abstract_costs_only_its_first_sentences() -> None:
     # Beyond the first SENTENCES_MAX sentences (or MAX_TEXT_CHARS), nothing is embedded or quoted.
     assert tts.closest_sentence("voice", [*filler * SENTENCES_MAX, HEARD]) is None
     assert tts.closest_sentence("voice", ["x" * MAX_TEXT_CHARS, HEARD]) is None
+
+
+def test_the_quote_takes_its_style_from_the_theme(tmp_path: Path) -> None:
+    themed = tmp_path / "templates"
+    themed.mkdir()
+    default = Path(__file__).resolve().parents[1] / "templates" / "style.css"
+    css = default.read_text(encoding="utf-8") + "\n.card-why-sentence { color: #7c2d12; font-weight: 700; }\n"
+    (themed / "style.css").write_text(css, encoding="utf-8")
+    settings = Settings(config_dir=tmp_path, templates_dir=themed)
+    picks = Ranker(speech_papers(FILLER + HEARD), ISSUE, SelectionSettings()).rank(READER.keywords)
+    renderer = DigestRenderer(settings, INFO)
+    html = renderer.render(READER, picks, "https://x.example/u", feedback_url=lambda pid: "").html
+    quote = re.search(f'<span class="card-why-sentence" style="([^"]*)">“{re.escape(HEARD)}”', html)
+    assert quote is not None
+    style = quote.group(1).replace(" ", "")
+    assert "color:#7c2d12" in style and "font-weight:700" in style

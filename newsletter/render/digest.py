@@ -43,6 +43,8 @@ HTML_TEMPLATE = "digest.html"
 TEXT_TEMPLATE = "digest.txt"
 CARD_HTML_TEMPLATE = "paper.html"
 CARD_TEXT_TEMPLATE = "paper.txt"
+SENTENCE_CLASS = "card-why-sentence"  # the quoted sentence in a card's reason line (style.css)
+SENTENCE_OPEN = f'<span class="{SENTENCE_CLASS}">'  # unstyled: a theme whose cards drop the reason line
 SUBJECT_MAX = 68  # inboxes show about 70 characters on a phone
 _PER_READER = ("more", "less", "fbopen", "fbclose")  # card slots filled for each reader, after the cache
 _CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory (~10 MB)
@@ -140,6 +142,8 @@ class DigestRenderer:
         self._by_profile: dict[tuple[str, tuple[str, ...]], str] = {}
         self._whys: dict[_WhyKey, Why] = {}
         self._texts: dict[_WhyKey, tuple[str, str]] = {}  # the card's text, and its quote by meaning
+        # The quoted sentence's <span> with the theme's CSS inlined: it is filled in after inlining.
+        self._sentence_open: str | None = None
         self._templates = {
             name: self._load(name)
             for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CARD_HTML_TEMPLATE, CARD_TEXT_TEMPLATE)
@@ -259,9 +263,19 @@ class DigestRenderer:
         for index, (pid, paper) in enumerate(todo.items()):
             card = self._run(CARD_HTML_TEMPLATE, self._paper_context(paper, abstracts[pid]))
             marked.append(f"<!--{self._marker}:{index}-->{card}<!--{self._marker}:end-->")
+        probe = self._slot("probe")
+        if self._sentence_open is None:  # one card more, whose reason holds a quote, to see its style
+            pid, paper = next(iter(todo.items()))
+            context = self._paper_context(paper, abstracts[pid])
+            context["paper"]["why"] = Markup(f'<span class="{SENTENCE_CLASS}">{probe}</span>')
+            card = self._run(CARD_HTML_TEMPLATE, context)
+            marked.append(f"<!--{self._marker}:probe-->{card}<!--{self._marker}:end-->")
         page = self._inline(
             self._run(HTML_TEMPLATE, self._shell_context((False, False, True), "".join(marked)))
         )
+        if self._sentence_open is None:
+            styled = re.search(f"(<span\\b[^>]*>){probe}</span>", page)
+            self._sentence_open = styled.group(1) if styled else SENTENCE_OPEN
         fragments = re.findall(f"<!--{self._marker}:(\\d+)-->(.*?)<!--{self._marker}:end-->", page, re.DOTALL)
         if len(fragments) != len(todo):
             raise TemplateError(
@@ -316,7 +330,7 @@ class DigestRenderer:
                 values = {
                     "title": highlight(card.title, words),
                     "abstract": highlight(card.abstract, words),
-                    "why": why_html(why),
+                    "why": why_html(why, self._sentence_open or SENTENCE_OPEN),
                     **{slot: self._slot(slot) for slot in _PER_READER},
                 }
                 html = self._highlights[by_matched] = card.html.fill(values)
@@ -463,11 +477,14 @@ def _feedback_links(url: str) -> tuple[str, str]:
     return f"{url}&v=more", f"{url}&v=less"
 
 
-def why_html(why: Why) -> str:
-    """The reason line's escaped HTML: the reason, then the sentence that matched if the card cuts it."""
+def why_html(why: Why, sentence_open: str) -> str:
+    """The reason line's escaped HTML: the reason, then the sentence that matched if the card cuts it.
+
+    `sentence_open` is the quote's opening <span> as the theme's CSS styles it (inlined already).
+    """
     html = str(escape(why.reason)) + "."
     if why.sentence:
-        html += f' <span class="card-why-sentence">\u201c{escape(why.sentence)}\u201d</span>'
+        html += f" {sentence_open}\u201c{escape(why.sentence)}\u201d</span>"
     return html
 
 
