@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_unsubscribe import write_list as write_rows  # the same list, row for row
+
 REPO = Path(__file__).resolve().parents[1]
 LIST = "big"
 SETUP = """
@@ -69,19 +71,8 @@ print(json.dumps({'lookup_s': time.perf_counter() - started, 'found': found is n
 
 
 def write_list(path: Path, rows: int) -> None:
-    """A list like a real one, dated an hour back."""
-    keywords = ["diffusion models", "language models; agents", "reinforcement learning", "", "robotics"]
-    with path.open("w", encoding="utf-8") as out:
-        out.write("email,name,keywords,status,subscribed_at,unsubscribed_at\n")
-        chunk: list[str] = []
-        for i in range(rows):
-            chunk.append(
-                f"reader{i:07d}@example.org,Reader {i},{keywords[i % 5]},active,2026-10-01T00:00:00+00:00,\n"
-            )
-            if len(chunk) == 10_000:
-                out.write("".join(chunk))
-                chunk.clear()
-        out.write("".join(chunk))
+    """The list bench_unsubscribe.py attacks, dated an hour back."""
+    write_rows(path, rows)
     settle(path)
 
 

@@ -308,6 +308,17 @@ def test_an_edit_before_the_index_is_installed_keeps_the_index_of_the_edited_fil
     assert builds == [] and not list(tmp_path.glob(".*"))
 
 
+def small_list_with_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SubscriberStore, dict[str, Subscriber]]:
+    """2,000 rows indexed by rewrites as a big list is, a removal and an unsubscribe pending."""
+    monkeypatch.setattr(indexwriter, "MIN_BYTES", 0)
+    store = big_list(tmp_path / "big.csv", rows=2000)
+    store.remove("reader00003@example.org")
+    store.record_unsubscribe("reader00004@example.org")
+    return store, as_read(store)
+
+
 KILL = textwrap.dedent(
     """
     import os, sys
@@ -335,11 +346,7 @@ KILL = textwrap.dedent(
 def test_a_compaction_killed_at_any_moment_leaves_no_index_that_is_believed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
-    monkeypatch.setattr(indexwriter, "MIN_BYTES", 0)
-    store = big_list(tmp_path / "big.csv", rows=2000)
-    store.remove("reader00003@example.org")
-    store.record_unsubscribe("reader00004@example.org")
-    expected = as_read(store)
+    store, expected = small_list_with_changes(tmp_path, monkeypatch)
     killed = subprocess.run([sys.executable, "-c", KILL, str(store.path), moment], check=False)
     assert killed.returncode == 9
     assert len(list(tmp_path.glob(f".big.index.*{addressindex.WRITING}"))) == 1  # left as a kill leaves it
@@ -372,11 +379,7 @@ def compact_elsewhere(path: Path) -> None:
 def test_a_compaction_by_another_process_during_a_lookup_is_looked_up_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
-    monkeypatch.setattr(indexwriter, "MIN_BYTES", 0)
-    store = big_list(tmp_path / "big.csv", rows=2000)
-    store.remove("reader00003@example.org")
-    store.record_unsubscribe("reader00004@example.org")
-    expected = as_read(store)
+    store, expected = small_list_with_changes(tmp_path, monkeypatch)
     if moment == "during-a-build":
         store.index.discard()
     fired: list[str] = []
