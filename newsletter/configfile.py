@@ -183,11 +183,11 @@ def load_list_places(explicit: Path | None = None) -> ListPlaces:
         value, variable = values[key]
         if isinstance(value, str):
             return value
-        raise _invalid(key, 'it must be text in quotes, like "subscribers"', variable, where)
+        raise invalid_setting(key, 'it must be text in quotes, like "subscribers"', variable, where)
 
     default_list = text("default_list")
     if default_list is not None and (problem := list_name_problem(default_list)):
-        raise _invalid("default_list", problem, values["default_list"][1], where)
+        raise invalid_setting("default_list", problem, values["default_list"][1], where)
     subscribers_dir, log_file = text("subscribers_dir"), text("log_file")
     return ListPlaces(
         config_dir=(path.parent if path else Path.cwd()).resolve(),
@@ -197,7 +197,8 @@ def load_list_places(explicit: Path | None = None) -> ListPlaces:
     )
 
 
-def _invalid(key: str, why: str, variable: str | None, where: str) -> ConfigError:
+def invalid_setting(key: str, why: str, variable: str | None, where: str) -> ConfigError:
+    """One line naming the key, and the variable that set it when one did (it beats the file)."""
     if variable is not None:
         return ConfigError(
             f"{variable} (setting '{key}') is invalid: {why}",

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .configfile import (
     CONFIG_NAME,
     DEFAULT_LIST,
-    FIX_HINT,
     PREFIX,
     SUBSCRIBERS_DIR,
     ListPlaces,
@@ -26,11 +25,11 @@ from .configfile import (
     describe,
     environment,
     find_config,
+    invalid_setting,
     list_name_problem,
     read_config,
     variable_for,
 )
-from .errors import ConfigError
 
 EMBEDDED = "embedded"
 # An address an envelope can carry as is: ASCII dot-atom local part (RFC 5321), plain domain.
@@ -327,21 +326,8 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        variable = variable_for(first["loc"])
-        if variable is not None:
-            key = ".".join(str(part) for part in first["loc"])
-            raise ConfigError(
-                f"{variable} (setting '{key}') is invalid: {first['msg']}",
-                where="the environment",
-                fix=f"correct or unset {variable}",
-            ) from exc
-        raise ConfigError(_describe(exc), where=where, fix=FIX_HINT) from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    return f"setting '{key}' is invalid: {first['msg']}"
+        key = ".".join(str(part) for part in first["loc"])
+        raise invalid_setting(key, first["msg"], variable_for(first["loc"]), where) from exc
 
 
 def environment_values() -> dict[str, Any]:
