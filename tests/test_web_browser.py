@@ -85,15 +85,25 @@ def heading(driver: object) -> str:
     return str(driver.find_element(By.TAG_NAME, "h1").text)
 
 
+NEW_PAGE = "return window.__oldPage === undefined && document.readyState === 'complete'"
+
+
 def submit(driver: object, selector: str) -> None:
-    """Press a button and wait for the page it posts to (the old page goes stale)."""
+    """Press a button and wait until the page it posts to has loaded.
+
+    The old page is marked first and the wait is for a loaded document without the mark. Asking
+    an element of the old page whether it went stale races with the navigation: chromedriver
+    then sometimes answers "Node with given id does not belong to the document" instead.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
-    old = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.__oldPage = true")
     driver.find_element(By.CSS_SELECTOR, selector).click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(NEW_PAGE), message=f"the page {selector} posts to"
+    )
 
 
 def link(message: object, path: str) -> str:
