@@ -29,9 +29,10 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 WAIT_SECONDS = 20
-FRAME_TEXT = (
-    "return document.querySelector('iframe.digest[title=\"600 px light\"]').contentDocument.body.innerText"
-)
+# Null-safe: while a frame is redrawn its document has no body for a moment, and a wait must
+# read that as "not yet", not fail on it.
+FRAME = "document.querySelector('iframe.digest[title=\"600 px light\"]')?.contentDocument"
+FRAME_TEXT = f"return ({FRAME}?.body?.innerText ?? '')"
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +119,8 @@ def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloadi
         css.read_text(encoding="utf-8") + "\n.masthead-title { letter-spacing: 7px; }\n", encoding="utf-8"
     )
     spacing = (
-        "return document.querySelector('iframe.digest[title=\"600 px light\"]').contentDocument"
-        ".querySelector('.masthead-title') && getComputedStyle(document.querySelector("
-        "'iframe.digest[title=\"600 px light\"]').contentDocument.querySelector('.masthead-title'))"
-        ".letterSpacing === '7px'"
+        f"const title = {FRAME}?.querySelector('.masthead-title');"
+        " return !!title && getComputedStyle(title).letterSpacing === '7px'"
     )
     wait_for(page, spacing, "the edited CSS on the page")
 
@@ -140,6 +139,11 @@ def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloadi
 
 def test_dark_frames_are_dark_and_light_frames_light(page: webdriver.Chrome) -> None:
     wait_for(page, "return document.querySelectorAll('#papers li').length > 0", "the digest")
+    drawn = (
+        "const frames = [...document.querySelectorAll('iframe.digest')];"
+        " return frames.length > 0 && frames.every(f => f.contentDocument?.querySelector('.container'))"
+    )
+    wait_for(page, drawn, "every frame drawn")
     backgrounds = page.execute_script(
         "return [...document.querySelectorAll('iframe.digest')].map(f => [f.dataset.scheme,"
         " getComputedStyle(f.contentDocument.querySelector('.container')).backgroundColor])"
