@@ -166,7 +166,7 @@ def prebuilt_messages(folder: Path, port: int, connections: int, n: int = 300) -
 
     settings = load_settings(write_config(folder, port, connections))
     issue = prepare_issue(settings)
-    report = SendReport(issue="x", list="bench", channel="smtp", server="sink")
+    report = SendReport(issue="x", list_name="bench", channel="smtp", server="sink")
     planner = DigestPlanner(settings, issue, LinkSigner.for_run(settings, False), SendOptions(), report)
     messages = []
     for job in planner.jobs(SubscriberStore(settings.list_path()).iter_subscribers(), {}, {}):

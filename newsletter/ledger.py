@@ -244,7 +244,7 @@ class IssueRecord:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryResult:
     """What the server answered for one message (WITHDRAWN only replaces a 'sending' row)."""
 
     email: str
@@ -516,7 +516,7 @@ class DeliveryLedger:
         with self._lock, guarded(self.path, "read"):
             return _group_received(self._db.execute(_RECEIVED_SQL, params), within)
 
-    def record(self, outcomes: Iterable[Outcome] = (), attempts: Iterable[Attempt] = ()) -> None:
+    def record(self, outcomes: Iterable[DeliveryResult] = (), attempts: Iterable[Attempt] = ()) -> None:
         """Write outcomes and new attempts in one durable transaction (one fsync for the batch)."""
         attempts = list(attempts)
         with self._lock, guarded(self.path, "write to"), transaction(self._db) as db:
@@ -541,7 +541,7 @@ class DeliveryLedger:
         except (OSError, AttributeError):  # AttributeError: no posix_fallocate (macOS)
             self._release()
 
-    def record_after_fault(self, outcomes: Iterable[Outcome]) -> None:
+    def record_after_fault(self, outcomes: Iterable[DeliveryResult]) -> None:
         """After a write failed for space, try the servers' answers alone once more, so nobody
         is sent the issue twice on the next run.
 
@@ -592,7 +592,7 @@ class DeliveryLedger:
             ],
         )
 
-    def _write_outcomes(self, db: sqlite3.Connection, outcomes: Iterable[Outcome]) -> None:
+    def _write_outcomes(self, db: sqlite3.Connection, outcomes: Iterable[DeliveryResult]) -> None:
         now = _now()
         outcomes = list(outcomes)
         db.executemany(

@@ -19,7 +19,7 @@ from helpers.samples import (
     make_settings,
 )
 
-from newsletter.pipeline.preview import build_preview
+from newsletter.pipeline.previewfiles import build_preview
 from newsletter.render.digest import DigestRenderer
 from newsletter.settings import load_settings
 

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from newsletter.delivery.dispatch import LedgerWriter
-from newsletter.ledger import Attempt, DeliveryLedger, Outcome
+from newsletter.ledger import Attempt, DeliveryLedger, DeliveryResult
 from newsletter.statuses import DeliveryStatus
 
 DELIVERED = DeliveryStatus.DELIVERED
@@ -23,10 +23,10 @@ def test_attempts_then_outcomes_and_a_retry_counts_attempts(tmp_path: Path) -> N
     ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ("p1",)), Attempt("b@x.org", "<2@x>", ())])
     ledger.record(
-        outcomes=[Outcome("a@x.org", "deferred", "451 later")],
+        outcomes=[DeliveryResult("a@x.org", "deferred", "451 later")],
         attempts=[Attempt("a@x.org", "<1@x>", ("p1",))],
     )
-    ledger.record(outcomes=[Outcome("a@x.org", "delivered", "250 ok")])
+    ledger.record(outcomes=[DeliveryResult("a@x.org", "delivered", "250 ok")])
     entries = ledger.entries()
     assert (entries["a@x.org"].status, entries["a@x.org"].attempts, entries["a@x.org"].last_reply) == (
         "delivered",
@@ -42,7 +42,7 @@ def test_outbox_and_smtp_channels_and_issues_are_separate(tmp_path: Path) -> Non
     path = tmp_path / "l.db"
     outbox = DeliveryLedger(path, "2024-W11", "test", "outbox")
     outbox.record(attempts=[Attempt("a@x.org", "<1@x>", ("p1",))])
-    outbox.record(outcomes=[Outcome("a@x.org", "delivered", "250 ok")])
+    outbox.record(outcomes=[DeliveryResult("a@x.org", "delivered", "250 ok")])
     smtp = DeliveryLedger(path, "2024-W11", "test", "smtp")
     assert smtp.entries() == {}
     later = DeliveryLedger(path, "2024-W12", "test", "outbox")
@@ -64,8 +64,10 @@ def test_peek_reads_without_creating_anything(tmp_path: Path) -> None:
 def test_withdrawn_replaces_only_a_sending_row(tmp_path: Path) -> None:
     ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ()), Attempt("b@x.org", "<2@x>", ())])
-    ledger.record(outcomes=[Outcome("b@x.org", "delivered", "250 ok")])
-    ledger.record(outcomes=[Outcome("a@x.org", "withdrawn", "left"), Outcome("b@x.org", "withdrawn", "")])
+    ledger.record(outcomes=[DeliveryResult("b@x.org", "delivered", "250 ok")])
+    ledger.record(
+        outcomes=[DeliveryResult("a@x.org", "withdrawn", "left"), DeliveryResult("b@x.org", "withdrawn", "")]
+    )
     entries = ledger.entries()
     assert {email: entry.status for email, entry in entries.items()} == {
         "a@x.org": "withdrawn",  # kept, so `newsletter report` can name them
@@ -79,7 +81,7 @@ def test_read_only_peeks_see_what_a_run_recorded_and_change_nothing(tmp_path: Pa
     path = tmp_path / "newsletter.db"
     earlier = DeliveryLedger(path, "2024-W10", "example", "smtp")
     earlier.record(attempts=[Attempt("ada@example.org", "<a@x>", ("p1", "p2"))])
-    earlier.record(outcomes=[Outcome("ada@example.org", DELIVERED, "250 OK")])
+    earlier.record(outcomes=[DeliveryResult("ada@example.org", DELIVERED, "250 OK")])
     earlier.close()
     before = path.read_bytes()
 
@@ -109,7 +111,7 @@ def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait:
         writer.start()
         await writer.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
         for email in emails:
-            writer.outcome(Outcome(email, "delivered", "250 ok"))
+            writer.outcome(DeliveryResult(email, "delivered", "250 ok"))
         deadline = asyncio.get_running_loop().time() + wait
         while "sending" in (found := statuses()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
@@ -137,7 +139,12 @@ def test_papers_received_keeps_only_the_issues_own_papers_and_no_reader_without_
     earlier.record(
         attempts=[Attempt("ada@x.org", "<1@x>", ("p1", "old")), Attempt("bob@x.org", "<2@x>", ("old",))]
     )
-    earlier.record(outcomes=[Outcome("ada@x.org", DELIVERED, "250"), Outcome("bob@x.org", DELIVERED, "250")])
+    earlier.record(
+        outcomes=[
+            DeliveryResult("ada@x.org", DELIVERED, "250"),
+            DeliveryResult("bob@x.org", DELIVERED, "250"),
+        ]
+    )
     now = DeliveryLedger(path, "2024-W11", "example", "smtp")
     assert now.papers_received_before(within={"p1", "p2"}) == {"ada@x.org": frozenset({"p1"})}
     assert now.papers_received_before() == {

@@ -18,8 +18,8 @@ from newsletter.ledger import (
     SCHEMA_VERSION,
     Attempt,
     DeliveryLedger,
+    DeliveryResult,
     Migration,
-    Outcome,
     transaction,
 )
 from newsletter.statuses import DeliveryStatus
@@ -184,7 +184,7 @@ def test_the_ledger_refuses_a_status_that_is_not_a_delivery_status(tmp_path: Pat
     path = tmp_path / "l.db"
     ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ())])
-    ledger.record(outcomes=[Outcome("a@x.org", DeliveryStatus.DELIVERED, "250 ok")])
+    ledger.record(outcomes=[DeliveryResult("a@x.org", DeliveryStatus.DELIVERED, "250 ok")])
     ledger.close()
     with pytest.raises(sqlite3.IntegrityError), closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE deliveries SET status = 'lost'")
@@ -196,7 +196,7 @@ def test_a_version_1_ledger_learns_to_keep_withdrawn_rows_and_keeps_its_history(
         db.execute("PRAGMA user_version = 1")  # the UNVERSIONED table is exactly version 1's
     ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("bob@example.org", "<b@x>", ())])
-    ledger.record(outcomes=[Outcome("bob@example.org", DeliveryStatus.WITHDRAWN, "unsubscribed")])
+    ledger.record(outcomes=[DeliveryResult("bob@example.org", DeliveryStatus.WITHDRAWN, "unsubscribed")])
     assert ledger.entries()["bob@example.org"].status == "withdrawn"
     assert ledger.papers_received_before() == {"ada@example.org": frozenset({"p1"})}
     ledger.close()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from newsletter.cli import main
 from newsletter.mail.tokens import TokenSigner, make_legacy_token, request_subject
 from newsletter.subscribers import SubscriberStore
-from newsletter.subscribers.requests import parse_request
+from newsletter.subscribers.mailrequests import parse_request
 
 SECRET = "test-secret"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..pipeline.preview import build_preview, write_preview
+from ..pipeline.previewfiles import build_preview, write_preview
 from ..pipeline.replay import replay_delivery
 from .app import AppContext, pass_app
 from .options import parse_date

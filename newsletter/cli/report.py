@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..pipeline.outcomes import format_text, issue_report, write_csv
+from ..pipeline.report import format_text, issue_report, write_csv
 from .app import AppContext, pass_app
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..pipeline.interrupts import sigterm_as_interrupt, stopped_by
-from ..pipeline.outcomes import report_command
+from ..pipeline.report import report_command
 from ..pipeline.send import SendInterrupted, SendOptions, run_send
 from ..statuses import DeliveryStatus, Frequency, SubscriberStatus
 from .app import AppContext, pass_app
@@ -114,7 +114,7 @@ def send(
             # stderr: what a cron mail shows, while the summary goes to the log file.
             click.echo(
                 f"{report.not_delivered_total} did not get the issue: see who and why with"
-                f" `{report_command(report.issue, report.list)}`.",
+                f" `{report_command(report.issue, report.list_name)}`.",
                 err=True,
             )
         if report.exit_code:

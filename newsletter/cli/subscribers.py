@@ -146,7 +146,7 @@ def list_(
 
     Example: newsletter subscribers list --status active --keyword diffusion
     """
-    from ..subscribers.report import format_table, matching, table_rows, write_csv
+    from ..subscribers.stats import format_table, matching, table_rows, write_csv
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
@@ -234,7 +234,7 @@ def export(
     Example: newsletter subscribers export -o backup.csv --raw
     """
     from ..files import atomic_write
-    from ..subscribers.report import matching, write_csv
+    from ..subscribers.stats import matching, write_csv
 
     store = _store(app, list_name)
     header, chosen = store.header(), matching(store.iter_subscribers(), status)
@@ -275,7 +275,7 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
 
     Example: newsletter subscribers stats --top 5
     """
-    from ..subscribers.report import list_stats
+    from ..subscribers.stats import list_stats
 
     store = _store(app, list_name)
     counted = list_stats(store.iter_subscribers())
@@ -364,7 +364,7 @@ def requests(app: AppContext, maildir: Path | None, mbox: Path | None) -> None:
     Example: newsletter subscribers requests --maildir ~/Maildir/.Unsubscribe
     """
     from ..subscribers.bounces import read_messages
-    from ..subscribers.requests import apply_mail_requests
+    from ..subscribers.mailrequests import apply_mail_requests
 
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")

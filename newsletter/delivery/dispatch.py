@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from ..errors import NewsletterError
-from ..ledger import Attempt, DeliveryLedger, Outcome
+from ..ledger import Attempt, DeliveryLedger, DeliveryResult
 from ..mail.compose import ComposedMessage
 from ..settings import SmtpSettings
 from ..statuses import DeliveryStatus, ReplyClass
@@ -61,7 +61,7 @@ class LedgerWriter:
         self.on_fault = on_fault  # told once when a write fails, so no more data goes out
         self._failed: Exception | None = None
         self._attempts: list[tuple[list[Attempt], asyncio.Future[None]]] = []
-        self._outcomes: list[Outcome] = []
+        self._outcomes: list[DeliveryResult] = []
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._flush_outcomes = False
@@ -86,7 +86,7 @@ class LedgerWriter:
         self._wake.set()
         await future
 
-    def outcome(self, outcome: Outcome) -> None:
+    def outcome(self, outcome: DeliveryResult) -> None:
         if self.ledger is None:
             return
         self._outcomes.append(outcome)
@@ -136,7 +136,9 @@ class LedgerWriter:
         """The error of the write that failed, once one has."""
         return self._failed
 
-    def _fail(self, exc: Exception, outcomes: list[Outcome], waiting: list[asyncio.Future[None]]) -> None:
+    def _fail(
+        self, exc: Exception, outcomes: list[DeliveryResult], waiting: list[asyncio.Future[None]]
+    ) -> None:
         """A write failed: its attempts are refused (those messages stay unsent), its outcomes are
         kept for one more try at close, and the dispatcher is told to send nothing more."""
         self._failed = exc
@@ -293,7 +295,7 @@ class Dispatcher:
                     continue  # recorded as 'sending' but never sent: the next run sends it
                 if not self._wanted(job):
                     self.writer.outcome(
-                        Outcome(job.key, DeliveryStatus.WITHDRAWN, "unsubscribed during the run")
+                        DeliveryResult(job.key, DeliveryStatus.WITHDRAWN, "unsubscribed during the run")
                     )
                     continue
                 if client is None or used >= self.smtp.messages_per_connection:
@@ -378,7 +380,7 @@ class Dispatcher:
         return float(self.smtp.backoff_seconds * (2 ** (tries - 1)) * random.uniform(0.5, 1.5))
 
     def _record(self, job: Job, status: DeliveryStatus, reply: Reply) -> None:
-        self.writer.outcome(Outcome(job.key, status, str(reply)))
+        self.writer.outcome(DeliveryResult(job.key, status, str(reply)))
 
     def _finish(self, job: Job, kind: DeliveryStatus) -> None:
         if kind is DeliveryStatus.WITHDRAWN:

@@ -24,7 +24,7 @@ from ..sources.paper import Paper
 from ..subscribers import SubscriberStore
 from .build import finish_digest
 from .issue import LinkSigner, check_issue_id
-from .preview import PreviewResult
+from .previewfiles import PreviewResult
 from .snapshot import IssueSnapshot, load_snapshot, read_templates, templates_hash
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 import hashlib
 import logging
 import time
@@ -28,11 +27,11 @@ from ..subscribers import SubscriberStore
 from ..subscribers.csvfile import missing_list_error
 from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
 from .build import DigestBuilder
-from .builders import ParallelBuilder
+from .buildpool import ParallelBuilder
 from .interrupts import stopped_by
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
 from .ledgermark import LedgerMarker
-from .outcomes import issue_report, log_lines, report_command
+from .report import issue_report, log_lines, report_command
 from .snapshot import make_snapshot, reader_record
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class SendReport:
     """The summary of a run; `send --json` prints it as is."""
 
     issue: str
-    list: str
+    list_name: str
     channel: str
     server: str
     sent: int = 0
@@ -80,11 +79,11 @@ class SendReport:
     frequency: str = Frequency.WEEKLY.value
     dry_run: bool = False
     duration_seconds: float = 0.0
-    problems: builtins.list[str] = field(default_factory=builtins.list)  # `list` is the list's name here
+    problems: list[str] = field(default_factory=list)
     # Who did not get the issue (failed, deferred, in flight, unsubscribed), first few; `report` has all.
-    not_delivered: builtins.list[dict[str, object]] = field(default_factory=builtins.list)
+    not_delivered: list[dict[str, object]] = field(default_factory=list)
     not_delivered_total: int = 0
-    withdrawn: builtins.set[str] = field(default_factory=builtins.set, repr=False)  # left mid-run
+    withdrawn: set[str] = field(default_factory=set, repr=False)  # left mid-run
 
     @property
     def exit_code(self) -> int:
@@ -95,7 +94,7 @@ class SendReport:
         """The one line a run prints and logs: issue, counts and duration."""
         mode = " (dry run: nothing sent, nothing recorded)" if self.dry_run else ""
         line = (
-            f"Issue {self.issue} to list '{self.list}' via {self.server}{mode}: "
+            f"Issue {self.issue} to list '{self.list_name}' via {self.server}{mode}: "
             f"{self.sent} sent, {self.failed} failed, {self.deferred} deferred, "
             f"{self.skipped} already done"
         )
@@ -111,11 +110,14 @@ class SendReport:
         line += "".join(f", {count} {what}" for count, what in extras if count)
         line += f" in {self.duration_seconds:.1f}s."
         if self.not_delivered_total:
-            line += f" See who and why: {report_command(self.issue, self.list)}"
+            line += f" See who and why: {report_command(self.issue, self.list_name)}"
         return line
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
+        data = {
+            "list" if key == "list_name" else key: value for key, value in data.items()
+        }  # the JSON contract
         del data["withdrawn"]  # named in not_delivered
         data["exit_code"] = self.exit_code
         return data
@@ -175,7 +177,7 @@ def run_send(
 def _name_the_undelivered(settings: Settings, report: SendReport) -> None:
     """Put who did not get the issue, and the server's last reply, in --json and the log file."""
     try:
-        outcomes = issue_report(settings, report.list, report.issue, withdrawn=report.withdrawn)
+        outcomes = issue_report(settings, report.list_name, report.issue, withdrawn=report.withdrawn)
     except NewsletterError:
         return  # nothing recorded for this issue (everyone left the list during the run)
     report.not_delivered = outcomes.problem_dicts(cap=NOT_DELIVERED_SHOWN)
@@ -218,7 +220,7 @@ def _run_send(
         channel = channel_for(settings.smtp)
         report = SendReport(
             issue=issue.info.issue_id,
-            list=issue.info.list_name,
+            list_name=issue.info.list_name,
             channel=channel,
             server=server_label(settings.smtp),
             dry_run=options.dry_run,
@@ -248,9 +250,9 @@ def _run_planned(
     channel = report.channel
     if options.dry_run:
         path = settings.path(settings.ledger)
-        done = DeliveryLedger.peek_statuses(path, report.issue, report.list, channel)
+        done = DeliveryLedger.peek_statuses(path, report.issue, report.list_name, channel)
         within = planner.issue.paper_ids
-        received = DeliveryLedger.peek_received(path, report.issue, report.list, channel, within)
+        received = DeliveryLedger.peek_received(path, report.issue, report.list_name, channel, within)
         for _ in planner.jobs(store.iter_subscribers(), done, received):
             pass
     elif options.to:
@@ -273,7 +275,7 @@ class SendInterrupted(Exception):
 
 def _in_flight(settings: Settings, report: SendReport) -> int:
     """Rows left 'sending': the next run sends them again, with the same Message-ID."""
-    rows = read_issue(settings.path(settings.ledger), report.issue, report.list, report.channel)
+    rows = read_issue(settings.path(settings.ledger), report.issue, report.list_name, report.channel)
     return sum(1 for row in rows if row.status == DeliveryStatus.SENDING)
 
 
@@ -301,7 +303,10 @@ def send_test_copy(settings: Settings, job: Job, list_name: str, issue_id: str) 
     """`send --to` for one message built elsewhere (the preview page): delivered, never recorded."""
     started = time.monotonic()
     report = SendReport(
-        issue=issue_id, list=list_name, channel=channel_for(settings.smtp), server=server_label(settings.smtp)
+        issue=issue_id,
+        list_name=list_name,
+        channel=channel_for(settings.smtp),
+        server=server_label(settings.smtp),
     )
     _deliver(settings, iter([job]), None, None, report, None)
     report.duration_seconds = round(time.monotonic() - started, 3)
@@ -377,8 +382,8 @@ def _open_ledger(settings: Settings, store: SubscriberStore, report: SendReport,
     marker = LedgerMarker.beside(store.path)
     real = report.channel != Channel.OUTBOX  # a local trial may start over freely
     if real and not new:
-        marker.check(path, report.list, report.channel)
-    ledger = DeliveryLedger(path, report.issue, report.list, report.channel)
+        marker.check(path, report.list_name, report.channel)
+    ledger = DeliveryLedger(path, report.issue, report.list_name, report.channel)
     ledger.reserve()
     if real:
         ledger.on_first_attempt = lambda: marker.note(path, report.channel, report.issue)

@@ -19,7 +19,7 @@ from ..errors import ConfigError, NewsletterError, SubscriberError
 from ..ledger import DeliveryLedger, IssueRecord
 from ..models import Subscriber
 from ..pipeline.issue import LinkSigner, PreparedIssue, prepare_issue
-from ..pipeline.preview import ANONYMOUS, PreviewResult, build_preview
+from ..pipeline.previewfiles import ANONYMOUS, PreviewResult, build_preview
 from ..pipeline.replay import ReplayedIssue, replay_delivery
 from ..pipeline.send import SendReport, send_test_copy
 from ..render.digest import template_dirs

@@ -44,10 +44,15 @@ class ChangeFeed:
             queue.put_nowait(version)
 
 
-class _Either:
-    """Stops a watcher when the server stops or when the set of watched paths must change."""
+class _Either(asyncio.Event):
+    """Stops a watcher when the server stops or when the set of watched paths must change.
+
+    An asyncio.Event by type, so awatch's stop_event accepts it whether or not trio (which widens
+    that parameter's type) is installed; awatch only calls is_set() and set() on it.
+    """
 
     def __init__(self, *events: asyncio.Event) -> None:
+        super().__init__()
         self.events = events
 
     def is_set(self) -> bool:
@@ -129,7 +134,7 @@ async def _watch(
         recursive=recursive,
         debounce=DEBOUNCE_MS,
         step=STEP_MS,
-        stop_event=until,  # type: ignore[arg-type]  # awatch only calls is_set() on it
+        stop_event=until,
         rust_timeout=500,
         yield_on_timeout=False,
     ):

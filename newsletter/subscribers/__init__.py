@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..configfile import ListPlaces
-from .rows import STATUSES, Problem, check_email
+from .rows import STATUSES, RowProblem, check_email
 from .store import NotOnListError, SubscriberStore
 
 
@@ -12,4 +12,4 @@ def open_list(places: ListPlaces, name: str | None = None) -> SubscriberStore:
     return SubscriberStore(places.list_path(name))
 
 
-__all__ = ["STATUSES", "NotOnListError", "Problem", "SubscriberStore", "check_email", "open_list"]
+__all__ = ["STATUSES", "NotOnListError", "RowProblem", "SubscriberStore", "check_email", "open_list"]

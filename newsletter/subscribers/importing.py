@@ -9,7 +9,7 @@ from typing import Literal
 
 from ..errors import SubscriberError
 from ..models import Subscriber
-from .rows import Problem
+from .rows import RowProblem
 from .store import SubscriberStore
 from .table import merge_one
 
@@ -22,14 +22,14 @@ class ImportReport:
     updated: int = 0
     skipped: int = 0
     rejected: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for the terminal."""
         return f"{self.added} added, {self.updated} updated, {self.skipped} skipped, {self.rejected} rejected"
 
 
-def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscriber], list[Problem]]:
+def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscriber], list[RowProblem]]:
     """All usable rows of a source file and the problems of the rest; file-level errors raise."""
     if not source.is_file():
         raise SubscriberError(
@@ -37,7 +37,7 @@ def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscr
             where=str(source),
             fix="check the path of the file to import",
         )
-    problems: list[Problem] = []
+    problems: list[RowProblem] = []
     rows = list(
         SubscriberStore(source).iter_subscribers(deliverability=deliverability, on_problem=problems.append)
     )

@@ -22,7 +22,7 @@ class RowError(ValueError):
 
 
 @dataclass(frozen=True)
-class Problem:
+class RowProblem:
     """A refused row, printed the way editors and CI logs link to it."""
 
     path: Path

@@ -22,11 +22,11 @@ from .indexwriter import IndexWriter
 from .journal import Change, ChangeJournal, ChangeKind, apply_changes, check_fields, now
 from .lookup import find_row
 from .overlay import ensure_columns, rows_with
-from .rows import STATUSES, Problem, RowError, check_email, parse_row
+from .rows import STATUSES, RowError, RowProblem, check_email, parse_row
 from .statuscache import RACY_NS, Signature, StatusCache
 from .table import (
+    MergeResult,
     OnConflict,
-    Outcome,
     Table,
     already_on_list,
     cells,
@@ -86,7 +86,7 @@ class SubscriberStore:
         self,
         strict: bool = False,
         deliverability: bool = False,
-        on_problem: Callable[[Problem], None] | None = None,
+        on_problem: Callable[[RowProblem], None] | None = None,
     ) -> Iterator[Subscriber]:
         """Stream valid rows; file-level errors (missing, not UTF-8, no email column) raise now."""
         layout, rows = self._rows()
@@ -103,7 +103,7 @@ class SubscriberStore:
         rows: Rows,
         strict: bool,
         deliverability: bool,
-        report: Callable[[Problem], None],
+        report: Callable[[RowProblem], None],
     ) -> Iterator[Subscriber]:
         seen: dict[str, int] = {}
         with contextlib.closing(rows):  # close the file even when the caller stops early
@@ -121,7 +121,7 @@ class SubscriberStore:
                             where=f"{path}:{number}",
                             fix="correct the row, or see all problems with `newsletter subscribers validate`",
                         ) from None
-                    report(Problem(path, number, str(exc)))
+                    report(RowProblem(path, number, str(exc)))
                     continue
                 yield subscriber
 
@@ -138,9 +138,9 @@ class SubscriberStore:
         """All valid rows at once, for small lists and commands that sort or count."""
         return list(self.iter_subscribers())
 
-    def validate(self, deliverability: bool = False) -> list[Problem]:
+    def validate(self, deliverability: bool = False) -> list[RowProblem]:
         """Every problem in the file with its line, so one edit pass can fix them all."""
-        problems: list[Problem] = []
+        problems: list[RowProblem] = []
         for _ in self.iter_subscribers(deliverability=deliverability, on_problem=problems.append):
             pass
         return problems
@@ -399,7 +399,7 @@ class SubscriberStore:
         extra: dict[str, str] | None = None,
         on_conflict: OnConflict = "error",
         deliverability: bool = False,
-    ) -> Outcome:
+    ) -> MergeResult:
         """Add one subscriber, creating the list file if needed; duplicates follow on_conflict."""
         try:
             address = check_email(email, deliverability)
@@ -424,7 +424,7 @@ class SubscriberStore:
             return "added"
         return self._merge_existing(old, new, on_conflict)
 
-    def _merge_existing(self, old: Subscriber, new: Subscriber, on_conflict: OnConflict) -> Outcome:
+    def _merge_existing(self, old: Subscriber, new: Subscriber, on_conflict: OnConflict) -> MergeResult:
         if on_conflict == "error":
             raise already_on_list(new.email, self.name)
         if on_conflict == "skip":
@@ -454,11 +454,11 @@ class ListEditedError(SubscriberError):
     """The CSV was saved by someone else during a rewrite: the rewrite is dropped, not the edit."""
 
 
-def _log_problem(problem: Problem) -> None:
+def _log_problem(problem: RowProblem) -> None:
     log.warning("%s (row skipped)", problem)
 
 
-def _ignore(problem: Problem) -> None:
+def _ignore(problem: RowProblem) -> None:
     return None
 
 

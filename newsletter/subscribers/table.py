@@ -14,7 +14,7 @@ from .journal import Snapshot, apply_changes
 from .rows import RowError, parse_row, to_fields
 
 OnConflict = Literal["error", "skip", "update"]
-Outcome = Literal["added", "updated", "skipped"]
+MergeResult = Literal["added", "updated", "skipped"]
 
 
 @dataclass
@@ -95,7 +95,7 @@ def fold(table: Table, snapshot: Snapshot) -> None:
                 table.changed = True
 
 
-def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name: str) -> Outcome:
+def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name: str) -> MergeResult:
     """Put one subscriber into the table: added, updated in place, or skipped."""
     position = table.find(new.email)
     if position is None:
@@ -176,4 +176,4 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-__all__ = ["OnConflict", "Outcome", "Table", "apply_status", "fold", "merge_one"]
+__all__ = ["MergeResult", "OnConflict", "Table", "apply_status", "fold", "merge_one"]

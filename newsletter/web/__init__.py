@@ -1,1 +1,1 @@
-"""`newsletter serve`: unsubscribe endpoints and the static archive, behind the operator's proxy."""
+"""`newsletter serve`: sign-up, confirmation, preferences, unsubscribe, feedback and the archive."""

@@ -1,4 +1,4 @@
-"""The HTTP side of unsubscribing: RFC 8058 one-click POSTs and a confirm page for people."""
+"""The Starlette app of `newsletter serve`: its routes, the one-click unsubscribe, and the archive mount."""
 
 from __future__ import annotations
 

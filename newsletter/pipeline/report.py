@@ -30,7 +30,7 @@ NOT_DELIVERED = (
 
 
 @dataclass(frozen=True)
-class Problem:
+class Undelivered:
     """One address that did not get the issue, with the server's last word on it."""
 
     email: str
@@ -48,7 +48,7 @@ class IssueReport:
     list_name: str
     channel: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, IssueOutcome), 0))
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Undelivered] = field(default_factory=list)
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {outcome}" for outcome, n in self.counts.items())
@@ -127,7 +127,7 @@ def build_report(
         report.counts[outcome] += 1
         if outcome != IssueOutcome.DELIVERED:
             report.problems.append(
-                Problem(row.email, outcome, row.attempts, printable(row.last_reply or ""), row.updated_at)
+                Undelivered(row.email, outcome, row.attempts, printable(row.last_reply or ""), row.updated_at)
             )
     started = min((_parse(row.updated_at) for row in rows), default=None)
     for key, subscriber in inactive.items():
@@ -139,7 +139,7 @@ def build_report(
             left = left.replace(tzinfo=UTC)
         if left >= started or key in withdrawn:
             report.counts[IssueOutcome.UNSUBSCRIBED] += 1
-            report.problems.append(Problem(key, IssueOutcome.UNSUBSCRIBED, 0, "", left.isoformat()))
+            report.problems.append(Undelivered(key, IssueOutcome.UNSUBSCRIBED, 0, "", left.isoformat()))
     report.problems.sort(key=lambda p: (NOT_DELIVERED.index(p.outcome), p.email))
     return report
 
