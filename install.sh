@@ -1,9 +1,19 @@
 #!/bin/sh
 # Install newsletter into ./.venv with nothing but python3 (3.11+); no root, no system pip.
+# Every version comes from uv.lock, the versions CI last passed with (see "Dependencies" in the
+# README for refreshing it on purpose).
 #   ./install.sh            the tool:           .venv/bin/newsletter
 #   ./install.sh '.[test]'  and the test tools: .venv/bin/python -m pytest -q
 set -eu
 cd "$(dirname "$0")"
+UV_VERSION=0.13.10  # the lock tool itself; moved on purpose, together with uv.lock
+
+case "${1:-.}" in
+  .) extras="" ;;
+  '.[test]' | test) extras="--extra test" ;;
+  *) echo "usage: ./install.sh ['.[test]']   (the tool, or the tool and its test tools)" >&2; exit 2 ;;
+esac
+
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   rm -rf .venv
   if ! python3 -m venv .venv >/dev/null 2>&1; then
@@ -14,5 +24,10 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2
     .venv/bin/python tools/bootstrap_pip.py
   fi
 fi
-.venv/bin/python -m pip install -q "${1:-.}"
+if [ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION" ]; then
+  .venv/bin/python -m pip install -q "uv==$UV_VERSION"
+fi
+# --frozen: install what uv.lock says, never re-resolve; --inexact: keep pip and uv themselves.
+# shellcheck disable=SC2086
+UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync -q --frozen --inexact --no-editable $extras
 echo "Installed into $(pwd)/.venv: run $(pwd)/.venv/bin/newsletter (or '. .venv/bin/activate' first)."

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.lists import AN_HOUR, settle, write
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.addressindex import AddressIndex
-from tests.helpers.lists import AN_HOUR, settle, write
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
 ROWS = (

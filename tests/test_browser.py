@@ -5,11 +5,11 @@ from __future__ import annotations
 import html as html_lib
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.browser import CHROMIUM, needs_chromium
 from helpers.samples import (
     UNSUBSCRIBE,
     Pick,
@@ -24,12 +24,7 @@ from newsletter.render.digest import DigestRenderer
 from newsletter.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = next(
-    (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None
-)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (/usr/bin/chromium); .ci/run installs it"
-)
+pytestmark = needs_chromium
 WIDTHS = (375, 800)
 
 # Headless Chromium will not make a window narrower than 500 px, so the digest is loaded into a

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 import sqlite3
 import subprocess
 import urllib.error
@@ -14,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
+from helpers.browser import CHROMIUM
 from helpers.uvicorn_thread import serving
 
 from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
@@ -23,9 +23,6 @@ from newsletter.settings import Settings
 from newsletter.web.app import create_app
 
 SECRET = "feedback-server-secret-Zq7mW4xR8vB1nT6kP3yH"  # serve needs a strong one
-CHROMIUM = next(
-    (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None
-)
 
 
 @pytest.fixture
@@ -48,6 +45,7 @@ def post(url: str) -> tuple[int, str]:
         return exc.code, ""
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium; .ci/run installs it")
 def test_a_browser_visit_records_nothing_and_the_pages_button_records_once(
     settings: Settings, base_url: str, tmp_path: Path

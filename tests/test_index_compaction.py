@@ -19,14 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from newsletter.models import Subscriber
-from newsletter.statuses import SubscriberStatus
-from newsletter.subscribers import SubscriberStore, addressindex, csvfile, indexwriter, journal
-from newsletter.subscribers import store as store_module
-from newsletter.subscribers.addressindex import AddressIndex, signature_of
-from newsletter.subscribers.statuscache import RACY_NS
-from tests.helpers.lists import (
+from helpers.lists import (
     assert_fresh_index,
     count_builds,
     index_rows,
@@ -35,6 +28,13 @@ from tests.helpers.lists import (
     settle,
     write,
 )
+
+from newsletter.models import Subscriber
+from newsletter.statuses import SubscriberStatus
+from newsletter.subscribers import SubscriberStore, addressindex, csvfile, indexwriter, journal
+from newsletter.subscribers import store as store_module
+from newsletter.subscribers.addressindex import AddressIndex, signature_of
+from newsletter.subscribers.statuscache import RACY_NS
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
 

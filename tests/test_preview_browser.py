@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from helpers.browser import CHROMEDRIVER, CHROMIUM, needs_chromedriver
 from helpers.smtp_servers import LoopbackServer, RecordingHandler
 from helpers.uvicorn_thread import serving
 
@@ -16,12 +15,7 @@ from newsletter.preview.app import create_preview_app
 from newsletter.preview.session import PreviewSession
 from newsletter.settings import load_settings
 
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)),
-    reason="needs Debian's chromium and chromium-driver; .ci/run installs them",
-)
+pytestmark = needs_chromedriver
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402 -- after importorskip
 from selenium.webdriver.chrome.service import Service  # noqa: E402 -- only once selenium is known to be there

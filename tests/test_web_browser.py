@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from helpers.browser import CHROMEDRIVER as DRIVER
+from helpers.browser import CHROMIUM, needs_chromedriver
 from helpers.signup_site import make_site, outbox, text_part
 
 from newsletter.pipeline.send import SendOptions, run_send
@@ -21,14 +22,7 @@ from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-DRIVER = shutil.which("chromedriver") or (
-    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
-)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="needs Debian's chromium and chromium-driver; .ci/run installs them",
-)
+pytestmark = needs_chromedriver
 SHOTS = os.environ.get("SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
 
 
