@@ -4,14 +4,19 @@
 # README for refreshing it on purpose).
 #   ./install.sh            the tool:           .venv/bin/newsletter
 #   ./install.sh '.[test]'  and the test tools: .venv/bin/python -m pytest -q
+#   ./install.sh '.[postgres]'  and the PostgreSQL driver, for database_url = "postgresql://..."
 set -eu
 cd "$(dirname "$0")"
 UV_VERSION=0.13.10  # the lock tool itself; moved on purpose, together with uv.lock
 
+# '.[test]', '.[postgres]' or '.[test,postgres]': the extras of pyproject.toml, as pip spells them.
+extras=""
 case "${1:-.}" in
-  .) extras="" ;;
-  '.[test]' | test) extras="--extra test" ;;
-  *) echo "usage: ./install.sh ['.[test]']   (the tool, or the tool and its test tools)" >&2; exit 2 ;;
+  .) ;;
+  '.['*']')
+    names=$(printf '%s' "$1" | sed 's/^\.\[//; s/\]$//' | tr ',' ' ')
+    for name in $names; do extras="$extras --extra $name"; done ;;
+  *) echo "usage: ./install.sh ['.[test]' | '.[postgres]' | '.[test,postgres]']" >&2; exit 2 ;;
 esac
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then

@@ -43,5 +43,9 @@ class DeliveryError(NewsletterError):
     """The SMTP server itself failed, so the run must stop."""
 
 
+class StoreError(NewsletterError):
+    """The database (SQLite file or PostgreSQL server) cannot be reached, read or written."""
+
+
 class LedgerError(NewsletterError):
     """The delivery ledger cannot be opened or is locked by another run."""

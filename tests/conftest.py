@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.databases import ENGINES, PostgresServer, sqlite_url, started_server, why_no_server
 from helpers.recorded import RecordedServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +34,24 @@ def server() -> Iterator[RecordedServer]:
     recorded.start()
     yield recorded
     recorded.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throw-away PostgreSQL for the whole run (or NEWSLETTER_TEST_DATABASE_URL's)."""
+    reason = why_no_server()
+    if reason:
+        # CI sets NEWSLETTER_TEST_REQUIRE_POSTGRES: there a missing server is a failure, not a skip.
+        if os.environ.get("NEWSLETTER_TEST_REQUIRE_POSTGRES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    yield from started_server()
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each engine in turn: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()

@@ -1,0 +1,162 @@
+"""The store's tables as they are at the newest schema version, for queries on either engine.
+
+`migrations.py` builds them step by step; a test checks that a database migrated from nothing has
+exactly these tables, columns and keys on SQLite and on PostgreSQL. Times are ISO 8601 text in UTC
+(what the CSV files hold, compared as text) except where only the database's clock may decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+
+from ..statuses import STORED_STATUSES, SubscriberStatus
+
+metadata = MetaData()
+
+
+def in_set(column: str, values: Iterable[str]) -> CheckConstraint:
+    """A CHECK that a text column holds one of a closed set (statuses are enums in Python too)."""
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=f"{column}_known")
+
+
+SUBSCRIBER_STATUSES = tuple(status.value for status in SubscriberStatus)
+DELIVERY_STATUSES = tuple(str(status) for status in STORED_STATUSES)
+
+# One row per (issue, list, address, channel): the ledger that makes a repeated run resume.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("issue", Text, primary_key=True),
+    Column("list", Text, primary_key=True),
+    Column("email", Text, primary_key=True),
+    Column("channel", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_reply", Text),
+    Column("message_id", Text, nullable=False),
+    Column("papers", Text, nullable=False, server_default="[]"),
+    Column("updated_at", Text, nullable=False),
+    Column("reader", Text),
+    in_set("status", DELIVERY_STATUSES),
+    Index("deliveries_by_address", "list", "channel", "email"),
+)
+
+# What an issue was built from (papers, templates, sender), so a past message can be rebuilt.
+issue_snapshots = Table(
+    "issue_snapshots",
+    metadata,
+    Column("issue", Text, primary_key=True),
+    Column("list", Text, primary_key=True),
+    Column("channel", Text, primary_key=True),
+    Column("snapshot", LargeBinary, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
+
+# A list, and what the store knows of its hand-kept CSV file (if it has one).
+lists = Table(
+    "lists",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("created_at", Text, nullable=False),
+    Column("csv_header", Text),  # JSON list: the file's columns in order, unknown ones kept
+    Column("csv_signature", Text),  # the file as last synced: size, mtime and content hash
+    Column("csv_synced_at", Text),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # order of arrival, for exports
+    Column("list", Text, nullable=False),
+    Column("email_key", Text, nullable=False),  # the address folded to lower case
+    Column("email", Text, nullable=False),  # as written
+    Column("name", Text, nullable=False, server_default=""),
+    Column("keywords", Text, nullable=False, server_default=""),  # "; "-joined
+    Column("status", Text, nullable=False),
+    Column("subscribed_at", Text),
+    Column("unsubscribed_at", Text),
+    Column("confirmed_at", Text),
+    Column("frequency", Text, nullable=False, server_default="weekly"),
+    Column("pause_until", Text),
+    Column("extra", Text, nullable=False, server_default="{}"),  # JSON: the CSV's unknown columns
+    Column("changed_at", Text, nullable=False),
+    in_set("status", SUBSCRIBER_STATUSES),
+    Index("subscribers_by_address", "list", "email_key", unique=True),
+    Index("subscribers_by_status", "list", "status"),
+)
+
+# Each row of a list's CSV as it was when last synced: the base of the three-way merge.
+csv_base = Table(
+    "csv_base",
+    metadata,
+    Column("list", Text, primary_key=True),
+    Column("email_key", Text, primary_key=True),
+    Column("cells", Text, nullable=False),  # JSON object: column -> cell text
+)
+
+# Addresses that must not be mailed on a list again unless their owner asks: why and since when.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("list", Text, primary_key=True),
+    Column("email_key", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+# What someone asked for on the sign-up form, applied only when they confirm from their mailbox.
+signups = Table(
+    "signups",
+    metadata,
+    Column("list", Text, primary_key=True),
+    Column("email_key", Text, primary_key=True),
+    Column("email", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("keywords", Text, nullable=False, server_default=""),
+    Column("frequency", Text, nullable=False, server_default="weekly"),
+    Column("requested_at", Text, nullable=False),
+)
+
+# A reader's "more / less like this" on one paper, and the papers those verdicts are about.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("list", Text, primary_key=True),
+    Column("email", Text, primary_key=True),
+    Column("paper_id", Text, primary_key=True),
+    Column("verdict", Text, nullable=False),
+    Column("at", Float, nullable=False),
+    in_set("verdict", ("more", "less")),
+)
+
+feedback_papers = Table(
+    "feedback_papers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("seen", Float, nullable=False),
+    Column("terms", Text, nullable=False, server_default=""),
+)
+
+# Hits per key and fixed time window, shared by every `serve` process (sign-ups, mails per address).
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("window_start", Integer, primary_key=True),  # unix seconds
+    Column("hits", Integer, nullable=False),
+)
