@@ -1,7 +1,7 @@
 """newsletter.toml and the NEWSLETTER_* variables as plain values, and where subscriber lists live.
 
 settings.py validates every setting with pydantic. A command that only touches a subscriber list
-needs three of them, so it reads them here (`load_list_places`) and starts without pydantic,
+needs a few of them, so it reads them here (`load_list_places`) and starts without pydantic,
 which costs more than the whole command. Both paths share the reading, the key names and the
 rules for those three values, so they agree (tests/test_configfile.py checks that they do).
 """
@@ -12,9 +12,12 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .store.database import Place
 from .safety.listnames import RULE as LIST_NAME_RULE
 from .safety.listnames import check_list_name, is_list_name
 
@@ -37,6 +40,7 @@ TOP_LEVEL_KEYS = frozenset(
         "subscribers_dir",
         "templates_dir",
         "ledger",
+        "database_url",
         "archive_dir",
         "feedback_db",
         "log_file",
@@ -49,6 +53,7 @@ TOP_LEVEL_KEYS = frozenset(
 )
 DEFAULT_LIST = "example"
 SUBSCRIBERS_DIR = Path("subscribers")
+DATABASE_FILE = Path("newsletter.db")
 FIX_HINT = "correct it in the file or in the matching NEWSLETTER_<SECTION>__<KEY> variable"
 
 
@@ -137,12 +142,20 @@ def variable_for(loc: tuple[int | str, ...]) -> str | None:
 
 @dataclass(frozen=True)
 class ListPlaces:
-    """Where subscriber lists and the run log live: all that a list command reads from settings."""
+    """Where subscriber lists, the database and the run log live: all a list command reads."""
 
     config_dir: Path
     subscribers_dir: Path = SUBSCRIBERS_DIR
     default_list: str = DEFAULT_LIST
     log_file: Path | None = None
+    ledger: Path = DATABASE_FILE  # the SQLite database file, when database_url is not set
+    database_url: str | None = None
+
+    def database(self) -> Place:
+        """The database these settings name: PostgreSQL by database_url, else the SQLite file."""
+        from .store.database import place_of  # SQLAlchemy only for commands that open the store
+
+        return place_of(self.database_url, self.path(self.ledger))
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path the way a user reading the config file expects."""
@@ -160,7 +173,7 @@ def list_name_problem(value: str) -> str | None:
 
 
 def load_list_places(explicit: Path | None = None) -> ListPlaces:
-    """The three list settings from the file and the environment, checked as load_settings checks them.
+    """The list settings from the file and the environment, checked as load_settings checks them.
 
     Tables such as [smtp] are not validated here: the commands that use them (send, serve,
     doctor) do. Top-level key names are, so a misspelt subscribers_dir never means another folder.
@@ -171,7 +184,7 @@ def load_list_places(explicit: Path | None = None) -> ListPlaces:
     check_key_names(data, where)
     variables = environment()
     values: dict[str, Any] = {}
-    for key in ("subscribers_dir", "default_list", "log_file"):
+    for key in ("subscribers_dir", "default_list", "log_file", "ledger", "database_url"):
         if key in variables:
             values[key] = (variables[key], variable_for((key,)))
         elif key in data:
@@ -188,12 +201,14 @@ def load_list_places(explicit: Path | None = None) -> ListPlaces:
     default_list = text("default_list")
     if default_list is not None and (problem := list_name_problem(default_list)):
         raise invalid_setting("default_list", problem, values["default_list"][1], where)
-    subscribers_dir, log_file = text("subscribers_dir"), text("log_file")
+    subscribers_dir, log_file, ledger = text("subscribers_dir"), text("log_file"), text("ledger")
     return ListPlaces(
         config_dir=(path.parent if path else Path.cwd()).resolve(),
         subscribers_dir=Path(subscribers_dir) if subscribers_dir is not None else SUBSCRIBERS_DIR,
         default_list=default_list if default_list is not None else DEFAULT_LIST,
         log_file=Path(log_file) if log_file is not None else None,
+        ledger=Path(ledger) if ledger is not None else DATABASE_FILE,
+        database_url=text("database_url") or None,
     )
 
 

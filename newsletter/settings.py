@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .configfile import (
     CONFIG_NAME,
+    DATABASE_FILE,
     DEFAULT_LIST,
     PREFIX,
     SUBSCRIBERS_DIR,
@@ -259,7 +260,11 @@ class Settings(BaseModel):
     default_list: str = DEFAULT_LIST
     subscribers_dir: Path = SUBSCRIBERS_DIR
     templates_dir: Path = Path("templates")
-    ledger: Path = Path("newsletter.db")
+    ledger: Path = DATABASE_FILE  # the SQLite database file, when database_url is not set
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL shared by several hosts, e.g. postgresql://user:password@host:5432/newsletter",
+    )
     archive_dir: Path = Path("archive")
     feedback_db: Path = Path("feedback.db")
     log_file: Path | None = None
@@ -295,7 +300,14 @@ class Settings(BaseModel):
     @property
     def places(self) -> ListPlaces:
         """Where lists and the log live, as the list commands see them (one rule for both)."""
-        return ListPlaces(self.config_dir, self.subscribers_dir, self.default_list, self.log_file)
+        return ListPlaces(
+            self.config_dir,
+            self.subscribers_dir,
+            self.default_list,
+            self.log_file,
+            self.ledger,
+            self.database_url,
+        )
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path the way a user reading the config file expects."""

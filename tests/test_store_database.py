@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from newsletter.errors import ConfigError, StoreError
-from newsletter.store import SCHEMA_VERSION, Database, place_of, upgrade
+from newsletter.store import SCHEMA_VERSION, Database, forget_databases, open_database, place_of, upgrade
 from newsletter.store.migrations import MIGRATIONS, current_version
 from newsletter.store.schema import metadata
 
@@ -202,3 +202,12 @@ def test_an_unreachable_postgresql_is_one_line_naming_it_without_the_password(tm
     message = caught.value.message
     assert message.startswith("cannot reach the PostgreSQL server")
     assert str(tmp_path) in message and "hunter2" not in message
+
+
+def test_opening_a_database_brings_it_up_to_date_once(database_url: str) -> None:
+    place = place_of(database_url, Path("unused.db"))
+    db = open_database(place)
+    assert open_database(place) is db  # one engine per process
+    with db.read() as conn:
+        assert current_version(conn) == SCHEMA_VERSION
+    forget_databases()

@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from .database import Database, Place, place_of
 from .migrations import SCHEMA_VERSION, upgrade
+from .opening import forget_databases, open_database
 
-__all__ = ["SCHEMA_VERSION", "Database", "Place", "place_of", "upgrade"]
+__all__ = ["SCHEMA_VERSION", "Database", "Place", "forget_databases", "open_database", "place_of", "upgrade"]
