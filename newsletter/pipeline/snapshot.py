@@ -121,11 +121,10 @@ def reader_record(
     """The per-delivery part: who the reader was then, which keywords each paper matched, the
     feedback weights that shaped each card's 'why' line, and the sentences quoted by meaning."""
     matched = {p.paper.id: list(p.matched) for p in picks if p.matched}
-    taste = {
-        p.paper.id: [liked, weight]
-        for p in picks
-        if (liked := float(getattr(p, "liked", 0.0))) or (weight := float(getattr(p, "feedback", 0.0)))
+    weights = {
+        p.paper.id: [float(getattr(p, "liked", 0.0)), float(getattr(p, "feedback", 0.0))] for p in picks
     }
+    taste = {paper: pair for paper, pair in weights.items() if any(pair)}
     record: dict[str, Any] = {"name": subscriber.name, "keywords": subscriber.keywords, "matched": matched}
     related = {p.paper.id: found for p in picks if (found := list(getattr(p, "related", ()) or ()))}
     if related:  # keywords matched by meaning only, so a replay says "close in meaning" as sent
