@@ -99,6 +99,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+STORE_SCHEMA_VERSION = 4  # the one database (newsletter/store) adds tables beside these
 _OUR_TABLES = frozenset({"deliveries"})
 _FIX = "restore the file from a backup, or set 'ledger' in newsletter.toml to another file"
 _RESUME = "run send again afterwards: it resumes, and nothing already recorded is lost"
@@ -276,7 +277,7 @@ def _version(db: sqlite3.Connection) -> int:
 def _check_version(db: sqlite3.Connection, path: Path) -> int:
     """The ledger's version, or a one-line error if it is newer than this release or not ours."""
     version = _version(db)
-    if version > SCHEMA_VERSION:
+    if version > STORE_SCHEMA_VERSION:
         raise LedgerError(
             f"the delivery ledger has schema version {version}, newer than this release knows"
             f" ({SCHEMA_VERSION})",
@@ -296,7 +297,7 @@ def _check_version(db: sqlite3.Connection, path: Path) -> int:
 
 def migrate(db: sqlite3.Connection, path: Path) -> int:
     """Bring an older ledger to SCHEMA_VERSION in one transaction; return the version it had."""
-    if _check_version(db, path) == SCHEMA_VERSION:
+    if _check_version(db, path) >= SCHEMA_VERSION:  # the store's later steps keep these tables
         return SCHEMA_VERSION
     with transaction(db):
         version = _check_version(db, path)  # again under the write lock: another run may have done it
