@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, StoreError
 from ..safety.private import private_dir, private_file
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 SQLITE_BUSY_MS = 30_000  # a writer waits this long for another process's transaction
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -109,6 +112,10 @@ class Database:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {doing} the database: {exc}", where=self.place.shown) from exc
 
+    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """An INSERT in this engine's dialect, so it can say what to do on a conflict (upserts)."""
+        return dialect_insert(self.place.engine_name, table)
+
     def error(self, exc: BaseException, doing: str = "use") -> StoreError:
         """A driver's failure as one line: what happened, which database, what to do."""
         cause = getattr(exc, "orig", None) or exc
@@ -118,6 +125,17 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections (before a fork, and at the end of a command)."""
         self.engine.dispose()
+
+
+def dialect_insert(engine_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT of the engine's own dialect (`conn.dialect.name`): the one place upserts differ."""
+    if engine_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+    return postgresql_insert(table)
 
 
 def _diagnosis(cause: BaseException, doing: str, sqlite: bool) -> tuple[str, str | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Float,
@@ -65,14 +66,16 @@ issue_snapshots = Table(
     Column("updated_at", Text, nullable=False),
 )
 
-# A list, and what the store knows of its hand-kept CSV file (if it has one).
+# A list, and what the store knows of its hand-kept CSV file (if it has one: csv_layout is set).
 lists = Table(
     "lists",
     metadata,
     Column("name", Text, primary_key=True),
     Column("created_at", Text, nullable=False),
-    Column("csv_header", Text),  # JSON list: the file's columns in order, unknown ones kept
+    Column("csv_layout", Text),  # JSON: the file's columns in order (unknown ones kept) and dialect
     Column("csv_signature", Text),  # the file as last synced: size, mtime and content hash
+    Column("csv_digests", LargeBinary),  # each synced row's digest, sorted: what an edit changed
+    Column("csv_last_issue", Text),  # the newest `last_issue` the file names (lost-database check)
     Column("csv_synced_at", Text),
 )
 
@@ -92,10 +95,12 @@ subscribers = Table(
     Column("frequency", Text, nullable=False, server_default="weekly"),
     Column("pause_until", Text),
     Column("extra", Text, nullable=False, server_default="{}"),  # JSON: the CSV's unknown columns
-    Column("changed_at", Text, nullable=False),
+    Column("changed_at", Text, nullable=False),  # to the microsecond: a send polls what changed
     in_set("status", SUBSCRIBER_STATUSES),
     Index("subscribers_by_address", "list", "email_key", unique=True),
     Index("subscribers_by_status", "list", "status"),
+    Index("subscribers_in_order", "list", "id"),
+    Index("subscribers_by_change", "list", "changed_at"),
 )
 
 # Each row of a list's CSV as it was when last synced: the base of the three-way merge.
@@ -104,7 +109,9 @@ csv_base = Table(
     metadata,
     Column("list", Text, primary_key=True),
     Column("email_key", Text, primary_key=True),
+    Column("digest", BigInteger, nullable=False),  # of the row's line as the file had it
     Column("cells", Text, nullable=False),  # JSON object: column -> cell text
+    Index("csv_base_by_digest", "list", "digest"),
 )
 
 # Addresses that must not be mailed on a list again unless their owner asks: why and since when.

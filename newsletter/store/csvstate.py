@@ -1,0 +1,127 @@
+"""What the store keeps of a list's hand-kept CSV file, and the queries a merge with it runs.
+
+The `lists` row holds the file's layout, its identity as last synced (size, mtime, content hash)
+and the sorted digests of its lines; `csv_base` holds each of those lines' cells, the base of the
+three-way merge (subscribers/csvsync.py decides what to merge; this module only reads and writes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, delete, select, update
+
+from .database import Database, dialect_insert
+from .schema import csv_base, deliveries, lists, subscribers
+from .subscribers import chunked
+
+BaseRow = tuple[int, dict[str, str]]  # a line's digest and its cells by column
+
+
+@dataclass
+class CsvState:
+    """A list's file as last synced."""
+
+    layout: str | None  # JSON of the file's layout; None: a list never kept as CSV
+    signature: str | None  # "size mtime_ns sha256"
+    digests: bytes  # every synced line's digest, sorted, little-endian int64
+    last_issue: str  # the newest last_issue the file named
+
+
+def csv_state(db: Database, name: str, conn: Connection | None = None) -> CsvState | None:
+    """The state of a list's file (None: the list is not in the database); in `conn`, locked."""
+    query = select(lists.c.csv_layout, lists.c.csv_signature, lists.c.csv_digests, lists.c.csv_last_issue)
+    query = query.where(lists.c.name == name)
+    if conn is None:
+        with db.read() as own:
+            row = own.execute(query).first()
+    else:
+        row = conn.execute(query.with_for_update()).first()  # merges of one list take turns
+    return None if row is None else CsvState(row[0], row[1], row[2] or b"", row[3] or "")
+
+
+def record_csv(conn: Connection, name: str, state: CsvState) -> None:
+    """Note the file as now synced."""
+    values = {
+        "csv_layout": state.layout,
+        "csv_signature": state.signature,
+        "csv_digests": state.digests,
+        "csv_last_issue": state.last_issue,
+        "csv_synced_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    conn.execute(update(lists).where(lists.c.name == name).values(**values))
+
+
+def touch_csv(db: Database, name: str, signature: str) -> None:
+    """The file was saved again unchanged: only its identity is new."""
+    with db.write() as conn:
+        conn.execute(update(lists).where(lists.c.name == name).values(csv_signature=signature))
+
+
+def base_rows(conn: Connection, name: str, digests: Sequence[int] | None) -> dict[str, BaseRow]:
+    """Base rows by address: those with these digests, or all of them (None)."""
+    query = select(csv_base.c.email_key, csv_base.c.digest, csv_base.c.cells).where(csv_base.c.list == name)
+    if digests is None:
+        rows = list(conn.execute(query))
+    else:
+        rows = []
+        for start in range(0, len(digests), 500):
+            rows += conn.execute(query.where(csv_base.c.digest.in_(list(digests[start : start + 500]))))
+    return {str(key): (int(digest), json.loads(cells)) for key, digest, cells in rows}
+
+
+def based(conn: Connection, name: str, keys: Collection[str]) -> bool:
+    """Whether any of these addresses has a base row."""
+    query = select(csv_base.c.email_key).where(csv_base.c.list == name)
+    return any(
+        conn.execute(query.where(csv_base.c.email_key.in_(part))).first() for part in chunked(list(keys))
+    )
+
+
+def has_base(conn: Connection, name: str) -> bool:
+    """Whether the list has any base row (else a merge inserts them plainly)."""
+    return conn.execute(select(csv_base.c.digest).where(csv_base.c.list == name).limit(1)).first() is not None
+
+
+def has_rows(conn: Connection, name: str) -> bool:
+    """Whether the list has any subscriber (else nothing in a file can be on it already)."""
+    return (
+        conn.execute(select(subscribers.c.id).where(subscribers.c.list == name).limit(1)).first() is not None
+    )
+
+
+def write_base(conn: Connection, name: str, rows: list[tuple[str, int, dict[str, str]]], first: bool) -> None:
+    """Base rows (address, digest, cells) as the file has them now."""
+    values = [
+        {"list": name, "email_key": key, "digest": digest, "cells": json.dumps(cells, ensure_ascii=False)}
+        for key, digest, cells in rows
+    ]
+    if not values:
+        return
+    if first:
+        conn.execute(csv_base.insert(), values)
+        return
+    statement = dialect_insert(conn.dialect.name, csv_base)
+    excluded = statement.excluded
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["list", "email_key"], set_={"digest": excluded.digest, "cells": excluded.cells}
+        ),
+        values,
+    )
+
+
+def drop_base(conn: Connection, name: str, keys: Collection[str]) -> None:
+    """Forget the base rows of addresses whose lines left the file."""
+    for part in chunked(sorted(keys)):
+        conn.execute(delete(csv_base).where(csv_base.c.list == name, csv_base.c.email_key.in_(part)))
+
+
+def has_deliveries(db: Database, name: str, channel: str) -> bool:
+    """Whether the database has recorded any delivery of the list on this channel."""
+    query = select(deliveries.c.issue).where(deliveries.c.list == name, deliveries.c.channel == channel)
+    with db.read() as conn:
+        return conn.execute(query.limit(1)).first() is not None
