@@ -162,14 +162,14 @@ def prebuilt_messages(folder: Path, port: int, connections: int, n: int = 300) -
     """Messages composed by the real pipeline (dry run), so the ceiling sends the same sizes."""
     from newsletter.pipeline.issue import LinkSigner, prepare_issue
     from newsletter.pipeline.send import DigestPlanner, SendReport
-    from newsletter.subscribers import SubscriberStore
+    from newsletter.subscribers import open_list
 
     settings = load_settings(write_config(folder, port, connections))
     issue = prepare_issue(settings)
     report = SendReport(issue="x", list_name="bench", channel="smtp", server="sink")
     planner = DigestPlanner(settings, issue, LinkSigner.for_run(settings, False), SendOptions(), report)
     messages = []
-    for job in planner.jobs(SubscriberStore(settings.list_path()).iter_subscribers(), {}, {}):
+    for job in planner.jobs(open_list(settings.places).iter_subscribers(), {}, {}):
         messages.append(job.message)
         if len(messages) == n:
             break
@@ -334,14 +334,15 @@ def _tree(pid: int) -> list[int]:
 
 
 def week_of_unsubscribes(path: Path, subscribers: int) -> None:
-    """1% of the list left during the week, through the journal: the send folds it in first."""
+    """1% of the list left during the week (one-click, in the database): the send writes it back."""
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
         "from pathlib import Path\n"
-        "from newsletter.subscribers import SubscriberStore\n"
-        f"store = SubscriberStore(Path({str(path)!r}))\n"
+        "from newsletter.configfile import ListPlaces\n"
+        "from newsletter.subscribers import open_list\n"
+        f"store = open_list(ListPlaces(config_dir=Path({str(path.parent.parent)!r})), {path.stem!r})\n"
         f"for i in range(0, {subscribers}, 100):\n"
-        "    store.record_unsubscribe(f'reader{i}@example.com')\n"
+        "    store.unsubscribe(f'reader{i}@example.com')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -349,8 +350,8 @@ def week_of_unsubscribes(path: Path, subscribers: int) -> None:
 def memory(subscribers: int, connections: int, processes: int | None) -> None:
     """Peak memory of a whole run, measured in a fresh process so nothing else inflates it.
 
-    The list has a week's unsubscribes in its journal, so the run compacts it (and writes its
-    address index) before it sends, as a real weekly run does.
+    The list had a week's unsubscribes in the database, so the run writes them back into its
+    CSV after it sends, as a real weekly run does.
     """
     sink, port, _count = start_sink()
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ import httpx
 
 from newsletter.settings import Settings
 from newsletter.statuses import SubscriberStatus
-from newsletter.subscribers import SubscriberStore
+from newsletter.subscribers import open_list
 
 SECRET = "benchmark-secret-0123456789-0123456789-01"
 
@@ -134,7 +134,7 @@ def main() -> None:
         rss = peak_rss_mib(server.pid or 0)
         server.terminate()
         server.join()
-        store = SubscriberStore(settings.list_path("big"))
+        store = open_list(settings.places, "big")
         pending = sum(
             1
             for i in range(args.signups)

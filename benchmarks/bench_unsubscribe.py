@@ -1,16 +1,19 @@
-"""One-click unsubscribes against a big list, through a real `newsletter serve` (uvicorn on loopback).
+"""The subscriber store on a big list, on either engine, through the real commands and `serve`.
 
-    python benchmarks/bench_unsubscribe.py                           # 1,000,000 rows, 200 POSTs at once
+    python benchmarks/bench_unsubscribe.py                          # 1,000,000 rows, SQLite
+    python benchmarks/bench_unsubscribe.py --engine postgresql      # a throw-away PostgreSQL
+    python benchmarks/bench_unsubscribe.py --database-url postgresql://user:pw@host/db
     python benchmarks/bench_unsubscribe.py --rows 100000 --posts 80
-    python benchmarks/bench_unsubscribe.py --code /tmp/old-checkout  # the same attack on other code
 
-Prints: errors (any answer but 200, or no answer within --timeout), latency p50/p99/max, the
-server's peak RSS (VmHWM), whether every unsubscribe is visible to a reader afterwards, and the
-time of `subscribers add` on that list: building the address index once (the first lookup after
-the CSV changed; 0 for checkouts without one), the store call alone, the whole CLI command, and
-the CLI's start-up (`newsletter --help`) for reference: each command the median of 7 runs, with
-the package's bytecode compiled first, as `pip install` does. Tokens are the `?list&email&token` kind,
-which every version honours, so --code can point at older checkouts.
+Prints, for a list kept as subscribers/big.csv:
+- import: the first command on the list (`subscribers list --status bounced`), which reads the
+  CSV into the database, wall clock and peak RSS;
+- add: the whole `newsletter subscribers add` command (median of 7, new addresses each);
+- edit pickup: a hand edit of one row, then the whole next command (median of 3 edits), and
+  whether the edit is in the database afterwards;
+- one-click: --posts concurrent POSTs at a real `newsletter serve`: errors (any answer but 200, or
+  none within --timeout), latency p50/p99/max, the server's peak RSS, and whether every
+  unsubscribe is visible to the next command.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import base64
 import hashlib
 import hmac
 import http.client
-import json
 import os
 import socket
 import statistics
@@ -35,6 +37,7 @@ from urllib.parse import urlencode
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-unsubscribe-secret-0123456789-abcdefghijklmnop"
 LIST = "big"
+RUNS = 7
 
 
 def legacy_token(list_name: str, email: str) -> str:
@@ -43,20 +46,75 @@ def legacy_token(list_name: str, email: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def address(i: int) -> str:
+    return f"reader{i:07d}@example.org"
+
+
+def row(i: int, name: str = "") -> str:
+    keywords = ["diffusion models", "language models; agents", "reinforcement learning", "", "robotics"]
+    return f"{address(i)},{name or f'Reader {i}'},{keywords[i % 5]},active,2026-10-01T00:00:00+00:00,\n"
+
+
 def write_list(path: Path, rows: int) -> None:
     """A list like a real one: names, keywords, statuses, timestamps."""
-    keywords = ["diffusion models", "language models; agents", "reinforcement learning", "", "robotics"]
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
         out.write("email,name,keywords,status,subscribed_at,unsubscribed_at\n")
-        chunk: list[str] = []
-        for i in range(rows):
-            chunk.append(
-                f"reader{i:07d}@example.org,Reader {i},{keywords[i % 5]},active,2026-10-01T00:00:00+00:00,\n"
-            )
-            if len(chunk) == 10_000:
-                out.write("".join(chunk))
-                chunk.clear()
-        out.write("".join(chunk))
+        for start in range(0, rows, 10_000):
+            out.write("".join(row(i) for i in range(start, min(rows, start + 10_000))))
+
+
+def environment(database_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        PYTHONPATH=str(REPO), NEWSLETTER_SECRET=SECRET, NEWSLETTER_BASE_URL="https://bench.example.org"
+    )
+    if database_url:
+        env["NEWSLETTER_DATABASE_URL"] = database_url
+    return env
+
+
+# The console script's code path; its peak RSS is printed last, on stderr, as "VmHWM <kB>".
+RUN_AND_MEASURE = """
+import atexit, sys
+from pathlib import Path
+from newsletter.cli import main
+
+def peak():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            print("VmHWM", line.split()[1], file=sys.stderr)
+
+atexit.register(peak)
+main(sys.argv[1:], prog_name="newsletter")
+"""
+
+
+def command(folder: Path, env: dict[str, str], *args: str) -> tuple[float, float, str]:
+    """Run `newsletter ARGS`: (wall seconds, peak RSS MiB of that process, stdout)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_AND_MEASURE, *args], cwd=folder, env=env, capture_output=True, text=True
+    )
+    took = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"newsletter {' '.join(args)} failed: {done.stderr.strip()[-800:]}")
+    kib = [int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("VmHWM ")]
+    return took, (kib[-1] / 1024 if kib else float("nan")), done.stdout
+
+
+def store_says(folder: Path, env: dict[str, str], expression: str) -> str:
+    """What the list's store answers, asked the way every command opens it."""
+    script = (
+        "from newsletter.configfile import load_list_places\n"
+        "from newsletter.subscribers import open_list\n"
+        f"store = open_list(load_list_places(), {LIST!r})\n"
+        f"print({expression})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=folder, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-800:])
+    return done.stdout.strip()
 
 
 def free_port() -> int:
@@ -65,23 +123,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def environment(code: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        PYTHONPATH=str(code), NEWSLETTER_SECRET=SECRET, NEWSLETTER_BASE_URL="https://bench.example.org"
-    )
-    return env
-
-
-def start_server(folder: Path, code: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(folder: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
         cwd=folder,
-        env=environment(code),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -119,117 +169,90 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def run_python(code: Path, folder: Path, script: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=folder,
-        env=environment(code),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+def edit_one_row(path: Path, rows: int, n: int) -> str:
+    """Rename the reader in the middle of the file, in place, as an editor saving it would."""
+    target, name = rows // 2 + n, f"Edited {n}"
+    text = path.read_text(encoding="utf-8")
+    old = row(target)
+    assert old in text
+    path.write_text(text.replace(old, row(target, name), 1), encoding="utf-8")
+    return address(target)
 
 
-def count_unsubscribed(code: Path, folder: Path, emails: list[str]) -> int:
-    script = (
-        "import json, sys\n"
-        "from pathlib import Path\n"
-        "from newsletter.subscribers import SubscriberStore\n"
-        f"wanted = set({emails!r})\n"
-        f"store = SubscriberStore(Path('subscribers/{LIST}.csv'))\n"
-        "print(sum(1 for s in store.iter_subscribers() if s.key in wanted and s.status == 'unsubscribed'))\n"
-    )
-    return int(run_python(code, folder, script))
+def bench(rows: int, posts: int, timeout: float, database_url: str | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        folder = Path(tmp)
+        (folder / "newsletter.toml").write_text(f'default_list = "{LIST}"\n')
+        path = folder / "subscribers" / f"{LIST}.csv"
+        write_list(path, rows)
+        env = environment(database_url)
+        engine = "postgresql" if database_url else "sqlite"
+        print(f"{rows:,} rows, {path.stat().st_size / 2**20:.0f} MiB of CSV, {engine}")
 
+        took, rss, _ = command(folder, env, "subscribers", "list", "--status", "bounced", "--json")
+        print(f"import (first command on the list): {took:.1f} s, peak {rss:.0f} MiB")
 
-RUNS = 7  # commands timed: the median is reported, the spread printed
+        adds = [command(folder, env, "subscribers", "add", f"new{i}@example.org")[0] for i in range(RUNS)]
+        print(
+            f"subscribers add, whole command: median {statistics.median(adds):.3f} s "
+            f"(min {min(adds):.3f}, max {max(adds):.3f})"
+        )
 
+        pickups, rss_pickup = [], 0.0
+        for n in range(3):
+            edited = edit_one_row(path, rows, n)
+            took, rss, _ = command(folder, env, "subscribers", "add", f"after-edit{n}@example.org")
+            pickups.append(took)
+            rss_pickup = max(rss_pickup, rss)
+        merged = store_says(folder, env, f"store.get({edited!r}).name")
+        print(
+            f"hand edit of one row, then the whole next command: median {statistics.median(pickups):.2f} s "
+            f"(max {max(pickups):.2f}), peak {rss_pickup:.0f} MiB; "
+            f"the edit is in the database: {merged == 'Edited 2'}"
+        )
 
-def time_add(code: Path, folder: Path) -> dict[str, float]:
-    store_call = (
-        "import time\n"
-        "from pathlib import Path\n"
-        "from newsletter.subscribers import SubscriberStore\n"
-        f"store = SubscriberStore(Path('subscribers/{LIST}.csv'))\n"
-        "started = time.perf_counter()\n"
-        "index = getattr(store, 'index', None)\n"  # older checkouts have none
-        "index is not None and index.find('someone@example.org')\n"
-        "built = time.perf_counter()\n"
-        "store.add('new-reader-1@example.org', name='New', keywords='agents')\n"
-        "print(built - started, time.perf_counter() - built)\n"
-    )
-    build, call = (float(x) for x in run_python(code, folder, store_call).split())
-    # As after `pip install`, which compiles the bytecode: with PYTHONDONTWRITEBYTECODE set (as
-    # on CI machines) an editable checkout would otherwise be compiled again on every command.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "newsletter")], check=True)
-    cli = [sys.executable, "-m", "newsletter"]
-
-    def wall(*args: str) -> float:
-        started = time.perf_counter()
-        subprocess.run([*cli, *args], cwd=folder, env=environment(code), check=True, capture_output=True)
-        return time.perf_counter() - started
-
-    adds = [wall("subscribers", "add", f"reader-{n}@example.org", "--list", LIST) for n in range(RUNS)]
-    helps = [wall("--help") for _ in range(RUNS)]
-    command, startup = statistics.median(adds), statistics.median(helps)
-    print(f"  cli add runs (s): {' '.join(f'{t:.3f}' for t in adds)}", file=sys.stderr)
-    return {"index_build_s": build, "store_add_s": call, "cli_add_s": command, "cli_startup_s": startup}
+        port = free_port()
+        server = start_server(folder, env, port)
+        try:
+            targets = [address(i * (rows // posts)) for i in range(posts)]
+            with ThreadPoolExecutor(max_workers=posts) as pool:
+                results = list(pool.map(lambda email: post(port, email, timeout), targets))
+            rss_server = peak_rss_mib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(30)
+        latencies = sorted(seconds for _, seconds in results)
+        errors = sum(1 for status, _ in results if status != 200)
+        p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
+        print(
+            f"{posts} one-click POSTs at once: {errors} errors, p50 {statistics.median(latencies):.3f} s, "
+            f"p99 {p99:.3f} s, max {latencies[-1]:.3f} s, server peak {rss_server:.0f} MiB"
+        )
+        asked = f"sum(not store.is_active(e) for e in {targets!r})"
+        print(f"unsubscribes visible to the next command: {store_says(folder, env, asked)} of {posts}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--posts", type=int, default=200, help="POSTs, all sent at once")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a client waits for an answer")
-    parser.add_argument("--code", type=Path, default=REPO, help="checkout whose `newsletter` to run")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--posts", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--database-url", help="a PostgreSQL database to use (it is filled)")
+    parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args()
+    if args.engine == "postgresql" and not args.database_url:
+        sys.path.insert(0, str(REPO / "tests"))
+        from helpers.databases import start_server as start_postgres
 
-    with tempfile.TemporaryDirectory(prefix="bench-unsub-") as tmp:
-        folder = Path(tmp)
-        (folder / "subscribers").mkdir()
-        (folder / "newsletter.toml").write_text(f'default_list = "{LIST}"\nsubscribers_dir = "subscribers"\n')
-        write_list(folder / "subscribers" / f"{LIST}.csv", args.rows)
-        step = max(1, args.rows // args.posts)
-        emails = [f"reader{i * step:07d}@example.org" for i in range(args.posts)]
-        port = free_port()
-        server = start_server(folder, args.code.resolve(), port)
+        postgres = start_postgres()
         try:
-            started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=args.posts) as pool:
-                answers = list(pool.map(lambda e: post(port, e, args.timeout), emails))
-            wall = time.perf_counter() - started
-            rss = peak_rss_mib(server.pid)
+            bench(args.rows, args.posts, args.timeout, postgres.new_database())
         finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:  # old code: worker threads still rewriting the list
-                server.kill()
-                server.wait()
-        latencies = sorted(seconds for _, seconds in answers)
-        statuses: dict[str, int] = {}
-        for status, _ in answers:
-            statuses[str(status)] = statuses.get(str(status), 0) + 1
-        result: dict[str, object] = {
-            "rows": args.rows,
-            "posts": args.posts,
-            "errors": sum(status != 200 for status, _ in answers),
-            "answers": statuses,
-            "p50_s": round(statistics.median(latencies), 3),
-            "p99_s": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 3),
-            "max_s": round(latencies[-1], 3),
-            "wall_s": round(wall, 2),
-            "server_peak_rss_mib": round(rss, 1),
-            "unsubscribed_visible": count_unsubscribed(args.code.resolve(), folder, emails),
-        }
-        result.update({k: round(v, 3) for k, v in time_add(args.code.resolve(), folder).items()})
-    if args.json:
-        print(json.dumps(result))
+            postgres.stop()
         return
-    print(f"{args.posts} concurrent one-click POSTs on a {args.rows:,}-row list ({args.code}):")
-    for key, value in result.items():
-        print(f"  {key:<22} {value}")
+    bench(args.rows, args.posts, args.timeout, args.database_url)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from .ledger import SCHEMA_VERSION, ledger_error, ledger_version
 from .render.digest import make_environment, template_dirs
 from .safety.secretkey import HOW_TO_MAKE, MIN_LENGTH, secret_weakness
 from .settings import Settings
-from .subscribers import SubscriberStore
+from .subscribers import open_list
+from .subscribers.rows import RowProblem, read_subscribers
 
 REQUIRED_TEMPLATES = (
     "digest.html",
@@ -109,10 +110,10 @@ def check_lists(settings: Settings) -> Iterator[Check]:
         )
     for path in paths:
         try:
-            problems = SubscriberStore(path).validate()
-            active = sum(
-                1 for s in SubscriberStore(path).iter_subscribers(on_problem=lambda p: None) if s.is_active
-            )
+            problems: list[RowProblem] = []
+            for _ in read_subscribers(path, on_problem=problems.append):
+                pass
+            active = 0 if problems else open_list(settings.places, path.stem).counts()["active"]
         except NewsletterError as exc:
             yield Check(f"list {path.stem}", False, exc.message)
             continue

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers.dsn import dsn
+from helpers.lists import store_of
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.ledger import Attempt, DeliveryLedger, sent_messages
-from newsletter.subscribers import SubscriberStore
+from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers.bounces import SentLookup, apply_bounces, bounces_in, read_messages
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
@@ -50,7 +51,7 @@ def store(tmp_path: Path) -> SubscriberStore:
         "email,name,status\nalice@example.org,Alice,active\nbob@example.org,Bob,active\n"
         "carol@example.org,Carol,active\ndan@example.org,Dan,active\n"
     )
-    return SubscriberStore(path)
+    return store_of(path)
 
 
 @pytest.fixture

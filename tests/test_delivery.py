@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.lists import store_of
 from helpers.smtp_servers import (
     GreetingRefuser,
     LoopbackServer,
@@ -23,7 +24,6 @@ from helpers.smtp_servers import (
 from newsletter.delivery import ServerFailure
 from newsletter.pipeline.send import SendOptions, SendReport, run_send
 from newsletter.settings import load_settings
-from newsletter.subscribers import SubscriberStore
 
 
 def send(folder: Path, port: int, **smtp: Any) -> SendReport:
@@ -43,7 +43,7 @@ def test_a_list_nobody_touches_during_the_run_is_never_loaded_again(tmp_path: Pa
     active = write_subscribers(csv_path, 5)
     an_hour_ago = time.time() - 3600
     os.utime(csv_path, (an_hour_ago, an_hour_ago))
-    store = SubscriberStore(csv_path)
+    store = store_of(csv_path)
     still_wanted = _still_wanted(store)
     assert all(still_wanted(address) for address in active)
     assert store.status_cache.loaded is None  # nothing read: 100,000 rows would be a 15 MB table
@@ -216,7 +216,7 @@ def test_an_unsubscribe_during_the_run_is_honoured(tmp_path: Path, position: int
         an_hour_ago = time.time() - 3600
         os.utime(csv_path, (an_hour_ago, an_hour_ago))
     leaver = active[position]
-    store = SubscriberStore(csv_path)
+    store = store_of(csv_path)
     handler = RecordingHandler(
         on_message=lambda item: store.unsubscribe(leaver) if len(handler.received) == 1 else None
     )

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
+from helpers.lists import store_of
 
 from newsletter.cli import main
-from newsletter.subscribers import SubscriberStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def use_server(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
 
 
 def active_addresses(project: Path) -> set[str]:
-    return {s.key for s in SubscriberStore(project / "subscribers" / "example.csv").read() if s.is_active}
+    return {s.key for s in store_of(project / "subscribers" / "example.csv").read() if s.is_active}
 
 
 def outbox_messages(project: Path) -> list[EmailMessage]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from helpers.http_servers import LocalHttpServer, Reply
+from helpers.lists import store_of
 
 from newsletter.cli import main
-from newsletter.subscribers import SubscriberStore
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -77,7 +77,7 @@ def outbox_messages(project: Path) -> list[EmailMessage]:
 
 
 def active_count(project: Path) -> int:
-    return sum(1 for s in SubscriberStore(project / "subscribers" / "example.csv").read() if s.is_active)
+    return sum(1 for s in store_of(project / "subscribers" / "example.csv").read() if s.is_active)
 
 
 def jsonl_ids(path: Path) -> list[str]:

@@ -15,10 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from click.testing import CliRunner
+from helpers.lists import store_of
 
 from newsletter.cli.app import main
 from newsletter.cli.serve import serve
-from newsletter.subscribers import SubscriberStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,5 +83,5 @@ def test_a_local_trials_unsubscribe_link_works_against_serve(project: Path) -> N
     finally:
         server.terminate()
         _, err = server.communicate(timeout=30)
-    assert not SubscriberStore(project / "subscribers" / "example.csv").is_active(address)
+    assert not store_of(project / "subscribers" / "example.csv").is_active(address)
     assert "answering the links of local trials" in err

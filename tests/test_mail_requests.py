@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.lists import store_of
 
 from newsletter.cli import main
 from newsletter.mail.tokens import TokenSigner, make_legacy_token, request_subject
-from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.mailrequests import parse_request
 
 SECRET = "test-secret"
@@ -35,7 +35,7 @@ def write_mbox(path: Path, messages: list[EmailMessage]) -> Path:
 
 
 def status(project: Path, email: str) -> str:
-    found = SubscriberStore(project / "subscribers" / "example.csv").get(email)
+    found = store_of(project / "subscribers" / "example.csv").get(email)
     assert found is not None
     return found.status
 
@@ -47,7 +47,7 @@ def with_secret(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def first_active(project: Path, skip: int = 0) -> str:
-    active = [s.email for s in SubscriberStore(project / "subscribers" / "example.csv").read() if s.is_active]
+    active = [s.email for s in store_of(project / "subscribers" / "example.csv").read() if s.is_active]
     return active[skip]
 
 

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from helpers.lists import store_of
 from helpers.smtp_servers import LoopbackServer, Received, RecordingHandler, write_config, write_subscribers
 
 from newsletter.cli import main
-from newsletter.subscribers import SubscriberStore
 
 REFUSED = "550 5.1.1 <reader0001@example.com>: Recipient address rejected"
 
@@ -62,7 +62,7 @@ def test_the_summary_line_says_how_to_see_them(tmp_path: Path) -> None:
 
 def test_report_counts_outcomes_and_lists_every_problem(tmp_path: Path) -> None:
     send_with_problems(tmp_path)
-    store = SubscriberStore(tmp_path / "subscribers" / "test.csv")
+    store = store_of(tmp_path / "subscribers" / "test.csv")
     store.set_status("reader0003@example.com", "bounced")  # bounce processing after the run
     store.unsubscribe("reader0004@example.com")  # delivered before: still delivered
     result = run(tmp_path, "report")
@@ -90,7 +90,7 @@ def test_report_json_and_csv_have_the_same_rows(tmp_path: Path) -> None:
 
 def test_someone_who_unsubscribes_during_the_run_is_named(tmp_path: Path) -> None:
     write_subscribers(tmp_path / "subscribers" / "test.csv", 6)
-    store = SubscriberStore(tmp_path / "subscribers" / "test.csv")
+    store = store_of(tmp_path / "subscribers" / "test.csv")
 
     def leave_at_the_fourth(item: Received) -> None:
         if item.recipient == "reader0003@example.com":  # after the first replies are on disk

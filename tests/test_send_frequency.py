@@ -10,10 +10,11 @@ from email.policy import default
 from pathlib import Path
 
 from click.testing import CliRunner
+from helpers.lists import store_of
 
 from newsletter.cli.app import main
 from newsletter.statuses import Frequency, SubscriberStatus
-from newsletter.subscribers import SubscriberStore
+from newsletter.store.subscribers import SubscriberStore
 
 
 def send(*args: str) -> dict[str, object]:
@@ -29,7 +30,7 @@ def delivered(project: Path) -> list[email.message.EmailMessage]:
 
 def prepare(project: Path) -> SubscriberStore:
     """alice reads daily, ada paused past the issue, bob only signed up (pending)."""
-    store = SubscriberStore(project / "subscribers" / "example.csv")
+    store = store_of(project / "subscribers" / "example.csv")
     path = store.path
     text = path.read_text(encoding="utf-8").splitlines()
     text[0] += ",frequency,pause_until"

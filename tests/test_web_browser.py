@@ -14,12 +14,12 @@ import pytest
 import uvicorn
 from helpers.browser import CHROMEDRIVER as DRIVER
 from helpers.browser import CHROMIUM, needs_chromedriver
+from helpers.lists import store_of
 from helpers.signup_site import make_site, outbox, text_part
 
 from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import Settings
 from newsletter.statuses import SubscriberStatus
-from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
 pytestmark = needs_chromedriver
@@ -127,7 +127,7 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     submit(driver, "button[type=submit]")
     assert heading(driver) == "Check your inbox"
     look(driver, "2-check-inbox")
-    row = SubscriberStore(settings.list_path("news")).get(reader)
+    row = store_of(settings.list_path("news")).get(reader)
     assert row is not None and row.status is SubscriberStatus.PENDING
 
     deadline = time.monotonic() + 20  # the mail leaves right after the page is answered
@@ -167,4 +167,4 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     look(driver, "6-unsubscribe")
     submit(driver, "button[type=submit]")
     assert heading(driver) == "Unsubscribed"
-    assert not SubscriberStore(settings.list_path("news")).is_active(reader)
+    assert not store_of(settings.list_path("news")).is_active(reader)

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 from click.testing import CliRunner
+from helpers.lists import store_of
 
 from newsletter.cli import main
 from newsletter.settings import load_settings
-from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_list_unsubscribe_post_then_the_next_send_skips_the_address(site: Path) 
     )
     with urllib.request.urlopen(request) as answer:
         assert answer.status == 200
-    assert not SubscriberStore(site / "subscribers" / "lab.csv").is_active("alice@example.org")
+    assert not store_of(site / "subscribers" / "lab.csv").is_active("alice@example.org")
     assert send("--issue", "2024-W12")["sent"] == 1
     assert [m["To"] for m in delivered(site / "outbox", seen)] == [first_to("bob", first)]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from helpers.lists import store_of
 from helpers.uvicorn_thread import serving
 
 from newsletter.mail.tokens import unsubscribe_url
 from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
 SECRET = "server-test-secret-Zq7mW4xR8vB1nT6kP3yH"
@@ -58,7 +58,7 @@ def base_url(list_path: Path) -> Iterator[str]:
 
 
 def test_one_click_post_through_a_real_server(base_url: str, list_path: Path) -> None:
-    store = SubscriberStore(list_path)
+    store = store_of(list_path)
     assert store.is_active("q1@example.org")
     url = unsubscribe_url(base_url, SECRET, "news", "q1@example.org")
     assert request(url) == 200 and store.is_active("q1@example.org")
@@ -69,7 +69,7 @@ def test_one_click_post_through_a_real_server(base_url: str, list_path: Path) ->
 
 
 def _adder(path: str, prefix: str, count: int, start: threading.Barrier) -> None:
-    store = SubscriberStore(Path(path))
+    store = store_of(Path(path))
     start.wait()
     for i in range(count):
         store.add(f"{prefix}{i}@example.org", name=f"{prefix.upper()}{i}", keywords=f"k{i % 5}")
@@ -77,7 +77,7 @@ def _adder(path: str, prefix: str, count: int, start: threading.Barrier) -> None
 
 def _bouncer(path: str, count: int, start: threading.Barrier) -> None:
     # Half adds, half status changes of rows that already exist: both kinds must survive.
-    store = SubscriberStore(Path(path))
+    store = store_of(Path(path))
     start.wait()
     for i in range(count // 2):
         store.add(f"b{i}@example.org")
@@ -103,7 +103,7 @@ def test_two_writers_and_the_server_lose_no_update(base_url: str, list_path: Pat
     for writer in writers:
         writer.join(timeout=120)
         assert writer.exitcode == 0
-    store = SubscriberStore(list_path)
+    store = store_of(list_path)
     assert store.validate() == []
     store.compact()
     final = {s.key: s for s in store.read()}

@@ -14,10 +14,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from helpers.lists import store_of
+
 from newsletter.mail.tokens import Purpose, TokenSigner
 from newsletter.settings import Settings
 from newsletter.statuses import Frequency, SubscriberStatus
-from newsletter.subscribers import SubscriberStore
+from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers.signup import ConfirmOutcome, confirm, drop_stale_pending
 from newsletter.web.app import create_app
 
@@ -36,7 +38,7 @@ def client(settings: Settings) -> TestClient:
 
 
 def store(settings: Settings) -> SubscriberStore:
-    return SubscriberStore(settings.list_path("news"))
+    return store_of(settings.list_path("news"))
 
 
 def csv_bytes(settings: Settings) -> bytes:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ..errors import NewsletterError
 from ..pipeline.issue import LOCAL_PORT, LOCAL_SECRET
-from ..settings import SmtpSettings
+from ..settings import Settings, SmtpSettings
 from ..web.app import create_app
 from ..web.server import ServeLimits, server_config
 from .app import AppContext, pass_app
@@ -49,13 +50,7 @@ def serve(app: AppContext, host: str, port: int) -> None:
             err=True,
         )
     web_app = create_app(settings, local_trial=trial)
-    folder = settings.path(settings.subscribers_dir)
-    if not folder.is_dir():
-        click.echo(
-            f"Warning: subscribers folder {folder} does not exist; every unsubscribe will get 404 "
-            "until it does (check subscribers_dir or run from the project folder)",
-            err=True,
-        )
+    _sync_lists(settings)
     click.echo(
         f"Serving http://{host}:{port}/subscribe?list={settings.default_list} and the links in every "
         "digest (Ctrl-C to stop)",
@@ -63,6 +58,20 @@ def serve(app: AppContext, host: str, port: int) -> None:
     )
     limits = ServeLimits.from_settings(settings.serve)
     uvicorn.Server(server_config(web_app, host, port, limits, verbose=app.verbose)).run()
+
+
+def _sync_lists(settings: Settings) -> None:
+    """Merge the lists kept as files before the first request (requests never read the files)."""
+    from ..safety.listnames import is_list_name
+    from ..subscribers import open_list
+
+    folder = settings.path(settings.subscribers_dir)
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        if is_list_name(path.stem):
+            try:
+                open_list(settings.places, path.stem)
+            except NewsletterError as exc:  # the list is served as last synced
+                click.echo(f"Warning: {exc.message}", err=True)
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,7 +1,8 @@
 """`newsletter subscribers ...`: thin wrappers over the subscriber store.
 
 Each command imports what only it needs inside its body, so `subscribers add` on a big list
-starts without the mail parser, the ledger or the token code.
+starts without the mail parser, the ledger or the token code. Every command merges a hand edit
+of subscribers/NAME.csv first (open_list); export and sync also write the list back into it.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import click
 
 from ..errors import SubscriberError
 from ..statuses import SubscriberStatus
-from ..subscribers import STATUSES, SubscriberStore, open_list
+from ..subscribers import STATUSES, RowError, SubscriberStore, open_list
 from .app import AppContext, pass_app
 
 list_option = click.option(
     "--list",
     "list_name",
     metavar="NAME",
-    help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).",
+    help="Subscriber list NAME, kept as subscribers/NAME.csv (default: default_list in the config).",
 )
 deliverability_option = click.option(
     "--check-deliverability",
@@ -33,13 +34,19 @@ deliverability_option = click.option(
 )
 
 
-def _store(app: AppContext, list_name: str | None) -> SubscriberStore:
-    return open_list(app.places, list_name)
+def _store(app: AppContext, list_name: str | None, must_exist: bool = True) -> SubscriberStore:
+    store = open_list(app.places, list_name)
+    if must_exist and not store.exists():
+        raise store.missing_error()
+    return store
 
 
 @click.group("subscribers")
 def subscribers() -> None:
     """Manage subscriber lists: CSV files under subscribers/, one per list.
+
+    A list lives in the database; subscribers/NAME.csv, where you keep one, is merged in by the
+    next command after you edit it, and written back at every send and by `subscribers sync`.
 
     Example: newsletter subscribers add alice@example.org --name Alice --keywords "diffusion; music"
     """
@@ -66,18 +73,23 @@ def add(
     list_name: str | None,
     check_deliverability: bool,
 ) -> None:
-    """Add one subscriber (creates the list if it does not exist).
+    """Add one subscriber (creates the list, and its CSV file, if it does not exist).
 
     Example: newsletter subscribers add ada@example.org --keywords "RLHF; math"
     """
-    store = _store(app, list_name)
-    outcome = store.add(
-        email,
-        name=name,
-        keywords=keywords,
-        deliverability=check_deliverability,
-        on_conflict="update" if resubscribe else "error",
-    )
+    from ..subscribers.rows import new_subscriber
+
+    store = _store(app, list_name, must_exist=False)
+    new = not store.exists()
+    try:
+        subscriber = new_subscriber(email, name, keywords, deliverability=check_deliverability)
+    except RowError as exc:
+        raise SubscriberError(str(exc), fix="check the spelling of the address") from None
+    outcome = store.add(subscriber, on_conflict="update" if resubscribe else "error", resubscribe=resubscribe)
+    if new and store.csv_path is not None:
+        from ..subscribers.writeback import write_back
+
+        write_back(store, store.csv_path, create=True)  # a list made here is kept as a CSV file
     if outcome == "added":
         click.echo(f"Added {email.strip()} to {store.name}.")
     elif store.set_status(email, SubscriberStatus.ACTIVE):
@@ -97,11 +109,7 @@ def remove(app: AppContext, email: str, list_name: str | None) -> None:
     """
     store = _store(app, list_name)
     if not store.remove(email):
-        raise SubscriberError(
-            f"{email} is not on list {store.name}",
-            where=str(store.path),
-            fix="check the address with `newsletter subscribers list`",
-        )
+        raise store.not_on_list(email)
     click.echo(f"Removed {email} from {store.name}.")
 
 
@@ -115,11 +123,13 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
     Example: newsletter subscribers unsubscribe ada@example.org
     """
     store = _store(app, list_name)
+    current = store.get(email)
+    if current is None:
+        raise store.not_on_list(email)
     if store.unsubscribe(email):
         click.echo(f"Unsubscribed {email} from {store.name}.")
         return
-    current = store.get(email)
-    status = current.status if current else SubscriberStatus.UNSUBSCRIBED
+    status = current.status
     click.echo(f"{email} was already {status} on {store.name}.")
 
 
@@ -147,16 +157,17 @@ def list_(
     Example: newsletter subscribers list --status active --keyword diffusion
     """
     from ..subscribers.stats import format_table, matching, table_rows, write_csv
+    from ..subscribers.writeback import header_for
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     store = _store(app, list_name)
-    chosen = matching(store.iter_subscribers(), status, keyword)
+    chosen = matching(store.iter_subscribers([status] if status else None), None, keyword)
     if as_json:
         click.echo(json.dumps([s.as_json() for s in chosen], indent=2, ensure_ascii=False))
     elif as_csv:
         buffer = io.StringIO()
-        write_csv(store.header(), chosen, buffer)
+        write_csv(header_for(store), chosen, buffer)
         click.echo(buffer.getvalue(), nl=False)
     else:
         rows = table_rows(chosen)
@@ -185,14 +196,22 @@ def import_(
     list_name: str | None,
     check_deliverability: bool,
 ) -> None:
-    """Merge a CSV (comma, semicolon or tab separated) into a list in one atomic write.
+    """Merge a CSV (comma, semicolon or tab separated) into a list in one transaction.
+
+    Columns other tools name differently (E-mail, Topics, Full name) are taken as ours; a file
+    with a stray quote or a row of the wrong width is refused whole.
 
     Example: newsletter subscribers import signups.csv --on-conflict update
     """
     from ..subscribers.importing import import_file
 
-    store = _store(app, list_name)
+    store = _store(app, list_name, must_exist=False)
+    new = not store.exists()
     report = import_file(store, file, on_conflict, check_deliverability, strict)
+    if new and store.exists() and store.csv_path is not None:
+        from ..subscribers.writeback import write_back
+
+        write_back(store, store.csv_path, create=True)  # a list made here is kept as a CSV file
     for problem in report.problems:
         click.echo(f"{problem} (rejected)", err=True)
     if strict and report.problems:
@@ -234,10 +253,13 @@ def export(
     Example: newsletter subscribers export -o backup.csv --raw
     """
     from ..files import atomic_write
-    from ..subscribers.stats import matching, write_csv
+    from ..subscribers.stats import write_csv
+    from ..subscribers.writeback import header_for, write_back
 
     store = _store(app, list_name)
-    header, chosen = store.header(), matching(store.iter_subscribers(), status)
+    if store.csv_path is not None:
+        write_back(store, store.csv_path)  # an export is a safe point: the list's own file too
+    header, chosen = header_for(store), store.iter_subscribers([status] if status else None)
     if output is None:
         write_csv(header, chosen, sys.stdout, raw=raw)
         return
@@ -251,18 +273,46 @@ def export(
 @deliverability_option
 @pass_app
 def validate(app: AppContext, list_name: str | None, check_deliverability: bool) -> None:
-    """Report every problem in a list with its line; exit 1 if there is any.
+    """Report every problem in a list's CSV file with its line; exit 1 if there is any.
 
     Example: newsletter subscribers validate --list lab
     """
-    store = _store(app, list_name)
-    problems = store.validate(deliverability=check_deliverability)
+    from ..subscribers.csvfile import missing_list_error
+    from ..subscribers.rows import RowProblem, read_subscribers
+
+    path = app.places.list_path(list_name)
+    if not path.is_file():
+        raise missing_list_error(path)
+    problems: list[RowProblem] = []
+    for _ in read_subscribers(path, deliverability=check_deliverability, on_problem=problems.append):
+        pass
     for problem in problems:
         click.echo(str(problem))
     if problems:
-        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {store.path}", err=True)
+        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {path}", err=True)
         sys.exit(1)
-    click.echo(f"{store.path}: no problems")
+    click.echo(f"{path}: no problems")
+
+
+@subscribers.command("sync")
+@list_option
+@pass_app
+def sync(app: AppContext, list_name: str | None) -> None:
+    """Merge subscribers/NAME.csv with the database now, and write the list back into it.
+
+    A list kept only in the database (web sign-ups) gets its file here.
+
+    Example: newsletter subscribers sync --list lab
+    """
+    from ..subscribers.writeback import write_back
+
+    store = _store(app, list_name)
+    path = store.csv_path or app.places.list_path(store.name)
+    write_back(store, path, create=True)
+    counts = store.counts()
+    click.echo(
+        f"Synced {store.name} with {path}: {sum(counts.values())} subscribers, {counts['active']} active."
+    )
 
 
 @subscribers.command("stats")

@@ -21,13 +21,12 @@ import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 from ..errors import NewsletterError
 from ..settings import Settings
 
-PARALLEL_FROM_BYTES = 256 * 1024  # about 3,000 subscribers: below that, forking costs more than it saves
+PARALLEL_FROM = 3000  # active subscribers: below that, forking costs more than it saves
 _HEADER = 8  # bytes of length before each pickled chunk
 
 _work: Callable[[Any], Any] | None = None  # set in the parent just before the fork, inherited
@@ -204,7 +203,7 @@ class ParallelBuilder:
             builder.process.join()
 
     @staticmethod
-    def processes_for(settings: Settings, list_path: Path) -> int:
+    def processes_for(settings: Settings, active: int) -> int:
         """0 (build in-process) for small lists or one core; else the configured or spare cores."""
         if "fork" not in multiprocessing.get_all_start_methods():
             return 0
@@ -212,6 +211,5 @@ class ParallelBuilder:
             return settings.smtp.compose_processes
         if not sys.platform.startswith("linux"):
             return 0  # builders inherit the run lock; only Linux can make them die with the sender
-        size = list_path.stat().st_size if list_path.is_file() else 0
         cores = os.cpu_count() or 1
-        return min(cores - 1, 4) if size >= PARALLEL_FROM_BYTES else 0
+        return min(cores - 1, 4) if active >= PARALLEL_FROM else 0

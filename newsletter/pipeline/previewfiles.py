@@ -17,7 +17,7 @@ from ..models import IssueInfo, Subscriber
 from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..sources.paper import Paper
-from ..subscribers import SubscriberStore
+from ..subscribers import open_list
 from .build import BuiltDigest, DigestBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue
 
@@ -77,7 +77,7 @@ def find_subscriber(settings: Settings, list_name: str, email: str | None) -> Su
     if email is None:
         return ANONYMOUS
     path = settings.list_path(list_name)
-    store = SubscriberStore(path)
+    store = open_list(settings.places, list_name)
     if not store.exists():
         raise NewsletterError(
             f"subscriber list '{list_name}' not found",

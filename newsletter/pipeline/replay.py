@@ -21,7 +21,7 @@ from ..models import Subscriber
 from ..render.digest import DigestRenderer, template_dirs
 from ..settings import Settings
 from ..sources.paper import Paper
-from ..subscribers import SubscriberStore
+from ..subscribers import open_list
 from .build import finish_digest
 from .issue import LinkSigner, check_issue_id
 from .previewfiles import PreviewResult
@@ -87,8 +87,7 @@ def _reader(settings: Settings, list_name: str, record: DeliveryRecord) -> tuple
             email=record.email, name=data.get("name", ""), keywords=data.get("keywords", [])
         )
         return subscriber, data
-    store = SubscriberStore(settings.list_path(list_name))
-    now = store.get(record.email) if store.exists() else None
+    now = open_list(settings.places, list_name).get(record.email)
     return now or Subscriber(email=record.email), {}
 
 

@@ -15,7 +15,8 @@ from ..ledger import LedgerRow, latest_issue, read_issue
 from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
-from ..subscribers import SubscriberStore
+from ..store.subscribers import SubscriberStore
+from ..subscribers import open_list
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
@@ -99,14 +100,17 @@ def issue_report(
             where=str(path),
             fix="check --issue and --list (the issue id is the ISO week, e.g. 2026-W48)",
         )
-    store = SubscriberStore(settings.list_path(list_name))
-    statuses = _statuses(store) if store.path.is_file() else {}
+    store = open_list(settings.places, list_name)
+    statuses = _statuses(store) if store.exists() else {}
     return build_report(issue or "", list_name, channel, rows, statuses, withdrawn)
+
+
+INACTIVE = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.PENDING)
 
 
 def _statuses(store: SubscriberStore) -> dict[str, Subscriber]:
     """The list's current statuses, for those who are no longer active."""
-    return {s.key: s for s in store.iter_subscribers(on_problem=lambda _: None) if not s.is_active}
+    return {s.key: s for s in store.iter_subscribers(statuses=INACTIVE)}
 
 
 def build_report(

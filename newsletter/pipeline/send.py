@@ -22,15 +22,16 @@ from ..models import Subscriber
 from ..safety.listnames import check_list_name
 from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
-from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency
-from ..subscribers import SubscriberStore
+from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency, SubscriberStatus
+from ..store.subscribers import SubscriberStore
+from ..subscribers import open_list
 from ..subscribers.csvfile import missing_list_error
 from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
+from ..subscribers.writeback import check_not_lost, write_back
 from .build import DigestBuilder
 from .buildpool import ParallelBuilder
 from .interrupts import stopped_by
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
-from .ledgermark import LedgerMarker
 from .report import issue_report, log_lines, report_command
 from .snapshot import make_snapshot, reader_record
 
@@ -54,7 +55,7 @@ class SendOptions:
     limit: int | None = None
     shard: tuple[int, int] | None = None
     frequency: Frequency = Frequency.WEEKLY
-    new_ledger: bool = False  # start over although the list's marker says a ledger held its deliveries
+    new_ledger: bool = False  # start over although the list's CSV says readers got earlier issues
 
 
 @dataclass
@@ -214,9 +215,9 @@ def _run_send(
             remember_papers=not options.dry_run,
             frequency=options.frequency,
         )
-        store = SubscriberStore(settings.list_path(issue.info.list_name))
-        if recorded and store.journal.size():
-            store.compact()  # fold the change journal into the CSV, so the run streams one file
+        store = open_list(settings.places, issue.info.list_name)  # a hand edit of the CSV merged in
+        if not store.exists():
+            raise store.missing_error()
         channel = channel_for(settings.smtp)
         report = SendReport(
             issue=issue.info.issue_id,
@@ -235,6 +236,8 @@ def _run_send(
         except KeyboardInterrupt:
             in_flight = 0 if options.dry_run or options.to else _in_flight(settings, report)
             raise SendInterrupted(report, in_flight) from None
+        if recorded and store.csv_path is not None:
+            write_back(store, store.csv_path)  # a safe point: the file shows the list as it is
     return report
 
 
@@ -283,9 +286,9 @@ def _check_inputs(settings: Settings, options: SendOptions, list_name: str) -> N
     """A folder with no papers or no list is a mistake: say so, and create nothing there."""
     if not (options.papers or settings.papers or settings.sources):
         raise no_papers_configured(settings)
-    path = settings.list_path(list_name)
-    if not path.is_file():
-        raise missing_list_error(path)
+    path, place = settings.list_path(list_name), settings.places.database()
+    if not path.is_file() and place.engine_name == "sqlite" and not Path(str(place.url.database)).is_file():
+        raise missing_list_error(path)  # no file and no database: nothing to open (or create)
 
 
 def _drop_stale_signups(store: SubscriberStore) -> None:
@@ -356,7 +359,9 @@ def _send_recorded(
     report: SendReport,
     on_outcome: Callable[[str, DeliveryStatus], None] | None,
 ) -> None:
-    processes = ParallelBuilder.processes_for(settings, store.path)
+    processes = ParallelBuilder.processes_for(settings, store.counts()[SubscriberStatus.ACTIVE])
+    if processes:
+        store.db.dispose()  # no pooled database connection is shared with the forked builders
     builder = (
         ParallelBuilder(planner.build, processes) if processes else None
     )  # fork before opening the ledger
@@ -364,7 +369,7 @@ def _send_recorded(
         ledger = _open_ledger(settings, store, report, planner.options.new_ledger)
         try:
             planner.record_snapshot(ledger)
-            still_wanted = _still_wanted(store)  # before the stream opens the file
+            still_wanted = _still_wanted(store)  # from before the stream's first page
             received = ledger.papers_received_before(within=planner.issue.paper_ids)
             args = (store.iter_subscribers(), ledger.statuses(), received)
             jobs = planner.jobs(*args) if builder is None else planner.parallel_jobs(*args, builder)
@@ -377,32 +382,18 @@ def _send_recorded(
 
 
 def _open_ledger(settings: Settings, store: SubscriberStore, report: SendReport, new: bool) -> DeliveryLedger:
-    """The run's ledger, refused when the list's marker says deliveries were recorded in one now lost."""
+    """The run's ledger, refused when the list's CSV says readers got issues the database has lost."""
     path = settings.path(settings.ledger)
-    marker = LedgerMarker.beside(store.path)
-    real = report.channel != Channel.OUTBOX  # a local trial may start over freely
-    if real and not new:
-        marker.check(path, report.list_name, report.channel)
+    if report.channel != Channel.OUTBOX and store.csv_path is not None:  # a local trial may start over
+        check_not_lost(store, store.csv_path, start_over=new)
     ledger = DeliveryLedger(path, report.issue, report.list_name, report.channel)
     ledger.reserve()
-    if real:
-        ledger.on_first_attempt = lambda: marker.note(path, report.channel, report.issue)
     return ledger
 
 
 def _still_wanted(store: SubscriberStore) -> Callable[[str], bool]:
-    """Asked before each message: has this reader left the list since the run read it?
-
-    While the file is the version the jobs were streamed from, everyone queued is still active
-    there, so no status table is loaded at all (15 MB at 100,000 rows); after any change, the
-    current file decides.
-    """
-    streamed = store.version()
-
-    def still_wanted(key: str) -> bool:
-        return store.is_version(streamed) or store.is_active(key)
-
-    return still_wanted
+    """Asked before each message: has this reader left the list since the run began reading it?"""
+    return store.watch().still_wanted
 
 
 def _deliver(

@@ -24,8 +24,7 @@ from ..pipeline.replay import ReplayedIssue, replay_delivery
 from ..pipeline.send import SendReport, send_test_copy
 from ..render.digest import template_dirs
 from ..settings import Settings, load_settings
-from ..subscribers import SubscriberStore, check_email
-from ..subscribers.rows import RowError
+from ..subscribers import RowError, check_email, open_list
 from .colorscheme import Scheme, force_scheme
 from .errors import describe_error
 from .facts import MessageFacts, message_facts
@@ -153,12 +152,12 @@ class PreviewSession:
     def search(self, list_name: str | None, query: str) -> list[Subscriber]:
         """Readers whose address, name or a keyword contains the query; active readers first."""
         settings = self.settings()
-        store = SubscriberStore(settings.list_path(list_name))
+        store = open_list(settings.places, list_name)
         if not store.exists():
             return []
         needle = " ".join(query.lower().split())[:200]
         found: list[Subscriber] = []
-        for subscriber in store.iter_subscribers(on_problem=lambda _: None):
+        for subscriber in store.iter_subscribers():
             haystack = " ".join([subscriber.email, subscriber.name, *subscriber.keywords]).lower()
             if needle in haystack:
                 found.append(subscriber)

@@ -1,15 +1,41 @@
-"""The subscriber list store: CSV files read as people write them, changed only under a lock."""
+"""Subscriber lists: kept in the database, and in subscribers/NAME.csv where people keep them there."""
 
 from __future__ import annotations
 
 from ..configfile import ListPlaces
+from ..safety.listnames import check_list_name
+from ..store import open_database
+from ..store.subscribers import NotOnListError, SubscriberStore
+from .csvfile import RowError
 from .rows import STATUSES, RowProblem, check_email
-from .store import NotOnListError, SubscriberStore
 
 
-def open_list(places: ListPlaces, name: str | None = None) -> SubscriberStore:
-    """The store for a named list (default: the configured one) under the subscribers folder."""
-    return SubscriberStore(places.list_path(name))
+def open_list(places: ListPlaces, name: str | None = None, *, sync: bool = True) -> SubscriberStore:
+    """The store of a list (default: the configured one), its CSV merged in first if it changed.
+
+    Every command opens lists here. A list an older release kept (journal, index) is upgraded on
+    the way. `serve` passes sync=False: a hand edit is picked up by the next command, not by a
+    request.
+    """
+    list_name = check_list_name(name or places.default_list)
+    path = places.list_path(list_name)
+    store = SubscriberStore(open_database(places.database()), list_name, path)
+    if sync:
+        from . import csvsync, legacy
+
+        if legacy.leftovers(path):
+            legacy.upgrade(store, path)
+        else:
+            csvsync.sync(store, path)
+    return store
 
 
-__all__ = ["STATUSES", "NotOnListError", "RowProblem", "SubscriberStore", "check_email", "open_list"]
+__all__ = [
+    "STATUSES",
+    "NotOnListError",
+    "RowError",
+    "RowProblem",
+    "SubscriberStore",
+    "check_email",
+    "open_list",
+]

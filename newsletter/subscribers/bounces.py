@@ -18,8 +18,7 @@ from ..mail.tokens import TokenSigner
 from ..mail.verp import opened_key, tokens_in
 from ..settings import Settings
 from ..statuses import SubscriberStatus
-from . import SubscriberStore
-from .table import Table, apply_status
+from ..store.subscribers import SubscriberStore
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 RETURNED_MESSAGES = ("message/rfc822", "message/global")
@@ -298,28 +297,26 @@ def apply_bounces(
             else:
                 report.soft += 1
     report.hard = len(hard)
-    with store.editing() as table:
-        done: set[str] = set()
-        for bounce in hard:
-            _mark(table, bounce, done, report)
+    done: set[str] = set()
+    for bounce in hard:
+        _mark(store, bounce, done, report)
     return report
 
 
-def _mark(table: Table, bounce: Bounce, done: set[str], report: BounceReport) -> None:
+def _mark(store: SubscriberStore, bounce: Bounce, done: set[str], report: BounceReport) -> None:
     """Mark the first of the bounce's addresses that is on the list, once per address."""
-    address = next((a for a in bounce.addresses if table.find(a) is not None), None)
-    if address is None:
+    found = next(((a, s) for a in bounce.addresses if (s := store.get(a)) is not None), None)
+    if found is None:
         if bounce.recipient.lower() not in done:
             report.unknown.append(bounce.recipient)
             done.add(bounce.recipient.lower())
         return
-    if address.lower() in done:
+    address, subscriber = found
+    if subscriber.key in done:
         return
-    done.add(address.lower())
-    positions = table.positions(address)
-    if table.status(positions[0]) != SubscriberStatus.ACTIVE:
+    done.add(subscriber.key)
+    if not subscriber.is_active:
         report.already.append(address)
         return
-    for position in positions:
-        apply_status(table, position, SubscriberStatus.BOUNCED)
+    store.set_status(address, SubscriberStatus.BOUNCED)
     report.marked.append(address)

@@ -1,30 +1,61 @@
-"""Reading and writing subscriber CSV files as people actually have them, and atomically."""
+"""Reading subscriber CSV files strictly, one row per line, and writing them in their own dialect.
+
+A row is one line: a quoted cell that swallows a line break is a stray quote, so it is refused
+at the line where it opened, as is a row with more or fewer cells than the header. That one rule
+is what lets a sync find the rows an edit changed by their lines alone (see csvsync).
+"""
 
 from __future__ import annotations
 
-import codecs
 import csv
+import difflib
 import io
-from collections.abc import Callable, Generator, Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol, TextIO
+from typing import BinaryIO, Protocol
 
 from ..errors import SubscriberError
 
 KNOWN_COLUMNS = ("email", "name", "keywords", "status", "subscribed_at", "unsubscribed_at")
-# Added to a file only once a row needs them (a daily reader, a pause, a web sign-up).
-OPTIONAL_COLUMNS = ("frequency", "pause_until", "confirmed_at")
+# Added to a file only once a row needs them (a daily reader, a pause, a web sign-up, a send).
+OPTIONAL_COLUMNS = ("frequency", "pause_until", "confirmed_at", "last_issue")
 EMAIL_ALIASES = frozenset({"email", "e-mail", "email address", "email_address", "mail"})
+# What other tools call our columns: `import` maps them, a list file is told to rename them.
+ALIASES = {
+    "topics": "keywords",
+    "interests": "keywords",
+    "tags": "keywords",
+    "full name": "name",
+    "full_name": "name",
+    "display name": "name",
+}
 DELIMITERS = (",", ";", "\t")
-Rows = Generator[tuple[int, list[str]], None, None]
+BOM = b"\xef\xbb\xbf"
 CREATE_FIX = "create it with `newsletter subscribers add` or pass --list"
+QUOTE_FIX = 'remove the stray " on that line, or close the quoted field'
+# A header's cells as tuple, what each stands for, each column's first position, the unknown ones.
+Positions = tuple[tuple[str, ...], list[str], dict[str, int], list[tuple[int, str]]]
 
 
 def canonical(column: str) -> str:
     """Map a header cell to the name we know it by, so 'E-Mail ' and 'email' are one column."""
     name = column.strip().lstrip("\ufeff").lower()
     return "email" if name in EMAIL_ALIASES else name
+
+
+class RowError(ValueError):
+    """One row cannot be used; the message is the reason shown after file:line.
+
+    `broken` rows (a stray quote, the wrong number of cells) mean the file itself is damaged:
+    even an import that skips bad rows refuses the whole file then.
+    """
+
+    def __init__(self, reason: str, fix: str | None = None, broken: bool = False) -> None:
+        super().__init__(reason)
+        self.fix = fix
+        self.broken = broken
 
 
 @dataclass
@@ -35,41 +66,77 @@ class CsvLayout:
     delimiter: str = ","
     newline: str = "\n"
     bom: bool = False
+    renamed: dict[str, str] = field(default_factory=dict)  # an imported file's aliases
+
+    _seen: Positions = field(default=((), [], {}, []), init=False, repr=False, compare=False)
+
+    def name_of(self, column: str) -> str:
+        """The column a header cell stands for."""
+        name = canonical(column)
+        return self.renamed.get(name, name)
+
+    @property
+    def names(self) -> list[str]:
+        """name_of each header cell, worked out again only when the header changed (per row)."""
+        return self._positions()[1]
+
+    def _positions(self) -> Positions:
+        if self._seen[0] != tuple(self.header):
+            names = [self.name_of(cell) for cell in self.header]
+            first: dict[str, int] = {}
+            for position, name in enumerate(names):
+                first.setdefault(name, position)
+            known = KNOWN_COLUMNS + OPTIONAL_COLUMNS
+            unknown = [
+                (i, cell)
+                for i, (cell, name) in enumerate(zip(self.header, names, strict=True))
+                if name not in known
+            ]
+            self._seen = (tuple(self.header), names, first, unknown)
+        return self._seen
 
     def index(self, column: str) -> int | None:
         """Position of a known column, or None when the file does not have it."""
-        for position, name in enumerate(self.header):
-            if canonical(name) == column:
-                return position
-        return None
+        return self._positions()[2].get(column)
 
     def ensure(self, column: str) -> int:
-        """Position of a column, appending it to the header when the file lacks it."""
+        """Position of a column, adding it to the header when the file lacks it (before a last
+        `last_issue`, which stays last: a row's digest leaves that cell out)."""
         position = self.index(column)
         if position is None:
-            self.header.append(column)
-            position = len(self.header) - 1
+            position = len(self.header) - 1 if self.last_issue_last else len(self.header)
+            self.header.insert(position, column)
         return position
 
     @property
     def unknown_columns(self) -> list[tuple[int, str]]:
         """Columns we do not interpret but must carry through every rewrite."""
-        return [
-            (i, name)
-            for i, name in enumerate(self.header)
-            if canonical(name) not in KNOWN_COLUMNS + OPTIONAL_COLUMNS
-        ]
+        return self._positions()[3]
+
+    @property
+    def last_issue_last(self) -> bool:
+        """Whether the store's own column ends every row (a row's digest then leaves it out)."""
+        return self.index("last_issue") == len(self.header) - 1
+
+    def to_json(self) -> str:
+        """What the database keeps of a file's layout."""
+        return json.dumps([self.header, self.delimiter, self.newline, self.bom], ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> CsvLayout:
+        header, delimiter, newline, bom = json.loads(text)
+        return cls(list(header), delimiter, newline, bool(bom))
 
 
 def missing_list_error(path: Path) -> SubscriberError:
-    """The one message for a list file that does not exist."""
+    """The one message for a list that does not exist."""
     return SubscriberError(f"subscriber list {path.stem} not found", where=str(path), fix=CREATE_FIX)
 
 
-def open_text(path: Path) -> tuple[TextIO, bool]:
-    """The file as UTF-8 text (BOM skipped) and whether it had a BOM; non-UTF-8 fails here, not mid-send."""
+def open_lines(path: Path, aliases: bool = False) -> tuple[CsvLayout, BinaryIO]:
+    """The file's layout from its header, and the file positioned at its first data line."""
     try:
-        raw = path.open("rb")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise missing_list_error(path) from None
     except OSError as exc:
@@ -79,47 +146,39 @@ def open_text(path: Path) -> tuple[TextIO, bool]:
             fix="check the path and its permissions",
         ) from exc
     try:
-        bom = _check_utf8(raw, path)
+        first = handle.readline()
+        bom = first.startswith(BOM)
+        header = decode(first[3:] if bom else first, path, 1, 3 if bom else 0)
+        return detect_layout(header, bom, path, aliases), handle
     except BaseException:
-        raw.close()
+        handle.close()
         raise
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), bom
 
 
-def _check_utf8(raw: BinaryIO, path: Path) -> bool:
-    # Decode in chunks so a 100,000-row list is checked without holding its text in memory.
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    first = raw.read(1 << 20)
-    bom = first.startswith(codecs.BOM_UTF8)
-    chunk = first
+def data_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes without the line end) of every line after the header; closes the file."""
+    with handle:
+        for number, raw in enumerate(handle, start=2):
+            yield number, raw.rstrip(b"\n").removesuffix(b"\r")
+
+
+def decode(raw: bytes, path: Path, line: int, offset: int) -> str:
+    """A line as text; a file that is not UTF-8 fails here, naming the line and the byte."""
     try:
-        while chunk:
-            decoder.decode(chunk)
-            chunk = raw.read(1 << 20)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raw.seek(0)
-        _raise_not_utf8(raw.read(), path)
-    raw.seek(0)
-    return bom
-
-
-def _raise_not_utf8(data: bytes, path: Path) -> None:
-    try:
-        data.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
         raise SubscriberError(
-            f"{path.name} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})",
+            f"{path.name} is not UTF-8 text "
+            f"(byte {raw[exc.start]:#04x}, byte {offset + exc.start + 1} of the line)",
             where=f"{path}:{line}",
             fix="save it as UTF-8, e.g. 'CSV UTF-8' in a spreadsheet",
         ) from exc
 
 
-def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
-    """Find the delimiter that yields an email column; a header without one is a file-level error."""
+def detect_layout(header_line: str, bom: bool, path: Path, aliases: bool = False) -> CsvLayout:
+    """Find the delimiter that yields an email column, then check every column name."""
     newline = "\r\n" if header_line.endswith("\r\n") else "\n"
-    text = header_line.rstrip("\r\n")
+    text = header_line.rstrip("\r\n").lstrip("\ufeff")
     if not text.strip():
         raise SubscriberError(
             f"{path.name} has no header row",
@@ -129,8 +188,9 @@ def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
     for delimiter in DELIMITERS:
         cells = next(csv.reader([text], delimiter=delimiter))
         if "email" in (canonical(cell) for cell in cells):
-            header = [cell.strip().lstrip("\ufeff") for cell in cells]
-            return CsvLayout(header=header, delimiter=delimiter, newline=newline, bom=bom)
+            layout = CsvLayout([c.strip() for c in cells], delimiter, newline, bom)
+            check_columns(layout, path, aliases)
+            return layout
     raise SubscriberError(
         f"{path.name} has no 'email' column",
         where=f"{path}:1",
@@ -138,119 +198,91 @@ def detect_layout(header_line: str, bom: bool, path: Path) -> CsvLayout:
     )
 
 
-def read_rows(path: Path) -> tuple[CsvLayout, Rows]:
-    """The layout and a stream of (line number, fields) for every non-blank data row."""
-    stream, bom = open_text(path)
+def check_columns(layout: CsvLayout, path: Path, aliases: bool) -> None:
+    """A misspelt or foreign name for one of our columns would drop its values silently: refuse it.
+
+    `import` (aliases) takes the usual names of other tools for them instead.
+    """
+    known = KNOWN_COLUMNS + OPTIONAL_COLUMNS
+    seen: set[str] = set()
+    for cell in layout.header:
+        name = canonical(cell)
+        if aliases and name in ALIASES and ALIASES[name] not in seen:
+            layout.renamed[name] = ALIASES[name]
+            name = ALIASES[name]
+        meant = ALIASES.get(name) or next(iter(difflib.get_close_matches(name, known, 1, 0.85)), None)
+        meant = meant or next((k for k in known if sorted(k) == sorted(name)), None)  # 'nmae'
+
+        if name not in known and meant is not None:
+            raise SubscriberError(
+                f"{path.name} has a column '{cell}': did you mean `{meant}`?",
+                where=f"{path}:1",
+                fix=f"rename the column to {meant} (its values are not read under another name)",
+            )
+        if name in seen:
+            raise SubscriberError(
+                f"{path.name} has the column '{cell}' twice", where=f"{path}:1", fix="keep one of them"
+            )
+        seen.add(name)
+
+
+def split_line(layout: CsvLayout, raw: bytes, path: Path, line: int) -> list[str]:
+    """The cells of one data line; RowError for a stray quote or the wrong number of cells."""
+    text = decode(raw, path, line, 0)
+    if "\r" in text:
+        raise RowError("a line break inside a cell", fix="put the cell on one line", broken=True)
     try:
-        layout = detect_layout(stream.readline(), bom, path)
-    except BaseException:
-        stream.close()
-        raise
-    return layout, _rows(stream, layout.delimiter, path)
-
-
-def read_layout(path: Path) -> CsvLayout:
-    """Just the header and dialect, closing the file at once."""
-    stream, bom = open_text(path)
-    with stream:
-        return detect_layout(stream.readline(), bom, path)
-
-
-def _rows(stream: TextIO, delimiter: str, path: Path) -> Rows:
-    with stream:
-        reader = csv.reader(stream, delimiter=delimiter, strict=False)
-        consumed = 1  # the header line
-        start = 2
-        last: list[str] = []
-        try:
-            for fields in reader:
-                start = consumed + 1  # a quoted field may span lines; report where the row begins
-                consumed = 1 + reader.line_num
-                last = fields
-                if any(cell.strip() for cell in fields):
-                    yield start, fields
-        except csv.Error:
-            raise unclosed_quote_error(path, consumed + 1) from None  # the row being read began there
-        # A last field ending in a line break ran to the end of the file: its quote never closed.
-        if consumed - start > 1 and last and last[-1].endswith(("\n", "\r")):
-            raise unclosed_quote_error(path, start)
-
-
-def unclosed_quote_error(path: Path, line: int) -> SubscriberError:
-    """A `"` that opens a field and never closes swallows every row after it: say where it opened."""
-    return SubscriberError(
-        f'a quote (") opened on line {line} of {path.name} is never closed, so the rows after it '
-        "cannot be read",
-        where=f"{path}:{line}",
-        fix='remove the stray " on that line, or close the quoted field',
-    )
+        cells = next(csv.reader([text], delimiter=layout.delimiter, strict=True))
+    except csv.Error:
+        raise RowError(
+            f'a quote (") opened on line {line} of {path.name} is never closed, so the rows after it '
+            "cannot be read",
+            fix=QUOTE_FIX,
+            broken=True,
+        ) from None
+    width = len(layout.header)
+    if len(cells) != width:
+        hint = "an unquoted delimiter?" if len(cells) > width else "a missing delimiter?"
+        raise RowError(f"{len(cells)} fields but the header has {width} ({hint})", broken=True)
+    return cells
 
 
 class TextSink(Protocol):
-    """Where rows are written: a text file or a string buffer (`write` returns the characters written)."""
+    """Where rows are written: a text file or a string buffer."""
 
     def write(self, text: str, /) -> int: ...
 
 
-class RowWriter:
-    """csv.writer that also quotes a cell holding a line break its line ending lacks.
+def one_line(cell: str) -> str:
+    """A cell as a row can hold it: line breaks (which we refuse on reading) become spaces."""
+    return cell if "\n" not in cell and "\r" not in cell else " ".join(cell.splitlines())
 
-    csv.writer quotes only the characters of its own line terminator, so with "\n" a bare "\r"
-    went out unquoted and the next read split the row in two.
-    """
+
+class RowWriter:
+    """csv.writer for one line per row: cells never carry a line break."""
 
     def __init__(self, out: TextSink, *, delimiter: str = ",", newline: str = "\n") -> None:
-        self.out, self.newline = out, newline
         self.plain = csv.writer(out, delimiter=delimiter, lineterminator=newline)
-        self.buffer = io.StringIO()
-        self.quoting = csv.writer(self.buffer, delimiter=delimiter, lineterminator="\r\n")
 
-    def writerow(self, row: list[str]) -> int:
-        """Write one row; returns how many UTF-8 bytes it took (where the next row starts)."""
-        joined = "".join(row)  # one search in C, not one per cell: a million rows go 0.5 s faster
-        if self.newline == "\r\n" or ("\r" not in joined and "\n" not in joined):
-            written = int(self.plain.writerow(row))  # what out.write returned: characters
-        else:
-            self.buffer.seek(0)
-            self.buffer.truncate()
-            self.quoting.writerow(row)
-            written = self.out.write(self.buffer.getvalue()[:-2] + self.newline)
-        # Only cells hold non-ASCII characters (delimiters, quotes and line ends are ASCII).
-        return written if joined.isascii() else written + len(joined.encode("utf-8")) - len(joined)
+    def writerow(self, row: list[str]) -> None:
+        self.plain.writerow([one_line(cell) for cell in row])
 
 
-def render(
-    layout: CsvLayout,
-    rows: Iterable[list[str]],
-    out: TextSink,
-    on_row: Callable[[list[str], int], None] | None = None,
-) -> None:
-    """Write header and rows in the file's own dialect, padding short rows to the header.
-
-    `on_row` is given each data row and the byte offset it starts at (an index notes it).
-    """
-    offset = 0
+def render(layout: CsvLayout, rows: Iterable[list[str]], out: TextSink) -> None:
+    """Write header and rows in the file's own dialect, padding short rows to the header."""
     if layout.bom:
         out.write("\ufeff")
-        offset = len(codecs.BOM_UTF8)
     writer = RowWriter(out, delimiter=layout.delimiter, newline=layout.newline)
     if header_reads_back(layout):
-        offset += writer.writerow(layout.header)
+        writer.writerow(layout.header)
     else:  # a column name holding another delimiter: quoted, it cannot be split as that dialect
         every = csv.writer(
             out, delimiter=layout.delimiter, lineterminator=layout.newline, quoting=csv.QUOTE_ALL
         )
-        line = "".join(layout.header)
-        offset += int(every.writerow(layout.header)) + len(line.encode("utf-8")) - len(line)
+        every.writerow(layout.header)
     width = len(layout.header)
     for row in rows:
-        if len(row) < width:
-            row = row + [""] * (width - len(row))
-        if on_row is None:
-            writer.writerow(row)
-        else:
-            on_row(row, offset)
-            offset += writer.writerow(row)
+        writer.writerow(row + [""] * (width - len(row)))
 
 
 def header_reads_back(layout: CsvLayout) -> bool:

@@ -1,7 +1,8 @@
-"""Merging another CSV into a list: every good row lands in one atomic write, or none do."""
+"""Merging another CSV into a list: every good row lands in one transaction, or none do."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,9 +10,8 @@ from typing import Literal
 
 from ..errors import SubscriberError
 from ..models import Subscriber
-from .rows import RowProblem
-from .store import SubscriberStore
-from .table import merge_one
+from ..store.subscribers import SubscriberStore
+from .rows import RowProblem, read_subscribers
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ImportReport:
 
 
 def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscriber], list[RowProblem]]:
-    """All usable rows of a source file and the problems of the rest; file-level errors raise."""
+    """All usable rows of a source file and the problems of the rest; a damaged file raises."""
     if not source.is_file():
         raise SubscriberError(
             f"import file {source.name} not found",
@@ -38,10 +38,8 @@ def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscr
             fix="check the path of the file to import",
         )
     problems: list[RowProblem] = []
-    rows = list(
-        SubscriberStore(source).iter_subscribers(deliverability=deliverability, on_problem=problems.append)
-    )
-    return rows, problems
+    found = read_subscribers(source, aliases=True, deliverability=deliverability, on_problem=problems.append)
+    return [subscriber for _, subscriber in found], problems
 
 
 def import_file(
@@ -57,10 +55,7 @@ def import_file(
     if strict and problems:
         return report
     now = datetime.now(UTC).replace(microsecond=0)
-    with store.editing(create=True) as table:
-        for subscriber in incoming:
-            if subscriber.subscribed_at is None:
-                subscriber = replace(subscriber, subscribed_at=now)
-            outcome = merge_one(table, subscriber, on_conflict, store.name)
-            setattr(report, outcome, getattr(report, outcome) + 1)
+    dated = [s if s.subscribed_at else replace(s, subscribed_at=now) for s in incoming]
+    counted = Counter(store.add_many(dated, on_conflict))
+    report.added, report.updated, report.skipped = counted["added"], counted["updated"], counted["skipped"]
     return report

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
 
-from ..errors import ConfigError, SubscriberError
+from ..errors import ConfigError
 from ..mail.tokens import Purpose, TokenSigner, verify_legacy_token
 from ..safety.listnames import is_list_name
 from ..settings import Settings
@@ -108,9 +108,8 @@ def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> Requ
 
 def _unsubscribe(settings: Settings, request: MailRequest, report: RequestReport) -> None:
     label = f"{request.email} ({request.list_name})"
-    try:
-        changed = open_list(settings.places, request.list_name).unsubscribe(request.email)
-    except SubscriberError:  # not on the list, or no such list
+    store = open_list(settings.places, request.list_name)
+    if not store.exists() or store.get(request.email) is None:
         report.unknown.append(label)
         return
-    (report.unsubscribed if changed else report.already).append(label)
+    (report.unsubscribed if store.unsubscribe(request.email) else report.already).append(label)

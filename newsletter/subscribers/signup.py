@@ -1,24 +1,23 @@
-"""Self-service changes to a list (sign-up, confirm, preferences) as field-level writes to one row.
+"""Self-service changes to a list (sign-up, confirm, preferences), each one short transaction.
 
-Every change is one record in the list's change journal (O(1), durable when answered) naming
-the fields it writes and the values it expects to find (the state the reader saw), so a hand
-edit or another change made meanwhile wins instead of being overwritten. They go through `_set`
-and `_add`, the only two places that write.
+A change names the status the reader's page was built from, so a hand edit or another change
+made meanwhile wins instead of being overwritten. What someone asks for on the sign-up form for
+an address the list already has waits, apart, until its owner confirms from their mailbox:
+nothing stored changes before that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from ..errors import SubscriberError
+from ..models import Subscriber
 from ..statuses import Frequency, SubscriberStatus
-from .csvfile import canonical, read_rows
-from .rows import RowError, check_email, format_when
-from .store import SubscriberStore
+from ..store.subscribers import SubscriberStore, utc_text
+from .csvfile import RowError
+from .rows import check_email
 
 PENDING_DAYS = 7  # a sign-up nobody confirmed is dropped after this long
 MAX_KEYWORDS = 20
@@ -50,13 +49,13 @@ class Preferences:
     frequency: Frequency = Frequency.WEEKLY
     pause_until: date | None = None
 
-    def cells(self) -> dict[str, str]:
-        """The CSV cells these preferences write."""
+    def values(self) -> dict[str, str | None]:
+        """The stored fields these preferences write."""
         return {
             "name": self.name,
             "keywords": "; ".join(self.keywords),
-            "frequency": "" if self.frequency is Frequency.WEEKLY else self.frequency.value,
-            "pause_until": self.pause_until.isoformat() if self.pause_until else "",
+            "frequency": self.frequency.value,
+            "pause_until": self.pause_until.isoformat() if self.pause_until else None,
         }
 
 
@@ -104,22 +103,30 @@ def checked_address(email: str) -> str:
 def request_signup(
     store: SubscriberStore, email: str, prefs: Preferences, now: datetime | None = None
 ) -> SignupOutcome:
-    """Record a sign-up: a new address is written `pending`; an active one is left alone.
+    """Record a sign-up: a new address is added `pending`; an active one is left alone.
 
-    An unsubscribed or bounced address keeps its status (it still gets nothing) and its new
-    preferences wait in the row until the reader confirms: coming back needs the confirmation too.
+    For an address the list has (pending, unsubscribed or bounced) the request waits apart and
+    is applied when the owner confirms; until then the row, and whatever it says, stays.
     """
-    when = format_when(now or _now())
-    current = store.get(email) if store.exists() else None
+    when = now or _now()
+    current = store.get(email)
     if current is None:
-        _add(store, email, {**prefs.cells(), "status": SubscriberStatus.PENDING, "subscribed_at": when})
+        pending = Subscriber(
+            email=email,
+            name=prefs.name,
+            keywords=list(prefs.keywords),
+            status=SubscriberStatus.PENDING,
+            subscribed_at=when,
+            frequency=prefs.frequency,
+            pause_until=prefs.pause_until,
+        )
+        store.add(pending, on_conflict="skip")
         return SignupOutcome.PENDING
     if current.status is SubscriberStatus.ACTIVE:
         return SignupOutcome.ALREADY
-    fields = prefs.cells()
-    if current.status is SubscriberStatus.PENDING:
-        fields["subscribed_at"] = when  # the week before it is dropped starts again
-    _set(store, email, fields, {"status": current.status})
+    store.save_request(email, prefs.name, "; ".join(prefs.keywords), prefs.frequency.value)
+    if current.status is SubscriberStatus.PENDING:  # the week before it is dropped starts again
+        store.update(email, {"subscribed_at": utc_text(when)}, expect={"status": current.status.value})
     return SignupOutcome.PENDING
 
 
@@ -127,30 +134,27 @@ def confirm(
     store: SubscriberStore, email: str, issued_at: datetime, now: datetime | None = None
 ) -> ConfirmOutcome:
     """Activate a pending (or returning) address; a link older than their last unsubscribe is spent."""
-    current = store.get(email) if store.exists() else None
+    current = store.get(email)
     if current is None:
         return ConfirmOutcome.GONE
     if current.status is SubscriberStatus.ACTIVE:
         return ConfirmOutcome.ALREADY
     if current.unsubscribed_at is not None and current.unsubscribed_at > issued_at:
         return ConfirmOutcome.GONE
-    stamp = format_when(now or _now())
-    _set(
-        store,
-        email,
-        {"status": SubscriberStatus.ACTIVE, "unsubscribed_at": "", "confirmed_at": stamp},
-        {"status": current.status},
-    )
-    return ConfirmOutcome.CONFIRMED
+    asked: dict[str, str | None] = {**(store.take_request(email) or {})}
+    values = {
+        "status": SubscriberStatus.ACTIVE.value,
+        "unsubscribed_at": None,
+        "confirmed_at": utc_text(now or _now()),
+    }
+    if store.update(email, {**asked, **values}, expect={"status": current.status.value}):
+        return ConfirmOutcome.CONFIRMED
+    return ConfirmOutcome.ALREADY if store.is_active(email) else ConfirmOutcome.GONE
 
 
 def save_preferences(store: SubscriberStore, email: str, prefs: Preferences) -> bool:
     """Write a reader's own preferences; False when they are not on the list any more."""
-    current = store.get(email) if store.exists() else None
-    if current is None:
-        return False
-    _set(store, email, prefs.cells(), {})
-    return True
+    return store.update(email, prefs.values())
 
 
 def leave(store: SubscriberStore, email: str) -> None:
@@ -160,73 +164,7 @@ def leave(store: SubscriberStore, email: str) -> None:
 
 def drop_stale_pending(store: SubscriberStore, now: datetime | None = None) -> int:
     """Remove sign-ups nobody confirmed within PENDING_DAYS; returns how many went."""
-    cutoff = (now or _now()) - timedelta(days=PENDING_DAYS)
-    if not _may_have_stale(store, cutoff):
-        return 0  # the usual case before a send: no whole-list table in memory (50 MB at 100,000 rows)
-    with store.editing() as table:
-        column = table.layout.index("subscribed_at")
-        stale = [
-            position
-            for position in range(len(table.rows))
-            if table.status(position) == SubscriberStatus.PENDING
-            and _older(table.rows[position], column, cutoff)
-        ]
-        for position in reversed(stale):
-            table.delete(position)
-        return len(stale)
-
-
-def _may_have_stale(store: SubscriberStore, cutoff: datetime) -> bool:
-    """One streamed pass over the CSV: is any row a stale sign-up? (A pending journal: maybe.)"""
-    if store.journal.size():
-        return True  # changes not folded in yet: the table under the lock decides
-    layout, rows = read_rows(store.path)
-    status, column = layout.index("status"), layout.index("subscribed_at")
-    with closing(rows):
-        if status is None:
-            return False  # no status column: every row is active
-        return any(
-            status < len(row)
-            and row[status].strip().lower() == SubscriberStatus.PENDING
-            and _older(row, column, cutoff)
-            for _, row in rows
-        )
-
-
-def _older(row: list[str], column: int | None, cutoff: datetime) -> bool:
-    text = row[column].strip() if column is not None and column < len(row) else ""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return True  # a pending row without a date cannot be confirmed by anyone we mailed recently
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)) < cutoff
-
-
-# --- the two writers: one journal record each, O(1) however long the list ----------------------
-
-
-def _set(store: SubscriberStore, email: str, fields: Mapping[str, str], expect: Mapping[str, str]) -> None:
-    """Journal new cells for an address's row, applied only while `expect` still holds."""
-    header = {canonical(name) for name in store.header()}
-    # Blanking a column the file does not have would only add an empty column to it.
-    cells = {k: str(v) for k, v in fields.items() if v or k in header}
-    if cells:
-        store.record_change(email, expect={k: [str(v)] for k, v in expect.items()}, **cells)
-
-
-def _add(store: SubscriberStore, email: str, fields: Mapping[str, str]) -> None:
-    """Journal a row for a new address (nothing if it has one by the time the journal is read)."""
-    cells = {k: str(v) for k, v in fields.items() if v}
-    if store.exists():
-        store.record_add(email, **cells)
-        return
-    with store.editing(create=True) as table:  # the list's first row creates its file
-        if table.positions(email):
-            return
-        table.append([""] * len(table.layout.header), email)
-        position = len(table.rows) - 1
-        for column, value in {"email": email, **cells}.items():
-            table.set_cell(position, column, value)
+    return store.drop_pending((now or _now()) - timedelta(days=PENDING_DAYS))
 
 
 def _now() -> datetime:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -19,7 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from ..errors import SubscriberError
+from ..errors import NewsletterError
 from ..mail.tokens import (
     CONFIRM_PATH,
     MANAGE_PATH,
@@ -31,7 +30,8 @@ from ..mail.tokens import (
 from ..safety.listnames import is_list_name
 from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
-from ..subscribers import SubscriberStore
+from ..store.subscribers import UnknownListError
+from ..subscribers import open_list
 from ..text import strip_forbidden_chars
 from .feedback import feedback_routes
 from .hygiene import SecurityHeaders
@@ -116,25 +116,26 @@ class Unsubscribe:
         if isinstance(checked, HTMLResponse):
             return checked
         list_name, email = checked
-        store = SubscriberStore(self.settings.list_path(list_name))
-        if not store.exists():
+        store = open_list(self.settings.places, list_name, sync=False)
+        try:
+            # One short transaction: O(1) however long the list.
+            await run_in_threadpool(store.unsubscribe, email)
+        except UnknownListError:
             log.error("unsubscribe for an unknown list: %s", list_name)
             return page("Unknown list", "<p>This list is not known here. Nothing was changed.</p>", 404)
-        try:
-            # One journal record: O(1) however long the list, and readable even when the CSV is not.
-            await run_in_threadpool(store.record_unsubscribe, email)
-        except SubscriberError as exc:
-            return _failure(store, exc)
-        # A grown journal is folded into the CSV after answering (in a worker thread), not before.
-        tasks = BackgroundTask(store.compact, False) if store.needs_compaction() else None
+        except NewsletterError as exc:
+            log.error("unsubscribe from %s failed: %s", list_name, exc.message)
+            return page(
+                "Please try again",
+                "<p>We could not record this right now. Please try again in a minute.</p>",
+                503,
+            )
         log.info("unsubscribe from %s (recorded)", list_name)
-        answer = self._pages().message(
+        return self._pages().message(
             "Unsubscribed",
             f"{email} will get no more {self.settings.title} emails.",
             link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Changed your mind? Subscribe again"},
         )
-        answer.background = tasks
-        return answer
 
 
 def _not_valid() -> HTMLResponse:
@@ -143,17 +144,6 @@ def _not_valid() -> HTMLResponse:
         "<p>This unsubscribe link is not valid. Nothing was changed. "
         "Please use the exact link from the email.</p>",
         403,
-    )
-
-
-def _failure(store: SubscriberStore, exc: SubscriberError) -> HTMLResponse:
-    """The page for a change that could not be made: unknown list, or a list we cannot write now."""
-    if not store.path.is_file():
-        log.error("unsubscribe for an unknown list: %s", exc.message)
-        return page("Unknown list", "<p>This list is not known here. Nothing was changed.</p>", 404)
-    log.error("unsubscribe from %s failed: %s", store.name, exc.message)
-    return page(
-        "Please try again", "<p>We could not record this right now. Please try again in a minute.</p>", 503
     )
 
 

@@ -31,7 +31,7 @@ from ..pipeline.issue import LOCAL_BASE_URL
 from ..render.digest import make_environment, template_dirs
 from ..settings import Settings
 from ..statuses import ReplyClass, SubscriberStatus
-from ..subscribers import SubscriberStore
+from ..subscribers import SubscriberStore, open_list
 from ..subscribers.signup import (
     ConfirmOutcome,
     Preferences,
@@ -99,8 +99,8 @@ class SelfService:
         """The list's store when the name is one we serve: an existing list, or the default one."""
         if not self.list_name_ok(list_name):
             return None
-        store = SubscriberStore(self.settings.list_path(list_name))
-        return store if store.exists() or list_name == self.settings.default_list else None
+        store = open_list(self.settings.places, list_name, sync=False)
+        return store if list_name == self.settings.default_list or store.exists() else None
 
     def _unknown_list(self) -> HTMLResponse:
         return self.message("Unknown list", "There is no newsletter of that name here.", status=404)
@@ -345,7 +345,7 @@ class SelfService:
                 "This link is not valid. Nothing was changed. Please use the exact link from the email.",
                 status=403,
             )
-        subscriber = await run_in_threadpool(store.get, claims.email) if store.exists() else None
+        subscriber = await run_in_threadpool(store.get, claims.email)
         if subscriber is not None and subscriber.status is not SubscriberStatus.ACTIVE:
             subscriber = None
         return claims, store, subscriber

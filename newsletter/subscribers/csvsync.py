@@ -1,0 +1,425 @@
+"""A hand-kept subscribers/NAME.csv merged into the database by the next command after an edit.
+
+`sync` merges an edited file into the database in one transaction, three-way against the copy
+last synced (the `csv_base` rows): a row changed only in the file takes the file's values, one
+changed only in the database keeps them, one changed in both is merged field by field, the
+database winning on status. An unsubscribe or bounce is never undone by the file: such a row set
+back to active, or a barred address added again, is reported with its line and ignored.
+
+Finding what an edit changed takes one read of the file, not a parse of it: each line's digest
+is compared with the digests of the lines last synced, and only the lines that differ are parsed
+and merged. A file whose size and mtime are as last synced is not read at all. writeback.py
+writes the database's view back into the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from ..errors import SubscriberError
+from ..models import Subscriber
+from ..store.csvstate import (
+    BaseRow,
+    CsvState,
+    base_rows,
+    based,
+    csv_state,
+    drop_base,
+    has_base,
+    has_rows,
+    record_csv,
+    touch_csv,
+    write_base,
+)
+from ..store.subscribers import (
+    SUPPRESSING,
+    SubscriberStore,
+    Suppression,
+    as_values,
+    barred_keys,
+    delete_rows,
+    insert_rows,
+    rows_by_key,
+    write_row,
+)
+from .csvfile import CsvLayout, RowError, open_lines, split_line
+from .rows import RowProblem, cells_of, from_cells, parse_row, read_subscribers, row_error
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+BLOCK = 8192  # lines whose digests are looked up at once
+BATCH = 2000  # changed rows merged per round of queries
+KEEP_BYTES = 16 << 20  # changed lines kept from the scan; beyond that the merge reads them again
+RACY_NS = 2 * 10**9  # a file written this recently may change again within its mtime tick
+TRIES = 3
+
+
+class Moved(Exception):
+    """The file or the list changed while we worked: start again from what is there now."""
+
+
+@dataclass
+class Synced:
+    """What the database knows of a list's file: its layout and the file as last synced."""
+
+    layout: CsvLayout | None  # None: a list never kept as CSV
+    signature: str | None  # "size mtime_ns sha256"
+    digests: bytes  # every synced line's digest, sorted, as little-endian int64
+    last_issue: str = ""
+
+    def base(self, layout: CsvLayout) -> np.ndarray | None:
+        """The synced digests, when the file still has the header they were taken under."""
+        import numpy as np
+
+        if self.layout is None or (self.layout.header, self.layout.delimiter) != (
+            layout.header,
+            layout.delimiter,
+        ):
+            return None
+        return np.frombuffer(self.digests, "<i8")
+
+
+@dataclass
+class Scan:
+    """One read of the file: its layout and identity, every line's digest, the lines that differ."""
+
+    layout: CsvLayout
+    signature: str
+    digests: np.ndarray
+    changed: list[tuple[int, bytes]] | None  # None: too many to keep, read them again
+    last_issue: str
+
+
+@dataclass
+class SyncReport:
+    """The rows a merge ignored, with the reason (file:line)."""
+
+    ignored: list[RowProblem] = field(default_factory=list)
+
+
+def sync(store: SubscriberStore, path: Path) -> SyncReport:
+    """Merge the file into the database if it changed since it was last synced; errors name file:line."""
+    for _ in range(TRIES):
+        synced = state(store)
+        if not path.is_file() or _unchanged(path, synced):
+            return SyncReport()
+        found = scan(path, synced)
+        if synced is not None and synced.signature and _same_content(synced, found):
+            touch_csv(store.db, store.name, found.signature)  # saved again unchanged, or touched
+            return SyncReport()
+        try:
+            report = merge(store, path, synced, found, adopt=False)
+        except Moved:
+            continue
+        for problem in report.ignored:
+            log.warning("%s", problem)
+        return report
+    raise SubscriberError(
+        f"{path.name} kept changing while it was read", where=str(path), fix="run the command again"
+    )
+
+
+def state(store: SubscriberStore, conn: Connection | None = None) -> Synced | None:
+    """The list's file as last synced (None: the list is not in the database yet)."""
+    found = csv_state(store.db, store.name, conn)
+    if found is None:
+        return None
+    layout = CsvLayout.from_json(found.layout) if found.layout else None
+    return Synced(layout, found.signature, found.digests, found.last_issue)
+
+
+def _unchanged(path: Path, synced: Synced | None) -> bool:
+    if synced is None or not synced.signature:
+        return False
+    stat = path.stat()
+    size, mtime, _ = synced.signature.split(" ")
+    return (int(size), int(mtime)) == (stat.st_size, stat.st_mtime_ns)
+
+
+def _same_content(synced: Synced, found: Scan) -> bool:
+    return (
+        synced.signature is not None
+        and synced.signature.rsplit(" ", 1)[1] == found.signature.rsplit(" ", 1)[1]
+        and synced.layout is not None
+        and synced.layout.to_json() == found.layout.to_json()
+    )
+
+
+def digest_of(layout: CsvLayout, raw: bytes) -> bytes:
+    """A line's digest, leaving out a last `last_issue` cell (a send changes it on every row)."""
+    return _digests(layout, [raw])
+
+
+def _digests(layout: CsvLayout, lines: list[bytes]) -> bytes:
+    """The digests of lines, 8 bytes each, end to end."""
+    blake2b = hashlib.blake2b
+    if layout.last_issue_last:
+        cut = layout.delimiter.encode()
+        return b"".join(blake2b(raw[: raw.rfind(cut)], digest_size=8).digest() for raw in lines)
+    return b"".join(blake2b(raw, digest_size=8).digest() for raw in lines)
+
+
+def _blocks(path: Path, layout: CsvLayout, hasher: Any) -> Iterator[list[tuple[int, bytes]]]:
+    """The non-blank lines after the header, a block at a time, hashing the whole file on the way."""
+    with path.open("rb") as handle:
+        carry, number, block = b"", 0, []
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+            parts = (carry + chunk).split(b"\n")
+            carry = parts.pop()
+            for raw in parts:
+                number += 1
+                if number > 1 and raw.strip():
+                    block.append((number, raw.removesuffix(b"\r")))
+            if len(block) >= BLOCK:
+                yield block
+                block = []
+        if carry.strip():
+            block.append((number + 1, carry.removesuffix(b"\r")))
+        yield block
+
+
+def _unknown(base: np.ndarray | None, digests: np.ndarray) -> np.ndarray:
+    """Indexes of the digests the last sync did not see."""
+    import numpy as np
+
+    if base is None or not len(base):
+        return np.arange(len(digests))
+    at = np.minimum(base.searchsorted(digests), len(base) - 1)
+    return np.flatnonzero(base[at] != digests)
+
+
+def scan(path: Path, synced: Synced | None) -> Scan:
+    """Read the file once: its layout, each line's digest, and the lines the last sync did not see."""
+    import numpy as np
+
+    layout, handle = open_lines(path)
+    handle.close()
+    base = synced.base(layout) if synced is not None else None
+    hasher, digests = hashlib.sha256(), bytearray()
+    changed: list[tuple[int, bytes]] | None = []
+    kept, last = 0, b""
+    issue_at = layout.index("last_issue")
+    for block in _blocks(path, layout, hasher):
+        found = _digests(layout, [raw for _, raw in block])
+        digests += found
+        if issue_at is not None:
+            last = max([last, *(_last_issue(layout, raw, issue_at) for _, raw in block)])
+        if changed is not None:
+            for index in _unknown(base, np.frombuffer(found, "<i8")):
+                changed.append(block[index])
+                kept += len(block[index][1])
+            if kept > KEEP_BYTES:
+                changed = None
+    stat = path.stat()
+    # A file written moments ago may be edited again within its mtime tick: then the next
+    # command compares its content, not its mtime.
+    mtime = stat.st_mtime_ns if time.time_ns() - stat.st_mtime_ns >= RACY_NS else -1
+    signature = f"{stat.st_size} {mtime} {hasher.hexdigest()}"
+    return Scan(
+        layout, signature, np.frombuffer(bytes(digests), "<i8"), changed, last.decode("utf-8", "replace")
+    )
+
+
+def _last_issue(layout: CsvLayout, raw: bytes, at: int) -> bytes:
+    if layout.last_issue_last:
+        return raw[raw.rfind(layout.delimiter.encode()) + 1 :].strip()
+    try:
+        return split_line(layout, raw, Path(), 0)[at].strip().encode()
+    except (RowError, SubscriberError):
+        return b""  # the merge reports the row
+
+
+def _changed_lines(path: Path, found: Scan, base: np.ndarray | None) -> Iterator[tuple[int, bytes]]:
+    """The lines that differ from the last sync: kept by the scan, or read again (and checked)."""
+    import numpy as np
+
+    if found.changed is not None:
+        yield from found.changed
+        return
+    hasher = hashlib.sha256()
+    for block in _blocks(path, found.layout, hasher):
+        digests = np.frombuffer(_digests(found.layout, [raw for _, raw in block]), "<i8")
+        for index in _unknown(base, digests):
+            yield block[index]
+    if hasher.hexdigest() != found.signature.rsplit(" ", 1)[1]:
+        raise Moved  # saved again since the scan: merge that version instead
+
+
+@dataclass
+class _Merge:
+    """One merge in progress: its transaction, the file, the base rows whose lines changed or went."""
+
+    conn: Connection
+    store: SubscriberStore
+    path: Path
+    found: Scan
+    adopt: bool  # a file we just wrote: only the base follows it
+    gone: dict[str, BaseRow]
+    first: bool  # no base rows yet: plain inserts
+    has_rows: bool
+    report: SyncReport = field(default_factory=SyncReport)
+    seen: set[int] = field(default_factory=set)  # hash() of every changed line's address
+
+
+def merge(store: SubscriberStore, path: Path, synced: Synced | None, found: Scan, adopt: bool) -> SyncReport:
+    """Apply the file's changes in one transaction (`adopt`: only to the base, for a file we wrote)."""
+    import numpy as np
+
+    with store.db.write() as conn:
+        now = state(store, conn)
+        if (now.signature if now else None) != (synced.signature if synced else None):
+            raise Moved  # another process merged a version of the file meanwhile
+        store.create(conn)
+        base = synced.base(found.layout) if synced is not None else None
+        gone = None if base is None else [int(d) for d in base[~np.isin(base, found.digests)]]
+        first, rows = not has_base(conn, store.name), has_rows(conn, store.name)
+        run = _Merge(conn, store, path, found, adopt, base_rows(conn, store.name, gone), first, rows)
+        batch: list[tuple[int, bytes]] = []
+        for line in _changed_lines(path, found, base):
+            batch.append(line)
+            if len(batch) >= BATCH:
+                _merge_batch(run, batch)
+                batch = []
+        _merge_batch(run, batch)
+        _drop_gone(run)
+        digests = np.sort(found.digests).tobytes()
+        record_csv(
+            conn, store.name, CsvState(found.layout.to_json(), found.signature, digests, found.last_issue)
+        )
+    return run.report
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A changed line, parsed: where it is, whose it is, what it says, its digest."""
+
+    number: int
+    key: str
+    subscriber: Subscriber
+    cells: dict[str, str]  # by column, as the file has them (the store's last_issue left out)
+    digest: int
+
+
+def _merge_batch(merge: _Merge, batch: list[tuple[int, bytes]]) -> None:
+    layout, path = merge.found.layout, merge.path
+    issue_at = layout.index("last_issue")
+    lines: list[_Line] = []
+    for number, raw in batch:
+        try:
+            cells = split_line(layout, raw, path, number)
+            subscriber = parse_row(layout, cells)
+        except RowError as exc:
+            raise row_error(path, number, exc) from None
+        key = subscriber.key
+        if hash(key) in merge.seen:
+            list(read_subscribers(path))  # names both lines of the duplicate
+        merge.seen.add(hash(key))
+        named = dict(zip(layout.header, cells, strict=True))
+        if issue_at is not None:
+            del named[layout.header[issue_at]]
+        digest = int.from_bytes(digest_of(layout, raw), "little", signed=True)
+        lines.append(_Line(number, key, subscriber, named, digest))
+    if not lines:
+        return
+    name = merge.store.name
+    if not merge.first and based(
+        merge.conn, name, [line.key for line in lines if line.key not in merge.gone]
+    ):
+        list(read_subscribers(path))  # a second row for an address an unchanged line has: names both
+    if not merge.adopt:
+        _merge_rows(merge, lines)
+    write_base(merge.conn, name, [(line.key, line.digest, line.cells) for line in lines], merge.first)
+
+
+def _merge_rows(merge: _Merge, lines: list[_Line]) -> None:
+    keys = [line.key for line in lines]
+    name = merge.store.name
+    current = rows_by_key(merge.conn, name, keys) if merge.has_rows else {}
+    barred = barred_keys(merge.conn, name, [k for k in keys if k not in current])
+    new: list[Subscriber] = []
+    for line in lines:
+        theirs, ours, base = line.subscriber, current.get(line.key), merge.gone.get(line.key)
+        where = RowProblem(merge.path, line.number, "")
+        if ours is not None:
+            changes = _three_way(where, theirs, base, ours, merge.report)
+            if changes:
+                write_row(merge.conn, name, line.key, changes)
+        elif base is not None:
+            _ignore(
+                merge.report,
+                where,
+                f"{theirs.email} was removed from the list since the file was last synced",
+            )
+        elif line.key in barred and theirs.status not in SUPPRESSING:
+            _ignore(merge.report, where, _barred_note(theirs.email, barred[line.key]))
+        else:
+            new.append(theirs)
+    insert_rows(merge.conn, name, new)
+
+
+def _three_way(
+    where: RowProblem,
+    theirs: Subscriber,
+    base: tuple[int, dict[str, str]] | None,
+    ours: Subscriber,
+    report: SyncReport,
+) -> dict[str, Any]:
+    """The changes the file brings to one row, field by field against the base, the database
+    winning on status; an unsubscribe or bounce is never undone."""
+    file, mine = cells_of(theirs), cells_of(ours)
+    old = cells_of(from_cells(base[1])) if base is not None else None
+    merged: dict[str, str] = {}
+    for column in {**file, **mine, **(old or {})}:
+        f, s = file.get(column, ""), mine.get(column, "")
+        b = None if old is None else old.get(column, "")
+        if f == s or (b is not None and f == b):
+            merged[column] = s
+        elif column == "status" and (b is None or s != b):
+            merged[column] = s  # both changed it: the database's word stands
+        elif b is None and not f:
+            merged[column] = s
+        else:
+            merged[column] = f
+    if ours.status in SUPPRESSING and merged["status"] not in SUPPRESSING:
+        _ignore(
+            report,
+            where,
+            f"{ours.email} is {ours.status}: the file's '{file['status']}' is ignored (only "
+            "`newsletter subscribers add --resubscribe` or a confirmed sign-up brings it back)",
+        )
+        merged["status"], merged["unsubscribed_at"] = mine["status"], mine["unsubscribed_at"]
+    before, after = as_values(ours), as_values(from_cells(merged))
+    return {k: v for k, v in after.items() if before[k] != v}
+
+
+def _ignore(report: SyncReport, where: RowProblem, reason: str) -> None:
+    report.ignored.append(RowProblem(where.path, where.line, reason))
+
+
+def _barred_note(email: str, barred: Suppression) -> str:
+    return (
+        f"{email} {barred.reason} on {barred.since[:10]}: adding it again in the file is ignored "
+        "(only `newsletter subscribers add --resubscribe` or a confirmed sign-up brings it back)"
+    )
+
+
+def _drop_gone(merge: _Merge) -> None:
+    """Rows whose line was deleted from the file leave the list (their suppressions stay)."""
+    deleted = [key for key in merge.gone if hash(key) not in merge.seen]
+    if deleted and not merge.adopt:
+        delete_rows(merge.conn, merge.store.name, deleted)
+    drop_base(merge.conn, merge.store.name, deleted)
+
+
+__all__ = ["Moved", "Scan", "SyncReport", "Synced", "merge", "scan", "state", "sync"]

@@ -1,0 +1,153 @@
+"""Writing a list back into its subscribers/NAME.csv at safe points, and what the file says back.
+
+At every send, `subscribers export` and `subscribers sync` the database's view of the list goes
+into the file, in one atomic replace that keeps the file's columns and dialect: first any edit
+saved meanwhile is merged (csvsync), and an edit saved while the file is being written makes the
+write start over from it, never overwrite it. Each row then carries `last_issue`, the last issue
+its reader was delivered on a real server: a file that says so of a list the database never sent
+means the database was lost, and `check_not_lost` refuses to mail everyone again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from ..files import atomic_write
+from ..store.csvstate import has_deliveries
+from ..store.subscribers import SubscriberStore
+from .csvfile import CsvLayout, render
+from .csvsync import TRIES, Moved, merge, scan, state, sync
+from .rows import to_fields
+
+log = logging.getLogger(__name__)
+Identity = tuple[int, int, int] | None  # inode, size, mtime_ns of a file, None when it is missing
+REAL_CHANNEL = "smtp"  # deliveries that count for `last_issue` (the outbox is a local trial)
+
+
+def write_back(store: SubscriberStore, path: Path, create: bool = False) -> bool:
+    """Write the list into its CSV file (merging an edit saved meanwhile first); True if written.
+
+    Only a list kept as CSV has its file written, unless `create` (`subscribers sync`) starts one.
+    """
+    for _ in range(TRIES):
+        before = _identity(path)  # any edit after this aborts the write below; those before are merged
+        sync(store, path)
+        synced = state(store)
+        if synced is None or (synced.layout is None and not create):
+            return False
+        layout = CsvLayout.from_json(synced.layout.to_json()) if synced.layout else CsvLayout()
+        try:
+            written = _render(store, path, layout, before)
+            found = scan(path, synced)
+            # What we wrote becomes the base; an edit saved since the rename is merged instead.
+            merge(store, path, synced, found, adopt=found.signature.endswith(" " + written))
+        except Moved:
+            continue
+        return True
+    log.warning("%s kept changing while it was written: the database's changes go into it next time", path)
+    return False
+
+
+def _identity(path: Path) -> Identity:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class _Grew(Exception):
+    """A row needed a column the header lacked when it was written: write the file again."""
+
+
+class _Hashing:
+    """Passes text on to the file, hashing it: the sha256 of exactly what was written."""
+
+    def __init__(self, out: Any) -> None:
+        self.out, self.hasher = out, hashlib.sha256()
+
+    def write(self, text: str) -> int:
+        self.hasher.update(text.encode("utf-8"))
+        return int(self.out.write(text))
+
+
+def _render(store: SubscriberStore, path: Path, layout: CsvLayout, before: Identity) -> str:
+    """Write every row in the file's layout, in one atomic replace; the sha256 of what was written."""
+    for _ in range(TRIES):
+        try:
+            return _render_once(store, path, layout, before)
+        except _Grew:
+            continue  # the layout has every column now
+    raise Moved
+
+
+def _render_once(store: SubscriberStore, path: Path, layout: CsvLayout, before: Identity) -> str:
+    header, sinks = list(layout.header), list[_Hashing]()
+
+    def write(out: Any) -> None:
+        sinks.append(_Hashing(out))
+        render(layout, _rows(store, layout), sinks[-1])
+
+    def ready(_: Path) -> None:
+        if layout.header != header:
+            raise _Grew
+        if _identity(path) != before:
+            raise Moved  # saved by someone while we wrote: their edit is merged first
+
+    atomic_write(path, write, private=before is None, ready=ready)
+    return sinks[-1].hasher.hexdigest()
+
+
+def _rows(store: SubscriberStore, layout: CsvLayout) -> Iterator[list[str]]:
+    for subscriber, last_issue in store.iter_with_last_issue(REAL_CHANNEL):
+        row = to_fields(layout, subscriber)
+        if last_issue:
+            at = layout.ensure("last_issue")
+            row += [""] * (len(layout.header) - len(row))
+            row[at] = last_issue
+        yield row
+
+
+# --- the lost-database refusal ---------------------------------------------------------------
+
+
+def check_not_lost(store: SubscriberStore, path: Path, start_over: bool = False) -> None:
+    """Refuse to send when the file says readers got issues the database has no record of.
+
+    A CSV whose `last_issue` column is filled (or a `.NAME.sent` marker of an older release)
+    for a list without a single recorded delivery means the database was lost or replaced:
+    sending now would mail everyone the issue again.
+    """
+    from .legacy import marker_issue
+
+    synced = state(store)
+    said, source = (synced.last_issue if synced else ""), f"the last_issue column of {path.name}"
+    if not said:
+        said, source = marker_issue(path), f"the old marker .{path.stem}.sent"
+    if not said:
+        return
+    if start_over or has_deliveries(store.db, store.name, REAL_CHANNEL):
+        path.with_name(f".{path.stem}.sent").unlink(missing_ok=True)  # an old marker: content kept
+        return
+    raise StoreError(
+        f"readers of list '{store.name}' got issue {said} (says {source}), but the database has no "
+        "delivery of that list: it was lost or replaced, and sending now would mail everyone again",
+        where=f"{store.db.place.shown} (and {path})",
+        fix="restore the database from a backup or point database_url at the right one; to start over "
+        "on purpose, clear the last_issue column (or run `newsletter send --new-ledger`)",
+    )
+
+
+def header_for(store: SubscriberStore) -> list[str]:
+    """The columns an export of the list starts from: its file's (without the store's own), or ours."""
+    synced = state(store)
+    layout = synced.layout if synced is not None and synced.layout is not None else CsvLayout()
+    return [name for name in layout.header if layout.name_of(name) != "last_issue"]
+
+
+__all__ = ["check_not_lost", "header_for", "write_back"]

@@ -1,0 +1,229 @@
+"""subscribers/NAME.csv stays the list people edit: a hand edit is merged into the database by the
+next command (three-way, against the copy last synced), what the database learned is written
+back at safe points, an unsubscribe is never undone by the file, and a damaged file is one error
+that applies nothing. Every test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers.lists import store_of, write
+
+from newsletter.cli import main
+from newsletter.errors import SubscriberError
+from newsletter.statuses import SubscriberStatus
+from newsletter.store.subscribers import SubscriberStore
+from newsletter.subscribers import csvsync, writeback
+from newsletter.subscribers.rows import new_subscriber
+from newsletter.subscribers.writeback import write_back
+
+HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at"
+ROWS = [
+    "ada@example.org,Ada,math,active,2026-01-01T00:00:00+00:00,",
+    "bob@example.org,Bob,robots,active,2026-01-02T00:00:00+00:00,",
+    "cy@example.org,Cy,music,unsubscribed,2026-01-03T00:00:00+00:00,2026-02-01T00:00:00+00:00",
+    "di@example.org,Di,,active,2026-01-04T00:00:00+00:00,",
+]
+
+
+@pytest.fixture
+def path(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    listed = write(tmp_path / "subscribers" / "news.csv", "\n".join([HEADER, *ROWS]) + "\n")
+    store_of(listed)  # the first command imports it
+    return listed
+
+
+def edit(path: Path, *changes: tuple[str, str | None], append: str = "") -> None:
+    """Replace (or with None, delete) the line starting with each address, as an editor would."""
+    lines = path.read_text().splitlines()
+    for start, new in changes:
+        at = next(i for i, line in enumerate(lines) if line.startswith(start))
+        if new is None:
+            del lines[at]
+        else:
+            lines[at] = new
+    path.write_text("\n".join(lines) + "\n" + append)
+
+
+def status(store: SubscriberStore, email: str) -> str:
+    found = store.get(email)
+    return "gone" if found is None else found.status.value
+
+
+def test_a_hand_edit_is_seen_by_the_next_command(path: Path) -> None:
+    edit(path, ("bob@", "bob@example.org,Robert,robots; drones,active,2026-01-02T00:00:00+00:00,"))
+    bob = store_of(path).get("bob@example.org")
+    assert bob is not None and (bob.name, bob.keywords) == ("Robert", ["robots", "drones"])
+
+
+def test_a_change_in_the_database_survives_an_edit_of_another_row(path: Path) -> None:
+    store_of(path).update("ada@example.org", {"name": "Ada L."})
+    edit(path, ("di@", "di@example.org,Diana,,active,2026-01-04T00:00:00+00:00,"))
+    store = store_of(path)
+    assert [(s.email, s.name) for s in store.read()][::3] == [
+        ("ada@example.org", "Ada L."),
+        ("di@example.org", "Diana"),
+    ]
+
+
+def test_both_sides_changing_a_row_merge_field_by_field_the_database_winning_on_status(path: Path) -> None:
+    store_of(path).unsubscribe("bob@example.org")  # the reader's one-click, in the database
+    edit(path, ("bob@", "bob@example.org,Robert,robots,active,2026-01-02T00:00:00+00:00,"))  # a rename
+    bob = store_of(path).get("bob@example.org")
+    assert bob is not None and (bob.name, bob.status) == ("Robert", "unsubscribed")
+
+
+def test_setting_an_unsubscribed_row_active_in_the_file_is_reported_and_ignored(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    edit(path, ("cy@", "cy@example.org,Cy,music,active,2026-01-03T00:00:00+00:00,"))
+    with caplog.at_level(logging.WARNING):
+        store = store_of(path)
+    assert status(store, "cy@example.org") == "unsubscribed"
+    assert f"{path}:4: cy@example.org is unsubscribed: the file's 'active' is ignored" in caplog.text
+    write_back(store, path)
+    assert path.read_text().splitlines()[3].startswith("cy@example.org,Cy,music,unsubscribed,")
+
+
+def test_adding_back_an_address_that_left_is_reported_and_ignored(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = store_of(path)
+    store.remove("cy@example.org")
+    write_back(store, path)  # the line goes
+    edit(path, append="cy@example.org,Cy,music,active,,\n")
+    with caplog.at_level(logging.WARNING):
+        assert status(store_of(path), "cy@example.org") == "gone"
+    assert (
+        f"{path}:5: cy@example.org unsubscribed on 2026-02-01: adding it again in the file is ignored"
+        in caplog.text
+    )
+    assert store.add(new_subscriber("cy@example.org"), resubscribe=True) == "added"  # the one way back
+
+
+def test_a_line_deleted_from_the_file_leaves_the_list_and_stays_barred(path: Path) -> None:
+    edit(path, ("bob@", None), ("cy@", None))
+    store = store_of(path)
+    assert [s.key for s in store.read()] == ["ada@example.org", "di@example.org"]
+    assert store.suppression("cy@example.org") is not None and store.suppression("bob@example.org") is None
+
+
+def test_what_the_database_learned_is_written_back_without_touching_other_rows(path: Path) -> None:
+    store = store_of(path)
+    store.set_status("ada@example.org", SubscriberStatus.BOUNCED)
+    store.add(new_subscriber("eve@example.org", name="Eve"))
+    write_back(store, path)
+    lines = path.read_text().splitlines()
+    assert lines[1] == "ada@example.org,Ada,math,bounced,2026-01-01T00:00:00+00:00,"
+    assert lines[2:5] == ROWS[1:]
+    assert lines[5].startswith("eve@example.org,Eve,,active,")
+
+
+def test_an_edit_saved_while_the_list_is_written_back_is_merged_not_overwritten(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_of(path)
+    store.unsubscribe("ada@example.org")
+    rows, edited = writeback._rows, []
+
+    def editor_saves_meanwhile(store: SubscriberStore, layout: object) -> object:
+        if not edited:
+            edited.append(True)
+            edit(path, ("di@", "di@example.org,Diana,,active,2026-01-04T00:00:00+00:00,"))
+        return rows(store, layout)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writeback, "_rows", editor_saves_meanwhile)
+    assert write_back(store, path) is True
+    text = path.read_text()
+    assert "di@example.org,Diana," in text and "ada@example.org,Ada,math,unsubscribed," in text
+    assert store.get("di@example.org") is not None and store.get("di@example.org").name == "Diana"  # type: ignore[union-attr]
+
+
+DAMAGE = [
+    ('ada@example.org,"Ada,math,active,,', 2, "never closed"),  # a stray quote closed later
+    ('bob@example.org,Bob,"robots,active,,', 3, "never closed"),  # one never closed
+    ("bob@example.org,Bob,robots,active,,,extra", 3, "7 fields but the header has 6"),
+    ("bob@example.org,Bob,robots,active,", 3, "5 fields but the header has 6"),
+    ("bob@example.org,Bob,robots,paused,,", 3, "status 'paused'"),
+    ("bob@,Bob,robots,active,,", 3, "not a valid address"),
+    ("ada@example.org,Ada again,math,active,,", 3, "duplicate of 'ada@example.org'"),
+]
+
+
+@pytest.mark.parametrize("line, number, says", DAMAGE)
+def test_a_damaged_row_is_one_error_naming_its_line_and_nothing_of_the_file_is_applied(
+    path: Path, line: str, number: int, says: str
+) -> None:
+    edit(path, ("cy@", "cy@example.org,Cy,music,active,,"), ("di@", "di@example.org,Diana,,active,,"))
+    edit(path, ("bob@", line)) if number == 3 else edit(path, ("ada@", line))
+    with pytest.raises(SubscriberError) as caught:
+        store_of(path)
+    assert caught.value.where == f"{path}:{number}" and says in caught.value.what
+    store = store_of(path, sync=False)
+    assert [(s.name, s.status.value) for s in store.read()] == [
+        ("Ada", "active"),
+        ("Bob", "active"),
+        ("Cy", "unsubscribed"),
+        ("Di", "active"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "header, says",
+    [
+        ("email,name,keyword,status,subscribed_at,unsubscribed_at", "did you mean `keywords`?"),
+        ("address,name,keywords,status,subscribed_at,unsubscribed_at", "has no 'email' column"),
+    ],
+)
+def test_a_damaged_header_is_one_error_and_applies_nothing(path: Path, header: str, says: str) -> None:
+    path.write_text("\n".join([header, *ROWS[:2]]) + "\n")
+    with pytest.raises(SubscriberError) as caught:
+        store_of(path)
+    assert caught.value.where == f"{path}:1" and says in caught.value.what
+    assert len(store_of(path, sync=False).read()) == 4
+
+
+def test_a_send_from_a_file_with_a_stray_quote_sends_nothing(
+    project: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    listed = project / "subscribers" / "example.csv"
+    lines = listed.read_text().splitlines()
+    ivan = next(i for i, line in enumerate(lines) if line.startswith("ivan@"))
+    lines[ivan] = lines[ivan].replace("Ivan Petrov", '"Ivan Petrov')  # closed by Kofi's quoted name
+    listed.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(main, ["send"])
+    assert result.exit_code == 1 and result.output.startswith("Error: a quote")
+    assert f"{listed}:{ivan + 1}" in result.output
+    assert not (project / "outbox").exists() or not any((project / "outbox" / "new").iterdir())
+
+
+def test_an_unchanged_file_is_not_read_again_and_a_touched_one_not_merged(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans, merges = [], []
+    scan, merge = csvsync.scan, csvsync.merge
+    monkeypatch.setattr(csvsync, "scan", lambda *a: scans.append(1) or scan(*a))
+    monkeypatch.setattr(csvsync, "merge", lambda *a, **k: merges.append(1) or merge(*a, **k))
+    path.touch()
+    store_of(path)
+    assert (len(scans), len(merges)) == (1, 0)  # same content: only the file's new time is kept
+    store_of(path)
+    assert len(scans) in (1, 2) and len(merges) == 0  # (read again only while its time is fresh)
+
+
+def test_a_list_kept_only_in_the_database_gets_its_file_from_sync(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = path.with_name("web.csv")
+    store = store_of(other)
+    store.add(new_subscriber("w@example.org", status=SubscriberStatus.PENDING))
+    assert not write_back(store, other) and not other.exists()  # never kept as CSV: no file appears
+    assert write_back(store, other, create=True) and other.read_text().splitlines()[1].startswith(
+        "w@example.org,,,pending,"
+    )
+    assert other.stat().st_mode & 0o077 == 0  # a new file is its owner's only
