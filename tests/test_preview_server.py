@@ -110,6 +110,28 @@ def test_requests_for_other_host_names_are_refused(base: str) -> None:
     assert status == 400
 
 
+def headers_of(url: str, method: str = "GET", host: str | None = None) -> dict[str, str]:
+    """The answer's headers only: the event stream never ends, so no body is read."""
+    request = urllib.request.Request(url, method=method, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return {name.lower(): value for name, value in answer.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return {name.lower(): value for name, value in exc.headers.items()}
+
+
+def test_every_preview_answer_carries_the_header_policy_of_serve(base: str, session: PreviewSession) -> None:
+    paths = [route.path for route in create_preview_app(session, watch=False).routes]
+    asked = [(base + path, method, None) for path in paths for method in ("GET", "POST")]
+    asked += [(f"{base}/no-such-page", "GET", None), (f"{base}/api/state", "GET", "evil.example")]
+    for url, method, host in asked:
+        headers = headers_of(url, method, host)
+        csp = headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp and "base-uri 'none'" in csp, (method, url)
+        assert headers.get("x-frame-options") == "DENY" and headers.get("x-content-type-options") == "nosniff"
+        assert headers.get("referrer-policy") == "no-referrer" and headers.get("cache-control") == "no-store"
+
+
 def test_send_me_this_is_off_with_the_embedded_outbox(base: str) -> None:
     status, answer = post(
         f"{base}/api/send", {"subscriber": ALICE, "to": "me@example.org"}, {ACTION_HEADER: "1"}

@@ -16,6 +16,7 @@ from helpers.browser import CHROMEDRIVER as DRIVER
 from helpers.browser import CHROMIUM, needs_chromedriver
 from helpers.signup_site import make_site, outbox, text_part
 
+from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
 from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import Settings
 from newsletter.statuses import SubscriberStatus
@@ -168,3 +169,37 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     submit(driver, "button[type=submit]")
     assert heading(driver) == "Unsubscribed"
     assert not SubscriberStore(settings.list_path("news")).is_active(reader)
+
+
+LOOK = """
+const style = (selector, property) => {
+  const found = document.querySelector(selector);
+  return found ? getComputedStyle(found)[property] : null;
+};
+return [style("body", "backgroundColor"), style(".box", "backgroundColor"), style(".box", "maxWidth"),
+        style(".masthead", "color"), style("h1", "fontSize"), style("h1", "fontFamily"),
+        document.querySelector(".masthead") && document.querySelector(".masthead").textContent];
+"""
+
+
+def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
+    site: tuple[Settings, str], browser: object
+) -> None:
+    settings, base_url = site
+    driver = browser
+    signer = TokenSigner(str(settings.secret))
+    feedback = purpose_url(signer, base_url, Purpose.FEEDBACK, "news", "alice@example.org", item="2403.00001")
+    driver.get(f"{base_url}/subscribe?list=news")
+    sign_up = driver.execute_script(LOOK)
+    assert sign_up[-1] == "Lab Papers" and None not in sign_up
+    pages = {
+        "7-feedback": (f"{feedback}&v=less", "Fewer papers like this one?"),
+        "8-link-not-valid": (f"{base_url}/unsubscribe?t=forged", "Link not valid"),
+        "9-incomplete-link": (f"{base_url}/unsubscribe?list=news", "Incomplete link"),
+        "10-page-not-found": (f"{base_url}/no-such-page", "Page not found"),
+    }
+    for name, (url, title) in pages.items():
+        driver.get(url)
+        assert heading(driver) == title
+        assert driver.execute_script(LOOK) == sign_up, f"{name} does not look like the sign-up page"
+        look(driver, name)

@@ -45,6 +45,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from ..errors import ConfigError
+from ..safety.listnames import is_list_name
 from ..settings import Settings
 
 UNSUBSCRIBE_PATH = "/unsubscribe"
@@ -299,6 +300,23 @@ def verify_legacy_token(secrets: Sequence[str], list_name: str, email: str, toke
     )
 
 
+def verify_unsubscribe(
+    signer: TokenSigner, token: str, list_name: str = "", email: str = ""
+) -> tuple[str, str] | None:
+    """(list, address) of a genuine unsubscribe link or mail request, opaque or legacy; None otherwise.
+
+    The one check behind the web link and the mailto: request: an opaque token alone, or (with a
+    list or an address given) an old HMAC over both. The list must be a safe list name either way.
+    """
+    found: tuple[str, str] | None = None
+    if not (list_name or email):
+        claims = signer.verify(token, Purpose.UNSUBSCRIBE)
+        found = None if claims is None else (claims.list_name, claims.email)
+    elif verify_legacy_token((signer.secret, *signer.previous), list_name, email, token):
+        found = (list_name, email.strip().lower())
+    return found if found is not None and is_list_name(found[0]) else None
+
+
 __all__ = [
     "CONFIRM_TTL",
     "Claims",
@@ -310,4 +328,5 @@ __all__ = [
     "unsubscribe_link",
     "unsubscribe_url",
     "verify_legacy_token",
+    "verify_unsubscribe",
 ]
