@@ -13,6 +13,8 @@ _NONCHARACTERS = "".join(chr(plane * 0x10000 + low) for plane in range(1, 17) fo
 _NOT_IN_MARKUP = re.compile(
     "[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufdcf\ufdf0-\ufffd\U00010000-\U0010ffff]|[" + _NONCHARACTERS + "]"
 )
+# Keywords are separated by ';', ',' or a line break (what str.splitlines calls one).
+_KEYWORD_SEPARATOR = re.compile("[;,\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def strip_forbidden_chars(text: str) -> str:
@@ -32,10 +34,14 @@ def words(text: str) -> list[str]:
 
 
 def split_keywords(text: str | None) -> list[str]:
-    """Keywords are ';'-separated in CSV files, forms and on the command line; repeats dropped."""
+    """The one keyword rule for the CSV, the CLI, import, the web form and ranking.
+
+    Separated by ';', ',' or a line break; spaces inside a keyword collapse to one; empty parts
+    and repeats (ignoring case, the first spelling kept) are dropped.
+    """
     seen: dict[str, str] = {}
-    for part in (text or "").split(";"):
-        word = part.strip()
+    for part in _KEYWORD_SEPARATOR.split(text or ""):
+        word = " ".join(part.split())
         if word and word.lower() not in seen:
             seen[word.lower()] = word
     return list(seen.values())

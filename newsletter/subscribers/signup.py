@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from ..errors import SubscriberError
 from ..statuses import Frequency, SubscriberStatus
+from ..text import split_keywords
 from .csvfile import canonical, read_rows
 from .rows import RowError, check_email, format_when
 from .store import SubscriberStore
@@ -64,11 +65,7 @@ def clean_preferences(
     name: str, keywords: str, frequency: str, pause_until: str = "", today: date | None = None
 ) -> Preferences:
     """Preferences from form fields; SubscriberError saying which field is wrong and how."""
-    words: list[str] = []
-    for raw in keywords.replace("\n", ";").replace(",", ";").split(";"):
-        word = " ".join(raw.split())
-        if word and word.lower() not in (w.lower() for w in words):
-            words.append(word[:MAX_KEYWORD])
+    words = [word[:MAX_KEYWORD].rstrip() for word in split_keywords(keywords)]
     if len(words) > MAX_KEYWORDS:
         raise SubscriberError(f"{len(words)} keywords is too many", fix=f"keep at most {MAX_KEYWORDS}")
     try:
