@@ -13,7 +13,8 @@ import jinja2
 
 from ..render.digest import make_environment, template_dirs
 from ..settings import Settings
-from .compose import ComposedMessage, checked_address, clean_text
+from ..text import one_line
+from .compose import ComposedMessage, checked_address
 from .dkim import DkimSigner
 
 TEXT_TEMPLATE = "web/confirm_mail.txt"
@@ -43,7 +44,7 @@ class NoticeComposer:
         self.sender = checked_address(settings.sender.address)
 
     def subject(self, notice: Notice) -> str:
-        title = clean_text(self.settings.title)
+        title = one_line(self.settings.title)
         return f"{title}: you are subscribed" if notice.already else f"Confirm your {title} subscription"
 
     def compose(self, notice: Notice) -> ComposedMessage:
@@ -62,7 +63,7 @@ class NoticeComposer:
             "subject": self.subject(notice),
         }
         message = EmailMessage(policy=SMTP)
-        message["From"] = f"{clean_text(sender.name)} <{self.sender}>" if sender.name else self.sender
+        message["From"] = f"{one_line(sender.name)} <{self.sender}>" if sender.name else self.sender
         message["To"] = recipient
         message["Subject"] = self.subject(notice)
         message["Date"] = format_datetime(datetime.now(UTC))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,9 +15,7 @@ from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
 from ..subscribers import SubscriberStore
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
-
+from ..text import one_line
 
 NOT_DELIVERED = (
     IssueOutcome.FAILED,
@@ -127,7 +124,7 @@ def build_report(
         report.counts[outcome] += 1
         if outcome != IssueOutcome.DELIVERED:
             report.problems.append(
-                Undelivered(row.email, outcome, row.attempts, printable(row.last_reply or ""), row.updated_at)
+                Undelivered(row.email, outcome, row.attempts, one_line(row.last_reply or ""), row.updated_at)
             )
     started = min((_parse(row.updated_at) for row in rows), default=None)
     for key, subscriber in inactive.items():
@@ -157,11 +154,6 @@ def _outcome(row: LedgerRow, inactive: Subscriber | None) -> IssueOutcome:
 
 def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
-
-
-def printable(text: str) -> str:
-    """A server's reply is foreign bytes: no control or direction characters reach a terminal."""
-    return _CONTROL.sub(" ", text).strip()
 
 
 def format_text(report: IssueReport) -> str:
