@@ -1,7 +1,9 @@
-"""One set of characters is scrubbed from one-line text, whichever output it goes to."""
+"""Outside text is defused by one rule per kind of output: one line of text, a spreadsheet cell."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 
 import pytest
@@ -10,9 +12,12 @@ from newsletter.delivery.smtp import Reply
 from newsletter.ledger import LedgerRow
 from newsletter.mail.compose import header_text, mailbox
 from newsletter.mail.notices import Notice, NoticeComposer
-from newsletter.pipeline.report import build_report
+from newsletter.models import Subscriber
+from newsletter.pipeline import report
+from newsletter.pipeline.report import IssueReport, Undelivered, build_report
 from newsletter.settings import Settings
-from newsletter.statuses import DeliveryStatus, ReplyClass
+from newsletter.statuses import DeliveryStatus, IssueOutcome, ReplyClass
+from newsletter.subscribers import stats
 from newsletter.text import one_line
 
 # Every C0 control (tab, LF and CR among them), DEL, every C1 control, the Unicode line and
@@ -63,3 +68,23 @@ def test_one_line_text_has_no_control_break_or_bidi_character(scrub: Callable[[s
 @pytest.mark.parametrize("scrub", SCRUBBERS, ids=lambda scrub: scrub.__name__)
 def test_a_run_of_controls_is_one_space_and_the_ends_are_trimmed(scrub: Callable[[str], str]) -> None:
     assert scrub("\r\n Digest\r\n\t\u202eTeam\x00\n") == "Digest Team"
+
+
+def an_exported_name(text: str) -> str:
+    out = io.StringIO(newline="")
+    stats.write_csv(["email", "name"], [Subscriber("ada@example.org", name=text)], out)
+    return next(csv.DictReader(io.StringIO(out.getvalue(), newline="")))["name"]
+
+
+def a_reported_reply(text: str) -> str:
+    problem = Undelivered("ada@example.org", IssueOutcome.FAILED, 1, text, "2026-12-01T10:00:00+00:00")
+    out = io.StringIO(newline="")
+    report.write_csv(IssueReport("2026-W49", "news", "smtp", problems=[problem]), out)
+    return next(csv.DictReader(io.StringIO(out.getvalue(), newline="")))["last_reply"]
+
+
+@pytest.mark.parametrize("cell", [an_exported_name, a_reported_reply], ids=lambda cell: cell.__name__)
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"], ids=ascii)
+def test_every_csv_for_spreadsheets_shows_a_formula_as_text(cell: Callable[[str], str], start: str) -> None:
+    assert cell(f"{start}HYPERLINK(1)") == f"'{start}HYPERLINK(1)"
+    assert cell("550 plain") == "550 plain"

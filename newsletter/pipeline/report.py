@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
 from ..subscribers import SubscriberStore
+from ..subscribers.csvfile import write_spreadsheet
 from ..text import one_line
 
 NOT_DELIVERED = (
@@ -171,16 +171,10 @@ def format_text(report: IssueReport) -> str:
     return "\n".join(lines)
 
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
 def write_csv(report: IssueReport, out: TextIO) -> None:
-    """One row per address that did not get the issue; cells that a spreadsheet would run are quoted."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["email", "outcome", "attempts", "last_reply", "when"])
-    for p in report.problems:
-        cells = [p.email, str(p.outcome), str(p.attempts), p.last_reply, p.when]
-        writer.writerow(["'" + c if c.startswith(_FORMULA) else c for c in cells])
+    """One row per address that did not get the issue, safe to open in a spreadsheet."""
+    rows = [[p.email, str(p.outcome), str(p.attempts), p.last_reply, p.when] for p in report.problems]
+    write_spreadsheet(out, ["email", "outcome", "attempts", "last_reply", "when"], rows)
 
 
 def log_lines(report: IssueReport, cap: int = 1000) -> list[str]:
