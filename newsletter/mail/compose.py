@@ -8,11 +8,11 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from ..models import IssueInfo, Subscriber
+from ..models import IssueInfo, Subscriber, utc_now
 from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..text import one_line
@@ -237,7 +237,7 @@ class MessageComposer:
             f"From: {self.from_header}",
             f"To: {mailbox(subscriber.name, recipient)}",
             f"Subject: {header_text(subject)}",
-            f"Date: {format_datetime(now or datetime.now(UTC))}",
+            f"Date: {format_datetime(now or utc_now())}",
             f"Message-ID: {mid}",
             "MIME-Version: 1.0",
             f"List-Id: {self.list_id}",

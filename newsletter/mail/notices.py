@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 import jinja2
 
+from ..models import utc_now
 from ..render.digest import make_environment, template_dirs
 from ..settings import Settings
 from ..text import one_line
@@ -66,7 +66,7 @@ class NoticeComposer:
         message["From"] = f"{one_line(sender.name)} <{self.sender}>" if sender.name else self.sender
         message["To"] = recipient
         message["Subject"] = self.subject(notice)
-        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Date"] = format_datetime(utc_now())
         mid = make_msgid(idstring=secrets.token_hex(4), domain=self.sender.rsplit("@", 1)[1])
         message["Message-ID"] = mid
         # An answer to something the reader did (RFC 3834): vacation responders stay quiet.
