@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ try:
     import resource
 except ImportError:  # Windows: no `ulimit -f`
     resource = None  # type: ignore[assignment]  # the module or nothing, checked where used
+from .models import utc_now
 from .safety.private import FILE_MODE, private_dir, private_file
 from .statuses import STORED_STATUSES, DeliveryStatus
 
@@ -379,7 +379,8 @@ def ledger_version(path: Path) -> int | None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Now as the ledger stores it: ISO 8601 to the second."""
+    return utc_now().isoformat(timespec="seconds")
 
 
 class DeliveryLedger:

@@ -124,3 +124,20 @@ def test_report_without_a_ledger_is_one_error_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith("Error: there is no delivery ledger yet, so nothing was sent")
     assert result.output.count("\n") == 1
+
+
+def test_the_report_drops_direction_marks_from_a_servers_reply(tmp_path: Path) -> None:
+    # U+200F, U+061C and U+200E reorder what a terminal or a spreadsheet shows ("txt.exe" as "exe.txt").
+    reply = "550 5.1.1 \u200fmailbox\u061c unknown\u200e here"
+
+    def refuse_one(recipient: str, tries: int) -> str | None:
+        return reply if recipient == "reader0001@example.com" else None
+
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    with LoopbackServer(RecordingHandler(plan=refuse_one), enable_SMTPUTF8=True) as server:
+        write_config(tmp_path, port=server.port, max_attempts=1)
+        run(tmp_path, "send")
+    text = run(tmp_path, "report").output.splitlines()
+    rows = list(csv.DictReader(io.StringIO(run(tmp_path, "report", "--csv").output)))
+    assert text[1].endswith("  550 5.1.1 mailbox unknown here"), ascii(text[1])
+    assert [r["last_reply"] for r in rows] == ["550 5.1.1 mailbox unknown here"]

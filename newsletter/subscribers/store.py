@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SubscriberError
 from ..files import atomic_write, temp_prefix
-from ..models import Subscriber
+from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import SubscriberStatus
 from ..text import split_keywords
 from .addressindex import AddressIndex, CsvSignature, signature_of
@@ -34,7 +34,6 @@ from .table import (
     merge_one,
     row_as_subscriber,
     updated,
-    utc_now,
 )
 
 if TYPE_CHECKING:
@@ -411,7 +410,7 @@ class SubscriberStore:
             name=name.strip(),
             keywords=words,
             status=status,
-            subscribed_at=utc_now(),
+            subscribed_at=to_the_second(utc_now()),
             extra=extra or {},
         )
         if not self.path.exists():
