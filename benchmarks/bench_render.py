@@ -20,6 +20,7 @@ Usage: python benchmarks/bench_render.py [--subscribers N] [--repeat R]
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 import time
@@ -33,8 +34,9 @@ from newsletter.mail.compose import MessageComposer
 from newsletter.mail.tokens import unsubscribe_url
 from newsletter.models import Subscriber
 from newsletter.pipeline.issue import PreparedIssue, prepare_issue
+from newsletter.ranking.selection import ScoredPaper
 from newsletter.render.digest import DigestRenderer
-from newsletter.settings import load_settings
+from newsletter.settings import Settings, load_settings
 
 SECRET = "benchmark-secret"
 BASE_URL = "https://digest.example.org"
@@ -91,7 +93,7 @@ def audiences(count: int) -> dict[str, list[Subscriber]]:
         for i in range(count)
     ]
     seen: set[frozenset[str]] = set()
-    distinct = []
+    distinct: list[Subscriber] = []
     while len(distinct) < count:
         keywords = rng.sample(VOCABULARY, rng.randint(1, 5))
         if frozenset(keywords) in seen:
@@ -102,7 +104,9 @@ def audiences(count: int) -> dict[str, list[Subscriber]]:
     return {"(a) 20 profiles": shared, "(b) all distinct": distinct}
 
 
-def run_pipeline(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+def run_pipeline(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> tuple[float, int]:
     """Rank, link, render and compose every subscriber; seconds taken and premailer calls."""
     started = time.perf_counter()
     renderer = DigestRenderer(settings, issue.info)
@@ -115,7 +119,9 @@ def run_pipeline(issue: PreparedIssue, settings, subscribers: list[Subscriber]) 
     return time.perf_counter() - started, renderer.inline_calls
 
 
-def prepared_work(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> list[tuple]:
+def prepared_work(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> list[tuple[Subscriber, list[ScoredPaper], str]]:
     """Each subscriber's picks and link, made before the clock starts."""
     top = settings.selection.top_n
     return [
@@ -128,7 +134,9 @@ def prepared_work(issue: PreparedIssue, settings, subscribers: list[Subscriber])
     ]
 
 
-def run_render_compose(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+def run_render_compose(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> tuple[float, int]:
     """Render and compose with picks and links made beforehand."""
     work = prepared_work(issue, settings, subscribers)
     started = time.perf_counter()
@@ -139,7 +147,9 @@ def run_render_compose(issue: PreparedIssue, settings, subscribers: list[Subscri
     return time.perf_counter() - started, renderer.inline_calls
 
 
-def run_render_only(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+def run_render_only(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> tuple[float, int]:
     """Render only (HTML, text, subject), with picks and links made beforehand."""
     work = prepared_work(issue, settings, subscribers)
     started = time.perf_counter()
@@ -173,7 +183,7 @@ def main() -> None:
             ("render only", run_render_only),
         )
         for kind, runner in runs:
-            seconds, calls = best_of(args.repeat, lambda r=runner, s=subscribers: r(issue, settings, s))
+            seconds, calls = best_of(args.repeat, functools.partial(runner, issue, settings, subscribers))
             print(
                 f"{label:18} {kind:15} {len(subscribers) / seconds:8.0f} messages/s "
                 f"({seconds:.2f} s, {calls} premailer calls)"

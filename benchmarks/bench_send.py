@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,13 +45,15 @@ from newsletter.settings import load_settings
 class CountingSink(asyncio.Protocol):
     """Just enough SMTP to take messages: answers commands, reads DATA up to CRLF.CRLF, counts."""
 
-    count: multiprocessing.sharedctypes.Synchronized  # type: ignore[name-defined]
+    count: Synchronized[int]
+    transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a TCP server's transport is a stream
         self.transport = transport
         self.buffer = b""
         self.in_data = False
-        transport.write(b"220 sink ESMTP\r\n")  # type: ignore[attr-defined]
+        transport.write(b"220 sink ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -64,7 +67,7 @@ class CountingSink(asyncio.Protocol):
                 self.in_data = False
                 with CountingSink.count.get_lock():
                     CountingSink.count.value += 1
-                self.transport.write(b"250 2.0.0 queued\r\n")  # type: ignore[attr-defined]
+                self.transport.write(b"250 2.0.0 queued\r\n")
                 continue
             line_end = self.buffer.find(b"\r\n")
             if line_end < 0:
@@ -73,7 +76,7 @@ class CountingSink(asyncio.Protocol):
             self._command(line[:4].upper())
 
     def _command(self, verb: bytes) -> None:
-        write = self.transport.write  # type: ignore[attr-defined]
+        write = self.transport.write
         if verb in (b"EHLO", b"HELO"):
             write(b"250-sink\r\n250 8BITMIME\r\n")
         elif verb == b"DATA":
@@ -87,8 +90,8 @@ class CountingSink(asyncio.Protocol):
             write(b"250 ok\r\n")
 
 
-def _serve_sink(port_out: multiprocessing.connection.Connection, count: object) -> None:
-    CountingSink.count = count  # type: ignore[assignment]
+def _serve_sink(port_out: multiprocessing.connection.Connection, count: Synchronized[int]) -> None:
+    CountingSink.count = count
 
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(CountingSink, "127.0.0.1", 0)
@@ -98,7 +101,7 @@ def _serve_sink(port_out: multiprocessing.connection.Connection, count: object) 
     asyncio.run(main())
 
 
-def start_sink() -> tuple[multiprocessing.Process, int, object]:
+def start_sink() -> tuple[multiprocessing.Process, int, Synchronized[int]]:
     """The sink in its own process, so it does not share the sender's event loop or core."""
     count = multiprocessing.Value("q", 0)
     parent, child = multiprocessing.Pipe()
@@ -273,6 +276,7 @@ def measure_pipeline(
 
 def bench(subscribers: int, connections: int, rounds: int, processes: int | None) -> None:
     sink, port, count = start_sink()
+    assert sink.pid is not None  # start_sink started it
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
@@ -299,7 +303,7 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
             f"for reference: delivery only {delivery:.0f} msg/s"
             " (pre-built messages, newsletter's sender, no ledger)"
         )
-        print(f"sink counted {count.value} messages")  # type: ignore[attr-defined]
+        print(f"sink counted {count.value} messages")
     sink.terminate()
     print(
         f"best: ceiling {max(ceilings):.0f} msg/s, end to end {max(pipelines):.0f} msg/s, "

@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -33,7 +34,7 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return exc.code, dict(exc.headers), exc.read()
 
 
-def post(url: str, body: dict[str, str], headers: dict[str, str]) -> tuple[int, dict]:
+def post(url: str, body: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}
     )
@@ -56,7 +57,8 @@ def base(session: PreviewSession) -> Iterator[str]:
         yield url
 
 
-def api(base: str, path: str, **params: str) -> dict:
+def api(base: str, path: str, **params: str) -> Any:
+    """The decoded JSON of a GET that must succeed: an object, or a list for /api/subscribers."""
     status, _, body = get(f"{base}{path}?{urlencode(params)}")
     assert status == 200, body
     return json.loads(body)
@@ -121,8 +123,10 @@ def headers_of(url: str, method: str = "GET", host: str | None = None) -> dict[s
 
 
 def test_every_preview_answer_carries_the_header_policy_of_serve(base: str, session: PreviewSession) -> None:
-    paths = [route.path for route in create_preview_app(session, watch=False).routes]
-    asked = [(base + path, method, None) for path in paths for method in ("GET", "POST")]
+    paths = [getattr(route, "path", "/") for route in create_preview_app(session, watch=False).routes]
+    asked: list[tuple[str, str, str | None]] = [
+        (base + path, method, None) for path in paths for method in ("GET", "POST")
+    ]
     asked += [(f"{base}/no-such-page", "GET", None), (f"{base}/api/state", "GET", "evil.example")]
     for url, method, host in asked:
         headers = headers_of(url, method, host)

@@ -6,11 +6,13 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner, Result
 from helpers.smtp_servers import LoopbackServer, Received, RecordingHandler, write_config, write_subscribers
 
 from newsletter.cli import main
+from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 
 REFUSED = "550 5.1.1 <reader0001@example.com>: Recipient address rejected"
@@ -28,7 +30,7 @@ def run(folder: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(folder / "newsletter.toml"), *args])
 
 
-def send_with_problems(folder: Path, **config: object) -> Result:
+def send_with_problems(folder: Path, **config: Any) -> Result:
     write_subscribers(folder / "subscribers" / "test.csv", 6)
     with LoopbackServer(RecordingHandler(plan=plan)) as server:
         write_config(folder, port=server.port, max_attempts=2, **config)
@@ -63,7 +65,7 @@ def test_the_summary_line_says_how_to_see_them(tmp_path: Path) -> None:
 def test_report_counts_outcomes_and_lists_every_problem(tmp_path: Path) -> None:
     send_with_problems(tmp_path)
     store = SubscriberStore(tmp_path / "subscribers" / "test.csv")
-    store.set_status("reader0003@example.com", "bounced")  # bounce processing after the run
+    store.set_status("reader0003@example.com", SubscriberStatus.BOUNCED)  # bounce processing after the run
     store.unsubscribe("reader0004@example.com")  # delivered before: still delivered
     result = run(tmp_path, "report")
     assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_settings_carry_the_previous_secret(monkeypatch: pytest.MonkeyPatch) -> 
         lambda t: "!!!" + t,
     ],
 )
-def test_mangled_token_is_refused(mangle) -> None:
+def test_mangled_token_is_refused(mangle: Callable[[str], str]) -> None:
     token = SIGNER.sign(Purpose.UNSUBSCRIBE, "example", "alice@example.org")
     assert SIGNER.verify(mangle(token), Purpose.UNSUBSCRIBE) is None
     assert TokenSigner(OTHER).verify(token, Purpose.UNSUBSCRIBE) is None

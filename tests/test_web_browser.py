@@ -8,7 +8,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
@@ -22,6 +24,9 @@ from newsletter.settings import Settings
 from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = needs_chromedriver
 SHOTS = os.environ.get("SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
@@ -45,7 +50,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -59,7 +64,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
     driver.quit()
 
 
-def look(driver: object, name: str) -> None:
+def look(driver: WebDriver, name: str) -> None:
     """Screenshots at desktop and phone width; on a phone the page must not scroll sideways."""
     for width in (1100, 375):
         driver.execute_cdp_cmd(
@@ -74,7 +79,7 @@ def look(driver: object, name: str) -> None:
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
-def heading(driver: object) -> str:
+def heading(driver: WebDriver) -> str:
     from selenium.webdriver.common.by import By
 
     return str(driver.find_element(By.TAG_NAME, "h1").text)
@@ -83,7 +88,7 @@ def heading(driver: object) -> str:
 NEW_PAGE = "return window.__oldPage === undefined && document.readyState === 'complete'"
 
 
-def submit(driver: object, selector: str) -> None:
+def submit(driver: WebDriver, selector: str) -> None:
     """Press a button and wait until the page it posts to has loaded.
 
     The old page is marked first and the wait is for a loaded document without the mark. Asking
@@ -101,14 +106,14 @@ def submit(driver: object, selector: str) -> None:
     )
 
 
-def link(message: object, path: str) -> str:
+def link(message: EmailMessage, path: str) -> str:
     found = re.search(rf"https?://\S+{re.escape(path)}\?t=[\w-]+", text_part(message))
     assert found, text_part(message)
     return found.group(0)
 
 
 def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
-    site: tuple[Settings, str], browser: object
+    site: tuple[Settings, str], browser: WebDriver
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -183,7 +188,7 @@ return [style("body", "backgroundColor"), style(".box", "backgroundColor"), styl
 
 
 def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
-    site: tuple[Settings, str], browser: object
+    site: tuple[Settings, str], browser: WebDriver
 ) -> None:
     settings, base_url = site
     driver = browser
