@@ -2,6 +2,7 @@
 
     python benchmarks/bench_send.py                    # 20,000 subscribers, 3 rounds
     python benchmarks/bench_send.py --memory 100000    # peak RSS of one run at 100,000 subscribers
+    python benchmarks/bench_send.py --memory 100000 --code /tmp/old-checkout   # the same run on other code
 
 End to end = run_send with a real-SMTP config: load and rank papers, select per subscriber,
 render, compose, ledger, deliver over `connections` aiosmtplib connections. Ceiling = plain
@@ -337,10 +338,10 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def week_of_unsubscribes(path: Path, subscribers: int) -> None:
+def week_of_unsubscribes(path: Path, subscribers: int, code_path: Path) -> None:
     """1% of the list left during the week, through the journal: the send folds it in first."""
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        f"import sys; sys.path.insert(0, {str(code_path)!r})\n"
         "from pathlib import Path\n"
         "from newsletter.subscribers import SubscriberStore\n"
         f"store = SubscriberStore(Path({str(path)!r}))\n"
@@ -350,7 +351,7 @@ def week_of_unsubscribes(path: Path, subscribers: int) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def memory(subscribers: int, connections: int, processes: int | None) -> None:
+def memory(subscribers: int, connections: int, processes: int | None, code_path: Path = REPO) -> None:
     """Peak memory of a whole run, measured in a fresh process so nothing else inflates it.
 
     The list has a week's unsubscribes in its journal, so the run compacts it (and writes its
@@ -361,10 +362,10 @@ def memory(subscribers: int, connections: int, processes: int | None) -> None:
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
         write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
-        week_of_unsubscribes(folder / "subscribers" / "bench.csv", subscribers)
+        week_of_unsubscribes(folder / "subscribers" / "bench.csv", subscribers, code_path)
         config = write_config(folder, port, connections, processes)
         code = (
-            f"import resource, sys, time; sys.path.insert(0, {str(REPO)!r})\n"
+            f"import resource, sys, time; sys.path.insert(0, {str(code_path)!r})\n"
             "from newsletter.pipeline.send import SendOptions, run_send\n"
             "from newsletter.settings import load_settings\n"
             "t = time.perf_counter()\n"
@@ -406,9 +407,12 @@ def main() -> None:
     parser.add_argument(
         "--memory", type=int, metavar="N", help="measure peak RSS of one run with N subscribers"
     )
+    parser.add_argument(
+        "--code", type=Path, default=REPO, help="with --memory: the checkout whose `newsletter` to run"
+    )
     args = parser.parse_args()
     if args.memory:
-        memory(args.memory, args.connections, args.compose_processes)
+        memory(args.memory, args.connections, args.compose_processes, args.code.resolve())
     else:
         bench(args.subscribers, args.connections, args.rounds, args.compose_processes)
 

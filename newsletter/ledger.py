@@ -322,9 +322,9 @@ def _group_received(
 ) -> dict[str, frozenset[str]]:
     """Address -> paper ids, kept only where `within` (the issue's papers) has them, if given.
 
-    Without the filter a list's whole history is held at once (every paper each reader ever got:
-    a few hundred MB for 100,000 readers after some months); only this issue's papers can be
-    picked, so only they need leaving out, and a reader with none of them costs nothing.
+    Without the filter a list's whole history is held at once (every paper each reader ever got,
+    growing with every issue); only this issue's papers can be picked, so only they need leaving
+    out, and a reader with none of them costs nothing.
     """
     received: dict[str, set[str]] = {}
     for email, papers in rows:

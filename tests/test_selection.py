@@ -208,7 +208,7 @@ def test_bm25_is_lucenes_variant() -> None:
 
 
 def test_a_send_does_not_import_what_it_does_not_use() -> None:
-    """scipy (pulled in by bm25s when installed) and httpx (fetching only) cost 30 MiB per process."""
+    """scipy (pulled in by bm25s when installed) and httpx (fetching only) cost every process memory."""
     import subprocess
     import sys
 

@@ -349,7 +349,8 @@ async def write_framed_data(client: aiosmtplib.SMTP, wire: bytes) -> aiosmtplib.
     """After the 354, write a message already framed for DATA as is; return the server's reply.
 
     The fast path: aiosmtplib's own `SMTP.data()` scans every message again for line ends and
-    leading dots (half the sending loop's CPU); ours were framed where they were built
+    leading dots, much of the sending loop's CPU (benchmarks/bench_send.py: `delivery only`
+    against `ceiling`); ours were framed where they were built
     (mail/wire.py: CRLF line ends, leading dots doubled, ending CRLF.CRLF). This is the one place
     that reaches into aiosmtplib's internals: the connected client's `protocol` (an
     `aiosmtplib.protocol.SMTPProtocol`), its `write(data)` and `read_response(timeout=...)`.

@@ -109,12 +109,13 @@ def mailbox(name: str, address: str) -> str:
 class LineEncoder:
     """Quoted-printable line by line with a cache: digests of one issue share most of their lines.
 
-    QP encodes each line on its own, so joining encoded lines gives the same bytes as
-    `quoted_printable` at a third of the cost. Lines come out framed for SMTP DATA (a line
-    that starts with a dot gets a second one, RFC 5321 4.5.2), also once per cached line.
-    A line is cached the second time it is seen: one reader's own lines (their links, their
-    cards' feedback links) never come back, and caching them filled the cache with 13 MB of
-    lines used once. Both are cleared when full to bound memory.
+    QP encodes each line on its own, so joining encoded lines gives the same bytes as encoding
+    the whole body, and a line many digests share is encoded once (benchmarks/bench_render.py
+    compares the two). Lines come out framed for SMTP DATA (a line that starts with a dot gets
+    a second one, RFC 5321 4.5.2), also once per cached line. A line is cached the second time
+    it is seen: one reader's own lines (their links, their cards' feedback links) never come
+    back, and caching them filled the cache with lines used once. Both are cleared when full to
+    bound memory.
     """
 
     def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000) -> None:

@@ -3,8 +3,8 @@
 Why the address is *encrypted into* the token rather than looked up by a stored id: the web side
 must map a token back to its subscriber in O(1) without reading the list. A stored id column
 would need an index (id -> row) that every writer keeps in step with the CSV people edit by
-hand, and building it means reading the whole list (1,000,000 rows: seconds and ~100 MB per
-server process) before the first one-click unsubscribe can be answered. An AES-SIV
+hand, and building it means reading the whole list (in every server process, a cost that grows
+with the list) before the first one-click unsubscribe can be answered. An AES-SIV
 (RFC 5297, `cryptography`) ciphertext of the address needs nothing stored: the token *is* the
 id. SIV is an authenticated encryption, so the tag doubles as the MAC: a token that was not
 minted with our key, or was changed in one bit, does not decrypt. It is deterministic, so the

@@ -209,7 +209,7 @@ class RowWriter:
 
     def writerow(self, row: list[str]) -> int:
         """Write one row; returns how many UTF-8 bytes it took (where the next row starts)."""
-        joined = "".join(row)  # one search in C, not one per cell: a million rows go 0.5 s faster
+        joined = "".join(row)  # one search in C, not one per cell: this runs for every row of a compaction
         if self.newline == "\r\n" or ("\r" not in joined and "\n" not in joined):
             written = int(self.plain.writerow(row))  # what out.write returned: characters
         else:

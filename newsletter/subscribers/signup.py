@@ -160,7 +160,7 @@ def drop_stale_pending(store: SubscriberStore, now: datetime | None = None) -> i
     """Remove sign-ups nobody confirmed within PENDING_DAYS; returns how many went."""
     cutoff = (now or utc_now()) - timedelta(days=PENDING_DAYS)
     if not _may_have_stale(store, cutoff):
-        return 0  # the usual case before a send: no whole-list table in memory (50 MB at 100,000 rows)
+        return 0  # the usual case before a send: no whole-list table in memory
     with store.editing() as table:
         column = table.layout.index("subscribed_at")
         stale = [

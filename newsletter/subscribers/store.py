@@ -227,9 +227,9 @@ class SubscriberStore:
         """Fold the journal into the CSV under the lock; False when another process holds it.
 
         The rows stream from the old file through the journal into the new one, as every reader
-        sees them: a send compacts before it reads, and a table of 100,000 rows is 50 MB. Also
-        False when an editor saves the CSV during every try: the journal then waits, as readers
-        apply it anyway.
+        sees them: a send compacts before it reads, and a whole-list table would be the biggest
+        thing in its memory. Also False when an editor saves the CSV during every try: the journal
+        then waits, as readers apply it anyway.
         """
         if not self.path.exists() and not self.journal.size():
             return True
@@ -325,7 +325,8 @@ class SubscriberStore:
         from filelock import Timeout
 
         try:
-            # Poll often: a change holds the lock for milliseconds, the 50 ms default wastes most of that.
+            # Poll often: a change holds the lock only briefly, and filelock's 50 ms default would keep a
+            # waiter asleep long after the lock is free.
             with self.lock.acquire(timeout=timeout, poll_interval=0.005):
                 self._remove_stale_temp_files()
                 yield
