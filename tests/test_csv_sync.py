@@ -6,7 +6,9 @@ that applies nothing. Every test runs on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +19,7 @@ from newsletter.errors import SubscriberError
 from newsletter.statuses import SubscriberStatus
 from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers import csvsync, writeback
+from newsletter.subscribers.csvfile import CsvLayout
 from newsletter.subscribers.rows import new_subscriber
 from newsletter.subscribers.writeback import write_back
 
@@ -128,19 +131,20 @@ def test_an_edit_saved_while_the_list_is_written_back_is_merged_not_overwritten(
 ) -> None:
     store = store_of(path)
     store.unsubscribe("ada@example.org")
-    rows, edited = writeback._rows, []
+    rows, edited = writeback._rows, list[bool]()
 
-    def editor_saves_meanwhile(store: SubscriberStore, layout: object) -> object:
+    def editor_saves_meanwhile(store: SubscriberStore, layout: CsvLayout) -> Iterator[list[str]]:
         if not edited:
             edited.append(True)
             edit(path, ("di@", "di@example.org,Diana,,active,2026-01-04T00:00:00+00:00,"))
-        return rows(store, layout)  # type: ignore[arg-type]
+        return rows(store, layout)
 
     monkeypatch.setattr(writeback, "_rows", editor_saves_meanwhile)
     assert write_back(store, path) is True
     text = path.read_text()
     assert "di@example.org,Diana," in text and "ada@example.org,Ada,math,unsubscribed," in text
-    assert store.get("di@example.org") is not None and store.get("di@example.org").name == "Diana"  # type: ignore[union-attr]
+    diana = store.get("di@example.org")
+    assert diana is not None and diana.name == "Diana"
 
 
 DAMAGE = [
@@ -205,10 +209,19 @@ def test_a_send_from_a_file_with_a_stray_quote_sends_nothing(
 def test_an_unchanged_file_is_not_read_again_and_a_touched_one_not_merged(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scans, merges = [], []
+    scans, merges = list[Path](), list[Path]()
     scan, merge = csvsync.scan, csvsync.merge
-    monkeypatch.setattr(csvsync, "scan", lambda *a: scans.append(1) or scan(*a))
-    monkeypatch.setattr(csvsync, "merge", lambda *a, **k: merges.append(1) or merge(*a, **k))
+
+    def counted_scan(path: Path, synced: csvsync.Synced | None) -> csvsync.Scan:
+        scans.append(path)
+        return scan(path, synced)
+
+    def counted_merge(*args: Any, **options: Any) -> csvsync.SyncReport:
+        merges.append(args[1])
+        return merge(*args, **options)
+
+    monkeypatch.setattr(csvsync, "scan", counted_scan)
+    monkeypatch.setattr(csvsync, "merge", counted_merge)
     path.touch()
     store_of(path)
     assert (len(scans), len(merges)) == (1, 0)  # same content: only the file's new time is kept

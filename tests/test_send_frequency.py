@@ -8,6 +8,7 @@ import mailbox
 import re
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 from helpers.lists import store_of
@@ -17,10 +18,11 @@ from newsletter.statuses import Frequency, SubscriberStatus
 from newsletter.store.subscribers import SubscriberStore
 
 
-def send(*args: str) -> dict[str, object]:
+def send(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["send", "--json", *args])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def delivered(project: Path) -> list[email.message.EmailMessage]:
@@ -30,8 +32,7 @@ def delivered(project: Path) -> list[email.message.EmailMessage]:
 
 def prepare(project: Path) -> SubscriberStore:
     """alice reads daily, ada paused past the issue, bob only signed up (pending)."""
-    store = store_of(project / "subscribers" / "example.csv")
-    path = store.path
+    path = project / "subscribers" / "example.csv"
     text = path.read_text(encoding="utf-8").splitlines()
     text[0] += ",frequency,pause_until"
     text = [text[0]] + [line + ",," for line in text[1:]]
@@ -39,7 +40,7 @@ def prepare(project: Path) -> SubscriberStore:
     text[2] = text[2][:-2] + ",,2024-03-20"
     text[3] = text[3].replace(",active,", ",pending,")
     path.write_text("\n".join(text) + "\n", encoding="utf-8")
-    return store
+    return store_of(path)
 
 
 def test_weekly_and_daily_issues_reach_only_their_readers(project: Path) -> None:
@@ -71,5 +72,7 @@ def test_no_link_or_header_carries_an_address_and_the_footer_links_to_manage(pro
         urls = re.findall(r"(?:https?|mailto):[^\s\"'<>]+", raw)
         assert urls and not [u for u in urls if address.lower() in u.lower() or "%40" in u.split("?")[-1]]
         assert "email=" not in raw
-        text = message.get_body(preferencelist=("plain",)).get_content()
+        body = message.get_body(preferencelist=("plain",))
+        assert body is not None
+        text = body.get_content()
         assert "/manage?t=" in text and "/unsubscribe?t=" in text

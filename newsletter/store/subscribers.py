@@ -19,7 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, RowMapping, Select, and_, delete, func, select, update
 
 from ..errors import SubscriberError
-from ..models import Subscriber
+from ..models import Subscriber, utc_now
 from ..statuses import SubscriberStatus
 from .database import Database, dialect_insert
 from .schema import deliveries, lists, signups, subscribers, suppressions
@@ -62,12 +62,12 @@ def utc_text(value: datetime | None) -> str | None:
 
 def now_text() -> str:
     """Now, as a time column holds it."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now().isoformat(timespec="seconds")
 
 
 def change_stamp(at: datetime | None = None) -> str:
     """`changed_at`: to the microsecond, so a send that polls for changes misses none."""
-    return (at or datetime.now(UTC)).isoformat(timespec="microseconds")
+    return (at or utc_now()).isoformat(timespec="microseconds")
 
 
 def as_subscriber(row: RowMapping) -> Subscriber:
@@ -152,12 +152,12 @@ class StatusWatch:
     _next: float = 0.0
 
     def __post_init__(self) -> None:
-        self._since = change_stamp(datetime.now(UTC) - self.slack)
+        self._since = change_stamp(utc_now() - self.slack)
 
     def still_wanted(self, key: str) -> bool:
         """False once the reader is anything but active (unsubscribed, bounced, removed to pending)."""
         if time.monotonic() >= self._next:
-            started = datetime.now(UTC)
+            started = utc_now()
             for changed, status in self.store.changes_since(self._since):
                 (self.left.discard if status == SubscriberStatus.ACTIVE else self.left.add)(changed)
             self._since = change_stamp(started - self.slack)
@@ -403,7 +403,7 @@ class SubscriberStore:
             return False
         values: dict[str, str | None] = {"status": status.value}
         if status is SubscriberStatus.UNSUBSCRIBED:
-            values["unsubscribed_at"] = utc_text(when or datetime.now(UTC))
+            values["unsubscribed_at"] = utc_text(when or utc_now())
         elif status is SubscriberStatus.ACTIVE:
             values["unsubscribed_at"] = None
         return self.update(email, values, expect={"status": current.status.value})

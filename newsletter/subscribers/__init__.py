@@ -30,6 +30,16 @@ def open_list(places: ListPlaces, name: str | None = None, *, sync: bool = True)
     return store
 
 
+def known_list(places: ListPlaces, name: str) -> SubscriberStore | None:
+    """A list `serve` answers for: one in the database, or one kept as a file not read in yet."""
+    store = open_list(places, name, sync=False)
+    if store.exists():
+        return store
+    if store.csv_path is not None and store.csv_path.is_file():
+        return open_list(places, name)
+    return None
+
+
 __all__ = [
     "STATUSES",
     "NotOnListError",
@@ -37,5 +47,6 @@ __all__ = [
     "RowProblem",
     "SubscriberStore",
     "check_email",
+    "known_list",
     "open_list",
 ]

@@ -19,6 +19,7 @@ from ..mail.verp import opened_key, tokens_in
 from ..settings import Settings
 from ..statuses import SubscriberStatus
 from ..store.subscribers import SubscriberStore
+from ..text import one_line
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 RETURNED_MESSAGES = ("message/rfc822", "message/global")
@@ -107,7 +108,7 @@ class BounceReport:
 
 
 def _field(block: Message, name: str) -> str:
-    return " ".join(str(block.get(name, "")).split())
+    return one_line(str(block.get(name, "")))
 
 
 def _address(block: Message, name: str) -> str:

@@ -37,6 +37,8 @@ CREATE_FIX = "create it with `newsletter subscribers add` or pass --list"
 QUOTE_FIX = 'remove the stray " on that line, or close the quoted field'
 # A header's cells as tuple, what each stands for, each column's first position, the unknown ones.
 Positions = tuple[tuple[str, ...], list[str], dict[str, int], list[tuple[int, str]]]
+# A spreadsheet reads a cell starting with one of these as a formula (or strips it and then does).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def canonical(column: str) -> str:
@@ -253,7 +255,7 @@ class TextSink(Protocol):
     def write(self, text: str, /) -> int: ...
 
 
-def one_line(cell: str) -> str:
+def _on_one_line(cell: str) -> str:
     """A cell as a row can hold it: line breaks (which we refuse on reading) become spaces."""
     return cell if "\n" not in cell and "\r" not in cell else " ".join(cell.splitlines())
 
@@ -265,7 +267,26 @@ class RowWriter:
         self.plain = csv.writer(out, delimiter=delimiter, lineterminator=newline)
 
     def writerow(self, row: list[str]) -> None:
-        self.plain.writerow([one_line(cell) for cell in row])
+        self.plain.writerow([_on_one_line(cell) for cell in row])
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection advice)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_spreadsheet(
+    out: TextSink, header: list[str], rows: Iterable[list[str]], *, raw: bool = False
+) -> int:
+    """CSV people open in a spreadsheet (exports, reports): formula cells defused unless raw; returns rows."""
+    writer = RowWriter(out)
+    cell = (lambda text: text) if raw else spreadsheet_safe
+    writer.writerow([cell(name) for name in header])
+    count = 0
+    for row in rows:
+        writer.writerow([cell(text) for text in row] + [""] * (len(header) - len(row)))
+        count += 1
+    return count
 
 
 def render(layout: CsvLayout, rows: Iterable[list[str]], out: TextSink) -> None:

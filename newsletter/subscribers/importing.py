@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from ..errors import SubscriberError
-from ..models import Subscriber
+from ..models import Subscriber, to_the_second, utc_now
 from ..store.subscribers import SubscriberStore
 from .rows import RowProblem, read_subscribers
 
@@ -54,7 +53,7 @@ def import_file(
     report = ImportReport(rejected=len(problems), problems=problems)
     if strict and problems:
         return report
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = to_the_second(utc_now())
     dated = [s if s.subscribed_at else replace(s, subscribed_at=now) for s in incoming]
     counted = Counter(store.add_many(dated, on_conflict))
     report.added, report.updated, report.skipped = counted["added"], counted["updated"], counted["skipped"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import SubscriberError
-from ..models import Subscriber
+from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import LIST_STATUSES, Frequency, SubscriberStatus
 from ..text import split_keywords
 from .csvfile import KNOWN_COLUMNS, OPTIONAL_COLUMNS, CsvLayout, RowError, data_lines, open_lines, split_line
@@ -240,6 +240,6 @@ def new_subscriber(
         name=name.strip(),
         keywords=split_keywords(keywords),
         status=status,
-        subscribed_at=datetime.now(UTC).replace(microsecond=0),
+        subscribed_at=to_the_second(utc_now()),
         **more,  # type: ignore[arg-type]  # frequency, extra: the model checks them
     )

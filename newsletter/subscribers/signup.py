@@ -9,13 +9,14 @@ nothing stored changes before that.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from ..errors import SubscriberError
-from ..models import Subscriber
+from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import Frequency, SubscriberStatus
 from ..store.subscribers import SubscriberStore, utc_text
+from ..text import split_keywords
 from .csvfile import RowError
 from .rows import check_email
 
@@ -63,11 +64,7 @@ def clean_preferences(
     name: str, keywords: str, frequency: str, pause_until: str = "", today: date | None = None
 ) -> Preferences:
     """Preferences from form fields; SubscriberError saying which field is wrong and how."""
-    words: list[str] = []
-    for raw in keywords.replace("\n", ";").replace(",", ";").split(";"):
-        word = " ".join(raw.split())
-        if word and word.lower() not in (w.lower() for w in words):
-            words.append(word[:MAX_KEYWORD])
+    words = [word[:MAX_KEYWORD].rstrip() for word in split_keywords(keywords)]
     if len(words) > MAX_KEYWORDS:
         raise SubscriberError(f"{len(words)} keywords is too many", fix=f"keep at most {MAX_KEYWORDS}")
     try:
@@ -108,7 +105,7 @@ def request_signup(
     For an address the list has (pending, unsubscribed or bounced) the request waits apart and
     is applied when the owner confirms; until then the row, and whatever it says, stays.
     """
-    when = now or _now()
+    when = now or to_the_second(utc_now())
     current = store.get(email)
     if current is None:
         pending = Subscriber(
@@ -145,7 +142,7 @@ def confirm(
     values = {
         "status": SubscriberStatus.ACTIVE.value,
         "unsubscribed_at": None,
-        "confirmed_at": utc_text(now or _now()),
+        "confirmed_at": utc_text(now or to_the_second(utc_now())),
     }
     if store.update(email, {**asked, **values}, expect={"status": current.status.value}):
         return ConfirmOutcome.CONFIRMED
@@ -164,11 +161,7 @@ def leave(store: SubscriberStore, email: str) -> None:
 
 def drop_stale_pending(store: SubscriberStore, now: datetime | None = None) -> int:
     """Remove sign-ups nobody confirmed within PENDING_DAYS; returns how many went."""
-    return store.drop_pending((now or _now()) - timedelta(days=PENDING_DAYS))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return store.drop_pending((now or to_the_second(utc_now())) - timedelta(days=PENDING_DAYS))
 
 
 __all__ = [
