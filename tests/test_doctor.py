@@ -17,7 +17,8 @@ from click.testing import CliRunner, Result
 from helpers.smtp_servers import make_certificate
 
 from newsletter.cli import main
-from newsletter.ledger import SCHEMA_VERSION, DeliveryLedger
+from newsletter.ledger import DeliveryLedger
+from newsletter.store import SCHEMA_VERSION as STORE_SCHEMA_VERSION
 
 # aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -370,7 +371,7 @@ def test_doctor_reads_the_ledger_version_without_writing(
         DeliveryLedger(path, "2024-W11", "example", "outbox").close()
         if content == "newer":
             with closing(sqlite3.connect(path)) as db, db:
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+                db.execute(f"PRAGMA user_version = {STORE_SCHEMA_VERSION + 1}")
     before = path.read_bytes() if path.exists() else None
 
     line = line_for(doctor(), "ledger")

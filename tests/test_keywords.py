@@ -33,6 +33,9 @@ def invoke(*args: str) -> str:
 
 
 def write_csv(path: Path, keywords: str) -> Path:
+    # A list file holds a row per line: a cell with a line break in it is refused as a stray
+    # quote would be (test_csv_sync.py), so in a file the line break is typed as a semicolon.
+    keywords = keywords.replace("\n", ";")
     with path.open("w", encoding="utf-8", newline="") as out:
         csv.writer(out).writerows([["email", "name", "keywords"], ["ada@example.org", "Ada", keywords]])
     return path
@@ -56,7 +59,7 @@ def from_subscribers_add(tmp_path: Path, typed: str) -> list[str]:
 
 
 def from_the_csv(tmp_path: Path, typed: str) -> list[str]:
-    (tmp_path / "subscribers").mkdir()
+    (tmp_path / "subscribers").mkdir(exist_ok=True)
     ada = store_of(write_csv(tmp_path / "subscribers" / "news.csv", typed)).get("ada@example.org")
     assert ada is not None
     return ada.keywords

@@ -23,6 +23,7 @@ from newsletter.ledger import (
     transaction,
 )
 from newsletter.statuses import DeliveryStatus
+from newsletter.store import SCHEMA_VERSION as STORE_SCHEMA_VERSION
 
 # The schema as released before versioning (user_version 0): ledgers like this exist on disk.
 UNVERSIONED = """
@@ -84,13 +85,13 @@ def test_an_unversioned_ledger_is_read_for_a_dry_run_without_being_changed(tmp_p
 
 @pytest.mark.parametrize("how", ["open", "peek"])
 def test_a_ledger_from_a_newer_release_is_refused(tmp_path: Path, how: str) -> None:
-    path = with_version(tmp_path / "l.db", SCHEMA_VERSION + 1)
-    with pytest.raises(LedgerError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+    path = with_version(tmp_path / "l.db", STORE_SCHEMA_VERSION + 1)
+    with pytest.raises(LedgerError, match=f"schema version {STORE_SCHEMA_VERSION + 1}, newer than"):
         if how == "open":
             DeliveryLedger(path, "2024-W11", "test", "smtp")
         else:
             DeliveryLedger.peek_entries(path, "2024-W11", "test", "smtp")
-    assert user_version(path) == SCHEMA_VERSION + 1
+    assert user_version(path) == STORE_SCHEMA_VERSION + 1
 
 
 @pytest.mark.parametrize("how", ["open", "peek"])
@@ -155,7 +156,7 @@ def test_transaction_commits_inside_the_block_and_rolls_back_only_an_open_one(tm
 )
 @pytest.mark.parametrize(
     ("ledger", "message"),
-    [("garbage", "cannot read the delivery ledger"), ("newer", "newer than this release knows")],
+    [("garbage", "the database file is damaged"), ("newer", "newer than this release knows")],
 )
 def test_dry_run_and_preview_refuse_a_ledger_they_cannot_read(
     tmp_path: Path, command: list[str], ledger: str, message: str
@@ -166,7 +167,7 @@ def test_dry_run_and_preview_refuse_a_ledger_they_cannot_read(
     if ledger == "garbage":
         path.write_bytes(b"\x00not a database" * 200)
     else:
-        with_version(path, SCHEMA_VERSION + 1)
+        with_version(path, STORE_SCHEMA_VERSION + 1)
     before = path.read_bytes()
     result = CliRunner().invoke(
         main,

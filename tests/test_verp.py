@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from helpers.dsn import dsn
+from helpers.lists import store_of
 from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config, write_subscribers
 
 from newsletter.cli import main
@@ -121,8 +122,7 @@ def bounce_run(folder: Path, reports: list[Any]) -> tuple[str, str]:
 
 
 def statuses(folder: Path) -> dict[str, str]:
-    lines = (folder / "subscribers" / "test.csv").read_text().splitlines()[1:]
-    return {line.split(",")[0]: line.split(",")[3] for line in lines}
+    return {s.email: s.status.value for s in store_of(folder / "subscribers" / "test.csv").read()}
 
 
 @pytest.fixture

@@ -142,6 +142,12 @@ class NewsletterGroup(click.Group):
             if app is not None and app.verbose:
                 raise
             raise click.ClickException(exc.message) from exc
+        finally:
+            # Close the database as a process exit would, so a command run in-process (tests,
+            # tools) leaves no connection open. Only a command that used the store imported it.
+            opening = sys.modules.get("newsletter.store.opening")
+            if opening is not None:
+                opening.forget_databases()
 
 
 @click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})

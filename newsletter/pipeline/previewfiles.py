@@ -77,7 +77,7 @@ def find_subscriber(settings: Settings, list_name: str, email: str | None) -> Su
     if email is None:
         return ANONYMOUS
     path = settings.list_path(list_name)
-    store = open_list(settings.places, list_name)
+    store = open_list(settings.places, list_name, look_only=True)
     if not store.exists():
         raise NewsletterError(
             f"subscriber list '{list_name}' not found",

@@ -87,7 +87,7 @@ def _reader(settings: Settings, list_name: str, record: DeliveryRecord) -> tuple
             email=record.email, name=data.get("name", ""), keywords=data.get("keywords", [])
         )
         return subscriber, data
-    now = open_list(settings.places, list_name).get(record.email)
+    now = open_list(settings.places, list_name, look_only=True).get(record.email)
     return now or Subscriber(email=record.email), {}
 
 

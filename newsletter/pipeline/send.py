@@ -215,7 +215,8 @@ def _run_send(
             remember_papers=not options.dry_run,
             frequency=options.frequency,
         )
-        store = open_list(settings.places, issue.info.list_name)  # a hand edit of the CSV merged in
+        # A hand edit of the CSV is merged in; a dry run leaves no database behind.
+        store = open_list(settings.places, issue.info.list_name, look_only=not recorded)
         if not store.exists():
             raise store.missing_error()
         channel = channel_for(settings.smtp)

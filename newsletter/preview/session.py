@@ -152,7 +152,7 @@ class PreviewSession:
     def search(self, list_name: str | None, query: str) -> list[Subscriber]:
         """Readers whose address, name or a keyword contains the query; active readers first."""
         settings = self.settings()
-        store = open_list(settings.places, list_name)
+        store = open_list(settings.places, list_name, look_only=True)
         if not store.exists():
             return []
         needle = " ".join(query.lower().split())[:200]

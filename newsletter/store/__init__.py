@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from .database import Database, Place, place_of
 from .migrations import SCHEMA_VERSION, upgrade
-from .opening import forget_databases, open_database
+from .opening import forget_databases, open_database, scratch_place
 
-__all__ = ["SCHEMA_VERSION", "Database", "Place", "forget_databases", "open_database", "place_of", "upgrade"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Database",
+    "Place",
+    "forget_databases",
+    "open_database",
+    "place_of",
+    "scratch_place",
+    "upgrade",
+]

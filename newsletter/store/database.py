@@ -146,7 +146,7 @@ def _diagnosis(cause: BaseException, doing: str, sqlite: bool) -> tuple[str, str
             f"no space left to {doing} the database",
             "free some disk space and run the command again: nothing recorded is lost",
         )
-    if sqlite and "not a database" in said:
+    if sqlite and ("not a database" in said or "malformed" in said):
         return (
             "the database file is damaged or is not a database",
             "restore it from a backup (`sqlite3 FILE 'PRAGMA integrity_check'` shows the damage)",

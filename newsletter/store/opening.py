@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from .database import Database, Place
+from .database import Database, Place, place_of
 from .migrations import SCHEMA_VERSION, upgrade
 
-_opened: dict[str, Database] = {}
+_opened: dict[str, tuple[Database, tuple[int, int] | None]] = {}
+_scratch: list[Path] = []
 
 
 def open_database(place: Place) -> Database:
-    """The database at `place`, one engine per process, its schema brought up to date if needed."""
+    """The database at `place`, one engine per process, its schema brought up to date if needed.
+
+    A SQLite file deleted or replaced since its engine was made (restored from a backup, say)
+    gets a new engine: the old one's connections still read the file that was there.
+    """
     key = place.url.render_as_string(hide_password=False)
-    db = _opened.get(key)
-    if db is None:
-        db = Database(place)
-        if _version(db) != SCHEMA_VERSION:
-            with db.write() as conn:
-                upgrade(conn, place.shown)
-        _opened[key] = db
+    db, was = _opened.get(key, (None, None))
+    if db is not None and _identity(place) == was:
+        return db
+    if db is not None:
+        db.dispose()
+    db = Database(place)
+    if _version(db) != SCHEMA_VERSION:
+        with db.write() as conn:
+            upgrade(conn, place.shown)
+    _opened[key] = (db, _identity(place))
     return db
+
+
+def _identity(place: Place) -> tuple[int, int] | None:
+    """Which SQLite file the place is now (device, inode); None for a server."""
+    if place.engine_name != "sqlite":
+        return None
+    try:
+        stat = os.stat(place.url.database or "")
+    except OSError:
+        return (0, 0)
+    return (stat.st_dev, stat.st_ino)
 
 
 def _version(db: Database) -> int | None:
@@ -37,6 +63,16 @@ def _version(db: Database) -> int | None:
 
 def forget_databases() -> None:
     """Close every engine (tests that remove a database file, or a forked child starting over)."""
-    for db in _opened.values():
+    for db, _ in _opened.values():
         db.dispose()
     _opened.clear()
+
+
+def scratch_place(instead_of: Place) -> Place:
+    """A throw-away SQLite file standing in for one that does not exist yet, removed at exit: for
+    a preview or dry run, which must leave no database behind."""
+    if not _scratch:
+        _scratch.append(Path(tempfile.mkdtemp(prefix="newsletter-scratch-")))
+        atexit.register(shutil.rmtree, _scratch[0], True)
+    name = hashlib.sha256(instead_of.shown.encode()).hexdigest()[:16]
+    return place_of(None, _scratch[0] / f"{name}.db")
