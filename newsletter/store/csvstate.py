@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from .database import Database, dialect_insert
 from .schema import csv_base, deliveries, lists, subscribers
-from .subscribers import chunked
+from .subscriberrows import chunked
 
 BaseRow = tuple[int, dict[str, str]]  # a line's digest and its cells by column
 

@@ -261,13 +261,27 @@ def _on_one_line(cell: str) -> str:
 
 
 class RowWriter:
-    """csv.writer for one line per row: cells never carry a line break."""
+    """csv.writer that also quotes a cell holding a line break its line ending lacks.
+
+    csv.writer quotes only the characters of its own line terminator, so with "\n" a bare "\r"
+    went out unquoted and the next read split the row in two.
+    """
 
     def __init__(self, out: TextSink, *, delimiter: str = ",", newline: str = "\n") -> None:
+        self.out, self.newline = out, newline
         self.plain = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+        self.buffer = io.StringIO()
+        self.quoting = csv.writer(self.buffer, delimiter=delimiter, lineterminator="\r\n")
 
     def writerow(self, row: list[str]) -> None:
-        self.plain.writerow([_on_one_line(cell) for cell in row])
+        joined = "".join(row)  # one search in C, not one per cell: this runs for every row of a list
+        if self.newline == "\r\n" or ("\r" not in joined and "\n" not in joined):
+            self.plain.writerow(row)
+            return
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        self.quoting.writerow(row)
+        self.out.write(self.buffer.getvalue()[:-2] + self.newline)
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -302,8 +316,8 @@ def render(layout: CsvLayout, rows: Iterable[list[str]], out: TextSink) -> None:
         )
         every.writerow(layout.header)
     width = len(layout.header)
-    for row in rows:
-        writer.writerow(row + [""] * (width - len(row)))
+    for row in rows:  # a row is one line: a line break in a cell (which reading refuses) is a space
+        writer.writerow([_on_one_line(cell) for cell in row] + [""] * (width - len(row)))
 
 
 def header_reads_back(layout: CsvLayout) -> bool:

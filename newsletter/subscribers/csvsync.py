@@ -39,9 +39,8 @@ from ..store.csvstate import (
     touch_csv,
     write_base,
 )
-from ..store.subscribers import (
+from ..store.subscriberrows import (
     SUPPRESSING,
-    SubscriberStore,
     Suppression,
     as_values,
     barred_keys,
@@ -50,6 +49,7 @@ from ..store.subscribers import (
     rows_by_key,
     write_row,
 )
+from ..store.subscribers import SubscriberStore
 from .csvfile import CsvLayout, RowError, open_lines, split_line
 from .rows import RowProblem, cells_of, from_cells, parse_row, read_subscribers, row_error
 

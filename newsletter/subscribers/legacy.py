@@ -17,7 +17,8 @@ from typing import Any
 
 from ..models import Subscriber
 from ..store.csvstate import has_deliveries
-from ..store.subscribers import FIELDS, SubscriberStore, as_values
+from ..store.subscriberrows import FIELDS, as_values
+from ..store.subscribers import SubscriberStore
 from .csvfile import CsvLayout, RowError, canonical
 from .csvsync import sync
 from .rows import cells_of, from_cells, parse_row

@@ -15,7 +15,8 @@ from enum import StrEnum
 from ..errors import SubscriberError
 from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import Frequency, SubscriberStatus
-from ..store.subscribers import SubscriberStore, utc_text
+from ..store.subscriberrows import utc_text
+from ..store.subscribers import SubscriberStore
 from ..text import split_keywords
 from .csvfile import RowError
 from .rows import check_email
