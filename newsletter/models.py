@@ -39,8 +39,11 @@ class Subscriber:
 
     def __post_init__(self) -> None:
         # Status and frequency are compared with `is`: a plain "active" must become the member.
-        self.status = SubscriberStatus(self.status)
-        self.frequency = Frequency(self.frequency)
+        # (Checked first: a send or an import makes a million of these.)
+        if type(self.status) is not SubscriberStatus:
+            self.status = SubscriberStatus(self.status)
+        if type(self.frequency) is not Frequency:
+            self.frequency = Frequency(self.frequency)
         self.keywords = list(self.keywords)
 
     @property

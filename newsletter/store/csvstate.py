@@ -2,23 +2,23 @@
 
 The `lists` row holds the file's layout, its identity as last synced (size, mtime, content hash)
 and the sorted digests of its lines; `csv_base` holds each of those lines' cells, the base of the
-three-way merge (subscribers/csvsync.py decides what to merge; this module only reads and writes).
+three-way merge, as the file had them (subscribers/csvsync.py decides what to merge; this module
+only reads and writes).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, LargeBinary, delete, literal, select, update
 
-from .database import Database, dialect_insert
+from .database import Database, bulk_insert, dialect_insert
 from .schema import csv_base, deliveries, lists, subscribers
 from .subscriberrows import chunked
 
-BaseRow = tuple[int, dict[str, str]]  # a line's digest and its cells by column
+BaseRow = tuple[int, str]  # a line's digest and the line
 
 
 @dataclass
@@ -31,9 +31,16 @@ class CsvState:
     last_issue: str  # the newest last_issue the file named
 
 
-def csv_state(db: Database, name: str, conn: Connection | None = None) -> CsvState | None:
-    """The state of a list's file (None: the list is not in the database); in `conn`, locked."""
-    query = select(lists.c.csv_layout, lists.c.csv_signature, lists.c.csv_digests, lists.c.csv_last_issue)
+def csv_state(
+    db: Database, name: str, conn: Connection | None = None, digests: bool = False
+) -> CsvState | None:
+    """The state of a list's file (None: the list is not in the database); in `conn`, locked.
+
+    The line digests (8 bytes a row) are read only when asked for: every command asks whether
+    the file changed, and it usually has not.
+    """
+    wanted = lists.c.csv_digests if digests else literal(b"", LargeBinary)
+    query = select(lists.c.csv_layout, lists.c.csv_signature, wanted, lists.c.csv_last_issue)
     query = query.where(lists.c.name == name)
     if conn is None:
         with db.read() as own:
@@ -63,14 +70,14 @@ def touch_csv(db: Database, name: str, signature: str) -> None:
 
 def base_rows(conn: Connection, name: str, digests: Sequence[int] | None) -> dict[str, BaseRow]:
     """Base rows by address: those with these digests, or all of them (None)."""
-    query = select(csv_base.c.email_key, csv_base.c.digest, csv_base.c.cells).where(csv_base.c.list == name)
+    query = select(csv_base.c.email_key, csv_base.c.digest, csv_base.c.line).where(csv_base.c.list == name)
     if digests is None:
         rows = list(conn.execute(query))
     else:
         rows = []
         for start in range(0, len(digests), 500):
             rows += conn.execute(query.where(csv_base.c.digest.in_(list(digests[start : start + 500]))))
-    return {str(key): (int(digest), json.loads(cells)) for key, digest, cells in rows}
+    return {str(key): (int(digest), str(line)) for key, digest, line in rows}
 
 
 def based(conn: Connection, name: str, keys: Collection[str]) -> bool:
@@ -93,25 +100,20 @@ def has_rows(conn: Connection, name: str) -> bool:
     )
 
 
-def write_base(conn: Connection, name: str, rows: list[tuple[str, int, dict[str, str]]], first: bool) -> None:
-    """Base rows (address, digest, cells) as the file has them now."""
-    values = [
-        {"list": name, "email_key": key, "digest": digest, "cells": json.dumps(cells, ensure_ascii=False)}
-        for key, digest, cells in rows
-    ]
+def write_base(conn: Connection, name: str, rows: list[tuple[str, int, str]], first: bool) -> None:
+    """Base rows (address, digest, line) as the file has them now."""
+    values = [{"list": name, "email_key": key, "digest": digest, "line": line} for key, digest, line in rows]
     if not values:
         return
     if first:
-        conn.execute(csv_base.insert(), values)
+        bulk_insert(conn, csv_base.insert(), values)
         return
     statement = dialect_insert(conn.dialect.name, csv_base)
     excluded = statement.excluded
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["list", "email_key"], set_={"digest": excluded.digest, "cells": excluded.cells}
-        ),
-        values,
+    upsert = statement.on_conflict_do_update(
+        index_elements=["list", "email_key"], set_={"digest": excluded.digest, "line": excluded.line}
     )
+    bulk_insert(conn, upsert, values)
 
 
 def drop_base(conn: Connection, name: str, keys: Collection[str]) -> None:

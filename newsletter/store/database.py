@@ -7,14 +7,14 @@ in how a connection starts (SQLite's pragmas and `BEGIN IMMEDIATE`) and in how e
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, Insert, Table, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, StoreError
@@ -136,6 +136,22 @@ def dialect_insert(engine_name: str, table: Table) -> sqlite.Insert | postgresql
     from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
     return postgresql_insert(table)
+
+
+def bulk_insert(conn: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Many rows in one go: the statement as Core compiles it for this engine, the rows handed to
+    the driver as they are (Core's per-row parameter handling is half the cost of an import).
+
+    Only for plain values (text, numbers, bytes, None) that need no type conversion.
+    """
+    if not rows:
+        return
+    compiled = statement.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    if compiled.positional:
+        order = compiled.positiontup or []
+        conn.exec_driver_sql(str(compiled), [tuple(row[key] for key in order) for row in rows])
+    else:
+        conn.exec_driver_sql(str(compiled), [dict(row) for row in rows])
 
 
 def _diagnosis(cause: BaseException, doing: str, sqlite: bool) -> tuple[str, str | None]:

@@ -103,14 +103,15 @@ subscribers = Table(
     Index("subscribers_by_change", "list", "changed_at"),
 )
 
-# Each row of a list's CSV as it was when last synced: the base of the three-way merge.
+# Each line of a list's CSV as it was when last synced (in the layout `lists` keeps): the base of
+# the three-way merge.
 csv_base = Table(
     "csv_base",
     metadata,
     Column("list", Text, primary_key=True),
     Column("email_key", Text, primary_key=True),
-    Column("digest", BigInteger, nullable=False),  # of the row's line as the file had it
-    Column("cells", Text, nullable=False),  # JSON object: column -> cell text
+    Column("digest", BigInteger, nullable=False),  # of the line, its last_issue cell left out
+    Column("line", Text, nullable=False),  # the line itself, without its line end
     Index("csv_base_by_digest", "list", "digest"),
 )
 

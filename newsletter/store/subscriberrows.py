@@ -17,7 +17,7 @@ from sqlalchemy import Connection, RowMapping, and_, delete, select, update
 from ..errors import SubscriberError
 from ..models import Subscriber, utc_now
 from ..statuses import SubscriberStatus
-from .database import dialect_insert
+from .database import bulk_insert, dialect_insert
 from .schema import subscribers, suppressions
 
 # Columns a change may write, as text ('' or None clears the optional ones).
@@ -82,7 +82,7 @@ def as_values(subscriber: Subscriber) -> dict[str, Any]:
         "email": subscriber.email.strip(),
         "name": subscriber.name,
         "keywords": "; ".join(subscriber.keywords),
-        "status": SubscriberStatus(subscriber.status).value,
+        "status": subscriber.status.value,
         "subscribed_at": utc_text(subscriber.subscribed_at),
         "unsubscribed_at": utc_text(subscriber.unsubscribed_at),
         "confirmed_at": utc_text(subscriber.confirmed_at),
@@ -132,9 +132,8 @@ def insert_rows(conn: Connection, list_name: str, new: Collection[Subscriber]) -
     if not new:
         return
     stamp = change_stamp()
-    conn.execute(
-        subscribers.insert(), [{**as_values(s), "list": list_name, "changed_at": stamp} for s in new]
-    )
+    rows = [{**as_values(s), "list": list_name, "changed_at": stamp} for s in new]
+    bulk_insert(conn, subscribers.insert(), rows)
     for subscriber in new:
         if subscriber.status in SUPPRESSING:
             when = utc_text(subscriber.unsubscribed_at) or now_text()

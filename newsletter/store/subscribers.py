@@ -335,8 +335,6 @@ class SubscriberStore:
         stamp = utc_text(when) or now_text()
         key = key_of(email)
         with self.db.write() as conn:
-            if conn.execute(select(lists.c.name).where(lists.c.name == self.name)).first() is None:
-                raise self.missing_error()
             changed = conn.execute(
                 update(subscribers)
                 .where(self._mine(key), subscribers.c.status == SubscriberStatus.ACTIVE.value)
@@ -346,8 +344,12 @@ class SubscriberStore:
                     changed_at=change_stamp(),
                 )
             ).rowcount
-            if changed or conn.execute(select(subscribers.c.id).where(self._mine(key))).first() is None:
-                suppress(conn, self.name, key, SubscriberStatus.UNSUBSCRIBED, stamp)
+            if not changed:  # the usual one-click is two statements; this path is the rare one
+                if conn.execute(select(subscribers.c.id).where(self._mine(key))).first() is not None:
+                    return False  # not active: bounced, or unsubscribed already
+                if conn.execute(select(lists.c.name).where(lists.c.name == self.name)).first() is None:
+                    raise self.missing_error()
+            suppress(conn, self.name, key, SubscriberStatus.UNSUBSCRIBED, stamp)
         return bool(changed)
 
     def remove(self, email: str) -> bool:

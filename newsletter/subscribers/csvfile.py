@@ -249,6 +249,20 @@ def split_line(layout: CsvLayout, raw: bytes, path: Path, line: int) -> list[str
     return cells
 
 
+def split_lines(layout: CsvLayout, lines: list[bytes]) -> list[list[str]] | None:
+    """The cells of many good lines with one reader for them all (what makes a big import fast);
+    None when any is not good: split_line, one at a time, then says which and why."""
+    try:
+        texts = [raw.decode("utf-8") for raw in lines]
+        if "\r" in "".join(texts):
+            return None
+        rows = list(csv.reader(texts, delimiter=layout.delimiter, strict=True))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    width = len(layout.header)
+    return rows if len(rows) == len(lines) and all(len(row) == width for row in rows) else None
+
+
 class TextSink(Protocol):
     """Where rows are written: a text file or a string buffer."""
 

@@ -18,6 +18,7 @@ from ..text import split_keywords
 from .csvfile import KNOWN_COLUMNS, OPTIONAL_COLUMNS, CsvLayout, RowError, data_lines, open_lines, split_line
 
 STATUSES = LIST_STATUSES
+_STATUS_OF = {status.value: status for status in STATUSES}
 # A plain ASCII local part (RFC 5322 dot-atom): email_validator accepts it as it is.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 # Every column a row's values are compared by (last_issue is the store's, never merged).
@@ -86,10 +87,10 @@ def _undeliverable(domain: str) -> str | None:
 
 def parse_status(text: str) -> SubscriberStatus:
     """An empty status means active; anything else must be one we know."""
-    status = text.strip().lower() or SubscriberStatus.ACTIVE
-    if status not in STATUSES:
+    status = _STATUS_OF.get(text.strip().lower() or "active")
+    if status is None:
         raise RowError(f"status '{text.strip()}' is not one of {', '.join(STATUSES)}")
-    return SubscriberStatus(status)
+    return status
 
 
 def parse_when(text: str, column: str) -> datetime | None:

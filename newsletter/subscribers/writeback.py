@@ -37,7 +37,7 @@ def write_back(store: SubscriberStore, path: Path, create: bool = False) -> bool
     for _ in range(TRIES):
         before = _identity(path)  # any edit after this aborts the write below; those before are merged
         sync(store, path)
-        synced = state(store)
+        synced = state(store, digests=True)
         if synced is None or (synced.layout is None and not create):
             return False
         layout = CsvLayout.from_json(synced.layout.to_json()) if synced.layout else CsvLayout()
