@@ -176,6 +176,16 @@ def test_a_damaged_row_is_one_error_naming_its_line_and_nothing_of_the_file_is_a
     ]
 
 
+def test_two_new_lines_for_one_address_are_one_error_naming_both(path: Path) -> None:
+    edit(path, append="eve@example.org,Eve,,active,,\nEVE@example.org,Eve again,,active,,\n")
+    with pytest.raises(SubscriberError) as caught:
+        store_of(path)
+    assert (
+        caught.value.where == f"{path}:7" and "duplicate of 'EVE@example.org' on line 6" in caught.value.what
+    )
+    assert store_of(path, sync=False).get("eve@example.org") is None
+
+
 @pytest.mark.parametrize(
     "header, says",
     [

@@ -20,6 +20,7 @@ import time
 import zlib
 from array import array
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -196,7 +197,8 @@ def _chunks(path: Path, hasher: Any) -> Iterator[tuple[int, list[bytes]]]:
 
 
 def _unknown(base: np.ndarray | None, digests: np.ndarray) -> np.ndarray:
-    """Indexes of the digests the last sync did not see."""
+    """Indexes of the digests (of the lines now) the last sync did not see; also, given the lines
+    now as `base`, which of the last sync's digests are gone."""
     import numpy as np
 
     if base is None or not len(base):
@@ -290,30 +292,39 @@ def merge(store: SubscriberStore, path: Path, synced: Synced | None, found: Scan
             raise Moved  # another process merged a version of the file meanwhile
         store.create(conn)
         base = synced.base(found.layout) if synced is not None else None
-        gone = None if base is None else [int(d) for d in base[~np.isin(base, found.digests)]]
+        now_sorted = np.sort(found.digests)
+        gone = None if base is None else base[_unknown(now_sorted, base)].tolist()
         first, rows = not has_base(conn, store.name), has_rows(conn, store.name)
         old = synced.layout if synced is not None else None
         run = _Merge(conn, store, path, found, adopt, base_rows(conn, store.name, gone), old, first, rows)
         try:
-            batch: list[tuple[int, bytes]] = []
-            for line in _changed_lines(path, found, base):
-                batch.append(line)
-                if len(batch) >= BATCH:
-                    _merge_batch(run, batch)
-                    batch = []
-            _merge_batch(run, batch)
-            keys = np.frombuffer(run.keys, np.int64)
-            if len(np.unique(keys)) != len(keys):
-                raise IntegrityError("", None, ValueError("two changed lines of one address"))
+            with store.db.roomy(conn) if found.changed is None else nullcontext():  # many lines
+                _merge_lines(run, _changed_lines(path, found, base))
         except IntegrityError:
             list(read_subscribers(path))  # a second line for one address: this names both
             raise
         _drop_gone(run)
-        digests = np.sort(found.digests).tobytes()
+        digests = now_sorted.tobytes()
         record_csv(
             conn, store.name, CsvState(found.layout.to_json(), found.signature, digests, found.last_issue)
         )
     return run.report
+
+
+def _merge_lines(run: _Merge, changed: Iterator[tuple[int, bytes]]) -> None:
+    """Merge the changed lines a batch at a time; two lines of one address stop it."""
+    import numpy as np
+
+    batch: list[tuple[int, bytes]] = []
+    for line in changed:
+        batch.append(line)
+        if len(batch) >= BATCH:
+            _merge_batch(run, batch)
+            batch = []
+    _merge_batch(run, batch)
+    keys = np.frombuffer(run.keys, np.int64)
+    if len(np.unique(keys)) != len(keys):
+        raise IntegrityError("", None, ValueError("two changed lines of one address"))
 
 
 @dataclass(frozen=True)
