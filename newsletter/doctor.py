@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +12,12 @@ import jinja2
 from . import preflight
 from .delivery import EmbeddedServer, SmtpTarget
 from .delivery.smtp import ServerFailure, Step, close_connection, open_connection
-from .errors import LedgerError, NewsletterError
-from .ledger import SCHEMA_VERSION, ledger_error, ledger_version
+from .errors import NewsletterError, StoreError
 from .render.digest import make_environment, template_dirs
 from .safety.secretkey import HOW_TO_MAKE, MIN_LENGTH, secret_weakness
 from .settings import Settings
+from .store import SCHEMA_VERSION, Database, Place
+from .store.migrations import check_version
 from .subscribers import SubscriberStore
 
 REQUIRED_TEMPLATES = (
@@ -181,31 +180,36 @@ def check_return_path(settings: Settings) -> Check:
 
 
 def check_ledger(settings: Settings) -> Check:
-    """The ledger a send would use: of a schema this release knows, and really written to (rolled back)."""
-    path = settings.path(settings.ledger)
-    existed = path.exists()
+    """The database a send would use: of a schema this release knows, and really written to (rolled back)."""
+    place = settings.places.database()
+    sqlite_file = Path(place.url.database or "") if place.engine_name == "sqlite" else None
+    existed = sqlite_file is None or sqlite_file.exists()
     try:
-        version = ledger_version(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(path, isolation_level=None, timeout=5)) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("CREATE TABLE doctor_probe (written INTEGER)")
-                db.execute("INSERT INTO doctor_probe VALUES (1)")
-            finally:
-                db.execute("ROLLBACK")
-    except LedgerError as exc:
-        return Check("ledger", False, f"{path}: {exc.what}", exc.fix or "")
-    except (OSError, sqlite3.Error) as exc:
-        error = ledger_error(exc, path, "write to")
-        return Check("ledger", False, f"{path}: {error.what}", error.fix or "")
+        version = _probe_write(place)
+    except StoreError as exc:
+        return Check("ledger", False, f"{place.shown}: {exc.what}", exc.fix or "")
     finally:
-        if not existed:
-            path.unlink(missing_ok=True)  # the doctor leaves no empty ledger behind
-    state = "created by the first send" if version is None else f"schema version {version}"
-    if version is not None and version < SCHEMA_VERSION:
-        state += f", upgraded to {SCHEMA_VERSION} by the next send"
-    return Check("ledger", True, f"{path} ({state}), a test write rolled back")
+        if sqlite_file is not None and not existed:  # the doctor leaves no empty database behind
+            for leftover in (sqlite_file, *(Path(f"{sqlite_file}{end}") for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+    state = "created by the first send" if not existed else f"schema version {version}"
+    if existed and version < SCHEMA_VERSION:
+        state += f", upgraded to {SCHEMA_VERSION} on first use"
+    return Check("ledger", True, f"{place.shown} ({state}), a test write rolled back")
+
+
+def _probe_write(place: Place) -> int:
+    """The database's schema version, after a write that is rolled back; nothing is upgraded."""
+    db = Database(place)
+    try:
+        with db.write() as conn:
+            version = check_version(conn, place.shown)
+            conn.exec_driver_sql("CREATE TABLE doctor_probe (written INTEGER)")
+            conn.exec_driver_sql("INSERT INTO doctor_probe VALUES (1)")
+            conn.rollback()
+        return version
+    finally:
+        db.dispose()
 
 
 def check_smtp(settings: Settings) -> Iterator[Check]:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner, Result
+from helpers.deliveries import database
 from helpers.smtp_servers import make_certificate
+from sqlalchemy import text
 
 from newsletter.cli import main
-from newsletter.ledger import SCHEMA_VERSION, DeliveryLedger
+from newsletter.store import SCHEMA_VERSION, forget_databases
 
 # aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -348,20 +348,23 @@ def test_invalid_setting_is_a_one_line_error_naming_the_key(
         (None, "newsletter.db (created by the first send)"),
         ("current", "newsletter.db (schema version"),
         ("newer", "newer than this release knows"),
-        ("garbage", "cannot read the delivery ledger"),
+        ("garbage", "cannot write to the database: it is damaged"),
     ],
 )
-def test_doctor_reads_the_ledger_version_without_writing(
+def test_doctor_reads_the_database_version_without_writing(
     project: Path, content: str | None, expected: str
 ) -> None:
     path = project / "newsletter.db"
     if content == "garbage":
         path.write_bytes(b"not a database" * 100)
     elif content is not None:
-        DeliveryLedger(path, "2024-W11", "example", "outbox").close()
-        if content == "newer":
-            with closing(sqlite3.connect(path)) as db, db:
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        with database(f"sqlite:///{path}").write() as conn:
+            if content == "newer":
+                conn.execute(
+                    text("INSERT INTO schema_migrations (version, why, applied_at) VALUES (:v, '', '')"),
+                    {"v": SCHEMA_VERSION + 1},
+                )
+        forget_databases()
     before = path.read_bytes() if path.exists() else None
 
     line = line_for(doctor(), "ledger")

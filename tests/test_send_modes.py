@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from filelock import FileLock
+from helpers.deliveries import nothing_recorded
 from helpers.smtp_servers import (
     LoopbackServer,
     RecordingHandler,
@@ -37,7 +38,8 @@ def test_dry_run_composes_everyone_and_touches_no_network_and_no_files(tmp_path:
     report = json.loads(result.output)
     assert result.exit_code == 0, result.output
     assert report["composed"] == 5 and report["sent"] == 0 and report["dry_run"] is True
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["newsletter.toml", "subscribers"]
+    made = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("newsletter.db"))
+    assert made == ["newsletter.toml", "subscribers"] and nothing_recorded(tmp_path)
 
 
 def test_dry_run_never_connects_even_to_a_real_server_setting(tmp_path: Path) -> None:
@@ -46,7 +48,7 @@ def test_dry_run_never_connects_even_to_a_real_server_setting(tmp_path: Path) ->
     result = run_cli(tmp_path, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "dry run: nothing sent, nothing recorded" in result.output and "3 composed" in result.output
-    assert not (tmp_path / "newsletter.db").exists()
+    assert nothing_recorded(tmp_path)
 
 
 def test_summary_is_one_quiet_line_under_cron_and_json_has_the_counts(tmp_path: Path) -> None:

@@ -329,15 +329,16 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
 
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
-    from ..ledger import sent_messages
+    from ..store import open_database
+    from ..store.deliveries import sent_messages
     from ..subscribers.bounces import apply_bounces, read_messages, verp_check
 
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
     store = _store(app, list_name)
-    ledger = app.settings.path(app.settings.ledger)
+    db = open_database(app.settings.places.database())
     report = apply_bounces(
-        store, read_messages(maildir, mbox), partial(sent_messages, ledger), verp_check(app.settings, ledger)
+        store, read_messages(maildir, mbox), partial(sent_messages, db), verp_check(app.settings, db)
     )
     for address in report.marked:
         click.echo(f"bounced: {address}")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from ..errors import NewsletterError
-from ..ledger import Attempt, DeliveryLedger, DeliveryResult
 from ..mail.compose import ComposedMessage
 from ..settings import SmtpSettings
 from ..statuses import DeliveryStatus, ReplyClass
+from ..store.deliveries import Attempt, DeliveryLedger, DeliveryResult
 from .ratelimit import RateLimiter
 from .smtp import Reply, ServerFailure, SmtpTarget, close_connection, open_connection, send_one
 

@@ -11,10 +11,11 @@ from typing import TextIO
 
 from ..delivery.channel import channel_for
 from ..errors import LedgerError
-from ..ledger import LedgerRow, latest_issue, read_issue
 from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
+from ..store import open_database
+from ..store.deliveries import LedgerRow, latest_issue, read_issue
 from ..subscribers import SubscriberStore
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
@@ -76,27 +77,28 @@ def issue_report(
     issue: str | None = None,
     withdrawn: Collection[str] = (),
 ) -> IssueReport:
-    """Read the ledger (read-only) and the list for one issue; the latest issue by default.
+    """Read the deliveries and the list for one issue (changing nothing); the latest by default.
 
     `withdrawn`: addresses a run saw unsubscribe before their message left (the ledger keeps no
     row of them; afterwards, the list's unsubscribe times tell).
     """
     list_name = list_name or settings.default_list
     channel = channel_for(settings.smtp)
-    path = settings.path(settings.ledger)
-    if not path.is_file():
+    db = open_database(settings.places.database())
+    latest = latest_issue(db, list_name, channel)
+    if latest is None:
         raise LedgerError(
-            "there is no delivery ledger yet, so nothing was sent",
-            where=str(path),
-            fix="run `newsletter send` first, or point `ledger` in newsletter.toml at the right file",
+            f"nothing was sent to list '{list_name}' ({channel}) yet: the database has no delivery of it",
+            where=db.place.shown,
+            fix="run `newsletter send` first, or point `ledger` or database_url in newsletter.toml at the "
+            "right database",
         )
-    issue = issue or latest_issue(path, list_name, channel)
-    rows = read_issue(path, issue, list_name, channel) if issue else []
+    issue = issue or latest
+    rows = read_issue(db, issue, list_name, channel)
     if not rows:
-        what = f"issue {issue}" if issue else "any issue"
         raise LedgerError(
-            f"the ledger has no deliveries of {what} to list '{list_name}' ({channel})",
-            where=str(path),
+            f"the ledger has no deliveries of issue {issue} to list '{list_name}' ({channel})",
+            where=db.place.shown,
             fix="check --issue and --list (the issue id is the ISO week, e.g. 2026-W48)",
         )
     store = SubscriberStore(settings.list_path(list_name))

@@ -16,13 +16,14 @@ from filelock import FileLock, Timeout
 
 from ..delivery import Dispatcher, Job, channel_for, delivery_target, server_label
 from ..errors import LedgerError, NewsletterError
-from ..ledger import DeliveryLedger, ledger_error, read_issue
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
 from ..safety.listnames import check_list_name
 from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
-from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency
+from ..statuses import FINAL_STATUSES, DeliveryStatus, Frequency
+from ..store import open_database
+from ..store.deliveries import DeliveryLedger, read_issue
 from ..subscribers import SubscriberStore
 from ..subscribers.csvfile import missing_list_error
 from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
@@ -30,7 +31,6 @@ from .build import DigestBuilder
 from .buildpool import ParallelBuilder
 from .interrupts import stopped_by
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
-from .ledgermark import LedgerMarker
 from .report import issue_report, log_lines, report_command
 from .snapshot import make_snapshot, reader_record
 
@@ -249,10 +249,10 @@ def _run_planned(
     """Compose only (dry run), send one test copy (--to), or send and record."""
     channel = report.channel
     if options.dry_run:
-        path = settings.path(settings.ledger)
-        done = DeliveryLedger.peek_statuses(path, report.issue, report.list_name, channel)
-        within = planner.issue.paper_ids
-        received = DeliveryLedger.peek_received(path, report.issue, report.list_name, channel, within)
+        db = open_database(settings.places.database())
+        ledger = DeliveryLedger(db, report.issue, report.list_name, channel)
+        done = ledger.statuses()  # read only: nothing is recorded
+        received = ledger.papers_received_before(within=planner.issue.paper_ids)
         for _ in planner.jobs(store.iter_subscribers(), done, received):
             pass
     elif options.to:
@@ -275,7 +275,8 @@ class SendInterrupted(Exception):
 
 def _in_flight(settings: Settings, report: SendReport) -> int:
     """Rows left 'sending': the next run sends them again, with the same Message-ID."""
-    rows = read_issue(settings.path(settings.ledger), report.issue, report.list_name, report.channel)
+    db = open_database(settings.places.database())
+    rows = read_issue(db, report.issue, report.list_name, report.channel)
     return sum(1 for row in rows if row.status == DeliveryStatus.SENDING)
 
 
@@ -342,7 +343,12 @@ def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
             fix="let it finish; run again afterwards to pick up anything left",
         ) from None
     except OSError as exc:  # a read-only or missing folder: the lock file cannot be created
-        raise ledger_error(exc, ledger, "lock") from exc
+        raise LedgerError(
+            f"cannot create the lock that keeps two runs of list '{list_name}' apart ({exc.strerror})",
+            where=str(lock.lock_file),
+            fix=f"make {ledger.parent} writable by this user, or set 'ledger' in newsletter.toml to a "
+            "writable place",
+        ) from exc
     try:
         yield
     finally:
@@ -361,7 +367,7 @@ def _send_recorded(
         ParallelBuilder(planner.build, processes) if processes else None
     )  # fork before opening the ledger
     try:
-        ledger = _open_ledger(settings, store, report, planner.options.new_ledger)
+        ledger = _open_ledger(settings, report)
         try:
             planner.record_snapshot(ledger)
             still_wanted = _still_wanted(store)  # before the stream opens the file
@@ -376,17 +382,11 @@ def _send_recorded(
             builder.close()
 
 
-def _open_ledger(settings: Settings, store: SubscriberStore, report: SendReport, new: bool) -> DeliveryLedger:
-    """The run's ledger, refused when the list's marker says deliveries were recorded in one now lost."""
-    path = settings.path(settings.ledger)
-    marker = LedgerMarker.beside(store.path)
-    real = report.channel != Channel.OUTBOX  # a local trial may start over freely
-    if real and not new:
-        marker.check(path, report.list_name, report.channel)
-    ledger = DeliveryLedger(path, report.issue, report.list_name, report.channel)
+def _open_ledger(settings: Settings, report: SendReport) -> DeliveryLedger:
+    """The run's ledger, with room set aside for the servers' last answers should the disk fill."""
+    db = open_database(settings.places.database())
+    ledger = DeliveryLedger(db, report.issue, report.list_name, report.channel)
     ledger.reserve()
-    if real:
-        ledger.on_first_attempt = lambda: marker.note(path, report.channel, report.issue)
     return ledger
 
 
