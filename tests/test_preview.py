@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers.deliveries import nothing_recorded
 
 from newsletter.cli import main
 
@@ -83,9 +82,9 @@ def test_preview_of_unknown_subscriber_is_a_one_line_error(config: Path, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_preview_records_nothing_and_fills_no_outbox(config: Path, tmp_path: Path) -> None:
+def test_preview_touches_neither_ledger_nor_outbox(config: Path, tmp_path: Path) -> None:
     run(config, "--subscriber", "alice@example.org", "--out", str(tmp_path / "out"))
-    assert nothing_recorded(tmp_path) and not (tmp_path / "outbox").exists()
+    assert not (tmp_path / "newsletter.db").exists() and not (tmp_path / "outbox").exists()
 
 
 def test_preview_date_option_selects_the_issue(config: Path, tmp_path: Path) -> None:

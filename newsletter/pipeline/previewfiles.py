@@ -16,8 +16,8 @@ from ..models import IssueInfo, Subscriber
 from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..sources.paper import Paper
-from ..store import open_database
 from ..store.deliveries import DeliveryLedger
+from ..store.opening import existing_database
 from ..subscribers import SubscriberStore
 from .build import BuiltDigest, DigestBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue
@@ -99,7 +99,9 @@ def _already_sent(settings: Settings, issue: IssueInfo, subscriber: Subscriber) 
     """Papers this reader got in earlier issues: send leaves them out, so the preview does too."""
     if subscriber is ANONYMOUS:
         return frozenset()
-    db = open_database(settings.places.database())
+    db = existing_database(settings.places.database())  # a preview creates no database
+    if db is None:
+        return frozenset()
     ledger = DeliveryLedger(db, issue.issue_id, issue.list_name, channel_for(settings.smtp))
     return ledger.papers_received_by(subscriber.key)
 

@@ -20,8 +20,9 @@ from ..models import Subscriber
 from ..render.digest import DigestRenderer, template_dirs
 from ..settings import Settings
 from ..sources.paper import Paper
-from ..store import Database, open_database
+from ..store import Database, Place, open_database
 from ..store.deliveries import DeliveryLedger, DeliveryRecord, deliveries_to
+from ..store.opening import existing_database
 from ..subscribers import SubscriberStore
 from .build import finish_digest
 from .issue import LinkSigner, check_issue_id
@@ -51,18 +52,19 @@ class ReplayedIssue:
     notes: tuple[str, ...]
 
 
-def _record(db: Database, list_name: str, issue_id: str, email: str | None) -> DeliveryRecord:
+def _record(place: Place, list_name: str, issue_id: str, email: str | None) -> DeliveryRecord:
     if not email:
         raise NewsletterError(
             f"issue {issue_id} can only be shown for a reader it was sent to",
-            where=db.place.shown,
+            where=place.shown,
             fix="pick a subscriber (--subscriber EMAIL), or the current issue for a reader with no keywords",
         )
-    records = deliveries_to(db, issue_id, list_name, email)
+    db = existing_database(place)  # a preview creates no database
+    records = [] if db is None else deliveries_to(db, issue_id, list_name, email)
     if not records:
         raise LedgerError(
             f"the ledger has no record of issue {issue_id} for {email} in list '{list_name}'",
-            where=db.place.shown,
+            where=place.shown,
             fix="check the issue id and address with `newsletter report`, or drop --issue for this week's",
         )
     return records[0]
@@ -112,8 +114,9 @@ def replay_delivery(
     """The message `email` got in `issue_id`, rebuilt from the ledger and the issue's snapshot."""
     list_name = list_name or settings.default_list
     issue_id = check_issue_id(issue_id)
-    db = open_database(settings.places.database())
-    record = _record(db, list_name, issue_id, email)
+    place = settings.places.database()
+    record = _record(place, list_name, issue_id, email)
+    db = open_database(place)  # there is one: it holds the record
     snapshot = _snapshot(db, record, list_name, issue_id)
     missing = [pid for pid in record.papers if pid not in snapshot.papers]
     if missing:

@@ -14,8 +14,8 @@ from ..errors import LedgerError
 from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
-from ..store import open_database
 from ..store.deliveries import LedgerRow, latest_issue, read_issue
+from ..store.opening import existing_database
 from ..subscribers import SubscriberStore
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
@@ -84,12 +84,13 @@ def issue_report(
     """
     list_name = list_name or settings.default_list
     channel = channel_for(settings.smtp)
-    db = open_database(settings.places.database())
-    latest = latest_issue(db, list_name, channel)
-    if latest is None:
+    place = settings.places.database()
+    db = existing_database(place)  # a report creates no database
+    latest = None if db is None else latest_issue(db, list_name, channel)
+    if db is None or latest is None:
         raise LedgerError(
             f"nothing was sent to list '{list_name}' ({channel}) yet: the database has no delivery of it",
-            where=db.place.shown,
+            where=place.shown,
             fix="run `newsletter send` first, or point `ledger` or database_url in newsletter.toml at the "
             "right database",
         )

@@ -24,6 +24,7 @@ from ..settings import Settings
 from ..statuses import FINAL_STATUSES, DeliveryStatus, Frequency
 from ..store import open_database
 from ..store.deliveries import DeliveryLedger, read_issue
+from ..store.opening import existing_database
 from ..subscribers import SubscriberStore
 from ..subscribers.csvfile import missing_list_error
 from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
@@ -249,10 +250,10 @@ def _run_planned(
     """Compose only (dry run), send one test copy (--to), or send and record."""
     channel = report.channel
     if options.dry_run:
-        db = open_database(settings.places.database())
-        ledger = DeliveryLedger(db, report.issue, report.list_name, channel)
-        done = ledger.statuses()  # read only: nothing is recorded
-        received = ledger.papers_received_before(within=planner.issue.paper_ids)
+        db = existing_database(settings.places.database())  # read only: a dry run creates nothing
+        ledger = None if db is None else DeliveryLedger(db, report.issue, report.list_name, channel)
+        done = ledger.statuses() if ledger else {}
+        received = ledger.papers_received_before(within=planner.issue.paper_ids) if ledger else {}
         for _ in planner.jobs(store.iter_subscribers(), done, received):
             pass
     elif options.to:

@@ -23,8 +23,8 @@ from ..pipeline.replay import ReplayedIssue, replay_delivery
 from ..pipeline.send import SendReport, send_test_copy
 from ..render.digest import template_dirs
 from ..settings import Settings, load_settings
-from ..store import open_database
 from ..store.deliveries import IssueRecord, recorded_issues
+from ..store.opening import existing_database
 from ..subscribers import SubscriberStore, check_email
 from ..subscribers.rows import RowError
 from .colorscheme import Scheme, force_scheme
@@ -149,8 +149,8 @@ class PreviewSession:
     def issues(self, list_name: str | None) -> list[IssueRecord]:
         """Issues the ledger has for this list, newest first (the current one is always offered too)."""
         settings = self.settings()
-        db = open_database(settings.places.database())
-        return recorded_issues(db, list_name or settings.default_list)
+        db = existing_database(settings.places.database())
+        return [] if db is None else recorded_issues(db, list_name or settings.default_list)
 
     def search(self, list_name: str | None, query: str) -> list[Subscriber]:
         """Readers whose address, name or a keyword contains the query; active readers first."""

@@ -37,6 +37,10 @@ class Place:
     def engine_name(self) -> str:
         return "postgresql" if self.url.get_backend_name() == "postgresql" else "sqlite"
 
+    def exists(self) -> bool:
+        """False for a SQLite file not made yet, which a preview or a dry run must not create."""
+        return self.engine_name != "sqlite" or Path(self.url.database or "").is_file()
+
 
 def place_of(database_url: str | None, sqlite_path: Path) -> Place:
     """The database a config names: `database_url` (libpq or SQLAlchemy form) or the SQLite file."""

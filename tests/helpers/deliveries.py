@@ -59,23 +59,6 @@ def recorded(url: str) -> dict[str, tuple[str, str]]:
         db.dispose()
 
 
-def nothing_recorded(folder: Path) -> bool:
-    """No delivery and no issue snapshot in the database beside a test's config (if there is one)."""
-    path = folder / "newsletter.db"
-    if not path.exists():
-        return True
-    db = Database(place_of(f"sqlite:///{path}", path))
-    try:
-        with db.read() as conn:
-            found = [
-                conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
-                for t in ("deliveries", "issue_snapshots")
-            ]
-    finally:
-        db.dispose()
-    return found == [0, 0]
-
-
 def statuses(url: str) -> dict[str, str]:
     """Address -> status of every delivery row."""
     return {email: status for email, (status, _) in recorded(url).items()}
