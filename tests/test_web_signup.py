@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import pytest
@@ -13,6 +15,9 @@ from helpers.signup_site import SECRET, field, link_in, make_site, outbox, text_
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
+
+if TYPE_CHECKING:
+    from httpx2 import Response  # what Starlette's TestClient answers with
 
 from newsletter.mail.tokens import Purpose, TokenSigner
 from newsletter.settings import Settings
@@ -30,7 +35,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> TestClient:
+def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), follow_redirects=False) as client:
         yield client
 
@@ -43,7 +48,7 @@ def csv_bytes(settings: Settings) -> bytes:
     return settings.list_path("news").read_bytes()
 
 
-def sign_up(client: TestClient, email: str, **extra: str) -> object:
+def sign_up(client: TestClient, email: str, **extra: str) -> Response:
     form = client.get("/subscribe?list=news").text
     data = {
         "list": "news",
@@ -181,8 +186,14 @@ def test_an_unknown_list_is_a_404(client: TestClient) -> None:
     assert client.get("/subscribe?list=../news").status_code == 404
 
 
-def token_url(path: str, purpose: Purpose, email: str = "alice@example.org", **kw: object) -> str:
-    return f"{path}?{urlencode({'t': SIGNER.sign(purpose, 'news', email, **kw)})}"
+def token_url(
+    path: str,
+    purpose: Purpose,
+    email: str = "alice@example.org",
+    *,
+    expires: datetime | timedelta | None = None,
+) -> str:
+    return f"{path}?{urlencode({'t': SIGNER.sign(purpose, 'news', email, expires=expires)})}"
 
 
 @pytest.mark.parametrize("purpose", [Purpose.UNSUBSCRIBE, Purpose.CONFIRM, Purpose.FEEDBACK])

@@ -14,20 +14,20 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 
-class utc_now(FunctionElement[str]):  # a SQL function, so named like one
+class database_now(FunctionElement[str]):  # a SQL function, so named like one
     """Now on the database's clock, as '2026-03-14T10:00:00+00:00' (seconds, UTC)."""
 
     type = Text()
     inherit_cache = True
-    name = "utc_now"
+    name = "database_now"
 
 
-@compiles(utc_now, "sqlite")
-def _sqlite_now(element: utc_now, compiler: Any, **kw: Any) -> str:
+@compiles(database_now, "sqlite")
+def _sqlite_now(element: database_now, compiler: Any, **kw: Any) -> str:
     return "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')"
 
 
-@compiles(utc_now, "postgresql")
-def _postgresql_now(element: utc_now, compiler: Any, **kw: Any) -> str:
+@compiles(database_now, "postgresql")
+def _postgresql_now(element: database_now, compiler: Any, **kw: Any) -> str:
     # clock_timestamp(), not now(): a long transaction still writes when each row was written.
     return "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"

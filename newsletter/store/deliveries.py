@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..errors import StoreError
 from ..safety.private import FILE_MODE
 from ..statuses import DeliveryStatus
-from .clock import utc_now
+from .clock import database_now
 from .database import Database
 from .schema import deliveries, issue_snapshots
 
@@ -103,7 +103,7 @@ class LedgerRow:
 
 def _upsert_attempts(db: Database) -> Executable:
     """A new attempt, or one more on an existing row: 'sending' again with this message's data."""
-    insert = db.insert(_d).values(updated_at=utc_now(), attempts=1)
+    insert = db.insert(_d).values(updated_at=database_now(), attempts=1)
     return insert.on_conflict_do_update(
         index_elements=[_d.c.issue, _d.c.list, _d.c.email, _d.c.channel],
         set_={
@@ -125,7 +125,7 @@ _ANSWER = (
         _d.c.email == bindparam("k_email"),
         _d.c.channel == bindparam("k_channel"),
     )
-    .values(status=bindparam("v_status"), last_reply=bindparam("v_reply"), updated_at=utc_now())
+    .values(status=bindparam("v_status"), last_reply=bindparam("v_reply"), updated_at=database_now())
 )
 # A reader who left mid-run replaces only a row still 'sending': an answer already recorded stays.
 _WITHDRAWAL = _ANSWER.where(_d.c.status == DeliveryStatus.SENDING.value)
@@ -164,7 +164,7 @@ class DeliveryLedger:
             list=self.list_name,
             channel=self.channel,
             snapshot=snapshot,
-            updated_at=utc_now(),
+            updated_at=database_now(),
         )
         upsert = insert.on_conflict_do_update(
             index_elements=[_s.c.issue, _s.c.list, _s.c.channel],
@@ -333,9 +333,9 @@ def _group_received(
 ) -> dict[str, frozenset[str]]:
     """Address -> paper ids, kept only where `within` (the issue's papers) has them, if given.
 
-    Without the filter a list's whole history is held at once (every paper each reader ever got:
-    a few hundred MB for 100,000 readers after some months); only this issue's papers can be
-    picked, so only they need leaving out, and a reader with none of them costs nothing.
+    Without the filter a list's whole history is held at once (every paper each reader ever got,
+    growing with every issue); only this issue's papers can be picked, so only they need leaving
+    out, and a reader with none of them costs nothing.
     """
     received: dict[str, set[str]] = {}
     for email, papers in rows:

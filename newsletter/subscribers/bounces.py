@@ -19,6 +19,7 @@ from ..settings import Settings
 from ..statuses import SubscriberStatus
 from ..store import Database
 from ..store.deliveries import message_ids_by_key
+from ..text import one_line
 from . import SubscriberStore
 from .table import Table, apply_status
 
@@ -109,7 +110,7 @@ class BounceReport:
 
 
 def _field(block: Message, name: str) -> str:
-    return " ".join(str(block.get(name, "")).split())
+    return one_line(str(block.get(name, "")))
 
 
 def _address(block: Message, name: str) -> str:

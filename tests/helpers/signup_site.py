@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import mailbox
 import re
-from email.message import Message
+from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,10 +40,10 @@ def make_site(root: Path, **overrides: object) -> Settings:
         "sender": {"name": "Lab Papers", "address": "digest@example.org"},
     }
     values.update(overrides)
-    return Settings(**values)
+    return Settings.model_validate(values)
 
 
-def outbox(root: Path) -> list[Message]:
+def outbox(root: Path) -> list[EmailMessage]:
     """Every message filed in the site's outbox, oldest first."""
     folder = root / "outbox"
     if not folder.exists():
@@ -53,12 +53,13 @@ def outbox(root: Path) -> list[Message]:
     return sorted(messages, key=lambda m: m["Date"].datetime if m["Date"] else 0)
 
 
-def text_part(message: Message) -> str:
+def text_part(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
+    assert part is not None, "the message has no text part"
     return str(part.get_content())
 
 
-def link_in(message: Message, path: str) -> str:
+def link_in(message: EmailMessage, path: str) -> str:
     """The path and query of the first link to `path` in a message's text part."""
     found = re.search(rf"https?://\S+{re.escape(path)}\?t=[\w-]+", text_part(message))
     assert found, f"no {path} link in:\n{text_part(message)}"
