@@ -14,7 +14,8 @@ from helpers.dsn import dsn
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
-from newsletter.store.deliveries import Attempt, sent_messages
+from newsletter.store.deliveries import Attempt
+from newsletter.store.history import sent_messages
 from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.bounces import SentLookup, apply_bounces, bounces_in, read_messages
 

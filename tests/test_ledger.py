@@ -11,10 +11,8 @@ from helpers.deliveries import database, ledger
 
 from newsletter.delivery.dispatch import LedgerWriter
 from newsletter.statuses import DeliveryStatus
-from newsletter.store.deliveries import (
-    Attempt,
-    DeliveryLedger,
-    DeliveryResult,
+from newsletter.store.deliveries import Attempt, DeliveryLedger, DeliveryResult
+from newsletter.store.history import (
     deliveries_to,
     latest_issue,
     message_ids_by_key,

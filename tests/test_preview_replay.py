@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from helpers.deliveries import database, old_ledger
 
 from newsletter.cli.app import main
-from newsletter.store.deliveries import DeliveryLedger, deliveries_to, recorded_issues
+from newsletter.store.deliveries import DeliveryLedger
+from newsletter.store.history import deliveries_to, recorded_issues
 
 ALICE = "alice@example.org"
 

@@ -16,7 +16,7 @@ from newsletter.pipeline import report
 from newsletter.pipeline.report import IssueReport, Undelivered, build_report
 from newsletter.settings import Settings
 from newsletter.statuses import DeliveryStatus, IssueOutcome, ReplyClass
-from newsletter.store.deliveries import LedgerRow
+from newsletter.store.history import LedgerRow
 from newsletter.subscribers import stats
 from newsletter.text import one_line
 

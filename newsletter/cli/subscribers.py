@@ -334,7 +334,7 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
     from ..store import open_database
-    from ..store.deliveries import sent_messages
+    from ..store.history import sent_messages
     from ..subscribers.bounces import apply_bounces, read_messages, verp_check
 
     if (maildir is None) == (mbox is None):

@@ -21,7 +21,8 @@ from ..render.digest import DigestRenderer, template_dirs
 from ..settings import Settings
 from ..sources.paper import Paper
 from ..store import Database, Place, open_database
-from ..store.deliveries import DeliveryLedger, DeliveryRecord, deliveries_to
+from ..store.deliveries import DeliveryLedger
+from ..store.history import DeliveryRecord, deliveries_to
 from ..store.opening import existing_database
 from ..subscribers import SubscriberStore
 from .build import finish_digest

@@ -12,7 +12,7 @@ from ..errors import LedgerError
 from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
-from ..store.deliveries import LedgerRow, latest_issue, read_issue
+from ..store.history import LedgerRow, latest_issue, read_issue
 from ..store.opening import existing_database
 from ..subscribers import SubscriberStore
 from ..subscribers.csvfile import write_spreadsheet

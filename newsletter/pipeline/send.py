@@ -23,7 +23,8 @@ from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
 from ..statuses import FINAL_STATUSES, DeliveryStatus, Frequency
 from ..store import open_database
-from ..store.deliveries import DeliveryLedger, read_issue
+from ..store.deliveries import DeliveryLedger
+from ..store.history import read_issue
 from ..store.opening import existing_database
 from ..subscribers import SubscriberStore
 from ..subscribers.csvfile import missing_list_error

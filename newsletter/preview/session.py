@@ -23,7 +23,7 @@ from ..pipeline.replay import ReplayedIssue, replay_delivery
 from ..pipeline.send import SendReport, send_test_copy
 from ..render.digest import template_dirs
 from ..settings import Settings, load_settings
-from ..store.deliveries import IssueRecord, recorded_issues
+from ..store.history import IssueRecord, recorded_issues
 from ..store.opening import existing_database
 from ..subscribers import SubscriberStore, check_email
 from ..subscribers.rows import RowError

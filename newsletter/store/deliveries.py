@@ -5,6 +5,7 @@ issue was built from in `issue_snapshots`. A run writes through one `DeliveryLed
 (issue, list, channel): each attempt is committed before the message's data goes to the server,
 each answer after it, in small batches (delivery/dispatch.py). Times that order deliveries come
 from the database's clock, so hosts with clocks that disagree still agree on what is newest.
+Reading past issues back (report, preview --issue, bounces) is store/history.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 import sys
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Select, and_, bindparam, case, func, or_, select, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, Executable, Select, and_, bindparam, func, select, update
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from ..errors import StoreError
 from ..safety.private import FILE_MODE
@@ -66,44 +69,13 @@ class DeliveryResult:
     reply: str
 
 
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """What the ledger knows about one reader's message of one issue: enough to rebuild it."""
-
-    email: str
-    channel: str
-    status: str
-    message_id: str
-    papers: tuple[str, ...]
-    reader: str | None
-    updated_at: str
-
-
-@dataclass(frozen=True)
-class IssueRecord:
-    """One issue of one list as the ledger has it, for pickers and reports."""
-
-    issue: str
-    channel: str
-    readers: int
-    delivered: int
-    last_update: str
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """One subscriber's record for one issue, as `newsletter report` shows it."""
-
-    email: str
-    status: DeliveryStatus
-    attempts: int
-    last_reply: str | None
-    updated_at: str
-
-
-def _upsert_attempts(db: Database) -> Executable:
+def _upsert_attempts(db: Database) -> ClauseElement:
     """A new attempt, or one more on an existing row: 'sending' again with this message's data."""
-    insert = db.insert(_d).values(updated_at=database_now(), attempts=1)
+    given = ("issue", "list", "email", "channel", "message_id", "papers", "reader")
+    insert = db.insert(_d).values(
+        {name: bindparam(name) for name in given}
+        | {"status": DeliveryStatus.SENDING.value, "attempts": 1, "updated_at": database_now()}
+    )
     return insert.on_conflict_do_update(
         index_elements=[_d.c.issue, _d.c.list, _d.c.email, _d.c.channel],
         set_={
@@ -131,6 +103,32 @@ _ANSWER = (
 _WITHDRAWAL = _ANSWER.where(_d.c.status == DeliveryStatus.SENDING.value)
 
 
+class _Batched:
+    """A Core statement compiled once for one engine and run for many rows by the driver itself.
+
+    A run records every message twice; SQLAlchemy's own executemany would look the statement up
+    and process each row's parameters again each time, which doubled the sender's cost of
+    recording (benchmarks/bench_send.py prints it). The SQL is still the one Core statement's.
+    """
+
+    def __init__(self, statement: ClauseElement, db: Database) -> None:
+        compiled = statement.compile(dialect=db.engine.dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        # Values the statement itself holds (its literals), added to every row.
+        self.fixed = {name: bind.value for bind, name in compiled.bind_names.items() if not bind.required}
+        # SQLite's driver takes parameters by position, psycopg's by name.
+        order = list(compiled.positiontup or ()) if compiled.positional else []
+        self.in_order = itemgetter(*order) if len(order) > 1 else None
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        named = [{**self.fixed, **row} for row in rows]
+        if self.in_order is None:
+            conn.exec_driver_sql(self.sql, named)
+        else:
+            conn.exec_driver_sql(self.sql, [self.in_order(row) for row in named])
+
+
 class DeliveryLedger:
     """Every write of one (issue, list, channel) goes through here; safe to call from threads."""
 
@@ -139,7 +137,9 @@ class DeliveryLedger:
         self.issue = issue
         self.list_name = list_name
         self.channel = channel
-        self._upsert = _upsert_attempts(db)
+        self._attempt = _Batched(_upsert_attempts(db), db)
+        self._answer = _Batched(_ANSWER, db)
+        self._withdrawal = _Batched(_WITHDRAWAL, db)
 
     def _ours(self) -> ColumnElement[bool]:
         return and_(_d.c.issue == self.issue, _d.c.list == self.list_name, _d.c.channel == self.channel)
@@ -229,15 +229,14 @@ class DeliveryLedger:
 
     def _write_attempts(self, conn: Connection, attempts: list[Attempt]) -> None:
         if attempts:
-            conn.execute(
-                self._upsert,
+            self._attempt.run(
+                conn,
                 [
                     {
                         "issue": self.issue,
                         "list": self.list_name,
                         "email": a.email,
                         "channel": self.channel,
-                        "status": DeliveryStatus.SENDING.value,
                         "message_id": a.message_id,
                         "papers": json.dumps(list(a.papers)),
                         "reader": a.reader,
@@ -249,11 +248,11 @@ class DeliveryLedger:
     def _write_outcomes(self, conn: Connection, outcomes: list[DeliveryResult]) -> None:
         withdrawn = [o for o in outcomes if o.status == DeliveryStatus.WITHDRAWN]
         answered = [o for o in outcomes if o.status != DeliveryStatus.WITHDRAWN]
-        for statement, some in ((_WITHDRAWAL, withdrawn), (_ANSWER, answered)):
+        for statement, some in ((self._withdrawal, withdrawn), (self._answer, answered)):
             if some:
-                conn.execute(statement, [self._answer(o) for o in some])
+                statement.run(conn, [self._answer_row(o) for o in some])
 
-    def _answer(self, outcome: DeliveryResult) -> dict[str, str]:
+    def _answer_row(self, outcome: DeliveryResult) -> dict[str, Any]:
         return {
             "k_issue": self.issue,
             "k_list": self.list_name,
@@ -346,81 +345,3 @@ def _group_received(
                 continue
         received.setdefault(email, set()).update(ids)
     return {email: frozenset(ids) for email, ids in received.items()}
-
-
-def read_issue(db: Database, issue: str, list_name: str, channel: str) -> list[LedgerRow]:
-    """Every row of one issue, in the order they were last touched."""
-    query = (
-        select(_d.c.email, _d.c.status, _d.c.attempts, _d.c.last_reply, _d.c.updated_at)
-        .where(_d.c.issue == issue, _d.c.list == list_name, _d.c.channel == channel)
-        .order_by(_d.c.updated_at, _d.c.email)
-    )
-    with db.read() as conn:
-        return [LedgerRow(row[0], DeliveryStatus(row[1]), *row[2:]) for row in _stream(conn, query)]
-
-
-def latest_issue(db: Database, list_name: str, channel: str) -> str | None:
-    """The issue of this list most recently worked on, for `report` without --issue."""
-    query = (
-        select(_d.c.issue)
-        .where(_d.c.list == list_name, _d.c.channel == channel)
-        .order_by(_d.c.updated_at.desc(), _d.c.issue.desc())  # within a second, the later id
-        .limit(1)
-    )
-    with db.read() as conn:
-        found = conn.execute(query).scalar()
-    return str(found) if found is not None else None
-
-
-def recorded_issues(db: Database, list_name: str) -> list[IssueRecord]:
-    """Every issue recorded for a list, newest first, for the preview's issue picker."""
-    last = func.max(_d.c.updated_at)
-    delivered = func.sum(case((_d.c.status == DeliveryStatus.DELIVERED.value, 1), else_=0))
-    query = (
-        select(_d.c.issue, _d.c.channel, func.count(), delivered, last)
-        .where(_d.c.list == list_name)
-        .group_by(_d.c.issue, _d.c.channel)
-        .order_by(last.desc(), _d.c.issue.desc())
-    )
-    with db.read() as conn:
-        return [IssueRecord(row[0], row[1], int(row[2]), int(row[3]), row[4]) for row in conn.execute(query)]
-
-
-def deliveries_to(db: Database, issue: str, list_name: str, email: str) -> list[DeliveryRecord]:
-    """One reader's records of one issue (one per channel, real SMTP first), for `preview --issue`."""
-    query = (
-        select(
-            _d.c.email, _d.c.channel, _d.c.status, _d.c.message_id, _d.c.papers, _d.c.reader, _d.c.updated_at
-        )
-        .where(_d.c.issue == issue, _d.c.list == list_name, _d.c.email == email.strip().lower())
-        .order_by(case((_d.c.channel == "outbox", 1), else_=0), _d.c.channel)
-    )
-    with db.read() as conn:
-        rows = conn.execute(query).all()
-    return [DeliveryRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6]) for r in rows]
-
-
-def sent_messages(db: Database, message_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """Message-ID -> (list, address) for the ones among these that we recorded sending."""
-    wanted = sorted(set(message_ids))
-    found: dict[str, tuple[str, str]] = {}
-    with db.read() as conn:
-        for start in range(0, len(wanted), 500):  # a bounded number of parameters per query
-            chunk = wanted[start : start + 500]
-            query = select(_d.c.message_id, _d.c.list, _d.c.email).where(_d.c.message_id.in_(chunk))
-            found.update({mid: (name, email) for mid, name, email in conn.execute(query)})
-    return found
-
-
-def message_ids_by_key(db: Database, keys: Iterable[str]) -> dict[str, str]:
-    """Delivery key (mail/verp.py: hex of the Message-ID's HMAC start) -> Message-ID we sent."""
-    wanted = sorted({key.lower() for key in keys if key.isalnum()})
-    found: dict[str, str] = {}
-    with db.read() as conn:
-        for start in range(0, len(wanted), 100):
-            chunk = [f".{key}" for key in wanted[start : start + 100]]
-            matches = or_(*(_d.c.message_id.contains(mark, autoescape=True) for mark in chunk))
-            for mid in conn.execute(select(_d.c.message_id).distinct().where(matches)).scalars():
-                key = next(mark[1:] for mark in chunk if mark in mid)
-                found.setdefault(key, mid)
-    return found

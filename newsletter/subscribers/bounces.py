@@ -18,7 +18,7 @@ from ..mail.verp import opened_key, tokens_in
 from ..settings import Settings
 from ..statuses import SubscriberStatus
 from ..store import Database
-from ..store.deliveries import message_ids_by_key
+from ..store.history import message_ids_by_key
 from ..text import one_line
 from . import SubscriberStore
 from .table import Table, apply_status
