@@ -21,7 +21,7 @@ from ..sources import PaperLoad, load_papers
 from ..sources.paper import Paper
 from ..text import split_keywords
 from .app import AppContext, pass_app
-from .options import parse_date
+from .options import issue_date_option, parse_date
 
 
 @click.group()
@@ -55,12 +55,7 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
     default="",
     help='Interests separated by ";", "," or a line break, e.g. "diffusion; state space models".',
 )
-@click.option(
-    "--date",
-    "issue_date",
-    callback=parse_date,
-    help="Issue date YYYY-MM-DD or 'today' (default: issue_date in the config, else today).",
-)
+@issue_date_option
 @click.option("--window-days", type=click.IntRange(min=1), help="Days covered, ending on the issue date.")
 @click.option("--top", type=click.IntRange(min=1), help="How many papers to show (default: selection.top_n).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")

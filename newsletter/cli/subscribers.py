@@ -19,13 +19,8 @@ from ..errors import SubscriberError
 from ..statuses import SubscriberStatus
 from ..subscribers import STATUSES, SubscriberStore, open_list
 from .app import AppContext, pass_app
+from .options import list_option
 
-list_option = click.option(
-    "--list",
-    "list_name",
-    metavar="NAME",
-    help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).",
-)
 deliverability_option = click.option(
     "--check-deliverability",
     is_flag=True,
