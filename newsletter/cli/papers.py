@@ -67,6 +67,7 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
 @pass_app
 def rank(
     app: AppContext,
+    *,
     paths: tuple[Path, ...],
     keywords: str,
     issue_date: date | None,
@@ -162,7 +163,13 @@ def describe(place: int, scored: ScoredPaper, explain: bool, selection: Selectio
     # The card's teaser, so the sentence quoted is the one the email quotes.
     teaser = cut_abstract(paper.abstract)[0]
     why = why_picked(
-        paper, scored.matched, teaser, scored.liked, scored.feedback, related, scored.closest_sentence
+        paper,
+        scored.matched,
+        teaser,
+        liked=scored.liked,
+        feedback=scored.feedback,
+        related=related,
+        closeness=scored.closest_sentence,
     )
     total = " + ".join(f"{k} {v:.3f}" for k, v in every.items() if ": " not in k)
     lines = [line, f"      why: {why.reason}"]
@@ -229,6 +236,7 @@ def _split(parts: dict[str, float], keyword: str, selection: SelectionSettings, 
 @pass_app
 def fetch(
     app: AppContext,
+    *,
     source: str,
     day: date | None,
     week: str | None,

@@ -46,6 +46,7 @@ from .options import issue_date_option, issue_option, list_option, papers_option
 @pass_app
 def preview(
     app: AppContext,
+    *,
     papers: tuple[Path, ...],
     list_name: str | None,
     email: str | None,

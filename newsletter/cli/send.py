@@ -51,6 +51,7 @@ from .options import issue_date_option, issue_option, list_option, papers_option
 @pass_app
 def send(
     app: AppContext,
+    *,
     papers: tuple[Path, ...],
     list_name: str | None,
     issue_id: str | None,

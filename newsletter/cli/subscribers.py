@@ -58,6 +58,7 @@ def subscribers() -> None:
 @pass_app
 def add(
     app: AppContext,
+    *,
     email: str,
     name: str,
     keywords: str,
@@ -135,6 +136,7 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
 @pass_app
 def list_(
     app: AppContext,
+    *,
     status: str | None,
     keyword: str | None,
     as_json: bool,
@@ -178,6 +180,7 @@ def list_(
 @pass_app
 def import_(
     app: AppContext,
+    *,
     file: Path,
     on_conflict: Literal["skip", "update"],  # click.Choice guarantees one of them
     strict: bool,
