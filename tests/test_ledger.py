@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers.deliveries import database, ledger
 
-from newsletter.delivery.dispatch import LedgerWriter
+from newsletter.delivery.record import DeliveryRecorder
 from newsletter.statuses import DeliveryStatus
 from newsletter.store.deliveries import Attempt, DeliveryLedger, DeliveryResult
 from newsletter.store.history import (
@@ -97,7 +97,7 @@ def test_a_second_ledger_object_sees_what_another_recorded(database_url: str) ->
 
 
 def _status_after(database_url: str, outcomes: int, batch: int, delay: float, wait: float) -> list[str]:
-    """Statuses a separate reader sees once all are final, or after `wait` seconds; writer still open."""
+    """Statuses a separate reader sees once all are final, or after `wait` seconds; recorder still open."""
     run = ledger(database_url)
     emails = [f"r{i}@example.org" for i in range(outcomes)]
 
@@ -106,15 +106,15 @@ def _status_after(database_url: str, outcomes: int, batch: int, delay: float, wa
         return [seen[email] for email in emails]
 
     async def go() -> list[str]:
-        writer = LedgerWriter(run, outcome_batch=batch, outcome_delay=delay)
-        writer.start()
-        await writer.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
+        recorder = DeliveryRecorder(run, outcome_batch=batch, outcome_delay=delay)
+        recorder.start()
+        await recorder.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
         for email in emails:
-            writer.outcome(DeliveryResult(email, DELIVERED, "250 ok"))
+            recorder.outcome(DeliveryResult(email, DELIVERED, "250 ok"))
         deadline = asyncio.get_running_loop().time() + wait
         while "sending" in (found := statuses()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
-        await writer.close()
+        await recorder.close()
         return found
 
     return asyncio.run(go())
