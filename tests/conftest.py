@@ -11,6 +11,8 @@ import pytest
 from helpers.databases import ENGINES, PostgresServer, sqlite_url, started_server, why_no_server
 from helpers.recorded import RecordedServer
 
+from newsletter.store import forget_databases
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,9 +51,13 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=ENGINES)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of each engine in turn: a SQLite file, then a PostgreSQL database."""
     if request.param == "sqlite":
-        return sqlite_url(tmp_path)
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.new_database()
+        yield sqlite_url(tmp_path)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        yield server.new_database()
+    # The engines the test opened hold pooled connections: close them, or a long run of
+    # PostgreSQL tests runs out of the server's connections.
+    forget_databases()

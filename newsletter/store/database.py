@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, StoreError
@@ -35,6 +36,10 @@ class Place:
     @property
     def engine_name(self) -> str:
         return "postgresql" if self.url.get_backend_name() == "postgresql" else "sqlite"
+
+    def exists(self) -> bool:
+        """False for a SQLite file not made yet, which a preview or a dry run must not create."""
+        return self.engine_name != "sqlite" or Path(self.url.database or "").is_file()
 
 
 def place_of(database_url: str | None, sqlite_path: Path) -> Place:
@@ -99,6 +104,10 @@ class Database:
         """One transaction that only reads: a consistent view, and never blocks a writer."""
         with self._guarded("read"), self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """An INSERT that can say ON CONFLICT: the one place the two engines' upserts are chosen."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
 
     @contextmanager
     def _guarded(self, doing: str) -> Iterator[None]:
