@@ -51,13 +51,17 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=ENGINES)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of each engine in turn: a SQLite file, then a PostgreSQL database."""
     if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        yield server.new_database()
-    # The engines the test opened hold pooled connections: close them, or a long run of
-    # PostgreSQL tests runs out of the server's connections.
+        return sqlite_url(tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _close_databases() -> Iterator[None]:
+    """Close the engines a test opened (one per database, kept by open_database): their pooled
+    connections would otherwise pile up until PostgreSQL has none left to give."""
+    yield
     forget_databases()

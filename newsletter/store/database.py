@@ -105,6 +105,15 @@ class Database:
         with self._guarded("read"), self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read transaction that sees a single moment across many queries (a whole copy)."""
+        with self._guarded("read"), self.engine.connect() as conn:
+            if not self.is_sqlite:  # SQLite's read transactions are snapshots already
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
     def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
         """An INSERT that can say ON CONFLICT: the one place the two engines' upserts are chosen."""
         return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
