@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, inspect, text
 
 from ..errors import StoreError
-from . import schema
+from .schema import metadata
 
 # A released step never changes: these are the statuses version 1 allowed, frozen.
 _V1_STATUSES = "'sending', 'delivered', 'failed', 'deferred'"
@@ -66,7 +66,7 @@ def _create(*names: str) -> Callable[[Connection], None]:
     # them, copy its definition as of this step in here: a released step must not change.
     def apply(conn: Connection) -> None:
         for name in names:
-            schema.metadata.tables[name].create(conn)
+            metadata.tables[name].create(conn)
 
     return apply
 
