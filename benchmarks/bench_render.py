@@ -14,27 +14,35 @@ Three measurements each:
 The renderer is built fresh for each run, so its once-per-issue and once-per-paper premailer
 calls are inside the timing; their count is printed too.
 
+Then, per audience, the bodies' quoted-printable: MessageComposer's LineEncoder (line by line,
+lines shared by many digests encoded once) against encoding each body whole with binascii (what
+compose did before), and what the renderer's card caches and the line cache hold afterwards.
+
 Usage: python benchmarks/bench_render.py [--subscribers N] [--repeat R]
 """
 
 from __future__ import annotations
 
 import argparse
+import binascii
+import functools
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from newsletter.mail.compose import MessageComposer
+from newsletter.mail.compose import LineEncoder, MessageComposer
 from newsletter.mail.tokens import unsubscribe_url
 from newsletter.models import Subscriber
 from newsletter.pipeline.issue import PreparedIssue, prepare_issue
+from newsletter.ranking.selection import ScoredPaper
 from newsletter.render.digest import DigestRenderer
-from newsletter.settings import load_settings
+from newsletter.settings import Settings, load_settings
 
 SECRET = "benchmark-secret"
 BASE_URL = "https://digest.example.org"
@@ -91,7 +99,7 @@ def audiences(count: int) -> dict[str, list[Subscriber]]:
         for i in range(count)
     ]
     seen: set[frozenset[str]] = set()
-    distinct = []
+    distinct: list[Subscriber] = []
     while len(distinct) < count:
         keywords = rng.sample(VOCABULARY, rng.randint(1, 5))
         if frozenset(keywords) in seen:
@@ -102,7 +110,9 @@ def audiences(count: int) -> dict[str, list[Subscriber]]:
     return {"(a) 20 profiles": shared, "(b) all distinct": distinct}
 
 
-def run_pipeline(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+def run_pipeline(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> tuple[float, int]:
     """Rank, link, render and compose every subscriber; seconds taken and premailer calls."""
     started = time.perf_counter()
     renderer = DigestRenderer(settings, issue.info)
@@ -115,7 +125,9 @@ def run_pipeline(issue: PreparedIssue, settings, subscribers: list[Subscriber]) 
     return time.perf_counter() - started, renderer.inline_calls
 
 
-def prepared_work(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> list[tuple]:
+def prepared_work(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> list[tuple[Subscriber, list[ScoredPaper], str]]:
     """Each subscriber's picks and link, made before the clock starts."""
     top = settings.selection.top_n
     return [
@@ -128,7 +140,9 @@ def prepared_work(issue: PreparedIssue, settings, subscribers: list[Subscriber])
     ]
 
 
-def run_render_compose(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+def run_render_compose(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> tuple[float, int]:
     """Render and compose with picks and links made beforehand."""
     work = prepared_work(issue, settings, subscribers)
     started = time.perf_counter()
@@ -139,7 +153,9 @@ def run_render_compose(issue: PreparedIssue, settings, subscribers: list[Subscri
     return time.perf_counter() - started, renderer.inline_calls
 
 
-def run_render_only(issue: PreparedIssue, settings, subscribers: list[Subscriber]) -> tuple[float, int]:
+def run_render_only(
+    issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]
+) -> tuple[float, int]:
     """Render only (HTML, text, subject), with picks and links made beforehand."""
     work = prepared_work(issue, settings, subscribers)
     started = time.perf_counter()
@@ -147,6 +163,42 @@ def run_render_only(issue: PreparedIssue, settings, subscribers: list[Subscriber
     for subscriber, picks, link in work:
         renderer.render(subscriber, picks, link)
     return time.perf_counter() - started, renderer.inline_calls
+
+
+def held_mib(*mappings: Mapping[Any, Any]) -> float:
+    """What some caches' keys and values take, each object once (strings, bytes and their tuples)."""
+    seen: set[int] = set()
+    held = 0
+    for mapping in mappings:
+        for item in [part for pair in mapping.items() for part in pair]:
+            for one in (item, *item) if isinstance(item, tuple) else (item,):
+                if id(one) not in seen:
+                    seen.add(id(one))
+                    held += sys.getsizeof(one)
+    return held / (1 << 20)
+
+
+def quoted_printable_cost(issue: PreparedIssue, settings: Settings, subscribers: list[Subscriber]) -> str:
+    """CPU seconds to quoted-printable every digest body, line-cached and whole; what the caches hold."""
+    renderer = DigestRenderer(settings, issue.info)
+    encoder = LineEncoder()
+    cached = whole = cards = lines = 0.0
+    for n, (subscriber, picks, link) in enumerate(prepared_work(issue, settings, subscribers), 1):
+        digest = renderer.render(subscriber, picks, link)
+        for body in (digest.text, digest.html):
+            started = time.process_time()
+            encoder.encode(body)
+            middle = time.process_time()
+            plain = body.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+            binascii.b2a_qp(plain, istext=True).replace(b"\n", b"\r\n")
+            cached, whole = cached + middle - started, whole + time.process_time() - middle
+        if n % 250 == 0 or n == len(subscribers):  # the caches are cleared when full: keep the most seen
+            cards = max(cards, held_mib(renderer._by_profile, renderer._highlights, renderer._texts))
+            lines = max(lines, held_mib(encoder._cache))
+    return (
+        f"line cache {cached:.2f} s CPU, whole bodies {whole:.2f} s ({whole / cached:.1f}x); "
+        f"most held: filled cards {cards:.1f} MiB, encoded lines {lines:.1f} MiB"
+    )
 
 
 def best_of(repeat: int, run: Callable[[], tuple[float, int]]) -> tuple[float, int]:
@@ -173,11 +225,12 @@ def main() -> None:
             ("render only", run_render_only),
         )
         for kind, runner in runs:
-            seconds, calls = best_of(args.repeat, lambda r=runner, s=subscribers: r(issue, settings, s))
+            seconds, calls = best_of(args.repeat, functools.partial(runner, issue, settings, subscribers))
             print(
                 f"{label:18} {kind:15} {len(subscribers) / seconds:8.0f} messages/s "
                 f"({seconds:.2f} s, {calls} premailer calls)"
             )
+        print(f"{label:18} quoted-printable {quoted_printable_cost(issue, settings, subscribers)}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ Run: python benchmarks/bench_selection.py [--papers 2000] [--subscribers 100000]
 Prints build seconds, ranking seconds, total, and peak resident memory, with the semantic part on
 (the default; --semantic-weight 0 for words only). Targets: <= 5 s and <= 300 MB on a 2-core
 machine; wall time varies when other processes share the CPU, so CPU seconds are printed too.
+With the semantic part on it also prints the model's load time (in a fresh process) and one
+keyword's cosines to every paper done as the ranker does them (einsum) and with numpy's `@`,
+which hands them to a threaded BLAS.
 """
 
 from __future__ import annotations
@@ -12,15 +15,20 @@ import argparse
 import os
 import random
 import resource
+import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np
 
 from newsletter.ranking.feedback import Taste
 from newsletter.ranking.selection import Ranker
+from newsletter.ranking.semantic import load_model
 from newsletter.settings import SelectionSettings
 from newsletter.sources.paper import Paper
 
@@ -94,6 +102,34 @@ def feedback_cost(ranker: Ranker, interests: list[list[str]], rng: random.Random
     return (time.perf_counter() - started) / count * 1e6
 
 
+def model_load_seconds() -> float:
+    """The semantic model's table and tokenizer loaded in a fresh process, as each `send` does once."""
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(REPO)!r})\n"
+        "from newsletter.ranking.semantic import load_model\n"
+        "started = time.perf_counter(); load_model(); print(time.perf_counter() - started)\n"
+    )
+    return float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+
+
+def similarity_cost(ranker: Ranker, vocabulary: list[str]) -> tuple[float, float]:
+    """Microseconds for one keyword's cosines to every paper: with einsum (the ranker's way), and with `@`."""
+    papers = ranker.vectors
+    if papers.shape[1] == 0:
+        return float("nan"), float("nan")
+    keywords = load_model().embed(vocabulary)
+    started = time.perf_counter()
+    for keyword in keywords:
+        np.einsum("ij,j->i", papers, keyword)
+    middle = time.perf_counter()
+    for keyword in keywords:
+        papers @ keyword
+    done = time.perf_counter()
+    return (middle - started) / len(keywords) * 1e6, (done - middle) / len(keywords) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--papers", type=int, default=2000)
@@ -137,6 +173,8 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cold = unseen_keyword_cost(ranker, vocabulary, rng)
     with_feedback = feedback_cost(ranker, interests, rng)
+    einsum, matmul = similarity_cost(ranker, vocabulary)
+    load = model_load_seconds() if args.semantic_weight else float("nan")
 
     print(
         f"cpus / load average  {os.cpu_count()} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
@@ -146,6 +184,7 @@ def main() -> None:
     print(f"subscribers          {args.subscribers} ({distinct} distinct keyword sets)")
     print(f"papers picked        {picked} (top {args.top} each)")
     print(f"semantic weight      {args.semantic_weight}  (0 = words only)")
+    print(f"model load (s)       {load:.3f}  (table and tokenizer, once per process; builders inherit it)")
     cpu_build = cpu_built - cpu_started
     print(f"build index (s)      {built - started:.3f}  (cpu {cpu_build:.3f}; includes paper vectors)")
     print(
@@ -156,6 +195,10 @@ def main() -> None:
     print(f"per subscriber (us)  {(done - built) / args.subscribers * 1e6:.1f}")
     print(f"unseen keyword (us)  {cold:.0f}  (first use of a free-text keyword; later uses are cached)")
     print(f"with feedback (us)   {with_feedback:.0f}  (a reader with 5 liked and 2 disliked papers)")
+    print(
+        f"cosines (us)         {einsum:.0f} with einsum, {matmul:.0f} with @"
+        " (one keyword to every paper; @ uses a threaded BLAS, slow when the host is busy)"
+    )
     print(f"peak RSS (MB)        {peak:.0f}   target <= 300 (before ranking: {rss_before:.0f})")
 
 

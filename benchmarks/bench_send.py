@@ -2,6 +2,7 @@
 
     python benchmarks/bench_send.py                    # 20,000 subscribers, 3 rounds
     python benchmarks/bench_send.py --memory 100000    # peak RSS of one run at 100,000 subscribers
+    python benchmarks/bench_send.py --memory 100000 --code /tmp/old-checkout   # the same run on other code
 
 End to end = run_send with a real-SMTP config: load and rank papers, select per subscriber,
 render, compose, ledger, deliver over `connections` aiosmtplib connections. Ceiling = plain
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,13 +46,15 @@ from newsletter.settings import load_settings
 class CountingSink(asyncio.Protocol):
     """Just enough SMTP to take messages: answers commands, reads DATA up to CRLF.CRLF, counts."""
 
-    count: multiprocessing.sharedctypes.Synchronized  # type: ignore[name-defined]
+    count: Synchronized[int]
+    transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a TCP server's transport is a stream
         self.transport = transport
         self.buffer = b""
         self.in_data = False
-        transport.write(b"220 sink ESMTP\r\n")  # type: ignore[attr-defined]
+        transport.write(b"220 sink ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -64,7 +68,7 @@ class CountingSink(asyncio.Protocol):
                 self.in_data = False
                 with CountingSink.count.get_lock():
                     CountingSink.count.value += 1
-                self.transport.write(b"250 2.0.0 queued\r\n")  # type: ignore[attr-defined]
+                self.transport.write(b"250 2.0.0 queued\r\n")
                 continue
             line_end = self.buffer.find(b"\r\n")
             if line_end < 0:
@@ -73,7 +77,7 @@ class CountingSink(asyncio.Protocol):
             self._command(line[:4].upper())
 
     def _command(self, verb: bytes) -> None:
-        write = self.transport.write  # type: ignore[attr-defined]
+        write = self.transport.write
         if verb in (b"EHLO", b"HELO"):
             write(b"250-sink\r\n250 8BITMIME\r\n")
         elif verb == b"DATA":
@@ -87,8 +91,8 @@ class CountingSink(asyncio.Protocol):
             write(b"250 ok\r\n")
 
 
-def _serve_sink(port_out: multiprocessing.connection.Connection, count: object) -> None:
-    CountingSink.count = count  # type: ignore[assignment]
+def _serve_sink(port_out: multiprocessing.connection.Connection, count: Synchronized[int]) -> None:
+    CountingSink.count = count
 
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(CountingSink, "127.0.0.1", 0)
@@ -98,7 +102,7 @@ def _serve_sink(port_out: multiprocessing.connection.Connection, count: object) 
     asyncio.run(main())
 
 
-def start_sink() -> tuple[multiprocessing.Process, int, object]:
+def start_sink() -> tuple[multiprocessing.Process, int, Synchronized[int]]:
     """The sink in its own process, so it does not share the sender's event loop or core."""
     count = multiprocessing.Value("q", 0)
     parent, child = multiprocessing.Pipe()
@@ -273,6 +277,7 @@ def measure_pipeline(
 
 def bench(subscribers: int, connections: int, rounds: int, processes: int | None) -> None:
     sink, port, count = start_sink()
+    assert sink.pid is not None  # start_sink started it
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
@@ -299,7 +304,7 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
             f"for reference: delivery only {delivery:.0f} msg/s"
             " (pre-built messages, newsletter's sender, no ledger)"
         )
-        print(f"sink counted {count.value} messages")  # type: ignore[attr-defined]
+        print(f"sink counted {count.value} messages")
     sink.terminate()
     print(
         f"best: ceiling {max(ceilings):.0f} msg/s, end to end {max(pipelines):.0f} msg/s, "
@@ -333,10 +338,10 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def week_of_unsubscribes(path: Path, subscribers: int) -> None:
+def week_of_unsubscribes(path: Path, subscribers: int, code_path: Path) -> None:
     """1% of the list left during the week, through the journal: the send folds it in first."""
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        f"import sys; sys.path.insert(0, {str(code_path)!r})\n"
         "from pathlib import Path\n"
         "from newsletter.subscribers import SubscriberStore\n"
         f"store = SubscriberStore(Path({str(path)!r}))\n"
@@ -346,7 +351,7 @@ def week_of_unsubscribes(path: Path, subscribers: int) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def memory(subscribers: int, connections: int, processes: int | None) -> None:
+def memory(subscribers: int, connections: int, processes: int | None, code_path: Path = REPO) -> None:
     """Peak memory of a whole run, measured in a fresh process so nothing else inflates it.
 
     The list has a week's unsubscribes in its journal, so the run compacts it (and writes its
@@ -357,10 +362,10 @@ def memory(subscribers: int, connections: int, processes: int | None) -> None:
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
         write_subscribers(folder / "subscribers" / "bench.csv", subscribers)
-        week_of_unsubscribes(folder / "subscribers" / "bench.csv", subscribers)
+        week_of_unsubscribes(folder / "subscribers" / "bench.csv", subscribers, code_path)
         config = write_config(folder, port, connections, processes)
         code = (
-            f"import resource, sys, time; sys.path.insert(0, {str(REPO)!r})\n"
+            f"import resource, sys, time; sys.path.insert(0, {str(code_path)!r})\n"
             "from newsletter.pipeline.send import SendOptions, run_send\n"
             "from newsletter.settings import load_settings\n"
             "t = time.perf_counter()\n"
@@ -402,9 +407,12 @@ def main() -> None:
     parser.add_argument(
         "--memory", type=int, metavar="N", help="measure peak RSS of one run with N subscribers"
     )
+    parser.add_argument(
+        "--code", type=Path, default=REPO, help="with --memory: the checkout whose `newsletter` to run"
+    )
     args = parser.parse_args()
     if args.memory:
-        memory(args.memory, args.connections, args.compose_processes)
+        memory(args.memory, args.connections, args.compose_processes, args.code.resolve())
     else:
         bench(args.subscribers, args.connections, args.rounds, args.compose_processes)
 

@@ -38,16 +38,18 @@ SECRET = "benchmark-secret-0123456789-0123456789-01"
 
 
 def make_settings(root: Path) -> Settings:
-    return Settings(
-        secret=SECRET,
-        title="Bench Papers",
-        subscribers_dir=root / "subscribers",
-        papers=[REPO / "examples"],
-        issue_date="2024-03-14",  # type: ignore[arg-type]  # pydantic parses the ISO date
-        default_list="big",
-        templates_dir=REPO / "templates",
-        config_dir=root,
-        smtp={"host": "embedded", "outbox": root / "outbox"},  # type: ignore[arg-type]  # validated
+    return Settings.model_validate(
+        {
+            "secret": SECRET,
+            "title": "Bench Papers",
+            "subscribers_dir": root / "subscribers",
+            "papers": [REPO / "examples"],
+            "issue_date": "2024-03-14",
+            "default_list": "big",
+            "templates_dir": REPO / "templates",
+            "config_dir": root,
+            "smtp": {"host": "embedded", "outbox": root / "outbox"},
+        }
     )
 
 

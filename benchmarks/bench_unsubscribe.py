@@ -4,13 +4,15 @@
     python benchmarks/bench_unsubscribe.py --rows 100000 --posts 80
     python benchmarks/bench_unsubscribe.py --code /tmp/old-checkout  # the same attack on other code
 
-Prints: errors (any answer but 200, or no answer within --timeout), latency p50/p99/max, the
-server's peak RSS (VmHWM), whether every unsubscribe is visible to a reader afterwards, and the
-time of `subscribers add` on that list: building the address index once (the first lookup after
-the CSV changed; 0 for checkouts without one), the store call alone, the whole CLI command, and
-the CLI's start-up (`newsletter --help`) for reference: each command the median of 7 runs, with
-the package's bytecode compiled first, as `pip install` does. Tokens are the `?list&email&token` kind,
-which every version honours, so --code can point at older checkouts.
+Prints: the list's size, errors (any answer but 200, or no answer within --timeout), latency
+p50/p99/max, the server's peak RSS (VmHWM), whether every unsubscribe is visible to a reader
+afterwards, and the time of `subscribers add` on that list: building the address index once (the
+first lookup after the CSV changed; 0 for checkouts without one), the store call alone, the whole
+CLI command, and the CLI's start-up (`newsletter --help`) for reference: each command the median
+of 7 runs, with the package's bytecode compiled first, as `pip install` does. Also the byte search
+that lists without an index fall back to, for the last address of the list (0 for checkouts
+without one). Tokens are the `?list&email&token` kind, which every version honours, so --code can
+point at older checkouts.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def count_unsubscribed(code: Path, folder: Path, emails: list[str]) -> int:
 RUNS = 7  # commands timed: the median is reported, the spread printed
 
 
-def time_add(code: Path, folder: Path) -> dict[str, float]:
+def time_add(code: Path, folder: Path, last: str) -> dict[str, float]:
     store_call = (
         "import time\n"
         "from pathlib import Path\n"
@@ -159,6 +161,21 @@ def time_add(code: Path, folder: Path) -> dict[str, float]:
         "print(built - started, time.perf_counter() - built)\n"
     )
     build, call = (float(x) for x in run_python(code, folder, store_call).split())
+    byte_search = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "try:\n"
+        "    from newsletter.subscribers.csvfile import read_layout\n"
+        "    from newsletter.subscribers.lookup import find_row\n"
+        "except ImportError:\n"  # older checkouts
+        "    print(0)\n"
+        "else:\n"
+        f"    path = Path('subscribers/{LIST}.csv')\n"
+        "    started = time.perf_counter()\n"
+        f"    find_row(path, read_layout(path), {last!r})\n"
+        "    print(time.perf_counter() - started)\n"
+    )
+    search = float(run_python(code, folder, byte_search))
     # As after `pip install`, which compiles the bytecode: with PYTHONDONTWRITEBYTECODE set (as
     # on CI machines) an editable checkout would otherwise be compiled again on every command.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "newsletter")], check=True)
@@ -173,7 +190,13 @@ def time_add(code: Path, folder: Path) -> dict[str, float]:
     helps = [wall("--help") for _ in range(RUNS)]
     command, startup = statistics.median(adds), statistics.median(helps)
     print(f"  cli add runs (s): {' '.join(f'{t:.3f}' for t in adds)}", file=sys.stderr)
-    return {"index_build_s": build, "store_add_s": call, "cli_add_s": command, "cli_startup_s": startup}
+    return {
+        "index_build_s": build,
+        "store_add_s": call,
+        "cli_add_s": command,
+        "cli_startup_s": startup,
+        "byte_search_s": search,
+    }
 
 
 def main() -> None:
@@ -189,7 +212,8 @@ def main() -> None:
         folder = Path(tmp)
         (folder / "subscribers").mkdir()
         (folder / "newsletter.toml").write_text(f'default_list = "{LIST}"\nsubscribers_dir = "subscribers"\n')
-        write_list(folder / "subscribers" / f"{LIST}.csv", args.rows)
+        csv_path = folder / "subscribers" / f"{LIST}.csv"
+        write_list(csv_path, args.rows)
         step = max(1, args.rows // args.posts)
         emails = [f"reader{i * step:07d}@example.org" for i in range(args.posts)]
         port = free_port()
@@ -213,6 +237,7 @@ def main() -> None:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
         result: dict[str, object] = {
             "rows": args.rows,
+            "list_mib": round(csv_path.stat().st_size / (1 << 20), 1),
             "posts": args.posts,
             "errors": sum(status != 200 for status, _ in answers),
             "answers": statuses,
@@ -223,7 +248,8 @@ def main() -> None:
             "server_peak_rss_mib": round(rss, 1),
             "unsubscribed_visible": count_unsubscribed(args.code.resolve(), folder, emails),
         }
-        result.update({k: round(v, 3) for k, v in time_add(args.code.resolve(), folder).items()})
+        last = f"reader{args.rows - 1:07d}@example.org"
+        result.update({k: round(v, 3) for k, v in time_add(args.code.resolve(), folder, last).items()})
     if args.json:
         print(json.dumps(result))
         return

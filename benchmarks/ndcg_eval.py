@@ -4,6 +4,11 @@ Systems: plain BM25; "words only (before)", the lexical ranker alone (semantic_w
 shipped before the hybrid); "ours (defaults)", lexical fused with meaning; and the same without
 recency and popularity.
 
+Then the two cosine bands the meaning thresholds are set from, over the same papers: two abstracts'
+cosine (mean and sd: why feedback closeness is scaled to the window, not cut at a fixed cosine),
+and a keyword's cosine to a random abstract sentence (its 99th percentile: why a card quotes a
+sentence only from MIN_QUOTE_COSINE up).
+
 Run: python benchmarks/ndcg_eval.py [--judgements benchmarks/judgements.json] [--papers examples]
 "Plain BM25" is bm25s with its default tokenizer (English stopwords, no stemming) over title and
 abstract as one text, the subscriber's keywords as one bag of words, no title weight, no phrases.
@@ -12,8 +17,11 @@ abstract as one text, the subscriber's keywords as one bag of words, no title we
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import random
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -21,12 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import bm25s
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from newsletter.ranking.feedback import Taste
 from newsletter.ranking.selection import Ranker
+from newsletter.ranking.semantic import load_model, paper_text
+from newsletter.ranking.sentences import MIN_QUOTE_COSINE
+from newsletter.render.why import sentences_of
 from newsletter.settings import SelectionSettings
 from newsletter.sources import load_papers
 from newsletter.sources.paper import Paper
@@ -144,6 +156,26 @@ def dislike_effect(judgements: Path, papers_path: Path, settings: SelectionSetti
     return sum(before) / len(before), sum(after) / len(after)
 
 
+def cosine_bands(papers_path: Path, per_keyword: int = 20) -> tuple[float, float, float, float, int]:
+    """Two abstracts' cosine (mean, sd); keyword vs random sentence (99th percentile, share at or
+    above MIN_QUOTE_COSINE); how many keywords."""
+    papers = load_papers([papers_path]).papers
+    model = load_model()
+    vectors = model.embed([paper_text(p.title, p.abstract) for p in papers])
+    pairs = (vectors @ vectors.T)[np.triu_indices(len(papers), 1)]
+    words: set[str] = set()
+    for paper in papers:  # what readers plausibly follow: the titles' words and word pairs
+        title = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", paper.title)]
+        words.update(title, (f"{a} {b}" for a, b in itertools.pairwise(title)))
+    keywords = sorted(words)
+    sentences = [s for p in papers for s in sentences_of(p.abstract)]
+    rng = random.Random(0)
+    cosines = [model.embed(rng.sample(sentences, per_keyword)) @ k for k in model.embed(keywords)]
+    chance = np.concatenate(cosines)
+    quoted = float(np.mean(chance >= MIN_QUOTE_COSINE))
+    return float(pairs.mean()), float(pairs.std()), float(np.percentile(chance, 99)), quoted, len(keywords)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judgements", type=Path, default=ROOT / "benchmarks" / "judgements.json")
@@ -155,9 +187,9 @@ def main() -> None:
     for i, query in enumerate(queries):
         print(f"{query[:34]:34}" + "".join(f"{values[i]:>24.3f}" for values in results.values()))
     label = f"mean nDCG@10 ({len(queries)} queries)"
-    mean = {name: sum(v) / len(v) for name, v in results.items()}
-    print(f"{label:34}" + "".join(f"{value:>24.3f}" for value in mean.values()))
-    gain = mean["ours (defaults)"] - mean["plain BM25"]
+    means = {name: sum(v) / len(v) for name, v in results.items()}
+    print(f"{label:34}" + "".join(f"{value:>24.3f}" for value in means.values()))
+    gain = means["ours (defaults)"] - means["plain BM25"]
     print(f"defaults vs plain BM25: {gain:+.3f}   target >= +0.030")
     before, after = feedback_gain(args.judgements, args.papers, SelectionSettings())
     print(
@@ -168,6 +200,12 @@ def main() -> None:
     print(
         f"feedback: dislike the first irrelevant paper of each query's first page, re-rank; nDCG@10"
         f" before {before:.3f}, after {after:.3f} ({after - before:+.3f})"
+    )
+    mean, sd, chance, quoted, keywords = cosine_bands(args.papers)
+    print(f"meaning: two abstracts' cosine {mean:.2f} +- {sd:.2f} (mean and sd over every pair)")
+    print(
+        f"meaning: a keyword's cosine to a random abstract sentence: 99th percentile {chance:.2f},"
+        f" {quoted:.1%} at or above {MIN_QUOTE_COSINE} ({keywords} title words and pairs, 20 sentences each)"
     )
 
 

@@ -46,7 +46,9 @@ def score(path: Path) -> tuple[float, list[str]]:
         ["spamassassin", "-L", "-t"], stdin=path.open("rb"), capture_output=True, check=True
     ).stdout.decode("utf-8", "replace")
     details = report.split("Content analysis details:", 1)[1]
-    total = float(_SCORE.search("Content analysis details:" + details).group(1))  # type: ignore[union-attr]
+    found = _SCORE.search("Content analysis details:" + details)
+    assert found, f"no score in SpamAssassin's report:\n{report}"
+    total = float(found.group(1))
     rules = [f"{name} {points}" for points, name in _RULE.findall(details) if float(points) != 0]
     return total, rules
 

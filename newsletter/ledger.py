@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ try:
     import resource
 except ImportError:  # Windows: no `ulimit -f`
     resource = None  # type: ignore[assignment]  # the module or nothing, checked where used
+from .models import utc_now
 from .safety.private import FILE_MODE, private_dir, private_file
 from .statuses import STORED_STATUSES, DeliveryStatus
 
@@ -322,9 +322,9 @@ def _group_received(
 ) -> dict[str, frozenset[str]]:
     """Address -> paper ids, kept only where `within` (the issue's papers) has them, if given.
 
-    Without the filter a list's whole history is held at once (every paper each reader ever got:
-    a few hundred MB for 100,000 readers after some months); only this issue's papers can be
-    picked, so only they need leaving out, and a reader with none of them costs nothing.
+    Without the filter a list's whole history is held at once (every paper each reader ever got,
+    growing with every issue); only this issue's papers can be picked, so only they need leaving
+    out, and a reader with none of them costs nothing.
     """
     received: dict[str, set[str]] = {}
     for email, papers in rows:
@@ -379,7 +379,8 @@ def ledger_version(path: Path) -> int | None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Now as the ledger stores it: ISO 8601 to the second."""
+    return utc_now().isoformat(timespec="seconds")
 
 
 class DeliveryLedger:

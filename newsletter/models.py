@@ -1,4 +1,5 @@
-"""Data that crosses stage boundaries: subscribers and the issue they meet in (papers: sources/paper.py).
+"""Data that crosses stage boundaries: subscribers and the issue they meet in (papers: sources/paper.py),
+and the one clock their times come from.
 
 Plain dataclasses, so a command that only touches a subscriber list never imports pydantic.
 """
@@ -6,9 +7,19 @@ Plain dataclasses, so a command that only touches a subscriber list never import
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from .statuses import Frequency, SubscriberStatus
+
+
+def utc_now() -> datetime:
+    """The current time for every stamp (lists, journal, ledger, mail Date): timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def to_the_second(when: datetime) -> datetime:
+    """A time as a list stores it (ISO 8601 to the second), so what is kept equals what is read back."""
+    return when.replace(microsecond=0)
 
 
 @dataclass(slots=True)

@@ -1,4 +1,9 @@
-"""Plain-text helpers every stage uses: whitespace, word splitting, keyword lists."""
+"""Plain-text helpers every stage uses: whitespace, word splitting, keyword lists, scrubbing.
+
+Two scrubbers, one set of rules: `strip_forbidden_chars` for text that markup holds (line
+breaks and bidi marks are content there), `one_line` for foreign text put on one line of a mail
+header, a terminal or a report cell (no line breaks, no controls, no direction changes).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,30 @@ _NONCHARACTERS = "".join(chr(plane * 0x10000 + low) for plane in range(1, 17) fo
 _NOT_IN_MARKUP = re.compile(
     "[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufdcf\ufdf0-\ufffd\U00010000-\U0010ffff]|[" + _NONCHARACTERS + "]"
 )
+# The C0 and C1 controls (tab, CR and LF among them), DEL, and the Unicode line and paragraph
+# separators: each run becomes one space on a line of its own.
+CONTROLS_AND_BREAKS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+# Bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE and kin) make a Subject, a name or a
+# server's reply display in another order than it reads ("txt.exe" shown as "exe.txt").
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL_RUN = re.compile(f"[{CONTROLS_AND_BREAKS}]+")
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+# Keywords are separated by ';', ',' or a line break (what str.splitlines calls one).
+_KEYWORD_SEPARATOR = re.compile("[;,\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def strip_forbidden_chars(text: str) -> str:
     """Text that any XML or HTML output can hold: a BEL in a paper title must not break the feed."""
     return _NOT_IN_MARKUP.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """Foreign text for one line (a header, a terminal, a report cell): nothing can forge or reorder it.
+
+    Controls and line breaks fold to a space, bidi controls are dropped, and what markup cannot
+    hold (noncharacters, lone surrogates) goes too, so the line is also safe in any markup.
+    """
+    return strip_forbidden_chars(_CONTROL_RUN.sub(" ", _BIDI.sub("", text))).strip()
 
 
 def squash_whitespace(text: str) -> str:
@@ -32,10 +56,14 @@ def words(text: str) -> list[str]:
 
 
 def split_keywords(text: str | None) -> list[str]:
-    """Keywords are ';'-separated in CSV files, forms and on the command line; repeats dropped."""
+    """The one keyword rule for the CSV, the CLI, import, the web form and ranking.
+
+    Separated by ';', ',' or a line break; spaces inside a keyword collapse to one; empty parts
+    and repeats (ignoring case, the first spelling kept) are dropped.
+    """
     seen: dict[str, str] = {}
-    for part in (text or "").split(";"):
-        word = part.strip()
+    for part in _KEYWORD_SEPARATOR.split(text or ""):
+        word = " ".join(part.split())
         if word and word.lower() not in seen:
             seen[word.lower()] = word
     return list(seen.values())

@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from click.testing import CliRunner
@@ -20,7 +21,8 @@ from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
-from newsletter.subscribers.addressindex import AddressIndex
+from newsletter.subscribers.addressindex import AddressIndex, CsvSignature
+from newsletter.subscribers.csvfile import CsvLayout
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
 ROWS = (
@@ -266,9 +268,11 @@ def test_many_stores_of_one_list_build_its_index_once(
     builds: list[int] = []
     real_build = AddressIndex._build
 
-    def counted(self: AddressIndex, *args: object, **kwargs: object) -> object:
+    def counted(
+        self: AddressIndex, handle: BinaryIO, layout: CsvLayout, signature: CsvSignature
+    ) -> tuple[sqlite3.Connection, Path | None] | None:
         builds.append(1)
-        return real_build(self, *args, **kwargs)  # type: ignore[arg-type]  # passed through as given
+        return real_build(self, handle, layout, signature)
 
     monkeypatch.setattr(AddressIndex, "_build", counted)
     start = threading.Barrier(8)

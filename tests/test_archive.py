@@ -25,7 +25,7 @@ def archived(*args: str) -> Result:
     return result
 
 
-def write_papers(path: Path, *papers: dict) -> Path:
+def write_papers(path: Path, *papers: dict[str, object]) -> Path:
     base = {
         "abstract": "An abstract about diffusion models.",
         "authors": ["A. Author"],
@@ -77,12 +77,12 @@ def test_index_and_feed_list_issues_newest_first_with_links_to_their_pages(proje
     index = (project / "archive" / "index.html").read_text(encoding="utf-8")
     assert index.index('href="2024-W11.html"') < index.index('href="2024-W10.html"')
     entries = feed_entries(project)
-    assert [e.findtext(f"{ATOM}updated")[:10] for e in entries] == ["2024-03-14", "2024-03-10"]
+    assert [e.findtext(f"{ATOM}updated", "")[:10] for e in entries] == ["2024-03-14", "2024-03-10"]
     for entry, issue in zip(entries, ("2024-W11", "2024-W10"), strict=False):
         links = entry.findall(f"{ATOM}link")
         assert [link.get("rel") for link in links] == ["alternate"]
         href = links[0].get("href")
-        assert href.endswith(f"/archive/{issue}.html")
+        assert href is not None and href.endswith(f"/archive/{issue}.html")
         assert (project / "archive" / href.rsplit("/", 1)[1]).is_file()
         assert entry.findtext(f"{ATOM}id")
     ids = [e.findtext(f"{ATOM}id") for e in entries]
@@ -98,7 +98,9 @@ def test_feed_links_are_absolute_under_base_url(project: Path, monkeypatch: pyte
     self_link = [link for link in root.findall(f"{ATOM}link") if link.get("rel") == "self"]
     assert [link.get("href") for link in self_link] == ["https://papers.example.org/archive/feed.xml"]
     entry = root.find(f"{ATOM}entry")
-    assert entry.find(f"{ATOM}link").get("href") == "https://papers.example.org/archive/2024-W11.html"
+    assert entry is not None
+    link = entry.find(f"{ATOM}link")
+    assert link is not None and link.get("href") == "https://papers.example.org/archive/2024-W11.html"
     assert entry.findtext(f"{ATOM}id") == "https://papers.example.org/archive/2024-W11.html"
 
 

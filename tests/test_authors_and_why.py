@@ -11,10 +11,11 @@ from newsletter.models import IssueInfo, Subscriber
 from newsletter.pipeline.replay import RecordedPick
 from newsletter.pipeline.snapshot import reader_record
 from newsletter.ranking.authors import author_name, parse_name
-from newsletter.ranking.selection import Ranker
+from newsletter.ranking.selection import Ranker, ScoredPaper
 from newsletter.render.digest import DigestRenderer
 from newsletter.render.why import why_picked
 from newsletter.settings import SelectionSettings, Settings
+from newsletter.sources.paper import Paper
 
 
 @pytest.mark.parametrize(
@@ -109,7 +110,7 @@ RLHF_PAPERS = [
 ]
 
 
-def _digest_for(keywords: list[str], papers: list) -> tuple[list, str, str]:
+def _digest_for(keywords: list[str], papers: list[Paper]) -> tuple[list[ScoredPaper], str, str]:
     info = IssueInfo(
         issue_id="2024-W11", issue_date=ISSUE, list_name="news", title="Digest", window_start=ISSUE
     )

@@ -72,6 +72,7 @@ def mbox(tmp_path: Path) -> Path:
 
 def test_a_dsn_yields_one_bounce_per_recipient_block() -> None:
     found = bounces_in(message("two_recipients.eml"))
+    assert found is not None
     assert [(b.recipient, b.status, b.is_hard) for b in found] == [
         ("carol@example.org", "5.2.1", True),
         ("nobody@example.org", "5.1.1", True),
@@ -79,7 +80,8 @@ def test_a_dsn_yields_one_bounce_per_recipient_block() -> None:
 
 
 def test_a_delay_is_soft_and_an_auto_reply_is_no_report() -> None:
-    assert [b.is_hard for b in bounces_in(message("soft_mailbox_busy.eml"))] == [False]
+    soft = bounces_in(message("soft_mailbox_busy.eml"))
+    assert soft is not None and [b.is_hard for b in soft] == [False]
     assert bounces_in(message("auto_reply.eml")) is None
 
 
@@ -141,12 +143,14 @@ def test_a_forwarded_address_is_matched_by_its_original_recipient(
     store: SubscriberStore, sent: SentLookup
 ) -> None:
     found = bounces_in(message("forwarded_global.eml"))
+    assert found is not None
     assert [(b.recipient, b.original, b.is_hard) for b in found] == [
         ("dan.old@forward.example.net", "dan@example.org", True)
     ]
     report = apply_bounces(store, [message("forwarded_global.eml")], sent)
     assert report.marked == ["dan@example.org"] and report.unknown == []
-    assert store.get("dan@example.org").status == "bounced"
+    dan = store.get("dan@example.org")
+    assert dan is not None and dan.status == "bounced"
 
 
 @pytest.mark.parametrize(
@@ -176,13 +180,15 @@ def test_a_forged_bounce_marks_nobody_and_says_why(
     result = apply_bounces(store, [report], sent)
     assert result.marked == [] and result.hard == 0
     assert [(i.recipient, i.reason) for i in result.ignored] == [("bob@example.org", reason)]
-    assert store.get("bob@example.org").status == "active"
+    bob = store.get("bob@example.org")
+    assert bob is not None and bob.status == "active"
 
 
 def test_a_bounce_of_a_message_we_sent_that_address_counts(store: SubscriberStore, sent: SentLookup) -> None:
     result = apply_bounces(store, [dsn("bob@example.org", returned_id="<2026-w48.bob@example.org>")], sent)
     assert result.marked == ["bob@example.org"] and result.ignored == []
-    assert store.get("bob@example.org").status == "bounced"
+    bob = store.get("bob@example.org")
+    assert bob is not None and bob.status == "bounced"
 
 
 def test_without_a_ledger_every_bounce_is_ignored(store: SubscriberStore, tmp_path: Path) -> None:

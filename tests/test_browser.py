@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.browser import CHROMIUM, needs_chromium
@@ -49,8 +50,9 @@ frame.srcdoc = DOCUMENT;
 </script></body></html>"""
 
 
-def measure(html: str, width: int, tmp_path: Path) -> dict:
+def measure(html: str, width: int, tmp_path: Path) -> dict[str, Any]:
     """Lay the page out in headless Chromium at `width` px and return the measurements."""
+    assert CHROMIUM is not None  # needs_chromium skips this module without it
     page = tmp_path / f"host-{width}.html"
     document = json.dumps(html).replace("</", "<\\/")
     page.write_text(HOST.replace("WIDTH", str(width)).replace("DOCUMENT", document), encoding="utf-8")
@@ -73,7 +75,8 @@ def measure(html: str, width: int, tmp_path: Path) -> dict:
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     found = re.search(r'data-measure="([^"]*)"', result.stdout)
     assert found, f"no measurement in Chromium's output: {result.stderr[-2000:]}"
-    return json.loads(html_lib.unescape(found.group(1)))
+    measurements: dict[str, Any] = json.loads(html_lib.unescape(found.group(1)))
+    return measurements
 
 
 def assert_fits(html: str, titles: int, width: int, tmp_path: Path) -> None:

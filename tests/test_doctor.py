@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from click.testing import CliRunner, Result
 from helpers.databases import database_at_version
 from helpers.smtp_servers import make_certificate
@@ -32,13 +33,17 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(envelope.original_content or envelope.content)
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or envelope.content
+        assert isinstance(content, bytes)  # aiosmtpd decodes nothing unless asked (decode_data)
+        self.messages.append(content)
         return "250 OK"
 
 
-def accept_only(user: str, password: str):
-    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+def accept_only(user: str, password: str) -> Callable[..., AuthResult]:
+    def authenticator(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = (
             isinstance(auth_data, LoginPassword)
             and auth_data.login == user.encode()
@@ -52,15 +57,19 @@ def accept_only(user: str, password: str):
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+# Starts an aiosmtpd server with the given SMTP options (authenticator, tls_context, ...).
+StartServer = Callable[..., tuple[Controller, RecordingHandler]]
 
 
 @pytest.fixture
-def start_server() -> Iterator:
+def start_server() -> Iterator[StartServer]:
     """Start aiosmtpd servers on loopback with the given SMTP options; stop them afterwards."""
     started: list[Controller] = []
 
-    def start(**smtp_options: object) -> tuple[Controller, RecordingHandler]:
+    def start(**smtp_options: Any) -> tuple[Controller, RecordingHandler]:
         handler = RecordingHandler()
         controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **smtp_options)
         controller.start()
@@ -133,7 +142,7 @@ def test_shipped_config_with_embedded_server_passes_every_check(project: Path) -
 
 def test_real_server_with_login_passes_and_receives_no_mail(
     project: Path,
-    start_server,
+    start_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, handler = start_server(
@@ -170,7 +179,7 @@ def test_closed_port_fails_connect_naming_host_and_port(
 
 def test_wrong_password_fails_at_auth_with_the_fix(
     project: Path,
-    start_server,
+    start_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, handler = start_server(
@@ -193,7 +202,7 @@ def test_wrong_password_fails_at_auth_with_the_fix(
 
 def test_starttls_configured_but_not_offered_fails_at_starttls(
     project: Path,
-    start_server,
+    start_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()  # no tls_context: the server does not offer STARTTLS
@@ -210,7 +219,7 @@ def test_starttls_configured_but_not_offered_fails_at_starttls(
 
 def test_starttls_to_a_relay_with_a_private_ca_passes_when_ca_file_names_it(
     project: Path,
-    start_server,
+    start_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # `send` trusts smtp.ca_file; the doctor must test the same connection send will make.
@@ -227,7 +236,7 @@ def test_starttls_to_a_relay_with_a_private_ca_passes_when_ca_file_names_it(
 
 def test_starttls_to_a_server_with_an_untrusted_certificate_says_to_set_ca_file(
     project: Path,
-    start_server,
+    start_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     certificate = make_certificate(project)  # for 127.0.0.1, its own CA: a private relay's in miniature
@@ -288,7 +297,7 @@ def test_no_subscriber_list_at_all_fails_with_how_to_create_one(project: Path) -
 
 def test_real_server_without_secret_fails_the_secret_check(
     project: Path,
-    start_server,
+    start_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()
@@ -304,7 +313,7 @@ def test_real_server_without_secret_fails_the_secret_check(
 
 def test_real_server_with_plain_http_base_url_fails_the_base_url_check(
     project: Path,
-    start_server,
+    start_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()

@@ -4,7 +4,7 @@ an empty next issue, a DKIM key that is broken or not what DNS publishes."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,7 +121,8 @@ def test_dkim_prints_the_record_to_publish_and_compares_it_with_dns(project: Pat
     settings = load_settings(project / "newsletter.toml")
     asked: list[str] = []
 
-    def published(record: str):  # DNS splits long records into strings; we join them
+    # DNS splits long records into strings; we join them
+    def published(record: str) -> Callable[[str], list[str]]:
         def lookup(name: str) -> list[str]:
             asked.append(name)
             return [record]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from click.testing import CliRunner
 
 from newsletter.cli import main
@@ -30,8 +31,10 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or envelope.content
+        assert isinstance(content, bytes)  # aiosmtpd decodes nothing unless asked (decode_data)
+        self.messages.append((list(envelope.rcpt_tos), content))
         return "250 OK"
 
 
@@ -76,7 +79,8 @@ def test_send_with_shipped_config_leaves_one_digest_per_active_subscriber_in_out
         assert message.get_content_type() == "multipart/alternative"
         assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
         assert message["Date"] and message["Message-ID"]
-        assert 'style="' in message.get_body(("html",)).get_content()
+        html = message.get_body(("html",))
+        assert html is not None and 'style="' in html.get_content()
     assert f"{len(messages)} sent" in result.output
 
 

@@ -24,8 +24,9 @@ from newsletter.pipeline.build import DigestBuilder
 from newsletter.pipeline.issue import LinkSigner, prepare_issue
 from newsletter.ranking.feedback import Taste, Verdict
 from newsletter.ranking.feedbackstore import FeedbackStore
-from newsletter.ranking.selection import Ranker
+from newsletter.ranking.selection import Ranker, ScoredPaper
 from newsletter.settings import SelectionSettings, Settings
+from newsletter.sources.paper import Paper
 from newsletter.store import Database, open_database, place_of
 from newsletter.web.app import create_app
 
@@ -51,7 +52,7 @@ def feedback_store(database_url: str, *, fresh: bool = False) -> FeedbackStore:
     return FeedbackStore(Database(place) if fresh else open_database(place))
 
 
-def ids(scored: list) -> list[str]:
+def ids(scored: list[ScoredPaper]) -> list[str]:
     return [s.paper.id for s in scored]
 
 
@@ -67,7 +68,7 @@ def taste_of(ranker: Ranker, liked: tuple[str, ...] = (), disliked: tuple[str, .
     return Taste.of([pair(p) for p in liked], [pair(p) for p in disliked], words)
 
 
-def _window(ranker: Ranker, paper_ids: list[str]) -> list:
+def _window(ranker: Ranker, paper_ids: list[str]) -> list[Paper]:
     by_id = {p.id: p for p in ranker.papers}
     return [by_id[i] for i in paper_ids]
 

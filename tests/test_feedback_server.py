@@ -73,6 +73,7 @@ def test_a_browser_visit_records_nothing_and_the_pages_button_records_once(
     ]  # fmt: skip
     shown = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
     assert "Fewer papers like this one?" in shown and "<button" in shown
+    assert '<main class="box">' in shown and '<p class="masthead">' in shown  # the sign-up pages' look
     store = FeedbackStore.open(settings)
     assert not verdicts(store)  # the visit changed nothing
 

@@ -227,9 +227,9 @@ def test_another_issue_fetches_its_own_window(project: Path, mirror: PapersMirro
 
 
 def view_in_browser_links(message: EmailMessage) -> tuple[str, str]:
-    html = message.get_body(("html",)).get_content()
-    text = message.get_body(("plain",)).get_content()
-    return html, text
+    html, text = message.get_body(("html",)), message.get_body(("plain",))
+    assert html is not None and text is not None
+    return html.get_content(), text.get_content()
 
 
 def test_email_links_to_its_archive_page_when_base_url_is_set(

@@ -15,8 +15,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 from helpers.lists import (
@@ -31,10 +32,14 @@ from helpers.lists import (
 
 from newsletter.models import Subscriber
 from newsletter.statuses import SubscriberStatus
-from newsletter.subscribers import SubscriberStore, addressindex, csvfile, indexwriter, journal
+from newsletter.subscribers import SubscriberStore, addressindex, csvfile, indexwriter, journal, lookup
 from newsletter.subscribers import store as store_module
 from newsletter.subscribers.addressindex import AddressIndex, signature_of
+from newsletter.subscribers.csvfile import CsvLayout
 from newsletter.subscribers.statuscache import RACY_NS
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at\n"
 
@@ -389,15 +394,21 @@ def test_a_compaction_by_another_process_during_a_lookup_is_looked_up_again(
             fired.append(moment)
             compact_elsewhere(store.path)
 
+    def with_compaction_first(real: Callable[P, T]) -> Callable[P, T]:
+        """`real`, with the compaction elsewhere run just before its first call."""
+
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            once()
+            return real(*args, **kwargs)
+
+        return wrapper
+
     if moment == "before-the-index-is-opened":
-        real_layout = addressindex.layout_of
-        monkeypatch.setattr(addressindex, "layout_of", lambda *a: (once(), real_layout(*a))[1])
+        monkeypatch.setattr(addressindex, "layout_of", with_compaction_first(addressindex.layout_of))
     elif moment == "before-the-journal-is-read":
-        real_tail = AddressIndex._journal_tail
-        monkeypatch.setattr(AddressIndex, "_journal_tail", lambda self, s: (once(), real_tail(self, s))[1])
+        monkeypatch.setattr(AddressIndex, "_journal_tail", with_compaction_first(AddressIndex._journal_tail))
     else:
-        real_entries = addressindex._entries
-        monkeypatch.setattr(addressindex, "_entries", lambda *a: (once(), real_entries(*a))[1])
+        monkeypatch.setattr(addressindex, "_entries", with_compaction_first(addressindex._entries))
     builds = count_builds(monkeypatch, store.index.path)
     assert store.get("reader00003@example.org") is None  # removed in the journal the compaction cut
     assert fired == [moment]
@@ -418,10 +429,10 @@ def test_a_compaction_by_another_process_during_a_lookup_without_an_index_is_not
     store = big_list(tmp_path / "big.csv", rows=2000)
     store.remove("reader00003@example.org")
     monkeypatch.setattr(AddressIndex, "find", lambda self, key: None)  # no index: a byte search
-    real_find_row = store_module.find_row
+    real_find_row = lookup.find_row
 
-    def then_compact(*args: object) -> object:
-        row = real_find_row(*args)  # type: ignore[arg-type]  # passed through as given
+    def then_compact(path: Path, layout: CsvLayout, email: str) -> list[str] | None:
+        row = real_find_row(path, layout, email)
         compact_elsewhere(store.path)
         return row
 

@@ -23,10 +23,10 @@ def test_attempts_then_outcomes_and_a_retry_counts_attempts(tmp_path: Path) -> N
     ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ("p1",)), Attempt("b@x.org", "<2@x>", ())])
     ledger.record(
-        outcomes=[DeliveryResult("a@x.org", "deferred", "451 later")],
+        outcomes=[DeliveryResult("a@x.org", DeliveryStatus.DEFERRED, "451 later")],
         attempts=[Attempt("a@x.org", "<1@x>", ("p1",))],
     )
-    ledger.record(outcomes=[DeliveryResult("a@x.org", "delivered", "250 ok")])
+    ledger.record(outcomes=[DeliveryResult("a@x.org", DeliveryStatus.DELIVERED, "250 ok")])
     entries = ledger.entries()
     assert (entries["a@x.org"].status, entries["a@x.org"].attempts, entries["a@x.org"].last_reply) == (
         "delivered",
@@ -42,7 +42,7 @@ def test_outbox_and_smtp_channels_and_issues_are_separate(tmp_path: Path) -> Non
     path = tmp_path / "l.db"
     outbox = DeliveryLedger(path, "2024-W11", "test", "outbox")
     outbox.record(attempts=[Attempt("a@x.org", "<1@x>", ("p1",))])
-    outbox.record(outcomes=[DeliveryResult("a@x.org", "delivered", "250 ok")])
+    outbox.record(outcomes=[DeliveryResult("a@x.org", DeliveryStatus.DELIVERED, "250 ok")])
     smtp = DeliveryLedger(path, "2024-W11", "test", "smtp")
     assert smtp.entries() == {}
     later = DeliveryLedger(path, "2024-W12", "test", "outbox")
@@ -64,9 +64,12 @@ def test_peek_reads_without_creating_anything(tmp_path: Path) -> None:
 def test_withdrawn_replaces_only_a_sending_row(tmp_path: Path) -> None:
     ledger = DeliveryLedger(tmp_path / "l.db", "2024-W11", "test", "smtp")
     ledger.record(attempts=[Attempt("a@x.org", "<1@x>", ()), Attempt("b@x.org", "<2@x>", ())])
-    ledger.record(outcomes=[DeliveryResult("b@x.org", "delivered", "250 ok")])
+    ledger.record(outcomes=[DeliveryResult("b@x.org", DeliveryStatus.DELIVERED, "250 ok")])
     ledger.record(
-        outcomes=[DeliveryResult("a@x.org", "withdrawn", "left"), DeliveryResult("b@x.org", "withdrawn", "")]
+        outcomes=[
+            DeliveryResult("a@x.org", DeliveryStatus.WITHDRAWN, "left"),
+            DeliveryResult("b@x.org", DeliveryStatus.WITHDRAWN, ""),
+        ]
     )
     entries = ledger.entries()
     assert {email: entry.status for email, entry in entries.items()} == {
@@ -111,7 +114,7 @@ def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait:
         writer.start()
         await writer.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
         for email in emails:
-            writer.outcome(DeliveryResult(email, "delivered", "250 ok"))
+            writer.outcome(DeliveryResult(email, DeliveryStatus.DELIVERED, "250 ok"))
         deadline = asyncio.get_running_loop().time() + wait
         while "sending" in (found := statuses()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)

@@ -98,7 +98,12 @@ def test_preview_open_hands_the_html_file_to_the_browser(
     config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[str] = []
-    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url) or True)
+
+    def open_in_browser(url: str, *args: object, **kwargs: object) -> bool:
+        opened.append(url)
+        return True
+
+    monkeypatch.setattr("webbrowser.open", open_in_browser)
     code, output = run(config, "--out", str(tmp_path / "out"), "--open")
     assert code == 0, output
     assert opened == [(tmp_path / "out" / "preview.html").resolve().as_uri()]

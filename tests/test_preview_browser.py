@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers.browser import CHROMEDRIVER, CHROMIUM, needs_chromedriver
@@ -22,6 +23,9 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402 -- only once
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+if TYPE_CHECKING:
+    from selenium.webdriver import Chrome
+
 WAIT_SECONDS = 20
 # Null-safe: while a frame is redrawn its document has no body for a moment, and a wait must
 # read that as "not yet", not fail on it.
@@ -30,7 +34,7 @@ FRAME_TEXT = f"return ({FRAME}?.body?.innerText ?? '')"
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
     """One Chromium for the module: starting it is the slow part."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -51,29 +55,29 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
 
 
 @pytest.fixture
-def page(project: Path, browser: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
+def page(project: Path, browser: Chrome) -> Iterator[Chrome]:
     app = create_preview_app(PreviewSession(load_settings(project / "newsletter.toml")))
     with serving(app, app.state.api.close) as base:
         browser.get(base + "/")
         yield browser
 
 
-def wait_for(driver: webdriver.Chrome, script: str, what: str) -> object:
+def wait_for(driver: Chrome, script: str, what: str) -> object:
     """Wait until a JavaScript expression is truthy (the browser is what waits, not the server)."""
     return WebDriverWait(driver, WAIT_SECONDS).until(lambda d: d.execute_script(script), message=what)
 
 
-def click(driver: webdriver.Chrome, selector: str) -> None:
+def click(driver: Chrome, selector: str) -> None:
     """A real click; the list may be redrawn between finding and clicking, so find it again then."""
 
-    def clicked(d: webdriver.Chrome) -> bool:
+    def clicked(d: Chrome) -> bool:
         d.find_element(By.CSS_SELECTOR, selector).click()
         return True
 
     WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
 
 
-def frame_text(driver: webdriver.Chrome) -> str:
+def frame_text(driver: Chrome) -> str:
     return str(driver.execute_script(FRAME_TEXT) or "")
 
 
@@ -85,7 +89,7 @@ def save(project: Path, name: str, edit: tuple[str, str]) -> None:
 
 
 def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloading(
-    page: webdriver.Chrome, project: Path, tmp_path: Path
+    page: Chrome, project: Path, tmp_path: Path
 ) -> None:
     wait_for(page, "return document.querySelectorAll('#readers button').length > 1", "the reader list")
     search = page.find_element(By.ID, "search")
@@ -131,7 +135,7 @@ def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloadi
     assert page.execute_script("return window.notReloaded") is True
 
 
-def test_dark_frames_are_dark_and_light_frames_light(page: webdriver.Chrome) -> None:
+def test_dark_frames_are_dark_and_light_frames_light(page: Chrome) -> None:
     wait_for(page, "return document.querySelectorAll('#papers li').length > 0", "the digest")
     drawn = (
         "const frames = [...document.querySelectorAll('iframe.digest')];"
@@ -148,7 +152,7 @@ def test_dark_frames_are_dark_and_light_frames_light(page: webdriver.Chrome) -> 
 
 
 def test_send_me_this_from_the_page_delivers_the_shown_digest(
-    project: Path, browser: webdriver.Chrome, tmp_path: Path
+    project: Path, browser: Chrome, tmp_path: Path
 ) -> None:
     with LoopbackServer(RecordingHandler()) as smtp:
         config = project / "newsletter.toml"

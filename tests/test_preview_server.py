@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -33,7 +34,7 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return exc.code, dict(exc.headers), exc.read()
 
 
-def post(url: str, body: dict[str, str], headers: dict[str, str]) -> tuple[int, dict]:
+def post(url: str, body: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}
     )
@@ -56,7 +57,8 @@ def base(session: PreviewSession) -> Iterator[str]:
         yield url
 
 
-def api(base: str, path: str, **params: str) -> dict:
+def api(base: str, path: str, **params: str) -> Any:
+    """The decoded JSON of a GET that must succeed: an object, or a list for /api/subscribers."""
     status, _, body = get(f"{base}{path}?{urlencode(params)}")
     assert status == 200, body
     return json.loads(body)
@@ -108,6 +110,30 @@ def test_unknown_reader_and_bad_list_are_errors_on_the_page_not_crashes(base: st
 def test_requests_for_other_host_names_are_refused(base: str) -> None:
     status, _, _ = get(f"{base}/api/state", headers={"Host": "evil.example"})
     assert status == 400
+
+
+def headers_of(url: str, method: str = "GET", host: str | None = None) -> dict[str, str]:
+    """The answer's headers only: the event stream never ends, so no body is read."""
+    request = urllib.request.Request(url, method=method, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return {name.lower(): value for name, value in answer.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return {name.lower(): value for name, value in exc.headers.items()}
+
+
+def test_every_preview_answer_carries_the_header_policy_of_serve(base: str, session: PreviewSession) -> None:
+    paths = [getattr(route, "path", "/") for route in create_preview_app(session, watch=False).routes]
+    asked: list[tuple[str, str, str | None]] = [
+        (base + path, method, None) for path in paths for method in ("GET", "POST")
+    ]
+    asked += [(f"{base}/no-such-page", "GET", None), (f"{base}/api/state", "GET", "evil.example")]
+    for url, method, host in asked:
+        headers = headers_of(url, method, host)
+        csp = headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp and "base-uri 'none'" in csp, (method, url)
+        assert headers.get("x-frame-options") == "DENY" and headers.get("x-content-type-options") == "nosniff"
+        assert headers.get("referrer-policy") == "no-referrer" and headers.get("cache-control") == "no-store"
 
 
 def test_send_me_this_is_off_with_the_embedded_outbox(base: str) -> None:

@@ -120,7 +120,8 @@ class CountingPremailer:
 
         def transform(this: premailer.Premailer, *args: object, **kwargs: object) -> str:
             self.calls += 1
-            return original(this, *args, **kwargs)
+            html: str = original(this, *args, **kwargs)
+            return html
 
         monkeypatch.setattr(premailer.Premailer, "transform", transform)
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from newsletter.text import split_keywords
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEED = REPO_ROOT.parent / "shared/seed/daily-papers-page.txt"
 EXAMPLES = REPO_ROOT / "examples"
@@ -170,6 +172,6 @@ def test_subscriber_keywords_are_topics_in_the_seed() -> None:
         pytest.skip(f"seed file not present: {SEED}")
     seed = SEED.read_text(encoding="utf-8").lower()
     rows = list(csv.DictReader(SUBSCRIBERS.read_text(encoding="utf-8").splitlines()))
-    keywords = {k.strip() for r in rows for k in r["keywords"].split(";") if k.strip()}
+    keywords = {k for r in rows for k in split_keywords(r["keywords"])}
     assert keywords
     assert [k for k in sorted(keywords) if k.lower() not in seed] == []

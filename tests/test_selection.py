@@ -8,12 +8,12 @@ import pytest
 from helpers.papers import ISSUE
 from helpers.papers import make_paper as paper
 
-from newsletter.ranking.selection import Ranker, rank_papers
+from newsletter.ranking.selection import Ranker, ScoredPaper, rank_papers
 from newsletter.settings import SelectionSettings
 from newsletter.sources.paper import Paper
 
 
-def ids(scored: list) -> list[str]:
+def ids(scored: list[ScoredPaper]) -> list[str]:
     return [s.paper.id for s in scored]
 
 
@@ -184,7 +184,7 @@ def test_min_relevance_drops_weak_matches() -> None:
 
 def test_a_keyword_string_is_split_not_read_letter_by_letter() -> None:
     ranker = Ranker([paper("a", "Diffusion"), paper("b", "Music")], ISSUE, SelectionSettings())
-    assert sorted(ids(ranker.rank("diffusion; music"))) == ["a", "b"]  # type: ignore[arg-type]
+    assert sorted(ids(ranker.rank("diffusion; music"))) == ["a", "b"]
 
 
 def test_a_paper_given_twice_is_ranked_once() -> None:
@@ -208,7 +208,7 @@ def test_bm25_is_lucenes_variant() -> None:
 
 
 def test_a_send_does_not_import_what_it_does_not_use() -> None:
-    """scipy (pulled in by bm25s when installed) and httpx (fetching only) cost 30 MiB per process."""
+    """scipy (pulled in by bm25s when installed) and httpx (fetching only) cost every process memory."""
     import subprocess
     import sys
 

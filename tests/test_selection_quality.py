@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _ndcg_eval():  # type: ignore[no-untyped-def]
+def _ndcg_eval() -> ModuleType:
     spec = importlib.util.spec_from_file_location("ndcg_eval", ROOT / "benchmarks" / "ndcg_eval.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -12,14 +12,14 @@ from helpers.papers import ISSUE, unrelated_papers
 from newsletter.errors import ConfigError
 from newsletter.ranking import semantic
 from newsletter.ranking.acronyms import Acronyms, long_form, short_form
-from newsletter.ranking.selection import Ranker
+from newsletter.ranking.selection import Ranker, ScoredPaper
 from newsletter.settings import SelectionSettings
 from newsletter.sources import load_papers
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def ids(scored: list) -> list[str]:
+def ids(scored: list[ScoredPaper]) -> list[str]:
     return [s.paper.id for s in scored]
 
 

@@ -8,6 +8,7 @@ import mailbox
 import re
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -16,10 +17,11 @@ from newsletter.statuses import Frequency, SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 
 
-def send(*args: str) -> dict[str, object]:
+def send(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["send", "--json", *args])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def delivered(project: Path) -> list[email.message.EmailMessage]:
@@ -70,5 +72,7 @@ def test_no_link_or_header_carries_an_address_and_the_footer_links_to_manage(pro
         urls = re.findall(r"(?:https?|mailto):[^\s\"'<>]+", raw)
         assert urls and not [u for u in urls if address.lower() in u.lower() or "%40" in u.split("?")[-1]]
         assert "email=" not in raw
-        text = message.get_body(preferencelist=("plain",)).get_content()
+        body = message.get_body(preferencelist=("plain",))
+        assert body is not None
+        text = body.get_content()
         assert "/manage?t=" in text and "/unsubscribe?t=" in text

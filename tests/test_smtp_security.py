@@ -12,7 +12,7 @@ remote host, decided before a byte of the login is written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from click.testing import CliRunner
@@ -25,7 +25,15 @@ from newsletter.delivery.smtp import PlaintextAuthRefused
 from newsletter.pipeline.send import SendOptions, SendReport, run_send
 from newsletter.settings import SmtpSecurity, SmtpSettings, load_settings
 
-LOGIN = {"username": "mailer", "password": "s3cret"}
+
+class Login(TypedDict):
+    """The login keys of [smtp]; typed so that `**LOGIN` can fill no other parameter."""
+
+    username: str
+    password: str
+
+
+LOGIN: Login = {"username": "mailer", "password": "s3cret"}
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,9 @@ from newsletter.sources.paper import stable_id
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def hf_record(pid: str, title: str = "A Title", summary: str = "An abstract.", **paper: object) -> dict:
+def hf_record(
+    pid: str, title: str = "A Title", summary: str = "An abstract.", **paper: object
+) -> dict[str, Any]:
     inner = {
         "id": pid,
         "title": title,

@@ -68,6 +68,7 @@ def test_add_resubscribe_reactivates_an_unsubscribed_address(news: Path) -> None
     result = run("add", "carol@example.org", "--resubscribe", "--list", "news")
     assert result.stdout == "Resubscribed carol@example.org to news.\n"
     carol = SubscriberStore(news).get("carol@example.org")
+    assert carol is not None
     assert carol.status == "active" and carol.unsubscribed_at is None and carol.keywords == ["robotics"]
     result = run("add", "carol@example.org", "--resubscribe", "--list", "news")
     assert result.stdout == "carol@example.org is already active on news.\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import SubscriberError
+from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 from newsletter.subscribers.importing import import_file
 
@@ -117,7 +118,7 @@ def test_importing_an_unreadable_file_changes_nothing(name: str, tmp_path: Path)
 
 def test_unknown_columns_and_their_order_survive_a_rewrite(tmp_path: Path) -> None:
     store = copy("unknown_columns.csv", tmp_path)
-    store.set_status("bob@example.org", "unsubscribed")
+    store.set_status("bob@example.org", SubscriberStatus.UNSUBSCRIBED)
     store.add("cy@example.org", name="Cy", extra={"team": "green"})
     store.compact()
     lines = store.path.read_text().splitlines()
@@ -131,7 +132,7 @@ def test_unknown_columns_and_their_order_survive_a_rewrite(tmp_path: Path) -> No
 def test_a_rewrite_keeps_the_files_own_dialect(name: str, tmp_path: Path) -> None:
     store = copy(name, tmp_path)
     original = (FIXTURES / name).read_bytes()
-    store.set_status("bob@example.org", "bounced")
+    store.set_status("bob@example.org", SubscriberStatus.BOUNCED)
     store.compact()
     rewritten = store.path.read_bytes()
     assert rewritten[:3] == original[:3]  # BOM kept where there was one
@@ -166,7 +167,7 @@ def test_a_column_name_holding_another_delimiter_keeps_the_dialect_through_a_rew
 def test_a_change_leaves_bad_rows_as_they_were(tmp_path: Path) -> None:
     store = copy("bad_rows.csv", tmp_path)
     before = store.path.read_text().splitlines()
-    store.set_status("fay@example.org", "unsubscribed")
+    store.set_status("fay@example.org", SubscriberStatus.UNSUBSCRIBED)
     store.compact()
     after = store.path.read_text().splitlines()
     assert after[0] == before[0] + ",unsubscribed_at"

@@ -6,12 +6,14 @@ import logging
 import multiprocessing
 import os
 import threading
+from multiprocessing.context import SpawnProcess
 from pathlib import Path
 
 import pytest
 
-from newsletter.subscribers import SubscriberStore
-from newsletter.subscribers.journal import ChangeJournal
+from newsletter.subscribers import SubscriberStore, overlay
+from newsletter.subscribers.csvfile import CsvLayout, Rows
+from newsletter.subscribers.journal import ChangeJournal, Snapshot
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at,team\n"
 ROWS = (
@@ -149,8 +151,9 @@ def test_concurrent_appends_and_compactions_lose_and_tear_nothing(store: Subscri
     spawn = multiprocessing.get_context("spawn")
     workers = [spawn.Process(target=_append_many, args=(str(store.path), f"p{n}", 150)) for n in range(3)]
     threads = [threading.Thread(target=_append_many, args=(str(store.path), f"t{n}", 150)) for n in range(3)]
-    for worker in [*workers, *threads]:
-        worker.start()
+    runners: list[SpawnProcess | threading.Thread] = [*workers, *threads]
+    for runner in runners:
+        runner.start()
     compactions = 0
     while any(w.is_alive() for w in workers) or any(t.is_alive() for t in threads):
         compactions += store.compact()
@@ -222,11 +225,11 @@ def test_a_hand_edit_saved_during_a_compaction_is_kept_with_the_pending_change(
     from newsletter.subscribers import store as store_module
 
     store.record_unsubscribe("alice@example.org")
-    real_rows_with = store_module.rows_with
+    real_rows_with = overlay.rows_with
     saves: list[str] = []
 
-    def editor_saves_once_while_the_rows_stream(*args: object, **kwargs: object) -> object:
-        found = real_rows_with(*args, **kwargs)  # type: ignore[arg-type]  # passed through as given
+    def editor_saves_once_while_the_rows_stream(path: Path, snapshot: Snapshot) -> tuple[CsvLayout, Rows]:
+        found = real_rows_with(path, snapshot)
         if not saves:
             save_as_an_editor_does(store.path, "dave@example.org,Dave,,active,,,\n")
             saves.append("dave")
@@ -248,11 +251,11 @@ def test_an_editor_saving_all_the_time_leaves_the_journal_for_next_time(
     from newsletter.subscribers import store as store_module
 
     store.record_unsubscribe("alice@example.org")
-    real_rows_with = store_module.rows_with
+    real_rows_with = overlay.rows_with
     saved: list[int] = []
 
-    def editor_saves_every_time(*args: object, **kwargs: object) -> object:
-        found = real_rows_with(*args, **kwargs)  # type: ignore[arg-type]  # passed through as given
+    def editor_saves_every_time(path: Path, snapshot: Snapshot) -> tuple[CsvLayout, Rows]:
+        found = real_rows_with(path, snapshot)
         saved.append(1)
         save_as_an_editor_does(store.path, f"editor{len(saved)}@example.org,,,active,,,\n")
         return found

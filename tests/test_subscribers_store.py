@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import SubscriberError
+from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 
 HEADER = "email,name,keywords,status,subscribed_at,unsubscribed_at,team\n"
@@ -48,26 +49,26 @@ def test_missing_list_names_the_file_and_the_fix(tmp_path: Path) -> None:
 
 def test_is_active_sees_a_change_made_through_another_store(store: SubscriberStore) -> None:
     assert store.is_active("BOB@example.org")
-    SubscriberStore(store.path).set_status("bob@example.org", "unsubscribed")
+    SubscriberStore(store.path).set_status("bob@example.org", SubscriberStatus.UNSUBSCRIBED)
     assert not store.is_active("bob@example.org")
     assert not store.is_active("nobody@example.org")
 
 
 def test_set_status_is_idempotent_and_stamps_unsubscribed_at(store: SubscriberStore) -> None:
-    assert store.set_status("ALICE@example.org", "unsubscribed") is True
-    assert store.set_status("alice@example.org", "unsubscribed") is False
+    assert store.set_status("ALICE@example.org", SubscriberStatus.UNSUBSCRIBED) is True
+    assert store.set_status("alice@example.org", SubscriberStatus.UNSUBSCRIBED) is False
     alice = store.get("alice@example.org")
     assert alice is not None and alice.status == "unsubscribed" and alice.unsubscribed_at is not None
 
 
 def test_set_status_of_unknown_address_is_an_error(store: SubscriberStore) -> None:
     with pytest.raises(SubscriberError, match="not on list news"):
-        store.set_status("zed@example.org", "bounced")
+        store.set_status("zed@example.org", SubscriberStatus.BOUNCED)
 
 
 def test_rewrite_keeps_unknown_columns_order_and_untouched_rows(store: SubscriberStore) -> None:
     before = store.path.read_text().splitlines()
-    store.set_status("bob@example.org", "bounced")
+    store.set_status("bob@example.org", SubscriberStatus.BOUNCED)
     store.compact()
     after = store.path.read_text().splitlines()
     assert after[0] == before[0] and after[1] == before[1] and after[3] == before[3]
@@ -79,7 +80,8 @@ def test_add_refuses_duplicates_in_any_case(store: SubscriberStore) -> None:
         store.add("ALICE@EXAMPLE.ORG")
     assert store.add("alice@example.org", on_conflict="skip") == "skipped"
     assert store.add("dave@example.org", name="Dave", keywords="a; b") == "added"
-    assert store.get("dave@example.org").keywords == ["a", "b"]
+    dave = store.get("dave@example.org")
+    assert dave is not None and dave.keywords == ["a", "b"]
 
 
 def test_add_refuses_an_invalid_address(store: SubscriberStore) -> None:
@@ -111,15 +113,16 @@ def test_no_temporary_files_are_left_behind(store: SubscriberStore) -> None:
 
 
 def test_unsubscribe_leaves_a_bounced_address_bounced(store: SubscriberStore) -> None:
-    store.set_status("bob@example.org", "bounced")
+    store.set_status("bob@example.org", SubscriberStatus.BOUNCED)
     assert store.unsubscribe("bob@example.org") is False
-    assert store.get("bob@example.org").status == "bounced"
+    bob = store.get("bob@example.org")
+    assert bob is not None and bob.status == "bounced"
 
 
 def test_a_temp_file_left_by_a_crashed_writer_is_cleaned_up(store: SubscriberStore) -> None:
     stale = store.path.parent / f".{store.path.name}.abc123.tmp"
     stale.write_text("half a list")
-    store.set_status("bob@example.org", "bounced")
+    store.set_status("bob@example.org", SubscriberStatus.BOUNCED)
     store.compact()
     assert not stale.exists()
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Callable
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette prefers httpx2 for its TestClient; httpx works
+    from starlette.testclient import TestClient
 
 from newsletter.errors import ConfigError
 from newsletter.mail.tokens import (
@@ -17,8 +25,12 @@ from newsletter.mail.tokens import (
     unsubscribe_link,
     unsubscribe_url,
     verify_legacy_token,
+    verify_unsubscribe,
 )
 from newsletter.settings import Settings
+from newsletter.subscribers import SubscriberStore
+from newsletter.subscribers.mailrequests import apply_mail_requests
+from newsletter.web.app import create_app
 
 SECRET = "test-secret-0123456789-test-secret-0123456789"
 OTHER = "another-secret-9876543210-another-secret-98765"
@@ -105,7 +117,7 @@ def test_settings_carry_the_previous_secret(monkeypatch: pytest.MonkeyPatch) -> 
         lambda t: "!!!" + t,
     ],
 )
-def test_mangled_token_is_refused(mangle) -> None:
+def test_mangled_token_is_refused(mangle: Callable[[str], str]) -> None:
     token = SIGNER.sign(Purpose.UNSUBSCRIBE, "example", "alice@example.org")
     assert SIGNER.verify(mangle(token), Purpose.UNSUBSCRIBE) is None
     assert TokenSigner(OTHER).verify(token, Purpose.UNSUBSCRIBE) is None
@@ -130,3 +142,48 @@ def test_link_without_secret_is_refused_with_the_variable_to_set() -> None:
     settings = Settings(base_url="https://digest.example.org")
     with pytest.raises(ConfigError, match="NEWSLETTER_SECRET"):
         unsubscribe_link(settings, "example", "a@example.org")
+
+
+def site(root: Path) -> Settings:
+    (root / "subscribers").mkdir(parents=True)
+    (root / "subscribers" / "news.csv").write_text("email,status\nann@example.org,active\n", encoding="utf-8")
+    return Settings(secret=SECRET, subscribers_dir=root / "subscribers", config_dir=root)
+
+
+def mail(subject: str) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = subject
+    return message
+
+
+ANN = ("news", "ann@example.org")
+OPAQUE = SIGNER.sign(Purpose.UNSUBSCRIBE, "news", "ann@example.org")
+LEGACY = make_legacy_token(SECRET, "news", "ann@example.org")
+MANAGE = SIGNER.sign(Purpose.MANAGE, "news", "ann@example.org")
+
+
+@pytest.mark.parametrize(
+    ("token", "list_name", "email", "expected"),
+    [
+        (OPAQUE, "", "", ANN),
+        (LEGACY, "news", "ann@example.org", ANN),
+        (LEGACY, "news", "Ann@Example.org", ANN),
+        (MANAGE, "", "", None),
+        (make_legacy_token(SECRET, "../news", "ann@example.org"), "../news", "ann@example.org", None),
+    ],
+    ids=["new-token", "legacy-link", "legacy-link-in-capitals", "manage-token", "legacy-path-as-list"],
+)
+def test_the_web_link_and_the_mail_request_read_an_unsubscribe_token_alike(
+    tmp_path: Path, token: str, list_name: str, email: str, expected: tuple[str, str] | None
+) -> None:
+    assert verify_unsubscribe(SIGNER, token, list_name, email) == expected
+    legacy = {"list": list_name, "email": email, "token": token}
+    web, by_mail = site(tmp_path / "web"), site(tmp_path / "mail")
+    query = urlencode(legacy if list_name else {"t": token})
+    answer = TestClient(create_app(web)).post(f"/unsubscribe?{query}")
+    report = apply_mail_requests(by_mail, [mail(" ".join(["unsubscribe", list_name, email, token]))])
+    for settings in (web, by_mail):
+        still = SubscriberStore(settings.list_path("news")).is_active("ann@example.org")
+        assert still is (expected is None)
+    assert answer.status_code == (200 if expected else 403)
+    assert report.unsubscribed == (["ann@example.org (news)"] if expected else [])

@@ -8,7 +8,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
@@ -16,11 +18,15 @@ from helpers.browser import CHROMEDRIVER as DRIVER
 from helpers.browser import CHROMIUM, needs_chromedriver
 from helpers.signup_site import make_site, outbox, text_part
 
+from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
 from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import Settings
 from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = needs_chromedriver
 SHOTS = os.environ.get("SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
@@ -44,7 +50,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -58,7 +64,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
     driver.quit()
 
 
-def look(driver: object, name: str) -> None:
+def look(driver: WebDriver, name: str) -> None:
     """Screenshots at desktop and phone width; on a phone the page must not scroll sideways."""
     for width in (1100, 375):
         driver.execute_cdp_cmd(
@@ -73,7 +79,7 @@ def look(driver: object, name: str) -> None:
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
-def heading(driver: object) -> str:
+def heading(driver: WebDriver) -> str:
     from selenium.webdriver.common.by import By
 
     return str(driver.find_element(By.TAG_NAME, "h1").text)
@@ -82,7 +88,7 @@ def heading(driver: object) -> str:
 NEW_PAGE = "return window.__oldPage === undefined && document.readyState === 'complete'"
 
 
-def submit(driver: object, selector: str) -> None:
+def submit(driver: WebDriver, selector: str) -> None:
     """Press a button and wait until the page it posts to has loaded.
 
     The old page is marked first and the wait is for a loaded document without the mark. Asking
@@ -100,14 +106,14 @@ def submit(driver: object, selector: str) -> None:
     )
 
 
-def link(message: object, path: str) -> str:
+def link(message: EmailMessage, path: str) -> str:
     found = re.search(rf"https?://\S+{re.escape(path)}\?t=[\w-]+", text_part(message))
     assert found, text_part(message)
     return found.group(0)
 
 
 def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
-    site: tuple[Settings, str], browser: object
+    site: tuple[Settings, str], browser: WebDriver
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -168,3 +174,37 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     submit(driver, "button[type=submit]")
     assert heading(driver) == "Unsubscribed"
     assert not SubscriberStore(settings.list_path("news")).is_active(reader)
+
+
+LOOK = """
+const style = (selector, property) => {
+  const found = document.querySelector(selector);
+  return found ? getComputedStyle(found)[property] : null;
+};
+return [style("body", "backgroundColor"), style(".box", "backgroundColor"), style(".box", "maxWidth"),
+        style(".masthead", "color"), style("h1", "fontSize"), style("h1", "fontFamily"),
+        document.querySelector(".masthead") && document.querySelector(".masthead").textContent];
+"""
+
+
+def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
+    site: tuple[Settings, str], browser: WebDriver
+) -> None:
+    settings, base_url = site
+    driver = browser
+    signer = TokenSigner(str(settings.secret))
+    feedback = purpose_url(signer, base_url, Purpose.FEEDBACK, "news", "alice@example.org", item="2403.00001")
+    driver.get(f"{base_url}/subscribe?list=news")
+    sign_up = driver.execute_script(LOOK)
+    assert sign_up[-1] == "Lab Papers" and None not in sign_up
+    pages = {
+        "7-feedback": (f"{feedback}&v=less", "Fewer papers like this one?"),
+        "8-link-not-valid": (f"{base_url}/unsubscribe?t=forged", "Link not valid"),
+        "9-incomplete-link": (f"{base_url}/unsubscribe?list=news", "Incomplete link"),
+        "10-page-not-found": (f"{base_url}/no-such-page", "Page not found"),
+    }
+    for name, (url, title) in pages.items():
+        driver.get(url)
+        assert heading(driver) == title
+        assert driver.execute_script(LOOK) == sign_up, f"{name} does not look like the sign-up page"
+        look(driver, name)

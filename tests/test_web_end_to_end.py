@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -58,10 +59,11 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     sock.close()
 
 
-def send(*args: str) -> dict[str, object]:
+def send(*args: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["send", "--json", *args])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def delivered(outbox: Path, seen: set[str]) -> list[Message]:

@@ -16,6 +16,7 @@ from helpers.uvicorn_thread import serving
 
 from newsletter.mail.tokens import unsubscribe_url
 from newsletter.settings import Settings
+from newsletter.statuses import SubscriberStatus
 from newsletter.subscribers import SubscriberStore
 from newsletter.web.app import create_app
 
@@ -81,7 +82,7 @@ def _bouncer(path: str, count: int, start: threading.Barrier) -> None:
     start.wait()
     for i in range(count // 2):
         store.add(f"b{i}@example.org")
-        store.set_status(f"p{i}@example.org", "bounced")
+        store.set_status(f"p{i}@example.org", SubscriberStatus.BOUNCED)
 
 
 def test_two_writers_and_the_server_lose_no_update(base_url: str, list_path: Path) -> None:

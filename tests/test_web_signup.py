@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -30,7 +31,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> TestClient:
+def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), follow_redirects=False) as client:
         yield client
 
@@ -166,8 +167,14 @@ def test_an_unknown_list_is_a_404(client: TestClient) -> None:
     assert client.get("/subscribe?list=../news").status_code == 404
 
 
-def token_url(path: str, purpose: Purpose, email: str = "alice@example.org", **kw: object) -> str:
-    return f"{path}?{urlencode({'t': SIGNER.sign(purpose, 'news', email, **kw)})}"
+def token_url(
+    path: str,
+    purpose: Purpose,
+    email: str = "alice@example.org",
+    *,
+    expires: datetime | timedelta | None = None,
+) -> str:
+    return f"{path}?{urlencode({'t': SIGNER.sign(purpose, 'news', email, expires=expires)})}"
 
 
 @pytest.mark.parametrize("purpose", [Purpose.UNSUBSCRIBE, Purpose.CONFIRM, Purpose.FEEDBACK])

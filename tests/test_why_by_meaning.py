@@ -14,7 +14,7 @@ from newsletter.cli import main
 from newsletter.models import IssueInfo, Subscriber
 from newsletter.pipeline.replay import RecordedPick
 from newsletter.pipeline.snapshot import reader_record
-from newsletter.ranking.selection import Ranker
+from newsletter.ranking.selection import Ranker, ScoredPaper
 from newsletter.ranking.semantic import MAX_TEXT_CHARS
 from newsletter.ranking.sentences import MIN_QUOTE_COSINE, SENTENCES_MAX, Closest
 from newsletter.render.digest import DigestRenderer, RenderedDigest
@@ -50,7 +50,7 @@ def speech_papers(abstract: str) -> list[Paper]:
     return [*(p for p in unrelated_papers() if p.id != "tts"), make_paper("tts", TITLE, abstract)]
 
 
-def render(papers: list[Paper]) -> tuple[list, RenderedDigest]:
+def render(papers: list[Paper]) -> tuple[list[ScoredPaper], RenderedDigest]:
     picks = Ranker(papers, ISSUE, SelectionSettings()).rank(READER.keywords)
     digest = DigestRenderer(Settings(), INFO).render(
         READER, picks, "https://x.example/u", feedback_url=lambda pid: ""
@@ -166,7 +166,8 @@ def test_a_hostile_abstract_costs_only_its_first_sentences() -> None:
     ranker = Ranker(speech_papers(FILLER + HEARD), ISSUE, SelectionSettings())
     tts = next(p for p in ranker.rank(["voice"]) if p.paper.id == "tts")
     filler = ["Radix sort orders the keys of large arrays."]
-    assert tts.closest_sentence("voice", [*filler * 3, HEARD]) == Closest(3, pytest.approx(0.48, abs=0.05))
+    closest = tts.closest_sentence("voice", [*filler * 3, HEARD])
+    assert closest is not None and closest.index == 3 and closest.cosine == pytest.approx(0.48, abs=0.05)
     # Beyond the first SENTENCES_MAX sentences (or MAX_TEXT_CHARS), nothing is embedded or quoted.
     assert tts.closest_sentence("voice", [*filler * SENTENCES_MAX, HEARD]) is None
     assert tts.closest_sentence("voice", ["x" * MAX_TEXT_CHARS, HEARD]) is None

@@ -61,7 +61,7 @@ def test_from_wire_refuses_bytes_that_are_not_a_data_payload() -> None:
         from_wire(b"Subject: a\r\n\r\nbody\r\n")
 
 
-def composed(tmp_path, email: str = "ada@example.org") -> ComposedMessage:
+def composed(tmp_path: Path, email: str = "ada@example.org") -> ComposedMessage:
     composer = MessageComposer(load_settings(write_config(tmp_path)), ISSUE, "secret")
     digest = RenderedDigest(subject="Digest", html="<p>\n.</p>\n" + DOTTY, text=DOTTY)
     message = composer.compose(Subscriber(email=email, name="Ada"), digest, "https://x.example/u")
@@ -80,14 +80,14 @@ def deliver(server: LoopbackServer, *messages: ComposedMessage) -> list[str]:
     return asyncio.run(run())
 
 
-def test_the_server_stores_exactly_the_composed_bytes_dots_and_all(tmp_path) -> None:
+def test_the_server_stores_exactly_the_composed_bytes_dots_and_all(tmp_path: Path) -> None:
     message = composed(tmp_path)
     with LoopbackServer() as server:
         assert deliver(server, message, message) == [DELIVERED, DELIVERED]
     assert [item.data for item in server.handler.received] == [message.data, message.data]
 
 
-def test_a_message_over_the_servers_size_limit_fails_alone(tmp_path) -> None:
+def test_a_message_over_the_servers_size_limit_fails_alone(tmp_path: Path) -> None:
     big, small = composed(tmp_path), composed(tmp_path, "bob@example.org")
     small = ComposedMessage(small.message_id, small.recipient, to_wire(b"Subject: small\r\n\r\nhi\r\n"))
     with LoopbackServer(data_size_limit=big.size - 1) as server:
@@ -95,7 +95,7 @@ def test_a_message_over_the_servers_size_limit_fails_alone(tmp_path) -> None:
     assert server.handler.recipients() == ["bob@example.org"]
 
 
-def test_a_non_ascii_address_built_elsewhere_is_answered_not_crashed_on(tmp_path) -> None:
+def test_a_non_ascii_address_built_elsewhere_is_answered_not_crashed_on(tmp_path: Path) -> None:
     good = composed(tmp_path)
     odd = ComposedMessage("<odd@x>", "jos\u00e9@example.org", good.wire)  # compose itself refuses these
     with LoopbackServer() as server:
@@ -103,7 +103,7 @@ def test_a_non_ascii_address_built_elsewhere_is_answered_not_crashed_on(tmp_path
     assert server.handler.recipients() == ["ada@example.org"]
 
 
-def test_a_refused_recipient_leaves_the_connection_ready_for_the_next(tmp_path) -> None:
+def test_a_refused_recipient_leaves_the_connection_ready_for_the_next(tmp_path: Path) -> None:
     handler = RecordingHandler(
         rcpt_plan=lambda address, tries: "550 5.1.1 no such user" if "gone" in address else None
     )
@@ -118,6 +118,9 @@ class HeloOnlyServer(asyncio.Protocol):
 
     messages: ClassVar[list[bytes]] = []
     data_reply = b"354 go on\r\n"
+    transport: asyncio.Transport
+    buffer: bytes  # what came in and is not handled yet
+    data: bytes | None  # not None while a message is being received
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -154,7 +157,7 @@ class HeloOnlyServer(asyncio.Protocol):
                 self.transport.write(b"250 ok\r\n")
 
 
-def test_a_server_without_ehlo_gets_helo_and_no_size(tmp_path) -> None:
+def test_a_server_without_ehlo_gets_helo_and_no_size(tmp_path: Path) -> None:
     message = composed(tmp_path)
     HeloOnlyServer.messages = []
     with LoopbackServer(factory=HeloOnlyServer) as server:
@@ -164,7 +167,7 @@ def test_a_server_without_ehlo_gets_helo_and_no_size(tmp_path) -> None:
     assert stored == message.data
 
 
-def test_an_odd_answer_to_data_is_never_taken_for_a_delivery(tmp_path) -> None:
+def test_an_odd_answer_to_data_is_never_taken_for_a_delivery(tmp_path: Path) -> None:
     HeloOnlyServer.messages = []
     HeloOnlyServer.data_reply = b"250 sure\r\n"  # instead of 354: the message was never sent
     try:

@@ -25,12 +25,12 @@ def wheel_url() -> str:
     if index:
         with urllib.request.urlopen(index.rstrip("/") + "/pip/", timeout=60) as answer:
             page = answer.read().decode("utf-8", "replace")
-        links = re.findall(r'href="([^"]*pip-[\d.]+-py3-none-any\.whl[^"]*)"', page)
+        links: list[str] = re.findall(r'href="([^"]*pip-[\d.]+-py3-none-any\.whl[^"]*)"', page)
         if not links:
             raise SystemExit(f"no pip wheel listed at {index}/pip/")
         return urllib.parse.urljoin(index.rstrip("/") + "/pip/", links[-1])
     with urllib.request.urlopen(PYPI_JSON, timeout=60) as answer:
-        files = json.load(answer)["urls"]
+        files: list[dict[str, str]] = json.load(answer)["urls"]
     return urllib.parse.urljoin(PYPI_JSON, next(f["url"] for f in files if f["filename"].endswith(".whl")))
 
 

@@ -51,7 +51,9 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
     help="Paper file or folder (repeatable; default: 'papers' in the config).",
 )
 @click.option(
-    "--keywords", default="", help='Interests separated by ";", e.g. "diffusion; state space models".'
+    "--keywords",
+    default="",
+    help='Interests separated by ";", "," or a line break, e.g. "diffusion; state space models".',
 )
 @click.option(
     "--date",

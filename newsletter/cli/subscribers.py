@@ -48,7 +48,11 @@ def subscribers() -> None:
 @subscribers.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="Display name used in the greeting.")
-@click.option("--keywords", default="", help='Interests separated by ";", e.g. "diffusion; robotics".')
+@click.option(
+    "--keywords",
+    default="",
+    help='Interests separated by ";", "," or a line break, e.g. "diffusion; robotics".',
+)
 @click.option(
     "--resubscribe",
     is_flag=True,

@@ -15,6 +15,7 @@ from ..errors import DeliveryError, NewsletterError
 from ..mail.compose import ComposedMessage
 from ..settings import SmtpSecurity, SmtpSettings
 from ..statuses import ReplyClass
+from ..text import one_line  # server replies can span lines; errors and ledger rows must not
 
 
 class Step(StrEnum):
@@ -83,11 +84,6 @@ def tls_context_for(smtp: SmtpSettings) -> ssl.SSLContext | None:
             where=str(smtp.ca_file),
             fix="point smtp.ca_file at a PEM file with the certificate that signed the server's",
         ) from exc
-
-
-def one_line(text: object) -> str:
-    """Server replies can span lines; errors and ledger rows must not."""
-    return " ".join(str(text).split())
 
 
 class ServerFailure(DeliveryError):
@@ -239,7 +235,7 @@ def _failure(exc: Exception, step: Step, target: SmtpTarget) -> ServerFailure:
             fix="the server is busy or refusing mail; run again later",
             step=step,
         )
-    detail = one_line(exc) or type(exc).__name__
+    detail = one_line(str(exc)) or type(exc).__name__
     if step is Step.AUTH:
         return ServerFailure(
             f"cannot log in to the SMTP server ({detail})",
@@ -304,7 +300,7 @@ async def send_one(client: aiosmtplib.SMTP, sender: str, message: ComposedMessag
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
         # The session is in an unknown state (a late reply would be taken for the next one's).
         client.close()
-        return Reply(ReplyClass.TRANSIENT, 0, f"connection lost: {one_line(exc) or type(exc).__name__}")
+        return Reply(ReplyClass.TRANSIENT, 0, f"connection lost: {one_line(str(exc)) or type(exc).__name__}")
     except aiosmtplib.SMTPResponseException as exc:  # a reply we could not parse: same story
         client.close()
         return Reply(ReplyClass.TRANSIENT, exc.code, exc.message)
@@ -353,7 +349,8 @@ async def write_framed_data(client: aiosmtplib.SMTP, wire: bytes) -> aiosmtplib.
     """After the 354, write a message already framed for DATA as is; return the server's reply.
 
     The fast path: aiosmtplib's own `SMTP.data()` scans every message again for line ends and
-    leading dots (half the sending loop's CPU); ours were framed where they were built
+    leading dots, much of the sending loop's CPU (benchmarks/bench_send.py: `delivery only`
+    against `ceiling`); ours were framed where they were built
     (mail/wire.py: CRLF line ends, leading dots doubled, ending CRLF.CRLF). This is the one place
     that reaches into aiosmtplib's internals: the connected client's `protocol` (an
     `aiosmtplib.protocol.SMTPProtocol`), its `write(data)` and `read_response(timeout=...)`.

@@ -8,23 +8,20 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from ..models import IssueInfo, Subscriber
+from ..models import IssueInfo, Subscriber, utc_now
 from ..render.digest import RenderedDigest
 from ..settings import Settings
+from ..text import one_line
 from .dkim import DkimSigner
 from .tokens import TokenSigner, request_subject
 from .verp import return_path
 from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
 CRLF = "\r\n"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-# Bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE and kin) make a Subject or a name display
-# in another order than it reads ("txt.exe" shown as "exe.txt"); in a header they only deceive.
-_BIDI = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NOT_LIST_ID = re.compile(r"[^a-z0-9-]+")
 _ADDRESS = re.compile(r"^[^\s<>()\[\],;:\"\\@]+@[^\s<>()\[\],;:\"\\@]+$")
 _SAFE_ATOM = re.compile(r"^[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*$")
@@ -64,11 +61,6 @@ class ComposedMessage:
         return len(self.wire) - len(END_OF_DATA) - stuffed_dots(self.wire)
 
 
-def clean_text(value: str) -> str:
-    """Fold control characters (CR, LF, NUL, ...) to spaces and drop bidi controls, so no header is forged."""
-    return _CONTROL.sub(" ", _BIDI.sub("", value)).strip()
-
-
 def encoded_words(text: str) -> str:
     """RFC 2047 base64 words, split at character boundaries so every line stays short."""
     words, chunk = [], b""
@@ -85,7 +77,7 @@ def encoded_words(text: str) -> str:
 
 def header_text(value: str) -> str:
     """Unstructured header text: raw when plain ASCII, else encoded so '=?' is never live."""
-    value = clean_text(value)
+    value = one_line(value)  # no header is forged (CR, LF) or reordered (bidi controls)
     if value.isascii() and "=?" not in value and len(value) <= 900:
         return value
     return encoded_words(value)
@@ -102,7 +94,7 @@ def checked_address(address: str) -> str:
 def mailbox(name: str, address: str) -> str:
     """'Display Name <addr>' with the name quoted or encoded as needed."""
     address = checked_address(address)
-    name = clean_text(name)
+    name = one_line(name)
     if not name:
         return address
     plain = name.isascii() and "=?" not in name and len(name) <= _MAX_RAW_NAME
@@ -117,12 +109,13 @@ def mailbox(name: str, address: str) -> str:
 class LineEncoder:
     """Quoted-printable line by line with a cache: digests of one issue share most of their lines.
 
-    QP encodes each line on its own, so joining encoded lines gives the same bytes as
-    `quoted_printable` at a third of the cost. Lines come out framed for SMTP DATA (a line
-    that starts with a dot gets a second one, RFC 5321 4.5.2), also once per cached line.
-    A line is cached the second time it is seen: one reader's own lines (their links, their
-    cards' feedback links) never come back, and caching them filled the cache with 13 MB of
-    lines used once. Both are cleared when full to bound memory.
+    QP encodes each line on its own, so joining encoded lines gives the same bytes as encoding
+    the whole body, and a line many digests share is encoded once (benchmarks/bench_render.py
+    compares the two). Lines come out framed for SMTP DATA (a line that starts with a dot gets
+    a second one, RFC 5321 4.5.2), also once per cached line. A line is cached the second time
+    it is seen: one reader's own lines (their links, their cards' feedback links) never come
+    back, and caching them filled the cache with lines used once. Both are cleared when full to
+    bound memory.
     """
 
     def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000) -> None:
@@ -234,10 +227,10 @@ class MessageComposer:
         boundary: str,
         now: datetime | None,
     ) -> str:
-        subject = clean_text(digest.subject)
+        subject = one_line(digest.subject)
         if len(subject) > _MAX_SUBJECT:
             subject = subject[: _MAX_SUBJECT - 1].rstrip() + "\u2026"
-        unsubscribe_url = clean_text(unsubscribe_url).replace(" ", "%20")
+        unsubscribe_url = one_line(unsubscribe_url).replace(" ", "%20")
         mailto = f"mailto:{self.sender_address}?subject=" + quote(
             request_subject(self.tokens, self.issue.list_name, subscriber.email)
         )
@@ -245,7 +238,7 @@ class MessageComposer:
             f"From: {self.from_header}",
             f"To: {mailbox(subscriber.name, recipient)}",
             f"Subject: {header_text(subject)}",
-            f"Date: {format_datetime(now or datetime.now(UTC))}",
+            f"Date: {format_datetime(now or utc_now())}",
             f"Message-ID: {mid}",
             "MIME-Version: 1.0",
             f"List-Id: {self.list_id}",

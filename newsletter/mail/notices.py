@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 import jinja2
 
+from ..models import utc_now
 from ..render.digest import make_environment, template_dirs
 from ..settings import Settings
-from .compose import ComposedMessage, checked_address, clean_text
+from ..text import one_line
+from .compose import ComposedMessage, checked_address
 from .dkim import DkimSigner
 
 TEXT_TEMPLATE = "web/confirm_mail.txt"
@@ -43,7 +44,7 @@ class NoticeComposer:
         self.sender = checked_address(settings.sender.address)
 
     def subject(self, notice: Notice) -> str:
-        title = clean_text(self.settings.title)
+        title = one_line(self.settings.title)
         return f"{title}: you are subscribed" if notice.already else f"Confirm your {title} subscription"
 
     def compose(self, notice: Notice) -> ComposedMessage:
@@ -62,10 +63,10 @@ class NoticeComposer:
             "subject": self.subject(notice),
         }
         message = EmailMessage(policy=SMTP)
-        message["From"] = f"{clean_text(sender.name)} <{self.sender}>" if sender.name else self.sender
+        message["From"] = f"{one_line(sender.name)} <{self.sender}>" if sender.name else self.sender
         message["To"] = recipient
         message["Subject"] = self.subject(notice)
-        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Date"] = format_datetime(utc_now())
         mid = make_msgid(idstring=secrets.token_hex(4), domain=self.sender.rsplit("@", 1)[1])
         message["Message-ID"] = mid
         # An answer to something the reader did (RFC 3834): vacation responders stay quiet.

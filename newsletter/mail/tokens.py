@@ -3,8 +3,8 @@
 Why the address is *encrypted into* the token rather than looked up by a stored id: the web side
 must map a token back to its subscriber in O(1) without reading the list. A stored id column
 would need an index (id -> row) that every writer keeps in step with the CSV people edit by
-hand, and building it means reading the whole list (1,000,000 rows: seconds and ~100 MB per
-server process) before the first one-click unsubscribe can be answered. An AES-SIV
+hand, and building it means reading the whole list (in every server process, a cost that grows
+with the list) before the first one-click unsubscribe can be answered. An AES-SIV
 (RFC 5297, `cryptography`) ciphertext of the address needs nothing stored: the token *is* the
 id. SIV is an authenticated encryption, so the tag doubles as the MAC: a token that was not
 minted with our key, or was changed in one bit, does not decrypt. It is deterministic, so the
@@ -45,6 +45,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from ..errors import ConfigError
+from ..safety.listnames import is_list_name
 from ..settings import Settings
 
 UNSUBSCRIBE_PATH = "/unsubscribe"
@@ -299,6 +300,23 @@ def verify_legacy_token(secrets: Sequence[str], list_name: str, email: str, toke
     )
 
 
+def verify_unsubscribe(
+    signer: TokenSigner, token: str, list_name: str = "", email: str = ""
+) -> tuple[str, str] | None:
+    """(list, address) of a genuine unsubscribe link or mail request, opaque or legacy; None otherwise.
+
+    The one check behind the web link and the mailto: request: an opaque token alone, or (with a
+    list or an address given) an old HMAC over both. The list must be a safe list name either way.
+    """
+    found: tuple[str, str] | None = None
+    if not (list_name or email):
+        claims = signer.verify(token, Purpose.UNSUBSCRIBE)
+        found = None if claims is None else (claims.list_name, claims.email)
+    elif verify_legacy_token((signer.secret, *signer.previous), list_name, email, token):
+        found = (list_name, email.strip().lower())
+    return found if found is not None and is_list_name(found[0]) else None
+
+
 __all__ = [
     "CONFIRM_TTL",
     "Claims",
@@ -310,4 +328,5 @@ __all__ = [
     "unsubscribe_link",
     "unsubscribe_url",
     "verify_legacy_token",
+    "verify_unsubscribe",
 ]

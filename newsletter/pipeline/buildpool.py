@@ -27,6 +27,7 @@ from typing import Any, cast
 from ..errors import NewsletterError
 from ..settings import Settings
 
+# Where forking starts to pay: benchmarks/bench_send.py --subscribers N --compose-processes 0, then 2.
 PARALLEL_FROM_BYTES = 256 * 1024  # about 3,000 subscribers: below that, forking costs more than it saves
 _HEADER = 8  # bytes of length before each pickled chunk
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import LedgerError
 from ..files import atomic_write_text
 from ..ledger import latest_issue
+from ..models import utc_now
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class LedgerMarker:
     def note(self, ledger: Path, channel: str, issue: str) -> None:
         """Record, before anything is sent, that this list's deliveries go into this ledger."""
         noted = self.read()
-        noted[_key(ledger, channel)] = {"issue": issue, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        noted[_key(ledger, channel)] = {"issue": issue, "at": utc_now().isoformat(timespec="seconds")}
         try:
             atomic_write_text(self.path, json.dumps(noted, indent=1, sort_keys=True) + "\n")
         except OSError as exc:

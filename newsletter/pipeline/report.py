@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import re
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,9 +14,8 @@ from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
 from ..subscribers import SubscriberStore
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
-
+from ..subscribers.csvfile import write_spreadsheet
+from ..text import one_line
 
 NOT_DELIVERED = (
     IssueOutcome.FAILED,
@@ -127,7 +124,7 @@ def build_report(
         report.counts[outcome] += 1
         if outcome != IssueOutcome.DELIVERED:
             report.problems.append(
-                Undelivered(row.email, outcome, row.attempts, printable(row.last_reply or ""), row.updated_at)
+                Undelivered(row.email, outcome, row.attempts, one_line(row.last_reply or ""), row.updated_at)
             )
     started = min((_parse(row.updated_at) for row in rows), default=None)
     for key, subscriber in inactive.items():
@@ -159,11 +156,6 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
-def printable(text: str) -> str:
-    """A server's reply is foreign bytes: no control or direction characters reach a terminal."""
-    return _CONTROL.sub(" ", text).strip()
-
-
 def format_text(report: IssueReport) -> str:
     """The counts, then one aligned line per address that did not get the issue."""
     lines = [report.summary()]
@@ -179,16 +171,10 @@ def format_text(report: IssueReport) -> str:
     return "\n".join(lines)
 
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
 def write_csv(report: IssueReport, out: TextIO) -> None:
-    """One row per address that did not get the issue; cells that a spreadsheet would run are quoted."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["email", "outcome", "attempts", "last_reply", "when"])
-    for p in report.problems:
-        cells = [p.email, str(p.outcome), str(p.attempts), p.last_reply, p.when]
-        writer.writerow(["'" + c if c.startswith(_FORMULA) else c for c in cells])
+    """One row per address that did not get the issue, safe to open in a spreadsheet."""
+    rows = [[p.email, str(p.outcome), str(p.attempts), p.last_reply, p.when] for p in report.problems]
+    write_spreadsheet(out, ["email", "outcome", "attempts", "last_reply", "when"], rows)
 
 
 def log_lines(report: IssueReport, cap: int = 1000) -> list[str]:

@@ -394,7 +394,7 @@ def _still_wanted(store: SubscriberStore) -> Callable[[str], bool]:
     """Asked before each message: has this reader left the list since the run read it?
 
     While the file is the version the jobs were streamed from, everyone queued is still active
-    there, so no status table is loaded at all (15 MB at 100,000 rows); after any change, the
+    there, so no status table is loaded at all (it grows with the list); after any change, the
     current file decides.
     """
     streamed = store.version()

@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ..errors import NewsletterError
+from ..web.hygiene import PREVIEW, SecurityHeaders
 from .errors import describe_error
 from .session import PreviewSession, Selection
 from .spam import spam_verdict, spamassassin_path
@@ -35,7 +36,6 @@ ACTION_HEADER = "X-Newsletter-Preview"  # custom header: cross-site pages cannot
 KEEPALIVE_SECONDS = 15.0
 SENT_PREFIX = "sent:"
 _LIST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def _page() -> str:
@@ -55,7 +55,7 @@ def _selection(params: Any) -> Selection:
 
 
 def _json(data: object, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers=_NO_STORE)
+    return JSONResponse(data, status_code=status)
 
 
 def _failure(exc: Exception) -> JSONResponse:
@@ -87,7 +87,7 @@ class PreviewApi:
             self._loop.call_soon_threadsafe(self.closing.set)
 
     async def index(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(self.page, headers=_NO_STORE)
+        return HTMLResponse(self.page)
 
     async def state(self, request: Request) -> JSONResponse:
         """Lists, issues (current + ledger), and which optional parts are on."""
@@ -143,7 +143,7 @@ class PreviewApi:
             return _failure(exc)
         name = f"{result.file_stem}-{result.issue.issue_id}.eml"
         inline = request.query_params.get("view") == "1"
-        headers = dict(_NO_STORE)
+        headers = {}
         if not inline:
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
         media = "text/plain; charset=utf-8" if inline else "message/rfc822"
@@ -199,7 +199,7 @@ class PreviewApi:
                 finally:
                     ended.cancel()
 
-        headers = {**_NO_STORE, "X-Accel-Buffering": "no"}
+        headers = {"X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
@@ -235,7 +235,11 @@ def create_preview_app(
         Route("/events", api.events, methods=["GET"]),
     ]
     hosts = list(LOOPBACK_HOSTS) if loopback_only else ["*"]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]
+    # The header policy is hygiene.py's, as for `serve`: it covers the refused hosts too.
+    middleware = [
+        Middleware(SecurityHeaders, policy=PREVIEW),
+        Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+    ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.session = session
     app.state.feed = feed

@@ -103,8 +103,8 @@ class ReaderTastes(Mapping[str, Taste]):
     """Readers' feedback, address -> Taste, with each judged paper's vector and terms held once.
 
     A reader's Taste (their judged papers' vectors stacked) is made when their digest is built:
-    made for everyone up front, 10,000 readers with a few verdicts each held some 40 MB of
-    copies of the same few hundred vectors, in the sender and in every builder process.
+    made for everyone up front, every reader held their own copies of the same few hundred
+    vectors, in the sender and in every builder process.
     """
 
     def __init__(

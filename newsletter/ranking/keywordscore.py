@@ -138,7 +138,7 @@ class Bm25:
 
     idf = ln(1 + (N - df + 0.5) / (df + 0.5)); tf part = tf / (tf + k1 * (1 - b + b * len / avglen)).
     Scores are float32 like the index this replaced (bm25s), so rankings stay the same; ours needs
-    only numpy, where bm25s imported scipy whenever installed (21 MiB in every `send`).
+    only numpy, where bm25s imported scipy whenever installed, into the memory of every `send`.
     """
 
     def __init__(self, corpus: Sequence[Sequence[str]], k1: float, b: float) -> None:

@@ -300,7 +300,7 @@ class Ranker:
         """Cosine similarity of every paper to a text (zeros when semantics are off)."""
         if self._model is None or not len(self.papers):
             return np.zeros(len(self.papers), dtype=np.float32)
-        # einsum, not @: numpy's matmul hands this to a threaded BLAS that is 40x slower on a busy host
+        # einsum, not @: numpy's matmul hands this to a threaded BLAS that is slow on a busy host
         found: np.ndarray = np.einsum("ij,j->i", self._vectors, self._model.embed([text])[0])
         return found
 

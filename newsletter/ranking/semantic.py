@@ -3,7 +3,7 @@
 The model is WordLlama's 256-dimension token table (its wheel carries the weights, so nothing is
 downloaded): a text's vector is the mean of its tokens' vectors, L2-normalised. We read the
 package's files ourselves instead of importing it: one gather-and-sum per text, tokens cached per
-word, so 2,000 abstracts take a fraction of a second and a send imports no extra framework.
+word, so an issue's abstracts are quick to embed and a send imports no extra framework.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class EmbeddingModel:
         mapped: mmap.mmap | None = None,
         file: TableFile | None = None,
     ) -> None:
-        self.table = table  # float16 as shipped (16 MB, not 32: a send stays under 150 MB), summed in float32
+        self.table = table  # float16 as shipped (half the memory of float32), summed in float32
         self.dim = int(table.shape[1])
         self._tokenizer = tokenizer
         self._words: dict[str, list[int]] = {}
@@ -120,7 +120,7 @@ def model_files() -> Path | None:
 
 @lru_cache(maxsize=1)
 def load_model() -> EmbeddingModel:
-    """Load the table and tokenizer once per process (about 0.3 s); builders inherit it by fork."""
+    """Load the table and tokenizer once per process, not per use; builders inherit it by fork."""
     root = model_files()
     if root is None or not (root / _WEIGHTS).is_file():
         raise ConfigError(
@@ -143,7 +143,8 @@ def _mapped_table(path: Path) -> tuple[np.ndarray, mmap.mmap, int]:
     """The safetensors file's one float16 matrix, memory-mapped: no copy, pages shared by builders.
 
     Layout: 8-byte little-endian header size, a JSON header naming dtype, shape and the data's
-    byte offsets, then the data. Reading it whole (safetensors.load_file) held 32 MB at its peak.
+    byte offsets, then the data. Reading it whole (safetensors.load_file) held a private copy in
+    every process.
     """
     with path.open("rb") as handle:
         size = struct.unpack("<Q", handle.read(8))[0]

@@ -14,10 +14,10 @@ import numpy as np
 
 from .semantic import MAX_TEXT_CHARS, EmbeddingModel
 
-# Below this cosine, a sentence is no better than chance: on the sample papers (examples/), 785
-# keywords against 20 random sentences each put the 99th percentile of cosines at 0.35, and by eye
-# the closest sentences of meaning-only picks read as the reason from about there up ("doctors" ->
-# "assist clinicians when learning the surgery"), below it mostly as noise.
+# Below this cosine, a sentence is no better than chance: it is about the 99th percentile of a
+# keyword's cosine to a random sentence of the sample papers (benchmarks/ndcg_eval.py prints it),
+# and by eye the closest sentences of meaning-only picks read as the reason from about there up
+# ("doctors" -> "assist clinicians when learning the surgery"), below it mostly as noise.
 MIN_QUOTE_COSINE = 0.35
 _PAPERS_KEPT = 4_000  # papers whose sentence vectors are kept (a window holds ~2,000): bounded memory
 _KEYWORDS_KEPT = 2_000  # keyword vectors kept (1 KiB each)

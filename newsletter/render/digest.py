@@ -47,7 +47,8 @@ SENTENCE_CLASS = "card-why-sentence"  # the quoted sentence in a card's reason l
 SENTENCE_OPEN = f'<span class="{SENTENCE_CLASS}">'  # unstyled: a theme whose cards drop the reason line
 SUBJECT_MAX = 68  # inboxes show about 70 characters on a phone
 _PER_READER = ("more", "less", "fbopen", "fbclose")  # card slots filled for each reader, after the cache
-_CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory (~10 MB)
+# The bound keeps a builder's memory flat; benchmarks/bench_render.py prints what the caches hold.
+_CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory
 
 
 # paper id, matched keywords, liked shown, matched by meaning only, the quote recorded (None: ranked now)

@@ -23,7 +23,7 @@ Fetcher = Callable[[SourceSettings, date, date, FetchSettings], "FetchResult"]
 
 def fetch_source(source: SourceSettings, first: date, last: date, limits: FetchSettings) -> FetchResult:
     """One configured source over the issue window: HF day by day, arXiv as a date range."""
-    # httpx only when a source is really fetched: a send from cached or local papers skips its 10 MiB.
+    # httpx only when a source is really fetched: a send from cached or local papers never pays its memory.
     from .fetch import ARXIV_BASE, ARXIV_SPACING, HF_BASE, FetchResult, fetch_arxiv, fetch_hf
     from .http import FetchPolicy
 

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Self
 
@@ -18,6 +18,7 @@ import httpx
 
 from .. import __version__
 from ..errors import SourceError
+from ..models import utc_now
 from .limits import BodyTooLarge, CappedBody
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def retry_after(value: str) -> tuple[float | None, str]:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:
-        return max(0.0, (when - datetime.now(UTC)).total_seconds()), ""
+        return max(0.0, (when - utc_now()).total_seconds()), ""
     except OverflowError:
         return None, f", unreadable Retry-After {value[:40]!r} ignored"
 

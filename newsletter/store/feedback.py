@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import Insert, select
 
 from ..errors import StoreError
+from ..models import utc_now
 from .database import Database
 from .schema import feedback, feedback_papers
 
@@ -52,7 +53,7 @@ class VerdictRow:
 
 def now_text() -> str:
     """The time as the store keeps it: ISO 8601 in UTC, to the second."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now().isoformat(timespec="seconds")
 
 
 def remember_papers(db: Database, papers: Sequence[PaperRow]) -> None:

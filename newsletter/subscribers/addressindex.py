@@ -2,7 +2,7 @@
 
 `<list>.index` is a SQLite file (0600) mapping each address in the CSV to the byte offset of its
 first row, plus the journal records applied since the CSV was last written, so `subscribers add`
-on a million-row list looks one address up in O(log n) instead of scanning 95 MB.
+on a million-row list looks one address up in O(log n) instead of scanning the whole file.
 
 It is only a cache; the CSV stays the file people edit. The index names the CSV it was built
 from (inode, size, mtime in ns) and is rebuilt when the CSV differs (a hand edit; a rewrite by

@@ -18,6 +18,7 @@ from ..mail.tokens import TokenSigner
 from ..mail.verp import opened_key, tokens_in
 from ..settings import Settings
 from ..statuses import SubscriberStatus
+from ..text import one_line
 from . import SubscriberStore
 from .table import Table, apply_status
 
@@ -108,7 +109,7 @@ class BounceReport:
 
 
 def _field(block: Message, name: str) -> str:
-    return " ".join(str(block.get(name, "")).split())
+    return one_line(str(block.get(name, "")))
 
 
 def _address(block: Message, name: str) -> str:

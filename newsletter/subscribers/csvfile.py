@@ -1,4 +1,4 @@
-"""Reading and writing subscriber CSV files as people actually have them, and atomically."""
+"""Reading and writing subscriber CSV files as people actually have them, and CSV for spreadsheets."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ EMAIL_ALIASES = frozenset({"email", "e-mail", "email address", "email_address", 
 DELIMITERS = (",", ";", "\t")
 Rows = Generator[tuple[int, list[str]], None, None]
 CREATE_FIX = "create it with `newsletter subscribers add` or pass --list"
+# A spreadsheet reads a cell starting with one of these as a formula (or strips it and then does).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def canonical(column: str) -> str:
@@ -207,7 +209,7 @@ class RowWriter:
 
     def writerow(self, row: list[str]) -> int:
         """Write one row; returns how many UTF-8 bytes it took (where the next row starts)."""
-        joined = "".join(row)  # one search in C, not one per cell: a million rows go 0.5 s faster
+        joined = "".join(row)  # one search in C, not one per cell: this runs for every row of a compaction
         if self.newline == "\r\n" or ("\r" not in joined and "\n" not in joined):
             written = int(self.plain.writerow(row))  # what out.write returned: characters
         else:
@@ -217,6 +219,25 @@ class RowWriter:
             written = self.out.write(self.buffer.getvalue()[:-2] + self.newline)
         # Only cells hold non-ASCII characters (delimiters, quotes and line ends are ASCII).
         return written if joined.isascii() else written + len(joined.encode("utf-8")) - len(joined)
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection advice)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_spreadsheet(
+    out: TextSink, header: list[str], rows: Iterable[list[str]], *, raw: bool = False
+) -> int:
+    """CSV people open in a spreadsheet (exports, reports): formula cells defused unless raw; returns rows."""
+    writer = RowWriter(out)
+    cell = (lambda text: text) if raw else spreadsheet_safe
+    writer.writerow([cell(name) for name in header])
+    count = 0
+    for row in rows:
+        writer.writerow([cell(text) for text in row] + [""] * (len(header) - len(row)))
+        count += 1
+    return count
 
 
 def render(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from ..errors import SubscriberError
-from ..models import Subscriber
+from ..models import Subscriber, to_the_second, utc_now
 from .rows import RowProblem
 from .store import SubscriberStore
 from .table import merge_one
@@ -56,7 +55,7 @@ def import_file(
     report = ImportReport(rejected=len(problems), problems=problems)
     if strict and problems:
         return report
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = to_the_second(utc_now())
     with store.editing(create=True) as table:
         for subscriber in incoming:
             if subscriber.subscribed_at is None:

@@ -1,8 +1,8 @@
 """The address index of a CSV the store is rewriting, written as the rows stream out.
 
 A compaction (every `newsletter send`) or any other whole-file rewrite under the list lock used to
-leave the index describing the old file, so the next lookup rebuilt it: 2.9 s on a million rows,
-paid by the next one-click unsubscribe or `subscribers add`. Instead the rewrite notes each row's
+leave the index describing the old file, so the next lookup rebuilt it, a whole-list read paid by
+the next one-click unsubscribe or `subscribers add`. Instead the rewrite notes each row's
 address and the byte offset it starts at, counted by `render` as it writes (a BOM, \\r\\n line
 ends and quoted cells spanning lines are counted as the bytes they are), into a new index file.
 
@@ -12,7 +12,7 @@ journal records it took in are cut: killed before that, the old index no longer 
 and is rebuilt as before. The CSV is renamed into place no sooner than RACY_NS after its last
 write, so a hand edit after it cannot share its mtime. A header that would be read back as
 another dialect, or any failure of the index, leaves the rebuild to the next lookup; the CSV is
-written either way. Lists under MIN_BYTES are not indexed here (their rebuild takes milliseconds).
+written either way. Lists under MIN_BYTES are not indexed here (their rebuild is quick).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from .statuscache import RACY_NS
 
 log = logging.getLogger(__name__)
 
-MIN_BYTES = 1 << 20  # about 10,000 rows: smaller lists rebuild their index in a few milliseconds
+# A smaller list's rebuild at its next lookup is quick (benchmarks/bench_unsubscribe.py --rows 10000
+# times it), so writing its index during the rewrite is not worth it.
+MIN_BYTES = 1 << 20  # about 10,000 rows
 BATCH = 20_000  # rows noted in memory before they go to SQLite
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import SubscriberError
 from ..files import atomic_write_bytes
+from ..models import utc_now
 from ..statuses import SubscriberStatus
 from .csvfile import CsvLayout, canonical
 
@@ -326,7 +327,7 @@ def ensure_column(layout: CsvLayout, column: str) -> int:
 
 def now() -> float:
     """The timestamp stored with a record."""
-    return time.time()
+    return utc_now().timestamp()
 
 
 __all__ = [

@@ -9,8 +9,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 
 from ..errors import ConfigError, SubscriberError
-from ..mail.tokens import Purpose, TokenSigner, verify_legacy_token
-from ..safety.listnames import is_list_name
+from ..mail.tokens import TokenSigner, verify_unsubscribe
 from ..settings import Settings
 from . import open_list
 
@@ -45,14 +44,10 @@ def parse_request(subject: str) -> MailRequest | None:
     return MailRequest(match["list"], match["email"].strip("<>").lower(), match["token"])
 
 
-def _opened(signer: TokenSigner, secrets: tuple[str, str], request: MailRequest) -> MailRequest | None:
+def _opened(signer: TokenSigner, request: MailRequest) -> MailRequest | None:
     """The request with its list and address when the token is genuine, else None."""
-    if not request.email:
-        claims = signer.verify(request.token, Purpose.UNSUBSCRIBE)
-        return None if claims is None else MailRequest(claims.list_name, claims.email, request.token)
-    if verify_legacy_token(secrets, request.list_name, request.email, request.token):
-        return request
-    return None
+    found = verify_unsubscribe(signer, request.token, request.list_name, request.email)
+    return None if found is None else MailRequest(*found, request.token)
 
 
 @dataclass
@@ -90,7 +85,6 @@ def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> Requ
             fix="set it to the secret the emails were sent with",
         )
     signer = TokenSigner.from_settings(settings)
-    secrets = (settings.secret, settings.secret_previous or "")
     report = RequestReport()
     for message in messages:
         report.messages += 1
@@ -98,8 +92,8 @@ def apply_mail_requests(settings: Settings, messages: Iterable[Message]) -> Requ
         if request is None:
             report.other += 1
             continue
-        genuine = _opened(signer, secrets, request)
-        if genuine is None or not is_list_name(genuine.list_name):
+        genuine = _opened(signer, request)
+        if genuine is None:
             report.forged.append(request.email or f"token {request.token[:12]}...")
         else:
             _unsubscribe(settings, genuine, report)

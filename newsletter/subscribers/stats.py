@@ -10,11 +10,8 @@ from typing import TextIO
 
 from ..models import Subscriber
 from ..statuses import SubscriberStatus
-from .csvfile import CsvLayout, RowWriter
+from .csvfile import CsvLayout, write_spreadsheet
 from .rows import STATUSES, to_fields
-
-# A spreadsheet reads a cell starting with one of these as a formula (or strips it and then does).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -90,16 +87,5 @@ def table_rows(subscribers: Iterable[Subscriber]) -> list[list[str]]:
 def write_csv(header: list[str], subscribers: Iterable[Subscriber], out: TextIO, *, raw: bool = False) -> int:
     """Comma-separated UTF-8 with every column of the list; formula-looking cells defused unless raw."""
     layout = CsvLayout(header=list(header))
-    writer = RowWriter(out)
-    cell = (lambda text: text) if raw else spreadsheet_safe
     rows = [to_fields(layout, subscriber) for subscriber in subscribers]
-    writer.writerow([cell(name) for name in layout.header])
-    width = len(layout.header)
-    for row in rows:
-        writer.writerow([cell(text) for text in row] + [""] * (width - len(row)))
-    return len(rows)
-
-
-def spreadsheet_safe(text: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection advice)."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return write_spreadsheet(out, layout.header, rows, raw=raw)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SubscriberError
 from ..files import atomic_write, temp_prefix
-from ..models import Subscriber
+from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import SubscriberStatus
 from ..text import split_keywords
 from .addressindex import AddressIndex, CsvSignature, signature_of
@@ -34,7 +34,6 @@ from .table import (
     merge_one,
     row_as_subscriber,
     updated,
-    utc_now,
 )
 
 if TYPE_CHECKING:
@@ -228,9 +227,9 @@ class SubscriberStore:
         """Fold the journal into the CSV under the lock; False when another process holds it.
 
         The rows stream from the old file through the journal into the new one, as every reader
-        sees them: a send compacts before it reads, and a table of 100,000 rows is 50 MB. Also
-        False when an editor saves the CSV during every try: the journal then waits, as readers
-        apply it anyway.
+        sees them: a send compacts before it reads, and a whole-list table would be the biggest
+        thing in its memory. Also False when an editor saves the CSV during every try: the journal
+        then waits, as readers apply it anyway.
         """
         if not self.path.exists() and not self.journal.size():
             return True
@@ -326,7 +325,8 @@ class SubscriberStore:
         from filelock import Timeout
 
         try:
-            # Poll often: a change holds the lock for milliseconds, the 50 ms default wastes most of that.
+            # Poll often: a change holds the lock only briefly, and filelock's 50 ms default would keep a
+            # waiter asleep long after the lock is free.
             with self.lock.acquire(timeout=timeout, poll_interval=0.005):
                 self._remove_stale_temp_files()
                 yield
@@ -411,7 +411,7 @@ class SubscriberStore:
             name=name.strip(),
             keywords=words,
             status=status,
-            subscribed_at=utc_now(),
+            subscribed_at=to_the_second(utc_now()),
             extra=extra or {},
         )
         if not self.path.exists():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from ..errors import SubscriberError
-from ..models import Subscriber
+from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import SubscriberStatus
 from .csvfile import CsvLayout
 from .journal import Snapshot, apply_changes
@@ -118,7 +118,7 @@ def merge_one(table: Table, new: Subscriber, on_conflict: OnConflict, list_name:
 
 def apply_status(table: Table, position: int, status: SubscriberStatus, when: datetime | None = None) -> bool:
     """Set one row's status (and unsubscribed_at to match); False if it already had it."""
-    when = when or utc_now()
+    when = when or to_the_second(utc_now())
     if table.status(position) == status:
         return False
     table.set_cell(position, "status", status)
@@ -169,11 +169,6 @@ def already_on_list(email: str, list_name: str) -> SubscriberError:
         f"{email} is already on list {list_name}",
         fix="see it with `newsletter subscribers list`, or add it with --resubscribe to make it active again",
     )
-
-
-def utc_now() -> datetime:
-    """Now, to the second, as stored in the list."""
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 __all__ = ["MergeResult", "OnConflict", "Table", "apply_status", "fold", "merge_one"]

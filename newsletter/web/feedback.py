@@ -9,9 +9,8 @@ records the verdict in the database, where the next issue's ranking reads it.
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
-from collections.abc import Callable
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -24,9 +23,9 @@ from ..mail.tokens import FEEDBACK_PATH, Claims, Purpose, TokenSigner
 from ..ranking.feedback import Verdict
 from ..ranking.feedbackstore import FeedbackStore
 from ..settings import Settings
+from .pages import SitePages
 
 log = logging.getLogger(__name__)
-PageMaker = Callable[[str, str, int], HTMLResponse]
 _ASK = {Verdict.MORE: "More papers like this one?", Verdict.LESS: "Fewer papers like this one?"}
 _BUTTON = {Verdict.MORE: "More like this", Verdict.LESS: "Less like this"}
 _DONE = {
@@ -39,8 +38,8 @@ _DONE = {
 class FeedbackPages:
     """Checks the token, shows the paper with one button (GET), records the verdict (POST)."""
 
-    def __init__(self, settings: Settings, signer: TokenSigner, page: PageMaker) -> None:
-        self.page = page  # the app's page shell, so every answer carries its privacy headers
+    def __init__(self, settings: Settings, signer: TokenSigner, pages: SitePages) -> None:
+        self.pages = pages
         self.settings = settings
         self.tokens = signer
         self.store = FeedbackStore.open(settings)
@@ -51,11 +50,11 @@ class FeedbackPages:
         token = token or request.query_params.get("t", "")
         claims = self.tokens.verify(token, Purpose.FEEDBACK) if token else None
         if claims is None or not claims.item:
-            return self.page("Link not valid", "<p>This link is not valid. Nothing was recorded.</p>", 403)
+            return self.pages.not_valid()
         try:
             return claims, Verdict(verdict or request.query_params.get("v", "more"))
         except ValueError:
-            return self.page("Incomplete link", "<p>Please use the full link from the email.</p>", 400)
+            return self.pages.incomplete()
 
     async def ask(self, request: Request) -> HTMLResponse:
         """GET: the paper's title and one button; nothing is recorded."""
@@ -65,14 +64,15 @@ class FeedbackPages:
         claims, verdict = checked
         remembered = await run_in_threadpool(self._paper_title, claims.item)
         other = Verdict.LESS if verdict == Verdict.MORE else Verdict.MORE
-        token = html.escape(request.query_params.get("t", ""))
-        body = (
-            f"<p><strong>{html.escape(remembered)}</strong></p>"
-            f'<form method="post" action="?t={token}&amp;v={verdict.value}">'
-            f'<button type="submit">{_BUTTON[verdict]}</button></form>'
-            f'<p><a href="?t={token}&amp;v={other.value}">I meant: {_BUTTON[other].lower()}</a></p>'
+        token = request.query_params.get("t", "")
+        return self.pages.page(
+            "web/feedback.html",
+            _ASK[verdict],
+            paper_title=remembered,
+            action="?" + urlencode({"t": token, "v": verdict.value}),
+            button=_BUTTON[verdict],
+            other={"url": "?" + urlencode({"t": token, "v": other.value}), "text": _BUTTON[other].lower()},
         )
-        return self.page(_ASK[verdict], body, 200)
 
     async def record(self, request: Request) -> HTMLResponse:
         """POST: keep the verdict (clicking again, or the other verdict, replaces it)."""
@@ -89,11 +89,9 @@ class FeedbackPages:
             await run_in_threadpool(self.store.record, claims.list_name, claims.email, claims.item, chosen)
         except NewsletterError as exc:
             log.error("feedback not recorded: %s", exc.message)
-            return self.page(
-                "Please try again", "<p>We could not record this right now. Please try again.</p>", 503
-            )
+            return self.pages.try_again()
         log.info("feedback %s on %s from a reader of %s", chosen.value, claims.item, claims.list_name)
-        return self.page("Thank you", f"<p>{html.escape(_DONE[chosen])}</p>", 200)
+        return self.pages.message("Thank you", _DONE[chosen])
 
     def _paper_title(self, paper_id: str) -> str:
         try:
@@ -103,10 +101,10 @@ class FeedbackPages:
         return remembered.title if remembered else f"Paper {paper_id}"
 
 
-def feedback_routes(settings: Settings, signer: TokenSigner, page: PageMaker) -> list[BaseRoute]:
+def feedback_routes(settings: Settings, signer: TokenSigner, pages: SitePages) -> list[BaseRoute]:
     """The GET and POST routes of the feedback page."""
-    pages = FeedbackPages(settings, signer, page)
+    feedback = FeedbackPages(settings, signer, pages)
     return [
-        Route(FEEDBACK_PATH, pages.ask, methods=["GET"]),
-        Route(FEEDBACK_PATH, pages.record, methods=["POST"]),
+        Route(FEEDBACK_PATH, feedback.ask, methods=["GET"]),
+        Route(FEEDBACK_PATH, feedback.record, methods=["POST"]),
     ]

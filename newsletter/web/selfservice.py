@@ -11,9 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
-import jinja2
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -28,7 +26,6 @@ from ..mail.notices import Notice, NoticeComposer
 from ..mail.tokens import CONFIRM_TTL, Claims, Purpose, TokenSigner, purpose_url
 from ..models import Subscriber
 from ..pipeline.issue import LOCAL_BASE_URL
-from ..render.digest import make_environment, template_dirs
 from ..settings import Settings
 from ..statuses import ReplyClass, SubscriberStatus
 from ..store import open_database
@@ -45,6 +42,7 @@ from ..subscribers.signup import (
     save_preferences,
 )
 from .guard import CSRF_COOKIE, CsrfGuard, RateLimit
+from .pages import SitePages
 from .sample import IssueSample
 
 log = logging.getLogger(__name__)
@@ -52,19 +50,14 @@ SUBSCRIBE_PATH = "/subscribe"
 SIGNUPS_PER_IP_PER_HOUR = 10
 MAILS_PER_ADDRESS_PER_HOUR = 1
 MAX_FIELD = 2000
-HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
 
 
 class SelfService:
     """The handlers of /subscribe, /confirm and /manage for every list of one project."""
 
-    def __init__(self, settings: Settings, list_name_ok: Callable[[str], bool]) -> None:
+    def __init__(self, settings: Settings, list_name_ok: Callable[[str], bool], pages: SitePages) -> None:
         self.settings = settings
+        self.pages = pages
         self.list_name_ok = list_name_ok
         self.tokens = TokenSigner.from_settings(settings)
         self.csrf = CsrfGuard(settings.secret or "")
@@ -75,28 +68,8 @@ class SelfService:
         self.sample = IssueSample(settings)
         self.mailer = OneOffSender(settings)
         self.notices = NoticeComposer(settings)
-        self.env: jinja2.Environment = make_environment(template_dirs(settings))
         self.base_url = (settings.base_url or "").rstrip("/")
         self.secure_cookie = self.base_url.startswith("https://")
-
-    # --- pages ------------------------------------------------------------------------------
-
-    def page(self, template: str, title: str, status: int = 200, **context: Any) -> HTMLResponse:
-        """A page in the emails' look, with the privacy headers every answer here carries."""
-        sender = self.settings.sender
-        html = self.env.get_template(template).render(
-            page_title=title,
-            site_title=self.settings.title,
-            sender_name=sender.name,
-            postal_address=sender.postal_address,
-            **context,
-        )
-        return HTMLResponse(html, status_code=status, headers=HEADERS)
-
-    def message(
-        self, title: str, *lines: str, status: int = 200, link: dict[str, str] | None = None
-    ) -> HTMLResponse:
-        return self.page("web/message.html", title, status, lines=lines, link=link)
 
     def _store(self, list_name: str) -> SubscriberStore | None:
         """The list's store when the name is one we serve: an existing list, or the default one."""
@@ -104,9 +77,6 @@ class SelfService:
             return None
         store = SubscriberStore(self.settings.list_path(list_name))
         return store if store.exists() or list_name == self.settings.default_list else None
-
-    def _unknown_list(self) -> HTMLResponse:
-        return self.message("Unknown list", "There is no newsletter of that name here.", status=404)
 
     def _link(self, request: Request, purpose: Purpose, claims_list: str, email: str) -> str:
         base = self.base_url or _local_base(request)
@@ -119,7 +89,7 @@ class SelfService:
         """GET: the sign-up form, with keyword examples and this week's top papers."""
         list_name = request.query_params.get("list", "") or self.settings.default_list
         if self._store(list_name) is None:
-            return self._unknown_list()
+            return self.pages.unknown_list()
         return await self._form(request, list_name, {}, error="", retry=False, status=200)
 
     async def _form(
@@ -138,7 +108,7 @@ class SelfService:
             cookie = CsrfGuard.new_cookie()
         examples = await run_in_threadpool(self.sample.examples, list_name)
         papers = await run_in_threadpool(self.sample.picks, list_name, ())
-        response = self.page(
+        response = self.pages.page(
             "web/subscribe.html",
             f"Subscribe to {self.settings.title}",
             status,
@@ -169,7 +139,7 @@ class SelfService:
         list_name = form.get("list", "") or request.query_params.get("list", "") or self.settings.default_list
         store = self._store(list_name)
         if store is None:
-            return self._unknown_list()
+            return self.pages.unknown_list()
         if form.get("website"):  # the honeypot: people never see it, form-filling bots fill it
             log.info("sign-up with the honeypot filled ignored")
             return self._check_inbox()
@@ -186,7 +156,7 @@ class SelfService:
             return await self._form(request, list_name, form, error=_sentence(exc), retry=False, status=400)
         try:
             if not await run_in_threadpool(self.per_ip.allow, client):
-                return self.message(
+                return self.pages.message(
                     "Too many sign-ups",
                     "Too many sign-ups came from your network in the last hour. Please try again later.",
                     status=429,
@@ -195,11 +165,7 @@ class SelfService:
             mail = await run_in_threadpool(self.per_address.allow, f"{list_name}\n{address.lower()}")
         except (SubscriberError, StoreError) as exc:
             log.error("sign-up to %s not recorded: %s", list_name, exc.message)
-            return self.message(
-                "Please try again",
-                "We could not record this right now. Please try again in a minute.",
-                status=503,
-            )
+            return self.pages.try_again()
         response = self._check_inbox()
         if mail:
             # Sent right after the answer: every address state answers equally fast, and a slow
@@ -208,7 +174,7 @@ class SelfService:
         return response
 
     def _check_inbox(self) -> HTMLResponse:
-        return self.message(
+        return self.pages.message(
             "Check your inbox",
             "We have sent you an email. Open the link in it to confirm your subscription.",
             "Nothing arrived after a few minutes? Look in the spam folder, or sign up again in an hour.",
@@ -236,7 +202,7 @@ class SelfService:
 
     def _spent(self, list_name: str = "") -> HTMLResponse:
         link = {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Sign up again"} if list_name else None
-        return self.message(
+        return self.pages.message(
             "This link does not work any more",
             "Confirmation links work for 48 hours, once. Nothing was changed.",
             status=400,
@@ -249,7 +215,7 @@ class SelfService:
         claims = self._claims(token, Purpose.CONFIRM)
         if claims is None:
             return self._spent()
-        return self.page(
+        return self.pages.page(
             "web/confirm.html",
             "Confirm your subscription",
             action="/confirm",
@@ -270,11 +236,7 @@ class SelfService:
             outcome = await run_in_threadpool(confirm, store, claims.email, issued)
         except SubscriberError as exc:
             log.error("confirmation for %s not recorded: %s", claims.list_name, exc.message)
-            return self.message(
-                "Please try again",
-                "We could not record this right now. Please try again in a minute.",
-                status=503,
-            )
+            return self.pages.try_again()
         if outcome is ConfirmOutcome.GONE:
             return self._spent(claims.list_name)
         subscriber = await run_in_threadpool(store.get, claims.email)
@@ -314,7 +276,7 @@ class SelfService:
         form = {key: (fields or {}).get(key, value) for key, value in stored.items()}
         papers = await run_in_threadpool(self.sample.picks, list_name, tuple(subscriber.keywords))
         examples = await run_in_threadpool(self.sample.examples, list_name)
-        return self.page(
+        return self.pages.page(
             "web/manage.html",
             title,
             status,
@@ -332,7 +294,7 @@ class SelfService:
         )
 
     def _not_subscribed(self, list_name: str) -> HTMLResponse:
-        return self.message(
+        return self.pages.message(
             "You are not subscribed",
             "This address does not get this newsletter (any more). Nothing was changed.",
             link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Subscribe again"},
@@ -344,11 +306,7 @@ class SelfService:
         claims = self._claims(token, Purpose.MANAGE)
         store = None if claims is None else self._store(claims.list_name)
         if claims is None or store is None:
-            return self.message(
-                "Link not valid",
-                "This link is not valid. Nothing was changed. Please use the exact link from the email.",
-                status=403,
-            )
+            return self.pages.not_valid()
         subscriber = await run_in_threadpool(store.get, claims.email) if store.exists() else None
         if subscriber is not None and subscriber.status is not SubscriberStatus.ACTIVE:
             subscriber = None
@@ -376,7 +334,7 @@ class SelfService:
         try:
             if form.get("action") == "unsubscribe":
                 await run_in_threadpool(leave, store, claims.email)
-                return self.message(
+                return self.pages.message(
                     "Unsubscribed",
                     f"{claims.email} will get no more {self.settings.title} emails.",
                     link={
@@ -398,11 +356,7 @@ class SelfService:
             await run_in_threadpool(save_preferences, store, claims.email, prefs)
         except SubscriberError as exc:
             log.error("preferences for %s not saved: %s", claims.list_name, exc.message)
-            return self.message(
-                "Please try again",
-                "We could not save this right now. Please try again in a minute.",
-                status=503,
-            )
+            return self.pages.try_again("save this")
         updated = _with(subscriber, prefs)
         return await self._manage_page(claims.list_name, token, updated, saved=_saved_text(prefs))
 

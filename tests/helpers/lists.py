@@ -7,11 +7,13 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 from newsletter.subscribers import SubscriberStore
-from newsletter.subscribers.addressindex import AddressIndex, signature_of
+from newsletter.subscribers.addressindex import AddressIndex, CsvSignature, signature_of
+from newsletter.subscribers.csvfile import CsvLayout
 from newsletter.subscribers.journal import ChangeJournal
 
 AN_HOUR = 3600 * 10**9
@@ -35,10 +37,12 @@ def count_builds(monkeypatch: pytest.MonkeyPatch, index: Path) -> list[Path]:
     builds: list[Path] = []
     real_build = AddressIndex._build
 
-    def counted(self: AddressIndex, *args: object, **kwargs: object) -> object:
+    def counted(
+        self: AddressIndex, handle: BinaryIO, layout: CsvLayout, signature: CsvSignature
+    ) -> tuple[sqlite3.Connection, Path | None] | None:
         if self.path == index:
             builds.append(self.path)
-        return real_build(self, *args, **kwargs)  # type: ignore[arg-type]  # passed through as given
+        return real_build(self, handle, layout, signature)
 
     monkeypatch.setattr(AddressIndex, "_build", counted)
     return builds

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from newsletter.models import IssueInfo, Subscriber
-from newsletter.render.digest import DigestRenderer
+from newsletter.render.digest import DigestRenderer, RenderedDigest
 from newsletter.settings import Settings
 from newsletter.sources.paper import Paper
 
@@ -49,7 +49,7 @@ def make_settings(tmp_path: Path | None = None, **overrides: object) -> Settings
         "config_dir": tmp_path or Path("/nonexistent-config-dir"),
     }
     values.update(overrides)
-    return Settings(**values)
+    return Settings.model_validate(values)
 
 
 def make_issue(archive_url: str | None = ARCHIVE) -> IssueInfo:
@@ -90,7 +90,7 @@ def make_paper(index: int, **changes: object) -> Paper:
         "source": "test",
     }
     values.update(changes)
-    return Paper(**values)
+    return Paper.model_validate(values)
 
 
 def alice() -> Subscriber:
@@ -105,7 +105,7 @@ def alice_picks(count: int = 4) -> list[Pick]:
     return [Pick(make_paper(i), 1.0 - i / 100, matched.get(i % 4, [])) for i in range(count)]
 
 
-def render_alice(tmp_path: Path | None = None, count: int = 4):
+def render_alice(tmp_path: Path | None = None, count: int = 4) -> RenderedDigest:
     renderer = DigestRenderer(make_settings(tmp_path), make_issue())
     return renderer.render(alice(), alice_picks(count), UNSUBSCRIBE, MANAGE)
 

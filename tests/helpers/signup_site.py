@@ -5,15 +5,16 @@ from __future__ import annotations
 import email
 import mailbox
 import re
-from email.message import Message
+from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from newsletter.settings import Settings
 
 if TYPE_CHECKING:
+    from httpx2 import Response  # what Starlette's TestClient answers with
     from starlette.testclient import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,10 +45,10 @@ def make_site(root: Path, **overrides: object) -> Settings:
         "sender": {"name": "Lab Papers", "address": "digest@example.org"},
     }
     values.update(overrides)
-    return Settings(**values)
+    return Settings.model_validate(values)
 
 
-def outbox(root: Path) -> list[Message]:
+def outbox(root: Path) -> list[EmailMessage]:
     """Every message filed in the site's outbox, oldest first."""
     folder = root / "outbox"
     if not folder.exists():
@@ -57,12 +58,13 @@ def outbox(root: Path) -> list[Message]:
     return sorted(messages, key=lambda m: m["Date"].datetime if m["Date"] else 0)
 
 
-def text_part(message: Message) -> str:
+def text_part(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
+    assert part is not None, "the message has no text part"
     return str(part.get_content())
 
 
-def link_in(message: Message, path: str) -> str:
+def link_in(message: EmailMessage, path: str) -> str:
     """The path and query of the first link to `path` in a message's text part."""
     found = re.search(rf"https?://\S+{re.escape(path)}\?t=[\w-]+", text_part(message))
     assert found, f"no {path} link in:\n{text_part(message)}"
@@ -77,7 +79,7 @@ def field(html: str, name: str) -> str:
     return found.group(1)
 
 
-def sign_up(client: TestClient, email: str, **extra: str) -> Any:
+def sign_up(client: TestClient, email: str, **extra: str) -> Response:
     """Fill in and post the sign-up form of list `news` as a browser would (cookie and CSRF token)."""
     form = client.get("/subscribe?list=news").text
     data = {

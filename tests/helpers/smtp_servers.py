@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -77,7 +77,8 @@ class RecordingHandler:
             tries = self.attempts[recipient] = self.attempts.get(recipient, 0) + 1
         action = self.plan(recipient, tries) if self.plan else None
         if action == "drop":
-            assert server.transport is not None
+            # A stream transport (plain or TLS) can abort; aiosmtpd types it as the base class.
+            assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()
             return "421 gone"
         if action == "stall":
@@ -133,7 +134,7 @@ class LoopbackServer:
         self._server = await self._loop.create_server(self._protocol, self.host, 0, ssl=self._ssl)
         return int(self._server.sockets[0].getsockname()[1])
 
-    def start(self) -> LoopbackServer:
+    def start(self) -> Self:
         self._thread.start()
         self.port = asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
         return self
@@ -150,7 +151,7 @@ class LoopbackServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
