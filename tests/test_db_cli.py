@@ -207,8 +207,9 @@ def test_upgrade_refuses_a_database_from_a_newer_release_in_one_line(
 
 @pytest.mark.parametrize("source_engine", ["sqlite", "postgresql"])
 def test_copy_moves_every_table_to_the_other_engine_and_prints_both_sides(
-    tmp_path: Path, postgres_server: PostgresServer, source_engine: str
+    tmp_path: Path, postgres_server: PostgresServer, source_engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("newsletter.store.copying.BATCH", 2)  # several batches per table
     sqlite, postgresql = sqlite_url(tmp_path), postgres_server.new_database()
     source, target = (sqlite, postgresql) if source_engine == "sqlite" else (postgresql, sqlite)
     fill(source)
