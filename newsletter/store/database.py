@@ -91,6 +91,15 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.place.engine_name == "sqlite"
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file (its -wal and -shm beside it), or None on PostgreSQL."""
+        return Path(self.place.url.database or "newsletter.db") if self.is_sqlite else None
+
+    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """An INSERT that can say ON CONFLICT DO UPDATE / DO NOTHING: the upsert of this engine."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
+
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction that will write: SQLite takes its write lock at BEGIN, not mid-way."""
@@ -113,10 +122,6 @@ class Database:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
-
-    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
-        """An INSERT that can say ON CONFLICT: the one place the two engines' upserts are chosen."""
-        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
 
     @contextmanager
     def _guarded(self, doing: str) -> Iterator[None]:
