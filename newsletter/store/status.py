@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -115,12 +115,14 @@ def database_health(place: Place) -> Health:
 
 
 def _cannot_create(path: Path) -> StoreError | None:
-    """Why the first command could not create the SQLite file, if it could not."""
+    """Why the first command could not create the SQLite file, found by really writing beside it."""
     folder = next(parent for parent in path.absolute().parents if parent.exists())
-    if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
-        return None
-    return StoreError(
-        f"cannot create the database file: {folder} is not a writable folder",
-        where=str(path),
-        fix="make that folder writable for this user, or set 'ledger' to a file elsewhere",
-    )
+    try:
+        tempfile.TemporaryFile(dir=folder).close()  # permission bits do not tell (root, read-only mounts)
+    except OSError as exc:
+        return StoreError(
+            f"cannot create the database file: {folder} is not writable ({exc.strerror})",
+            where=str(path),
+            fix="make that folder writable for this user, or set 'ledger' to a file elsewhere",
+        )
+    return None
