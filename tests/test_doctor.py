@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +14,12 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from click.testing import CliRunner, Result
 from helpers.databases import database_at_version
 from helpers.smtp_servers import make_certificate
+from sqlalchemy import text
 
 from newsletter.cli import main
 from newsletter.doctor import check_database
 from newsletter.settings import load_settings
-from newsletter.store import SCHEMA_VERSION, open_database, place_of
+from newsletter.store import SCHEMA_VERSION, Database, open_database, place_of
 
 # aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -363,10 +362,13 @@ def make_database(path: Path, content: str | None) -> None:
     elif content is not None:
         database_at_version(f"sqlite:///{path}", SCHEMA_VERSION)
         if content == "newer":
-            with closing(sqlite3.connect(path)) as db, db:
-                db.execute(
-                    "INSERT INTO schema_migrations VALUES (?, 'future', 'later')", (SCHEMA_VERSION + 1,)
+            db = Database(place_of(f"sqlite:///{path}", path))
+            with db.write() as conn:
+                conn.execute(
+                    text("INSERT INTO schema_migrations VALUES (:v, 'future', 'later')"),
+                    {"v": SCHEMA_VERSION + 1},
                 )
+            db.dispose()
 
 
 @pytest.mark.parametrize(
