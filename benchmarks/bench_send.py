@@ -252,6 +252,7 @@ def measure_pipeline(
     sink: int,
     connections: int,
     total: int,
+    *,
     processes: int | None,
 ) -> float:
     """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
@@ -293,7 +294,9 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
         ceilings, pipelines = [], []
         for round_no in range(1, rounds + 1):
             ceilings.append(measure_ceiling(port, sink.pid, connections, messages, subscribers))
-            pipelines.append(measure_pipeline(folder, port, sink.pid, connections, subscribers, processes))
+            pipelines.append(
+                measure_pipeline(folder, port, sink.pid, connections, subscribers, processes=processes)
+            )
             print(
                 f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
                 f"   ratio {pipelines[-1] / ceilings[-1]:.2f}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from newsletter.delivery.dispatch import LedgerWriter
+from newsletter.delivery.record import DeliveryRecorder
 from newsletter.ledger import Attempt, DeliveryLedger, DeliveryResult
 from newsletter.statuses import DeliveryStatus
 
@@ -100,7 +100,7 @@ def test_read_only_peeks_see_what_a_run_recorded_and_change_nothing(tmp_path: Pa
 
 
 def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait: float) -> list[str]:
-    """Statuses another process reads once all are final, or after `wait` seconds; writer still open."""
+    """Statuses another process reads once all are final, or after `wait` seconds; recorder still open."""
     path = tmp_path / "ledger.db"
     ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
     emails = [f"r{i}@example.org" for i in range(outcomes)]
@@ -110,15 +110,15 @@ def _status_after(tmp_path: Path, outcomes: int, batch: int, delay: float, wait:
         return [seen[email].status for email in emails]
 
     async def run() -> list[str]:
-        writer = LedgerWriter(ledger, outcome_batch=batch, outcome_delay=delay)
-        writer.start()
-        await writer.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
+        recorder = DeliveryRecorder(ledger, outcome_batch=batch, outcome_delay=delay)
+        recorder.start()
+        await recorder.attempts([Attempt(email, f"<{email}>", ()) for email in emails])
         for email in emails:
-            writer.outcome(DeliveryResult(email, DeliveryStatus.DELIVERED, "250 ok"))
+            recorder.outcome(DeliveryResult(email, DeliveryStatus.DELIVERED, "250 ok"))
         deadline = asyncio.get_running_loop().time() + wait
         while "sending" in (found := statuses()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
-        await writer.close()
+        await recorder.close()
         return found
 
     try:

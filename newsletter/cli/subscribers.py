@@ -19,13 +19,8 @@ from ..errors import SubscriberError
 from ..statuses import SubscriberStatus
 from ..subscribers import STATUSES, SubscriberStore, open_list
 from .app import AppContext, pass_app
+from .options import list_option
 
-list_option = click.option(
-    "--list",
-    "list_name",
-    metavar="NAME",
-    help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).",
-)
 deliverability_option = click.option(
     "--check-deliverability",
     is_flag=True,
@@ -63,6 +58,7 @@ def subscribers() -> None:
 @pass_app
 def add(
     app: AppContext,
+    *,
     email: str,
     name: str,
     keywords: str,
@@ -140,6 +136,7 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
 @pass_app
 def list_(
     app: AppContext,
+    *,
     status: str | None,
     keyword: str | None,
     as_json: bool,
@@ -183,6 +180,7 @@ def list_(
 @pass_app
 def import_(
     app: AppContext,
+    *,
     file: Path,
     on_conflict: Literal["skip", "update"],  # click.Choice guarantees one of them
     strict: bool,

@@ -117,7 +117,9 @@ def prepare_issue(
     )
     ranker = Ranker(loaded.papers, day, selection)
     if require_papers and not ranker.papers:
-        raise _empty_window(settings, issue_id, (window_start, day), paths, loaded.papers, bool(papers))
+        raise _empty_window(
+            settings, issue_id, (window_start, day), paths, loaded.papers, from_cli=bool(papers)
+        )
     tastes = reader_tastes(settings, ranker, info.list_name, remember_papers)
     return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems), tastes)
 
@@ -163,6 +165,7 @@ def _empty_window(
     window: tuple[date, date],
     paths: Sequence[Path],
     loaded: Sequence[Paper],
+    *,
     from_cli: bool,
 ) -> SourceError:
     """Say which window is empty, where its papers came from and how fresh they are."""

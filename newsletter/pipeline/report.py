@@ -98,7 +98,7 @@ def issue_report(
         )
     store = SubscriberStore(settings.list_path(list_name))
     statuses = _statuses(store) if store.path.is_file() else {}
-    return build_report(issue or "", list_name, channel, rows, statuses, withdrawn)
+    return build_report(issue or "", list_name, channel, rows, statuses, withdrawn=withdrawn)
 
 
 def _statuses(store: SubscriberStore) -> dict[str, Subscriber]:
@@ -112,6 +112,7 @@ def build_report(
     channel: str,
     rows: Iterable[LedgerRow],
     inactive: dict[str, Subscriber],
+    *,
     withdrawn: Collection[str] = (),
 ) -> IssueReport:
     """Classify every ledger row; add those who unsubscribed after the run began and got nothing."""
