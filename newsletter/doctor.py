@@ -12,12 +12,12 @@ import jinja2
 from . import preflight
 from .delivery import EmbeddedServer, SmtpTarget
 from .delivery.smtp import ServerFailure, Step, close_connection, open_connection
-from .errors import NewsletterError, StoreError
+from .errors import NewsletterError
 from .render.digest import make_environment, template_dirs
 from .safety.secretkey import HOW_TO_MAKE, MIN_LENGTH, secret_weakness
 from .settings import Settings
-from .store import SCHEMA_VERSION, Database, Place
-from .store.migrations import check_version
+from .store import SCHEMA_VERSION
+from .store.status import database_health
 from .subscribers import SubscriberStore
 
 REQUIRED_TEMPLATES = (
@@ -54,7 +54,7 @@ def run_checks(settings: Settings, dns_lookup: preflight.TxtLookup | None = None
     yield from check_lists(settings)
     yield from check_links(settings)
     yield check_return_path(settings)
-    yield check_ledger(settings)
+    yield check_database(settings)
     yield from _checks(preflight.check_sources(settings))
     found, issue = preflight.check_next_issue(settings)
     yield from _checks([found])
@@ -179,37 +179,28 @@ def check_return_path(settings: Settings) -> Check:
     return Check("bounces", True, f"MAIL FROM {path.local}+b-<signed token>@{path.domain}, one per message")
 
 
-def check_ledger(settings: Settings) -> Check:
-    """The database a send would use: of a schema this release knows, and really written to (rolled back)."""
+def check_database(settings: Settings) -> Check:
+    """The database every command uses: reachable, of a schema this release can use, really
+    written to (rolled back), and on SQLite a file only its owner can read. Nothing is upgraded."""
     place = settings.places.database()
-    sqlite_file = Path(place.url.database or "") if place.engine_name == "sqlite" else None
-    existed = sqlite_file is None or sqlite_file.exists()
-    try:
-        version = _probe_write(place)
-    except StoreError as exc:
-        return Check("ledger", False, f"{place.shown}: {exc.what}", exc.fix or "")
-    finally:
-        if sqlite_file is not None and not existed:  # the doctor leaves no empty database behind
-            for leftover in (sqlite_file, *(Path(f"{sqlite_file}{end}") for end in ("-wal", "-shm"))):
-                leftover.unlink(missing_ok=True)
-    state = "created by the first send" if not existed else f"schema version {version}"
-    if existed and version < SCHEMA_VERSION:
-        state += f", upgraded to {SCHEMA_VERSION} on first use"
-    return Check("ledger", True, f"{place.shown} ({state}), a test write rolled back")
-
-
-def _probe_write(place: Place) -> int:
-    """The database's schema version, after a write that is rolled back; nothing is upgraded."""
-    db = Database(place)
-    try:
-        with db.write() as conn:
-            version = check_version(conn, place.shown)
-            conn.exec_driver_sql("CREATE TABLE doctor_probe (written INTEGER)")
-            conn.exec_driver_sql("INSERT INTO doctor_probe VALUES (1)")
-            conn.rollback()
-        return version
-    finally:
-        db.dispose()
+    health = database_health(place)
+    if health.problem is not None:
+        return Check("database", False, f"{place.shown}: {health.problem.what}", health.problem.fix or "")
+    if health.version is None:
+        return Check("database", True, f"{place.shown} (SQLite, created by the first command that needs it)")
+    if health.mode is not None and health.mode & 0o077:
+        return Check(
+            "database",
+            False,
+            f"{place.shown} can be read by other users (mode {health.mode:o}): it holds addresses",
+            f"chmod 600 {place.shown}",
+        )
+    state = f"schema version {health.version}"
+    if health.version == 0:
+        state = "empty, set up by `newsletter db upgrade` or the next command"
+    elif health.version < SCHEMA_VERSION:
+        state += f", upgraded to {SCHEMA_VERSION} by `newsletter db upgrade` or the next command"
+    return Check("database", True, f"{place.engine_name} {place.shown} ({state}), a test write rolled back")
 
 
 def check_smtp(settings: Settings) -> Iterator[Check]:

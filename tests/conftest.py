@@ -12,6 +12,8 @@ import pytest
 from helpers.databases import ENGINES, PostgresServer, sqlite_url, started_server, why_no_server
 from helpers.recorded import RecordedServer
 
+from newsletter.store import forget_databases
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -64,3 +66,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return sqlite_url(tmp_path)
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _close_databases() -> Iterator[None]:
+    """Close the engines a test opened (one per database, kept by open_database): their pooled
+    connections would otherwise pile up until PostgreSQL has none left to give."""
+    yield
+    forget_databases()

@@ -108,7 +108,7 @@ def test_a_damaged_ledger_is_one_line_and_keeps_the_file(folder: Path, smtp: Loo
     line = one_line_error(CliRunner().invoke(main, ["report"]))
     assert f"in {ledger}" in line
     doctor = CliRunner().invoke(main, ["doctor"]).output
-    assert f"FAIL ledger: {ledger}: cannot write to the database: it is damaged" in doctor
+    assert f"FAIL database: {ledger}: " in doctor and "damaged" in doctor  # the store's words
 
 
 def test_a_disk_that_fills_during_a_run_is_one_line_error(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_doctor_really_writes_to_the_ledger(folder: Path) -> None:
     config = folder / "newsletter.toml"
     config.write_text(config.read_text().replace('ledger = "newsletter.db"', f'ledger = "{place}"'))
     result = CliRunner().invoke(main, ["doctor"])
-    assert "FAIL ledger" in result.output and str(place) in result.output
+    assert "FAIL database" in result.output and str(place) in result.output
 
 
 @pytest.mark.parametrize(

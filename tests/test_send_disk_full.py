@@ -19,7 +19,7 @@ Done = subprocess.CompletedProcess[str]
 READERS = 120
 # Above what the start of a run writes (the snapshot, the feedback store), well below a
 # whole run's write-ahead log: the limit is met part way through the deliveries.
-FILE_SIZE_LIMIT = 250_000
+FILE_SIZE_LIMIT = 400_000
 LIMITED = (
     "import resource, signal, sys\n"
     "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG\n"

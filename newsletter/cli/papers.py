@@ -110,8 +110,7 @@ def taste_from_ids(
     if app.settings.selection.semantic_weight <= 0:
         raise click.UsageError("--like and --dislike compare meaning: they need semantic_weight > 0")
     by_id = {p.id: p for p in loaded}
-    store_path = app.settings.path(app.settings.feedback_db)
-    store = FeedbackStore(store_path) if store_path.is_file() else None
+    store = FeedbackStore.open(app.settings) if FeedbackStore.exists(app.settings) else None
 
     words: dict[str, tuple[str, ...]] = {}
 
@@ -127,7 +126,8 @@ def taste_from_ids(
                 found, words[paper_id] = remembered.vector, remembered.terms
         if found is None:
             raise click.BadParameter(
-                f"no paper with id {paper_id!r} in --papers or in past issues ({store_path})",
+                f"no paper with id {paper_id!r} in --papers or in past issues"
+                f" ({app.settings.places.database().shown})",
                 param_hint="--like/--dislike",
             )
         return paper_id, found

@@ -115,6 +115,15 @@ class Database:
             yield conn
 
     @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read transaction that sees a single moment across many queries (a whole copy)."""
+        with self._guarded("read"), self.engine.connect() as conn:
+            if not self.is_sqlite:  # SQLite's read transactions are snapshots already
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
     def _guarded(self, doing: str) -> Iterator[None]:
         try:
             yield
