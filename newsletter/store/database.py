@@ -6,6 +6,8 @@ in how a connection starts (SQLite's pragmas and `BEGIN IMMEDIATE`) and in how e
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -236,12 +238,26 @@ def _sqlite_connected(dbapi_connection: Any, _record: Any) -> None:
         # WAL (readers never wait for a writer) changes the file: only an empty file or ours. A
         # file of someone else's is refused by the version check, and stays as it was.
         if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and _ours_or_empty(cursor):
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
         # FULL: a committed attempt survives a crash or power loss before the DATA command.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Switching needs the file to itself, and SQLite answers "locked" at once (no busy wait) while
+    another connection is in a transaction: several processes opening a new file together retry."""
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _ours_or_empty(cursor: Any) -> bool:
