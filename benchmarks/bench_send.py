@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
@@ -41,6 +42,38 @@ import itertools
 from newsletter.mail.compose import ComposedMessage
 from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import load_settings
+from newsletter.store import forget_databases
+from newsletter.store.deliveries import Attempt, DeliveryLedger, DeliveryResult
+
+
+class RecordingCost:
+    """Time spent in DeliveryLedger.record (the writer thread's commits), wall and CPU, while on."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.wall = 0.0
+        self.cpu = 0.0
+        self._record = DeliveryLedger.record
+
+    def __enter__(self) -> RecordingCost:
+        original = self._record
+
+        def record(
+            ledger: DeliveryLedger, outcomes: Iterable[DeliveryResult] = (), attempts: Iterable[Attempt] = ()
+        ) -> None:
+            started, cpu = time.perf_counter(), time.thread_time()
+            try:
+                original(ledger, outcomes, attempts)
+            finally:
+                self.calls += 1
+                self.wall += time.perf_counter() - started
+                self.cpu += time.thread_time() - cpu
+
+        DeliveryLedger.record = record  # type: ignore[method-assign,assignment]  # a timed wrapper, while on
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        DeliveryLedger.record = self._record  # type: ignore[method-assign]
 
 
 class CountingSink(asyncio.Protocol):
@@ -252,16 +285,19 @@ def measure_pipeline(
     sink: int,
     connections: int,
     total: int,
+    *,
     processes: int | None,
 ) -> float:
     """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
-    # A fresh ledger each round, and the list's marker with it (else the run refuses: a lost ledger).
+    # A fresh database each round, and the list's marker with it (else the run refuses: a lost ledger).
     for stale in [*folder.glob("newsletter.db*"), *(folder / "subscribers").glob(".*.sent")]:
         stale.unlink()
+    forget_databases()  # the engine of the file just removed
     settings = load_settings(write_config(folder, port, connections, processes))
     started, cpu, children = time.perf_counter(), cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
     sink_cpu = process_cpu_seconds(sink)
-    report = run_send(settings, SendOptions())
+    with RecordingCost() as recording:
+        report = run_send(settings, SendOptions())
     elapsed = time.perf_counter() - started
     assert report.sent == total, report
     sender = 1000 * (cpu_seconds() - cpu) / total
@@ -270,6 +306,12 @@ def measure_pipeline(
     print(
         f"  end to end: sender CPU {sender:.2f} ms/msg, builder processes {builders:.2f} ms/msg, "
         f"sink {sink_ms:.2f} ms/msg",
+        flush=True,
+    )
+    print(
+        f"  recording (attempts + answers, writer thread): {1000 * recording.cpu / total:.3f} ms/msg CPU,"
+        f" {1000 * recording.wall / total:.3f} ms/msg wall, {recording.calls} commits"
+        f" ({total / max(recording.calls, 1):.1f} msg/commit)",
         flush=True,
     )
     return total / elapsed
@@ -293,7 +335,9 @@ def bench(subscribers: int, connections: int, rounds: int, processes: int | None
         ceilings, pipelines = [], []
         for round_no in range(1, rounds + 1):
             ceilings.append(measure_ceiling(port, sink.pid, connections, messages, subscribers))
-            pipelines.append(measure_pipeline(folder, port, sink.pid, connections, subscribers, processes))
+            pipelines.append(
+                measure_pipeline(folder, port, sink.pid, connections, subscribers, processes=processes)
+            )
             print(
                 f"round {round_no}: ceiling {ceilings[-1]:7.0f} msg/s   end to end {pipelines[-1]:7.0f} msg/s"
                 f"   ratio {pipelines[-1] / ceilings[-1]:.2f}",

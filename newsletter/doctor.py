@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +12,12 @@ import jinja2
 from . import preflight
 from .delivery import EmbeddedServer, SmtpTarget
 from .delivery.smtp import ServerFailure, Step, close_connection, open_connection
-from .errors import LedgerError, NewsletterError
-from .ledger import SCHEMA_VERSION, ledger_error, ledger_version
+from .errors import NewsletterError
 from .render.digest import make_environment, template_dirs
 from .safety.secretkey import HOW_TO_MAKE, MIN_LENGTH, secret_weakness
 from .settings import Settings
+from .store import SCHEMA_VERSION
+from .store.status import database_health
 from .subscribers.rows import RowProblem, read_subscribers
 
 REQUIRED_TEMPLATES = (
@@ -55,7 +54,7 @@ def run_checks(settings: Settings, dns_lookup: preflight.TxtLookup | None = None
     yield from check_lists(settings)
     yield from check_links(settings)
     yield check_return_path(settings)
-    yield check_ledger(settings)
+    yield check_database(settings)
     yield from _checks(preflight.check_sources(settings))
     found, issue = preflight.check_next_issue(settings)
     yield from _checks([found])
@@ -179,32 +178,28 @@ def check_return_path(settings: Settings) -> Check:
     return Check("bounces", True, f"MAIL FROM {path.local}+b-<signed token>@{path.domain}, one per message")
 
 
-def check_ledger(settings: Settings) -> Check:
-    """The ledger a send would use: of a schema this release knows, and really written to (rolled back)."""
-    path = settings.path(settings.ledger)
-    existed = path.exists()
-    try:
-        version = ledger_version(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(path, isolation_level=None, timeout=5)) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("CREATE TABLE doctor_probe (written INTEGER)")
-                db.execute("INSERT INTO doctor_probe VALUES (1)")
-            finally:
-                db.execute("ROLLBACK")
-    except LedgerError as exc:
-        return Check("ledger", False, f"{path}: {exc.what}", exc.fix or "")
-    except (OSError, sqlite3.Error) as exc:
-        error = ledger_error(exc, path, "write to")
-        return Check("ledger", False, f"{path}: {error.what}", error.fix or "")
-    finally:
-        if not existed:
-            path.unlink(missing_ok=True)  # the doctor leaves no empty ledger behind
-    state = "created by the first send" if version is None else f"schema version {version}"
-    if version is not None and version < SCHEMA_VERSION:
-        state += f", upgraded to {SCHEMA_VERSION} by the next send"
-    return Check("ledger", True, f"{path} ({state}), a test write rolled back")
+def check_database(settings: Settings) -> Check:
+    """The database every command uses: reachable, of a schema this release can use, really
+    written to (rolled back), and on SQLite a file only its owner can read. Nothing is upgraded."""
+    place = settings.places.database()
+    health = database_health(place)
+    if health.problem is not None:
+        return Check("database", False, f"{place.shown}: {health.problem.what}", health.problem.fix or "")
+    if health.version is None:
+        return Check("database", True, f"{place.shown} (SQLite, created by the first command that needs it)")
+    if health.mode is not None and health.mode & 0o077:
+        return Check(
+            "database",
+            False,
+            f"{place.shown} can be read by other users (mode {health.mode:o}): it holds addresses",
+            f"chmod 600 {place.shown}",
+        )
+    state = f"schema version {health.version}"
+    if health.version == 0:
+        state = "empty, set up by `newsletter db upgrade` or the next command"
+    elif health.version < SCHEMA_VERSION:
+        state += f", upgraded to {SCHEMA_VERSION} by `newsletter db upgrade` or the next command"
+    return Check("database", True, f"{place.engine_name} {place.shown} ({state}), a test write rolled back")
 
 
 def check_smtp(settings: Settings) -> Iterator[Check]:

@@ -266,7 +266,10 @@ class Settings(BaseModel):
         description="PostgreSQL shared by several hosts, e.g. postgresql://user:password@host:5432/newsletter",
     )
     archive_dir: Path = Path("archive")
-    feedback_db: Path = Path("feedback.db")
+    feedback_db: Path = Field(
+        default=Path("feedback.db"),
+        description="feedback kept by releases before the database: imported into it once, then renamed",
+    )
     log_file: Path | None = None
     send_empty_digests: bool = Field(
         default=False, description="mail 'nothing new this week' to subscribers with no matching papers"

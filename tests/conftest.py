@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers.databases import ENGINES, PostgresServer, sqlite_url, started_server, why_no_server
 from helpers.recorded import RecordedServer
+
+from newsletter.store import forget_databases
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +51,14 @@ def postgres_server() -> Iterator[PostgresServer]:
     yield from started_server()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_engines() -> Iterator[None]:
+    """Each test opens its databases anew (open_database keeps one engine per database per process)."""
+    yield
+    if "newsletter.store.opening" in sys.modules:
+        sys.modules["newsletter.store.opening"].forget_databases()
+
+
 @pytest.fixture(params=ENGINES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of each engine in turn: a SQLite file, then a PostgreSQL database."""
@@ -55,3 +66,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return sqlite_url(tmp_path)
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _close_databases() -> Iterator[None]:
+    """Close the engines a test opened (one per database, kept by open_database): their pooled
+    connections would otherwise pile up until PostgreSQL has none left to give."""
+    yield
+    forget_databases()

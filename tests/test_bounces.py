@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.deliveries import database, ledger
 from helpers.dsn import dsn
 from helpers.lists import store_of
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
-from newsletter.ledger import Attempt, DeliveryLedger, sent_messages
+from newsletter.store.deliveries import Attempt
+from newsletter.store.history import sent_messages
 from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers.bounces import SentLookup, apply_bounces, bounces_in, read_messages
 
@@ -29,14 +31,12 @@ def message(name: str) -> email.message.Message:
 @pytest.fixture
 def sent(tmp_path: Path) -> SentLookup:
     """The ledger of one issue sent to alice, bob, carol and dan of list news (and eve of list other)."""
-    path = tmp_path / "newsletter.db"
-    ledger = DeliveryLedger(path, "2026-W48", "news", "smtp")
-    ledger.record(attempts=[Attempt(f"{n}@example.org", f"<2026-w48.{n}@example.org>", ()) for n in NAMES])
-    ledger.close()
-    other = DeliveryLedger(path, "2026-W48", "other", "smtp")
+    url = f"sqlite:///{tmp_path / 'newsletter.db'}"  # where `newsletter` finds it without a config
+    news = ledger(url, "2026-W48", "news")
+    news.record(attempts=[Attempt(f"{n}@example.org", f"<2026-w48.{n}@example.org>", ()) for n in NAMES])
+    other = ledger(url, "2026-W48", "other")
     other.record(attempts=[Attempt("bob@example.org", "<2026-w48.other-bob@example.org>", ())])
-    other.close()
-    return partial(sent_messages, path)
+    return partial(sent_messages, database(url))
 
 
 NAMES = ("alice", "bob", "carol", "dan")
@@ -193,6 +193,6 @@ def test_a_bounce_of_a_message_we_sent_that_address_counts(store: SubscriberStor
 
 
 def test_without_a_ledger_every_bounce_is_ignored(store: SubscriberStore, tmp_path: Path) -> None:
-    lookup = partial(sent_messages, tmp_path / "missing.db")
+    lookup = partial(sent_messages, database(f"sqlite:///{tmp_path / 'empty.db'}"))
     result = apply_bounces(store, [dsn("bob@example.org", returned_id="<2026-w48.bob@example.org>")], lookup)
     assert result.marked == [] and len(result.ignored) == 1

@@ -103,7 +103,8 @@ def test_subscribers_add_imports_only_the_subscriber_code(tmp_path: Path) -> Non
     assert "newsletter.subscribers.store" in modules  # the report is real
     assert offenders(modules, HEAVY + PYDANTIC) == []
     assert offenders(modules, UNNEEDED) == []
-    others = {m for m in modules if m.startswith("newsletter.cli.")} - {"newsletter.cli.app"}
+    shared = {"newsletter.cli.app", "newsletter.cli.options"}  # the group, and the options commands share
+    others = {m for m in modules if m.startswith("newsletter.cli.")} - shared
     assert others == {"newsletter.cli.subscribers"}
 
 

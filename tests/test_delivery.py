@@ -237,6 +237,23 @@ def test_builder_processes_send_the_same_messages_as_the_sender_alone(tmp_path: 
 
 
 @pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "builder-processes"])
+def test_a_reader_whose_address_no_header_can_carry_is_named_and_the_others_get_the_issue(
+    tmp_path: Path, processes: int
+) -> None:
+    csv_path = tmp_path / "subscribers" / "test.csv"
+    active = write_subscribers(csv_path, 40)
+    bad = active[7].replace("reader", "r\u00e9ader")  # not ASCII: no To header can carry it
+    csv_path.write_text(csv_path.read_text(encoding="utf-8").replace(active[7], bad), encoding="utf-8")
+    with LoopbackServer() as server:
+        report = send(tmp_path, server.port, compose_processes=processes)
+    others = [address for address in active if address != active[7]]
+    assert sorted(server.handler.recipients()) == others
+    assert (report.sent, report.rejected, report.exit_code) == (39, 1, 0)
+    assert [problem.split(": ", 1)[0] for problem in report.problems] == [bad]
+    assert "1 rejected (bad address)" in report.summary()
+
+
+@pytest.mark.parametrize("processes", [0, 2], ids=["in-process", "builder-processes"])
 def test_an_error_while_building_a_digest_stops_the_run_with_that_error(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

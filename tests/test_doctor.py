@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from click.testing import CliRunner, Result
+from helpers.databases import database_at_version
 from helpers.smtp_servers import make_certificate
+from sqlalchemy import text
 
 from newsletter.cli import main
-from newsletter.ledger import DeliveryLedger
-from newsletter.store import SCHEMA_VERSION as STORE_SCHEMA_VERSION
+from newsletter.doctor import check_database
+from newsletter.settings import load_settings
+from newsletter.store import SCHEMA_VERSION, Database, open_database, place_of
 
 # aiosmtpd warns when AUTH is allowed without TLS; these servers only ever listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -129,7 +130,7 @@ def test_shipped_config_with_embedded_server_passes_every_check(project: Path) -
         "list example",
         "secret",
         "base_url",
-        "ledger",
+        "database",
         "smtp (embedded) connect",
         "smtp (embedded) EHLO",
     ):
@@ -352,30 +353,76 @@ def test_invalid_setting_is_a_one_line_error_naming_the_key(
     assert len(error_lines) == 1 and "smtp.port" in error_lines[0]
 
 
+def make_database(path: Path, content: str | None) -> None:
+    """The SQLite database as a past release, this one, a newer one or a broken disk left it."""
+    if content == "garbage":
+        path.write_bytes(b"not a database" * 100)
+    elif content == "older":
+        database_at_version(f"sqlite:///{path}", 3)
+    elif content is not None:
+        database_at_version(f"sqlite:///{path}", SCHEMA_VERSION)
+        if content == "newer":
+            db = Database(place_of(f"sqlite:///{path}", path))
+            with db.write() as conn:
+                conn.execute(
+                    text("INSERT INTO schema_migrations VALUES (:v, 'future', 'later')"),
+                    {"v": SCHEMA_VERSION + 1},
+                )
+            db.dispose()
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (None, "newsletter.db (created by the first send)"),
-        ("current", "newsletter.db (schema version"),
-        ("newer", "newer than this release knows"),
-        ("garbage", "cannot read the delivery ledger"),
+        (None, "newsletter.db (SQLite, created by the first command that needs it)"),
+        ("current", f"newsletter.db (schema version {SCHEMA_VERSION}), a test write rolled back"),
+        ("older", f"(schema version 3, upgraded to {SCHEMA_VERSION} by `newsletter db upgrade` or the next"),
+        ("newer", f"newsletter.db: the database has schema version {SCHEMA_VERSION + 1}, newer than"),
+        ("garbage", "damaged"),  # the wording is the store's (database.py)
     ],
 )
-def test_doctor_reads_the_ledger_version_without_writing(
+def test_the_database_check_reads_the_version_and_changes_nothing(
     project: Path, content: str | None, expected: str
 ) -> None:
     path = project / "newsletter.db"
-    if content == "garbage":
-        path.write_bytes(b"not a database" * 100)
-    elif content is not None:
-        DeliveryLedger(path, "2024-W11", "example", "outbox").close()
-        if content == "newer":
-            with closing(sqlite3.connect(path)) as db, db:
-                db.execute(f"PRAGMA user_version = {STORE_SCHEMA_VERSION + 1}")
+    make_database(path, content)
     before = path.read_bytes() if path.exists() else None
 
-    line = line_for(doctor(), "ledger")
+    check = check_database(load_settings())
 
-    assert expected in line
-    assert line.startswith("ok   " if content in (None, "current") else "FAIL ")
+    assert expected in check.line()
+    assert check.ok is (content in (None, "current", "older"))
     assert (path.read_bytes() if path.exists() else None) == before
+    assert sorted(p.name for p in project.glob("newsletter.db*")) == (["newsletter.db"] if before else [])
+
+
+def test_doctor_reaches_the_database_of_either_engine(
+    project: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    place = place_of(database_url, project / "unused.db")
+    open_database(place)  # made and brought up to date, as any command does
+
+    line = line_for(doctor(), "database")
+
+    shown = f"{place.engine_name} {place.shown}"
+    assert line == f"ok   database: {shown} (schema version {SCHEMA_VERSION}), a test write rolled back"
+
+
+def test_a_database_file_others_can_read_fails_the_check(project: Path) -> None:
+    path = project / "newsletter.db"
+    make_database(path, "current")
+    path.chmod(0o644)
+    check = check_database(load_settings())
+    assert not check.ok and "can be read by other users (mode 644)" in check.line()
+    assert check.fix == f"chmod 600 {path}"
+
+
+def test_an_unreachable_postgresql_fails_the_check_naming_it_without_the_password(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psycopg")
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"postgresql://digest:hunter2@/newsletter?host={project}")
+    check = check_database(load_settings())
+    assert not check.ok and "cannot reach the PostgreSQL server" in check.line()
+    assert str(project) in check.line() and "hunter2" not in check.line()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from newsletter.ranking.feedbackstore import FeedbackStore
 from newsletter.ranking.selection import Ranker, ScoredPaper
 from newsletter.settings import SelectionSettings, Settings
 from newsletter.sources.paper import Paper
+from newsletter.store import Database, open_database, place_of
 from newsletter.web.app import create_app
 
 SECRET = "feedback-test-secret-Zq7mW4xR8vB1nT6kP3yH"  # serve needs a strong one
@@ -44,6 +44,12 @@ PAPERS = [
         "mus2", "Symbolic music with diffusion models", "Diffusion models write MIDI music for composers."
     ),
 ]
+
+
+def feedback_store(database_url: str, *, fresh: bool = False) -> FeedbackStore:
+    """The feedback in a test's database; `fresh`: through a new engine, as another process sees it."""
+    place = place_of(database_url, Path("unused.db"))
+    return FeedbackStore(Database(place) if fresh else open_database(place))
 
 
 def ids(scored: list[ScoredPaper]) -> list[str]:
@@ -140,24 +146,24 @@ def test_feedback_weight_zero_ignores_feedback() -> None:
     assert ids(ranker.rank(["diffusion models"], taste=taste_of(ranker, disliked=("img1",)))) == plain
 
 
-def test_the_store_keeps_the_latest_verdict_per_reader_and_paper(tmp_path: Path) -> None:
+def test_the_store_keeps_the_latest_verdict_per_reader_and_paper(database_url: str) -> None:
     ranker = Ranker(PAPERS, ISSUE, SelectionSettings())
-    store = FeedbackStore(tmp_path / "feedback.db")
+    store = feedback_store(database_url)
     store.remember(ranker.papers, ranker.vectors)
     store.record("news", "Ada@Example.org", "mus1", Verdict.LESS)
     store.record("news", "ada@example.org", "mus1", Verdict.MORE)  # changed their mind
     store.record("news", "ada@example.org", "unknown-paper", Verdict.MORE)  # never in an issue: unused
     store.record("other", "bob@example.org", "img1", Verdict.LESS)
-    tastes = FeedbackStore(tmp_path / "feedback.db").tastes("news")
+    tastes = feedback_store(database_url, fresh=True).tastes("news")
     assert list(tastes) == ["ada@example.org"]
     assert tastes["ada@example.org"].liked_ids == ("mus1",) and not tastes["ada@example.org"].disliked_ids
     remembered = store.paper("mus1")
     assert remembered is not None and remembered.title == PAPERS[2].title
 
 
-def test_the_store_keeps_each_papers_telling_terms_for_later_feedback(tmp_path: Path) -> None:
+def test_the_store_keeps_each_papers_telling_terms_for_later_feedback(database_url: str) -> None:
     ranker = Ranker(WIDER, ISSUE, SelectionSettings())
-    store = FeedbackStore(tmp_path / "feedback.db")
+    store = feedback_store(database_url)
     store.remember(ranker.papers, ranker.vectors, ranker.telling_terms())
     store.record("news", "ada@example.org", "liked", Verdict.MORE)
     remembered = store.paper("liked")
@@ -165,30 +171,6 @@ def test_the_store_keeps_each_papers_telling_terms_for_later_feedback(tmp_path: 
     taste = store.tastes("news")["ada@example.org"]
     assert taste.terms["liked"] == remembered.terms
     assert "kin" in ids(ranker.rank(["protein"], taste=taste))
-
-
-def test_a_feedback_file_from_before_terms_is_upgraded_and_keeps_its_verdicts(tmp_path: Path) -> None:
-    path = tmp_path / "feedback.db"
-    with sqlite3.connect(path) as db:  # version 1: no terms column
-        db.executescript(
-            "CREATE TABLE papers (id TEXT PRIMARY KEY, title TEXT NOT NULL, vector BLOB NOT NULL,"
-            " seen REAL NOT NULL);"
-            "CREATE TABLE feedback (list TEXT NOT NULL, email TEXT NOT NULL, paper_id TEXT NOT NULL,"
-            " verdict TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (list, email, paper_id));"
-            "PRAGMA user_version = 1;"
-        )
-        vector = np.ones(4, dtype=np.float16) / 2
-        db.execute("INSERT INTO papers VALUES ('old', 'An old paper', ?, 0)", (vector.tobytes(),))
-        db.execute("INSERT INTO feedback VALUES ('news', 'ada@example.org', 'old', 'more', 0)")
-    db.close()
-    store = FeedbackStore(path)
-    taste = store.tastes("news")["ada@example.org"]
-    assert taste.liked_ids == ("old",) and taste.terms == {}
-    remembered = store.paper("old")
-    assert remembered is not None and remembered.terms == ()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
-    db.close()
 
 
 def test_papers_rank_like_and_dislike_try_feedback_offline(tmp_path: Path) -> None:
@@ -209,7 +191,7 @@ def test_papers_rank_like_and_dislike_try_feedback_offline(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     folder = tmp_path / "subscribers"
     folder.mkdir()
     (folder / "news.csv").write_text(
@@ -224,6 +206,7 @@ def settings(tmp_path: Path) -> Settings:
         config_dir=tmp_path,
         papers=[ROOT / "examples"],
         issue_date=ISSUE,
+        database_url=database_url,
     )
 
 
@@ -249,7 +232,7 @@ def test_a_card_link_opens_a_one_button_page_and_only_the_post_records(settings:
     shown = client.get(f"{path.path}?{path.query}")
     assert shown.status_code == 200 and '<form method="post"' in shown.text
     assert built.picks[0].paper.title.split(":")[0] in shown.text
-    assert not FeedbackStore(settings.path(settings.feedback_db)).tastes("news")  # a GET records nothing
+    assert not FeedbackStore.open(settings).tastes("news")  # a GET records nothing
 
     recorded = client.post(f"{path.path}?{path.query}")
     assert recorded.status_code == 200 and "move up" in recorded.text
@@ -272,11 +255,11 @@ def test_a_token_for_another_purpose_does_not_open_the_feedback_page(settings: S
 
 
 def test_readers_who_judged_the_same_papers_share_their_vectors_and_get_the_same_ranking(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     """Tastes are made per reader when asked, from one vector per judged paper: ranking unchanged."""
     ranker = Ranker(PAPERS, ISSUE, SelectionSettings())
-    store = FeedbackStore(tmp_path / "feedback.db")
+    store = feedback_store(database_url)
     store.remember(ranker.papers, ranker.vectors, ranker.telling_terms())
     for reader in ("ada@example.org", "bob@example.org", "cy@example.org"):
         store.record("news", reader, "mus1", Verdict.MORE)

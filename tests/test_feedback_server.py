@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,26 +14,42 @@ from urllib.parse import urljoin
 import pytest
 from helpers.browser import CHROMIUM
 from helpers.uvicorn_thread import serving
+from sqlalchemy import select
 
 from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
 from newsletter.ranking.feedback import Verdict
 from newsletter.ranking.feedbackstore import FeedbackStore
 from newsletter.settings import Settings
+from newsletter.store.schema import feedback
 from newsletter.web.app import create_app
 
 SECRET = "feedback-server-secret-Zq7mW4xR8vB1nT6kP3yH"  # serve needs a strong one
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     (tmp_path / "subscribers").mkdir()
-    return Settings(secret=SECRET, subscribers_dir=tmp_path / "subscribers", config_dir=tmp_path)
+    return Settings(
+        secret=SECRET,
+        subscribers_dir=tmp_path / "subscribers",
+        config_dir=tmp_path,
+        database_url=database_url,
+    )
 
 
 @pytest.fixture
 def base_url(settings: Settings) -> Iterator[str]:
     with serving(create_app(settings)) as url:
         yield url
+
+
+def verdicts(store: FeedbackStore) -> list[tuple[str, ...]]:
+    """Every stored verdict, remembered paper or not."""
+    with store.db.read() as conn:
+        rows = conn.execute(
+            select(feedback.c.list, feedback.c.email, feedback.c.paper_id, feedback.c.verdict)
+        )
+        return [tuple(row) for row in rows]
 
 
 def post(url: str) -> tuple[int, str]:
@@ -59,14 +74,12 @@ def test_a_browser_visit_records_nothing_and_the_pages_button_records_once(
     shown = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
     assert "Fewer papers like this one?" in shown and "<button" in shown
     assert '<main class="box">' in shown and '<p class="masthead">' in shown  # the sign-up pages' look
-    store = FeedbackStore(settings.path(settings.feedback_db))
-    assert not store.path.exists() or not store.tastes("news")  # the visit changed nothing
+    store = FeedbackStore.open(settings)
+    assert not verdicts(store)  # the visit changed nothing
 
     form = re.search(r'<form method="post" action="([^"]+)"', shown)
     assert form is not None
     action = html.unescape(form.group(1))
     status, page = post(urljoin(f"{link}&v=less", action))
     assert status == 200 and "move down" in page
-    with sqlite3.connect(store.path) as db:
-        rows = db.execute("SELECT list, email, paper_id, verdict FROM feedback").fetchall()
-    assert rows == [("news", "ada@example.org", "2403.001", Verdict.LESS.value)]
+    assert verdicts(store) == [("news", "ada@example.org", "2403.001", Verdict.LESS.value)]

@@ -1,4 +1,4 @@
-"""A lost, damaged, full or unwritable ledger is one line naming the file and the fix, never a
+"""A lost, damaged, full or unwritable database is one line naming the file and the fix, never a
 traceback and never a silent re-send of the whole issue."""
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers.deliveries import database, fill_after, ledger, statuses
 from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config, write_subscribers
 
 from newsletter.cli import main
-from newsletter.errors import LedgerError
-from newsletter.ledger import Attempt, DeliveryLedger, ledger_error
+from newsletter.errors import StoreError
 from newsletter.statuses import DeliveryStatus
+from newsletter.store import forget_databases
+from newsletter.store.deliveries import Attempt
 
 
 @pytest.fixture
@@ -78,6 +80,7 @@ def test_a_new_list_or_a_first_run_needs_no_flag(folder: Path, smtp: LoopbackSer
 def test_the_local_outbox_trial_can_start_over_freely(project: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(main, ["send"]).exit_code == 0
+    forget_databases()
     (project / "newsletter.db").unlink()
     assert runner.invoke(main, ["send"]).exit_code == 0
 
@@ -102,23 +105,21 @@ def test_a_damaged_ledger_is_one_line_and_keeps_the_file(folder: Path, smtp: Loo
     line = one_line_error(CliRunner().invoke(main, ["report"]))
     assert f"in {ledger}" in line
     doctor = CliRunner().invoke(main, ["doctor"]).output
-    assert f"FAIL ledger: {ledger}: cannot write to the delivery ledger: it is damaged" in doctor
+    assert f"FAIL database: {ledger}: " in doctor and "damaged" in doctor  # the store's words
 
 
 def test_a_disk_that_fills_during_a_run_is_one_line_error(tmp_path: Path) -> None:
-    ledger = DeliveryLedger(tmp_path / "newsletter.db", "2024-W11", "test", "smtp")
-    try:
-        ledger._db.execute("PRAGMA max_page_count = 8")  # as if the disk were full at 32 KiB
-        attempts = [Attempt(f"r{i}@example.org", f"<{i}@x>", ("p" * 500,)) for i in range(200)]
-        with pytest.raises(LedgerError) as caught:
-            ledger.record(attempts=attempts)
-        assert caught.value.message.startswith("the disk holding the delivery ledger is full")
-        assert str(tmp_path / "newsletter.db") in caught.value.message
-        assert ledger.counts() == {}  # the batch was rolled back whole: no half-recorded attempt
-        ledger.record(attempts=attempts[:1])
-        assert ledger.counts() == {DeliveryStatus.SENDING: 1}
-    finally:
-        ledger.close()
+    url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    run = ledger(url)
+    fill_after(database(url), 8)  # as if the disk were full 32 KiB further on
+    attempts = [Attempt(f"r{i}@example.org", f"<{i}@x>", ("p" * 500,)) for i in range(200)]
+    with pytest.raises(StoreError) as caught:
+        run.record(attempts=attempts)
+    assert caught.value.message.startswith("the disk holding the database is full")
+    assert str(tmp_path / "newsletter.db") in caught.value.message
+    assert run.counts() == {}  # the batch was rolled back whole: no half-recorded attempt
+    run.record(attempts=attempts[:1])
+    assert run.counts() == {DeliveryStatus.SENDING: 1}
 
 
 def unwritable_folder(tmp_path: Path) -> Path:
@@ -150,20 +151,22 @@ def test_doctor_really_writes_to_the_ledger(folder: Path) -> None:
     config = folder / "newsletter.toml"
     config.write_text(config.read_text().replace('ledger = "newsletter.db"', f'ledger = "{place}"'))
     result = CliRunner().invoke(main, ["doctor"])
-    assert "FAIL ledger" in result.output and str(place) in result.output
+    assert "FAIL database" in result.output and str(place) in result.output
 
 
 @pytest.mark.parametrize(
     ("number", "says"),
     [
-        (errno.ENOSPC, "the disk holding the delivery ledger is full"),
-        (errno.EFBIG, "the delivery ledger reached the largest file this process may write"),
+        (errno.ENOSPC, "the disk holding the database is full"),
+        (errno.EFBIG, "the database reached the largest file this process may write"),
         (errno.EDQUOT, "the disk quota of this user is used up"),
     ],
 )
 def test_each_way_of_running_out_of_space_is_named(tmp_path: Path, number: int, says: str) -> None:
-    error = ledger_error(OSError(number, os.strerror(number)), tmp_path / "newsletter.db", "write to")
-    assert error.message.startswith(says) and "run send again afterwards: it resumes" in str(error.fix)
+    db = database(f"sqlite:///{tmp_path / 'newsletter.db'}")
+    error = db.error(OSError(number, os.strerror(number)), "write to")
+    assert error.message.startswith(says) and str(tmp_path / "newsletter.db") in error.message
+    assert "run the same command again afterwards: it resumes" in str(error.fix)
 
 
 def test_a_ledger_that_fills_mid_dispatch_stops_sending_and_records_every_answer(tmp_path: Path) -> None:
@@ -176,9 +179,9 @@ def test_a_ledger_that_fills_mid_dispatch_stops_sending_and_records_every_answer
     from newsletter.mail.compose import ComposedMessage
     from newsletter.settings import SmtpSecurity, SmtpSettings
 
-    path = tmp_path / "newsletter.db"
-    ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
-    ledger._db.execute("PRAGMA max_page_count = 24")  # as if the disk were full at 96 KiB
+    url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    run = ledger(url)
+    fill_after(database(url), 16)  # as if the disk were full 64 KiB further on
     papers = tuple(f"paper-{n:04d}-" + "x" * 200 for n in range(6))
     jobs = [
         Job(
@@ -190,17 +193,16 @@ def test_a_ledger_that_fills_mid_dispatch_stops_sending_and_records_every_answer
     ]
     with LoopbackServer() as smtp:
         target = SmtpTarget(host="127.0.0.1", port=smtp.port, security=SmtpSecurity.NONE, timeout=5)
-        dispatcher = Dispatcher(target, "digest@example.org", SmtpSettings(connections=3), ledger=ledger)
-        with pytest.raises(LedgerError, match="disk holding the delivery ledger is full"):
+        dispatcher = Dispatcher(target, "digest@example.org", SmtpSettings(connections=3), ledger=run)
+        with pytest.raises(StoreError, match="disk holding the database is full"):
             asyncio.run(asyncio.wait_for(dispatcher.run(jobs), 60))  # a hang fails, it does not wait
-    ledger.close()
+    run.close()
     got = (
         {item.recipient for item in smtp.handler.received}
         if isinstance(smtp.handler, RecordingHandler)
         else set()
     )
-    with closing(sqlite3.connect(path)) as db:
-        says = dict(db.execute("SELECT email, status FROM deliveries").fetchall())
+    says = statuses(url)
     assert 0 < len(got) < len(jobs)
     assert {email for email, status in says.items() if status == "delivered"} == got
     assert {status for email, status in says.items() if email not in got} <= {"sending"}

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.deliveries import database, old_ledger
 
 from newsletter.cli.app import main
-from newsletter.ledger import DeliveryLedger
+from newsletter.store.deliveries import DeliveryLedger
+from newsletter.store.history import deliveries_to, recorded_issues
 
 ALICE = "alice@example.org"
 
@@ -66,13 +68,13 @@ def test_preview_issue_after_send_reproduces_the_delivered_text_exactly(project:
 
 def test_the_ledger_keeps_each_readers_papers_topics_and_the_issue_snapshot(project: Path) -> None:
     assert CliRunner().invoke(main, ["send"]).exit_code == 0
-    ledger = project / "newsletter.db"
-    (record,) = DeliveryLedger.peek_deliveries(ledger, "2024-W11", "example", ALICE)
+    db = database(f"sqlite:///{project / 'newsletter.db'}")
+    (record,) = deliveries_to(db, "2024-W11", "example", ALICE)
     reader = json.loads(record.reader or "{}")
     assert reader["keywords"] == ["diffusion models", "music generation"]
     assert set(reader["matched"]) <= set(record.papers) and len(record.papers) == 10
-    assert DeliveryLedger.peek_snapshot(ledger, "2024-W11", "example", record.channel) is not None
-    assert [i.issue for i in DeliveryLedger.peek_issues(ledger, "example")] == ["2024-W11"]
+    assert DeliveryLedger(db, "2024-W11", "example", record.channel).snapshot() is not None
+    assert [i.issue for i in recorded_issues(db, "example")] == ["2024-W11"]
 
 
 def test_preview_issue_says_what_is_missing(project: Path) -> None:
@@ -88,26 +90,17 @@ def test_preview_issue_says_what_is_missing(project: Path) -> None:
 def test_a_ledger_from_before_snapshots_migrates_and_says_the_issue_cannot_be_rebuilt(project: Path) -> None:
     import sqlite3
 
-    from newsletter.ledger import MIGRATIONS
+    from newsletter.store import SCHEMA_VERSION
 
     path = project / "newsletter.db"
-    with sqlite3.connect(path) as db:
-        for statement in MIGRATIONS[0].statements:
-            db.execute(statement)
-        db.execute(
-            "INSERT INTO deliveries VALUES ('2024-W10', 'example', ?, 'outbox', 'delivered', 1, '250 ok',"
-            " '<x@example.org>', '[\"2403.00001\"]', '2024-03-07T10:00:00+00:00')",
-            (ALICE,),
-        )
-        db.execute("PRAGMA user_version = 1")
-    db.close()
+    sent = ("2024-W10", "example", ALICE, "outbox", "delivered", "1", "250 ok", "<x@example.org>")
+    old_ledger(path, 1, (*sent, '["2403.00001"]', "2024-03-07T10:00:00+00:00"))
     code, output, _ = replay(project, "--issue", "2024-W10", "--subscriber", ALICE)
     assert code == 1 and "was sent before the ledger kept what messages are built from" in output
-    (record,) = DeliveryLedger.peek_deliveries(path, "2024-W10", "example", ALICE)
+    (record,) = deliveries_to(database(f"sqlite:///{path}"), "2024-W10", "example", ALICE)
     assert record.reader is None and record.papers == ("2403.00001",)
-    DeliveryLedger(path, "2024-W11", "example", "outbox").close()  # a run migrates the file in place
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    with sqlite3.connect(path) as db:  # the first use upgraded the file in place
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 1
     db.close()
 
@@ -130,7 +123,7 @@ def test_a_sentence_quoted_by_meaning_is_kept_in_the_ledger_and_shown_again_by_a
     assert f"Closest in meaning, in the abstract: “{LANGUAGES}" in text
     html = original.get_body(("html",))
     assert html is not None and f"“{LANGUAGES}" in str(html.get_content())
-    (record,) = DeliveryLedger.peek_deliveries(project / "newsletter.db", "2024-W11", "example", MIA)
+    (record,) = deliveries_to(database(f"sqlite:///{project / 'newsletter.db'}"), "2024-W11", "example", MIA)
     quoted = json.loads(record.reader or "{}")["quoted"]
     assert [q[: len(LANGUAGES)] for q in quoted.values()] == [LANGUAGES]
 

@@ -119,12 +119,12 @@ def test_the_log_file_names_them(tmp_path: Path) -> None:
     assert "deferred: reader0002@example.com (1 attempt): 451 4.7.1 greylisted" in log
 
 
-def test_report_without_a_ledger_is_one_error_line(tmp_path: Path) -> None:
+def test_report_before_any_send_is_one_error_line(tmp_path: Path) -> None:
     write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
     write_config(tmp_path)
     result = run(tmp_path, "report")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: there is no delivery ledger yet, so nothing was sent")
+    assert result.output.startswith("Error: nothing was sent to list 'test' (smtp) yet")
     assert result.output.count("\n") == 1
 
 

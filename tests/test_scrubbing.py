@@ -9,7 +9,6 @@ from collections.abc import Callable
 import pytest
 
 from newsletter.delivery.smtp import Reply
-from newsletter.ledger import LedgerRow
 from newsletter.mail.compose import header_text, mailbox
 from newsletter.mail.notices import Notice, NoticeComposer
 from newsletter.models import Subscriber
@@ -17,6 +16,7 @@ from newsletter.pipeline import report
 from newsletter.pipeline.report import IssueReport, Undelivered, build_report
 from newsletter.settings import Settings
 from newsletter.statuses import DeliveryStatus, IssueOutcome, ReplyClass
+from newsletter.store.history import LedgerRow
 from newsletter.subscribers import stats
 from newsletter.text import one_line
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.deliveries import database
 from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
 
 from newsletter.cli.app import main
 from newsletter.errors import ConfigError
-from newsletter.ledger import DeliveryLedger
 from newsletter.safety.secretkey import require_strong_secret, secret_weakness
 from newsletter.settings import Settings
 
@@ -110,16 +110,13 @@ def open_umask() -> object:
     os.umask(old)
 
 
-def test_the_ledger_and_its_wal_and_shm_are_owner_only(tmp_path: Path, open_umask: object) -> None:
+def test_the_database_and_its_wal_and_shm_are_owner_only(tmp_path: Path, open_umask: object) -> None:
     path = tmp_path / "state" / "newsletter.db"
-    ledger = DeliveryLedger(path, "2024-W11", "test", "smtp")
-    try:
+    with database(f"sqlite:///{path}").read():
         wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
         assert wal.exists() and shm.exists()
         assert [mode(p) for p in (path, wal, shm)] == [0o600] * 3
         assert mode(path.parent) == 0o700
-    finally:
-        ledger.close()
     with sqlite3.connect(path) as db:  # still an ordinary database
         assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
 

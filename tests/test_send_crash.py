@@ -1,4 +1,5 @@
-"""Exactly once through `kill -9`: `newsletter send` as a real process, killed mid-run, then run again."""
+"""Exactly once through `kill -9`: `newsletter send` as a real process, killed mid-run, then run again,
+with its deliveries in SQLite or in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers.deliveries import recorded
 from helpers.smtp_servers import (
     REPO,
     LoopbackServer,
@@ -26,9 +27,13 @@ from helpers.smtp_servers import (
 SUBSCRIBERS = 300
 
 
-def start_send(folder: Path, *args: str, start_new_session: bool = False) -> subprocess.Popen[str]:
+def start_send(
+    folder: Path, *args: str, start_new_session: bool = False, database_url: str | None = None
+) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env = {key: value for key, value in env.items() if not key.startswith("NEWSLETTER_")}
+    if database_url is not None and database_url.startswith("postgresql"):
+        env["NEWSLETTER_DATABASE_URL"] = database_url  # else the default: newsletter.db in folder
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"), "send", *args],
         cwd=folder,
@@ -48,32 +53,31 @@ def wait_until(condition: Callable[[], object], seconds: float = 60.0) -> None:
 
 
 def ledger(folder: Path) -> dict[str, tuple[str, str]]:
-    with sqlite3.connect(folder / "newsletter.db") as db:
-        return {
-            email: (status, mid)
-            for email, status, mid in db.execute("SELECT email, status, message_id FROM deliveries")
-        }
+    """Address -> (status, Message-ID) in the default database beside the config."""
+    return recorded(f"sqlite:///{folder / 'newsletter.db'}")
 
 
 @pytest.mark.parametrize("builders", [0, 2], ids=["in-process", "builder-processes"])
-def test_sigkill_mid_run_then_rerun_delivers_everyone_exactly_once(tmp_path: Path, builders: int) -> None:
+def test_sigkill_mid_run_then_rerun_delivers_everyone_exactly_once(
+    tmp_path: Path, builders: int, database_url: str
+) -> None:
     active = write_subscribers(tmp_path / "subscribers" / "test.csv", SUBSCRIBERS, unsubscribed=(5, 77))
     handler = RecordingHandler(delay=0.01)
     with LoopbackServer(handler) as server:
         write_config(tmp_path, port=server.port, connections=4, compose_processes=builders)
-        first = start_send(tmp_path)
+        first = start_send(tmp_path, database_url=database_url)
         wait_until(lambda: len(handler.received) >= 60 or first.poll() is not None)
         handler.delay = 0.5  # slow the first run to a crawl while a second one tries to start
-        overlapping = start_send(tmp_path)  # a second cron job while the first still runs
+        overlapping = start_send(tmp_path, database_url=database_url)  # a second cron job meanwhile
         _, overlap_err = overlapping.communicate(timeout=60)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
         assert first.returncode == -signal.SIGKILL, first.stderr.read() if first.stderr else ""
-        in_flight = [email for email, (status, _) in ledger(tmp_path).items() if status == "sending"]
+        in_flight = [email for email, (status, _) in recorded(database_url).items() if status == "sending"]
         assert 0 < len(handler.received) < len(active)
 
         handler.delay = 0.0
-        second = start_send(tmp_path)
+        second = start_send(tmp_path, database_url=database_url)
         out, err = second.communicate(timeout=120)
     assert overlapping.returncode == 1
     assert "already running" in overlap_err and overlap_err.startswith("Error: ")
@@ -90,29 +94,32 @@ def test_sigkill_mid_run_then_rerun_delivers_everyone_exactly_once(tmp_path: Pat
     assert all(len(ids) == 1 for ids in by_recipient.values())  # any duplicate has the same Message-ID
     duplicated = [email for email, n in copies.items() if n > 1]
     assert set(duplicated) <= set(in_flight)
-    rows = ledger(tmp_path)
+    rows = recorded(database_url)
     assert {status for status, _ in rows.values()} == {"delivered"}
     assert all(rows[email][1] in by_recipient[email] for email in active)
+    assert database_url.startswith("sqlite") or not (tmp_path / "newsletter.db").exists()  # all in PostgreSQL
 
 
-def test_the_sending_row_is_on_disk_before_data_so_a_kill_mid_data_is_resumed(tmp_path: Path) -> None:
+def test_the_sending_row_is_committed_before_data_so_a_kill_mid_data_is_resumed(
+    tmp_path: Path, database_url: str
+) -> None:
     active = write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
     victim = active[0]
     handler = RecordingHandler(plan=lambda rcpt, tries: "stall" if rcpt == victim else None, stall_seconds=60)
     with LoopbackServer(handler) as server:
         write_config(tmp_path, port=server.port, connections=1, timeout=60)
-        process = start_send(tmp_path)
+        process = start_send(tmp_path, database_url=database_url)
         wait_until(lambda: victim in handler.attempts or process.poll() is not None)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    rows = ledger(tmp_path)
+    rows = recorded(database_url)
     status, message_id = rows[victim]
     assert status == "sending" and message_id
     in_flight = sum(1 for status, _ in rows.values() if status == "sending")  # queued ones too
 
     with LoopbackServer() as server:
         write_config(tmp_path, port=server.port, connections=1)
-        again = start_send(tmp_path, "--json")
+        again = start_send(tmp_path, "--json", database_url=database_url)
         out, err = again.communicate(timeout=60)
     report = json.loads(out)
     assert again.returncode == 0, err

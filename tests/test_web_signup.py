@@ -8,20 +8,16 @@ import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import pytest
-from helpers.signup_site import SECRET, field, link_in, make_site, outbox, text_part
+from helpers.signup_site import SECRET, field, link_in, make_site, outbox, sign_up, text_part
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from helpers.lists import store_of
-
-if TYPE_CHECKING:
-    from httpx2 import Response  # what Starlette's TestClient answers with
 
 from newsletter.mail.tokens import Purpose, TokenSigner
 from newsletter.settings import Settings
@@ -52,21 +48,6 @@ def store(settings: Settings) -> SubscriberStore:
 
 def csv_bytes(settings: Settings) -> bytes:
     return settings.list_path("news").read_bytes()
-
-
-def sign_up(client: TestClient, email: str, **extra: str) -> Response:
-    form = client.get("/subscribe?list=news").text
-    data = {
-        "list": "news",
-        "csrf": field(form, "csrf"),
-        "email": email,
-        "name": "Ada Lovelace",
-        "keywords": "diffusion models; speech",
-        "frequency": "weekly",
-        "website": "",
-    }
-    data.update(extra)
-    return client.post("/subscribe", data=data)
 
 
 def test_the_form_labels_every_field_and_suggests_keywords(client: TestClient) -> None:

@@ -17,9 +17,13 @@ COMMANDS = {
         "newsletter.cli.archive:archive",
         "Add an issue to the web archive and rebuild its pages, index and Atom feed.",
     ),
+    "db": (
+        "newsletter.cli.db:db",
+        "See, upgrade and copy the database: SQLite by default, PostgreSQL by database_url.",
+    ),
     "doctor": (
         "newsletter.cli.doctor:doctor",
-        "Check settings, templates, lists, secret, base URL, feeds, next issue, DKIM and SMTP.",
+        "Check settings, templates, lists, secret, base URL, database, feeds, next issue, DKIM and SMTP.",
     ),
     "papers": (
         "newsletter.cli.papers:papers",

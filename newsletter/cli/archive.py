@@ -10,24 +10,13 @@ import click
 from ..pipeline.issue import prepare_issue
 from ..web.archive import build_site, snapshot_issue
 from .app import AppContext, pass_app
-from .options import parse_date
+from .options import issue_date_option, issue_option, papers_option
 
 
 @click.command()
-@click.option(
-    "--papers",
-    "papers",
-    multiple=True,
-    type=click.Path(path_type=Path, exists=True),
-    help="Papers file or folder (repeatable); default: `papers`/`sources` in settings.",
-)
-@click.option(
-    "--date",
-    "issue_date",
-    callback=parse_date,
-    help="Issue to add, by date YYYY-MM-DD (default: settings, else today).",
-)
-@click.option("--issue", "issue_id", help="Issue id (default: ISO week of --date).")
+@papers_option
+@issue_date_option
+@issue_option()
 @click.option("--rebuild-only", is_flag=True, help="Only re-render the pages of issues already archived.")
 @pass_app
 def archive(

@@ -22,7 +22,7 @@ from .app import AppContext, pass_app
 )
 @pass_app
 def doctor(app: AppContext, skip_dns: bool, dns_timeout: float) -> None:
-    """Check settings, templates, lists, secret, base URL, feeds, next issue, DKIM and SMTP.
+    """Check settings, templates, lists, secret, base URL, database, feeds, next issue, DKIM and SMTP.
 
     Sends no mail. Fetches a little from every [[sources]] feed, renders every digest template
     for sample readers, counts the next issue's papers, prints the DKIM TXT record to publish

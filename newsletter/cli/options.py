@@ -1,10 +1,16 @@
-"""Option parsers shared by several commands, each failing as a usage error (exit 2)."""
+"""Options shared by several commands: one definition and one help text for each, and their
+parsers, each failing as a usage error (exit 2)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
@@ -31,3 +37,32 @@ def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -
     if not 1 <= k <= n:
         raise click.BadParameter(f"'{value}': K must be between 1 and N")
     return k, n
+
+
+papers_option = click.option(
+    "--papers",
+    "papers",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Papers file or folder (repeatable); default: `papers` and [[sources]] in the config.",
+)
+list_option = click.option(
+    "--list",
+    "list_name",
+    metavar="NAME",
+    help="Subscriber list: subscribers/NAME.csv (default: default_list in the config).",
+)
+issue_date_option = click.option(
+    "--date",
+    "issue_date",
+    callback=parse_date,
+    help="Issue date YYYY-MM-DD or 'today' (default: issue_date in the config, else today).",
+)
+
+
+ISSUE_HELP = "Issue id (default: the ISO week of --date, e.g. 2026-W48)."
+
+
+def issue_option(help: str = ISSUE_HELP) -> Callable[[F], F]:
+    """--issue: by default the issue a run makes; `help` says when a command means a past one."""
+    return click.option("--issue", "issue_id", metavar="ID", help=help)

@@ -21,7 +21,7 @@ from ..sources import PaperLoad, load_papers
 from ..sources.paper import Paper
 from ..text import split_keywords
 from .app import AppContext, pass_app
-from .options import parse_date
+from .options import issue_date_option, parse_date
 
 
 @click.group()
@@ -55,12 +55,7 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
     default="",
     help='Interests separated by ";", "," or a line break, e.g. "diffusion; state space models".',
 )
-@click.option(
-    "--date",
-    "issue_date",
-    callback=parse_date,
-    help="Issue date YYYY-MM-DD or 'today' (default: issue_date in the config, else today).",
-)
+@issue_date_option
 @click.option("--window-days", type=click.IntRange(min=1), help="Days covered, ending on the issue date.")
 @click.option("--top", type=click.IntRange(min=1), help="How many papers to show (default: selection.top_n).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
@@ -72,6 +67,7 @@ def load_for_command(app: AppContext, given: tuple[Path, ...]) -> PaperLoad:
 @pass_app
 def rank(
     app: AppContext,
+    *,
     paths: tuple[Path, ...],
     keywords: str,
     issue_date: date | None,
@@ -114,8 +110,7 @@ def taste_from_ids(
     if app.settings.selection.semantic_weight <= 0:
         raise click.UsageError("--like and --dislike compare meaning: they need semantic_weight > 0")
     by_id = {p.id: p for p in loaded}
-    store_path = app.settings.path(app.settings.feedback_db)
-    store = FeedbackStore(store_path) if store_path.is_file() else None
+    store = FeedbackStore.open(app.settings) if FeedbackStore.exists(app.settings) else None
 
     words: dict[str, tuple[str, ...]] = {}
 
@@ -131,7 +126,8 @@ def taste_from_ids(
                 found, words[paper_id] = remembered.vector, remembered.terms
         if found is None:
             raise click.BadParameter(
-                f"no paper with id {paper_id!r} in --papers or in past issues ({store_path})",
+                f"no paper with id {paper_id!r} in --papers or in past issues"
+                f" ({app.settings.places.database().shown})",
                 param_hint="--like/--dislike",
             )
         return paper_id, found
@@ -167,7 +163,13 @@ def describe(place: int, scored: ScoredPaper, explain: bool, selection: Selectio
     # The card's teaser, so the sentence quoted is the one the email quotes.
     teaser = cut_abstract(paper.abstract)[0]
     why = why_picked(
-        paper, scored.matched, teaser, scored.liked, scored.feedback, related, scored.closest_sentence
+        paper,
+        scored.matched,
+        teaser,
+        liked=scored.liked,
+        feedback=scored.feedback,
+        related=related,
+        closeness=scored.closest_sentence,
     )
     total = " + ".join(f"{k} {v:.3f}" for k, v in every.items() if ": " not in k)
     lines = [line, f"      why: {why.reason}"]
@@ -234,6 +236,7 @@ def _split(parts: dict[str, float], keyword: str, selection: SelectionSettings, 
 @pass_app
 def fetch(
     app: AppContext,
+    *,
     source: str,
     day: date | None,
     week: str | None,

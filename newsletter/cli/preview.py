@@ -11,27 +11,19 @@ import click
 from ..pipeline.previewfiles import build_preview, write_preview
 from ..pipeline.replay import replay_delivery
 from .app import AppContext, pass_app
-from .options import parse_date
+from .options import issue_date_option, issue_option, list_option, papers_option
 
 
 @click.command()
-@click.option(
-    "--papers",
-    "papers",
-    multiple=True,
-    type=click.Path(path_type=Path, exists=True),
-    help="Papers file or folder (repeatable); default: `papers` in settings.",
-)
-@click.option("--list", "list_name", help="Subscriber list name (subscribers/NAME.csv).")
+@papers_option
+@list_option
 @click.option(
     "--subscriber",
     "email",
     metavar="EMAIL",
     help="Preview this subscriber's digest (default: a reader with no keywords).",
 )
-@click.option(
-    "--date", "issue_date", callback=parse_date, help="Issue date YYYY-MM-DD (default: settings, else today)."
-)
+@issue_date_option
 @click.option(
     "--out",
     "out_dir",
@@ -43,12 +35,7 @@ from .options import parse_date
 @click.option(
     "--open", "open_browser", is_flag=True, help="Open the HTML (or the --serve page) in the browser."
 )
-@click.option(
-    "--issue",
-    "issue_id",
-    metavar="ID",
-    help="Rebuild what --subscriber was sent in this past issue, from the ledger.",
-)
+@issue_option(help="Rebuild what --subscriber was sent in this past issue, from the ledger.")
 @click.option("--serve", is_flag=True, help="Serve a live preview page that follows template edits.")
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address for --serve (keep it on loopback)."
@@ -59,6 +46,7 @@ from .options import parse_date
 @pass_app
 def preview(
     app: AppContext,
+    *,
     papers: tuple[Path, ...],
     list_name: str | None,
     email: str | None,

@@ -9,11 +9,12 @@ import click
 
 from ..pipeline.report import format_text, issue_report, write_csv
 from .app import AppContext, pass_app
+from .options import issue_option, list_option
 
 
 @click.command()
-@click.option("--issue", "issue_id", help="Issue id, e.g. 2026-W48 (default: the list's latest).")
-@click.option("--list", "list_name", metavar="NAME", help="Subscriber list (default: default_list).")
+@issue_option(help="Issue id, e.g. 2026-W48 (default: the list's latest).")
+@list_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: counts and every problem.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV of every address that did not get the issue.")
 @pass_app

@@ -15,22 +15,14 @@ from ..pipeline.report import report_command
 from ..pipeline.send import SendInterrupted, SendOptions, run_send
 from ..statuses import DeliveryStatus, Frequency, SubscriberStatus
 from .app import AppContext, pass_app
-from .options import parse_date, parse_shard
+from .options import issue_date_option, issue_option, list_option, papers_option, parse_shard
 
 
 @click.command()
-@click.option(
-    "--papers",
-    "papers",
-    multiple=True,
-    type=click.Path(path_type=Path, exists=True),
-    help="Papers file or folder (repeatable); default: `papers` in settings.",
-)
-@click.option("--list", "list_name", help="Subscriber list name (subscribers/NAME.csv).")
-@click.option("--issue", "issue_id", help="Issue id (default: ISO week of --date, e.g. 2026-W48).")
-@click.option(
-    "--date", "issue_date", callback=parse_date, help="Issue date YYYY-MM-DD (default: settings, else today)."
-)
+@papers_option
+@list_option
+@issue_option()
+@issue_date_option
 @click.option(
     "--frequency",
     type=click.Choice([f.value for f in Frequency]),
@@ -59,6 +51,7 @@ from .options import parse_date, parse_shard
 @pass_app
 def send(
     app: AppContext,
+    *,
     papers: tuple[Path, ...],
     list_name: str | None,
     issue_id: str | None,

@@ -20,13 +20,8 @@ from ..errors import SubscriberError
 from ..statuses import SubscriberStatus
 from ..subscribers import STATUSES, RowError, SubscriberStore, open_list
 from .app import AppContext, pass_app
+from .options import list_option
 
-list_option = click.option(
-    "--list",
-    "list_name",
-    metavar="NAME",
-    help="Subscriber list NAME, kept as subscribers/NAME.csv (default: default_list in the config).",
-)
 deliverability_option = click.option(
     "--check-deliverability",
     is_flag=True,
@@ -70,6 +65,7 @@ def subscribers() -> None:
 @pass_app
 def add(
     app: AppContext,
+    *,
     email: str,
     name: str,
     keywords: str,
@@ -150,6 +146,7 @@ def unsubscribe(app: AppContext, email: str, list_name: str | None) -> None:
 @pass_app
 def list_(
     app: AppContext,
+    *,
     status: str | None,
     keyword: str | None,
     as_json: bool,
@@ -194,6 +191,7 @@ def list_(
 @pass_app
 def import_(
     app: AppContext,
+    *,
     file: Path,
     on_conflict: Literal["skip", "update"],  # click.Choice guarantees one of them
     strict: bool,
@@ -383,15 +381,16 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
 
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
-    from ..ledger import sent_messages
+    from ..store import open_database
+    from ..store.history import sent_messages
     from ..subscribers.bounces import apply_bounces, read_messages, verp_check
 
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
     store = _store(app, list_name)
-    ledger = app.settings.path(app.settings.ledger)
+    db = open_database(app.settings.places.database())
     report = apply_bounces(
-        store, read_messages(maildir, mbox), partial(sent_messages, ledger), verp_check(app.settings, ledger)
+        store, read_messages(maildir, mbox), partial(sent_messages, db), verp_check(app.settings, db)
     )
     for address in report.marked:
         click.echo(f"bounced: {address}")

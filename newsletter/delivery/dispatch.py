@@ -1,9 +1,9 @@
-"""Deliver many messages over a few reused SMTP connections, recording every step in the ledger."""
+"""Deliver many messages over a few reused SMTP connections, recording every step in the ledger
+(through record.py's DeliveryRecorder)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from ..errors import NewsletterError
-from ..ledger import Attempt, DeliveryLedger, DeliveryResult
 from ..mail.compose import ComposedMessage
 from ..settings import SmtpSettings
 from ..statuses import DeliveryStatus, ReplyClass
+from ..store.deliveries import Attempt, DeliveryLedger, DeliveryResult
 from .ratelimit import RateLimiter
+from .record import DeliveryRecorder
 from .smtp import Reply, ServerFailure, SmtpTarget, close_connection, open_connection, send_one
 
 
@@ -40,137 +41,6 @@ class DispatchStats:
     unsubscribed: int = 0
 
 
-class LedgerWriter:
-    """Batch ledger writes from all connections into few transactions, without losing order.
-
-    Attempts are written at once (the data waits for them). Outcomes ride along with the next
-    write, or go alone once `outcome_batch` are waiting or the oldest is `outcome_delay` old:
-    a crash in that window only re-sends those messages, with the same Message-ID.
-    """
-
-    def __init__(
-        self,
-        ledger: DeliveryLedger | None,
-        outcome_batch: int = 16,
-        outcome_delay: float = 0.05,
-        on_fault: Callable[[], None] | None = None,
-    ) -> None:
-        self.ledger = ledger
-        self.outcome_batch = outcome_batch
-        self.outcome_delay = outcome_delay
-        self.on_fault = on_fault  # told once when a write fails, so no more data goes out
-        self._failed: Exception | None = None
-        self._attempts: list[tuple[list[Attempt], asyncio.Future[None]]] = []
-        self._outcomes: list[DeliveryResult] = []
-        self._wake = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._flush_outcomes = False
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self.ledger is not None:
-            self._task = asyncio.create_task(self._run())
-
-    async def attempts(self, attempts: list[Attempt]) -> None:
-        """Return once the attempts are on disk, so a crash after DATA can never skip anyone."""
-        if self.ledger is None or not attempts:
-            return
-        if self._failed is not None:
-            raise self._failed  # nothing more may go out once the ledger cannot record it
-        if self._task is not None and self._task.done():
-            self._task.result()  # the writer died: raise its error instead of waiting forever
-            raise RuntimeError("the ledger writer stopped")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._attempts.append((attempts, future))
-        self._wake.set()
-        await future
-
-    def outcome(self, outcome: DeliveryResult) -> None:
-        if self.ledger is None:
-            return
-        self._outcomes.append(outcome)
-        if len(self._outcomes) >= self.outcome_batch:
-            self._outcomes_due()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.outcome_delay, self._outcomes_due)
-
-    def _outcomes_due(self) -> None:
-        self._flush_outcomes = True
-        self._wake.set()
-
-    async def _run(self) -> None:
-        assert self.ledger is not None
-        while True:
-            if not (self._attempts or (self._outcomes and (self._flush_outcomes or self._closing))):
-                # Check before waiting: close() may have fired while the last batch was written.
-                if self._closing:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            attempts, self._attempts = self._attempts, []
-            outcomes, self._outcomes = self._outcomes, []
-            self._flush_outcomes = False
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            try:
-                await asyncio.to_thread(
-                    self.ledger.record, outcomes, [a for batch, _ in attempts for a in batch]
-                )
-            except Exception as exc:  # disk full, I/O error: stop, keeping what the server answered
-                self._fail(exc, outcomes, [future for _, future in attempts])
-                return
-            except BaseException as exc:
-                for _, future in attempts:
-                    if not future.done():
-                        future.set_exception(exc)
-                raise
-            for _, future in attempts:
-                if not future.done():
-                    future.set_result(None)
-
-    @property
-    def failed(self) -> Exception | None:
-        """The error of the write that failed, once one has."""
-        return self._failed
-
-    def _fail(
-        self, exc: Exception, outcomes: list[DeliveryResult], waiting: list[asyncio.Future[None]]
-    ) -> None:
-        """A write failed: its attempts are refused (those messages stay unsent), its outcomes are
-        kept for one more try at close, and the dispatcher is told to send nothing more."""
-        self._failed = exc
-        self._outcomes = outcomes + self._outcomes
-        for future in waiting + [future for _, future in self._attempts]:
-            if not future.done():
-                future.set_exception(exc)
-        self._attempts = []
-        if self.on_fault is not None:
-            self.on_fault()
-
-    async def close(self) -> None:
-        """Flush whatever is queued; called on success and on abort alike. After a failed write,
-        the answers the server gave since are written once more (most often that succeeds: see
-        `DeliveryLedger.record_after_fault`), then the write's error is raised."""
-        if self._task is None:
-            return
-        self._closing = True
-        self._wake.set()
-        await self._task
-        if self._failed is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        outcomes, self._outcomes = self._outcomes, []
-        if outcomes and self.ledger is not None:
-            with contextlib.suppress(NewsletterError):  # still no room: they are re-sent next run
-                await asyncio.to_thread(self.ledger.record_after_fault, outcomes)
-        raise self._failed
-
-
 class Dispatcher:
     """A pool of SMTP connections fed from one queue, with retries, a rate limit and a ledger."""
 
@@ -179,6 +49,7 @@ class Dispatcher:
         target: SmtpTarget,
         envelope_from: str,
         smtp: SmtpSettings,
+        *,
         ledger: DeliveryLedger | None = None,
         still_wanted: Callable[[str], bool] | None = None,
         on_outcome: Callable[[Job, DeliveryStatus], None] | None = None,
@@ -186,7 +57,7 @@ class Dispatcher:
         self.target = target
         self.envelope_from = envelope_from
         self.smtp = smtp
-        self.writer = LedgerWriter(ledger, outcome_batch=smtp.connections * 4, on_fault=self._stop)
+        self.recorder = DeliveryRecorder(ledger, outcome_batch=smtp.connections * 4, on_fault=self._stop)
         self.still_wanted = still_wanted
         self.on_outcome = on_outcome
         self.limiter = RateLimiter(smtp.rate_per_second, smtp.rate_per_hour)
@@ -210,7 +81,7 @@ class Dispatcher:
         if head is None:
             return self.stats  # nothing owed: no need to reach the server at all
         first = await open_connection(self.target)  # fail fast, before anyone is recorded
-        self.writer.start()
+        self.recorder.start()
         try:
             async with asyncio.TaskGroup() as group:
                 self._producer = group.create_task(self._produce(head, source))
@@ -222,7 +93,7 @@ class Dispatcher:
         finally:
             for task in self._retry_tasks:
                 task.cancel()
-            await self.writer.close()
+            await self.recorder.close()
         if self._fault is not None:
             raise self._fault
         return self.stats
@@ -254,7 +125,7 @@ class Dispatcher:
 
     async def _enqueue(self, batch: list[Job]) -> bool:
         """Record a batch as 'sending' in one durable transaction, then hand it to the connections;
-        False when the ledger cannot record it (the run stops, the writer raises the error)."""
+        False when the ledger cannot record it (the run stops, the recorder raises the error)."""
         self._pending += len(batch)
         # Unsubscribes are checked once, when a connection takes the job: the last moment that counts.
         if not await self._recorded(
@@ -267,9 +138,9 @@ class Dispatcher:
 
     async def _recorded(self, attempts: list[Attempt]) -> bool:
         try:
-            await self.writer.attempts(attempts)
+            await self.recorder.attempts(attempts)
         except Exception:
-            if self.writer.failed is None:
+            if self.recorder.failed is None:
                 raise
             self._stop()
             return False
@@ -294,7 +165,7 @@ class Dispatcher:
                 if self._stopping:
                     continue  # recorded as 'sending' but never sent: the next run sends it
                 if not self._wanted(job):
-                    self.writer.outcome(
+                    self.recorder.outcome(
                         DeliveryResult(job.key, DeliveryStatus.WITHDRAWN, "unsubscribed during the run")
                     )
                     continue
@@ -380,7 +251,7 @@ class Dispatcher:
         return float(self.smtp.backoff_seconds * (2 ** (tries - 1)) * random.uniform(0.5, 1.5))
 
     def _record(self, job: Job, status: DeliveryStatus, reply: Reply) -> None:
-        self.writer.outcome(DeliveryResult(job.key, status, str(reply)))
+        self.recorder.outcome(DeliveryResult(job.key, status, str(reply)))
 
     def _finish(self, job: Job, kind: DeliveryStatus) -> None:
         if kind is DeliveryStatus.WITHDRAWN:

@@ -195,7 +195,15 @@ class MessageComposer:
         recipient = checked_address(to_address or subscriber.email)
         mid = message_id(self.secret, self.issue, subscriber.email, self.domain, to_address and recipient)
         boundary = "=_digest_" + mid[1:25].replace(".", "_").replace("@", "_")
-        headers = self._headers(subscriber, recipient, digest, unsubscribe_url, mid, boundary, now)
+        headers = self._headers(
+            subscriber,
+            recipient,
+            digest,
+            unsubscribe_url=unsubscribe_url,
+            mid=mid,
+            boundary=boundary,
+            now=now,
+        )
         body = [
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/plain; charset="utf-8"',
@@ -222,6 +230,7 @@ class MessageComposer:
         subscriber: Subscriber,
         recipient: str,
         digest: RenderedDigest,
+        *,
         unsubscribe_url: str,
         mid: str,
         boundary: str,

@@ -86,7 +86,7 @@ def prepare_issue(
 
     With `require_papers` (send, archive), a window without a single paper is an error: mailing
     or publishing an empty issue is never what a cron job meant. `remember_papers` (a real send)
-    keeps the papers' vectors in feedback.db for the feedback links the digests carry.
+    keeps the papers' vectors in the database for the feedback links the digests carry.
     """
     day = issue_date or settings.issue_date or date.today()
     selection = settings.selection
@@ -117,7 +117,9 @@ def prepare_issue(
     )
     ranker = Ranker(loaded.papers, day, selection)
     if require_papers and not ranker.papers:
-        raise _empty_window(settings, issue_id, (window_start, day), paths, loaded.papers, bool(papers))
+        raise _empty_window(
+            settings, issue_id, (window_start, day), paths, loaded.papers, from_cli=bool(papers)
+        )
     tastes = reader_tastes(settings, ranker, info.list_name, remember_papers)
     return PreparedIssue(info, ranker, len(loaded.papers), tuple(loaded.problems), tastes)
 
@@ -126,14 +128,16 @@ def reader_tastes(settings: Settings, ranker: Ranker, list_name: str, remember: 
     """Load the list's feedback; with `remember`, first keep this issue's paper vectors.
 
     Once per issue, before builder processes fork: one small table read, so a reader's feedback
-    costs nothing per subscriber but a dictionary lookup. A preview or dry run writes no file.
+    costs nothing per subscriber but a dictionary lookup. A preview or dry run creates no database.
     """
     if ranker.vectors.shape[1] == 0 or not ranker.papers:
         return {}
-    store = FeedbackStore(settings.path(settings.feedback_db))
+    if not remember and (settings.selection.feedback_weight <= 0 or not FeedbackStore.exists(settings)):
+        return {}
+    store = FeedbackStore.open(settings)
     if remember:
         store.remember(ranker.papers, ranker.vectors, ranker.telling_terms())
-    if settings.selection.feedback_weight <= 0 or not store.path.is_file():
+    if settings.selection.feedback_weight <= 0:
         return {}
     return store.tastes(list_name)
 
@@ -161,6 +165,7 @@ def _empty_window(
     window: tuple[date, date],
     paths: Sequence[Path],
     loaded: Sequence[Paper],
+    *,
     from_cli: bool,
 ) -> SourceError:
     """Say which window is empty, where its papers came from and how fresh they are."""

@@ -11,12 +11,13 @@ from pathlib import Path
 from ..delivery.channel import channel_for
 from ..errors import NewsletterError
 from ..files import atomic_write_bytes, atomic_write_text
-from ..ledger import DeliveryLedger
 from ..mail.compose import ComposedMessage
 from ..models import IssueInfo, Subscriber
 from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..sources.paper import Paper
+from ..store.deliveries import DeliveryLedger
+from ..store.opening import existing_database
 from ..subscribers import open_list
 from .build import BuiltDigest, DigestBuilder
 from .issue import LinkSigner, PreparedIssue, prepare_issue
@@ -98,10 +99,11 @@ def _already_sent(settings: Settings, issue: IssueInfo, subscriber: Subscriber) 
     """Papers this reader got in earlier issues: send leaves them out, so the preview does too."""
     if subscriber is ANONYMOUS:
         return frozenset()
-    received = DeliveryLedger.peek_received(
-        settings.path(settings.ledger), issue.issue_id, issue.list_name, channel_for(settings.smtp)
-    )
-    return received.get(subscriber.key, frozenset())
+    db = existing_database(settings.places.database())  # a preview creates no database
+    if db is None:
+        return frozenset()
+    ledger = DeliveryLedger(db, issue.issue_id, issue.list_name, channel_for(settings.smtp))
+    return ledger.papers_received_by(subscriber.key)
 
 
 def build_preview(

@@ -15,12 +15,15 @@ from typing import Any
 
 from ..errors import LedgerError, NewsletterError
 from ..files import atomic_write_text
-from ..ledger import DeliveryLedger, DeliveryRecord
 from ..mail.compose import MessageComposer
 from ..models import Subscriber
 from ..render.digest import DigestRenderer, template_dirs
 from ..settings import Settings
 from ..sources.paper import Paper
+from ..store import Database, Place, open_database
+from ..store.deliveries import DeliveryLedger
+from ..store.history import DeliveryRecord, deliveries_to
+from ..store.opening import existing_database
 from ..subscribers import open_list
 from .build import finish_digest
 from .issue import LinkSigner, check_issue_id
@@ -50,30 +53,30 @@ class ReplayedIssue:
     notes: tuple[str, ...]
 
 
-def _record(settings: Settings, list_name: str, issue_id: str, email: str | None) -> DeliveryRecord:
-    ledger = settings.path(settings.ledger)
+def _record(place: Place, list_name: str, issue_id: str, email: str | None) -> DeliveryRecord:
     if not email:
         raise NewsletterError(
             f"issue {issue_id} can only be shown for a reader it was sent to",
-            where=str(ledger),
+            where=place.shown,
             fix="pick a subscriber (--subscriber EMAIL), or the current issue for a reader with no keywords",
         )
-    records = DeliveryLedger.peek_deliveries(ledger, issue_id, list_name, email)
+    db = existing_database(place)  # a preview creates no database
+    records = [] if db is None else deliveries_to(db, issue_id, list_name, email)
     if not records:
         raise LedgerError(
             f"the ledger has no record of issue {issue_id} for {email} in list '{list_name}'",
-            where=str(ledger),
+            where=place.shown,
             fix="check the issue id and address with `newsletter report`, or drop --issue for this week's",
         )
     return records[0]
 
 
-def _snapshot(settings: Settings, record: DeliveryRecord, list_name: str, issue_id: str) -> IssueSnapshot:
-    blob = DeliveryLedger.peek_snapshot(settings.path(settings.ledger), issue_id, list_name, record.channel)
+def _snapshot(db: Database, record: DeliveryRecord, list_name: str, issue_id: str) -> IssueSnapshot:
+    blob = DeliveryLedger(db, issue_id, list_name, record.channel).snapshot()
     if blob is None:
         raise LedgerError(
             f"issue {issue_id} was sent before the ledger kept what messages are built from",
-            where=str(settings.path(settings.ledger)),
+            where=db.place.shown,
             fix="only issues sent with this version or later can be rebuilt",
         )
     return load_snapshot(blob)
@@ -111,13 +114,15 @@ def replay_delivery(
     """The message `email` got in `issue_id`, rebuilt from the ledger and the issue's snapshot."""
     list_name = list_name or settings.default_list
     issue_id = check_issue_id(issue_id)
-    record = _record(settings, list_name, issue_id, email)
-    snapshot = _snapshot(settings, record, list_name, issue_id)
+    place = settings.places.database()
+    record = _record(place, list_name, issue_id, email)
+    db = open_database(place)  # there is one: it holds the record
+    snapshot = _snapshot(db, record, list_name, issue_id)
     missing = [pid for pid in record.papers if pid not in snapshot.papers]
     if missing:
         raise LedgerError(
             f"the snapshot of issue {issue_id} lacks {len(missing)} of the papers sent ({missing[0]}, ...)",
-            where=str(settings.path(settings.ledger)),
+            where=db.place.shown,
             fix="the ledger may be damaged; restore it from a backup",
         )
     subscriber, recorded = _reader(settings, list_name, record)

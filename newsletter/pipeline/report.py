@@ -9,10 +9,11 @@ from typing import TextIO
 
 from ..delivery.channel import channel_for
 from ..errors import LedgerError
-from ..ledger import LedgerRow, latest_issue, read_issue
 from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
+from ..store.history import LedgerRow, latest_issue, read_issue
+from ..store.opening import existing_database
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
 from ..subscribers.csvfile import write_spreadsheet
@@ -74,32 +75,34 @@ def issue_report(
     issue: str | None = None,
     withdrawn: Collection[str] = (),
 ) -> IssueReport:
-    """Read the ledger (read-only) and the list for one issue; the latest issue by default.
+    """Read the deliveries and the list for one issue (changing nothing); the latest by default.
 
     `withdrawn`: addresses a run saw unsubscribe before their message left (the ledger keeps no
     row of them; afterwards, the list's unsubscribe times tell).
     """
     list_name = list_name or settings.default_list
     channel = channel_for(settings.smtp)
-    path = settings.path(settings.ledger)
-    if not path.is_file():
+    place = settings.places.database()
+    db = existing_database(place)  # a report creates no database
+    latest = None if db is None else latest_issue(db, list_name, channel)
+    if db is None or latest is None:
         raise LedgerError(
-            "there is no delivery ledger yet, so nothing was sent",
-            where=str(path),
-            fix="run `newsletter send` first, or point `ledger` in newsletter.toml at the right file",
+            f"nothing was sent to list '{list_name}' ({channel}) yet: the database has no delivery of it",
+            where=place.shown,
+            fix="run `newsletter send` first, or point `ledger` or database_url in newsletter.toml at the "
+            "right database",
         )
-    issue = issue or latest_issue(path, list_name, channel)
-    rows = read_issue(path, issue, list_name, channel) if issue else []
+    issue = issue or latest
+    rows = read_issue(db, issue, list_name, channel)
     if not rows:
-        what = f"issue {issue}" if issue else "any issue"
         raise LedgerError(
-            f"the ledger has no deliveries of {what} to list '{list_name}' ({channel})",
-            where=str(path),
+            f"the ledger has no deliveries of issue {issue} to list '{list_name}' ({channel})",
+            where=db.place.shown,
             fix="check --issue and --list (the issue id is the ISO week, e.g. 2026-W48)",
         )
-    store = open_list(settings.places, list_name)
+    store = open_list(settings.places, list_name, look_only=True)
     statuses = _statuses(store) if store.exists() else {}
-    return build_report(issue or "", list_name, channel, rows, statuses, withdrawn)
+    return build_report(issue or "", list_name, channel, rows, statuses, withdrawn=withdrawn)
 
 
 INACTIVE = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.PENDING)
@@ -116,6 +119,7 @@ def build_report(
     channel: str,
     rows: Iterable[LedgerRow],
     inactive: dict[str, Subscriber],
+    *,
     withdrawn: Collection[str] = (),
 ) -> IssueReport:
     """Classify every ledger row; add those who unsubscribed after the run began and got nothing."""

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,13 +16,16 @@ from filelock import FileLock, Timeout
 
 from ..delivery import Dispatcher, Job, channel_for, delivery_target, server_label
 from ..errors import LedgerError, NewsletterError
-from ..ledger import DeliveryLedger, ledger_error, read_issue
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
 from ..safety.listnames import check_list_name
 from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
 from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency, SubscriberStatus
+from ..store import open_database
+from ..store.deliveries import DeliveryLedger
+from ..store.history import read_issue
+from ..store.opening import existing_database
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
 from ..subscribers.csvfile import missing_list_error
@@ -56,6 +59,11 @@ class SendOptions:
     shard: tuple[int, int] | None = None
     frequency: Frequency = Frequency.WEEKLY
     new_ledger: bool = False  # start over although the list's CSV says readers got earlier issues
+
+    @property
+    def recorded(self) -> bool:
+        """A real run: a dry run and a --to test copy record nothing (and take no lock)."""
+        return not (self.dry_run or self.to)
 
 
 @dataclass
@@ -133,17 +141,45 @@ def in_shard(address: str, shard: tuple[int, int] | None) -> bool:
     return int.from_bytes(digest[:8], "big") % n == k - 1
 
 
-def run_send(
-    settings: Settings,
-    options: SendOptions,
-    on_outcome: Callable[[str, DeliveryStatus], None] | None = None,
-) -> SendReport:
-    """Send one issue to one list; safe to run again at any time, it resumes."""
+OnOutcome = Callable[[str, DeliveryStatus], None]  # told each reader's final outcome (the progress line)
+
+
+@dataclass(frozen=True)
+class SendRun:
+    """What the steps of one run share, so each step takes the run instead of passing values on."""
+
+    settings: Settings
+    options: SendOptions
+    issue: PreparedIssue
+    signer: LinkSigner
+    store: SubscriberStore
+    report: SendReport
+    on_outcome: OnOutcome | None
+
+
+def run_send(settings: Settings, options: SendOptions, on_outcome: OnOutcome | None = None) -> SendReport:
+    """Send one issue to one list; safe to run again at any time, it resumes.
+
+    The steps, in order: lock the list, prepare the issue, plan each reader's digest, open the
+    ledger, deliver, report.
+    """
     started = time.monotonic()
+    with _log_stops(started), _lock(settings, options) as list_name:
+        run = _prepare(settings, options, list_name, on_outcome)
+        with _plan(run) as planner, _open_ledger(run, planner) as ledger:
+            _deliver(run, planner, ledger)
+        if options.recorded and run.store.csv_path is not None:
+            write_back(run.store, run.store.csv_path)  # a safe point: the file shows the list as it is
+    _report(run, started)
+    return run.report
+
+
+@contextmanager
+def _log_stops(started: float) -> Iterator[None]:
+    """A run that stops says so in the log file too, with how long it ran (the CLI tells the user)."""
     try:
-        report = _run_send(settings, options, on_outcome)
+        yield
     except NewsletterError as exc:
-        # The CLI prints the error itself; this line is for the log file.
         log.error(
             "send stopped after %.1fs: %s",
             time.monotonic() - started,
@@ -168,11 +204,172 @@ def run_send(
             extra={"shown_to_user": True},
         )
         raise
+
+
+@contextmanager
+def _lock(settings: Settings, options: SendOptions) -> Iterator[str]:
+    """One recorded run per list at a time: a second cron job exits at once, before any work.
+
+    Yields the list's name, which names the lock file.
+    """
+    list_name = _check_inputs(settings, options)  # before the lock or the ledger leave files behind
+    if not options.recorded:
+        yield list_name
+        return
+    ledger = settings.path(settings.ledger)
+    lock = FileLock(str(ledger) + f".{list_name}.send.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise LedgerError(
+            f"another `newsletter send` for list '{list_name}' is already running",
+            where=str(lock.lock_file),
+            fix="let it finish; run again afterwards to pick up anything left",
+        ) from None
+    except OSError as exc:  # a read-only or missing folder: the lock file cannot be created
+        raise LedgerError(
+            f"cannot create the lock that keeps two runs of list '{list_name}' apart ({exc.strerror})",
+            where=str(lock.lock_file),
+            fix=f"make {ledger.parent} writable by this user, or set 'ledger' in newsletter.toml to a "
+            "writable place",
+        ) from exc
+    try:
+        yield list_name
+    finally:
+        lock.release()
+
+
+def _check_inputs(settings: Settings, options: SendOptions) -> str:
+    """The list's name, once it is known there are papers and a list: a folder with neither is a
+    mistake, so nothing is created there."""
+    list_name = check_list_name(options.list_name or settings.default_list)
+    if not (options.papers or settings.papers or settings.sources):
+        raise no_papers_configured(settings)
+    path, place = settings.list_path(list_name), settings.places.database()
+    if not path.is_file() and not place.exists():
+        raise missing_list_error(path)  # no file and no database: nothing to open (or create)
+    return list_name
+
+
+def _prepare(
+    settings: Settings, options: SendOptions, list_name: str, on_outcome: OnOutcome | None
+) -> SendRun:
+    """The issue's papers loaded and ranked once, the list ready to stream, the report begun."""
+    embedded = settings.smtp.is_embedded
+    signer = LinkSigner.for_run(settings, local_only=embedded or options.dry_run or _local_trial(settings))
+    if not (embedded or options.dry_run or settings.smtp.is_loopback):
+        # Links in mail that leaves this machine are public: a weak key lets anyone forge them.
+        require_strong_secret(
+            settings.secret, f"mail to {settings.smtp.host}:{settings.smtp.port}", settings.source_label
+        )
+    issue = prepare_issue(
+        settings,
+        list_name=list_name,
+        issue_date=options.issue_date,
+        issue_id=options.issue_id,
+        papers=options.papers,
+        require_papers=True,
+        remember_papers=not options.dry_run,
+        frequency=options.frequency,
+    )
+    # A hand edit of the CSV is merged in; a dry run leaves no database behind.
+    store = open_list(settings.places, issue.info.list_name, look_only=not options.recorded)
+    if not store.exists():
+        raise store.missing_error()
+    if options.recorded:
+        _tidy_list(store)
+    report = SendReport(
+        issue=issue.info.issue_id,
+        list_name=issue.info.list_name,
+        channel=channel_for(settings.smtp),
+        server=server_label(settings.smtp),
+        dry_run=options.dry_run,
+        problems=list(issue.problems),
+        frequency=options.frequency.value,
+    )
+    return SendRun(settings, options, issue, signer, store, report, on_outcome)
+
+
+@contextmanager
+def _plan(run: SendRun) -> Iterator[DigestPlanner]:
+    """Who is owed a digest, and the builder that makes it (built once per issue).
+
+    From here on an interrupt is reported with what was delivered and what is still in flight.
+    """
+    planner = DigestPlanner(run.settings, run.issue, run.signer, run.options, run.report)
+    try:
+        with _builder_processes(run, planner):
+            yield planner
+    except KeyboardInterrupt:
+        raise SendInterrupted(run.report, _in_flight(run)) from None
+
+
+@contextmanager
+def _builder_processes(run: SendRun, planner: DigestPlanner) -> Iterator[None]:
+    """A recorded run of a big list builds its digests in forked processes, forked now: before
+    the ledger is opened, so no child holds its connection."""
+    active = run.store.counts()[SubscriberStatus.ACTIVE] if run.options.recorded else 0
+    processes = ParallelBuilder.processes_for(run.settings, active) if active else 0
+    if not processes:
+        yield
+        return
+    run.store.db.dispose()  # and no pooled database connection either
+    planner.pool = ParallelBuilder(planner.build, processes)
+    try:
+        yield
+    finally:
+        planner.pool.close()
+        planner.pool = None
+
+
+@contextmanager
+def _open_ledger(run: SendRun, planner: DigestPlanner) -> Iterator[DeliveryLedger | None]:
+    """A recorded run's ledger, holding the issue's snapshot first; None when nothing is recorded.
+
+    Room is set aside beside a SQLite file for the servers' last answers, should the disk fill.
+    """
+    if not run.options.recorded:
+        yield None
+        return
+    report, store = run.report, run.store
+    if report.channel != Channel.OUTBOX and store.csv_path is not None:  # a local trial may start over
+        check_not_lost(store, store.csv_path, start_over=run.options.new_ledger)
+    db = open_database(run.settings.places.database())
+    ledger = DeliveryLedger(db, report.issue, report.list_name, report.channel)
+    try:
+        ledger.reserve()
+        planner.record_snapshot(ledger)
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _deliver(run: SendRun, planner: DigestPlanner, ledger: DeliveryLedger | None) -> None:
+    """Compose every digest still owed; a dry run stops there, a --to copy is sent unrecorded."""
+    statuses, received = _owed(run, ledger)
+    still_wanted = None if ledger is None else _still_wanted(run.store)  # from before the first page
+    subscribers = run.store.iter_subscribers()
+    if run.options.dry_run:
+        for _ in planner.jobs(subscribers, statuses, received):
+            pass
+        return
+    _dispatch(
+        run.settings,
+        planner.stream(subscribers, statuses, received),
+        run.report,
+        ledger=ledger,
+        still_wanted=still_wanted,
+        on_outcome=run.on_outcome,
+    )
+
+
+def _report(run: SendRun, started: float) -> None:
+    """Time the run, name who did not get the issue (in --json and the log file), log the summary."""
+    report = run.report
     report.duration_seconds = round(time.monotonic() - started, 3)
-    if not (options.dry_run or options.to) and (report.failed or report.deferred or report.unsubscribed):
-        _name_the_undelivered(settings, report)
+    if run.options.recorded and (report.failed or report.deferred or report.unsubscribed):
+        _name_the_undelivered(run.settings, report)
     log.info("%s", report.summary())
-    return report
 
 
 def _name_the_undelivered(settings: Settings, report: SendReport) -> None:
@@ -187,84 +384,6 @@ def _name_the_undelivered(settings: Settings, report: SendReport) -> None:
         log.info("%s", line, extra={"shown_to_user": True})
 
 
-def _run_send(
-    settings: Settings,
-    options: SendOptions,
-    on_outcome: Callable[[str, DeliveryStatus], None] | None,
-) -> SendReport:
-    embedded = settings.smtp.is_embedded
-    recorded = not (options.dry_run or options.to)
-    list_name = check_list_name(options.list_name or settings.default_list)  # names the lock file
-    _check_inputs(settings, options, list_name)  # before the lock or ledger leave files behind
-    with _exclusive(settings, list_name) if recorded else nullcontext():
-        signer = LinkSigner.for_run(
-            settings, local_only=embedded or options.dry_run or _local_trial(settings)
-        )
-        if not (embedded or options.dry_run or settings.smtp.is_loopback):
-            # Links in mail that leaves this machine are public: a weak key lets anyone forge them.
-            require_strong_secret(
-                settings.secret, f"mail to {settings.smtp.host}:{settings.smtp.port}", settings.source_label
-            )
-        issue = prepare_issue(
-            settings,
-            list_name=list_name,
-            issue_date=options.issue_date,
-            issue_id=options.issue_id,
-            papers=options.papers,
-            require_papers=True,
-            remember_papers=not options.dry_run,
-            frequency=options.frequency,
-        )
-        # A hand edit of the CSV is merged in; a dry run leaves no database behind.
-        store = open_list(settings.places, issue.info.list_name, look_only=not recorded)
-        if not store.exists():
-            raise store.missing_error()
-        channel = channel_for(settings.smtp)
-        report = SendReport(
-            issue=issue.info.issue_id,
-            list_name=issue.info.list_name,
-            channel=channel,
-            server=server_label(settings.smtp),
-            dry_run=options.dry_run,
-            problems=list(issue.problems),
-            frequency=options.frequency.value,
-        )
-        if recorded:
-            _drop_stale_signups(store)
-        planner = DigestPlanner(settings, issue, signer, options, report)
-        try:
-            _run_planned(settings, store, planner, options, report, on_outcome)
-        except KeyboardInterrupt:
-            in_flight = 0 if options.dry_run or options.to else _in_flight(settings, report)
-            raise SendInterrupted(report, in_flight) from None
-        if recorded and store.csv_path is not None:
-            write_back(store, store.csv_path)  # a safe point: the file shows the list as it is
-    return report
-
-
-def _run_planned(
-    settings: Settings,
-    store: SubscriberStore,
-    planner: DigestPlanner,
-    options: SendOptions,
-    report: SendReport,
-    on_outcome: Callable[[str, DeliveryStatus], None] | None,
-) -> None:
-    """Compose only (dry run), send one test copy (--to), or send and record."""
-    channel = report.channel
-    if options.dry_run:
-        path = settings.path(settings.ledger)
-        done = DeliveryLedger.peek_statuses(path, report.issue, report.list_name, channel)
-        within = planner.issue.paper_ids
-        received = DeliveryLedger.peek_received(path, report.issue, report.list_name, channel, within)
-        for _ in planner.jobs(store.iter_subscribers(), done, received):
-            pass
-    elif options.to:
-        _deliver(settings, planner.jobs(store.iter_subscribers(), {}, {}), None, None, report, on_outcome)
-    else:
-        _send_recorded(settings, store, planner, report, on_outcome)
-
-
 class SendInterrupted(Exception):
     """Ctrl-C or SIGTERM during a run: what was delivered, and what the next run sends again."""
 
@@ -277,23 +396,20 @@ class SendInterrupted(Exception):
         return f"{self.report.sent} delivered in this run, {self.in_flight} in flight"
 
 
-def _in_flight(settings: Settings, report: SendReport) -> int:
+def _in_flight(run: SendRun) -> int:
     """Rows left 'sending': the next run sends them again, with the same Message-ID."""
-    rows = read_issue(settings.path(settings.ledger), report.issue, report.list_name, report.channel)
+    if not run.options.recorded:
+        return 0
+    report = run.report
+    rows = read_issue(
+        open_database(run.settings.places.database()), report.issue, report.list_name, report.channel
+    )
     return sum(1 for row in rows if row.status == DeliveryStatus.SENDING)
 
 
-def _check_inputs(settings: Settings, options: SendOptions, list_name: str) -> None:
-    """A folder with no papers or no list is a mistake: say so, and create nothing there."""
-    if not (options.papers or settings.papers or settings.sources):
-        raise no_papers_configured(settings)
-    path, place = settings.list_path(list_name), settings.places.database()
-    if not path.is_file() and place.engine_name == "sqlite" and not Path(str(place.url.database)).is_file():
-        raise missing_list_error(path)  # no file and no database: nothing to open (or create)
-
-
-def _drop_stale_signups(store: SubscriberStore) -> None:
-    """Sign-ups nobody confirmed within a week go before the list is read (never mailed anyway)."""
+def _tidy_list(store: SubscriberStore) -> None:
+    """Before a recorded run reads the list: drop sign-ups nobody confirmed within a week (never
+    mailed anyway)."""
     if not store.exists():
         return
     dropped = drop_stale_pending(store)
@@ -301,21 +417,6 @@ def _drop_stale_signups(store: SubscriberStore) -> None:
         log.info(
             "dropped %d sign-ups to %s nobody confirmed within %d days", dropped, store.name, PENDING_DAYS
         )
-
-
-def send_test_copy(settings: Settings, job: Job, list_name: str, issue_id: str) -> SendReport:
-    """`send --to` for one message built elsewhere (the preview page): delivered, never recorded."""
-    started = time.monotonic()
-    report = SendReport(
-        issue=issue_id,
-        list_name=list_name,
-        channel=channel_for(settings.smtp),
-        server=server_label(settings.smtp),
-    )
-    _deliver(settings, iter([job]), None, None, report, None)
-    report.duration_seconds = round(time.monotonic() - started, 3)
-    log.info("test copy of %s to %s: %s", issue_id, job.message.recipient, report.summary())
-    return report
 
 
 def _local_trial(settings: Settings) -> bool:
@@ -332,64 +433,21 @@ def _local_trial(settings: Settings) -> bool:
     return True
 
 
-@contextmanager
-def _exclusive(settings: Settings, list_name: str) -> Iterator[None]:
-    """One recorded run per list at a time: a second cron job exits at once, before any work."""
-    ledger = settings.path(settings.ledger)
-    lock = FileLock(str(ledger) + f".{list_name}.send.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise LedgerError(
-            f"another `newsletter send` for list '{list_name}' is already running",
-            where=str(lock.lock_file),
-            fix="let it finish; run again afterwards to pick up anything left",
-        ) from None
-    except OSError as exc:  # a read-only or missing folder: the lock file cannot be created
-        raise ledger_error(exc, ledger, "lock") from exc
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _send_recorded(
-    settings: Settings,
-    store: SubscriberStore,
-    planner: DigestPlanner,
-    report: SendReport,
-    on_outcome: Callable[[str, DeliveryStatus], None] | None,
-) -> None:
-    processes = ParallelBuilder.processes_for(settings, store.counts()[SubscriberStatus.ACTIVE])
-    if processes:
-        store.db.dispose()  # no pooled database connection is shared with the forked builders
-    builder = (
-        ParallelBuilder(planner.build, processes) if processes else None
-    )  # fork before opening the ledger
-    try:
-        ledger = _open_ledger(settings, store, report, planner.options.new_ledger)
-        try:
-            planner.record_snapshot(ledger)
-            still_wanted = _still_wanted(store)  # from before the stream's first page
-            received = ledger.papers_received_before(within=planner.issue.paper_ids)
-            args = (store.iter_subscribers(), ledger.statuses(), received)
-            jobs = planner.jobs(*args) if builder is None else planner.parallel_jobs(*args, builder)
-            _deliver(settings, jobs, ledger, still_wanted, report, on_outcome)
-        finally:
-            ledger.close()
-    finally:
-        if builder is not None:
-            builder.close()
-
-
-def _open_ledger(settings: Settings, store: SubscriberStore, report: SendReport, new: bool) -> DeliveryLedger:
-    """The run's ledger, refused when the list's CSV says readers got issues the database has lost."""
-    path = settings.path(settings.ledger)
-    if report.channel != Channel.OUTBOX and store.csv_path is not None:  # a local trial may start over
-        check_not_lost(store, store.csv_path, start_over=new)
-    ledger = DeliveryLedger(path, report.issue, report.list_name, report.channel)
-    ledger.reserve()
-    return ledger
+def _owed(
+    run: SendRun, ledger: DeliveryLedger | None
+) -> tuple[Mapping[str, DeliveryStatus], dict[str, frozenset[str]]]:
+    """What the ledger says: each reader's status in this issue, and the papers they had before."""
+    within = run.issue.paper_ids
+    if ledger is not None:
+        return ledger.statuses(), ledger.papers_received_before(within=within)
+    if run.options.to:
+        return {}, {}  # a test copy: the first reader with something to read, whatever they had
+    db = existing_database(run.settings.places.database())  # a dry run creates and changes nothing
+    if db is None:
+        return {}, {}
+    report = run.report
+    peek = DeliveryLedger(db, report.issue, report.list_name, report.channel)
+    return peek.statuses(), peek.papers_received_before(within=within)
 
 
 def _still_wanted(store: SubscriberStore) -> Callable[[str], bool]:
@@ -397,13 +455,29 @@ def _still_wanted(store: SubscriberStore) -> Callable[[str], bool]:
     return store.watch().still_wanted
 
 
-def _deliver(
+def send_test_copy(settings: Settings, job: Job, list_name: str, issue_id: str) -> SendReport:
+    """`send --to` for one message built elsewhere (the preview page): delivered, never recorded."""
+    started = time.monotonic()
+    report = SendReport(
+        issue=issue_id,
+        list_name=list_name,
+        channel=channel_for(settings.smtp),
+        server=server_label(settings.smtp),
+    )
+    _dispatch(settings, iter([job]), report)
+    report.duration_seconds = round(time.monotonic() - started, 3)
+    log.info("test copy of %s to %s: %s", issue_id, job.message.recipient, report.summary())
+    return report
+
+
+def _dispatch(
     settings: Settings,
     jobs: Iterator[Job] | AsyncIterator[Job],
-    ledger: DeliveryLedger | None,
-    still_wanted: Callable[[str], bool] | None,
     report: SendReport,
-    on_outcome: Callable[[str, DeliveryStatus], None] | None,
+    *,
+    ledger: DeliveryLedger | None = None,
+    still_wanted: Callable[[str], bool] | None = None,
+    on_outcome: OnOutcome | None = None,
 ) -> None:
     """Connect to the run's channel (starting the embedded server if so), then dispatch the jobs."""
 
@@ -436,9 +510,19 @@ def _add_stats(report: SendReport, dispatcher: Dispatcher) -> None:
     report.unsubscribed += stats.unsubscribed
 
 
-Wanted = tuple[Subscriber, frozenset[str], bool]  # who, papers they already had, resumed?
-# resumed?, then the job, or why it could not be composed, or None: nothing matched, no mail
-Built = tuple[bool, "Job | str | None"]
+@dataclass(frozen=True)
+class Rejected:
+    """A reader no message could be composed for: an address or name no header can carry."""
+
+    email: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.email}: {self.reason}"
+
+
+Wanted = tuple[Subscriber, frozenset[str]]  # who, and the papers they already had
+Built = Job | Rejected | None  # None: nothing matched their topics, so no mail
 
 
 class DigestPlanner:
@@ -458,6 +542,7 @@ class DigestPlanner:
         self.options = options
         self.report = report
         self.builder = DigestBuilder(settings, issue, signer)  # before builder processes fork
+        self.pool: ParallelBuilder | None = None  # builder processes, when the list is big enough
 
     def record_snapshot(self, ledger: DeliveryLedger) -> None:
         """Keep the issue's papers and templates, so `preview --issue` can rebuild what was sent."""
@@ -470,6 +555,17 @@ class DigestPlanner:
         )
         ledger.record_snapshot(snapshot)
 
+    def stream(
+        self,
+        subscribers: Iterator[Subscriber],
+        statuses: Mapping[str, DeliveryStatus],
+        received: dict[str, frozenset[str]],
+    ) -> Iterator[Job] | AsyncIterator[Job]:
+        """The jobs, built in this process, or by the builder processes while the loop sends."""
+        if self.pool is None:
+            return self.jobs(subscribers, statuses, received)
+        return self.parallel_jobs(subscribers, statuses, received, self.pool)
+
     def jobs(
         self,
         subscribers: Iterator[Subscriber],
@@ -478,7 +574,7 @@ class DigestPlanner:
     ) -> Iterator[Job]:
         """Yield one job per active subscriber still owed this issue, in file order."""
         for built in map(self.build, self.wanted(subscribers, statuses, received)):
-            if (job := self._count(built)) is not None:
+            if (job := self._count(built, statuses)) is not None:
                 yield job
                 if self.options.to:
                     return  # one test copy: the first subscriber with something to read
@@ -488,25 +584,26 @@ class DigestPlanner:
         subscribers: Iterator[Subscriber],
         statuses: Mapping[str, DeliveryStatus],
         received: dict[str, frozenset[str]],
-        builder: ParallelBuilder,
+        pool: ParallelBuilder,
     ) -> AsyncIterator[Job]:
         """The same jobs, built by builder processes while the event loop keeps sending."""
-        async for built in builder.build(self.wanted(subscribers, statuses, received)):
-            if (job := self._count(built)) is not None:
+        async for built in pool.build(self.wanted(subscribers, statuses, received)):
+            if (job := self._count(built, statuses)) is not None:
                 yield job
 
-    def _count(self, built: Built) -> Job | None:
-        resumed, job = built
-        if job is None:
+    def _count(self, built: Built, statuses: Mapping[str, DeliveryStatus]) -> Job | None:
+        """Count what was built into the report; the job, if there is one to send."""
+        if built is None:
             self.report.empty += 1
             return None
-        if isinstance(job, str):
+        if isinstance(built, Rejected):
             self.report.rejected += 1
-            self.report.problems.append(job)
+            self.report.problems.append(str(built))
             return None
         self.report.composed += 1
-        self.report.resumed += resumed
-        return job
+        # 'sending' from an earlier run that stopped: this one sends it again, same Message-ID.
+        self.report.resumed += statuses.get(built.key) is DeliveryStatus.SENDING
+        return built
 
     def wanted(
         self,
@@ -525,28 +622,26 @@ class DigestPlanner:
             if not subscriber.wants(self.options.frequency, self.issue.info.issue_date):
                 self.report.paused += 1
                 continue
-            status = statuses.get(subscriber.key)
-            if status in FINAL_STATUSES:
+            if statuses.get(subscriber.key) in FINAL_STATUSES:
                 self.report.skipped += 1
                 continue
             if limit is not None and queued >= limit:
                 self.report.pending += 1
                 continue
             queued += 1
-            resumed = status is DeliveryStatus.SENDING
-            yield subscriber, received.get(subscriber.key, frozenset()), resumed
+            yield subscriber, received.get(subscriber.key, frozenset())
 
     def build(self, wanted: Wanted) -> Built:
         """One reader's job from the shared build (in this process or a builder process)."""
-        subscriber, already_sent, resumed = wanted
+        subscriber, already_sent = wanted
         try:
             built = self.builder.build(subscriber, already_sent, to_address=self.options.to)
         except HeaderValueError as exc:
-            return resumed, f"{self.options.to or subscriber.email}: {exc}"
+            return Rejected(self.options.to or subscriber.email, str(exc))
         if built is None:
-            return resumed, None
+            return None
         reader = reader_record(built.subscriber, built.picks, built.digest.quoted)
-        return resumed, Job(built.subscriber.key, built.message, built.paper_ids, reader=reader)
+        return Job(built.subscriber.key, built.message, built.paper_ids, reader=reader)
 
 
 __all__ = [

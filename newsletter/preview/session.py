@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..delivery import Job
 from ..errors import ConfigError, NewsletterError, SubscriberError
-from ..ledger import DeliveryLedger, IssueRecord
 from ..models import Subscriber
 from ..pipeline.issue import LinkSigner, PreparedIssue, prepare_issue
 from ..pipeline.previewfiles import ANONYMOUS, PreviewResult, build_preview
@@ -24,6 +23,8 @@ from ..pipeline.replay import ReplayedIssue, replay_delivery
 from ..pipeline.send import SendReport, send_test_copy
 from ..render.digest import template_dirs
 from ..settings import Settings, load_settings
+from ..store.history import IssueRecord, recorded_issues
+from ..store.opening import existing_database
 from ..subscribers import RowError, check_email, open_list
 from .colorscheme import Scheme, force_scheme
 from .errors import describe_error
@@ -147,7 +148,8 @@ class PreviewSession:
     def issues(self, list_name: str | None) -> list[IssueRecord]:
         """Issues the ledger has for this list, newest first (the current one is always offered too)."""
         settings = self.settings()
-        return DeliveryLedger.peek_issues(settings.path(settings.ledger), list_name or settings.default_list)
+        db = existing_database(settings.places.database())
+        return [] if db is None else recorded_issues(db, list_name or settings.default_list)
 
     def search(self, list_name: str | None, query: str) -> list[Subscriber]:
         """Readers whose address, name or a keyword contains the query; active readers first."""

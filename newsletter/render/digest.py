@@ -433,7 +433,14 @@ class DigestRenderer:
             card = self._cards[pick.paper.id]
             closeness = getattr(pick, "closest_sentence", None)
             found = self._whys[key] = why_picked(
-                pick.paper, matched, card.abstract, liked, weight, related, closeness, recorded
+                pick.paper,
+                matched,
+                card.abstract,
+                liked=liked,
+                feedback=weight,
+                related=related,
+                closeness=closeness,
+                quoted=recorded,
             )
         return found
 

@@ -46,6 +46,7 @@ def why_picked(
     paper: Paper,
     matched: Sequence[str],
     shown_abstract: str,
+    *,
     liked: float = 0.0,
     feedback: float = 0.0,
     related: Sequence[str] = (),

@@ -6,28 +6,28 @@ in how a connection starts (SQLite's pragmas and `BEGIN IMMEDIATE`) and in how e
 
 from __future__ import annotations
 
-import errno
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from sqlalchemy import URL, Connection, Engine, Insert, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, StoreError
 from ..safety.private import private_dir, private_file
-
-if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql, sqlite
+from .diskspace import out_of_space
 
 SQLITE_BUSY_MS = 30_000  # a writer waits this long for another process's transaction
-BULK_CACHE_KIB = 64 * 1024  # SQLite's page cache during a bulk write (a first import)
-_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _BEGIN = "newsletter_begin"  # execution option: how a SQLite transaction starts
+_OUR_MARKS = frozenset({"schema_migrations", "deliveries"})  # a store, or a ledger from before it
+BULK_CACHE_KIB = 64 * 1024  # SQLite's page cache during a bulk write (a first import)
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class Place:
     @property
     def engine_name(self) -> str:
         return "postgresql" if self.url.get_backend_name() == "postgresql" else "sqlite"
+
+    def exists(self) -> bool:
+        """False for a SQLite file not made yet, which a preview or a dry run must not create."""
+        return self.engine_name != "sqlite" or Path(self.url.database or "").is_file()
 
 
 def place_of(database_url: str | None, sqlite_path: Path) -> Place:
@@ -95,6 +99,15 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.place.engine_name == "sqlite"
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file (its -wal and -shm beside it), or None on PostgreSQL."""
+        return Path(self.place.url.database or "newsletter.db") if self.is_sqlite else None
+
+    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """An INSERT that can say ON CONFLICT DO UPDATE / DO NOTHING: the upsert of this engine."""
+        return dialect_insert(self.place.engine_name, table)
+
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction that will write: SQLite takes its write lock at BEGIN, not mid-way."""
@@ -110,6 +123,15 @@ class Database:
             yield conn
 
     @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read transaction that sees a single moment across many queries (a whole copy)."""
+        with self._guarded("read"), self.engine.connect() as conn:
+            if not self.is_sqlite:  # SQLite's read transactions are snapshots already
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
     def _guarded(self, doing: str) -> Iterator[None]:
         try:
             yield
@@ -117,6 +139,13 @@ class Database:
             raise self.error(exc, doing) from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {doing} the database: {exc}", where=self.place.shown) from exc
+
+    def error(self, exc: BaseException, doing: str = "use") -> StoreError:
+        """A driver's failure as one line: what happened, which database, what to do."""
+        cause = getattr(exc, "orig", None) or exc
+        path = self.sqlite_path
+        what, fix = _diagnosis(cause, doing) if path is None else _sqlite_diagnosis(cause, doing, path)
+        return StoreError(what, where=self.place.shown, fix=fix)
 
     @contextmanager
     def roomy(self, conn: Connection) -> Iterator[None]:
@@ -131,30 +160,14 @@ class Database:
         finally:
             conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default again
 
-    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
-        """An INSERT in this engine's dialect, so it can say what to do on a conflict (upserts)."""
-        return dialect_insert(self.place.engine_name, table)
-
-    def error(self, exc: BaseException, doing: str = "use") -> StoreError:
-        """A driver's failure as one line: what happened, which database, what to do."""
-        cause = getattr(exc, "orig", None) or exc
-        what, fix = _diagnosis(cause, doing, self.is_sqlite)
-        return StoreError(what, where=self.place.shown, fix=fix)
-
     def dispose(self) -> None:
         """Close pooled connections (before a fork, and at the end of a command)."""
         self.engine.dispose()
 
 
 def dialect_insert(engine_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """An INSERT of the engine's own dialect (`conn.dialect.name`): the one place upserts differ."""
-    if engine_name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table)
-    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-    return postgresql_insert(table)
+    """The upsert-capable INSERT of an engine by name (`conn.dialect.name` where no Database is at hand)."""
+    return sqlite.insert(table) if engine_name == "sqlite" else postgresql.insert(table)
 
 
 def bulk_insert(conn: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -173,29 +186,51 @@ def bulk_insert(conn: Connection, statement: Insert, rows: Sequence[Mapping[str,
         conn.exec_driver_sql(str(compiled), [dict(row) for row in rows])
 
 
-def _diagnosis(cause: BaseException, doing: str, sqlite: bool) -> tuple[str, str | None]:
-    """What went wrong and how to fix it, from the driver's own exception."""
+def _sqlite_diagnosis(cause: BaseException, doing: str, path: Path) -> tuple[str, str | None]:
+    """What went wrong with the SQLite file and how to fix it, from SQLite's own error name."""
+    space = out_of_space(cause, path)
+    if space is not None:
+        return space
+    name = getattr(cause, "sqlite_errorname", "") or ""
     said = str(cause).strip()
-    if (isinstance(cause, OSError) and cause.errno in _SPACE_ERRNOS) or "database or disk is full" in said:
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "not a database" in said:
         return (
-            f"no space left to {doing} the database",
-            "free some disk space and run the command again: nothing recorded is lost",
+            f"cannot {doing} the database: it is damaged or is not a database ({said})",
+            "restore it from a backup (`sqlite3 FILE 'PRAGMA integrity_check'` shows the damage);"
+            " the file was left as it is",
         )
-    if sqlite and ("not a database" in said or "malformed" in said):
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) or isinstance(cause, OSError):
         return (
-            "the database file is damaged or is not a database",
-            "restore it from a backup (`sqlite3 FILE 'PRAGMA integrity_check'` shows the damage)",
+            f"cannot {doing} the database ({said})",
+            f"make {path.parent} writable by this user, or set 'ledger' in newsletter.toml to a "
+            "writable place",
         )
-    if sqlite and "locked" in said:
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in said:
         return (
             "the database is locked by another process",
             "wait for the other command to finish and run this one again",
         )
-    if not sqlite and type(cause).__name__ in {"OperationalError", "ConnectionTimeout"}:
+    return _as_said(cause, doing)
+
+
+def _diagnosis(cause: BaseException, doing: str) -> tuple[str, str | None]:
+    """What went wrong with PostgreSQL and how to fix it, from psycopg's exception."""
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate == "53100":  # disk_full
+        return (
+            f"no space left on the PostgreSQL server to {doing} the database",
+            "free space on the server, then run the same command again: nothing already recorded is lost",
+        )
+    if sqlstate is None and type(cause).__name__ in {"OperationalError", "ConnectionTimeout"}:
         return (
             "cannot reach the PostgreSQL server",
             "check database_url, and that the server is running and lets this user in",
         )
+    return _as_said(cause, doing)
+
+
+def _as_said(cause: BaseException, doing: str) -> tuple[str, str | None]:
+    said = str(cause).strip()
     first_line = said.splitlines()[0] if said else type(cause).__name__
     return f"cannot {doing} the database: {first_line}", None
 
@@ -239,13 +274,35 @@ def _sqlite_connected(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS:d}")
+        # WAL (readers never wait for a writer) changes the file: only an empty file or ours. A
+        # file of someone else's is refused by the version check, and stays as it was.
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal" and _ours_or_empty(cursor):
+            _switch_to_wal(cursor)
         # FULL: a committed attempt survives a crash or power loss before the DATA command.
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS:d}")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Switching needs the file to itself, and SQLite answers "locked" at once (no busy wait) while
+    another connection is in a transaction: several processes opening a new file together retry."""
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _ours_or_empty(cursor: Any) -> bool:
+    tables = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return not tables or bool(tables & _OUR_MARKS)
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -117,6 +117,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "feedback",
             "feedback_papers",
             "rate_limits",
+            "database_identity",
         ),
     ),
 )

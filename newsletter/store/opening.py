@@ -50,6 +50,12 @@ def _identity(place: Place) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
+def existing_database(place: Place) -> Database | None:
+    """The database at `place` if there is one yet: reading history (a preview, a dry run, a
+    report) creates no SQLite file, and nothing in one that does not exist was ever sent."""
+    return open_database(place) if place.exists() else None
+
+
 def _version(db: Database) -> int | None:
     """The recorded version, cheaply: one query, no catalogue reads (None when there is none yet)."""
     with db.read() as conn:

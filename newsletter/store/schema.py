@@ -13,7 +13,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    Float,
     Index,
     Integer,
     LargeBinary,
@@ -138,33 +137,46 @@ signups = Table(
     Column("requested_at", Text, nullable=False),
 )
 
-# A reader's "more / less like this" on one paper, and the papers those verdicts are about.
+# A reader's "more / less like this" on one paper (the latest click wins), newest first per reader.
 feedback = Table(
     "feedback",
     metadata,
     Column("list", Text, primary_key=True),
-    Column("email", Text, primary_key=True),
+    Column("email", Text, primary_key=True),  # folded to lower case
     Column("paper_id", Text, primary_key=True),
     Column("verdict", Text, nullable=False),
-    Column("at", Float, nullable=False),
+    Column("at", Text, nullable=False),
     in_set("verdict", ("more", "less")),
 )
 
+# Every paper an issue carried: its title, vector and telling terms, so feedback on it works later.
 feedback_papers = Table(
     "feedback_papers",
     metadata,
     Column("id", Text, primary_key=True),
     Column("title", Text, nullable=False),
-    Column("vector", LargeBinary, nullable=False),
-    Column("seen", Float, nullable=False),
-    Column("terms", Text, nullable=False, server_default=""),
+    Column("vector", LargeBinary, nullable=False),  # float16, the semantic model's unit row
+    Column("seen", Text, nullable=False),  # when an issue last carried it
+    Column("terms", Text, nullable=False, server_default=""),  # space-joined
 )
 
 # Hits per key and fixed time window, shared by every `serve` process (sign-ups, mails per address).
+# Keys are hashed: no address or IP in clear. Windows older than a day are pruned by window_start.
 rate_limits = Table(
     "rate_limits",
     metadata,
     Column("key", Text, primary_key=True),
     Column("window_start", Integer, primary_key=True),  # unix seconds
     Column("hits", Integer, nullable=False),
+    Index("rate_limits_by_window", "window_start"),
+)
+
+# Which database this is, and which one it was copied from (`newsletter db copy`): one row.
+database_identity = Table(
+    "database_identity",
+    metadata,
+    Column("id", Text, primary_key=True),  # random, made the first time a copy needs it
+    Column("created_at", Text, nullable=False),
+    Column("copy_of", Text),  # the id of the database `newsletter db copy` filled this one from
+    Column("copied_at", Text),
 )

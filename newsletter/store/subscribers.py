@@ -244,7 +244,15 @@ class SubscriberStore:
                 for subscriber in part:
                     row, bar = current.get(subscriber.key), barred.get(subscriber.key)
                     outcomes.append(
-                        self._add_one(conn, subscriber, row, bar, on_conflict, resubscribe, inserts)
+                        self._add_one(
+                            conn,
+                            subscriber,
+                            row=row,
+                            barred=bar,
+                            on_conflict=on_conflict,
+                            resubscribe=resubscribe,
+                            inserts=inserts,
+                        )
                     )
                 insert_rows(conn, self.name, inserts)
         return outcomes
@@ -253,6 +261,7 @@ class SubscriberStore:
         self,
         conn: Connection,
         new: Subscriber,
+        *,
         row: RowMapping | None,
         barred: Suppression | None,
         on_conflict: OnConflict,

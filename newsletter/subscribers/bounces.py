@@ -13,11 +13,12 @@ from functools import partial
 from pathlib import Path
 
 from ..errors import SubscriberError
-from ..ledger import message_ids_by_key
 from ..mail.tokens import TokenSigner
 from ..mail.verp import opened_key, tokens_in
 from ..settings import Settings
 from ..statuses import SubscriberStatus
+from ..store import Database
+from ..store.history import message_ids_by_key
 from ..store.subscribers import SubscriberStore
 from ..text import one_line
 
@@ -222,12 +223,12 @@ def why_not_ours(
     return "is about a message we sent to someone else"
 
 
-def verp_check(settings: Settings, ledger: Path) -> VerpCheck | None:
+def verp_check(settings: Settings, db: Database) -> VerpCheck | None:
     """Tokens are opened with the configured secrets (current and previous); without one they cannot be."""
     if not settings.secret:
         return None
     signer = TokenSigner.from_settings(settings)
-    return VerpCheck(partial(opened_key, signer), partial(message_ids_by_key, ledger))
+    return VerpCheck(partial(opened_key, signer), partial(message_ids_by_key, db))
 
 
 def envelope_tokens(message: Message) -> list[str]:

@@ -3,7 +3,7 @@
 The token (purpose feedback, bound to list, reader and paper id) says who and which paper; the
 verdict is the reader's own choice, so it rides in the URL unsigned and the page lets them flip
 it. A GET only shows one button (mail scanners follow links and must change nothing); the POST
-records the verdict in feedback.db, where the next issue's ranking reads it.
+records the verdict in the database, where the next issue's ranking reads it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class FeedbackPages:
         self.pages = pages
         self.settings = settings
         self.tokens = signer
-        self.store = FeedbackStore(settings.path(settings.feedback_db))
+        self.store = FeedbackStore.open(settings)
 
     def _checked(
         self, request: Request, token: str = "", verdict: str = ""
@@ -95,7 +95,7 @@ class FeedbackPages:
 
     def _paper_title(self, paper_id: str) -> str:
         try:
-            remembered = self.store.paper(paper_id) if self.store.path.is_file() else None
+            remembered = self.store.paper(paper_id)
         except NewsletterError:
             remembered = None
         return remembered.title if remembered else f"Paper {paper_id}"

@@ -1,4 +1,4 @@
-"""What keeps the sign-up form from being abused: CSRF tokens and sliding-window rate limits."""
+"""What keeps the sign-up form from being abused: CSRF tokens and rate limits kept in the database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict, deque
+
+from ..store import Database
+from ..store.limits import count_hit
 
 CSRF_COOKIE = "nl_csrf"
 CSRF_TTL = 2 * 3600.0  # seconds a form stays good to submit
@@ -51,32 +53,22 @@ class CsrfGuard:
 
 
 class RateLimit:
-    """At most `limit` events per key in any `window` seconds, remembered for `max_keys` keys.
+    """At most `limit` events per key in each fixed window of `window` seconds, counted in the database.
 
-    In memory, per server process (`newsletter serve` is one process). Keys are hashed so no
-    address or IP is kept in clear; the oldest keys are forgotten first when the table is full.
+    Every `serve` process on the same database shares the counts, and a restart keeps them. Keys
+    are hashed with a key made from the secret, so no address or IP is stored in clear; the
+    limit's name keeps two limits on the same key apart.
     """
 
-    def __init__(self, limit: int, window: float, max_keys: int = 100_000) -> None:
+    def __init__(self, db: Database, name: str, limit: int, window: int, secret: str) -> None:
+        self.db = db
+        self.name = name
         self.limit = limit
         self.window = window
-        self.max_keys = max_keys
-        self._events: OrderedDict[bytes, deque[float]] = OrderedDict()
+        self.key = hmac.new(secret.encode("utf-8"), b"paper-digest rate limit v1", hashlib.sha256).digest()
 
     def allow(self, key: str, now: float | None = None) -> bool:
         """Count one event for the key if it is within the limit; False (and not counted) if not."""
-        now = time.monotonic() if now is None else now
-        hashed = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
-        events = self._events.get(hashed)
-        if events is None:
-            events = self._events[hashed] = deque()
-            while len(self._events) > self.max_keys:
-                self._events.popitem(last=False)
-        else:
-            self._events.move_to_end(hashed)
-        while events and now - events[0] >= self.window:
-            events.popleft()
-        if len(events) >= self.limit:
-            return False
-        events.append(now)
-        return True
+        digest = hmac.new(self.key, key.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        when = time.time() if now is None else now  # the wall clock: shared by every process
+        return count_hit(self.db, f"{self.name}:{digest}", self.limit, self.window, when)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from ..delivery.oneoff import OneOffSender
-from ..errors import NewsletterError, SubscriberError
+from ..errors import NewsletterError, StoreError, SubscriberError
 from ..mail.compose import HeaderValueError
 from ..mail.notices import Notice, NoticeComposer
 from ..mail.tokens import CONFIRM_TTL, Claims, Purpose, TokenSigner, purpose_url
@@ -28,6 +28,7 @@ from ..models import Subscriber
 from ..pipeline.issue import LOCAL_BASE_URL
 from ..settings import Settings
 from ..statuses import ReplyClass, SubscriberStatus
+from ..store import open_database
 from ..subscribers import SubscriberStore, known_list, open_list
 from ..subscribers.signup import (
     ConfirmOutcome,
@@ -60,8 +61,10 @@ class SelfService:
         self.list_name_ok = list_name_ok
         self.tokens = TokenSigner.from_settings(settings)
         self.csrf = CsrfGuard(settings.secret or "")
-        self.per_ip = RateLimit(SIGNUPS_PER_IP_PER_HOUR, 3600.0)
-        self.per_address = RateLimit(MAILS_PER_ADDRESS_PER_HOUR, 3600.0)
+        db = open_database(settings.places.database())
+        secret = settings.secret or ""
+        self.per_ip = RateLimit(db, "signups per ip", SIGNUPS_PER_IP_PER_HOUR, 3600, secret)
+        self.per_address = RateLimit(db, "mails per address", MAILS_PER_ADDRESS_PER_HOUR, 3600, secret)
         self.sample = IssueSample(settings)
         self.mailer = OneOffSender(settings)
         self.notices = NoticeComposer(settings)
@@ -154,19 +157,20 @@ class SelfService:
             )
         except SubscriberError as exc:
             return await self._form(request, list_name, form, error=_sentence(exc), retry=False, status=400)
-        if not self.per_ip.allow(f"{client}"):
-            return self.pages.message(
-                "Too many sign-ups",
-                "Too many sign-ups came from your network in the last hour. Please try again later.",
-                status=429,
-            )
         try:
+            if not await run_in_threadpool(self.per_ip.allow, client):
+                return self.pages.message(
+                    "Too many sign-ups",
+                    "Too many sign-ups came from your network in the last hour. Please try again later.",
+                    status=429,
+                )
             outcome = await run_in_threadpool(request_signup, store, address, prefs)
-        except SubscriberError as exc:
+            mail = await run_in_threadpool(self.per_address.allow, f"{list_name}\n{address.lower()}")
+        except (SubscriberError, StoreError) as exc:
             log.error("sign-up to %s not recorded: %s", list_name, exc.message)
             return self.pages.try_again()
         response = self._check_inbox()
-        if self.per_address.allow(f"{list_name}\n{address.lower()}"):
+        if mail:
             # Sent right after the answer: every address state answers equally fast, and a slow
             # mail server never holds the reader's page.
             response.background = BackgroundTask(self._mail, request, list_name, address, outcome)

@@ -22,6 +22,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url, text
 
+from newsletter.store import Database, place_of
+from newsletter.store.migrations import MIGRATIONS
+
 ENGINES = ("sqlite", "postgresql")
 _TEMPLATE = "newsletter_template"
 _counter = itertools.count(1)
@@ -112,3 +115,32 @@ def started_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+def database_at_version(url: str, version: int, when: str = "2026-03-14T10:00:00+00:00") -> None:
+    """A database as an older release left it: the first `version` steps applied, one delivery."""
+    db = Database(place_of(url, Path("unused.db")))
+    try:
+        with db.write() as conn:
+            for migration in MIGRATIONS[:version]:
+                migration.apply(conn)
+            conn.exec_driver_sql(
+                "CREATE TABLE schema_migrations"
+                " (version INTEGER PRIMARY KEY, why TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            for number in range(1, version + 1):
+                conn.execute(
+                    text("INSERT INTO schema_migrations VALUES (:v, 'then', :at)"), {"v": number, "at": when}
+                )
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA user_version = {version:d}")
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries"
+                    " (issue, list, email, channel, status, attempts, message_id, updated_at) VALUES"
+                    " ('2024-W11', 'example', 'ada@example.com', 'smtp', 'delivered', 1, '<1@x>', :at)"
+                ),
+                {"at": when},
+            )
+    finally:
+        db.dispose()

@@ -8,9 +8,14 @@ import re
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from newsletter.settings import Settings
+
+if TYPE_CHECKING:
+    from httpx2 import Response  # what Starlette's TestClient answers with
+    from starlette.testclient import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "signup-test-secret-0123456789-0123456789"
@@ -72,3 +77,19 @@ def field(html: str, name: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]*)"', html)
     assert found, f"no field {name}"
     return found.group(1)
+
+
+def sign_up(client: TestClient, email: str, **extra: str) -> Response:
+    """Fill in and post the sign-up form of list `news` as a browser would (cookie and CSRF token)."""
+    form = client.get("/subscribe?list=news").text
+    data = {
+        "list": "news",
+        "csrf": field(form, "csrf"),
+        "email": email,
+        "name": "Ada Lovelace",
+        "keywords": "diffusion models; speech",
+        "frequency": "weekly",
+        "website": "",
+    }
+    data.update(extra)
+    return client.post("/subscribe", data=data)
