@@ -94,13 +94,14 @@ def test_a_send_that_meets_the_file_size_limit_stops_in_one_line_and_resumes_exa
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 600 KiB tmpfs: a disk that really fills (ENOSPC). Mounting needs root; CI runs as root."""
+    """An 800 KiB tmpfs: a disk that really fills (ENOSPC) part way through a run, after the list is
+    read in. Mounting needs root; CI runs as root."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root; the file size limit test covers the rest")
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k,mode=0700", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=800k,mode=0700", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
     )
