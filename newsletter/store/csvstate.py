@@ -116,8 +116,11 @@ def write_base(conn: Connection, name: str, rows: list[tuple[str, int, str]], fi
     bulk_insert(conn, upsert, values)
 
 
-def drop_base(conn: Connection, name: str, keys: Collection[str]) -> None:
-    """Forget the base rows of addresses whose lines left the file."""
+def drop_base(conn: Connection, name: str, keys: Collection[str] | None) -> None:
+    """Forget the base rows of addresses whose lines left the file (None: all of them)."""
+    if keys is None:
+        conn.execute(delete(csv_base).where(csv_base.c.list == name))
+        return
     for part in chunked(sorted(keys)):
         conn.execute(delete(csv_base).where(csv_base.c.list == name, csv_base.c.email_key.in_(part)))
 

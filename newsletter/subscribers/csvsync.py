@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BATCH = 2000  # changed rows merged per round of queries
-KEEP_BYTES = 16 << 20  # changed lines kept from the scan; beyond that the merge reads them again
+KEEP_BYTES = 4 << 20  # changed lines kept from the scan; beyond that the merge reads them again
 RACY_NS = 2 * 10**9  # a file written this recently may change again within its mtime tick
 TRIES = 3
 
@@ -294,9 +294,12 @@ def merge(store: SubscriberStore, path: Path, synced: Synced | None, found: Scan
         base = synced.base(found.layout) if synced is not None else None
         now_sorted = np.sort(found.digests)
         gone = None if base is None else base[_unknown(now_sorted, base)].tolist()
+        if adopt and gone is None:  # a file we wrote with new columns: its lines are the whole base
+            drop_base(conn, store.name, None)
         first, rows = not has_base(conn, store.name), has_rows(conn, store.name)
         old = synced.layout if synced is not None else None
-        run = _Merge(conn, store, path, found, adopt, base_rows(conn, store.name, gone), old, first, rows)
+        earlier = {} if adopt and gone is None else base_rows(conn, store.name, gone)
+        run = _Merge(conn, store, path, found, adopt, earlier, old, first, rows)
         try:
             with store.db.roomy(conn) if found.changed is None else nullcontext():  # many lines
                 _merge_lines(run, _changed_lines(path, found, base))
