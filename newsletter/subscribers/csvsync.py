@@ -301,7 +301,9 @@ def merge(store: SubscriberStore, path: Path, synced: Synced | None, found: Scan
         earlier = {} if adopt and gone is None else base_rows(conn, store.name, gone)
         run = _Merge(conn, store, path, found, adopt, earlier, old, first, rows)
         try:
-            with store.db.roomy(conn) if found.changed is None else nullcontext():  # many lines
+            # Many lines to merge (a first import) get a bigger page cache; a send's write-back
+            # stays within its memory instead.
+            with store.db.roomy(conn) if found.changed is None and not adopt else nullcontext():
                 _merge_lines(run, _changed_lines(path, found, base))
         except IntegrityError:
             list(read_subscribers(path))  # a second line for one address: this names both
