@@ -163,7 +163,7 @@ def list_(
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     store = _store(app, list_name)
-    chosen = matching(store.iter_subscribers([status] if status else None), None, keyword)
+    chosen = matching(store.iter_subscribers([status] if status else None), keyword)
     if as_json:
         click.echo(json.dumps([s.as_json() for s in chosen], indent=2, ensure_ascii=False))
     elif as_csv:

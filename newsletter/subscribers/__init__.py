@@ -48,13 +48,5 @@ def known_list(places: ListPlaces, name: str) -> SubscriberStore | None:
     return None
 
 
-__all__ = [
-    "STATUSES",
-    "NotOnListError",
-    "RowError",
-    "RowProblem",
-    "SubscriberStore",
-    "check_email",
-    "known_list",
-    "open_list",
-]
+__all__ = ["STATUSES", "NotOnListError", "RowError", "RowProblem", "SubscriberStore", "check_email"]
+__all__ += ["known_list", "open_list"]

@@ -86,12 +86,9 @@ class Synced:
         """The synced digests, when the file still has the header they were taken under."""
         import numpy as np
 
-        if self.layout is None or (self.layout.header, self.layout.delimiter) != (
-            layout.header,
-            layout.delimiter,
-        ):
-            return None
-        return np.frombuffer(self.digests, "<i8")
+        old = self.layout
+        same = old is not None and (old.header, old.delimiter) == (layout.header, layout.delimiter)
+        return np.frombuffer(self.digests, "<i8") if same else None
 
 
 @dataclass
@@ -152,12 +149,8 @@ def _unchanged(path: Path, synced: Synced | None) -> bool:
 
 
 def _same_content(synced: Synced, found: Scan) -> bool:
-    return (
-        synced.signature is not None
-        and synced.signature.rsplit(" ", 1)[1] == found.signature.rsplit(" ", 1)[1]
-        and synced.layout is not None
-        and synced.layout.to_json() == found.layout.to_json()
-    )
+    same_text = (synced.signature or " ").rsplit(" ", 1)[1] == found.signature.rsplit(" ", 1)[1]
+    return same_text and synced.layout is not None and synced.layout.to_json() == found.layout.to_json()
 
 
 def _digests(layout: CsvLayout, lines: list[bytes]) -> tuple[np.ndarray, bytes]:

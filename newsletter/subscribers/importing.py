@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import SubscriberError
-from ..models import Subscriber, to_the_second, utc_now
+from ..models import to_the_second, utc_now
 from ..store.subscribers import SubscriberStore
 from .rows import RowProblem, read_subscribers
 
@@ -28,8 +28,15 @@ class ImportReport:
         return f"{self.added} added, {self.updated} updated, {self.skipped} skipped, {self.rejected} rejected"
 
 
-def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscriber], list[RowProblem]]:
-    """All usable rows of a source file and the problems of the rest; a damaged file raises."""
+def import_file(
+    store: SubscriberStore,
+    source: Path,
+    on_conflict: Literal["skip", "update"] = "skip",
+    deliverability: bool = False,
+    strict: bool = False,
+) -> ImportReport:
+    """Merge a CSV into the list; with strict, any bad row means nothing is written (nor for a
+    damaged file: a stray quote, a row of the wrong width)."""
     if not source.is_file():
         raise SubscriberError(
             f"import file {source.name} not found",
@@ -38,18 +45,7 @@ def read_import(source: Path, deliverability: bool = False) -> tuple[list[Subscr
         )
     problems: list[RowProblem] = []
     found = read_subscribers(source, aliases=True, deliverability=deliverability, on_problem=problems.append)
-    return [subscriber for _, subscriber in found], problems
-
-
-def import_file(
-    store: SubscriberStore,
-    source: Path,
-    on_conflict: Literal["skip", "update"] = "skip",
-    deliverability: bool = False,
-    strict: bool = False,
-) -> ImportReport:
-    """Merge a CSV into the list; with strict, any bad row means nothing is written."""
-    incoming, problems = read_import(source, deliverability)
+    incoming = [subscriber for _, subscriber in found]
     report = ImportReport(rejected=len(problems), problems=problems)
     if strict and problems:
         return report

@@ -186,8 +186,8 @@ def parse_row(layout: CsvLayout, fields: list[str], deliverability: bool = False
     )
 
 
-def to_fields(layout: CsvLayout, subscriber: Subscriber, base: list[str] | None = None) -> list[str]:
-    """The row for a subscriber in this file's column order; cells of columns it lacks come from base."""
+def to_fields(layout: CsvLayout, subscriber: Subscriber) -> list[str]:
+    """The row for a subscriber in this file's column order (columns it needs added to the layout)."""
     known = {
         "email": subscriber.email,
         "name": subscriber.name,
@@ -206,8 +206,7 @@ def to_fields(layout: CsvLayout, subscriber: Subscriber, base: list[str] | None 
     for name in subscriber.extra:
         if name not in layout.header:
             layout.ensure(name)
-    row = list(base or [])
-    row += [""] * (len(layout.header) - len(row))
+    row = [""] * len(layout.header)
     for i, (name, key) in enumerate(zip(layout.header, layout.names, strict=True)):
         if key in known:
             row[i] = known[key]

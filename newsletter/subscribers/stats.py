@@ -52,17 +52,10 @@ def list_stats(subscribers: Iterable[Subscriber]) -> ListStats:
     return stats
 
 
-def matching(
-    subscribers: Iterable[Subscriber], status: str | None = None, keyword: str | None = None
-) -> Iterator[Subscriber]:
-    """Filter by exact status and by keyword (case-insensitive substring of any keyword)."""
+def matching(subscribers: Iterable[Subscriber], keyword: str | None = None) -> Iterator[Subscriber]:
+    """Filter by keyword (a case-insensitive part of any keyword; the store filters by status)."""
     needle = keyword.strip().lower() if keyword else None
-    for subscriber in subscribers:
-        if status and subscriber.status != status:
-            continue
-        if needle and not any(needle in word.lower() for word in subscriber.keywords):
-            continue
-        yield subscriber
+    return (s for s in subscribers if not needle or any(needle in word.lower() for word in s.keywords))
 
 
 def format_table(headers: list[str], rows: list[list[str]], max_width: int = 40) -> str:

@@ -10,11 +10,9 @@ means the database was lost, and `check_not_lost` refuses to mail everyone again
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..errors import StoreError
 from ..files import atomic_write
@@ -45,7 +43,7 @@ def write_back(store: SubscriberStore, path: Path, create: bool = False) -> bool
             written = _render(store, path, layout, before)
             found = scan(path, synced)
             # What we wrote becomes the base; an edit saved since the rename is merged instead.
-            merge(store, path, synced, found, adopt=found.signature.endswith(" " + written))
+            merge(store, path, synced, found, adopt=_identity(path) == written)
         except Moved:
             continue
         return True
@@ -65,19 +63,8 @@ class _Grew(Exception):
     """A row needed a column the header lacked when it was written: write the file again."""
 
 
-class _Hashing:
-    """Passes text on to the file, hashing it: the sha256 of exactly what was written."""
-
-    def __init__(self, out: Any) -> None:
-        self.out, self.hasher = out, hashlib.sha256()
-
-    def write(self, text: str) -> int:
-        self.hasher.update(text.encode("utf-8"))
-        return int(self.out.write(text))
-
-
-def _render(store: SubscriberStore, path: Path, layout: CsvLayout, before: Identity) -> str:
-    """Write every row in the file's layout, in one atomic replace; the sha256 of what was written."""
+def _render(store: SubscriberStore, path: Path, layout: CsvLayout, before: Identity) -> Identity:
+    """Write every row in the file's layout, in one atomic replace; the identity of what was written."""
     for _ in range(TRIES):
         try:
             return _render_once(store, path, layout, before)
@@ -86,21 +73,20 @@ def _render(store: SubscriberStore, path: Path, layout: CsvLayout, before: Ident
     raise Moved
 
 
-def _render_once(store: SubscriberStore, path: Path, layout: CsvLayout, before: Identity) -> str:
-    header, sinks = list(layout.header), list[_Hashing]()
+def _render_once(store: SubscriberStore, path: Path, layout: CsvLayout, before: Identity) -> Identity:
+    header, written = list(layout.header), list[Identity]()
 
-    def write(out: Any) -> None:
-        sinks.append(_Hashing(out))
-        render(layout, _rows(store, layout), sinks[-1])
-
-    def ready(_: Path) -> None:
+    def ready(finished: Path) -> None:
         if layout.header != header:
             raise _Grew
         if _identity(path) != before:
             raise Moved  # saved by someone while we wrote: their edit is merged first
+        written.append(_identity(finished))  # the rename keeps inode, size and mtime
 
-    atomic_write(path, write, private=before is None, ready=ready)
-    return sinks[-1].hasher.hexdigest()
+    atomic_write(
+        path, lambda out: render(layout, _rows(store, layout), out), private=before is None, ready=ready
+    )
+    return written[0]
 
 
 def _rows(store: SubscriberStore, layout: CsvLayout) -> Iterator[list[str]]:
