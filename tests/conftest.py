@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.databases import ENGINES, PostgresServer, sqlite_url, started_server, why_no_server
+from helpers.databases import (
+    ENGINES,
+    REQUIRE_POSTGRES,
+    PostgresServer,
+    sqlite_url,
+    started_server,
+    why_no_server,
+)
 from helpers.recorded import RecordedServer
 
 from newsletter.store import forget_databases
@@ -45,7 +52,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     reason = why_no_server()
     if reason:
         # CI sets NEWSLETTER_TEST_REQUIRE_POSTGRES: there a missing server is a failure, not a skip.
-        if os.environ.get("NEWSLETTER_TEST_REQUIRE_POSTGRES"):
+        if REQUIRE_POSTGRES:
             pytest.fail(reason)
         pytest.skip(reason)
     yield from started_server()
