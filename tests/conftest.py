@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,14 +55,6 @@ def postgres_server() -> Iterator[PostgresServer]:
             pytest.fail(reason)
         pytest.skip(reason)
     yield from started_server()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engines() -> Iterator[None]:
-    """Each test opens its databases anew (open_database keeps one engine per database per process)."""
-    yield
-    if "newsletter.store.opening" in sys.modules:
-        sys.modules["newsletter.store.opening"].forget_databases()
 
 
 @pytest.fixture(params=ENGINES)
