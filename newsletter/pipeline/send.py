@@ -21,7 +21,7 @@ from ..models import Subscriber
 from ..safety.listnames import check_list_name
 from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
-from ..statuses import FINAL_STATUSES, DeliveryStatus, Frequency
+from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency
 from ..store import open_database
 from ..store.deliveries import DeliveryLedger
 from ..store.history import read_issue
@@ -33,6 +33,7 @@ from .build import DigestBuilder
 from .buildpool import ParallelBuilder
 from .interrupts import stopped_by
 from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
+from .ledgermark import LedgerMarker
 from .report import issue_report, log_lines, report_command
 from .snapshot import make_snapshot, reader_record
 
@@ -323,11 +324,18 @@ def _open_ledger(run: SendRun, planner: DigestPlanner) -> Iterator[DeliveryLedge
         yield None
         return
     report = run.report
-    db = open_database(run.settings.places.database())
+    place = run.settings.places.database()
+    marker = LedgerMarker.beside(run.store.path)
+    real = report.channel != Channel.OUTBOX  # a local trial may start over freely
+    if real and not run.options.new_ledger:
+        marker.check(place, report.list_name, report.channel)  # before opening makes a new one
+    db = open_database(place)
     ledger = DeliveryLedger(db, report.issue, report.list_name, report.channel)
     try:
         ledger.reserve()
         planner.record_snapshot(ledger)
+        if real:
+            marker.note(place, report.channel, report.issue)
         yield ledger
     finally:
         ledger.close()
