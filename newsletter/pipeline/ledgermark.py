@@ -55,8 +55,14 @@ class LedgerMarker:
             "`newsletter send --new-ledger` to start over and send this issue to everyone",
         )
 
+    def note_if_recorded(self, place: Place, list_name: str, channel: str, issue: str) -> None:
+        """Record that this list's deliveries are in this database, once it holds some: a run that
+        stopped before its first attempt leaves nothing that a later run could miss."""
+        if _has_records(place, list_name, channel):
+            self.note(place, channel, issue)
+
     def note(self, place: Place, channel: str, issue: str) -> None:
-        """Record, before anything is sent, that this list's deliveries go into this database."""
+        """Record that this list's deliveries go into this database."""
         noted = self.read()
         noted[_key(place, channel)] = {"issue": issue, "at": utc_now().isoformat(timespec="seconds")}
         try:

@@ -334,11 +334,11 @@ def _open_ledger(run: SendRun, planner: DigestPlanner) -> Iterator[DeliveryLedge
     try:
         ledger.reserve()
         planner.record_snapshot(ledger)
-        if real:
-            marker.note(place, report.channel, report.issue)
         yield ledger
     finally:
         ledger.close()
+        if real:  # after a crash mid-run, the next run's close notes it
+            marker.note_if_recorded(place, report.list_name, report.channel, report.issue)
 
 
 def _deliver(run: SendRun, planner: DigestPlanner, ledger: DeliveryLedger | None) -> None:
