@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.databases import ENGINES, PostgresServer, sqlite_url, started_server, why_no_server
+from helpers.databases import (
+    ENGINES,
+    REQUIRE_POSTGRES,
+    PostgresServer,
+    sqlite_url,
+    started_server,
+    why_no_server,
+)
 from helpers.recorded import RecordedServer
 
 from newsletter.store import forget_databases
@@ -45,18 +51,10 @@ def postgres_server() -> Iterator[PostgresServer]:
     reason = why_no_server()
     if reason:
         # CI sets NEWSLETTER_TEST_REQUIRE_POSTGRES: there a missing server is a failure, not a skip.
-        if os.environ.get("NEWSLETTER_TEST_REQUIRE_POSTGRES"):
+        if REQUIRE_POSTGRES:
             pytest.fail(reason)
         pytest.skip(reason)
     yield from started_server()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engines() -> Iterator[None]:
-    """Each test opens its databases anew (open_database keeps one engine per database per process)."""
-    yield
-    if "newsletter.store.opening" in sys.modules:
-        sys.modules["newsletter.store.opening"].forget_databases()
 
 
 @pytest.fixture(params=ENGINES)

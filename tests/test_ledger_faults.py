@@ -62,6 +62,7 @@ def test_a_lost_ledger_is_noticed_and_nothing_is_sent_again(
     ledger = folder / "newsletter.db"
     for leftover in folder.glob("newsletter.db-*"):
         leftover.unlink()
+    forget_databases()  # as a new process would: no engine still holding the old file open
     if loss == "deleted":
         ledger.unlink()
     else:

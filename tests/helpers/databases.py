@@ -26,6 +26,10 @@ from newsletter.store import Database, place_of
 from newsletter.store.migrations import MIGRATIONS
 
 ENGINES = ("sqlite", "postgresql")
+# Read once and taken out of the environment: the tool under test (and every process it starts)
+# takes each NEWSLETTER_* variable for a setting, and refuses one it does not know.
+TEST_DATABASE_URL = os.environ.pop("NEWSLETTER_TEST_DATABASE_URL", None)
+REQUIRE_POSTGRES = bool(os.environ.pop("NEWSLETTER_TEST_REQUIRE_POSTGRES", None))
 _TEMPLATE = "newsletter_template"
 _counter = itertools.count(1)
 
@@ -64,7 +68,7 @@ def _bin(name: str) -> str:
 
 def why_no_server() -> str | None:
     """None when a server can be had here, else the reason the PostgreSQL half is skipped."""
-    if os.environ.get("NEWSLETTER_TEST_DATABASE_URL"):
+    if TEST_DATABASE_URL:
         return None
     if not Path(_bin("initdb")).is_file() or not Path(_bin("pg_ctl")).is_file():
         return (
@@ -84,7 +88,7 @@ def _as_postgres(command: list[str]) -> None:
 
 def start_server() -> PostgresServer:
     """The server of NEWSLETTER_TEST_DATABASE_URL, or a new throw-away cluster."""
-    given = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
+    given = TEST_DATABASE_URL
     if given:
         server = PostgresServer(make_url(given).set(drivername="postgresql+psycopg").render_as_string(False))
     else:
