@@ -36,5 +36,5 @@ fi
 # --compile-bytecode as pip does, else every command compiles its imports again where
 # PYTHONDONTWRITEBYTECODE is set (startup goes from tenths of a second to seconds).
 # shellcheck disable=SC2086
-UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync -q --frozen --inexact --no-editable --compile-bytecode $extras
+UV_PROJECT_ENVIRONMENT=.venv .venv/bin/uv sync -q --frozen --inexact --no-editable --compile-bytecode --reinstall-package paper-digest-newsletter $extras
 echo "Installed into $(pwd)/.venv: run $(pwd)/.venv/bin/newsletter (or '. .venv/bin/activate' first)."

@@ -107,3 +107,15 @@ def test_every_cron_and_systemd_line_calls_the_installed_path() -> None:
     for line in calls:
         words = re.findall(r"([^\s=]*newsletter)\s+(?:send|archive)", line)
         assert words and all(word == "/srv/digest/.venv/bin/newsletter" for word in words), line
+
+
+def test_install_sh_reinstalls_the_project_itself_every_time() -> None:
+    # uv keeps an installed non-editable project whose version did not change: without this,
+    # `./install.sh` after a `git pull` runs yesterday's code.
+    import tomllib
+
+    root = README.parent
+    name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+    script = (root / "install.sh").read_text(encoding="utf-8").splitlines()
+    sync = [line for line in script if " sync " in line]
+    assert len(sync) == 1 and f"--reinstall-package {name} " in sync[0]
