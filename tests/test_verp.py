@@ -246,3 +246,31 @@ def test_a_one_off_notice_goes_out_from_the_bounce_address(tmp_path: Path) -> No
     assert reply.code == 250
     assert isinstance(server.handler, RecordingHandler)
     assert [item.mail_from for item in server.handler.received] == ["bounces@example.org"]
+
+
+@pytest.mark.parametrize("route", ["message-id", "verp"])
+def test_a_report_about_ones_own_digest_naming_other_readers_marks_none_of_them(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    readers = write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
+    received = send(tmp_path, {"bounce_address": "bounces@example.org"}).received
+    mine = next(item for item in received if item.recipient == readers[0])
+    others = readers[1:]
+    # the reader writes the report herself: her own digest's id or return path, four blocks each
+    # with her as Original-Recipient and another reader as Final-Recipient
+    by_id = route == "message-id"
+    report = dsn(
+        others[0],
+        extra_recipients=tuple(others[1:]),
+        original=readers[0],
+        returned_id=mine.message_id if by_id else None,
+        to="digest@example.org" if by_id else mine.mail_from,
+    )
+    out, err = bounce_run(tmp_path, [report])
+    assert "bounced:" not in out
+    assert set(statuses(tmp_path).values()) == {"active"}
+    assert sorted(err.splitlines()) == [
+        f"ignored: {other}: the report names {other}, but the delivery it is about went to {readers[0]}"
+        for other in others
+    ]

@@ -223,6 +223,20 @@ def why_not_ours(
     return "is about a message we sent to someone else"
 
 
+def bind_to_delivery(
+    store: SubscriberStore, bounce: Bounce, ids: list[str], sent: Mapping[str, tuple[str, str]]
+) -> Bounce | Ignored:
+    """The bounce as about exactly the recipient of the delivery it names: a block that also names
+    another reader of the list (as Final- or Original-Recipient) proves nothing about them."""
+    ours = {sent[i][1].lower() for i in ids if i in sent and sent[i][0] == store.name}
+    # the address as the report spells it when it names the delivery's, else the ledger's
+    target = next((a for a in bounce.addresses if a.lower() in ours), min(ours, default=bounce.recipient))
+    for address in bounce.addresses:
+        if address.lower() != target.lower() and store.get(address) is not None:
+            return Ignored(address, f"names {address}, but the delivery it is about went to {target}")
+    return Bounce(target, bounce.action, bounce.status, bounce.diagnostic)
+
+
 def verp_check(settings: Settings, db: Database) -> VerpCheck | None:
     """Tokens are opened with the configured secrets (current and previous); without one they cannot be."""
     if not settings.secret:
@@ -262,6 +276,25 @@ def _by_token(
     return Bounce(ours[0][1], bounce.action, bounce.status, bounce.diagnostic)
 
 
+def _decide(
+    store: SubscriberStore,
+    bounce: Bounce,
+    *,
+    blocks: int,
+    ids: list[str],
+    tokens: _Tokens,
+    known: Mapping[str, tuple[str, str]],
+) -> Bounce | Ignored:
+    """One recipient block: the bounce of exactly our delivery's recipient, or why it does not count."""
+    reason = why_not_ours(bounce, ids, known, store.name)
+    # One recipient per message is how we send: a genuine token says whose it was.
+    if reason is not None and blocks == 1 and (mine := _by_token(bounce, tokens, known, store.name)):
+        bounce, reason = mine, None
+    if reason is not None:
+        return Ignored(bounce.recipient, tokens.reason or reason)
+    return bind_to_delivery(store, bounce, ids, known)
+
+
 def apply_bounces(
     store: SubscriberStore, messages: Iterable[Message], sent: SentLookup, verp: VerpCheck | None = None
 ) -> BounceReport:
@@ -284,18 +317,13 @@ def apply_bounces(
     hard: list[Bounce] = []
     for (found, ids, _), tokens in zip(pending, resolved, strict=True):
         for bounce in found:
-            reason = why_not_ours(bounce, [*ids, *tokens.ids], known, store.name)
-            # One recipient per message is how we send: a genuine token says whose it was.
-            if (
-                reason is not None
-                and len(found) == 1
-                and (mine := _by_token(bounce, tokens, known, store.name))
-            ):
-                bounce, reason = mine, None
-            if reason is not None:
-                report.ignored.append(Ignored(bounce.recipient, tokens.reason or reason))
-            elif bounce.is_hard:
-                hard.append(bounce)
+            decided = _decide(
+                store, bounce, blocks=len(found), ids=[*ids, *tokens.ids], tokens=tokens, known=known
+            )
+            if isinstance(decided, Ignored):
+                report.ignored.append(decided)
+            elif decided.is_hard:
+                hard.append(decided)
             else:
                 report.soft += 1
     report.hard = len(hard)

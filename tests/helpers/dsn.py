@@ -13,17 +13,20 @@ def dsn(
     to: str = "digest@example.org",
     headers: tuple[tuple[str, str], ...] = (),
     extra_recipients: tuple[str, ...] = (),
+    original: str | None = None,
 ) -> Message:
     """A 5.1.1 report for `recipient` sent to `to`, about the message `returned_id` (None: the
     report quotes nothing of it, as Exchange and some Postfix setups do); `headers` go on top,
-    as the receiving server adds them (Delivered-To, X-Original-To)."""
+    as the receiving server adds them (Delivered-To, X-Original-To); `original` is written as
+    every block's Original-Recipient."""
     returned = (
         f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {returned_id}\r\n\r\n"
         if returned_id
         else ""
     )
+    first = f"Original-Recipient: rfc822; {original}\r\n" if original else ""
     blocks = "".join(
-        f"Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        f"{first}Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
         for address in (recipient, *extra_recipients)
     )
     top = "".join(f"{name}: {value}\r\n" for name, value in headers)
