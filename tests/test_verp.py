@@ -196,7 +196,9 @@ def test_a_token_of_another_issue_counts_only_for_the_reader_it_was_sent_to(
         tmp_path, [dsn(first, to=old[first]), dsn(second, to=old[first], extra_recipients=(first,))]
     )
     assert re.findall(r"bounced: (\S+)", out) == [first]
-    assert err.splitlines() == [f"ignored: {second}: the report is about a message we sent to someone else"]
+    assert err.splitlines() == [
+        f"ignored: {second}: the report names {second}, but the delivery it is about went to {first}"
+    ]
 
 
 def _message_id(folder: Path, reader: str) -> str:

@@ -38,3 +38,16 @@ def dsn(
         f"{blocks}{returned}--b--\r\n"
     )
     return email.message_from_string(text)
+
+
+def raw_dsn(status_part: str, *, returned_id: str, returned_type: str = "text/rfc822-headers") -> Message:
+    """A report whose delivery-status part is exactly `status_part` (its blocks as a remote server
+    wrote them, odd spacing and all), returning the headers of `returned_id` as `returned_type`."""
+    text = (
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: digest@example.org\r\nSubject: failure\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: message/delivery-status\r\n\r\n{status_part}\r\n"
+        f"--b\r\nContent-Type: {returned_type}\r\n\r\nMessage-ID: {returned_id}\r\n\r\n--b--\r\n"
+    )
+    return email.message_from_string(text)
