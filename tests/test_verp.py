@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers.bounces import bounce_run, send, statuses
 from helpers.dsn import dsn
-from helpers.lists import store_of
 from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config, write_subscribers
 
 from newsletter.cli import main
@@ -24,17 +24,6 @@ from newsletter.settings import load_settings
 
 SECRET = "test-secret-Zq7mW4xR8vB1nT6kP3yH-0123456789"  # the one write_config sets
 VERP = re.compile(r"bounces\+b-([a-z2-7]{40})@example\.org")
-
-
-def send(folder: Path, sender: dict[str, Any], issue: str | None = None) -> RecordingHandler:
-    """Run a real send of list 'test' to a recording aiosmtpd server; return what it received."""
-    with LoopbackServer() as server:
-        settings = load_settings(write_config(folder, port=server.port, sender=sender))
-        report = run_send(settings, SendOptions(issue_id=issue))
-    assert report.exit_code == 0
-    handler = server.handler
-    assert isinstance(handler, RecordingHandler)
-    return handler
 
 
 @pytest.fixture
@@ -99,30 +88,6 @@ def test_the_embedded_outbox_files_the_return_path_as_final_delivery_does(projec
 
 
 # --- bounce processing ------------------------------------------------------------------------
-
-
-def bounce_run(folder: Path, reports: list[Any]) -> tuple[str, str]:
-    """`newsletter subscribers bounces --maildir` over these reports; (stdout, stderr)."""
-    box = mailbox.Maildir(folder / "Bounces", create=True)
-    for report in reports:
-        box.add(report)
-    result = CliRunner().invoke(
-        main,
-        [
-            "--config",
-            str(folder / "newsletter.toml"),
-            "subscribers",
-            "bounces",
-            "--maildir",
-            str(folder / "Bounces"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return result.stdout, result.stderr
-
-
-def statuses(folder: Path) -> dict[str, str]:
-    return {s.email: s.status.value for s in store_of(folder / "subscribers" / "test.csv").read()}
 
 
 @pytest.fixture
