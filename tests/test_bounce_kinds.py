@@ -5,15 +5,19 @@ read lands in exactly one category of the summary."""
 from __future__ import annotations
 
 import email
+import json
 import re
 from email.message import Message
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from helpers.bounces import bounce_run, send, statuses
 from helpers.dsn import arf, dsn
 from helpers.lists import store_of
 from helpers.smtp_servers import write_subscribers
+
+from newsletter.cli import main
 
 BOUNCES = {"bounce_address": "bounces@example.org"}
 
@@ -112,3 +116,35 @@ def test_a_complaint_about_no_message_of_ours_unsubscribes_nobody(tmp_path: Path
     out, err = bounce_run(tmp_path, [forged])
     assert summary_counts(out)["not ours"] == 1 and "ignored" in err
     assert set(statuses(tmp_path).values()) == {"active"}
+
+
+def test_report_lists_the_bounces_and_complaints_per_reader_with_the_reason(tmp_path: Path) -> None:
+    gone, full, complainer, fine = write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
+    received = {i.recipient: i for i in send(tmp_path, BOUNCES).received}
+    bounce_run(
+        tmp_path,
+        [
+            dsn(gone, to=received[gone].mail_from),
+            dsn(full, to=received[full].mail_from, status="4.2.2", action="delayed"),
+            arf(received[complainer].data, to=received[complainer].mail_from),
+        ],
+    )
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "newsletter.toml"), "report"])
+    assert result.exit_code == 0, result.output
+    listed = result.stdout.split("Bounces and complaints", 1)[1].splitlines()
+    assert listed[0] == " (3 from 3 readers):"
+    assert [line.split()[:2] for line in listed[1:]] == [
+        [gone, "hard"],
+        [full, "soft"],
+        [complainer, "complaint"],
+    ]
+    assert "5.1.1" in listed[1] and "4.2.2" in listed[2] and "spam complaint (abuse" in listed[3]
+    assert fine not in result.stdout
+    as_json = json.loads(
+        CliRunner().invoke(main, ["--config", str(tmp_path / "newsletter.toml"), "report", "--json"]).stdout
+    )
+    assert [(b["email"], b["kind"]) for b in as_json["bounces"]] == [
+        (gone, "hard"),
+        (full, "soft"),
+        (complainer, "complaint"),
+    ]

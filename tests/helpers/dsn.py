@@ -15,11 +15,12 @@ def dsn(
     extra_recipients: tuple[str, ...] = (),
     original: str | None = None,
     status: str = "5.1.1",
+    action: str = "failed",
 ) -> Message:
     """A 5.1.1 report for `recipient` sent to `to`, about the message `returned_id` (None: the
     report quotes nothing of it, as Exchange and some Postfix setups do); `headers` go on top,
     as the receiving server adds them (Delivered-To, X-Original-To); `original` is written as
-    every block's Original-Recipient; `status` is every block's Status."""
+    every block's Original-Recipient; `status` is every block's Status, `action` its Action."""
     returned = (
         f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {returned_id}\r\n\r\n"
         if returned_id
@@ -27,7 +28,7 @@ def dsn(
     )
     first = f"Original-Recipient: rfc822; {original}\r\n" if original else ""
     blocks = "".join(
-        f"{first}Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: {status}\r\n\r\n"
+        f"{first}Final-Recipient: rfc822; {address}\r\nAction: {action}\r\nStatus: {status}\r\n\r\n"
         for address in (recipient, *extra_recipients)
     )
     top = "".join(f"{name}: {value}\r\n" for name, value in headers)
