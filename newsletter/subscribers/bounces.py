@@ -156,20 +156,6 @@ def why_not_ours(
     return "is about a message we sent to someone else"
 
 
-def bind_to_delivery(
-    store: SubscriberStore, bounce: Bounce, ids: list[str], sent: Mapping[str, tuple[str, str]]
-) -> Bounce | Ignored:
-    """The bounce as about exactly the recipient of the delivery it names: a block that also names
-    another reader of the list (as Final- or Original-Recipient) proves nothing about them."""
-    ours = {sent[i][1].lower() for i in ids if i in sent and sent[i][0] == store.name}
-    # the address as the report spells it when it names the delivery's, else the ledger's
-    target = next((a for a in bounce.addresses if a.lower() in ours), min(ours, default=bounce.recipient))
-    for address in bounce.addresses:
-        if address.lower() != target.lower() and store.get(address) is not None:
-            return Ignored(address, f"names {address}, but the delivery it is about went to {target}")
-    return Bounce(target, bounce.action, bounce.status, bounce.diagnostic)
-
-
 def verp_check(settings: Settings, db: Database) -> VerpCheck | None:
     """Tokens are opened with the configured secrets (current and previous); without one they cannot be."""
     if not settings.secret:
