@@ -49,6 +49,7 @@ TOP_LEVEL_KEYS = frozenset(
         "smtp",
         "selection",
         "dkim",
+        "bounces",
     }
 )
 DEFAULT_LIST = "example"

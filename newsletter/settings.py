@@ -210,6 +210,17 @@ class ServeSettings(_Section):
     )
 
 
+class BounceSettings(_Section):
+    """How `subscribers bounces` treats refusals that are not about the mailbox (see "Subscribers")."""
+
+    policy_blocks_to_mark: int = Field(
+        default=3,
+        ge=1,
+        description="mark a reader bounced after 5.7.x (spam or policy) blocks of this many different "
+        "messages; one block may be the relay's or the day's, not the reader's",
+    )
+
+
 class DkimSettings(_Section):
     """Optional DKIM signing of every message."""
 
@@ -278,6 +289,7 @@ class Settings(BaseModel):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
+    bounces: BounceSettings = Field(default_factory=BounceSettings)
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     config_file: Path | None = Field(default=None, exclude=True)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers.deliveries import database, ledger
-from helpers.dsn import dsn
+from helpers.dsn import dsn, raw_dsn
 from helpers.lists import store_of
 
 from newsletter.cli import main
@@ -18,7 +18,13 @@ from newsletter.errors import SubscriberError
 from newsletter.store.deliveries import Attempt
 from newsletter.store.history import sent_messages
 from newsletter.store.subscribers import SubscriberStore
-from newsletter.subscribers.bounces import SentLookup, apply_bounces, bounces_in, read_messages
+from newsletter.subscribers.bounces import (
+    BounceCategory,
+    SentLookup,
+    apply_bounces,
+    bounces_in,
+    read_messages,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 MESSAGES = ["hard_user_unknown.eml", "soft_mailbox_busy.eml", "two_recipients.eml", "auto_reply.eml"]
@@ -90,7 +96,12 @@ def test_hard_bounces_in_a_maildir_mark_addresses_bounced(
     store: SubscriberStore, maildir: Path, sent: SentLookup
 ) -> None:
     report = apply_bounces(store, read_messages(maildir=maildir), sent)
-    assert (report.messages, report.hard, report.soft, report.not_reports) == (4, 2, 1, 1)
+    assert (report.messages, report.hard, report.soft, report.counts[BounceCategory.AUTO_REPLY]) == (
+        4,
+        2,
+        1,
+        1,
+    )
     assert sorted(report.marked) == ["Bob@Example.org", "carol@example.org"]
     assert [(i.recipient, i.reason) for i in report.ignored] == [
         ("nobody@example.org", "is about a message we sent to someone else")
@@ -120,8 +131,9 @@ def test_bounces_command_reads_an_mbox(
     assert result.exit_code == 0
     assert result.stdout == (
         "bounced: Bob@Example.org\nbounced: carol@example.org\n"
-        "4 messages, 2 hard and 1 soft bounces, 2 marked bounced, 0 already bounced or unsubscribed, "
-        "0 not on the list, 1 not delivery reports, 1 ignored (not about mail we sent)\n"
+        "4 messages: 2 hard, 1 soft (0 policy blocks, 0 cannot tell), 0 complaints, 1 auto-replies, "
+        "0 not ours, 0 not understood; 2 marked bounced, 0 unsubscribed by complaint, "
+        "0 already bounced or unsubscribed, 0 not on the list\n"
     )
     assert (
         result.stderr
@@ -196,3 +208,43 @@ def test_without_a_ledger_every_bounce_is_ignored(store: SubscriberStore, tmp_pa
     lookup = partial(sent_messages, database(f"sqlite:///{tmp_path / 'empty.db'}"))
     result = apply_bounces(store, [dsn("bob@example.org", returned_id="<2026-w48.bob@example.org>")], lookup)
     assert result.marked == [] and len(result.ignored) == 1
+
+
+MTA = "Reporting-MTA: dns; mx.example.net\r\n"
+BOB = "Final-Recipient: rfc822; bob@example.org\r\n"
+
+
+@pytest.mark.parametrize(
+    ("status_part", "returned_type"),
+    [
+        # a line holding only a space between the blocks (flufl.bounce's dsn_03)
+        (f"{MTA} \r\n{BOB}Action: failed\r\nStatus: 5.1.1\r\n", "text/rfc822-headers"),
+        (
+            f"{MTA}\r\n{BOB}Action: failed (Bad destination mailbox address)\r\nStatus: 5.1.1\r\n",
+            "text/rfc822-headers",
+        ),
+        (
+            f"{MTA}\r\n{BOB}Action: failed\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\r\n",
+            "text/rfc822-headers",
+        ),
+        (f"{MTA}\r\n{BOB}Action: error\r\nStatus: 5.0.0\r\n", "text/rfc822-headers"),
+        (f"{MTA}\r\n{BOB}Action: failed\r\nStatus: 4.4.7\r\n", "text/rfc822-headers"),  # gave up: final
+        (f"{MTA}\r\n{BOB}Action: failed\r\nStatus: 5.1.1\r\n", "message/rfc822-headers"),
+    ],
+    ids=[
+        "space-line",
+        "action-comment",
+        "code-in-diagnostic",
+        "action-error",
+        "failed-4.4.7",
+        "rfc822-headers",
+    ],
+)
+def test_permanent_failures_as_real_servers_write_them_mark_the_reader(
+    store: SubscriberStore, sent: SentLookup, status_part: str, returned_type: str
+) -> None:
+    report = raw_dsn(status_part, returned_id="<2026-w48.bob@example.org>", returned_type=returned_type)
+    result = apply_bounces(store, [report], sent)
+    assert (result.hard, result.marked, result.ignored) == (1, ["bob@example.org"], [])
+    bob = store.get("bob@example.org")
+    assert bob is not None and bob.status == "bounced"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers.bounces import bounce_run, send, statuses
 from helpers.dsn import dsn
-from helpers.lists import store_of
 from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config, write_subscribers
 
 from newsletter.cli import main
@@ -24,17 +24,6 @@ from newsletter.settings import load_settings
 
 SECRET = "test-secret-Zq7mW4xR8vB1nT6kP3yH-0123456789"  # the one write_config sets
 VERP = re.compile(r"bounces\+b-([a-z2-7]{40})@example\.org")
-
-
-def send(folder: Path, sender: dict[str, Any], issue: str | None = None) -> RecordingHandler:
-    """Run a real send of list 'test' to a recording aiosmtpd server; return what it received."""
-    with LoopbackServer() as server:
-        settings = load_settings(write_config(folder, port=server.port, sender=sender))
-        report = run_send(settings, SendOptions(issue_id=issue))
-    assert report.exit_code == 0
-    handler = server.handler
-    assert isinstance(handler, RecordingHandler)
-    return handler
 
 
 @pytest.fixture
@@ -99,30 +88,6 @@ def test_the_embedded_outbox_files_the_return_path_as_final_delivery_does(projec
 
 
 # --- bounce processing ------------------------------------------------------------------------
-
-
-def bounce_run(folder: Path, reports: list[Any]) -> tuple[str, str]:
-    """`newsletter subscribers bounces --maildir` over these reports; (stdout, stderr)."""
-    box = mailbox.Maildir(folder / "Bounces", create=True)
-    for report in reports:
-        box.add(report)
-    result = CliRunner().invoke(
-        main,
-        [
-            "--config",
-            str(folder / "newsletter.toml"),
-            "subscribers",
-            "bounces",
-            "--maildir",
-            str(folder / "Bounces"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return result.stdout, result.stderr
-
-
-def statuses(folder: Path) -> dict[str, str]:
-    return {s.email: s.status.value for s in store_of(folder / "subscribers" / "test.csv").read()}
 
 
 @pytest.fixture
@@ -196,7 +161,9 @@ def test_a_token_of_another_issue_counts_only_for_the_reader_it_was_sent_to(
         tmp_path, [dsn(first, to=old[first]), dsn(second, to=old[first], extra_recipients=(first,))]
     )
     assert re.findall(r"bounced: (\S+)", out) == [first]
-    assert err.splitlines() == [f"ignored: {second}: the report is about a message we sent to someone else"]
+    assert err.splitlines() == [
+        f"ignored: {second}: the report names {second}, but the delivery it is about went to {first}"
+    ]
 
 
 def _message_id(folder: Path, reader: str) -> str:
@@ -246,3 +213,31 @@ def test_a_one_off_notice_goes_out_from_the_bounce_address(tmp_path: Path) -> No
     assert reply.code == 250
     assert isinstance(server.handler, RecordingHandler)
     assert [item.mail_from for item in server.handler.received] == ["bounces@example.org"]
+
+
+@pytest.mark.parametrize("route", ["message-id", "verp"])
+def test_a_report_about_ones_own_digest_naming_other_readers_marks_none_of_them(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    readers = write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
+    received = send(tmp_path, {"bounce_address": "bounces@example.org"}).received
+    mine = next(item for item in received if item.recipient == readers[0])
+    others = readers[1:]
+    # the reader writes the report herself: her own digest's id or return path, four blocks each
+    # with her as Original-Recipient and another reader as Final-Recipient
+    by_id = route == "message-id"
+    report = dsn(
+        others[0],
+        extra_recipients=tuple(others[1:]),
+        original=readers[0],
+        returned_id=mine.message_id if by_id else None,
+        to="digest@example.org" if by_id else mine.mail_from,
+    )
+    out, err = bounce_run(tmp_path, [report])
+    assert "bounced:" not in out
+    assert set(statuses(tmp_path).values()) == {"active"}
+    assert sorted(err.splitlines()) == [
+        f"ignored: {other}: the report names {other}, but the delivery it is about went to {readers[0]}"
+        for other in others
+    ]

@@ -373,11 +373,13 @@ def stats(app: AppContext, top: int, as_json: bool, list_name: str | None) -> No
 @list_option
 @pass_app
 def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name: str | None) -> None:
-    """Mark addresses with permanent (5.x.x) bounces as bounced, from RFC 3464 reports.
+    """Mark readers whose mail bounces for good as bounced, and unsubscribe those who complain.
 
-    A report counts only when it is about a message the ledger says we sent to that address on
-    this list: it names the message's Message-ID, or it came back to the message's signed VERP
-    return path (sender.verp). Any other is listed as ignored, with the reason.
+    A message counts only for the reader of the delivery it is about: it came back to that
+    message's signed VERP return path (sender.verp), whatever its format, or it quotes the
+    message's Message-ID. Permanent failures mark the reader; spam or policy blocks (5.7.x) only
+    once `bounces.policy_blocks_to_mark` different messages were blocked; spam complaints (ARF)
+    unsubscribe at once. Auto-replies change nothing. Every message is counted in one category.
 
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
@@ -390,10 +392,18 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
     store = _store(app, list_name)
     db = open_database(app.settings.places.database())
     report = apply_bounces(
-        store, read_messages(maildir, mbox), partial(sent_messages, db), verp_check(app.settings, db)
+        store,
+        read_messages(maildir, mbox),
+        partial(sent_messages, db),
+        verp_check(app.settings, db),
+        policy_limit=app.settings.bounces.policy_blocks_to_mark,
     )
     for address in report.marked:
         click.echo(f"bounced: {address}")
+    for address in report.unsubscribed:
+        click.echo(f"unsubscribed (complaint): {address}")
+    for unclear in report.unclear:
+        click.echo(f"soft, cannot tell: {unclear.recipient}: {unclear.reason}")
     for address in report.unknown:
         click.echo(f"not on {store.name}: {address}", err=True)
     for ignored in report.ignored:

@@ -12,6 +12,7 @@ from ..errors import LedgerError
 from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
+from ..store.bouncelog import BounceEvent, events_of_issue
 from ..store.history import LedgerRow, latest_issue, read_issue
 from ..store.opening import existing_database
 from ..store.subscribers import SubscriberStore
@@ -48,6 +49,7 @@ class IssueReport:
     channel: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, IssueOutcome), 0))
     problems: list[Undelivered] = field(default_factory=list)
+    bounces: list[BounceEvent] = field(default_factory=list)  # what came back, per reader
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {outcome}" for outcome, n in self.counts.items())
@@ -66,6 +68,10 @@ class IssueReport:
             "counts": self.counts,
             "problems": self.problem_dicts(),
             "problems_total": len(self.problems),
+            "bounces": [
+                {"email": b.email, "kind": str(b.kind), "reason": b.reason, "received_at": b.received_at}
+                for b in self.bounces
+            ],
         }
 
 
@@ -102,7 +108,9 @@ def issue_report(
         )
     store = open_list(settings.places, list_name, look_only=True)
     statuses = _statuses(store) if store.exists() else {}
-    return build_report(issue or "", list_name, channel, rows, statuses, withdrawn=withdrawn)
+    report = build_report(issue or "", list_name, channel, rows, statuses, withdrawn=withdrawn)
+    report.bounces = events_of_issue(db, issue, list_name, channel)
+    return report
 
 
 INACTIVE = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.PENDING)
@@ -176,7 +184,19 @@ def format_text(report: IssueReport) -> str:
             lines.append(f"{p.outcome!s:<{kind}}  {p.email:<{width}}  {tries:<10}  {reply}")
     else:
         lines.append("Everyone on the ledger got it.")
-    return "\n".join(lines)
+    return "\n".join(lines + bounce_lines(report.bounces))
+
+
+def bounce_lines(events: list[BounceEvent]) -> list[str]:
+    """What came back about the issue (`subscribers bounces`), one line per report, by reader."""
+    if not events:
+        return []
+    readers = len({e.email.lower() for e in events})
+    width = max(len(e.email) for e in events)
+    kind = max(len(str(e.kind)) for e in events)
+    lines = [f"Bounces and complaints ({len(events)} from {readers} reader{'' if readers == 1 else 's'}):"]
+    lines += [f"{e.email:<{width}}  {e.kind!s:<{kind}}  {one_line(e.reason) or '-'}" for e in events]
+    return lines
 
 
 def write_csv(report: IssueReport, out: TextIO) -> None:

@@ -120,6 +120,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "database_identity",
         ),
     ),
+    Migration(
+        "bounces and complaints per reader, for `report` and repeated policy blocks", _create("bounce_events")
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _VERSIONS = "schema_migrations"

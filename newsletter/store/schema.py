@@ -171,6 +171,24 @@ rate_limits = Table(
     Index("rate_limits_by_window", "window_start"),
 )
 
+# What `subscribers bounces` read about a reader: a bounce or complaint bound to one of our
+# deliveries, once per report (`fingerprint`), so a second run over the same mailbox counts nothing
+# twice; `report` lists them with the reason, and policy blocks are counted per message from here.
+bounce_events = Table(
+    "bounce_events",
+    metadata,
+    Column("list", Text, primary_key=True),
+    Column("email_key", Text, primary_key=True),
+    Column("fingerprint", Text, primary_key=True),  # sha256 of the report's bytes, hex
+    Column("email", Text, nullable=False),
+    Column("message_id", Text, nullable=False),  # of our delivery it is about
+    Column("kind", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", Text, nullable=False),
+    in_set("kind", ("hard", "soft", "policy", "complaint")),  # store/bouncelog.py EventKind
+    Index("bounce_events_by_message", "message_id"),
+)
+
 # Which database this is, and which one it was copied from (`newsletter db copy`): one row.
 database_identity = Table(
     "database_identity",

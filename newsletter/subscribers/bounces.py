@@ -1,43 +1,50 @@
-"""Reading bounce reports (RFC 3464 DSNs) so addresses that can never receive mail stop getting it."""
+"""Reading what comes back to the bounce address: bounces mark readers whose mailbox is gone,
+complaints unsubscribe the reader who called the digest spam, the rest changes nothing.
+
+Every message read lands in exactly one category of the summary (hard, soft, complaint,
+auto-reply, not ours, not understood). A report counts only for the exact recipient of the
+delivery it names: the one whose signed VERP token it came back to (whatever its format), or
+whose Message-ID it quotes; a report naming any other reader is ignored, with the reason.
+"""
 
 from __future__ import annotations
 
 import mailbox
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from email.parser import HeaderParser
-from email.utils import parseaddr
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 
 from ..errors import SubscriberError
 from ..mail.tokens import TokenSigner
-from ..mail.verp import opened_key, tokens_in
+from ..mail.verp import opened_key
 from ..settings import Settings
 from ..statuses import SubscriberStatus
 from ..store import Database
+from ..store.bouncelog import BounceEvent, EventKind, policy_blocks, record_events
 from ..store.history import message_ids_by_key
 from ..store.subscribers import SubscriberStore
-from ..text import one_line
+from .bounceclassify import Severity
+from .bouncereading import ReadAs, Reading, read_report
+from .dsnparse import Bounce, bounces_in
 
-DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
-RETURNED_MESSAGES = ("message/rfc822", "message/global")
-RETURNED_HEADERS = ("text/rfc822-headers", "message/global-headers")
-BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
-MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
-# Where a report delivered to our VERP address keeps that address (mail/verp.py).
-ENVELOPE_HEADERS = (
-    "Delivered-To",
-    "X-Original-To",
-    "Envelope-To",
-    "X-Envelope-To",
-    "Original-Recipient",
-    "To",
-)
+__all__ = ["Bounce", "BounceReport", "SentLookup", "apply_bounces", "bounces_in", "read_messages"]
+
 # Message-ID -> (list, address) for the ids we recorded sending; the ledger answers it.
 SentLookup = Callable[[list[str]], Mapping[str, tuple[str, str]]]
+
+
+class BounceCategory(StrEnum):
+    """Where one message read lands in the summary: each in exactly one."""
+
+    HARD = "hard"
+    SOFT = "soft"  # temporary, a policy block, or cannot tell
+    COMPLAINT = "complaint"
+    AUTO_REPLY = "auto-reply"
+    NOT_OURS = "not ours"
+    NOT_UNDERSTOOD = "not understood"
 
 
 @dataclass(frozen=True)
@@ -58,31 +65,19 @@ class _Tokens:
 
 @dataclass(frozen=True)
 class Ignored:
-    """A bounce that does not count: it is not about a message we sent to that address."""
+    """A report, or one block of it, that does not count: not about a message we sent to that address."""
 
     recipient: str
     reason: str
 
 
 @dataclass(frozen=True)
-class Bounce:
-    """One recipient block of a DSN."""
+class Bound:
+    """A bounce or complaint about exactly one delivery of ours, and the report it came in."""
 
-    recipient: str
-    action: str
-    status: str
-    diagnostic: str = ""
-    original: str = ""
-
-    @property
-    def is_hard(self) -> bool:
-        """Permanent failure: the server said 5.x.x, so retrying next week will not help."""
-        return self.action == "failed" and self.status.startswith("5.")
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        """Final recipient first, then the original one (ours, when the mail was forwarded)."""
-        return tuple(dict.fromkeys(a for a in (self.recipient, self.original) if a))
+    bounce: Bounce
+    message_id: str
+    fingerprint: str
 
 
 @dataclass
@@ -90,74 +85,34 @@ class BounceReport:
     """What a bounce scan found and changed."""
 
     messages: int = 0
-    not_reports: int = 0
-    hard: int = 0
-    soft: int = 0
+    counts: dict[BounceCategory, int] = field(default_factory=lambda: dict.fromkeys(BounceCategory, 0))
+    policy: int = 0  # of the soft ones
     marked: list[str] = field(default_factory=list)
+    unsubscribed: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    unclear: list[Ignored] = field(default_factory=list)  # counted soft: cannot tell; listed
     ignored: list[Ignored] = field(default_factory=list)
 
+    @property
+    def hard(self) -> int:
+        return self.counts[BounceCategory.HARD]
+
+    @property
+    def soft(self) -> int:
+        return self.counts[BounceCategory.SOFT]
+
     def summary(self) -> str:
-        """One line for the terminal."""
+        """One line for the terminal: every message in one category, then what changed."""
+        c = self.counts
         return (
-            f"{self.messages} messages, {self.hard} hard and {self.soft} soft bounces, "
-            f"{len(self.marked)} marked bounced, {len(self.already)} already bounced or unsubscribed, "
-            f"{len(self.unknown)} not on the list, {self.not_reports} not delivery reports, "
-            f"{len(self.ignored)} ignored (not about mail we sent)"
+            f"{self.messages} messages: {c[BounceCategory.HARD]} hard, {c[BounceCategory.SOFT]} soft "
+            f"({self.policy} policy blocks, {len(self.unclear)} cannot tell), "
+            f"{c[BounceCategory.COMPLAINT]} complaints, {c[BounceCategory.AUTO_REPLY]} auto-replies, "
+            f"{c[BounceCategory.NOT_OURS]} not ours, {c[BounceCategory.NOT_UNDERSTOOD]} not understood; "
+            f"{len(self.marked)} marked bounced, {len(self.unsubscribed)} unsubscribed by complaint, "
+            f"{len(self.already)} already bounced or unsubscribed, {len(self.unknown)} not on the list"
         )
-
-
-def _field(block: Message, name: str) -> str:
-    return one_line(str(block.get(name, "")))
-
-
-def _address(block: Message, name: str) -> str:
-    # "rfc822; user@example.org": the address type comes first and is not part of the address.
-    value = _field(block, name)
-    if not value:
-        return ""
-    address = value.split(";", 1)[-1].strip()
-    return parseaddr(address)[1] or address.strip("<>")
-
-
-def _blocks(part: Message) -> list[Message]:
-    """The header blocks of a delivery-status part, parsed by the stdlib or by us (RFC 6533 global)."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        blocks = [block for block in payload if isinstance(block, Message)]
-        if all(not block.get_payload() for block in blocks):
-            return blocks
-        # The stdlib reads message/global-delivery-status as one message: blocks after the first are its body.
-        text = "\n\n".join(block.as_string() for block in blocks)
-    else:
-        raw = part.get_payload(decode=True)
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
-    return [
-        HeaderParser().parsestr(chunk.strip() + "\n") for chunk in BLANK_LINE.split(text) if chunk.strip()
-    ]
-
-
-def bounces_in(message: Message) -> list[Bounce] | None:
-    """The recipient blocks of a DSN, or None when the message is not a delivery report."""
-    for part in message.walk():
-        if part.get_content_type() not in DSN_TYPES:
-            continue
-        found = []
-        for block in _blocks(part)[1:]:  # the first block is about the message, the rest per recipient
-            final, original = _address(block, "Final-Recipient"), _address(block, "Original-Recipient")
-            if final or original:
-                found.append(
-                    Bounce(
-                        final or original,
-                        _field(block, "Action").lower(),
-                        _field(block, "Status").split(" ", 1)[0],
-                        _field(block, "Diagnostic-Code"),
-                        original,
-                    )
-                )
-        return found
-    return None
 
 
 def read_messages(maildir: Path | None = None, mbox: Path | None = None) -> Iterator[Message]:
@@ -182,28 +137,6 @@ def read_messages(maildir: Path | None = None, mbox: Path | None = None) -> Iter
         yield from box
     finally:
         box.close()
-
-
-def referenced_ids(message: Message) -> list[str]:
-    """The Message-IDs a report says it is about: its In-Reply-To and References, and the
-    Message-ID of the returned message or headers (RFC 3462's third part)."""
-    ids = [
-        i for name in ("In-Reply-To", "References") for i in MESSAGE_ID.findall(str(message.get(name, "")))
-    ]
-    for part in message.walk():
-        kind = part.get_content_type()
-        headers: Message | None = None
-        if kind in RETURNED_MESSAGES:
-            payload = part.get_payload()
-            first = payload[0] if isinstance(payload, list) and payload else None
-            headers = first if isinstance(first, Message) else None
-        elif kind in RETURNED_HEADERS:
-            raw = part.get_payload(decode=True)
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(part.get_payload())
-            headers = HeaderParser().parsestr(text)
-        if isinstance(headers, Message):
-            ids += MESSAGE_ID.findall(str(headers.get("Message-ID", "")))
-    return list(dict.fromkeys(ids))
 
 
 def why_not_ours(
@@ -231,12 +164,6 @@ def verp_check(settings: Settings, db: Database) -> VerpCheck | None:
     return VerpCheck(partial(opened_key, signer), partial(message_ids_by_key, db))
 
 
-def envelope_tokens(message: Message) -> list[str]:
-    """The VERP tokens in the addresses a report was delivered to (our envelope sender)."""
-    values = [str(v) for name in ENVELOPE_HEADERS for v in message.get_all(name, [])]
-    return tokens_in(values)
-
-
 def _resolve(tokens: list[str], verp: VerpCheck | None, keyed: Mapping[str, str]) -> _Tokens:
     if not tokens:
         return _Tokens()
@@ -251,58 +178,175 @@ def _resolve(tokens: list[str], verp: VerpCheck | None, keyed: Mapping[str, str]
     return _Tokens(reason="carries a VERP token of a delivery the ledger does not have")
 
 
-def _by_token(
-    bounce: Bounce, tokens: _Tokens, sent: Mapping[str, tuple[str, str]], list_name: str
-) -> Bounce | None:
-    """The bounce as about the token's address: a genuine token names our delivery whatever
-    address the remote server reports (a forward's target, an Exchange rewrite)."""
-    ours = [sent[i] for i in tokens.ids if i in sent and sent[i][0] == list_name]
-    if not ours:
+def _ours(ids: Iterable[str], known: Mapping[str, tuple[str, str]], list_name: str) -> dict[str, str]:
+    """Address (lower case) -> Message-ID of the deliveries on this list among these ids."""
+    return {known[i][1].lower(): i for i in ids if i in known and known[i][0] == list_name}
+
+
+def _target(
+    store: SubscriberStore, addresses: Iterable[str], ours: Mapping[str, str], *, by_token: bool
+) -> str | Ignored | None:
+    """The recipient of the delivery a report is about, or why it may not count: it names another
+    reader of the list (as Final- or Original-Recipient), which proves nothing about them."""
+    named = list(addresses)
+    target = next((a for a in named if a.lower() in ours), None)
+    if target is None and by_token and ours:
+        target = next(iter(ours))  # a genuine token says whose it was, whatever address is reported
+    if target is None:
         return None
-    return Bounce(ours[0][1], bounce.action, bounce.status, bounce.diagnostic)
+    for address in named:
+        if address.lower() != target.lower() and store.get(address) is not None:
+            return Ignored(address, f"names {address}, but the delivery it is about went to {target}")
+    return target
+
+
+def _bound(bounce: Bounce, target: str, ours: Mapping[str, str], mark: str) -> Bound:
+    exact = Bounce(target, bounce.action, bounce.status, bounce.diagnostic, failure=bounce.failure)
+    return Bound(exact, ours[target.lower()], mark)
+
+
+def _decide_block(
+    store: SubscriberStore,
+    read: Reading,
+    bounce: Bounce,
+    tokens: _Tokens,
+    known: Mapping[str, tuple[str, str]],
+) -> Bound | Ignored:
+    """One recipient block: the bounce of exactly our delivery's recipient, or why it does not count."""
+    ids = [*read.ids, *tokens.ids]
+    reason = why_not_ours(bounce, ids, known, store.name)
+    ours = _ours(ids if reason is None else tokens.ids, known, store.name)
+    # One recipient per message is how we send: a genuine token says whose the report is, and
+    # blocks naming another reader of the list are ignored (_target).
+    by_token = reason is not None and bool(tokens.ids)
+    if reason is None or by_token:
+        target = _target(store, bounce.addresses, ours, by_token=by_token)
+        if isinstance(target, Ignored):
+            return target
+        if target is not None:
+            return _bound(bounce, target, ours, read.fingerprint)
+    return Ignored(bounce.recipient, tokens.reason or reason or "is about a message we sent to someone else")
+
+
+def _decide_blocks(
+    store: SubscriberStore, read: Reading, tokens: _Tokens, known: Mapping[str, tuple[str, str]]
+) -> tuple[BounceCategory, list[Bound], list[Ignored]]:
+    bound: dict[str, Bound] = {}
+    ignored: list[Ignored] = []
+    for bounce in read.blocks:
+        decided = _decide_block(store, read, bounce, tokens, known)
+        if isinstance(decided, Ignored):
+            ignored.append(decided)
+            continue
+        key = decided.bounce.recipient.lower()  # several blocks about one delivery count once, the hardest
+        if key not in bound or (decided.bounce.is_hard and not bound[key].bounce.is_hard):
+            bound[key] = decided
+    if not bound:
+        return BounceCategory.NOT_OURS, [], ignored
+    hard = any(b.bounce.is_hard for b in bound.values())
+    return (BounceCategory.HARD if hard else BounceCategory.SOFT), list(bound.values()), ignored
+
+
+def decide(
+    store: SubscriberStore, read: Reading, tokens: _Tokens, known: Mapping[str, tuple[str, str]]
+) -> tuple[BounceCategory, list[Bound], list[Ignored]]:
+    """A message's category, the deliveries it counts for, and what of it is ignored and why."""
+    if read.what is ReadAs.AUTO_REPLY:
+        return BounceCategory.AUTO_REPLY, [], []
+    if read.what is ReadAs.BLOCKS:
+        return _decide_blocks(store, read, tokens, known)
+    by_token = _ours(tokens.ids, known, store.name)
+    if read.what is ReadAs.OTHER and not by_token:
+        return BounceCategory.NOT_UNDERSTOOD, [], []
+    # a complaint quotes our whole message: its Message-ID alone says whose it was
+    ours = by_token or _ours(read.ids, known, store.name)
+    target = _target(store, read.named, ours, by_token=bool(by_token) or read.what is ReadAs.COMPLAINT)
+    if isinstance(target, Ignored):
+        return BounceCategory.NOT_OURS, [], [target]
+    if target is None:
+        why = tokens.reason or "names no Message-ID of a message we sent (forged, or not a bounce of ours)"
+        return BounceCategory.NOT_OURS, [], [Ignored(read.named[0] if read.named else "-", why)]
+    bounce = Bounce(target, "", "", failure=read.failure)
+    if read.what is ReadAs.COMPLAINT:
+        category = BounceCategory.COMPLAINT
+    else:
+        category = BounceCategory.HARD if bounce.is_hard else BounceCategory.SOFT
+    return category, [_bound(bounce, target, ours, read.fingerprint)], []
 
 
 def apply_bounces(
-    store: SubscriberStore, messages: Iterable[Message], sent: SentLookup, verp: VerpCheck | None = None
+    store: SubscriberStore,
+    messages: Iterable[Message],
+    sent: SentLookup,
+    verp: VerpCheck | None = None,
+    *,
+    policy_limit: int = 3,
 ) -> BounceReport:
-    """Mark hard-bounced addresses 'bounced' when the report is about a message we sent them (its
-    Message-ID, or the VERP token of the address it came back to); soft bounces are counted and
-    left alone, reports about anything else are listed as ignored, with the reason."""
+    """Read every message, count each in one category, and act on those about a delivery of ours:
+    a hard bounce marks the reader bounced, a complaint unsubscribes them, policy blocks mark them
+    once `policy_limit` different messages were blocked; the rest is counted and listed."""
     report = BounceReport()
-    pending: list[tuple[list[Bounce], list[str], list[str]]] = []
+    reads = []
     for message in messages:
         report.messages += 1
-        found = bounces_in(message)
-        if found is None:
-            report.not_reports += 1
-            continue
-        pending.append((found, referenced_ids(message), envelope_tokens(message)))
-    opened = [k for _, _, tokens in pending for t in tokens if verp and (k := verp.opened(t))]
+        reads.append(read_report(message))
+    opened = [k for read in reads for t in read.tokens if verp and (k := verp.opened(t))]
     keyed = verp.message_ids(opened) if verp is not None and opened else {}
-    resolved = [_resolve(tokens, verp, keyed) for _, _, tokens in pending]
-    known = sent([i for _, ids, _ in pending for i in ids] + [i for r in resolved for i in r.ids])
-    hard: list[Bounce] = []
-    for (found, ids, _), tokens in zip(pending, resolved, strict=True):
-        for bounce in found:
-            reason = why_not_ours(bounce, [*ids, *tokens.ids], known, store.name)
-            # One recipient per message is how we send: a genuine token says whose it was.
-            if (
-                reason is not None
-                and len(found) == 1
-                and (mine := _by_token(bounce, tokens, known, store.name))
-            ):
-                bounce, reason = mine, None
-            if reason is not None:
-                report.ignored.append(Ignored(bounce.recipient, tokens.reason or reason))
-            elif bounce.is_hard:
-                hard.append(bounce)
-            else:
-                report.soft += 1
-    report.hard = len(hard)
-    done: set[str] = set()
-    for bounce in hard:
-        _mark(store, bounce, done, report)
+    resolved = [_resolve(read.tokens, verp, keyed) for read in reads]
+    known = sent([i for read in reads for i in read.ids] + [i for r in resolved for i in r.ids])
+    found: list[tuple[BounceCategory, Bound]] = []
+    for read, tokens in zip(reads, resolved, strict=True):
+        category, bound, ignored = decide(store, read, tokens, known)
+        report.counts[category] += 1
+        report.ignored += ignored
+        found += [(category, b) for b in bound]
+    _act(store, found, report, policy_limit)
     return report
+
+
+def _kind(category: BounceCategory, bounce: Bounce) -> EventKind:
+    if category is BounceCategory.COMPLAINT:
+        return EventKind.COMPLAINT
+    return {Severity.PERMANENT: EventKind.HARD, Severity.POLICY: EventKind.POLICY}.get(
+        bounce.severity, EventKind.SOFT
+    )
+
+
+def _act(
+    store: SubscriberStore, found: list[tuple[BounceCategory, Bound]], report: BounceReport, policy_limit: int
+) -> None:
+    """Keep every bound report in the store, then change the statuses they call for."""
+    events = [
+        BounceEvent(b.bounce.recipient, b.message_id, _kind(c, b.bounce), b.bounce.reason, b.fingerprint)
+        for c, b in found
+    ]
+    record_events(store.db, store.name, events)
+    done: set[str] = set()
+    for event, (_, bound) in zip(events, found, strict=True):
+        if event.kind is EventKind.COMPLAINT:
+            _unsubscribe(store, bound.bounce, done, report)
+        elif event.kind is EventKind.HARD:
+            _mark(store, bound.bounce, done, report)
+        elif event.kind is EventKind.POLICY:
+            report.policy += 1
+            if policy_blocks(store.db, store.name, event.email) >= policy_limit:
+                _mark(store, bound.bounce, done, report)
+        elif bound.bounce.severity is Severity.UNKNOWN:
+            report.unclear.append(Ignored(event.email, event.reason))
+
+
+def _unsubscribe(store: SubscriberStore, bounce: Bounce, done: set[str], report: BounceReport) -> None:
+    """A complaint: unsubscribe at once (the store bars the address), once per address."""
+    key = bounce.recipient.lower()
+    if key in done:
+        return
+    done.add(key)
+    if store.get(bounce.recipient) is None:
+        report.unknown.append(bounce.recipient)
+    elif store.unsubscribe(bounce.recipient):
+        report.unsubscribed.append(bounce.recipient)
+    else:
+        report.already.append(bounce.recipient)
 
 
 def _mark(store: SubscriberStore, bounce: Bounce, done: set[str], report: BounceReport) -> None:
