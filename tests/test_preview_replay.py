@@ -116,6 +116,9 @@ def test_a_sentence_quoted_by_meaning_is_kept_in_the_ledger_and_shown_again_by_a
 ) -> None:
     csv = project / "subscribers" / "example.csv"
     csv.write_text(csv.read_text() + f"{MIA},Mia,multilingual,active,2026-10-29T10:30:00+00:00,\n")
+    # The paper is 0.42 from "multilingual", just under the default match floor (0.45): this test
+    # is about the ledger keeping the quote, so the floor lets it in.
+    monkeypatch.setenv("NEWSLETTER_SELECTION__MATCH_COSINE", "0.4")
     sent = CliRunner().invoke(main, ["send"])
     assert sent.exit_code == 0, sent.output
     original = delivered(project, MIA)
