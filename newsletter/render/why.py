@@ -119,7 +119,9 @@ def _bounded(sentence: str, keyword: str = "") -> str:
     if last < len(sentence) and not sentence[last].isspace():  # end after the last whole word
         last = max(sentence.rfind(" ", end, last), end)
     cut = sentence[first:last].strip()
-    return ("\u2026" if first > 0 else "") + cut + ("\u2026" if last < len(sentence) else "")
+    if last < len(sentence):
+        cut = cut.rstrip(",;:.") + "\u2026"  # "challenge…", never "challenge.…"
+    return ("\u2026" if first > 0 else "") + cut
 
 
 def _keyword_at(sentence: str, keyword: str) -> tuple[int, int]:
