@@ -93,6 +93,7 @@ def test_the_popular_filler_comes_after_the_matches_in_its_own_section() -> None
     reader = Subscriber(email="r@example.org", keywords=["speech synthesis"])
     digest = DigestRenderer(Settings(), INFO).render(reader, picks, "https://x.example/u")
     text = digest.text
+    assert "1 paper from" in text and "picked for your topics" in text  # the filler is not counted
     heading = text.index(f"== {POPULAR_HEADING} ==")
     assert text.index("Speech synthesis from text") < heading < text.index("Essay scoring systems")
     assert text.count("Why: Matches your keywords: speech synthesis.") == 1

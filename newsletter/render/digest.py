@@ -373,7 +373,7 @@ class DigestRenderer:
         values = {
             "name": name,
             "keywords": ", ".join(keywords),
-            "count": f"{len(picks)} paper{'' if len(picks) == 1 else 's'}",
+            "count": _count(picks),
             "preheader": self._preheader(picks, keywords),
             "unsubscribe": unsubscribe_url,
             "manage": manage_url or unsubscribe_url,
@@ -494,6 +494,12 @@ def _matches(pick: Pick) -> tuple[tuple[str, ...], tuple[str, ...]]:
     matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
     related = dict.fromkeys(collapse(k) for k in getattr(pick, "related", ()) or ())
     return matched, tuple(k for k in related if k in matched)
+
+
+def _count(picks: Sequence[Pick]) -> str:
+    """'3 papers' picked for the reader's topics: the popular filler is not counted among them."""
+    matches = sum(1 for pick in picks if not getattr(pick, "filler", False)) or len(picks)
+    return f"{matches} paper{'' if matches == 1 else 's'}"
 
 
 def _recorded_quote(pick: Pick) -> str | None:
