@@ -1,8 +1,17 @@
-"""Ranking quality: nDCG@10 of our ranker next to plain BM25 on judged queries over examples/.
+"""Ranking quality per half of the judged set: nDCG@10 next to plain BM25, label precision and
+recall, and what one like or dislike does, over the sample papers in examples/.
 
-Systems: plain BM25; "words only (before)", the lexical ranker alone (semantic_weight = 0, what
-shipped before the hybrid); "ours (defaults)", lexical fused with meaning; and the same without
-recency and popularity.
+Systems: plain BM25; "words only", the lexical ranker alone (semantic_weight = 0); "ours
+(defaults)", lexical fused with meaning; and the same without recency and popularity.
+
+Label precision: of the cards in each top 10 whose why line says they match a keyword (by words
+or by meaning), the share judged relevant (grade >= 1), over all queries of a half. Label recall:
+of the relevant papers that fit in a top 10 (each query's ten best graded), the share the ranker
+labels a match. A query with no relevant paper counts for precision only (its nDCG is undefined).
+
+Feedback: like the best paper of a query's first page and re-rank (nDCG@10 of the rest, before
+and after); dislike the first irrelevant paper of the first page (nDCG@10 before and after).
+Thresholds are set on the tuning half only; the test half is reported, never tuned on.
 
 Then the two cosine bands the meaning thresholds are set from, over the same papers: two abstracts'
 cosine (mean and sd: why feedback closeness is scaled to the window, not cut at a fixed cosine),
@@ -45,6 +54,7 @@ from newsletter.sources.paper import Paper
 from newsletter.text import split_keywords
 
 K = 10
+HALVES = ("tuning", "test")
 
 
 def ndcg(ranked_titles: Sequence[str], grades: dict[str, int], k: int = K) -> float:
@@ -73,47 +83,85 @@ class PlainBM25:
         return [self.papers[i].title for i in order[:K] if scores[i] > 0]
 
 
-def evaluate(judgements: Path, papers_path: Path) -> tuple[list[str], dict[str, list[float]]]:
-    """nDCG@10 per query for each system, so a test can check ours never falls behind plain."""
+Grades = dict[str, int]
+Outcome = tuple[str, float, float]  # query, nDCG@10 before, after
+
+
+def judged_queries(judgements: Path, half: str | None = None) -> tuple[date, list[dict[str, Any]]]:
+    """The issue date and the judged queries, of one half ("tuning" or "test") or of both."""
     judged = json.loads(judgements.read_text(encoding="utf-8"))
+    queries = [q for q in judged["queries"] if half is None or q["half"] == half]
+    return date.fromisoformat(judged["issue_date"]), queries
+
+
+def evaluate(
+    judgements: Path, papers_path: Path, half: str | None = None
+) -> tuple[list[str], dict[str, list[float]]]:
+    """nDCG@10 per query with relevant papers, for each system, so a test can compare them."""
+    issue, queries = judged_queries(judgements, half)
     papers = load_papers([papers_path]).papers
     titles = {p.title for p in papers}
-    issue = date.fromisoformat(judged["issue_date"])
     defaults = SelectionSettings()
     relevance_only = defaults.model_copy(update={"recency_weight": 0.0, "popularity_weight": 0.0})
     words_only = defaults.model_copy(update={"semantic_weight": 0.0})
     systems: dict[str, Callable[[str], list[str]]] = {
         "plain BM25": PlainBM25(papers).rank,
-        "words only (before)": _ours(papers, issue, words_only),
+        "words only": _ours(papers, issue, words_only),
         "ours (defaults)": _ours(papers, issue, defaults),
         "ours (relevance only)": _ours(papers, issue, relevance_only),
     }
     results: dict[str, list[float]] = {name: [] for name in systems}
-    for query in judged["queries"]:
+    asked = []
+    for query in queries:
         missing = set(query["relevant"]) - titles
         if missing:
             raise SystemExit(f"judged titles not in the sample papers: {sorted(missing)}")
+        if not query["relevant"]:
+            continue  # nDCG is undefined without a relevant paper; label precision still counts it
+        asked.append(query["keywords"])
         for name, rank in systems.items():
             results[name].append(ndcg(rank(query["keywords"]), query["relevant"]))
-    return [q["keywords"] for q in judged["queries"]], results
+    return asked, results
+
+
+def label_quality(
+    judgements: Path, papers_path: Path, settings: SelectionSettings, half: str | None = None
+) -> tuple[int, int, int, int]:
+    """(cards labelled a match in the top 10s, of them relevant, relevant papers that fit in a
+    top 10, of them labelled a match): label precision and label recall, summed over queries."""
+    issue, queries = judged_queries(judgements, half)
+    ranker = Ranker(load_papers([papers_path]).papers, issue, settings)
+    labelled = labelled_relevant = reachable = reached = 0
+    for query in queries:
+        keywords = split_keywords(query["keywords"])
+        grades: Grades = query["relevant"]
+        page = [s for s in ranker.rank(keywords, top=K) if s.matched]
+        labelled += len(page)
+        labelled_relevant += sum(1 for s in page if grades.get(s.paper.title, 0) > 0)
+        matches = {s.paper.title for s in ranker.rank(keywords) if s.matched}
+        best = sorted((t for t, g in grades.items() if g > 0), key=lambda t: -grades[t])[:K]
+        reachable += len(best)
+        reached += sum(1 for t in best if t in matches)
+    return labelled, labelled_relevant, reachable, reached
 
 
 def judged_ranker(
-    judgements: Path, papers_path: Path, settings: SelectionSettings
-) -> tuple[dict[str, Any], Ranker]:
-    """The judgements and a ranker over the sample papers on their issue date (the feedback checks)."""
-    judged = json.loads(judgements.read_text(encoding="utf-8"))
-    ranker = Ranker(load_papers([papers_path]).papers, date.fromisoformat(judged["issue_date"]), settings)
-    return judged, ranker
+    judgements: Path, papers_path: Path, settings: SelectionSettings, half: str | None = None
+) -> tuple[list[dict[str, Any]], Ranker]:
+    """The judged queries and a ranker over the sample papers on their issue date (the feedback checks)."""
+    issue, queries = judged_queries(judgements, half)
+    return queries, Ranker(load_papers([papers_path]).papers, issue, settings)
 
 
-def feedback_gain(judgements: Path, papers_path: Path, settings: SelectionSettings) -> tuple[float, float]:
-    """Mean nDCG@10 of the rest before and after liking the best paper of each query's first page."""
-    judged, ranker = judged_ranker(judgements, papers_path, settings)
-    before, after = [], []
-    for query in judged["queries"]:
+def feedback_gain(
+    judgements: Path, papers_path: Path, settings: SelectionSettings, half: str | None = None
+) -> list[Outcome]:
+    """Per query: nDCG@10 of the rest before and after liking the best paper of the first page."""
+    queries, ranker = judged_ranker(judgements, papers_path, settings, half)
+    found = []
+    for query in queries:
         keywords = split_keywords(query["keywords"])
-        grades: dict[str, int] = query["relevant"]
+        grades: Grades = query["relevant"]
         page = ranker.rank(keywords, top=K)
         if not page:
             continue
@@ -124,36 +172,42 @@ def feedback_gain(judgements: Path, papers_path: Path, settings: SelectionSettin
         rest = {t: g for t, g in grades.items() if t != best.paper.title}
         if not any(rest.values()):
             continue  # nothing left to find: the query says nothing about feedback
-        exclude = [best.paper.id]
-        before.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, exclude_ids=exclude)], rest))
+        without = ranker.rank(keywords, top=K, exclude_ids=[best.paper.id])
+        before = ndcg([s.paper.title for s in without], rest)
         taste = Taste.of(
             [(best.paper.id, vector)], [], {best.paper.id: ranker.telling_terms([best.paper])[0]}
         )
-        after.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, taste=taste)], rest))
-    return sum(before) / len(before), sum(after) / len(after)
+        after = ndcg([s.paper.title for s in ranker.rank(keywords, top=K, taste=taste)], rest)
+        found.append((query["keywords"], before, after))
+    return found
 
 
-def dislike_effect(judgements: Path, papers_path: Path, settings: SelectionSettings) -> tuple[float, float]:
-    """Mean nDCG@10 before and after disliking the first unjudged (irrelevant) paper of each first page.
+def dislike_effect(
+    judgements: Path, papers_path: Path, settings: SelectionSettings, half: str | None = None
+) -> list[Outcome]:
+    """Per query: nDCG@10 before and after disliking the first irrelevant paper of the first page.
 
     "Less like this" must not cost the reader the relevant papers that sit near an irrelevant one.
     """
-    judged, ranker = judged_ranker(judgements, papers_path, settings)
-    before, after = [], []
-    for query in judged["queries"]:
+    queries, ranker = judged_ranker(judgements, papers_path, settings, half)
+    found = []
+    for query in queries:
         keywords = split_keywords(query["keywords"])
-        grades: dict[str, int] = query["relevant"]
+        grades: Grades = query["relevant"]
         bad = [s for s in ranker.rank(keywords, top=K) if not grades.get(s.paper.title)]
         vector = ranker.vector_of(bad[0].paper.id) if bad else None
-        if not bad or vector is None:
+        if not bad or vector is None or not grades:
             continue
         worst = bad[0].paper
-        before.append(
-            ndcg([s.paper.title for s in ranker.rank(keywords, top=K, exclude_ids=[worst.id])], grades)
-        )
+        before = ndcg([s.paper.title for s in ranker.rank(keywords, top=K, exclude_ids=[worst.id])], grades)
         taste = Taste.of([], [(worst.id, vector)], {worst.id: ranker.telling_terms([worst])[0]})
-        after.append(ndcg([s.paper.title for s in ranker.rank(keywords, top=K, taste=taste)], grades))
-    return sum(before) / len(before), sum(after) / len(after)
+        after = ndcg([s.paper.title for s in ranker.rank(keywords, top=K, taste=taste)], grades)
+        found.append((query["keywords"], before, after))
+    return found
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def cosine_bands(papers_path: Path, per_keyword: int = 20) -> tuple[float, float, float, float, int]:
@@ -180,32 +234,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judgements", type=Path, default=ROOT / "benchmarks" / "judgements.json")
     parser.add_argument("--papers", type=Path, default=ROOT / "examples")
+    parser.add_argument("--per-query", action="store_true", help="Print each query's nDCG@10 too.")
     args = parser.parse_args()
-
-    queries, results = evaluate(args.judgements, args.papers)
-    print(f"{'query':34}" + "".join(f"{name:>24}" for name in results))
-    for i, query in enumerate(queries):
-        print(f"{query[:34]:34}" + "".join(f"{values[i]:>24.3f}" for values in results.values()))
-    label = f"mean nDCG@10 ({len(queries)} queries)"
-    means = {name: sum(v) / len(v) for name, v in results.items()}
-    print(f"{label:34}" + "".join(f"{value:>24.3f}" for value in means.values()))
-    gain = means["ours (defaults)"] - means["plain BM25"]
-    print(f"defaults vs plain BM25: {gain:+.3f}   target >= +0.030")
-    before, after = feedback_gain(args.judgements, args.papers, SelectionSettings())
-    print(
-        f"feedback: like the best paper of each query's first page, re-rank; nDCG@10 of the rest"
-        f" before {before:.3f}, after {after:.3f} ({after - before:+.3f})"
-    )
-    before, after = dislike_effect(args.judgements, args.papers, SelectionSettings())
-    print(
-        f"feedback: dislike the first irrelevant paper of each query's first page, re-rank; nDCG@10"
-        f" before {before:.3f}, after {after:.3f} ({after - before:+.3f})"
-    )
-    mean, sd, chance, quoted, keywords = cosine_bands(args.papers)
-    print(f"meaning: two abstracts' cosine {mean:.2f} +- {sd:.2f} (mean and sd over every pair)")
+    for half in HALVES:
+        report_half(args.judgements, args.papers, half, args.per_query)
+    mean_cos, sd, chance, quoted, keywords = cosine_bands(args.papers)
+    print(f"meaning: two abstracts' cosine {mean_cos:.2f} +- {sd:.2f} (mean and sd over every pair)")
     print(
         f"meaning: a keyword's cosine to a random abstract sentence: 99th percentile {chance:.2f},"
         f" {quoted:.1%} at or above {MIN_QUOTE_COSINE} ({keywords} title words and pairs, 20 sentences each)"
+    )
+
+
+def report_half(judgements: Path, papers: Path, half: str, per_query: bool) -> None:
+    """Every number of one half of the judged set, with the issue's targets beside them."""
+    queries, results = evaluate(judgements, papers, half)
+    asked = len(judged_queries(judgements, half)[1])
+    print(f"== {half} half: {asked} queries, {len(queries)} with relevant papers")
+    if per_query:
+        print(f"{'query':34}" + "".join(f"{name:>24}" for name in results))
+        for i, query in enumerate(queries):
+            print(f"{query[:34]:34}" + "".join(f"{values[i]:>24.3f}" for values in results.values()))
+    means = {name: mean(v) for name, v in results.items()}
+    print("mean nDCG@10   " + "   ".join(f"{name} {value:.3f}" for name, value in means.items()))
+    gain = means["ours (defaults)"] - means["plain BM25"]
+    print(f"defaults vs plain BM25: {gain:+.3f}   target >= +0.040")
+    settings = SelectionSettings()
+    labelled, right, reachable, reached = label_quality(judgements, papers, settings, half)
+    print(
+        f"label precision {right / max(labelled, 1):.3f} ({right} of {labelled} labelled cards relevant)"
+        f"   target >= 0.9"
+    )
+    print(
+        f"label recall {reached / max(reachable, 1):.3f} ({reached} of {reachable} relevant papers that"
+        f" fit in a top 10 labelled)   target >= 0.9"
+    )
+    liked = feedback_gain(judgements, papers, settings, half)
+    hurt = sum(1 for _, b, a in liked if a < b - 1e-9)
+    helped = sum(1 for _, b, a in liked if a > b + 1e-9)
+    before, after = mean([b for _, b, _ in liked]), mean([a for _, _, a in liked])
+    print(
+        f"like the best first-page paper: nDCG@10 of the rest {before:.3f} -> {after:.3f}"
+        f" ({after - before:+.3f}); helps {helped}, hurts {hurt} of {len(liked)} queries"
+        f"   target: rises, hurts <= 1 in 5"
+    )
+    disliked = dislike_effect(judgements, papers, settings, half)
+    before, after = mean([b for _, b, _ in disliked]), mean([a for _, _, a in disliked])
+    worst = min((a - b for _, b, a in disliked), default=0.0)
+    print(
+        f"dislike the first irrelevant first-page paper: nDCG@10 {before:.3f} -> {after:.3f}"
+        f" ({after - before:+.3f}); worst query {worst:+.3f}   target: no query below -0.010"
     )
 
 

@@ -138,6 +138,13 @@ class SmtpSettings(_Section):
             return False
 
 
+class Filler(StrEnum):
+    """What fills the rest of a digest when fewer papers than top_n match the reader's keywords."""
+
+    NOTHING = "nothing"  # a short digest is better than a padded one
+    POPULAR = "popular"  # the week's most upvoted papers, under their own heading
+
+
 class SelectionSettings(_Section):
     """How papers are scored and how many each subscriber gets."""
 
@@ -166,6 +173,27 @@ class SelectionSettings(_Section):
         ge=0,
         le=1,
         description="share of a keyword's relevance from meaning (embeddings), not words; 0 = words only",
+    )
+    match_words: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="relevance (window's best = 1) at which a paper holding a multi-word keyword's "
+        "words together (the phrase, or all within proximity_window) matches it",
+    )
+    match_one_word: float = Field(
+        default=0.3, ge=0, le=1, description="the same for a one-word keyword, often used in passing"
+    )
+    match_cosine: float = Field(
+        default=0.45,
+        ge=-1,
+        le=1,
+        description="cosine between keyword and paper at which a paper matches by meaning alone",
+    )
+    filler: Filler = Field(
+        default=Filler.NOTHING,
+        description="what fills a digest when fewer than top_n papers match: nothing (a shorter "
+        "digest) or popular (the week's most upvoted papers, in their own section)",
     )
     feedback_weight: float = Field(
         default=1.0,

@@ -85,13 +85,25 @@ def test_rank_explain_says_which_keywords_matched_by_meaning_and_what_feedback_a
     common = ["papers", "rank", "--papers", str(EXAMPLES), "--date", "2024-03-14"]
     ranked = run(*common, "--keywords", "music generation", "--json")
     liked = json.loads(ranked.stdout)[0]["id"]
-    result = run(*common, "--keywords", "voice synthesis", "--top", "20", "--like", liked, "--explain")
+    result = run(*common, "--keywords", "composing songs", "--top", "20", "--like", liked, "--explain")
     assert result.exit_code == 0, result.output
     text = result.stdout
-    assert "why: Close in meaning to your keywords: voice synthesis" in text
+    assert "why: Close in meaning to your keywords: composing songs" in text
     assert "(by meaning only: none of its words is in the paper)" in text
     assert "feedback +" in text and "x (close to a paper you liked " in text
     assert "why: Similar to a paper you liked" in text  # picked on feedback alone
+
+
+def test_rank_json_and_explain_agree_on_what_matched() -> None:
+    common = ["papers", "rank", "--papers", str(EXAMPLES), "--date", "2024-03-14", "--keywords"]
+    items = json.loads(run(*common, "passage ranking", "--json").stdout)
+    explained = run(*common, "passage ranking", "--explain").stdout
+    assert items[0]["title"].startswith("T2Ranking")
+    assert all(i["matched"] == ["passage ranking"] for i in items)  # below the floor: not listed at all
+    assert explained.count("why: Matches your keywords: passage ranking") + explained.count(
+        "why: Close in meaning to your keywords: passage ranking"
+    ) == len(items)
+    assert "TabSim" not in explained  # "ranking" alone once, 0.035 in all: no match
 
 
 def test_rank_window_days_limits_papers_to_the_days_before_the_issue() -> None:

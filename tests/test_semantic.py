@@ -24,11 +24,15 @@ def ids(scored: list[ScoredPaper]) -> list[str]:
 
 
 @pytest.mark.parametrize(("keyword", "expected"), [("voice", "tts"), ("materials science", "alloys")])
-def test_a_paraphrase_finds_the_paper_that_shares_no_word_with_it(keyword: str, expected: str) -> None:
+def test_a_paraphrase_close_enough_in_meaning_finds_the_paper_that_shares_no_word_with_it(
+    keyword: str, expected: str
+) -> None:
     papers = unrelated_papers()
     assert Ranker(papers, ISSUE, SelectionSettings(semantic_weight=0)).rank([keyword]) == []
-    picked = Ranker(papers, ISSUE, SelectionSettings()).rank([keyword], top=1)
+    picked = Ranker(papers, ISSUE, SelectionSettings(match_cosine=0.35)).rank([keyword], top=1)
     assert ids(picked) == [expected]
+    # Cosine 0.36-0.40: on the judged sample week, as often wrong as right; not a match by default.
+    assert Ranker(papers, ISSUE, SelectionSettings()).rank([keyword]) == []
 
 
 def test_a_word_match_still_outranks_a_match_in_meaning_only() -> None:

@@ -146,6 +146,7 @@ def scored_to_dict(scored: ScoredPaper, explain: bool) -> dict[str, Any]:
         "matched": scored.matched,
         "url": paper.url,
         "upvotes": paper.upvotes,
+        "filler": scored.filler,  # not a match: one of the week's popular papers (selection.filler)
     }
     if explain:
         item["parts"] = {k: round(v, 6) for k, v in scored.parts.items()}
@@ -156,6 +157,8 @@ def describe(place: int, scored: ScoredPaper, explain: bool, selection: Selectio
     """One line per paper; with --explain, why it was picked and how its score adds up."""
     paper = scored.paper
     line = f"{place:>2}. {scored.score:6.3f}  {paper.published.date().isoformat()}  {paper.title}"
+    if scored.filler:
+        line += "  (popular this week, not a match)"
     if not explain:
         return line
     every = scored.parts

@@ -41,6 +41,7 @@ class RecordedPick:
     feedback: float = 0.0
     related: list[str] = field(default_factory=list)
     quoted: str = ""  # the sentence the card quoted by meaning when sent; never worked out again
+    filler: bool = False  # one of the week's popular papers filling the digest, not a match
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def replay_delivery(
     quoted = recorded.get("quoted")
     if not isinstance(quoted, dict):
         quoted = {}
+    filler = set(recorded.get("filler") or ())
     picks = []
     for pid in record.papers:
         liked, weight = (float(value) for value in taste.get(pid, (0, 0)))
@@ -143,6 +145,7 @@ def replay_delivery(
                 weight,
                 list(related.get(pid, [])),
                 str(quoted.get(pid, "")),
+                pid in filler,
             )
         )
     now_hash = templates_hash(read_templates(template_dirs(settings)))

@@ -133,4 +133,7 @@ def reader_record(
         record["taste"] = taste
     if quoted:  # chosen by the model, which a replay may lack or have in another version: kept as sent
         record["quoted"] = dict(quoted)
+    filler = [p.paper.id for p in picks if getattr(p, "filler", False)]
+    if filler:  # the week's popular papers filling the digest, shown again under their own heading
+        record["filler"] = filler
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False)

@@ -47,20 +47,36 @@ class FieldIndex:
 
     def keyword_vector(self, keyword_terms: Sequence[str]) -> np.ndarray:
         """Relevance of every paper to one keyword, 0..1, where 1 is the window's best match."""
+        return self.keyword_match(keyword_terms)[0]
+
+    def keyword_match(self, keyword_terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The keyword's relevance vector, and which papers hold its words together.
+
+        Together: every term, and for a multi-word keyword the phrase or its words within
+        proximity_window of each other; one of its words ('speech' of 'parts-of-speech' for
+        'speech synthesis') never is.
+        """
         unique = list(dict.fromkeys(keyword_terms))
+        together = np.zeros(self.size, dtype=bool)
         if not unique or self.size == 0:
-            return np.zeros(self.size, dtype=np.float32)
+            return np.zeros(self.size, dtype=np.float32), together
         per_term = np.stack([self.term_scores(t) for t in unique])
         present = per_term > 0
         boosted = per_term.sum(axis=0)
         if len(unique) > 1:
             for index in np.flatnonzero(present.all(axis=0)):
-                boosted[index] *= 1.0 + self._proximity_bonus(int(index), list(keyword_terms))
+                closeness = self._closeness(int(index), list(keyword_terms))
+                boosted[index] *= 1.0 + self.settings.phrase_boost * closeness
+                together[index] = closeness > 0
+        else:
+            together = present[0]
         # A paper must hold enough of the keyword's rare terms: 'models' alone is no match
         # for 'diffusion models', while 'reasoning' alone still half-matches 'math reasoning'.
         raw = np.where(idf_coverage(present) >= self.settings.min_coverage, boosted, 0.0)
         best = float(boosted.max())
-        return (raw / best).astype(np.float32) if best > 0 else np.zeros(self.size, dtype=np.float32)
+        if best <= 0:
+            return np.zeros(self.size, dtype=np.float32), together
+        return (raw / best).astype(np.float32), together
 
     def telling_terms(self, title: Sequence[str], body: Sequence[str], count: int) -> tuple[str, ...]:
         """A text's most telling terms: frequent in it (title terms count title_weight), rare in the window.
@@ -99,13 +115,16 @@ class FieldIndex:
         where = np.flatnonzero(row)
         return where, row[where]
 
-    def _proximity_bonus(self, index: int, keyword_terms: list[str]) -> float:
-        """Full phrase boost when the terms appear in order and adjacent; less the further apart."""
+    def _closeness(self, index: int, keyword_terms: list[str]) -> float:
+        """1 when the terms appear in order and adjacent, less the further apart, 0 beyond the window.
+
+        The share of phrase_boost a paper gets, and whether it holds the keyword's words together.
+        """
         title_pos, body_pos = self._term_positions(index)
         best_gap: int | None = None
         for positions in (title_pos, body_pos):
             if _has_phrase(positions, keyword_terms):
-                return self.settings.phrase_boost
+                return 1.0
             span = min_span([positions.get(t, []) for t in dict.fromkeys(keyword_terms)])
             if span is not None:
                 gap = span - len(set(keyword_terms))
@@ -113,7 +132,7 @@ class FieldIndex:
         window = self.settings.proximity_window
         if best_gap is None or best_gap > window:
             return 0.0
-        return self.settings.phrase_boost * 0.5 * (1.0 - best_gap / (window + 1))
+        return 0.5 * (1.0 - best_gap / (window + 1))
 
     def _term_positions(self, index: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         cached = self._positions.get(index)

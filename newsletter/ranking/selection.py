@@ -8,14 +8,14 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 
-from ..settings import SelectionSettings
+from ..settings import Filler, SelectionSettings
 from ..sources.paper import Paper
 from ..text import split_keywords
 from .acronyms import Acronyms, short_form
 from .authors import AUTHOR_PREFIX, author_name, author_vector
 from .feedback import TERMS_KEPT, FeedbackEffect, Taste, feedback_effect
 from .keywordscore import FieldIndex
-from .semantic import MIN_COSINE_ALONE, EmbeddingModel, load_model, paper_text, similarity_scores
+from .semantic import EmbeddingModel, load_model, paper_text, similarity_scores
 from .sentences import Closest, SentenceMeaning
 from .textmatch import normalise_keyword, terms
 
@@ -29,8 +29,10 @@ from .textmatch import normalise_keyword, terms
 # scaled so the window's best paper for that keyword scores 1 (keywordscore.py); meaning is the
 # cosine of paper and keyword vectors, above the window's mean + 1 sd, scaled so the closest
 # scores 1 (semantic.py). Both are worked out once per distinct keyword, so a subscriber costs
-# the same few array ops either way. With keywords, only papers whose relevance exceeds
-# min_relevance are picked.
+# the same few array ops either way. With keywords, only papers that match one (the match
+# floor, _relevance) with relevance above min_relevance are picked; the rest of the digest is
+# left short or filled with the week's popular papers, marked as such (selection.filler).
+_MATCH_SCORE_MIN = 1e-3
 _NO_ROW = -1
 _NEG_INF = float("-inf")
 _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier index) first
@@ -39,7 +41,7 @@ _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier inde
 class ScoredPaper:
     """One paper picked for one subscriber; why it scored is worked out only when asked."""
 
-    __slots__ = ("_index", "_keys", "_ranker", "disliked", "feedback", "liked", "paper", "score")
+    __slots__ = ("_index", "_keys", "_ranker", "disliked", "feedback", "filler", "liked", "paper", "score")
 
     def __init__(
         self,
@@ -49,6 +51,8 @@ class ScoredPaper:
         index: int,
         keys: tuple[tuple[str, int], ...],
         feedback: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        *,
+        filler: bool = False,
     ) -> None:
         self.paper = paper
         self.score = score
@@ -58,6 +62,8 @@ class ScoredPaper:
         # The reader's feedback part of the score, and how close (0..1) it is to a paper they liked
         # and to one they disliked.
         self.feedback, self.liked, self.disliked = feedback
+        # Not a match: one of the week's popular papers filling the digest (selection.filler).
+        self.filler = filler
 
     @property
     def matched(self) -> list[str]:
@@ -121,6 +127,7 @@ class Ranker:
         self._by_terms: dict[str, int] = {}
         self._acronyms: Acronyms | None = None
         self._sentences: SentenceMeaning | None = None
+        self._by_popularity: list[int] | None = None
 
     def rank(
         self,
@@ -160,10 +167,25 @@ class Ranker:
             scores = scores + weight * effect.net
             scores[effect.banned] = -np.inf
             exclude_ids = [*exclude_ids, *taste.liked_ids, *taste.disliked_ids]
-        if exclude_ids:
-            hidden = [self._position[i] for i in exclude_ids if i in self._position]
+        hidden = [self._position[i] for i in exclude_ids if i in self._position]
+        if hidden:
             scores[hidden] = -np.inf
-        return self._top(scores, len(scores) if top is None else top, keys, effect)
+        size = len(scores) if top is None else top
+        picked = self._top(scores, size, keys, effect)
+        if keys and self.settings.filler is Filler.POPULAR and len(picked) < size:
+            blocked = set(hidden) | {p._index for p in picked}
+            if effect is not None:
+                blocked.update(np.flatnonzero(effect.banned).tolist())
+            picked.extend(self._popular(size - len(picked), blocked))
+        return picked
+
+    def _popular(self, count: int, blocked: Collection[int]) -> list[ScoredPaper]:
+        """The window's most upvoted papers (newer first among equals), to fill a digest's own section."""
+        if self._by_popularity is None:
+            order = np.lexsort((np.arange(len(self.papers)), -self.popularity))
+            self._by_popularity = [i for i in order.tolist() if self.popularity[i] > 0]
+        chosen = [i for i in self._by_popularity if i not in blocked][:count]
+        return [ScoredPaper(self.papers[i], float(self._base[i]), self, i, (), filler=True) for i in chosen]
 
     def _fits(self, taste: Taste) -> bool:
         """Feedback vectors from the same model as this issue's (a changed model ignores old ones)."""
@@ -266,18 +288,27 @@ class Ranker:
         return row
 
     def _relevance(self, keyword: str, normal: str) -> tuple[np.ndarray, np.ndarray]:
-        """Lexical relevance fused with meaning (what one keyword row holds), and where words matched."""
-        lexical = self._index.keyword_vector(normal.split())
+        """One keyword row: relevance where the paper matches (0 elsewhere), and where it matched by words.
+
+        A paper matches a keyword when it holds the keyword's words together (the phrase, or all of
+        them close) with enough relevance, or when its meaning is close for certain; below that
+        floor it is no match and scores nothing here, so the card, --explain and --json all call
+        the same papers matches.
+        """
+        words = normal.split()
+        lexical, together = self._index.keyword_match(words)
+        s = self.settings
+        floor = s.match_one_word if len(set(words)) == 1 else s.match_words
+        by_words = together & (lexical >= floor)
         if self._model is None:
-            return lexical, lexical > 0
+            return np.where(by_words, lexical, 0.0).astype(np.float32), by_words
         cosines = self.cosines(self.meaning_text(keyword))
-        # Meaning re-ranks the papers that share words with the keyword; alone, it brings in a
-        # paper only when it is close for certain: a static model finds some paper 'related' to
-        # anything (a surgery video to 'basket weaving'), and a reader notices that at once.
-        meaning = np.where((lexical > 0) | (cosines >= MIN_COSINE_ALONE), similarity_scores(cosines), 0.0)
-        weight = self.settings.semantic_weight
-        fused: np.ndarray = ((1.0 - weight) * lexical + weight * meaning).astype(np.float32)
-        return fused, lexical > 0
+        matched = by_words | (cosines >= s.match_cosine)
+        weight = s.semantic_weight
+        fused = (1.0 - weight) * lexical + weight * similarity_scores(cosines)
+        # A match always counts a little, even where the window's scale puts its meaning at 0.
+        row: np.ndarray = np.where(matched, np.maximum(fused, _MATCH_SCORE_MIN), 0.0).astype(np.float32)
+        return row, by_words
 
     def meaning_text(self, keyword: str) -> str:
         """What a keyword's vector is made of: its words, and the long forms of its acronyms."""

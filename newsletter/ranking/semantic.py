@@ -27,7 +27,6 @@ _TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
 INSTALL_HINT = "install it with: pip install 'wordllama>=0.4,<0.5'"
 WORD_CACHE_SIZE = 200_000  # distinct words whose token ids are kept; bounded against hostile text
 MAX_TEXT_CHARS = 8_000
-MIN_COSINE_ALONE = 0.2  # a paper sharing no word with a keyword needs this much to count at all
 MAPPED_FROM_TEXTS = 8  # a batch this big (an issue's papers) reads the mapped table, then unmaps it
 MIN_COSINE = 0.15  # below this cosine no text is related, however the window's papers compare
 

@@ -48,6 +48,10 @@ SENTENCE_OPEN = f'<span class="{SENTENCE_CLASS}">'  # unstyled: a theme whose ca
 SUBJECT_MAX = 68  # inboxes show about 70 characters on a phone
 _PER_READER = ("more", "less", "fbopen", "fbclose")  # card slots filled for each reader, after the cache
 # The bound keeps a builder's memory flat; benchmarks/bench_render.py prints what the caches hold.
+# Above the week's popular papers that fill a short digest (selection.filler = "popular"):
+# a reader must never take them for matches of their keywords.
+POPULAR_HEADING = "Popular this week"
+POPULAR_NOTE = "Not matches for your keywords: the week's most upvoted papers."
 _CARD_CACHE_MAX = 5_000  # filled cards kept per issue: enough for shared profiles, bounded memory
 
 
@@ -145,6 +149,7 @@ class DigestRenderer:
         self._texts: dict[_WhyKey, tuple[str, str]] = {}  # the card's text, and its quote by meaning
         # The quoted sentence's <span> with the theme's CSS inlined: it is filled in after inlining.
         self._sentence_open: str | None = None
+        self._popular_html: str | None = None  # the popular section's heading, inlined on first use
         self._templates = {
             name: self._load(name)
             for name in (HTML_TEMPLATE, TEXT_TEMPLATE, CARD_HTML_TEMPLATE, CARD_TEXT_TEMPLATE)
@@ -368,7 +373,7 @@ class DigestRenderer:
         values = {
             "name": name,
             "keywords": ", ".join(keywords),
-            "count": f"{len(picks)} paper{'' if len(picks) == 1 else 's'}",
+            "count": _count(picks),
             "preheader": self._preheader(picks, keywords),
             "unsubscribe": unsubscribe_url,
             "manage": manage_url or unsubscribe_url,
@@ -376,9 +381,7 @@ class DigestRenderer:
         html_values = {key: str(escape(value)) for key, value in values.items()}
         profile = tuple(subscriber.keywords)
         links = [feedback_url(pick.paper.id) if feedback_url else "" for pick in picks]
-        html_values["cards"] = "".join(
-            self._card_html(pick, profile, link) for pick, link in zip(picks, links, strict=True)
-        )
+        cards = [self._card_html(pick, profile, link) for pick, link in zip(picks, links, strict=True)]
         texts = []
         quoted: dict[str, str] = {}
         for pick, link in zip(picks, links, strict=True):
@@ -386,6 +389,11 @@ class DigestRenderer:
             texts.append(text)
             if quote:
                 quoted[pick.paper.id] = quote
+        first_filler = next((i for i, pick in enumerate(picks) if getattr(pick, "filler", False)), None)
+        if first_filler is not None:
+            cards.insert(first_filler, self._popular_heading())
+            texts.insert(first_filler, f"== {POPULAR_HEADING} ==\n{POPULAR_NOTE}\n")
+        html_values["cards"] = "".join(cards)
         values["cards"] = "\n".join(texts)
         return RenderedDigest(
             subject=self._subject(picks, bool(keywords)),
@@ -393,6 +401,22 @@ class DigestRenderer:
             text=text_shell.fill(values),
             quoted=quoted,
         )
+
+    def _popular_heading(self) -> str:
+        """The popular section's heading, styled by the theme (one premailer call per issue, if any)."""
+        if self._popular_html is None:
+            marker = f"<!--{self._marker}:popular-->"
+            heading = (
+                '<table role="presentation" class="fixed" width="100%" cellpadding="0" cellspacing="0"'
+                f' border="0"><tr><td class="intro"><p><strong>{escape(POPULAR_HEADING)}</strong></p>'
+                f"<p>{escape(POPULAR_NOTE)}</p></td></tr></table>"
+            )
+            page = self._inline(
+                self._run(HTML_TEMPLATE, self._shell_context((False, False, True), marker + heading + marker))
+            )
+            found = re.search(f"{marker}(.*?){marker}", page, re.DOTALL)
+            self._popular_html = found.group(1) if found else heading
+        return self._popular_html
 
     def _card_text(self, pick: Pick, feedback_url: str) -> tuple[str, str]:
         """The plain-text card, plus the reason line and the reader's two feedback links; and the
@@ -470,6 +494,12 @@ def _matches(pick: Pick) -> tuple[tuple[str, ...], tuple[str, ...]]:
     matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
     related = dict.fromkeys(collapse(k) for k in getattr(pick, "related", ()) or ())
     return matched, tuple(k for k in related if k in matched)
+
+
+def _count(picks: Sequence[Pick]) -> str:
+    """'3 papers' picked for the reader's topics: the popular filler is not counted among them."""
+    matches = sum(1 for pick in picks if not getattr(pick, "filler", False)) or len(picks)
+    return f"{matches} paper{'' if matches == 1 else 's'}"
 
 
 def _recorded_quote(pick: Pick) -> str | None:

@@ -63,7 +63,7 @@ def cut_abstract(text: str, words: int = ABSTRACT_WORDS) -> tuple[str, bool]:
             break
     result = " ".join(kept)
     if count > words * 1.5:  # one giant sentence: cut at a word instead
-        result = " ".join(result.split()[:words]).rstrip(",;:") + "\u2026"
+        result = " ".join(result.split()[:words]).rstrip(",;:.") + "\u2026"  # never "challenge.…"
     return result, result != text
 
 

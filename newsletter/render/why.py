@@ -11,6 +11,7 @@ from ..ranking.authors import author_name
 from ..ranking.feedback import LIKED_ALONE
 from ..ranking.textmatch import terms
 from ..sources.paper import Paper
+from .highlight import keyword_spans, keyword_terms, text_terms
 from .text import collapse, split_sentences
 
 if TYPE_CHECKING:
@@ -104,20 +105,48 @@ def sentences_of(abstract: str) -> tuple[str, ...]:
     return tuple(split_sentences(collapse(abstract)))
 
 
-def _bounded(sentence: str) -> str:
-    return sentence if len(sentence) <= SENTENCE_MAX else sentence[: SENTENCE_MAX - 1] + "\u2026"
+def _bounded(sentence: str, keyword: str = "") -> str:
+    """At most SENTENCE_MAX characters, cut between words and around the keyword, never through it."""
+    if len(sentence) <= SENTENCE_MAX:
+        return sentence
+    start, end = _keyword_at(sentence, keyword)
+    room = SENTENCE_MAX - 2  # for an ellipsis at either end
+    # The keyword about a third of the way in, the window kept inside the sentence.
+    first = max(0, min(start - (room - (end - start)) // 3, len(sentence) - room))
+    last = min(len(sentence), first + room)
+    if first > 0 and not sentence[first - 1].isspace():  # start at the next word
+        first = sentence.find(" ", first, start) + 1 or first
+    if last < len(sentence) and not sentence[last].isspace():  # end after the last whole word
+        last = max(sentence.rfind(" ", end, last), end)
+    cut = sentence[first:last].strip()
+    if last < len(sentence):
+        cut = cut.rstrip(",;:.") + "\u2026"  # "challenge…", never "challenge.…"
+    return ("\u2026" if first > 0 else "") + cut
+
+
+def _keyword_at(sentence: str, keyword: str) -> tuple[int, int]:
+    """Where the keyword (its phrase, else its first word) sits in the sentence; (0, 0) if nowhere."""
+    spans = keyword_spans(sentence, keyword) if keyword else ()
+    if spans:
+        return spans[0]
+    wanted = set(keyword_terms(keyword)) if keyword else set()
+    return next(((start, end) for start, end, term in text_terms(sentence) if term in wanted), (0, 0))
 
 
 def _hidden_match(paper: Paper, topics: Sequence[str], shown_abstract: str) -> str:
-    """The abstract's sentence holding a keyword that neither the title nor the teaser shows."""
-    if not topics:
-        return ""
-    visible = set(terms(f"{paper.title} {shown_abstract}"))
+    """The abstract's sentence holding a keyword that neither the title nor the teaser shows.
+
+    Shown means highlighted, as the card marks it: the keyword's phrase, so "ranking" alone in a
+    title does not show "passage ranking". Its phrase in a sentence is quoted first, else a
+    sentence holding all its words (a match by words close together).
+    """
     for topic in topics:
-        wanted = set(terms(topic))
-        if not wanted or wanted & visible:
+        wanted = set(keyword_terms(topic))
+        if not wanted or keyword_spans(paper.title, topic) or keyword_spans(shown_abstract, topic):
             continue
-        for sentence in sentences_of(paper.abstract):
-            if wanted <= set(terms(sentence)):
-                return _bounded(sentence)
+        sentences = sentences_of(paper.abstract)
+        found = next((s for s in sentences if keyword_spans(s, topic)), None)
+        found = found or next((s for s in sentences if wanted <= set(terms(s))), None)
+        if found:
+            return _bounded(found, topic)
     return ""

@@ -54,9 +54,13 @@ def parse_datetime(value: object) -> datetime:
 
 
 def require_text(value: object, name: str) -> str:
-    """Title and abstract are what we rank and show; a record without them is useless."""
+    """Title and abstract are what we rank and show; a record without them is useless.
+
+    Every reader's titles and abstracts pass here: their TeX is made plain text once (cleantext).
+    """
     from ..text import squash_whitespace
+    from .cleantext import clean_text
 
     if not isinstance(value, str) or not value.strip():
         raise BadRecord(f"missing {name}")
-    return squash_whitespace(value)
+    return clean_text(squash_whitespace(value))
