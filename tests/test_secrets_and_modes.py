@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
 import stat
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from click.testing import CliRunner
 from helpers.deliveries import database
 from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
 
+import newsletter
 from newsletter.cli.app import main
 from newsletter.errors import ConfigError
 from newsletter.safety.secretkey import require_strong_secret, secret_weakness
@@ -96,6 +100,38 @@ def test_doctor_fails_a_weak_secret_for_a_remote_server(tmp_path: Path) -> None:
     assert result.exit_code == 1
     line = next(line for line in result.stdout.splitlines() if line[5:].startswith("secret:"))
     assert line.startswith("FAIL secret: NEWSLETTER_SECRET uses only 1 different characters")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("previous", ["x", "a" * 40])
+def test_serve_refuses_a_weak_previous_secret_before_answering_any_link(project: Path, previous: str) -> None:
+    # Before: links forged with NEWSLETTER_SECRET_PREVIOUS=x unsubscribed readers and opened /manage.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env |= {"NEWSLETTER_SECRET": STRONG, "NEWSLETTER_SECRET_PREVIOUS": previous}
+    env["PYTHONPATH"] = str(Path(newsletter.__file__).resolve().parents[1])  # this checkout's code
+    command = [sys.executable, "-m", "newsletter", "serve", "--port", str(free_port())]
+    # An old serve would run until killed: the timeout only ends that failure.
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Error: NEWSLETTER_SECRET_PREVIOUS "), done.stderr
+    assert "too weak to check links with" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("previous", "verdict"), [("x", "FAIL"), ("a" * 40, "FAIL"), (STRONG[::-1], "ok  ")])
+def test_doctor_checks_the_previous_secret_like_the_secret(
+    project: Path, monkeypatch: pytest.MonkeyPatch, previous: str, verdict: str
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", STRONG)
+    monkeypatch.setenv("NEWSLETTER_SECRET_PREVIOUS", previous)
+    result = CliRunner().invoke(main, ["doctor"])
+    line = next(line for line in result.stdout.splitlines() if line[5:].startswith("secret_previous:"))
+    assert line.startswith(f"{verdict} secret_previous: NEWSLETTER_SECRET_PREVIOUS"), line
+    assert result.exit_code == (1 if verdict == "FAIL" else 0), result.output
 
 
 def mode(path: Path) -> int:
