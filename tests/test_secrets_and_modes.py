@@ -10,18 +10,16 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 import warnings
-from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
 from helpers.deliveries import database
-from helpers.signup_site import link_in, outbox
 from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
 from helpers.uvicorn_thread import serving
+from helpers.web_reader import sign_up_and_confirm
 
 import newsletter
 from newsletter.cli.app import main
@@ -176,20 +174,6 @@ def test_outbox_log_and_ledger_of_a_send_are_owner_only(project: Path, open_umas
     assert (project / "logs" / "newsletter.log").read_text()  # and the log is written
 
 
-def form_fields(html: str) -> dict[str, str]:
-    """The hidden and filled fields of the first form on a page."""
-    return dict(re.findall(r'name="(\w+)" value="([^"]*)"', html))
-
-
-def first_mail(root: Path) -> EmailMessage:
-    """The first message in the outbox, waiting for it: serve mails after it has answered."""
-    deadline = time.monotonic() + 30
-    while not (mails := outbox(root)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert mails, "no confirmation mail in the outbox"
-    return mails[0]
-
-
 def created_since(root: Path, before: set[Path]) -> dict[str, int]:
     return {str(p.relative_to(root)): mode(p) for p in sorted(root.rglob("*")) if p not in before}
 
@@ -203,11 +187,7 @@ def test_every_file_a_web_sign_up_a_send_an_export_and_a_preview_create_is_owner
     before = set(project.rglob("*"))
     settings = load_settings(project / "newsletter.toml")
     with serving(create_app(settings)) as base, httpx.Client(base_url=base) as browser:
-        fields = form_fields(browser.get("/subscribe").text)
-        fields |= {"email": "new@example.org", "name": "New", "keywords": "diffusion", "frequency": "weekly"}
-        assert browser.post("/subscribe", data=fields).status_code == 200
-        confirm = link_in(first_mail(project), "/confirm")
-        assert browser.post("/confirm", data=form_fields(browser.get(confirm).text)).status_code == 200
+        sign_up_and_confirm(browser, project, "new@example.org", "New", "diffusion")
     runner = CliRunner()
     assert "1 sent" in runner.invoke(main, ["send"]).output
     assert runner.invoke(main, ["subscribers", "export", "-o", "readers.csv"]).exit_code == 0
