@@ -21,7 +21,10 @@ def mail_to(root: Path, address: str) -> EmailMessage:
     """The newest message to `address` in the outbox, waiting for it: serve mails after it answers."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = [m for m in outbox(root) if address in str(m["To"])]
+        try:
+            found = [m for m in outbox(root) if address in str(m["To"])]
+        except FileNotFoundError:  # the outbox is being made: its new/ is there, its cur/ not yet
+            found = []
         if found:
             return found[-1]
         time.sleep(0.05)
