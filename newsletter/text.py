@@ -47,14 +47,20 @@ def scrub_controls(text: str) -> str:
     Controls and line breaks fold to a space, bidi controls are dropped, and what markup cannot
     hold (noncharacters, lone surrogates) goes too, so the text is also safe in any markup.
     """
-    if not _UNSAFE.search(text):
+    if _is_clean(text):
         return text
     return strip_forbidden_chars(_CONTROL_RUN.sub(" ", _BIDI.sub("", text)))
 
 
+def _is_clean(text: str) -> bool:
+    # isprintable() is one scan in C and false for every control, bidi control (format characters),
+    # separator but the space, surrogate and noncharacter: the search only runs for the rest.
+    return text.isprintable() or not _UNSAFE.search(text)
+
+
 def scrub_cells(row: list[str]) -> list[str]:
     """A row of CSV cells scrubbed; one search for the whole row, as nearly every row is clean."""
-    return [scrub_controls(cell) for cell in row] if _UNSAFE.search("".join(row)) else row
+    return row if _is_clean("".join(row)) else [scrub_controls(cell) for cell in row]
 
 
 def one_line(text: str) -> str:
