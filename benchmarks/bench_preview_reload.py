@@ -28,6 +28,7 @@ import httpx
 import uvicorn
 
 from newsletter.preview.app import create_preview_app
+from newsletter.preview.owner import cookie_name, new_owner_token
 from newsletter.preview.session import PreviewSession
 from newsletter.settings import load_settings
 
@@ -41,7 +42,10 @@ def main() -> None:
         shutil.copy(REPO / "newsletter.toml", project / "newsletter.toml")
         for name in ("examples", "subscribers", "templates"):
             shutil.copytree(REPO / name, project / name)
-        app = create_preview_app(PreviewSession(load_settings(project / "newsletter.toml")))
+        token = new_owner_token()
+        app = create_preview_app(
+            PreviewSession(load_settings(project / "newsletter.toml")), owner_token=token
+        )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
@@ -49,18 +53,19 @@ def main() -> None:
         thread.start()
         while not server.started:
             time.sleep(0.01)
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        port = sock.getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
         try:
-            measure(base, project / "templates" / "digest.html", args.saves)
+            measure(base, project / "templates" / "digest.html", args.saves, {cookie_name(port): token})
         finally:
             app.state.api.close()
             server.should_exit = True
             thread.join(10)
 
 
-def measure(base: str, template: Path, saves: int) -> None:
+def measure(base: str, template: Path, saves: int, owner: dict[str, str]) -> None:
     query = {"subscriber": "alice@example.org"}
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, cookies=owner) as client:
         client.get(f"{base}/api/message", params=query)  # warm: the issue is loaded once
         original = template.read_text(encoding="utf-8")
         event_ms, page_ms = [], []

@@ -34,6 +34,7 @@ TOP_LEVEL_KEYS = frozenset(
         "sources",
         "fetch",
         "serve",
+        "preview",
         "cache_dir",
         "issue_date",
         "default_list",

@@ -14,7 +14,14 @@ from .delivery import EmbeddedServer, SmtpTarget
 from .delivery.smtp import ServerFailure, Step, close_connection, open_connection
 from .errors import NewsletterError
 from .render.digest import make_environment, template_dirs
-from .safety.secretkey import HOW_TO_MAKE, MIN_LENGTH, secret_weakness
+from .safety.secretkey import (
+    HOW_TO_MAKE,
+    MIN_LENGTH,
+    PREVIOUS_FIX,
+    PREVIOUS_NAME,
+    previous_weakness,
+    secret_weakness,
+)
 from .settings import Settings
 from .store import SCHEMA_VERSION
 from .store.status import database_health
@@ -140,6 +147,11 @@ def check_links(settings: Settings) -> Iterator[Check]:
             f"NEWSLETTER_SECRET {weakness}" + ("" if needed else " (fine for the embedded outbox)"),
             f"set it to at least {MIN_LENGTH} random characters, e.g. `{HOW_TO_MAKE}`",
         )
+    if settings.secret_previous:
+        # Every command that checks links refuses a weak one (mail/tokens.py), local trials too.
+        weak = previous_weakness(settings.secret_previous)
+        detail = f"{PREVIOUS_NAME} {weak}" if weak else f"{PREVIOUS_NAME} is set (links it signed still work)"
+        yield Check("secret_previous", weak is None, detail, PREVIOUS_FIX)
     if settings.base_url and not settings.base_url.startswith("https://") and not local:
         yield Check(
             "base_url",

@@ -62,8 +62,8 @@ def atomic_write_text(path: Path, text: str, *, private: bool = False) -> None:
     atomic_write(path, write, private=private)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`."""
+def atomic_write_bytes(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Replace `path` with `data`; `private` as in atomic_write."""
 
     def fill(fd: int) -> None:
         with os.fdopen(fd, "wb") as out:
@@ -71,7 +71,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
 
-    _replace(path, fill)
+    _replace(path, fill, private)
 
 
 def atomic_install(finished: Path, path: Path) -> None:

@@ -249,6 +249,15 @@ class BounceSettings(_Section):
     )
 
 
+class PreviewSettings(_Section):
+    """`preview --serve`'s "send me this" (see newsletter/preview/session.py)."""
+
+    send_to: list[str] = Field(
+        default_factory=list,
+        description="addresses 'send me this' may mail, besides sender.address and sender.reply_to",
+    )
+
+
 class DkimSettings(_Section):
     """Optional DKIM signing of every message."""
 
@@ -294,6 +303,7 @@ class Settings(BaseModel):
     sources: list[SourceSettings] = Field(default_factory=list)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    preview: PreviewSettings = Field(default_factory=PreviewSettings)
     cache_dir: Path = Path("papers-cache")
     issue_date: date | None = None
     default_list: str = DEFAULT_LIST

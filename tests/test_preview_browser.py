@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 from helpers.browser import CHROMEDRIVER, CHROMIUM, needs_chromedriver
+from helpers.preview_owner import OWNER_TOKEN, serving_preview
 from helpers.smtp_servers import LoopbackServer, RecordingHandler
-from helpers.uvicorn_thread import serving
 
-from newsletter.preview.app import create_preview_app
 from newsletter.preview.session import PreviewSession
 from newsletter.settings import load_settings
 
@@ -56,9 +55,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
 
 @pytest.fixture
 def page(project: Path, browser: Chrome) -> Iterator[Chrome]:
-    app = create_preview_app(PreviewSession(load_settings(project / "newsletter.toml")))
-    with serving(app, app.state.api.close) as base:
-        browser.get(base + "/")
+    with serving_preview(PreviewSession(load_settings(project / "newsletter.toml")), watch=True) as base:
+        browser.get(f"{base}/?token={OWNER_TOKEN}")  # as the owner opens the printed address
         yield browser
 
 
@@ -157,10 +155,10 @@ def test_send_me_this_from_the_page_delivers_the_shown_digest(
     with LoopbackServer(RecordingHandler()) as smtp:
         config = project / "newsletter.toml"
         text = config.read_text().replace('host = "embedded"', f'host = "127.0.0.1"\nport = {smtp.port}')
+        text += '\n[preview]\nsend_to = ["designer@example.net"]\n'
         config.write_text(text.replace("port = 587\n", ""))
-        app = create_preview_app(PreviewSession(load_settings(config)), watch=False)
-        with serving(app, app.state.api.close) as base:
-            browser.get(base + "/")
+        with serving_preview(PreviewSession(load_settings(config))) as base:
+            browser.get(f"{base}/?token={OWNER_TOKEN}")
             wait_for(browser, "return !document.getElementById('sendbutton').disabled", "the send form")
             click(browser, '#readers button[data-email="alice@example.org"]')
             wait_for(browser, f"{FRAME_TEXT}.includes('Hi Alice,')", "alice's digest in the frame")

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from helpers.preview_owner import owner_headers, serving_preview
 from helpers.smtp_servers import LoopbackServer, RecordingHandler
-from helpers.uvicorn_thread import serving
 
 from newsletter.preview.app import ACTION_HEADER, create_preview_app
 from newsletter.preview.colorscheme import Scheme, force_scheme
@@ -26,7 +26,8 @@ ALICE = "alice@example.org"
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
+    """A GET as the owner's browser makes it (with the preview's cookie)."""
+    request = urllib.request.Request(url, headers={**owner_headers(url), **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, dict(answer.headers), answer.read()
@@ -35,9 +36,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
 
 
 def post(url: str, body: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}
-    )
+    headers = {"Content-Type": "application/json", **owner_headers(url), **headers}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())
@@ -52,8 +52,7 @@ def session(project: Path) -> PreviewSession:
 
 @pytest.fixture
 def base(session: PreviewSession) -> Iterator[str]:
-    app = create_preview_app(session, watch=False)
-    with serving(app, app.state.api.close) as url:
+    with serving_preview(session) as url:
         yield url
 
 
@@ -114,7 +113,8 @@ def test_requests_for_other_host_names_are_refused(base: str) -> None:
 
 def headers_of(url: str, method: str = "GET", host: str | None = None) -> dict[str, str]:
     """The answer's headers only: the event stream never ends, so no body is read."""
-    request = urllib.request.Request(url, method=method, headers={"Host": host} if host else {})
+    headers = {**owner_headers(url), **({"Host": host} if host else {})}
+    request = urllib.request.Request(url, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return {name.lower(): value for name, value in answer.headers.items()}
@@ -123,7 +123,8 @@ def headers_of(url: str, method: str = "GET", host: str | None = None) -> dict[s
 
 
 def test_every_preview_answer_carries_the_header_policy_of_serve(base: str, session: PreviewSession) -> None:
-    paths = [getattr(route, "path", "/") for route in create_preview_app(session, watch=False).routes]
+    app = create_preview_app(session, owner_token="x" * 16, watch=False)
+    paths = [getattr(route, "path", "/") for route in app.routes]
     asked: list[tuple[str, str, str | None]] = [
         (base + path, method, None) for path in paths for method in ("GET", "POST")
     ]
@@ -149,19 +150,23 @@ def test_send_me_this_needs_the_page_header(base: str) -> None:
     assert status == 403 and answer["ok"] is False
 
 
-def test_send_me_this_delivers_the_shown_message_to_the_typed_address_only(project: Path) -> None:
+def test_send_me_this_mails_a_configured_address_and_refuses_any_other(project: Path) -> None:
     with LoopbackServer(RecordingHandler()) as smtp:
         config = project / "newsletter.toml"
         text = config.read_text().replace('host = "embedded"', f'host = "127.0.0.1"\nport = {smtp.port}')
+        text += '\n[preview]\nsend_to = ["Me@example.net"]\n'
         config.write_text(text.replace("port = 587\n", ""))
-        session = PreviewSession(load_settings(config))
-        app = create_preview_app(session, watch=False)
-        with serving(app, app.state.api.close) as base:
-            assert api(base, "/api/state")["smtp"] is True
+        with serving_preview(PreviewSession(load_settings(config))) as base:
+            state = api(base, "/api/state")
+            assert state["smtp"] is True and state["send_to"][0] == "me@example.net"
             shown = api(base, "/api/message", subscriber=ALICE)
+            _, refused = post(
+                f"{base}/api/send", {"subscriber": ALICE, "to": "stranger@example.com"}, {ACTION_HEADER: "1"}
+            )
             status, answer = post(
                 f"{base}/api/send", {"subscriber": ALICE, "to": "me@example.net"}, {ACTION_HEADER: "1"}
             )
+        assert refused["ok"] is False and "[preview] send_to" in refused["error"]["fix"]
         assert status == 200 and answer["ok"], answer
         received = smtp.handler.received
         assert [r.recipient for r in received] == ["me@example.net"]
@@ -257,8 +262,7 @@ def test_a_sent_issue_is_offered_as_sent_and_shows_what_the_reader_got(project: 
     from newsletter.cli import main
 
     assert CliRunner().invoke(main, ["send"]).exit_code == 0
-    app = create_preview_app(PreviewSession(load_settings(project / "newsletter.toml")), watch=False)
-    with serving(app, app.state.api.close) as base:
+    with serving_preview(PreviewSession(load_settings(project / "newsletter.toml"))) as base:
         state = api(base, "/api/state")
         assert [i["id"] for i in state["issues"]] == [state["current"]]
         sent = api(base, "/api/message", subscriber=ALICE, issue="sent:" + state["current"])

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import socket
 import sqlite3
 import stat
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from helpers.deliveries import database
 from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
+from helpers.uvicorn_thread import serving
+from helpers.web_reader import sign_up_and_confirm
 
+import newsletter
 from newsletter.cli.app import main
 from newsletter.errors import ConfigError
 from newsletter.safety.secretkey import require_strong_secret, secret_weakness
-from newsletter.settings import Settings
+from newsletter.settings import Settings, load_settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's TestClient prefers httpx2; httpx works
@@ -98,6 +106,38 @@ def test_doctor_fails_a_weak_secret_for_a_remote_server(tmp_path: Path) -> None:
     assert line.startswith("FAIL secret: NEWSLETTER_SECRET uses only 1 different characters")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("previous", ["x", "a" * 40])
+def test_serve_refuses_a_weak_previous_secret_before_answering_any_link(project: Path, previous: str) -> None:
+    # Before: links forged with NEWSLETTER_SECRET_PREVIOUS=x unsubscribed readers and opened /manage.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env |= {"NEWSLETTER_SECRET": STRONG, "NEWSLETTER_SECRET_PREVIOUS": previous}
+    env["PYTHONPATH"] = str(Path(newsletter.__file__).resolve().parents[1])  # this checkout's code
+    command = [sys.executable, "-m", "newsletter", "serve", "--port", str(free_port())]
+    # An old serve would run until killed: the timeout only ends that failure.
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Error: NEWSLETTER_SECRET_PREVIOUS "), done.stderr
+    assert "too weak to check links with" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("previous", "verdict"), [("x", "FAIL"), ("a" * 40, "FAIL"), (STRONG[::-1], "ok  ")])
+def test_doctor_checks_the_previous_secret_like_the_secret(
+    project: Path, monkeypatch: pytest.MonkeyPatch, previous: str, verdict: str
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", STRONG)
+    monkeypatch.setenv("NEWSLETTER_SECRET_PREVIOUS", previous)
+    result = CliRunner().invoke(main, ["doctor"])
+    line = next(line for line in result.stdout.splitlines() if line[5:].startswith("secret_previous:"))
+    assert line.startswith(f"{verdict} secret_previous: NEWSLETTER_SECRET_PREVIOUS"), line
+    assert result.exit_code == (1 if verdict == "FAIL" else 0), result.output
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -132,3 +172,28 @@ def test_outbox_log_and_ledger_of_a_send_are_owner_only(project: Path, open_umas
     assert mode(project / "logs") == 0o700 and mode(project / "logs" / "newsletter.log") == 0o600
     assert mode(project / "newsletter.db") == 0o600
     assert (project / "logs" / "newsletter.log").read_text()  # and the log is written
+
+
+def created_since(root: Path, before: set[Path]) -> dict[str, int]:
+    return {str(p.relative_to(root)): mode(p) for p in sorted(root.rglob("*")) if p not in before}
+
+
+def test_every_file_a_web_sign_up_a_send_an_export_and_a_preview_create_is_owner_only(
+    project: Path, open_umask: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The list is started by its first web sign-up: no subscribers folder yet.
+    shutil.rmtree(project / "subscribers")
+    monkeypatch.setenv("NEWSLETTER_SECRET", STRONG)
+    before = set(project.rglob("*"))
+    settings = load_settings(project / "newsletter.toml")
+    with serving(create_app(settings)) as base, httpx.Client(base_url=base) as browser:
+        sign_up_and_confirm(browser, project, "new@example.org", "New", "diffusion")
+    runner = CliRunner()
+    assert "1 sent" in runner.invoke(main, ["send"]).output
+    assert runner.invoke(main, ["subscribers", "export", "-o", "readers.csv"]).exit_code == 0
+    assert runner.invoke(main, ["preview", "--subscriber", "new@example.org"]).exit_code == 0
+    assert "new@example.org" in (project / "readers.csv").read_text()
+    created = created_since(project, before)
+    assert "newsletter.db" in created and "preview/new_example.org.eml" in created, created
+    folders = {name for name in created if (project / name).is_dir()}
+    assert {name: m for name, m in created.items() if m != (0o700 if name in folders else 0o600)} == {}

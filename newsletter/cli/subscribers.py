@@ -12,7 +12,7 @@ import json
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 import click
 
@@ -266,7 +266,12 @@ def export(
         write_csv(header, chosen, sys.stdout, raw=raw)
         return
     counted: list[int] = []
-    atomic_write(output, lambda out: counted.append(write_csv(header, chosen, out, raw=raw)))
+
+    def write(out: TextIO) -> None:
+        counted.append(write_csv(header, chosen, out, raw=raw))
+
+    # Addresses: a new export is owner-only like the database; an existing file keeps its mode.
+    atomic_write(output, write, private=not output.exists())
     click.echo(f"Exported {counted[0]} subscribers from {store.name} to {output}.", err=True)
 
 

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from ..errors import ConfigError
 from ..safety.listnames import is_list_name
+from ..safety.secretkey import require_strong_previous
 from ..settings import Settings
 
 UNSUBSCRIBE_PATH = "/unsubscribe"
@@ -114,6 +115,8 @@ class TokenSigner:
                 where=settings.source_label,
                 fix="set NEWSLETTER_SECRET to a long random string (keep it the same between runs)",
             )
+        # Links forged with a guessable previous secret would open like genuine ones.
+        require_strong_previous(settings.secret_previous, settings.source_label)
         return cls(settings.secret, [settings.secret_previous or ""])
 
     def sign(

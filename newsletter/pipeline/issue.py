@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 LOCAL_SECRET = "local-outbox-only-not-a-secret"
 LOCAL_PORT = 8025  # `newsletter serve`'s default port, so a local trial's links reach it
 LOCAL_BASE_URL = f"http://127.0.0.1:{LOCAL_PORT}"
+# Previews sign their links with a key derived for them alone: `serve` never honours one.
+_PREVIEW_KEY_INFO = b"newsletter preview links, refused by serve"
 
 
 _ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -238,6 +242,16 @@ class LinkSigner:
             where=where,
             fix="set NEWSLETTER_BASE_URL to the public https address of `newsletter serve`",
         )
+
+    @classmethod
+    def for_preview(cls, settings: Settings) -> LinkSigner:
+        """Links that look like the real ones but no `serve` accepts: a preview shows every reader's
+        message, and its viewer must not be able to unsubscribe or manage any of them."""
+        signer = cls.for_run(settings, local_only=True)
+        # Message-IDs keep the real secret (a replay compares them with the ledger's); tokens do not.
+        key = hmac.new(signer.secret.encode("utf-8"), _PREVIEW_KEY_INFO, hashlib.sha256).hexdigest()
+        signer.tokens = TokenSigner(key)
+        return signer
 
     def url(self, list_name: str, email: str) -> str:
         """The one-click unsubscribe link (footer and List-Unsubscribe)."""

@@ -14,6 +14,7 @@ from ..files import atomic_write_bytes, atomic_write_text
 from ..mail.compose import ComposedMessage
 from ..models import IssueInfo, Subscriber
 from ..render.digest import RenderedDigest
+from ..safety.private import private_dir
 from ..settings import Settings
 from ..sources.paper import Paper
 from ..store.deliveries import DeliveryLedger
@@ -138,12 +139,13 @@ def build_preview(
 def write_preview(result: PreviewResult, out_dir: Path) -> list[Path]:
     """Write <stem>.html, .txt and .eml into out_dir; return the paths written."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(out_dir)  # the names and the files hold a reader's address and topics
         # Not with_suffix: the stem of alice@example.org already has a dot.
         paths = [out_dir / f"{result.file_stem}{ext}" for ext in (".html", ".txt", ".eml")]
-        atomic_write_text(paths[0], result.digest.html)
-        atomic_write_text(paths[1], result.digest.text)
-        atomic_write_bytes(paths[2], result.message)
+        new = [not path.exists() for path in paths]  # files that exist keep their owner's mode
+        atomic_write_text(paths[0], result.digest.html, private=new[0])
+        atomic_write_text(paths[1], result.digest.text, private=new[1])
+        atomic_write_bytes(paths[2], result.message, private=new[2])
     except OSError as exc:
         raise NewsletterError(
             f"cannot write the preview ({exc.strerror})",

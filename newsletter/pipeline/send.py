@@ -19,6 +19,7 @@ from ..errors import LedgerError, NewsletterError
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
 from ..safety.listnames import check_list_name
+from ..safety.private import FILE_MODE
 from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
 from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency, SubscriberStatus
@@ -217,7 +218,7 @@ def _lock(settings: Settings, options: SendOptions) -> Iterator[str]:
         yield list_name
         return
     ledger = settings.path(settings.ledger)
-    lock = FileLock(str(ledger) + f".{list_name}.send.lock")
+    lock = FileLock(str(ledger) + f".{list_name}.send.lock", mode=FILE_MODE)  # owner-only, as the ledger
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -1,8 +1,9 @@
 """The preview server's HTTP side: one page, a small JSON API and an event stream for live reload.
 
-It serves on loopback and needs no secret; requests must name a loopback host (no DNS
-rebinding), and the one action with an effect ("send me this") needs a header that a page from
-another site cannot send without the browser asking first.
+It serves on loopback and answers only its owner (owner.py: the token printed at start, then a
+cookie); requests must name a loopback host (no DNS rebinding), and the one action with an
+effect ("send me this") needs a header that a page from another site cannot send without the
+browser asking first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from ..errors import NewsletterError
 from ..web.hygiene import PREVIEW, SecurityHeaders
 from .errors import describe_error
+from .owner import OwnerOnly
 from .session import PreviewSession, Selection
 from .spam import spam_verdict, spamassassin_path
 from .watch import ChangeFeed, follow_changes
@@ -97,6 +99,7 @@ class PreviewApi:
             list_name = selection.list_name or lists[0]
             current = await run_in_threadpool(self.session.current_issue, list_name)
             past = await run_in_threadpool(self.session.issues, list_name)
+            send_to = self.session.send_to()
         except Exception as exc:
             return _failure(exc)
         return _json(
@@ -110,6 +113,7 @@ class PreviewApi:
                     for r in past
                 ],
                 "smtp": self.session.smtp_ready(),
+                "send_to": send_to,
                 "spamassassin": spamassassin_path() is not None,
                 "version": self.session.version,
             }
@@ -158,7 +162,7 @@ class PreviewApi:
         return _json({"ok": True, **verdict.as_dict()})
 
     async def send(self, request: Request) -> JSONResponse:
-        """'Send me this': the shown message to one typed address, as `send --to` sends it."""
+        """'Send me this': the shown message to one configured address, as `send --to` sends it."""
         if request.headers.get(ACTION_HEADER) != "1":
             return _json({"ok": False, "error": {"message": f"missing {ACTION_HEADER} header"}}, 403)
         try:
@@ -204,9 +208,9 @@ class PreviewApi:
 
 
 def create_preview_app(
-    session: PreviewSession, *, loopback_only: bool = True, watch: bool = True
+    session: PreviewSession, *, owner_token: str, loopback_only: bool = True, watch: bool = True
 ) -> Starlette:
-    """The ASGI app for `newsletter preview --serve`."""
+    """The ASGI app for `newsletter preview --serve`, answering only requests with `owner_token`."""
     feed = ChangeFeed()
     api = PreviewApi(session, feed)
 
@@ -239,6 +243,7 @@ def create_preview_app(
     middleware = [
         Middleware(SecurityHeaders, policy=PREVIEW),
         Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+        Middleware(OwnerOnly, token=owner_token),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.session = session

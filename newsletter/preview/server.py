@@ -11,6 +11,7 @@ import uvicorn
 
 from ..settings import Settings
 from .app import create_preview_app
+from .owner import TOKEN_PARAM, new_owner_token
 from .session import PreviewSession
 
 GRACE_SECONDS = 1  # whatever is still open this long after Ctrl-C is cut
@@ -52,11 +53,13 @@ def serve_preview(
     loopback = is_loopback(host)
     if not loopback:
         say(
-            f"Warning: the preview page shows subscriber addresses and has no login; on {host} "
-            "it is reachable from other machines"
+            f"Warning: the preview page shows subscriber addresses; on {host} it is reachable from "
+            "other machines, and only the token in its address keeps them out (plain http)"
         )
-    app = create_preview_app(PreviewSession(settings), loopback_only=loopback)
-    url = f"http://{'localhost' if loopback else host}:{port}/"
+    token = new_owner_token()
+    app = create_preview_app(PreviewSession(settings), owner_token=token, loopback_only=loopback)
+    # The token is the login: only whoever sees this line (the terminal's owner) can open the page.
+    url = f"http://{'localhost' if loopback else host}:{port}/?{TOKEN_PARAM}={token}"
     say(f"Preview on {url} (rebuilds on every save of a template, the CSS or the config; Ctrl-C stops)")
     if open_browser:
         webbrowser.open(url)

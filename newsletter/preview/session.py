@@ -175,10 +175,11 @@ class PreviewSession:
         return issue
 
     def _build(
-        self, selection: Selection, signer: LinkSigner | None = None, to: str | None = None
+        self, selection: Selection, to: str | None = None
     ) -> tuple[PreviewResult, ReplayedIssue | None]:
         with self._lock:
             settings = self.settings()
+            signer = LinkSigner.for_preview(settings)  # links no `serve` honours
             current = self._prepared(settings, selection.list_name)
             if not selection.as_sent and selection.issue_id in (None, "", current.info.issue_id):
                 result = build_preview(
@@ -227,14 +228,30 @@ class PreviewSession:
                 where=settings.source_label,
                 fix="set [smtp] host (and port, username) in newsletter.toml, then reload the page",
             )
+        address = self._allowed_recipient(settings, to)
+        result, _ = self._build(selection, to=address)
+        job = Job(result.subscriber.key, result.composed, result.paper_ids)
+        return send_test_copy(settings, job, result.issue.list_name, result.issue.issue_id)
+
+    def send_to(self) -> list[str]:
+        """The addresses "send me this" may mail: the owner's own, as the config names them."""
+        settings = self.settings()
+        named = [*settings.preview.send_to, settings.sender.reply_to or "", settings.sender.address]
+        return list(dict.fromkeys(a.strip().lower() for a in named if a.strip()))
+
+    def _allowed_recipient(self, settings: Settings, to: str) -> str:
+        """`to`, checked, when the owner configured it: the page must not mail strangers."""
         try:
             address = check_email(to)
         except RowError as exc:
             raise SubscriberError(str(exc), where="the address to send to", fix="type one address") from None
-        signer = LinkSigner.for_run(settings, local_only=settings.smtp.is_loopback)
-        result, _ = self._build(selection, signer=signer, to=address)
-        job = Job(result.subscriber.key, result.composed, result.paper_ids)
-        return send_test_copy(settings, job, result.issue.list_name, result.issue.issue_id)
+        if address.lower() not in self.send_to():
+            raise ConfigError(
+                f"'send me this' mails only the addresses the config names, not {address}",
+                where=settings.source_label,
+                fix=f'add it to [preview] send_to = ["{address}"] in newsletter.toml, then reload the page',
+            )
+        return address
 
 
 __all__ = ["NewsletterError", "PreviewSession", "Selection", "Shown", "describe_error"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 from urllib.parse import urlsplit
 
-from ..text import strip_forbidden_chars
+from ..text import scrub_controls
 
 TEXT_WIDTH = 72
 ABSTRACT_WORDS = 60
@@ -21,8 +21,9 @@ _HANGING_PREFIX = re.compile(r"^(\s*(?:== |[*-] |\d+\. )?)")
 
 
 def collapse(text: str) -> str:
-    """Untrusted titles carry newlines, runs of spaces and control bytes that would break layout."""
-    return _SPACE.sub(" ", strip_forbidden_chars(text)).strip()
+    """Untrusted titles and names carry newlines, runs of spaces, control bytes and bidi controls
+    that would break the layout or reorder what a reader sees."""
+    return _SPACE.sub(" ", scrub_controls(text)).strip()
 
 
 def shorten_authors(authors: Sequence[str], shown: int = 2) -> str:

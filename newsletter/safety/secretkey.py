@@ -4,7 +4,8 @@ The check is simple and says exactly what it measures: at least 32 characters no
 whitespace, and at least 8 different ones. That refuses a blank secret, "x", 40 spaces, one
 character repeated, or "abab..."; a value from `secrets.token_urlsafe(32)` (43 characters from
 64) or `secrets.token_hex(16)` passes. It cannot prove randomness: a long English sentence
-passes too, so the README says how to make one.
+passes too, so the README says how to make one. NEWSLETTER_SECRET_PREVIOUS, while a secret is
+rotated out, opens links just as well, so it meets the same rule.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from ..errors import ConfigError
 
 MIN_LENGTH = 32
 MIN_DISTINCT = 8  # a random 32-digit hex key has fewer than 8 distinct digits far under once in a million
+PREVIOUS_NAME = "NEWSLETTER_SECRET_PREVIOUS"
 HOW_TO_MAKE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+PREVIOUS_FIX = f"remove {PREVIOUS_NAME} (links signed with it stop working); a weak key was never safe"
 
 
 def secret_weakness(secret: str | None) -> str | None:
@@ -40,3 +43,19 @@ def require_strong_secret(secret: str | None, purpose: str, where: str) -> str:
         where=where,
         fix=f"set it to at least {MIN_LENGTH} random characters, e.g. `{HOW_TO_MAKE}`",
     )
+
+
+def require_strong_previous(previous: str | None, where: str) -> None:
+    """A secret being rotated out opens links as the current one does, so the same rule holds."""
+    weakness = previous_weakness(previous)
+    if weakness is not None:
+        raise ConfigError(
+            f"{PREVIOUS_NAME} {weakness}, too weak to check links with",
+            where=where,
+            fix=PREVIOUS_FIX,
+        )
+
+
+def previous_weakness(previous: str | None) -> str | None:
+    """Why a configured previous secret is too weak, or None when it passes or is not set."""
+    return secret_weakness(previous) if previous else None

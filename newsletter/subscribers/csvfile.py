@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ..errors import SubscriberError
+from ..text import scrub_cells
 
 KNOWN_COLUMNS = ("email", "name", "keywords", "status", "subscribed_at", "unsubscribed_at")
 # Added to a file only once a row needs them (a daily reader, a pause, a web sign-up, a send).
@@ -269,11 +270,6 @@ class TextSink(Protocol):
     def write(self, text: str, /) -> int: ...
 
 
-def _on_one_line(cell: str) -> str:
-    """A cell as a row can hold it: line breaks (which we refuse on reading) become spaces."""
-    return cell if "\n" not in cell and "\r" not in cell else " ".join(cell.splitlines())
-
-
 class RowWriter:
     """csv.writer that also quotes a cell holding a line break its line ending lacks.
 
@@ -300,19 +296,23 @@ class RowWriter:
 
 def spreadsheet_safe(text: str) -> str:
     """A cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection advice)."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    # After leading spaces too: a control that started the cell is a space once scrubbed.
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_STARTS) else text
 
 
 def write_spreadsheet(
     out: TextSink, header: list[str], rows: Iterable[list[str]], *, raw: bool = False
 ) -> int:
-    """CSV people open in a spreadsheet (exports, reports): formula cells defused unless raw; returns rows."""
+    """CSV people open in a spreadsheet (exports, reports): formula cells defused unless raw; returns rows.
+
+    Control and bidi characters never go out, raw or not: a terminal showing the file would obey them.
+    """
     writer = RowWriter(out)
     cell = (lambda text: text) if raw else spreadsheet_safe
-    writer.writerow([cell(name) for name in header])
+    writer.writerow([cell(name) for name in scrub_cells(header)])
     count = 0
     for row in rows:
-        writer.writerow([cell(text) for text in row] + [""] * (len(header) - len(row)))
+        writer.writerow([cell(text) for text in scrub_cells(row)] + [""] * (len(header) - len(row)))
         count += 1
     return count
 
@@ -331,7 +331,7 @@ def render(layout: CsvLayout, rows: Iterable[list[str]], out: TextSink) -> None:
         every.writerow(layout.header)
     width = len(layout.header)
     for row in rows:  # a row is one line: a line break in a cell (which reading refuses) is a space
-        writer.writerow([_on_one_line(cell) for cell in row] + [""] * (width - len(row)))
+        writer.writerow(scrub_cells(row) + [""] * (width - len(row)))
 
 
 def header_reads_back(layout: CsvLayout) -> bool:

@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from ..errors import SubscriberError
 from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import LIST_STATUSES, Frequency, SubscriberStatus
-from ..text import split_keywords
+from ..text import scrub_controls, split_keywords
 from .csvfile import KNOWN_COLUMNS, OPTIONAL_COLUMNS, CsvLayout, RowError, data_lines, open_lines, split_line
 
 STATUSES = LIST_STATUSES
@@ -174,7 +174,7 @@ def parse_row(layout: CsvLayout, fields: list[str], deliverability: bool = False
     check_email(email, deliverability)
     return Subscriber(
         email=email,
-        name=cells.get("name", "").strip(),
+        name=scrub_controls(cells.get("name", "")).strip(),
         keywords=split_keywords(cells.get("keywords", "")),
         status=parse_status(cells.get("status", "")),
         subscribed_at=parse_when(cells.get("subscribed_at", ""), "subscribed_at"),
@@ -182,7 +182,9 @@ def parse_row(layout: CsvLayout, fields: list[str], deliverability: bool = False
         frequency=parse_frequency(cells.get("frequency", "")),
         pause_until=parse_day(cells.get("pause_until", ""), "pause_until"),
         confirmed_at=parse_when(cells.get("confirmed_at", ""), "confirmed_at"),
-        extra={name: fields[i] if i < len(fields) else "" for i, name in layout.unknown_columns},
+        extra={
+            name: scrub_controls(fields[i]) if i < len(fields) else "" for i, name in layout.unknown_columns
+        },
     )
 
 
@@ -237,7 +239,7 @@ def new_subscriber(
     """A subscriber from what a person typed (the CLI, the sign-up form), the address checked."""
     return Subscriber(
         email=check_email(email, deliverability),
-        name=name.strip(),
+        name=scrub_controls(name).strip(),
         keywords=split_keywords(keywords),
         status=status,
         subscribed_at=to_the_second(utc_now()),

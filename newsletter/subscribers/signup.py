@@ -17,7 +17,7 @@ from ..models import Subscriber, to_the_second, utc_now
 from ..statuses import Frequency, SubscriberStatus
 from ..store.subscriberrows import utc_text
 from ..store.subscribers import SubscriberStore
-from ..text import split_keywords
+from ..text import scrub_controls, split_keywords
 from .csvfile import RowError
 from .rows import check_email
 
@@ -80,7 +80,7 @@ def clean_preferences(
             raise SubscriberError("the pause date is not a date", fix="use the form 2026-12-31") from None
         if pause < (today or date.today()):
             pause = None  # a pause that has ended is no pause
-    clean_name = " ".join(name.split())[:MAX_NAME]
+    clean_name = " ".join(scrub_controls(name).split())[:MAX_NAME]
     if any(ch in clean_name for ch in '<>"\\') or any(ord(ch) < 32 for ch in clean_name):
         raise SubscriberError("the name has characters we cannot use", fix="use letters, spaces and dots")
     return Preferences(clean_name, tuple(words), chosen, pause)

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from ..models import Subscriber
 from ..statuses import SubscriberStatus
+from ..text import scrub_cells
 from .csvfile import CsvLayout, write_spreadsheet
 from .rows import STATUSES, to_fields
 
@@ -73,8 +74,8 @@ def format_table(headers: list[str], rows: list[list[str]], max_width: int = 40)
 
 
 def table_rows(subscribers: Iterable[Subscriber]) -> list[list[str]]:
-    """The columns `subscribers list` shows."""
-    return [[s.email, s.name, s.status, "; ".join(s.keywords)] for s in subscribers]
+    """The columns `subscribers list` shows, on a terminal that would obey an ESC or a U+202E."""
+    return [scrub_cells([s.email, s.name, s.status, "; ".join(s.keywords)]) for s in subscribers]
 
 
 def write_csv(header: list[str], subscribers: Iterable[Subscriber], out: TextIO, *, raw: bool = False) -> int:

@@ -30,26 +30,53 @@ class PaperLine:
 
 
 class IssueSample:
-    """The current issue of a list, loaded once and kept for REFRESH_SECONDS."""
+    """The current issue of a list, kept REFRESH_SECONDS; never fetched while a page waits.
+
+    With [[sources]], loading the issue may fetch feeds over the network, and a feed that accepts
+    and never answers held every page that shows papers (and, holding the worker threads, the
+    one-click unsubscribe too). So such an issue is loaded in a background thread, one per list
+    at a time, and pages get the last good copy meanwhile (none at first: they show no papers).
+    Papers from local files only are loaded in place, as nothing there waits on a network.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
         self._issues: dict[str, tuple[float, PreparedIssue | None]] = {}
+        self._refreshing: set[str] = set()
 
     def issue(self, list_name: str) -> PreparedIssue | None:
         """The prepared issue, or None when there are no papers to show (never an error page)."""
         with self._lock:
             loaded = self._issues.get(list_name)
+            last = loaded[1] if loaded is not None else None
             if loaded is not None and time.monotonic() - loaded[0] < REFRESH_SECONDS:
-                return loaded[1]
-            try:
-                issue: PreparedIssue | None = prepare_issue(self.settings, list_name=list_name)
-            except NewsletterError as exc:
-                log.warning("no papers to show on the web pages: %s", exc.message)
-                issue = None
-            self._issues[list_name] = (time.monotonic(), issue)
-            return issue
+                return last
+            if not self.settings.sources:
+                self._issues[list_name] = (time.monotonic(), self._prepared(list_name, last))
+                return self._issues[list_name][1]
+            if list_name not in self._refreshing:
+                self._refreshing.add(list_name)
+                threading.Thread(target=self._refresh, args=(list_name, last), daemon=True).start()
+            return last
+
+    def _prepared(self, list_name: str, last: PreparedIssue | None) -> PreparedIssue | None:
+        """The issue prepared now; when that fails, the last good copy."""
+        try:
+            return prepare_issue(self.settings, list_name=list_name)
+        except NewsletterError as exc:
+            log.warning("no new papers to show on the web pages: %s", exc.message)
+            return last
+
+    def _refresh(self, list_name: str, last: PreparedIssue | None) -> None:
+        """The background load: the fetch runs outside the lock, so no request waits for it."""
+        try:
+            issue = self._prepared(list_name, last)
+            with self._lock:
+                self._issues[list_name] = (time.monotonic(), issue)
+        finally:
+            with self._lock:
+                self._refreshing.discard(list_name)
 
     def picks(self, list_name: str, keywords: tuple[str, ...] | list[str]) -> list[PaperLine]:
         """What this week's issue would send a reader with these keywords."""
