@@ -94,8 +94,9 @@ SECRET = "wellformed-test-secret-Zq7mW4xR8vB1nT6kP3yH"  # serve needs a strong o
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(secret=SECRET))) as started:
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    # A folder of its own: serve keeps its database beside the config.
+    with TestClient(create_app(make_settings(tmp_path_factory.mktemp("serve"), secret=SECRET))) as started:
         yield started
 
 
