@@ -74,7 +74,10 @@ class StatusWatch:
         """False once the reader is anything but active (unsubscribed, bounced, removed to pending)."""
         if time.monotonic() >= self._next:
             started = utc_now()
-            for changed, status in self.store.changes_since(self._since):
+            # While nobody has left, active rows change nothing: a list imported at the start of
+            # the run (all of it changed within `slack`) is then not read back at every poll.
+            changes = self.store.changes_since(self._since, leavers_only=not self.left)
+            for changed, status in changes:
                 (self.left.discard if status == SubscriberStatus.ACTIVE else self.left.add)(changed)
             self._since = change_stamp(started - self.slack)
             self._next = time.monotonic() + self.every
@@ -187,11 +190,14 @@ class SubscriberStore:
         with self.db.read() as conn:
             return conn.execute(query).scalar() == SubscriberStatus.ACTIVE
 
-    def changes_since(self, since: str) -> list[tuple[str, str]]:
-        """(address, status) of every row changed at or after `since` (a `change_stamp`)."""
+    def changes_since(self, since: str, *, leavers_only: bool = False) -> list[tuple[str, str]]:
+        """(address, status) of every row changed at or after `since` (a `change_stamp`);
+        with `leavers_only`, of those no longer active."""
         query = select(subscribers.c.email_key, subscribers.c.status).where(
             self._mine(), subscribers.c.changed_at >= since
         )
+        if leavers_only:
+            query = query.where(subscribers.c.status != SubscriberStatus.ACTIVE.value)
         with self.db.read() as conn:
             return [(str(key), str(status)) for key, status in conn.execute(query)]
 
