@@ -112,12 +112,18 @@ def _hidden_match(paper: Paper, topics: Sequence[str], shown_abstract: str) -> s
     """The abstract's sentence holding a keyword that neither the title nor the teaser shows."""
     if not topics:
         return ""
-    visible = set(terms(f"{paper.title} {shown_abstract}"))
+    visible = _term_set(f"{paper.title} {shown_abstract}")
     for topic in topics:
-        wanted = set(terms(topic))
+        wanted = _term_set(topic)
         if not wanted or wanted & visible:
             continue
         for sentence in sentences_of(paper.abstract):
-            if wanted <= set(terms(sentence)):
+            if wanted <= _term_set(sentence):
                 return _bounded(sentence)
     return ""
+
+
+@lru_cache(maxsize=8_192)
+def _term_set(text: str) -> frozenset[str]:
+    """A text's terms, stemmed once: every reader's card asks about the same titles and sentences."""
+    return frozenset(terms(text))
