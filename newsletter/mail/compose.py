@@ -17,7 +17,7 @@ from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..text import one_line
 from .dkim import DkimSigner
-from .tokens import TokenSigner, request_subject
+from .tokens import TokenSigner, request_subject, subject_for
 from .verp import return_path
 from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
@@ -190,8 +190,12 @@ class MessageComposer:
         *,
         to_address: str | None = None,
         now: datetime | None = None,
+        unsubscribe_token: str | None = None,
     ) -> ComposedMessage:
-        """One multipart/alternative message: text first, HTML last, headers injection-safe."""
+        """One multipart/alternative message: text first, HTML last, headers injection-safe.
+
+        `unsubscribe_token` is the one the link carries, for the mailto: request (else one is minted).
+        """
         recipient = checked_address(to_address or subscriber.email)
         mid = message_id(self.secret, self.issue, subscriber.email, self.domain, to_address and recipient)
         boundary = "=_digest_" + mid[1:25].replace(".", "_").replace("@", "_")
@@ -203,6 +207,7 @@ class MessageComposer:
             mid=mid,
             boundary=boundary,
             now=now,
+            unsubscribe_token=unsubscribe_token,
         )
         body = [
             f"--{boundary}".encode("ascii"),
@@ -235,14 +240,18 @@ class MessageComposer:
         mid: str,
         boundary: str,
         now: datetime | None,
+        unsubscribe_token: str | None,
     ) -> str:
         subject = one_line(digest.subject)
         if len(subject) > _MAX_SUBJECT:
             subject = subject[: _MAX_SUBJECT - 1].rstrip() + "\u2026"
         unsubscribe_url = one_line(unsubscribe_url).replace(" ", "%20")
-        mailto = f"mailto:{self.sender_address}?subject=" + quote(
-            request_subject(self.tokens, self.issue.list_name, subscriber.email)
+        request = (
+            subject_for(unsubscribe_token)
+            if unsubscribe_token
+            else request_subject(self.tokens, self.issue.list_name, subscriber.email)
         )
+        mailto = f"mailto:{self.sender_address}?subject=" + quote(request)
         lines = [
             f"From: {self.from_header}",
             f"To: {mailbox(subscriber.name, recipient)}",

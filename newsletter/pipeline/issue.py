@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, SourceError
-from ..mail.tokens import Purpose, TokenSigner, purpose_url
+from ..mail.tokens import PATHS, Purpose, ReaderLinks, TokenSigner
 from ..models import IssueInfo
 from ..ranking.feedback import Taste
 from ..ranking.feedbackstore import FeedbackStore
@@ -239,16 +239,30 @@ class LinkSigner:
             fix="set NEWSLETTER_BASE_URL to the public https address of `newsletter serve`",
         )
 
+    def reader(self, list_name: str, email: str) -> DigestLinks:
+        """Every link of one reader's digest, minted from one seal."""
+        return DigestLinks(self.base_url.rstrip("/"), self.tokens.reader_links(list_name, email))
+
     def url(self, list_name: str, email: str) -> str:
         """The one-click unsubscribe link (footer and List-Unsubscribe)."""
-        return purpose_url(self.tokens, self.base_url, Purpose.UNSUBSCRIBE, list_name, email)
+        return self.reader(list_name, email).url
 
-    def feedback_url(self, list_name: str, email: str, paper_id: str) -> str:
+
+class DigestLinks:
+    """One reader's links in a digest: unsubscribe, preferences, and feedback per paper."""
+
+    def __init__(self, base_url: str, tokens: ReaderLinks) -> None:
+        self.base_url = base_url
+        self.tokens = tokens
+        self.unsubscribe_token = tokens.token(Purpose.UNSUBSCRIBE)
+        self.url = f"{base_url}{PATHS[Purpose.UNSUBSCRIBE]}?t={self.unsubscribe_token}"
+
+    def manage_url(self) -> str:
+        """The link to the reader's preferences page."""
+        return f"{self.base_url}{PATHS[Purpose.MANAGE]}?t={self.tokens.token(Purpose.MANAGE)}"
+
+    def feedback_url(self, paper_id: str) -> str:
         """The reader's link for one paper's "more/less like this" ('' for an id too long to seal)."""
         if len(paper_id.encode("utf-8")) > 255:
             return ""
-        return purpose_url(self.tokens, self.base_url, Purpose.FEEDBACK, list_name, email, item=paper_id)
-
-    def manage_url(self, list_name: str, email: str) -> str:
-        """The link to the reader's preferences page."""
-        return purpose_url(self.tokens, self.base_url, Purpose.MANAGE, list_name, email)
+        return f"{self.base_url}{PATHS[Purpose.FEEDBACK]}?t={self.tokens.token(Purpose.FEEDBACK, paper_id)}"
