@@ -6,6 +6,7 @@ import base64
 import binascii
 import email
 import email.policy
+import html.parser
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,70 @@ def test_a_line_is_cached_only_once_it_comes_back() -> None:
     assert encoder._cache == {}
     encoder.encode("shared line\nreader two's link")
     assert list(encoder._cache) == ["shared line"]
+
+
+def html_part(data: bytes) -> email.message.EmailMessage:
+    parts = [part for part in parse(data).walk() if part.get_content_type() == "text/html"]
+    assert len(parts) == 1 and isinstance(parts[0], email.message.EmailMessage)
+    return parts[0]
+
+
+class Shown(html.parser.HTMLParser):
+    """What a browser makes of a page: its tags and attributes, its text with runs of spaces as one."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.seen: list[object] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.append((tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.seen.append(("/", tag))
+
+    def handle_data(self, data: str) -> None:
+        self.seen.append(" ".join(data.split()))
+
+
+def on_screen(page: str) -> list[object]:
+    return Shown(page).seen
+
+
+LONG_CARD = (
+    '<p class="card" style="margin:0">'
+    + " ".join(f'caf\u00e9 <span class="hl" style="color:#111">word{i}</span>\u2014' for i in range(60))
+    + "</p>"
+)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<p>Hello</p>\n" + "<b>x</b> " * 500,  # a line of 4,500 octets, broken after tag names
+        f"<html><body>\n{LONG_CARD}\n.a line that starts with a dot\n</body></html>",
+        "<p>caf\u00e9 \u201cquoted\u201d \U0001f600</p>\r\n<p>= signs = everywhere</p>",
+    ],
+    ids=["long-line", "long-card-and-dot", "beyond-ascii"],
+)
+def test_the_html_part_goes_unencoded_and_shows_the_same(tmp_path: Path, page: str) -> None:
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
+    data = composer.compose(Subscriber(email="a@example.org"), RenderedDigest("s", page, "text"), URL).data
+    part = html_part(data)
+    assert part["Content-Transfer-Encoding"] == "7bit"
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998 and data.isascii()
+    assert on_screen(part.get_content()) == on_screen(page)
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["x" * 1200, "<style>p { font-family: 'Caf\u00e9 Sans' }</style><p>caf\u00e9</p>"],
+    ids=["a-long-line-without-a-tag", "beyond-ascii-in-a-style-block"],
+)
+def test_html_that_cannot_go_unencoded_stays_quoted_printable(tmp_path: Path, page: str) -> None:
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
+    data = composer.compose(Subscriber(email="a@example.org"), RenderedDigest("s", page, "text"), URL).data
+    part = html_part(data)
+    assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert part.get_content() == page

@@ -144,6 +144,52 @@ class LineEncoder:
         return b"\r\n".join(out)
 
 
+_MAX_LINE = 998  # octets per line, CRLF not counted (RFC 5322 2.1.1)
+_TAG_NAME = re.compile(rb"<[A-Za-z][A-Za-z0-9]*(?=[ >])")  # after it, a line break is only a space
+
+
+def seven_bit_html(html: str) -> bytes | None:
+    """The HTML part as 7bit, framed for DATA, or None when only quoted-printable can carry it.
+
+    Every character beyond ASCII becomes a character reference (the same character on screen),
+    and a line longer than 998 octets is broken inside a start tag, after its name, where a line
+    break is whitespace like the space it replaces (or one a tag may hold there). So nothing is
+    encoded: no `=3D` for every `=`, no soft break every 76 characters (bigger and slower to
+    make). A `<style>` block holds no references, so non-ASCII there keeps quoted-printable.
+    """
+    html = html.replace("\r\n", "\n").replace("\r", "\n")
+    data = html.encode("ascii", "xmlcharrefreplace")
+    if len(data) != len(html) and _non_ascii_style(html):
+        return None
+    lines = data.split(b"\n")
+    for index, line in enumerate(lines):
+        if len(line) > _MAX_LINE:
+            folded = _fold(line)
+            if folded is None:
+                return None
+            lines[index] = folded
+    return _stuffed(b"\n".join(lines))
+
+
+def _non_ascii_style(html: str) -> bool:
+    return any(not block.isascii() for block in re.findall(r"<style\b.*?</style>", html, re.DOTALL | re.I))
+
+
+def _fold(line: bytes) -> bytes | None:
+    """A long line broken after tag names so every piece fits, or None if no tag is where needed."""
+    pieces = []
+    while len(line) > _MAX_LINE:
+        cut = 0
+        for found in _TAG_NAME.finditer(line, 0, _MAX_LINE):
+            cut = found.end()
+        if cut == 0:
+            return None
+        pieces.append(line[:cut])
+        line = line[cut + 1 :] if line[cut : cut + 1] == b" " else line[cut:]
+    pieces.append(line)
+    return b"\n".join(pieces)
+
+
 def _stuffed(encoded: bytes) -> bytes:
     """CRLF soft breaks, and a doubled dot where a line (or a soft-broken part) starts with one."""
     encoded = encoded.replace(b"\n", b"\r\n")
@@ -209,6 +255,7 @@ class MessageComposer:
             now=now,
             unsubscribe_token=unsubscribe_token,
         )
+        html = seven_bit_html(digest.html)
         body = [
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/plain; charset="utf-8"',
@@ -217,9 +264,9 @@ class MessageComposer:
             self.body_encoder.encode(digest.text),
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/html; charset="utf-8"',
-            b"Content-Transfer-Encoding: quoted-printable",
+            b"Content-Transfer-Encoding: " + (b"quoted-printable" if html is None else b"7bit"),
             b"",
-            self.body_encoder.encode(digest.html),
+            self.body_encoder.encode(digest.html) if html is None else html,
             f"--{boundary}--".encode("ascii"),
             b"",
         ]
