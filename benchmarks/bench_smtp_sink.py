@@ -267,8 +267,9 @@ def _own_cpu(pid: int) -> float | None:
 
 def run_cli(folder: Path, sink: Sink, total: int) -> tuple[float, float, float, float]:
     """`newsletter send` as a user runs it: msg/s (whole, delivery) and CPU ms/msg (sender, builders)."""
-    cli = Path(sys.executable).parent / "newsletter"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "newsletter"]
+    # The CLI of this checkout (an install may be a copy of other code): `python -m newsletter`.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "newsletter"]
     before = sink.mark()
     out, err = folder / "send.json", folder / "send.err"
     started = time.perf_counter()
@@ -276,6 +277,7 @@ def run_cli(folder: Path, sink: Sink, total: int) -> tuple[float, float, float, 
         run = subprocess.Popen(
             [*command, "--config", str(folder / "newsletter.toml"), "send", "--json"],
             cwd=folder,
+            env=env,
             stdout=stdout,
             stderr=stderr,
         )

@@ -115,17 +115,19 @@ class LineEncoder:
     a second one, RFC 5321 4.5.2), also once per cached line. A line is cached the second time
     it is seen: one reader's own lines (their links, their cards' feedback links) never come
     back, and caching them filled the cache with lines used once. Both are cleared when full to
-    bound memory.
+    bound memory. `html=True` makes 7bit HTML lines instead (`seven_bit_line`).
     """
 
-    def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000) -> None:
+    def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000, *, html: bool = False) -> None:
         self.max_lines = max_lines
         self.max_seen = max_seen
+        self._line = seven_bit_line if html else _quoted_printable_line
         self._cache: dict[str, bytes] = {}
         self._seen: set[int] = set()  # hashes of lines seen once: a few bytes each, not the line
 
     def encode(self, text: str) -> bytes:
-        cache, seen = self._cache, self._seen
+        """The text encoded; b"" if a line of it cannot be (7bit only: then use quoted-printable)."""
+        cache, seen, encode_line = self._cache, self._seen, self._line
         if len(cache) > self.max_lines:
             cache.clear()
         if len(seen) > self.max_seen:
@@ -134,7 +136,9 @@ class LineEncoder:
         for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             encoded = cache.get(line)
             if encoded is None:
-                encoded = _stuffed(binascii.b2a_qp(line.encode("utf-8"), istext=True))
+                encoded = encode_line(line)
+                if encoded is None:
+                    return b""
                 key = hash(line)
                 if key in seen:
                     cache[line] = encoded
@@ -144,35 +148,43 @@ class LineEncoder:
         return b"\r\n".join(out)
 
 
+def _quoted_printable_line(line: str) -> bytes:
+    return _stuffed(binascii.b2a_qp(line.encode("utf-8"), istext=True))
+
+
 _MAX_LINE = 998  # octets per line, CRLF not counted (RFC 5322 2.1.1)
 _TAG_NAME = re.compile(rb"<[A-Za-z][A-Za-z0-9]*(?=[ >])")  # after it, a line break is only a space
 
 
-def seven_bit_html(html: str) -> bytes | None:
-    """The HTML part as 7bit, framed for DATA, or None when only quoted-printable can carry it.
+def seven_bit_line(line: str) -> bytes | None:
+    """One line of HTML as 7bit, framed for DATA, or None when only quoted-printable can carry it.
 
     Every character beyond ASCII becomes a character reference (the same character on screen),
     and a line longer than 998 octets is broken inside a start tag, after its name, where a line
     break is whitespace like the space it replaces (or one a tag may hold there). So nothing is
-    encoded: no `=3D` for every `=`, no soft break every 76 characters (bigger and slower to
-    make). A `<style>` block holds no references, so non-ASCII there keeps quoted-printable.
+    encoded: no `=3D` for every `=`, no soft break every 76 characters.
     """
-    html = html.replace("\r\n", "\n").replace("\r", "\n")
-    data = html.encode("ascii", "xmlcharrefreplace")
-    if len(data) != len(html) and _non_ascii_style(html):
-        return None
-    lines = data.split(b"\n")
-    for index, line in enumerate(lines):
-        if len(line) > _MAX_LINE:
-            folded = _fold(line)
-            if folded is None:
-                return None
-            lines[index] = folded
-    return _stuffed(b"\n".join(lines))
+    data = line.encode("ascii", "xmlcharrefreplace")
+    if len(data) > _MAX_LINE:
+        folded = _fold(data)
+        if folded is None:
+            return None
+        data = folded.replace(b"\n", b"\r\n")
+        return _stuffed(data) if b"\n." in data else data
+    return b"." + data if data.startswith(b".") else data
 
 
-def _non_ascii_style(html: str) -> bool:
-    return any(not block.isascii() for block in re.findall(r"<style\b.*?</style>", html, re.DOTALL | re.I))
+def html_is_seven_bit(html: str) -> bool:
+    """False when characters beyond ASCII are in a `<style>` block, which resolves no references."""
+    if html.isascii():
+        return True
+    start = html.find("<style")
+    while start >= 0:
+        end = html.find("</style", start)
+        if not html[start : end if end >= 0 else len(html)].isascii():
+            return False
+        start = html.find("<style", end) if end >= 0 else -1
+    return True
 
 
 def _fold(line: bytes) -> bytes | None:
@@ -226,6 +238,7 @@ class MessageComposer:
         self.reply_to = mailbox("", sender.reply_to) if sender.reply_to else None
         self.signer = DkimSigner.from_settings(settings.dkim, settings.config_dir)
         self.body_encoder = LineEncoder()
+        self.html_encoder = LineEncoder(html=True)
         self.return_path = return_path(sender, self.tokens)
 
     def compose(
@@ -255,7 +268,7 @@ class MessageComposer:
             now=now,
             unsubscribe_token=unsubscribe_token,
         )
-        html = seven_bit_html(digest.html)
+        html = self.html_encoder.encode(digest.html) if html_is_seven_bit(digest.html) else b""
         body = [
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/plain; charset="utf-8"',
@@ -264,9 +277,9 @@ class MessageComposer:
             self.body_encoder.encode(digest.text),
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/html; charset="utf-8"',
-            b"Content-Transfer-Encoding: " + (b"quoted-printable" if html is None else b"7bit"),
+            b"Content-Transfer-Encoding: " + (b"7bit" if html else b"quoted-printable"),
             b"",
-            self.body_encoder.encode(digest.html) if html is None else html,
+            html or self.body_encoder.encode(digest.html),
             f"--{boundary}--".encode("ascii"),
             b"",
         ]
