@@ -10,7 +10,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, SourceError
-from ..mail.tokens import PATHS, Purpose, ReaderLinks, TokenSigner
+from ..mail.tokens import (
+    FEEDBACK_PATH,
+    MANAGE_PATH,
+    UNSUBSCRIBE_PATH,
+    Purpose,
+    ReaderLinks,
+    TokenSigner,
+    link,
+)
 from ..models import IssueInfo
 from ..ranking.feedback import Taste
 from ..ranking.feedbackstore import FeedbackStore
@@ -241,11 +249,7 @@ class LinkSigner:
 
     def reader(self, list_name: str, email: str) -> DigestLinks:
         """Every link of one reader's digest, minted from one seal."""
-        return DigestLinks(self.base_url.rstrip("/"), self.tokens.reader_links(list_name, email))
-
-    def url(self, list_name: str, email: str) -> str:
-        """The one-click unsubscribe link (footer and List-Unsubscribe)."""
-        return self.reader(list_name, email).url
+        return DigestLinks(self.base_url, self.tokens.reader_links(list_name, email))
 
 
 class DigestLinks:
@@ -255,14 +259,14 @@ class DigestLinks:
         self.base_url = base_url
         self.tokens = tokens
         self.unsubscribe_token = tokens.token(Purpose.UNSUBSCRIBE)
-        self.url = f"{base_url}{PATHS[Purpose.UNSUBSCRIBE]}?t={self.unsubscribe_token}"
+        self.url = link(base_url, UNSUBSCRIBE_PATH, self.unsubscribe_token)
 
     def manage_url(self) -> str:
         """The link to the reader's preferences page."""
-        return f"{self.base_url}{PATHS[Purpose.MANAGE]}?t={self.tokens.token(Purpose.MANAGE)}"
+        return link(self.base_url, MANAGE_PATH, self.tokens.token(Purpose.MANAGE))
 
     def feedback_url(self, paper_id: str) -> str:
         """The reader's link for one paper's "more/less like this" ('' for an id too long to seal)."""
         if len(paper_id.encode("utf-8")) > 255:
             return ""
-        return f"{self.base_url}{PATHS[Purpose.FEEDBACK]}?t={self.tokens.token(Purpose.FEEDBACK, paper_id)}"
+        return link(self.base_url, FEEDBACK_PATH, self.tokens.token(Purpose.FEEDBACK, paper_id))
