@@ -6,13 +6,13 @@ import base64
 import binascii
 import email
 import email.policy
-import html.parser
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import dkim
 import pytest
+from helpers.samples import on_screen
 from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
 
 from newsletter.mail.compose import HeaderValueError, MessageComposer
@@ -258,29 +258,6 @@ def html_part(data: bytes) -> email.message.EmailMessage:
     parts = [part for part in parse(data).walk() if part.get_content_type() == "text/html"]
     assert len(parts) == 1 and isinstance(parts[0], email.message.EmailMessage)
     return parts[0]
-
-
-class Shown(html.parser.HTMLParser):
-    """What a browser makes of a page: its tags and attributes, its text with runs of spaces as one."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.seen: list[object] = []
-        self.feed(page)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.seen.append((tag, attrs))
-
-    def handle_endtag(self, tag: str) -> None:
-        self.seen.append(("/", tag))
-
-    def handle_data(self, data: str) -> None:
-        self.seen.append(" ".join(data.split()))
-
-
-def on_screen(page: str) -> list[object]:
-    return Shown(page).seen
 
 
 LONG_CARD = (
