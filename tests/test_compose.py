@@ -12,6 +12,7 @@ from typing import Any
 
 import dkim
 import pytest
+from helpers.samples import on_screen
 from helpers.smtp_servers import LoopbackServer, write_config, write_subscribers
 
 from newsletter.mail.compose import HeaderValueError, MessageComposer
@@ -251,3 +252,47 @@ def test_a_line_is_cached_only_once_it_comes_back() -> None:
     assert encoder._cache == {}
     encoder.encode("shared line\nreader two's link")
     assert list(encoder._cache) == ["shared line"]
+
+
+def html_part(data: bytes) -> email.message.EmailMessage:
+    parts = [part for part in parse(data).walk() if part.get_content_type() == "text/html"]
+    assert len(parts) == 1 and isinstance(parts[0], email.message.EmailMessage)
+    return parts[0]
+
+
+LONG_CARD = (
+    '<p class="card" style="margin:0">'
+    + " ".join(f'caf\u00e9 <span class="hl" style="color:#111">word{i}</span>\u2014' for i in range(60))
+    + "</p>"
+)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<p>Hello</p>\n" + "<b>x</b> " * 500,  # a line of 4,500 octets, broken after tag names
+        f"<html><body>\n{LONG_CARD}\n.a line that starts with a dot\n</body></html>",
+        "<p>caf\u00e9 \u201cquoted\u201d \U0001f600</p>\r\n<p>= signs = everywhere</p>",
+    ],
+    ids=["long-line", "long-card-and-dot", "beyond-ascii"],
+)
+def test_the_html_part_goes_unencoded_and_shows_the_same(tmp_path: Path, page: str) -> None:
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
+    data = composer.compose(Subscriber(email="a@example.org"), RenderedDigest("s", page, "text"), URL).data
+    part = html_part(data)
+    assert part["Content-Transfer-Encoding"] == "7bit"
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998 and data.isascii()
+    assert on_screen(part.get_content()) == on_screen(page)
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["x" * 1200, "<style>p { font-family: 'Caf\u00e9 Sans' }</style><p>caf\u00e9</p>"],
+    ids=["a-long-line-without-a-tag", "beyond-ascii-in-a-style-block"],
+)
+def test_html_that_cannot_go_unencoded_stays_quoted_printable(tmp_path: Path, page: str) -> None:
+    composer = MessageComposer(settings_for(tmp_path), ISSUE, "secret")
+    data = composer.compose(Subscriber(email="a@example.org"), RenderedDigest("s", page, "text"), URL).data
+    part = html_part(data)
+    assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert part.get_content() == page

@@ -254,6 +254,14 @@ def test_a_token_for_another_purpose_does_not_open_the_feedback_page(settings: S
     assert client.post(f"/feedback?t={token}&v=less").status_code == 403
 
 
+@pytest.mark.parametrize("purpose", [Purpose.UNSUBSCRIBE, Purpose.MANAGE])
+def test_a_digests_other_links_do_not_open_its_feedback_page(settings: Settings, purpose: Purpose) -> None:
+    token = TokenSigner(SECRET).reader_links("news", "ada@example.org").token(purpose)
+    client = TestClient(create_app(settings))
+    assert client.get(f"/feedback?t={token}&v=more").status_code == 403
+    assert client.post(f"/feedback?t={token}&v=less").status_code == 403
+
+
 def test_readers_who_judged_the_same_papers_share_their_vectors_and_get_the_same_ranking(
     database_url: str,
 ) -> None:

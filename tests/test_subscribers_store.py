@@ -4,6 +4,7 @@ runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from helpers.lists import store_of, write
 from sqlalchemy import select
 
 from newsletter.errors import SubscriberError
+from newsletter.models import utc_now
 from newsletter.statuses import SubscriberStatus
 from newsletter.store import schema
 from newsletter.store import subscribers as store_module
+from newsletter.store.subscriberrows import change_stamp
 from newsletter.store.subscribers import StatusWatch, SubscriberStore
 from newsletter.subscribers.rows import new_subscriber
 
@@ -170,6 +173,17 @@ def test_a_send_sees_a_reader_leave_and_come_back(store: SubscriberStore) -> Non
     assert not watch.still_wanted("alice@example.org") and watch.still_wanted("bob@example.org")
     store.set_status("alice@example.org", SubscriberStatus.ACTIVE)
     assert watch.still_wanted("alice@example.org")
+
+
+def test_a_send_polling_for_leavers_reads_only_the_rows_that_left(store: SubscriberStore) -> None:
+    # A list imported just before the send changed every row: polling must not read them all again.
+    store.add_many([new_subscriber(f"u{i}@example.org") for i in range(50)])
+    store.unsubscribe("u7@example.org")
+    since = change_stamp(utc_now() - timedelta(minutes=1))
+    everyone = store.changes_since(since)
+    leavers = store.changes_since(since, leavers_only=True)
+    assert ("u7@example.org", "unsubscribed") in leavers and len(everyone) > 50
+    assert sorted(leavers) == sorted(row for row in everyone if row[1] != "active")
 
 
 def test_stale_sign_ups_and_their_requests_are_dropped(store: SubscriberStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import warnings
 from collections.abc import Callable
@@ -19,6 +20,7 @@ with warnings.catch_warnings():
 from newsletter.errors import ConfigError
 from newsletter.mail.tokens import (
     CONFIRM_TTL,
+    LINK_PURPOSES,
     Purpose,
     TokenSigner,
     make_legacy_token,
@@ -71,6 +73,70 @@ def test_feedback_token_is_bound_to_its_paper() -> None:
     assert claims is not None and claims.item == "2503.01234"
     other = SIGNER.sign(Purpose.FEEDBACK, "example", "alice@example.org", item="2503.09999")
     assert other != token
+
+
+def raw(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+READER = SIGNER.reader_links("example", "Alice@Example.org")
+
+
+@pytest.mark.parametrize("minted", sorted(LINK_PURPOSES))
+@pytest.mark.parametrize("used", list(Purpose))
+def test_a_digest_link_token_opens_for_its_own_purpose_and_paper_only(minted: Purpose, used: Purpose) -> None:
+    item = "2503.01234" if minted is Purpose.FEEDBACK else ""
+    claims = SIGNER.verify(READER.token(minted, item), used)
+    if minted != used:
+        assert claims is None
+    else:
+        assert claims is not None
+        assert (claims.list_name, claims.email, claims.item, claims.expires) == (
+            "example",
+            "alice@example.org",
+            item,
+            None,
+        )
+
+
+def test_every_changed_byte_of_a_digest_link_token_is_refused() -> None:
+    token = raw(READER.token(Purpose.FEEDBACK, "2503.01234"))
+    for at in range(len(token)):
+        changed = token[:at] + bytes([token[at] ^ 0x01]) + token[at + 1 :]
+        assert all(SIGNER.verify(b64(changed), purpose) is None for purpose in Purpose), at
+    assert SIGNER.verify(b64(token[:-1]), Purpose.FEEDBACK) is None
+    assert TokenSigner(OTHER).verify(b64(token), Purpose.FEEDBACK) is None
+
+
+def test_a_digest_link_token_cannot_be_moved_to_another_paper_or_purpose() -> None:
+    token = raw(READER.token(Purpose.FEEDBACK, "2503.01234"))
+    other = raw(READER.token(Purpose.FEEDBACK, "2503.09999"))
+    # Another paper's id with this link's tag, and this tag re-labelled as an unsubscribe.
+    moved = other[:-12] + token[-12:]
+    assert SIGNER.verify(b64(moved), Purpose.FEEDBACK) is None
+    unsubscribe = raw(READER.token(Purpose.UNSUBSCRIBE))
+    assert SIGNER.verify(b64(unsubscribe[:-12] + token[-12:]), Purpose.UNSUBSCRIBE) is None
+
+
+def test_the_sealed_part_of_a_digest_link_is_no_token_of_the_first_kind() -> None:
+    sealed = raw(READER.token(Purpose.MANAGE))[1:-13]
+    assert all(SIGNER.verify(b64(bytes([1]) + sealed), purpose) is None for purpose in Purpose)
+
+
+def test_digest_links_of_the_previous_secret_verify_while_it_rotates_out() -> None:
+    old = TokenSigner(OTHER).reader_links("example", "alice@example.org").token(Purpose.MANAGE)
+    assert TokenSigner(SECRET, [OTHER]).verify(old, Purpose.MANAGE) is not None
+    assert SIGNER.verify(old, Purpose.MANAGE) is None
+
+
+def test_confirm_and_bounce_tokens_are_never_digest_links() -> None:
+    for purpose in (Purpose.CONFIRM, Purpose.BOUNCE):
+        with pytest.raises(ValueError):
+            READER.token(purpose)
 
 
 def test_confirm_token_expires() -> None:
@@ -160,6 +226,7 @@ ANN = ("news", "ann@example.org")
 OPAQUE = SIGNER.sign(Purpose.UNSUBSCRIBE, "news", "ann@example.org")
 LEGACY = make_legacy_token(SECRET, "news", "ann@example.org")
 MANAGE = SIGNER.sign(Purpose.MANAGE, "news", "ann@example.org")
+ANNS_DIGEST = SIGNER.reader_links("news", "ann@example.org")
 
 
 @pytest.mark.parametrize(
@@ -170,8 +237,20 @@ MANAGE = SIGNER.sign(Purpose.MANAGE, "news", "ann@example.org")
         (LEGACY, "news", "Ann@Example.org", ANN),
         (MANAGE, "", "", None),
         (make_legacy_token(SECRET, "../news", "ann@example.org"), "../news", "ann@example.org", None),
+        (ANNS_DIGEST.token(Purpose.UNSUBSCRIBE), "", "", ANN),
+        (ANNS_DIGEST.token(Purpose.MANAGE), "", "", None),
+        (ANNS_DIGEST.token(Purpose.FEEDBACK, "2503.01234"), "", "", None),
     ],
-    ids=["new-token", "legacy-link", "legacy-link-in-capitals", "manage-token", "legacy-path-as-list"],
+    ids=[
+        "new-token",
+        "legacy-link",
+        "legacy-link-in-capitals",
+        "manage-token",
+        "legacy-path-as-list",
+        "digest-link",
+        "digest-manage-link",
+        "digest-feedback-link",
+    ],
 )
 def test_the_web_link_and_the_mail_request_read_an_unsubscribe_token_alike(
     tmp_path: Path, token: str, list_name: str, email: str, expected: tuple[str, str] | None

@@ -17,7 +17,7 @@ from ..render.digest import RenderedDigest
 from ..settings import Settings
 from ..text import one_line
 from .dkim import DkimSigner
-from .tokens import TokenSigner, request_subject
+from .tokens import TokenSigner, request_subject, subject_for
 from .verp import return_path
 from .wire import END_OF_DATA, from_wire, stuffed_dots, to_wire
 
@@ -115,17 +115,19 @@ class LineEncoder:
     a second one, RFC 5321 4.5.2), also once per cached line. A line is cached the second time
     it is seen: one reader's own lines (their links, their cards' feedback links) never come
     back, and caching them filled the cache with lines used once. Both are cleared when full to
-    bound memory.
+    bound memory. `html=True` makes 7bit HTML lines instead (`seven_bit_line`).
     """
 
-    def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000) -> None:
+    def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000, *, html: bool = False) -> None:
         self.max_lines = max_lines
         self.max_seen = max_seen
+        self._line = seven_bit_line if html else _quoted_printable_line
         self._cache: dict[str, bytes] = {}
         self._seen: set[int] = set()  # hashes of lines seen once: a few bytes each, not the line
 
     def encode(self, text: str) -> bytes:
-        cache, seen = self._cache, self._seen
+        """The text encoded; b"" if a line of it cannot be (7bit only: then use quoted-printable)."""
+        cache, seen, encode_line = self._cache, self._seen, self._line
         if len(cache) > self.max_lines:
             cache.clear()
         if len(seen) > self.max_seen:
@@ -134,7 +136,9 @@ class LineEncoder:
         for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             encoded = cache.get(line)
             if encoded is None:
-                encoded = _stuffed(binascii.b2a_qp(line.encode("utf-8"), istext=True))
+                encoded = encode_line(line)
+                if encoded is None:
+                    return b""
                 key = hash(line)
                 if key in seen:
                     cache[line] = encoded
@@ -142,6 +146,60 @@ class LineEncoder:
                     seen.add(key)
             out.append(encoded)
         return b"\r\n".join(out)
+
+
+def _quoted_printable_line(line: str) -> bytes:
+    return _stuffed(binascii.b2a_qp(line.encode("utf-8"), istext=True))
+
+
+_MAX_LINE = 998  # octets per line, CRLF not counted (RFC 5322 2.1.1)
+_TAG_NAME = re.compile(rb"<[A-Za-z][A-Za-z0-9]*(?=[ >])")  # after it, a line break is only a space
+
+
+def seven_bit_line(line: str) -> bytes | None:
+    """One line of HTML as 7bit, framed for DATA, or None when only quoted-printable can carry it.
+
+    Every character beyond ASCII becomes a character reference (the same character on screen),
+    and a line longer than 998 octets is broken inside a start tag, after its name, where a line
+    break is whitespace like the space it replaces (or one a tag may hold there). So nothing is
+    encoded: no `=3D` for every `=`, no soft break every 76 characters.
+    """
+    data = line.encode("ascii", "xmlcharrefreplace")
+    if len(data) > _MAX_LINE:
+        folded = _fold(data)
+        if folded is None:
+            return None
+        data = folded.replace(b"\n", b"\r\n")
+        return _stuffed(data) if b"\n." in data else data
+    return b"." + data if data.startswith(b".") else data
+
+
+def html_is_seven_bit(html: str) -> bool:
+    """False when characters beyond ASCII are in a `<style>` block, which resolves no references."""
+    if html.isascii():
+        return True
+    start = html.find("<style")
+    while start >= 0:
+        end = html.find("</style", start)
+        if not html[start : end if end >= 0 else len(html)].isascii():
+            return False
+        start = html.find("<style", end) if end >= 0 else -1
+    return True
+
+
+def _fold(line: bytes) -> bytes | None:
+    """A long line broken after tag names so every piece fits, or None if no tag is where needed."""
+    pieces = []
+    while len(line) > _MAX_LINE:
+        cut = 0
+        for found in _TAG_NAME.finditer(line, 0, _MAX_LINE):
+            cut = found.end()
+        if cut == 0:
+            return None
+        pieces.append(line[:cut])
+        line = line[cut + 1 :] if line[cut : cut + 1] == b" " else line[cut:]
+    pieces.append(line)
+    return b"\n".join(pieces)
 
 
 def _stuffed(encoded: bytes) -> bytes:
@@ -180,6 +238,7 @@ class MessageComposer:
         self.reply_to = mailbox("", sender.reply_to) if sender.reply_to else None
         self.signer = DkimSigner.from_settings(settings.dkim, settings.config_dir)
         self.body_encoder = LineEncoder()
+        self.html_encoder = LineEncoder(html=True)
         self.return_path = return_path(sender, self.tokens)
 
     def compose(
@@ -190,8 +249,12 @@ class MessageComposer:
         *,
         to_address: str | None = None,
         now: datetime | None = None,
+        unsubscribe_token: str | None = None,
     ) -> ComposedMessage:
-        """One multipart/alternative message: text first, HTML last, headers injection-safe."""
+        """One multipart/alternative message: text first, HTML last, headers injection-safe.
+
+        `unsubscribe_token` is the one the link carries, for the mailto: request (else one is minted).
+        """
         recipient = checked_address(to_address or subscriber.email)
         mid = message_id(self.secret, self.issue, subscriber.email, self.domain, to_address and recipient)
         boundary = "=_digest_" + mid[1:25].replace(".", "_").replace("@", "_")
@@ -203,7 +266,9 @@ class MessageComposer:
             mid=mid,
             boundary=boundary,
             now=now,
+            unsubscribe_token=unsubscribe_token,
         )
+        html = self.html_encoder.encode(digest.html) if html_is_seven_bit(digest.html) else b""
         body = [
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/plain; charset="utf-8"',
@@ -212,9 +277,9 @@ class MessageComposer:
             self.body_encoder.encode(digest.text),
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/html; charset="utf-8"',
-            b"Content-Transfer-Encoding: quoted-printable",
+            b"Content-Transfer-Encoding: " + (b"7bit" if html else b"quoted-printable"),
             b"",
-            self.body_encoder.encode(digest.html),
+            html or self.body_encoder.encode(digest.html),
             f"--{boundary}--".encode("ascii"),
             b"",
         ]
@@ -235,14 +300,18 @@ class MessageComposer:
         mid: str,
         boundary: str,
         now: datetime | None,
+        unsubscribe_token: str | None,
     ) -> str:
         subject = one_line(digest.subject)
         if len(subject) > _MAX_SUBJECT:
             subject = subject[: _MAX_SUBJECT - 1].rstrip() + "\u2026"
         unsubscribe_url = one_line(unsubscribe_url).replace(" ", "%20")
-        mailto = f"mailto:{self.sender_address}?subject=" + quote(
-            request_subject(self.tokens, self.issue.list_name, subscriber.email)
+        request = (
+            subject_for(unsubscribe_token)
+            if unsubscribe_token
+            else request_subject(self.tokens, self.issue.list_name, subscriber.email)
         )
+        mailto = f"mailto:{self.sender_address}?subject=" + quote(request)
         lines = [
             f"From: {self.from_header}",
             f"To: {mailbox(subscriber.name, recipient)}",

@@ -105,14 +105,16 @@ def finish_digest(
     if to_address:
         # A test copy is addressed to the tester, under no one else's name, with their own link.
         subscriber = replace(subscriber, email=to_address, name="")
-    email = subscriber.email
-    link = signer.url(list_name, email)
+    links = signer.reader(list_name, subscriber.email)
     digest = renderer.render(
-        subscriber,
-        picks,
-        link,
-        signer.manage_url(list_name, email),
-        feedback_url=lambda pid: signer.feedback_url(list_name, email, pid),
+        subscriber, picks, links.url, links.manage_url(), feedback_url=links.feedback_url
     )
-    message = composer.compose(subscriber, digest, link, to_address=to_address, now=now)
-    return BuiltDigest(subscriber, tuple(picks), link, digest, message)
+    message = composer.compose(
+        subscriber,
+        digest,
+        links.url,
+        to_address=to_address,
+        now=now,
+        unsubscribe_token=links.unsubscribe_token,
+    )
+    return BuiltDigest(subscriber, tuple(picks), links.url, digest, message)

@@ -12,7 +12,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ..errors import ConfigError, SourceError
-from ..mail.tokens import Purpose, TokenSigner, purpose_url
+from ..mail.tokens import (
+    FEEDBACK_PATH,
+    MANAGE_PATH,
+    UNSUBSCRIBE_PATH,
+    Purpose,
+    ReaderLinks,
+    TokenSigner,
+    link,
+)
 from ..models import IssueInfo
 from ..ranking.feedback import Taste
 from ..ranking.feedbackstore import FeedbackStore
@@ -253,16 +261,26 @@ class LinkSigner:
         signer.tokens = TokenSigner(key)
         return signer
 
-    def url(self, list_name: str, email: str) -> str:
-        """The one-click unsubscribe link (footer and List-Unsubscribe)."""
-        return purpose_url(self.tokens, self.base_url, Purpose.UNSUBSCRIBE, list_name, email)
+    def reader(self, list_name: str, email: str) -> DigestLinks:
+        """Every link of one reader's digest, minted from one seal."""
+        return DigestLinks(self.base_url, self.tokens.reader_links(list_name, email))
 
-    def feedback_url(self, list_name: str, email: str, paper_id: str) -> str:
+
+class DigestLinks:
+    """One reader's links in a digest: unsubscribe, preferences, and feedback per paper."""
+
+    def __init__(self, base_url: str, tokens: ReaderLinks) -> None:
+        self.base_url = base_url
+        self.tokens = tokens
+        self.unsubscribe_token = tokens.token(Purpose.UNSUBSCRIBE)
+        self.url = link(base_url, UNSUBSCRIBE_PATH, self.unsubscribe_token)
+
+    def manage_url(self) -> str:
+        """The link to the reader's preferences page."""
+        return link(self.base_url, MANAGE_PATH, self.tokens.token(Purpose.MANAGE))
+
+    def feedback_url(self, paper_id: str) -> str:
         """The reader's link for one paper's "more/less like this" ('' for an id too long to seal)."""
         if len(paper_id.encode("utf-8")) > 255:
             return ""
-        return purpose_url(self.tokens, self.base_url, Purpose.FEEDBACK, list_name, email, item=paper_id)
-
-    def manage_url(self, list_name: str, email: str) -> str:
-        """The link to the reader's preferences page."""
-        return purpose_url(self.tokens, self.base_url, Purpose.MANAGE, list_name, email)
+        return link(self.base_url, FEEDBACK_PATH, self.tokens.token(Purpose.FEEDBACK, paper_id))

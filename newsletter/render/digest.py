@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -310,7 +311,7 @@ class DigestRenderer:
 
     # --- per subscriber: joins and escapes only -------------------------------------------
 
-    def _card_html(self, pick: Pick, profile: tuple[str, ...], feedback_url: str) -> str:
+    def _card_html(self, pick: Pick, profile: tuple[str, ...], feedback_url: str, matches: _Matches) -> str:
         """A filled card; cached by reader profile first, so shared profiles skip even `matched`.
 
         The cached card keeps the feedback links' slots: only those two differ between readers
@@ -320,7 +321,7 @@ class DigestRenderer:
         by_profile = (pick.paper.id, profile)
         html = None if (liked or weight) else self._by_profile.get(by_profile)
         if html is None:
-            matched, related = _matches(pick)
+            matched, related = matches
             liked_shown = liked >= LIKED_FROM and weight > 0
             recorded = _recorded_quote(pick)
             by_matched = (
@@ -381,11 +382,15 @@ class DigestRenderer:
         html_values = {key: str(escape(value)) for key, value in values.items()}
         profile = tuple(subscriber.keywords)
         links = [feedback_url(pick.paper.id) if feedback_url else "" for pick in picks]
-        cards = [self._card_html(pick, profile, link) for pick, link in zip(picks, links, strict=True)]
+        matches = [_matches(pick) for pick in picks]  # the pick's keywords are worked out per call
+        cards = [
+            self._card_html(pick, profile, link, found)
+            for pick, link, found in zip(picks, links, matches, strict=True)
+        ]
         texts = []
         quoted: dict[str, str] = {}
-        for pick, link in zip(picks, links, strict=True):
-            text, quote = self._card_text(pick, link)
+        for pick, link, found in zip(picks, links, matches, strict=True):
+            text, quote = self._card_text(pick, link, found)
             texts.append(text)
             if quote:
                 quoted[pick.paper.id] = quote
@@ -418,10 +423,10 @@ class DigestRenderer:
             self._popular_html = found.group(1) if found else heading
         return self._popular_html
 
-    def _card_text(self, pick: Pick, feedback_url: str) -> tuple[str, str]:
+    def _card_text(self, pick: Pick, feedback_url: str, matches: _Matches) -> tuple[str, str]:
         """The plain-text card, plus the reason line and the reader's two feedback links; and the
         sentence it quotes for a match by meaning alone ("" if none), for the ledger."""
-        matched, related = _matches(pick)
+        matched, related = matches
         liked, weight = float(getattr(pick, "liked", 0.0)), float(getattr(pick, "feedback", 0.0))
         key = (pick.paper.id, matched, liked >= LIKED_FROM and weight > 0, related, _recorded_quote(pick))
         found = self._texts.get(key)
@@ -489,10 +494,19 @@ class DigestRenderer:
         return shorten(self._cards[picks[0].paper.id].title, SUBJECT_MAX)
 
 
-def _matches(pick: Pick) -> tuple[tuple[str, ...], tuple[str, ...]]:
+_Matches = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _matches(pick: Pick) -> _Matches:
     """The keywords a pick matched, and those of them it matched by meaning only (closest first)."""
-    matched = tuple(dict.fromkeys(collapse(k) for k in getattr(pick, "matched", ()) or ()))
-    related = dict.fromkeys(collapse(k) for k in getattr(pick, "related", ()) or ())
+    return _matches_of(tuple(getattr(pick, "matched", ()) or ()), tuple(getattr(pick, "related", ()) or ()))
+
+
+@lru_cache(maxsize=8_192)
+def _matches_of(matched_keywords: tuple[str, ...], related_keywords: tuple[str, ...]) -> _Matches:
+    """Worked out once per set of keywords: readers who share keywords share it (bounded cache)."""
+    matched = tuple(dict.fromkeys(collapse(k) for k in matched_keywords))
+    related = dict.fromkeys(collapse(k) for k in related_keywords)
     return matched, tuple(k for k in related if k in matched)
 
 

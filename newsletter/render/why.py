@@ -141,12 +141,18 @@ def _hidden_match(paper: Paper, topics: Sequence[str], shown_abstract: str) -> s
     sentence holding all its words (a match by words close together).
     """
     for topic in topics:
-        wanted = set(keyword_terms(topic))
+        wanted = frozenset(keyword_terms(topic))
         if not wanted or keyword_spans(paper.title, topic) or keyword_spans(shown_abstract, topic):
             continue
         sentences = sentences_of(paper.abstract)
         found = next((s for s in sentences if keyword_spans(s, topic)), None)
-        found = found or next((s for s in sentences if wanted <= set(terms(s))), None)
+        found = found or next((s for s in sentences if wanted <= _term_set(s)), None)
         if found:
             return _bounded(found, topic)
     return ""
+
+
+@lru_cache(maxsize=8_192)
+def _term_set(text: str) -> frozenset[str]:
+    """A text's terms, stemmed once: every reader's card asks about the same titles and sentences."""
+    return frozenset(terms(text))

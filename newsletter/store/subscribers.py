@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, RowMapping, Select, and_, delete, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import SubscriberError
 from ..models import Subscriber, utc_now
@@ -55,6 +56,9 @@ class UnknownListError(SubscriberError):
     """No list of that name, in the database or as a file."""
 
 
+_LEFT = tuple(status.value for status in SubscriberStatus if status is not SubscriberStatus.ACTIVE)
+
+
 @dataclass
 class StatusWatch:
     """Who left the list since a send began: asked before every message, the database polled at
@@ -74,7 +78,10 @@ class StatusWatch:
         """False once the reader is anything but active (unsubscribed, bounced, removed to pending)."""
         if time.monotonic() >= self._next:
             started = utc_now()
-            for changed, status in self.store.changes_since(self._since):
+            # While nobody has left, active rows change nothing: a list imported at the start of
+            # the run (all of it changed within `slack`) is then not read back at every poll.
+            changes = self.store.changes_since(self._since, leavers_only=not self.left)
+            for changed, status in changes:
                 (self.left.discard if status == SubscriberStatus.ACTIVE else self.left.add)(changed)
             self._since = change_stamp(started - self.slack)
             self._next = time.monotonic() + self.every
@@ -187,11 +194,17 @@ class SubscriberStore:
         with self.db.read() as conn:
             return conn.execute(query).scalar() == SubscriberStatus.ACTIVE
 
-    def changes_since(self, since: str) -> list[tuple[str, str]]:
-        """(address, status) of every row changed at or after `since` (a `change_stamp`)."""
-        query = select(subscribers.c.email_key, subscribers.c.status).where(
-            self._mine(), subscribers.c.changed_at >= since
-        )
+    def changes_since(self, since: str, *, leavers_only: bool = False) -> list[tuple[str, str]]:
+        """(address, status) of every row changed at or after `since` (a `change_stamp`);
+        with `leavers_only`, of those no longer active."""
+        changed: ColumnElement[Any] = subscribers.c.changed_at
+        if leavers_only:
+            # Through the status index, the few who left, not the change index's every row changed
+            # (a list imported as the run began): wrapped in a function, `changed_at` uses no index.
+            changed = func.coalesce(changed, "")
+        query = select(subscribers.c.email_key, subscribers.c.status).where(self._mine(), changed >= since)
+        if leavers_only:
+            query = query.where(subscribers.c.status.in_(_LEFT))
         with self.db.read() as conn:
             return [(str(key), str(status)) for key, status in conn.execute(query)]
 

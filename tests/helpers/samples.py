@@ -131,6 +131,34 @@ class Markup(HTMLParser):
         self.text.append(data)
 
 
+class Shown(HTMLParser):
+    """What a browser makes of a page: its tags and attributes, its text with runs of spaces as one.
+
+    Two pages alike here look alike, however their characters are written (references or
+    UTF-8) and wherever a tag holds a line break: what a 7bit HTML part changes, and no more.
+    """
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.seen: list[object] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.append((tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.seen.append(("/", tag))
+
+    def handle_data(self, data: str) -> None:
+        self.seen.append(" ".join(data.split()))
+
+
+def on_screen(page: str) -> list[object]:
+    """A page as `Shown` sees it, to compare two pages."""
+    return Shown(page).seen
+
+
 def text_urls(text: str) -> list[str]:
     """The links of a plain-text part."""
     return re.findall(r"https?://\S+", text)
