@@ -3,11 +3,14 @@
 A change names the status the reader's page was built from, so a hand edit or another change
 made meanwhile wins instead of being overwritten. What someone asks for on the sign-up form for
 an address the list already has waits, apart, until its owner confirms from their mailbox:
-nothing stored changes before that.
+nothing stored changes before that. A confirm link carries a digest of the request it was mailed
+for, so a later sign-up by someone else can never ride on the owner's confirmation.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -59,6 +62,16 @@ class Preferences:
             "frequency": self.frequency.value,
             "pause_until": self.pause_until.isoformat() if self.pause_until else None,
         }
+
+    def digest(self) -> str:
+        """What a confirm link carries to name the request it was mailed for."""
+        return request_digest(self.values())
+
+
+def request_digest(values: Mapping[str, str | None]) -> str:
+    """A short fingerprint of a sign-up request (name, keywords, frequency), as links carry it."""
+    text = "\n".join(str(values.get(key) or "") for key in ("name", "keywords", "frequency"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
 def clean_preferences(
@@ -129,9 +142,17 @@ def request_signup(
 
 
 def confirm(
-    store: SubscriberStore, email: str, issued_at: datetime, now: datetime | None = None
+    store: SubscriberStore,
+    email: str,
+    issued_at: datetime,
+    digest: str = "",
+    now: datetime | None = None,
 ) -> ConfirmOutcome:
-    """Activate a pending (or returning) address; a link older than their last unsubscribe is spent."""
+    """Activate a pending (or returning) address; a link older than their last unsubscribe is spent.
+
+    Only the request the link was mailed for (`digest`) is applied; one made since by anyone is
+    dropped. A returning reader keeps the name and topics they had where the request left them empty.
+    """
     current = store.get(email)
     if current is None:
         return ConfirmOutcome.GONE
@@ -139,13 +160,17 @@ def confirm(
         return ConfirmOutcome.ALREADY
     if current.unsubscribed_at is not None and current.unsubscribed_at > issued_at:
         return ConfirmOutcome.GONE
-    asked: dict[str, str | None] = {**(store.take_request(email) or {})}
-    values = {
-        "status": SubscriberStatus.ACTIVE.value,
-        "unsubscribed_at": None,
-        "confirmed_at": utc_text(now or to_the_second(utc_now())),
-    }
-    if store.update(email, {**asked, **values}, expect={"status": current.status.value}):
+    values: dict[str, str | None] = {}
+    asked = store.take_request(email)
+    if asked is not None and digest and request_digest(asked) == digest:
+        returning = current.status is not SubscriberStatus.PENDING
+        values.update({key: value for key, value in asked.items() if value or not returning})
+    values.update(
+        status=SubscriberStatus.ACTIVE.value,
+        unsubscribed_at=None,
+        confirmed_at=utc_text(now or to_the_second(utc_now())),
+    )
+    if store.update(email, values, expect={"status": current.status.value}):
         return ConfirmOutcome.CONFIRMED
     return ConfirmOutcome.ALREADY if store.is_active(email) else ConfirmOutcome.GONE
 
@@ -174,6 +199,7 @@ __all__ = [
     "confirm",
     "drop_stale_pending",
     "leave",
+    "request_digest",
     "request_signup",
     "save_preferences",
 ]

@@ -92,11 +92,7 @@ class Unsubscribe:
             log.error("unsubscribe for an unknown list: %s", list_name)
             return self.pages.unknown_list()
         log.info("unsubscribe from %s (recorded)", list_name)
-        return self.pages.message(
-            "Unsubscribed",
-            f"{email} will get no more {self.settings.title} emails.",
-            link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Changed your mind? Subscribe again"},
-        )
+        return self.pages.unsubscribed(self.tokens, list_name, email)
 
 
 def _unsubscribe(settings: Settings, list_name: str, email: str) -> bool:

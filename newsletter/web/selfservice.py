@@ -81,10 +81,10 @@ class SelfService:
             return open_list(places, list_name, sync=False)  # its first sign-up makes it
         return found
 
-    def _link(self, request: Request, purpose: Purpose, claims_list: str, email: str) -> str:
+    def _link(self, request: Request, purpose: Purpose, claims_list: str, email: str, item: str = "") -> str:
         base = self.base_url or _local_base(request)
         expires = CONFIRM_TTL if purpose is Purpose.CONFIRM else None
-        return purpose_url(self.tokens, base, purpose, claims_list, email, expires=expires)
+        return purpose_url(self.tokens, base, purpose, claims_list, email, item=item, expires=expires)
 
     # --- /subscribe -------------------------------------------------------------------------
 
@@ -169,11 +169,12 @@ class SelfService:
         except (SubscriberError, StoreError) as exc:
             log.error("sign-up to %s not recorded: %s", list_name, exc.message)
             return self.pages.try_again()
+        if not mail:  # the hourly limit: the page says so rather than claim a mail went out
+            return self._mailed_already()
         response = self._check_inbox()
-        if mail:
-            # Sent right after the answer: every address state answers equally fast, and a slow
-            # mail server never holds the reader's page.
-            response.background = BackgroundTask(self._mail, request, list_name, address, outcome)
+        # Sent right after the answer: every address state answers equally fast, and a slow
+        # mail server never holds the reader's page.
+        response.background = BackgroundTask(self._mail, request, list_name, address, outcome, prefs)
         return response
 
     def _check_inbox(self) -> HTMLResponse:
@@ -183,11 +184,23 @@ class SelfService:
             "Nothing arrived after a few minutes? Look in the spam folder, or sign up again in an hour.",
         )
 
-    async def _mail(self, request: Request, list_name: str, address: str, outcome: SignupOutcome) -> None:
+    def _mailed_already(self) -> HTMLResponse:
+        return self.pages.message(
+            "Check your inbox",
+            "An email went to this address less than an hour ago, so no new email was sent. "
+            "Open the link in that one to confirm your subscription.",
+            "Nothing arrived? Look in the spam folder, or sign up again in an hour.",
+        )
+
+    async def _mail(
+        self, request: Request, list_name: str, address: str, outcome: SignupOutcome, prefs: Preferences
+    ) -> None:
         if outcome is SignupOutcome.ALREADY:
             notice = Notice(address, manage_url=self._link(request, Purpose.MANAGE, list_name, address))
         else:
-            notice = Notice(address, confirm_url=self._link(request, Purpose.CONFIRM, list_name, address))
+            # The link names this request: a later sign-up for the address cannot ride on it.
+            confirm_url = self._link(request, Purpose.CONFIRM, list_name, address, prefs.digest())
+            notice = Notice(address, confirm_url=confirm_url)
         try:
             message = self.notices.compose(notice)
         except (HeaderValueError, NewsletterError) as exc:
@@ -236,13 +249,16 @@ class SelfService:
             return self._spent()
         issued = datetime.fromtimestamp(claims.expires, UTC) - CONFIRM_TTL
         try:
-            outcome = await run_in_threadpool(confirm, store, claims.email, issued)
+            outcome = await run_in_threadpool(confirm, store, claims.email, issued, claims.item)
         except SubscriberError as exc:
             log.error("confirmation for %s not recorded: %s", claims.list_name, exc.message)
             return self.pages.try_again()
         if outcome is ConfirmOutcome.GONE:
             return self._spent(claims.list_name)
         subscriber = await run_in_threadpool(store.get, claims.email)
+        if outcome is ConfirmOutcome.ALREADY or subscriber is None:
+            # A link works once: a later use shows where things stand and hands out no new link.
+            return self._subscribed_already(claims.email, subscriber)
         manage = self.tokens.sign(Purpose.MANAGE, claims.list_name, claims.email)
         return await self._manage_page(
             claims.list_name,
@@ -296,6 +312,15 @@ class SelfService:
             "Try broader words, or leave the topics empty for the week\u2019s top papers.",
         )
 
+    def _subscribed_already(self, email: str, subscriber: Subscriber | None) -> HTMLResponse:
+        if subscriber is None or subscriber.status is not SubscriberStatus.ACTIVE:
+            return self._spent()
+        return self.pages.message(
+            "You\u2019re subscribed",
+            f"{email} gets the {subscriber.frequency.value} {self.settings.title} digest.",
+            "This link has been used already. To change your topics, use the link at the foot of any digest.",
+        )
+
     def _not_subscribed(self, list_name: str) -> HTMLResponse:
         return self.pages.message(
             "You are not subscribed",
@@ -337,14 +362,7 @@ class SelfService:
         try:
             if form.get("action") == "unsubscribe":
                 await run_in_threadpool(leave, store, claims.email)
-                return self.pages.message(
-                    "Unsubscribed",
-                    f"{claims.email} will get no more {self.settings.title} emails.",
-                    link={
-                        "url": f"{SUBSCRIBE_PATH}?list={claims.list_name}",
-                        "text": "Changed your mind? Subscribe again",
-                    },
-                )
+                return self.pages.unsubscribed(self.tokens, claims.list_name, claims.email)
             prefs = clean_preferences(
                 form.get("name", ""),
                 form.get("keywords", ""),
