@@ -41,7 +41,7 @@ from ..subscribers.signup import (
     request_signup,
     save_preferences,
 )
-from .guard import CSRF_COOKIE, CsrfGuard, RateLimit
+from .guard import CSRF_COOKIE, CsrfGuard, RateLimit, client_key, mailbox_key
 from .pages import SitePages
 from .sample import IssueSample
 
@@ -72,14 +72,22 @@ class SelfService:
         self.secure_cookie = self.base_url.startswith("https://")
 
     async def _store(self, list_name: str) -> SubscriberStore | None:
-        """The list's store when the name is one we serve: an existing list, or the default one."""
+        """The list's store when the name is one we serve: an existing list, or a public one."""
         if not self.list_name_ok(list_name):
             return None
         places = self.settings.places
         found = await run_in_threadpool(known_list, places, list_name)
-        if found is None and list_name == self.settings.default_list:
+        if found is None and self._public(list_name):
             return open_list(places, list_name, sync=False)  # its first sign-up makes it
         return found
+
+    def _public(self, list_name: str) -> bool:
+        """Whether strangers may sign up to a list: the default one, and those the config opens."""
+        return list_name == self.settings.default_list or list_name in self.settings.serve.public_lists
+
+    async def _signup_store(self, list_name: str) -> SubscriberStore | None:
+        """The store of a list that takes sign-ups from the form; None (a 404) for a private list."""
+        return await self._store(list_name) if self._public(list_name) else None
 
     def _link(self, request: Request, purpose: Purpose, claims_list: str, email: str, item: str = "") -> str:
         base = self.base_url or _local_base(request)
@@ -91,7 +99,7 @@ class SelfService:
     async def subscribe_form(self, request: Request) -> HTMLResponse:
         """GET: the sign-up form, with keyword examples and this week's top papers."""
         list_name = request.query_params.get("list", "") or self.settings.default_list
-        if await self._store(list_name) is None:
+        if await self._signup_store(list_name) is None:
             return self.pages.unknown_list()
         return await self._form(request, list_name, {}, error="", retry=False, status=200)
 
@@ -140,7 +148,7 @@ class SelfService:
         """POST: record a pending sign-up and mail the confirmation; one answer for every address."""
         form = await _form_fields(request)
         list_name = form.get("list", "") or request.query_params.get("list", "") or self.settings.default_list
-        store = await self._store(list_name)
+        store = await self._signup_store(list_name)
         if store is None:
             return self.pages.unknown_list()
         if form.get("website"):  # the honeypot: people never see it, form-filling bots fill it
@@ -149,7 +157,7 @@ class SelfService:
         if not self.csrf.check(request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")):
             # A post from another site (or an old page): nothing changes, the person confirms here.
             return await self._form(request, list_name, form, error="", retry=True, status=200)
-        client = request.client.host if request.client else "unknown"
+        client = client_key(request.client.host) if request.client else "unknown"
         try:
             address = checked_address(form.get("email", ""))
             prefs = clean_preferences(
@@ -165,7 +173,7 @@ class SelfService:
                     status=429,
                 )
             outcome = await run_in_threadpool(request_signup, store, address, prefs)
-            mail = await run_in_threadpool(self.per_address.allow, f"{list_name}\n{address.lower()}")
+            mail = await run_in_threadpool(self.per_address.allow, mailbox_key(address))
         except (SubscriberError, StoreError) as exc:
             log.error("sign-up to %s not recorded: %s", list_name, exc.message)
             return self.pages.try_again()
@@ -216,8 +224,12 @@ class SelfService:
         claims = self.tokens.verify(token, purpose)
         return claims if claims is not None and self.list_name_ok(claims.list_name) else None
 
+    def _signup_link(self, list_name: str, text: str) -> dict[str, str] | None:
+        """A link to the list's sign-up form, for a list that has one."""
+        return {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": text} if self._public(list_name) else None
+
     def _spent(self, list_name: str = "") -> HTMLResponse:
-        link = {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Sign up again"} if list_name else None
+        link = self._signup_link(list_name, "Sign up again") if list_name else None
         return self.pages.message(
             "This link does not work any more",
             "Confirmation links work for 48 hours, once. Nothing was changed.",
@@ -325,7 +337,7 @@ class SelfService:
         return self.pages.message(
             "You are not subscribed",
             "This address does not get this newsletter (any more). Nothing was changed.",
-            link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Subscribe again"},
+            link=self._signup_link(list_name, "Subscribe again"),
         )
 
     async def _manage_claims(

@@ -89,10 +89,12 @@ def served_site(root: Path, *, smtp: LoopbackServer | None = None, **overrides: 
     values.update(overrides)
     settings = make_site(root, **values)
     app = create_app(settings)
-    open_list(settings.places, "news")  # as `serve` merges the lists kept as files before it starts
+    for path in sorted(settings.path(settings.subscribers_dir).glob("*.csv")):
+        open_list(settings.places, path.stem)  # as `serve` merges the lists kept as files before it starts
     limits = ServeLimits.from_settings(settings.serve)
     try:
-        config = lambda a: server_config(a, "127.0.0.1", 0, limits)  # noqa: E731
+        proxies = settings.serve.trusted_proxies
+        config = lambda a: server_config(a, "127.0.0.1", 0, limits, trusted_proxies=proxies)  # noqa: E731
         with serving(app, config=config) as url, httpx.Client(base_url=url, follow_redirects=False) as client:
             handler = server.handler
             assert isinstance(handler, RecordingHandler)
