@@ -226,7 +226,9 @@ class SelfService:
 
     def _signup_link(self, list_name: str, text: str) -> dict[str, str] | None:
         """A link to the list's sign-up form, for a list that has one."""
-        return {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": text} if self._public(list_name) else None
+        if not self._public(list_name):
+            return None
+        return {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": text}
 
     def _spent(self, list_name: str = "") -> HTMLResponse:
         link = self._signup_link(list_name, "Sign up again") if list_name else None
