@@ -41,7 +41,7 @@ class CsrfGuard:
         if not cookie or not token or len(token) > 100 or len(cookie) > 100:
             return False
         stamp, _, mac = token.partition(".")
-        if not stamp.isdigit():
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) < 12):  # "²" is a digit to isdigit
             return False
         age = (time.time() if now is None else now) - int(stamp)
         if not 0 <= age <= CSRF_TTL:

@@ -22,6 +22,7 @@ from ..settings import Settings
 _ERRORS = {
     404: ("Page not found", "There is no page at this address. Please check the link."),
     405: ("Not possible here", "This page cannot be used that way. Nothing was changed."),
+    413: ("Too much sent", "This page takes a short form, no files. Nothing was changed."),
     500: ("Something went wrong", "Nothing was changed. Please try again in a minute."),
 }
 
