@@ -11,6 +11,12 @@ from pathlib import Path
 
 import pytest
 from helpers.served_site import ServedSite, served_site
+from helpers.signup_site import SECRET
+from sqlalchemy import select
+
+from newsletter.mail.tokens import Purpose, TokenSigner
+from newsletter.store import open_database
+from newsletter.store.schema import metadata
 
 SIGNUPS_PER_IP = 10
 
@@ -76,3 +82,32 @@ def test_a_list_the_config_opens_takes_sign_ups(site_with: StartSite) -> None:
     site = site_with(serve={"public_lists": ["alpha"]})
     assert site.sign_up("x@example.org", list_name="alpha").status_code == 200
     assert site.store("alpha").get("x@example.org") is not None
+
+
+SAVES_PER_HOUR = 30
+
+
+def test_preference_saves_with_one_readers_link_are_limited_and_stored_in_place(site_with: StartSite) -> None:
+    site = site_with()
+    token = TokenSigner(SECRET).sign(Purpose.MANAGE, "news", "alice@example.org")
+    statuses, stored = [], []
+    for i in range(SAVES_PER_HOUR + 1):
+        form = {"t": token, "keywords": f"topic {i}", "frequency": "weekly"}
+        statuses.append(site.client.post("/manage", data=form).status_code)
+        stored.append(rows_about(site, "alice@example.org"))
+    assert statuses == [200] * SAVES_PER_HOUR + [429]
+    alice = site.store().get("alice@example.org")
+    assert alice is not None and alice.keywords == [f"topic {SAVES_PER_HOUR - 1}"]
+    assert set(stored) == {stored[0]}  # each save overwrote what there was: nothing piles up
+    unsubscribed = site.client.post("/manage", data={"t": token, "action": "unsubscribe"})
+    assert unsubscribed.status_code == 200 and not site.store().is_active("alice@example.org")
+
+
+def rows_about(site: ServedSite, address: str) -> int:
+    """Rows of any table that hold this address (the limits keep only a keyed hash of it)."""
+    db = open_database(site.settings.places.database())
+    with db.read() as conn:
+        return sum(
+            len([row for row in conn.execute(select(table)) if any(address in str(v) for v in row)])
+            for table in metadata.sorted_tables
+        )

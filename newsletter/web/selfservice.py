@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -41,6 +39,7 @@ from ..subscribers.signup import (
     request_signup,
     save_preferences,
 )
+from .bodies import form_fields
 from .guard import CSRF_COOKIE, CsrfGuard, RateLimit, client_key, mailbox_key
 from .pages import SitePages
 from .sample import IssueSample
@@ -49,7 +48,9 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_PATH = "/subscribe"
 SIGNUPS_PER_IP_PER_HOUR = 10
 MAILS_PER_ADDRESS_PER_HOUR = 1
-MAX_FIELD = 2000
+SAVES_PER_READER_PER_HOUR = (
+    30  # preference saves through one reader's manage link (unsubscribing is never limited)
+)
 
 
 class SelfService:
@@ -65,6 +66,7 @@ class SelfService:
         secret = settings.secret or ""
         self.per_ip = RateLimit(db, "signups per ip", SIGNUPS_PER_IP_PER_HOUR, 3600, secret)
         self.per_address = RateLimit(db, "mails per address", MAILS_PER_ADDRESS_PER_HOUR, 3600, secret)
+        self.saves = RateLimit(db, "saves per reader", SAVES_PER_READER_PER_HOUR, 3600, secret)
         self.sample = IssueSample(settings)
         self.mailer = OneOffSender(settings)
         self.notices = NoticeComposer(settings)
@@ -146,7 +148,7 @@ class SelfService:
 
     async def subscribe(self, request: Request) -> HTMLResponse:
         """POST: record a pending sign-up and mail the confirmation; one answer for every address."""
-        form = await _form_fields(request)
+        form = await form_fields(request)
         list_name = form.get("list", "") or request.query_params.get("list", "") or self.settings.default_list
         store = await self._signup_store(list_name)
         if store is None:
@@ -255,7 +257,7 @@ class SelfService:
 
     async def confirm(self, request: Request) -> HTMLResponse:
         """POST: activate, then show what this week's issue would send, keywords editable."""
-        form = await _form_fields(request)
+        form = await form_fields(request)
         token = form.get("t", "") or request.query_params.get("t", "")
         claims = self._claims(token, Purpose.CONFIRM)
         store = None if claims is None else await self._store(claims.list_name)
@@ -365,7 +367,7 @@ class SelfService:
 
     async def manage(self, request: Request) -> HTMLResponse:
         """POST: save the preferences (and show what they pick), or unsubscribe."""
-        form = await _form_fields(request)
+        form = await form_fields(request)
         token = form.get("t", "") or request.query_params.get("t", "")
         found = await self._manage_claims(token)
         if isinstance(found, HTMLResponse):
@@ -388,8 +390,16 @@ class SelfService:
                 claims.list_name, token, subscriber, error=_sentence(exc), fields=form, status=400
             )
         try:
+            if not await run_in_threadpool(self.saves.allow, f"{claims.list_name}\n{claims.email}"):
+                # One reader's link, replayed by a script: each save is cheap but serve's work is not.
+                return self.pages.message(
+                    "Too many changes",
+                    "These preferences were changed many times in the last hour. Nothing was changed; "
+                    "please try again later.",
+                    status=429,
+                )
             await run_in_threadpool(save_preferences, store, claims.email, prefs)
-        except SubscriberError as exc:
+        except (SubscriberError, StoreError) as exc:
             log.error("preferences for %s not saved: %s", claims.list_name, exc.message)
             return self.pages.try_again("save this")
         updated = _with(subscriber, prefs)
@@ -430,12 +440,3 @@ def _saved_text(prefs: Preferences) -> str:
 def _sentence(exc: NewsletterError) -> str:
     what = exc.what[0].upper() + exc.what[1:]
     return f"{what}: {exc.fix}." if exc.fix else f"{what}."
-
-
-async def _form_fields(request: Request) -> dict[str, str]:
-    """The posted fields as bounded text; files and oversized values are dropped."""
-    try:
-        form: FormData = await request.form(max_files=0, max_fields=20, max_part_size=MAX_FIELD * 4)
-    except HTTPException:
-        return {}
-    return {key: value[:MAX_FIELD] for key, value in form.items() if isinstance(value, str)}
