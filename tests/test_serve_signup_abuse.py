@@ -13,9 +13,12 @@ import httpx
 import pytest
 from helpers.served_site import ServedSite, served_site
 from helpers.signup_site import SECRET, field, link_in
+from sqlalchemy import event
 
 from newsletter.mail.tokens import unsubscribe_url
+from newsletter.models import Subscriber
 from newsletter.statuses import Frequency, SubscriberStatus
+from newsletter.store import open_database
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -130,3 +133,34 @@ def test_a_confirm_link_works_once_and_later_shows_the_state_without_new_links(s
         assert "subscribed" in later.text.lower()
         assert 'name="t"' not in later.text and "?t=" not in later.text  # no new token handed out
     assert site.store().is_active("new@example.org")
+
+
+def test_a_sign_up_runs_the_same_statements_whatever_the_state_of_the_address(site: ServedSite) -> None:
+    # Time cannot be asserted; the work behind it can: the same statements, in the same order.
+    site.store().add(Subscriber("vic@example.org", status=SubscriberStatus.PENDING))  # mailed no one yet
+    site.sign_up("warm@example.org")  # the first form reads the papers; not what is compared
+    engine = open_database(site.settings.places.database()).engine
+    ran: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        words = statement.split()[:3]  # e.g. INSERT INTO signups, UPDATE subscribers SET
+        ran.append(
+            "write subscribers" if "subscribers" in words[1:3] and words[0] != "SELECT" else " ".join(words)
+        )
+
+    work = {}
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for state, address in [
+            ("new", "new@example.org"),
+            ("pending", "vic@example.org"),
+            ("active", "alice@example.org"),
+            ("unsubscribed", "uma@example.org"),
+            ("bounced", "bob@example.org"),
+        ]:
+            site.sign_up(address, client=site.browser())
+            work[state], ran[:] = list(ran), []
+            assert work[state], state
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert all(statements == work["active"] for statements in work.values()), work

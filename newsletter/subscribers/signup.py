@@ -114,31 +114,23 @@ def checked_address(email: str) -> str:
 def request_signup(
     store: SubscriberStore, email: str, prefs: Preferences, now: datetime | None = None
 ) -> SignupOutcome:
-    """Record a sign-up: a new address is added `pending`; an active one is left alone.
+    """Record a sign-up: a new address is added `pending`; an address the list has is left alone.
 
-    For an address the list has (pending, unsubscribed or bounced) the request waits apart and
-    is applied when the owner confirms; until then the row, and whatever it says, stays.
+    The request waits apart and is applied when the owner confirms; until then the row, and
+    whatever it says, stays. Every state costs the same one transaction, so the time an answer
+    takes does not tell who is on the list.
     """
-    when = now or to_the_second(utc_now())
-    current = store.get(email)
-    if current is None:
-        pending = Subscriber(
-            email=email,
-            name=prefs.name,
-            keywords=list(prefs.keywords),
-            status=SubscriberStatus.PENDING,
-            subscribed_at=when,
-            frequency=prefs.frequency,
-            pause_until=prefs.pause_until,
-        )
-        store.add(pending, on_conflict="skip")
-        return SignupOutcome.PENDING
-    if current.status is SubscriberStatus.ACTIVE:
-        return SignupOutcome.ALREADY
-    store.save_request(email, prefs.name, "; ".join(prefs.keywords), prefs.frequency.value)
-    if current.status is SubscriberStatus.PENDING:  # the week before it is dropped starts again
-        store.update(email, {"subscribed_at": utc_text(when)}, expect={"status": current.status.value})
-    return SignupOutcome.PENDING
+    pending = Subscriber(
+        email=email,
+        name=prefs.name,
+        keywords=list(prefs.keywords),
+        status=SubscriberStatus.PENDING,
+        subscribed_at=now or to_the_second(utc_now()),
+        frequency=prefs.frequency,
+        pause_until=prefs.pause_until,
+    )
+    had = store.record_signup(pending)
+    return SignupOutcome.ALREADY if had is SubscriberStatus.ACTIVE else SignupOutcome.PENDING
 
 
 def confirm(
