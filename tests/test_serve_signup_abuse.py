@@ -164,3 +164,17 @@ def test_a_sign_up_runs_the_same_statements_whatever_the_state_of_the_address(si
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert all(statements == work["active"] for statements in work.values()), work
+
+
+def test_an_address_our_mail_cannot_reach_is_refused_on_the_form(site: ServedSite) -> None:
+    answer = site.sign_up("j\u00fcrgen@example.org")
+    assert answer.status_code == 400
+    assert "cannot deliver to an address with letters beyond plain ASCII" in answer.text
+    assert "We have sent you an email" not in answer.text
+    assert site.store().get("j\u00fcrgen@example.org") is None
+
+
+def test_an_internationalised_domain_is_signed_up_and_mailed_in_its_ascii_form(site: ServedSite) -> None:
+    assert site.sign_up("ada@b\u00fccher.example").status_code == 200
+    assert site.mails(1)[0]["To"] == "ada@xn--bcher-kva.example"
+    assert site.store().get("ada@xn--bcher-kva.example") is not None

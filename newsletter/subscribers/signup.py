@@ -100,12 +100,29 @@ def clean_preferences(
 
 
 def checked_address(email: str) -> str:
-    """A sign-up address in normalised form, or SubscriberError for anything else."""
+    """A sign-up address in normalised form that our mail can reach, or SubscriberError for anything else.
+
+    Mail goes out in plain ASCII (no SMTPUTF8), so an internationalised domain is kept in its
+    `xn--` form, and a local part beyond ASCII is refused here rather than told "we sent you an
+    email" that can never be sent.
+    """
     if len(email) > 254:
         raise SubscriberError("that email address is too long", fix="check the address")
     try:
-        return check_email(email)
+        address = check_email(email)
     except RowError:
+        raise SubscriberError(
+            "that is not an email address we can write to", fix="check the address"
+        ) from None
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise SubscriberError(
+            "our mail server cannot deliver to an address with letters beyond plain ASCII before the @",
+            fix="please use another address",
+        )
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
         raise SubscriberError(
             "that is not an email address we can write to", fix="check the address"
         ) from None
