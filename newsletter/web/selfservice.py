@@ -48,9 +48,8 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_PATH = "/subscribe"
 SIGNUPS_PER_IP_PER_HOUR = 10
 MAILS_PER_ADDRESS_PER_HOUR = 1
-SAVES_PER_READER_PER_HOUR = (
-    30  # preference saves through one reader's manage link (unsubscribing is never limited)
-)
+# Preference saves through one reader's manage link; unsubscribing is never limited.
+SAVES_PER_READER_PER_HOUR = 30
 
 
 class SelfService:
