@@ -236,6 +236,23 @@ class ServeSettings(_Section):
     max_connections: int = Field(
         default=200, ge=2, description="open connections before new requests get 503"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses (or networks) of reverse proxies whose X-Forwarded-For names the client; "
+        "from any other peer the header is ignored",
+    )
+    public_lists: list[str] = Field(
+        default_factory=list,
+        description="lists besides default_list whose /subscribe form takes sign-ups from anyone",
+    )
+
+    @field_validator("public_lists")
+    @classmethod
+    def _list_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if problem := list_name_problem(name):
+                raise ValueError(problem)
+        return value
 
 
 class BounceSettings(_Section):

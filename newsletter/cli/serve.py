@@ -57,7 +57,9 @@ def serve(app: AppContext, host: str, port: int) -> None:
         err=True,
     )
     limits = ServeLimits.from_settings(settings.serve)
-    uvicorn.Server(server_config(web_app, host, port, limits, verbose=app.verbose)).run()
+    proxies = settings.serve.trusted_proxies
+    config = server_config(web_app, host, port, limits, trusted_proxies=proxies, verbose=app.verbose)
+    uvicorn.Server(config).run()
 
 
 def _sync_lists(settings: Settings) -> None:

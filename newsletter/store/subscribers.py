@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, RowMapping, Select, and_, delete, func, select, update
+from sqlalchemy import Connection, RowMapping, Select, and_, case, delete, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import SubscriberError
@@ -397,17 +397,45 @@ class SubscriberStore:
 
     def save_request(self, email: str, name: str, keywords: str, frequency: str) -> None:
         """Keep what someone asked for on the sign-up form until they confirm (the latest wins)."""
+        with self.db.write() as conn:
+            conn.execute(self._request(email, name, keywords, frequency))
+
+    def _request(self, email: str, name: str, keywords: str, frequency: str) -> Any:
         values = {"email": email.strip(), "name": name, "keywords": keywords, "frequency": frequency}
         statement = self.db.insert(signups).values(
             list=self.name, email_key=key_of(email), requested_at=now_text(), **values
         )
+        return statement.on_conflict_do_update(
+            index_elements=["list", "email_key"],
+            set_={**values, "requested_at": statement.excluded.requested_at},
+        )
+
+    def record_signup(self, new: Subscriber) -> SubscriberStatus | None:
+        """A web sign-up in one transaction, the same statements whatever the address's state.
+
+        The request is kept apart (for every address, so no state answers faster than another),
+        a new address is added `pending`, a pending one's week starts again. Returns the status
+        the address had (None: not on the list), which decides only which mail goes out.
+        """
+        key = new.key
         with self.db.write() as conn:
-            conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["list", "email_key"],
-                    set_={**values, "requested_at": statement.excluded.requested_at},
+            self.create(conn)
+            row = conn.execute(select(subscribers.c.status).where(self._mine(key)).with_for_update()).first()
+            conn.execute(self._request(new.email, new.name, "; ".join(new.keywords), new.frequency.value))
+            if row is None:
+                insert_rows(conn, self.name, [new])
+            else:  # one statement for every state; only a pending row's values change
+                pending = subscribers.c.status == SubscriberStatus.PENDING.value
+                since = utc_text(new.subscribed_at)
+                conn.execute(
+                    update(subscribers)
+                    .where(self._mine(key))
+                    .values(
+                        subscribed_at=case((pending, since), else_=subscribers.c.subscribed_at),
+                        changed_at=case((pending, change_stamp()), else_=subscribers.c.changed_at),
+                    )
                 )
-            )
+        return None if row is None else SubscriberStatus(row[0])
 
     def take_request(self, email: str) -> dict[str, str] | None:
         """The waiting sign-up request of an address (name, keywords, frequency), removed."""

@@ -3,11 +3,14 @@
 A change names the status the reader's page was built from, so a hand edit or another change
 made meanwhile wins instead of being overwritten. What someone asks for on the sign-up form for
 an address the list already has waits, apart, until its owner confirms from their mailbox:
-nothing stored changes before that.
+nothing stored changes before that. A confirm link carries a digest of the request it was mailed
+for, so a later sign-up by someone else can never ride on the owner's confirmation.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -60,6 +63,16 @@ class Preferences:
             "pause_until": self.pause_until.isoformat() if self.pause_until else None,
         }
 
+    def digest(self) -> str:
+        """What a confirm link carries to name the request it was mailed for."""
+        return request_digest(self.values())
+
+
+def request_digest(values: Mapping[str, str | None]) -> str:
+    """A short fingerprint of a sign-up request (name, keywords, frequency), as links carry it."""
+    text = "\n".join(str(values.get(key) or "") for key in ("name", "keywords", "frequency"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
 
 def clean_preferences(
     name: str, keywords: str, frequency: str, pause_until: str = "", today: date | None = None
@@ -87,12 +100,29 @@ def clean_preferences(
 
 
 def checked_address(email: str) -> str:
-    """A sign-up address in normalised form, or SubscriberError for anything else."""
+    """A sign-up address in normalised form that our mail can reach, or SubscriberError for anything else.
+
+    Mail goes out in plain ASCII (no SMTPUTF8), so an internationalised domain is kept in its
+    `xn--` form, and a local part beyond ASCII is refused here rather than told "we sent you an
+    email" that can never be sent.
+    """
     if len(email) > 254:
         raise SubscriberError("that email address is too long", fix="check the address")
     try:
-        return check_email(email)
+        address = check_email(email)
     except RowError:
+        raise SubscriberError(
+            "that is not an email address we can write to", fix="check the address"
+        ) from None
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise SubscriberError(
+            "our mail server cannot deliver to an address with letters beyond plain ASCII before the @",
+            fix="please use another address",
+        )
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
         raise SubscriberError(
             "that is not an email address we can write to", fix="check the address"
         ) from None
@@ -101,37 +131,37 @@ def checked_address(email: str) -> str:
 def request_signup(
     store: SubscriberStore, email: str, prefs: Preferences, now: datetime | None = None
 ) -> SignupOutcome:
-    """Record a sign-up: a new address is added `pending`; an active one is left alone.
+    """Record a sign-up: a new address is added `pending`; an address the list has is left alone.
 
-    For an address the list has (pending, unsubscribed or bounced) the request waits apart and
-    is applied when the owner confirms; until then the row, and whatever it says, stays.
+    The request waits apart and is applied when the owner confirms; until then the row, and
+    whatever it says, stays. Every state costs the same one transaction, so the time an answer
+    takes does not tell who is on the list.
     """
-    when = now or to_the_second(utc_now())
-    current = store.get(email)
-    if current is None:
-        pending = Subscriber(
-            email=email,
-            name=prefs.name,
-            keywords=list(prefs.keywords),
-            status=SubscriberStatus.PENDING,
-            subscribed_at=when,
-            frequency=prefs.frequency,
-            pause_until=prefs.pause_until,
-        )
-        store.add(pending, on_conflict="skip")
-        return SignupOutcome.PENDING
-    if current.status is SubscriberStatus.ACTIVE:
-        return SignupOutcome.ALREADY
-    store.save_request(email, prefs.name, "; ".join(prefs.keywords), prefs.frequency.value)
-    if current.status is SubscriberStatus.PENDING:  # the week before it is dropped starts again
-        store.update(email, {"subscribed_at": utc_text(when)}, expect={"status": current.status.value})
-    return SignupOutcome.PENDING
+    pending = Subscriber(
+        email=email,
+        name=prefs.name,
+        keywords=list(prefs.keywords),
+        status=SubscriberStatus.PENDING,
+        subscribed_at=now or to_the_second(utc_now()),
+        frequency=prefs.frequency,
+        pause_until=prefs.pause_until,
+    )
+    had = store.record_signup(pending)
+    return SignupOutcome.ALREADY if had is SubscriberStatus.ACTIVE else SignupOutcome.PENDING
 
 
 def confirm(
-    store: SubscriberStore, email: str, issued_at: datetime, now: datetime | None = None
+    store: SubscriberStore,
+    email: str,
+    issued_at: datetime,
+    digest: str = "",
+    now: datetime | None = None,
 ) -> ConfirmOutcome:
-    """Activate a pending (or returning) address; a link older than their last unsubscribe is spent."""
+    """Activate a pending (or returning) address; a link older than their last unsubscribe is spent.
+
+    Only the request the link was mailed for (`digest`) is applied; one made since by anyone is
+    dropped. A returning reader keeps the name and topics they had where the request left them empty.
+    """
     current = store.get(email)
     if current is None:
         return ConfirmOutcome.GONE
@@ -139,13 +169,17 @@ def confirm(
         return ConfirmOutcome.ALREADY
     if current.unsubscribed_at is not None and current.unsubscribed_at > issued_at:
         return ConfirmOutcome.GONE
-    asked: dict[str, str | None] = {**(store.take_request(email) or {})}
-    values = {
-        "status": SubscriberStatus.ACTIVE.value,
-        "unsubscribed_at": None,
-        "confirmed_at": utc_text(now or to_the_second(utc_now())),
-    }
-    if store.update(email, {**asked, **values}, expect={"status": current.status.value}):
+    values: dict[str, str | None] = {}
+    asked = store.take_request(email)
+    if asked is not None and digest and request_digest(asked) == digest:
+        returning = current.status is not SubscriberStatus.PENDING
+        values.update({key: value for key, value in asked.items() if value or not returning})
+    values.update(
+        status=SubscriberStatus.ACTIVE.value,
+        unsubscribed_at=None,
+        confirmed_at=utc_text(now or to_the_second(utc_now())),
+    )
+    if store.update(email, values, expect={"status": current.status.value}):
         return ConfirmOutcome.CONFIRMED
     return ConfirmOutcome.ALREADY if store.is_active(email) else ConfirmOutcome.GONE
 
@@ -174,6 +208,7 @@ __all__ = [
     "confirm",
     "drop_stale_pending",
     "leave",
+    "request_digest",
     "request_signup",
     "save_preferences",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
 from ..store.subscribers import UnknownListError
 from ..subscribers import known_list, open_list
+from .bodies import BodyLimit, form_fields
 from .feedback import feedback_routes
 from .hygiene import SITE, SecurityHeaders
 from .pages import SitePages
@@ -74,11 +76,8 @@ class Unsubscribe:
 
     async def unsubscribe(self, request: Request) -> HTMLResponse:
         """POST: the one-click unsubscribe; repeatable, answers 200 and never redirects."""
-        token = ""
-        with contextlib.suppress(HTTPException):  # a mangled body does not matter: the token decides
-            form = await request.form()  # List-Unsubscribe=One-Click, urlencoded or multipart
-            value = form.get("t")
-            token = value if isinstance(value, str) else ""
+        # List-Unsubscribe=One-Click, urlencoded or multipart; a mangled body is no matter: the token decides
+        token = (await form_fields(request)).get("t", "")
         checked = self._checked(request, token)
         if isinstance(checked, HTMLResponse):
             return checked
@@ -92,11 +91,7 @@ class Unsubscribe:
             log.error("unsubscribe for an unknown list: %s", list_name)
             return self.pages.unknown_list()
         log.info("unsubscribe from %s (recorded)", list_name)
-        return self.pages.message(
-            "Unsubscribed",
-            f"{email} will get no more {self.settings.title} emails.",
-            link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Changed your mind? Subscribe again"},
-        )
+        return self.pages.unsubscribed(self.tokens, list_name, email)
 
 
 def _unsubscribe(settings: Settings, list_name: str, email: str) -> bool:
@@ -182,7 +177,10 @@ def create_app(settings: Settings, *, local_trial: bool = False) -> Starlette:
     app = Starlette(
         routes=one_route_per_path(routes),
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders, base_url=settings.base_url, policy=SITE)],
+        middleware=[
+            Middleware(SecurityHeaders, base_url=settings.base_url, policy=SITE),
+            Middleware(BodyLimit, too_large=partial(pages.error, 413)),  # inside: its 413 gets the headers
+        ],
         exception_handlers={HTTPException: pages.http_error, 500: server_error},
     )
     app.state.settings = settings

@@ -8,12 +8,10 @@ records the verdict in the database, where the next issue's ranking reads it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
@@ -23,6 +21,7 @@ from ..mail.tokens import FEEDBACK_PATH, Claims, Purpose, TokenSigner
 from ..ranking.feedback import Verdict
 from ..ranking.feedbackstore import FeedbackStore
 from ..settings import Settings
+from .bodies import form_fields
 from .pages import SitePages
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,8 @@ class FeedbackPages:
 
     async def record(self, request: Request) -> HTMLResponse:
         """POST: keep the verdict (clicking again, or the other verdict, replaces it)."""
-        token = verdict = ""
-        with contextlib.suppress(HTTPException):  # a mangled body does not matter: the query decides
-            form = await request.form()
-            token = str(form.get("t") or "")
-            verdict = str(form.get("v") or "")
+        form = await form_fields(request)  # a mangled body does not matter: the query decides
+        token, verdict = form.get("t", ""), form.get("v", "")
         checked = self._checked(request, token, verdict)
         if isinstance(checked, HTMLResponse):
             return checked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import time
 
@@ -40,7 +41,7 @@ class CsrfGuard:
         if not cookie or not token or len(token) > 100 or len(cookie) > 100:
             return False
         stamp, _, mac = token.partition(".")
-        if not stamp.isdigit():
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) < 12):  # "²" is a digit to isdigit
             return False
         age = (time.time() if now is None else now) - int(stamp)
         if not 0 <= age <= CSRF_TTL:
@@ -72,3 +73,26 @@ class RateLimit:
         digest = hmac.new(self.key, key.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
         when = time.time() if now is None else now  # the wall clock: shared by every process
         return count_hit(self.db, f"{self.name}:{digest}", self.limit, self.window, when)
+
+
+def mailbox_key(address: str) -> str:
+    """The one mailbox behind an address's variants, for counting mails to it.
+
+    Most providers deliver `name+tag@` to `name@`, and Gmail ignores dots in the local part, so
+    `t.arget+7@` and `target@` are one inbox: counted apart, a form could mail it once per variant.
+    Folding dots for every domain only makes the limit a little stricter.
+    """
+    local, _, domain = address.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0].replace(".", "")
+    return f"{local}@{domain}"
+
+
+def client_key(host: str) -> str:
+    """What the per-IP limit counts: the address, or its /64 for IPv6 (one customer's whole block)."""
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)

@@ -15,12 +15,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from ..mail.tokens import CONFIRM_PATH, CONFIRM_TTL, Purpose, TokenSigner
 from ..render.digest import make_environment, template_dirs
 from ..settings import Settings
 
 _ERRORS = {
     404: ("Page not found", "There is no page at this address. Please check the link."),
     405: ("Not possible here", "This page cannot be used that way. Nothing was changed."),
+    413: ("Too much sent", "This page takes a short form, no files. Nothing was changed."),
     500: ("Something went wrong", "Nothing was changed. Please try again in a minute."),
 }
 
@@ -48,7 +50,27 @@ class SitePages:
         self, title: str, *lines: str, status: int = 200, link: dict[str, str] | None = None
     ) -> HTMLResponse:
         """A page that only says something: a heading, a few sentences and perhaps one link."""
-        return self.page("web/message.html", title, status, lines=lines, link=link)
+        return self.page("web/message.html", title, status, lines=lines, link=link, button=None)
+
+    def unsubscribed(self, tokens: TokenSigner, list_name: str, email: str) -> HTMLResponse:
+        """The page after an unsubscribe, with a button that undoes it.
+
+        The button carries a fresh confirm token: the link that led here proved the address, so
+        coming back needs no mail, keeps the saved topics, and works only until the next unsubscribe.
+        """
+        again = tokens.sign(Purpose.CONFIRM, list_name, email, expires=CONFIRM_TTL)
+        return self.page(
+            "web/message.html",
+            "Unsubscribed",
+            lines=(f"{email} will get no more {self.settings.title} emails.",),
+            link=None,
+            button={
+                "action": CONFIRM_PATH,
+                "token": again,
+                "text": "Subscribe again",
+                "intro": "Changed your mind?",
+            },
+        )
 
     def not_valid(self) -> HTMLResponse:
         """The answer to a link whose token is forged, mangled, expired or for another page."""

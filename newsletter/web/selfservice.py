@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -41,7 +39,8 @@ from ..subscribers.signup import (
     request_signup,
     save_preferences,
 )
-from .guard import CSRF_COOKIE, CsrfGuard, RateLimit
+from .bodies import form_fields
+from .guard import CSRF_COOKIE, CsrfGuard, RateLimit, client_key, mailbox_key
 from .pages import SitePages
 from .sample import IssueSample
 
@@ -49,7 +48,8 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_PATH = "/subscribe"
 SIGNUPS_PER_IP_PER_HOUR = 10
 MAILS_PER_ADDRESS_PER_HOUR = 1
-MAX_FIELD = 2000
+# Preference saves through one reader's manage link; unsubscribing is never limited.
+SAVES_PER_READER_PER_HOUR = 30
 
 
 class SelfService:
@@ -65,6 +65,7 @@ class SelfService:
         secret = settings.secret or ""
         self.per_ip = RateLimit(db, "signups per ip", SIGNUPS_PER_IP_PER_HOUR, 3600, secret)
         self.per_address = RateLimit(db, "mails per address", MAILS_PER_ADDRESS_PER_HOUR, 3600, secret)
+        self.saves = RateLimit(db, "saves per reader", SAVES_PER_READER_PER_HOUR, 3600, secret)
         self.sample = IssueSample(settings)
         self.mailer = OneOffSender(settings)
         self.notices = NoticeComposer(settings)
@@ -72,26 +73,34 @@ class SelfService:
         self.secure_cookie = self.base_url.startswith("https://")
 
     async def _store(self, list_name: str) -> SubscriberStore | None:
-        """The list's store when the name is one we serve: an existing list, or the default one."""
+        """The list's store when the name is one we serve: an existing list, or a public one."""
         if not self.list_name_ok(list_name):
             return None
         places = self.settings.places
         found = await run_in_threadpool(known_list, places, list_name)
-        if found is None and list_name == self.settings.default_list:
+        if found is None and self._public(list_name):
             return open_list(places, list_name, sync=False)  # its first sign-up makes it
         return found
 
-    def _link(self, request: Request, purpose: Purpose, claims_list: str, email: str) -> str:
+    def _public(self, list_name: str) -> bool:
+        """Whether strangers may sign up to a list: the default one, and those the config opens."""
+        return list_name == self.settings.default_list or list_name in self.settings.serve.public_lists
+
+    async def _signup_store(self, list_name: str) -> SubscriberStore | None:
+        """The store of a list that takes sign-ups from the form; None (a 404) for a private list."""
+        return await self._store(list_name) if self._public(list_name) else None
+
+    def _link(self, request: Request, purpose: Purpose, claims_list: str, email: str, item: str = "") -> str:
         base = self.base_url or _local_base(request)
         expires = CONFIRM_TTL if purpose is Purpose.CONFIRM else None
-        return purpose_url(self.tokens, base, purpose, claims_list, email, expires=expires)
+        return purpose_url(self.tokens, base, purpose, claims_list, email, item=item, expires=expires)
 
     # --- /subscribe -------------------------------------------------------------------------
 
     async def subscribe_form(self, request: Request) -> HTMLResponse:
         """GET: the sign-up form, with keyword examples and this week's top papers."""
         list_name = request.query_params.get("list", "") or self.settings.default_list
-        if await self._store(list_name) is None:
+        if await self._signup_store(list_name) is None:
             return self.pages.unknown_list()
         return await self._form(request, list_name, {}, error="", retry=False, status=200)
 
@@ -138,9 +147,9 @@ class SelfService:
 
     async def subscribe(self, request: Request) -> HTMLResponse:
         """POST: record a pending sign-up and mail the confirmation; one answer for every address."""
-        form = await _form_fields(request)
+        form = await form_fields(request)
         list_name = form.get("list", "") or request.query_params.get("list", "") or self.settings.default_list
-        store = await self._store(list_name)
+        store = await self._signup_store(list_name)
         if store is None:
             return self.pages.unknown_list()
         if form.get("website"):  # the honeypot: people never see it, form-filling bots fill it
@@ -149,7 +158,7 @@ class SelfService:
         if not self.csrf.check(request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")):
             # A post from another site (or an old page): nothing changes, the person confirms here.
             return await self._form(request, list_name, form, error="", retry=True, status=200)
-        client = request.client.host if request.client else "unknown"
+        client = client_key(request.client.host) if request.client else "unknown"
         try:
             address = checked_address(form.get("email", ""))
             prefs = clean_preferences(
@@ -165,15 +174,16 @@ class SelfService:
                     status=429,
                 )
             outcome = await run_in_threadpool(request_signup, store, address, prefs)
-            mail = await run_in_threadpool(self.per_address.allow, f"{list_name}\n{address.lower()}")
+            mail = await run_in_threadpool(self.per_address.allow, mailbox_key(address))
         except (SubscriberError, StoreError) as exc:
             log.error("sign-up to %s not recorded: %s", list_name, exc.message)
             return self.pages.try_again()
+        if not mail:  # the hourly limit: the page says so rather than claim a mail went out
+            return self._mailed_already()
         response = self._check_inbox()
-        if mail:
-            # Sent right after the answer: every address state answers equally fast, and a slow
-            # mail server never holds the reader's page.
-            response.background = BackgroundTask(self._mail, request, list_name, address, outcome)
+        # Sent right after the answer: every address state answers equally fast, and a slow
+        # mail server never holds the reader's page.
+        response.background = BackgroundTask(self._mail, request, list_name, address, outcome, prefs)
         return response
 
     def _check_inbox(self) -> HTMLResponse:
@@ -183,11 +193,23 @@ class SelfService:
             "Nothing arrived after a few minutes? Look in the spam folder, or sign up again in an hour.",
         )
 
-    async def _mail(self, request: Request, list_name: str, address: str, outcome: SignupOutcome) -> None:
+    def _mailed_already(self) -> HTMLResponse:
+        return self.pages.message(
+            "Check your inbox",
+            "An email went to this address less than an hour ago, so no new email was sent. "
+            "Open the link in that one to confirm your subscription.",
+            "Nothing arrived? Look in the spam folder, or sign up again in an hour.",
+        )
+
+    async def _mail(
+        self, request: Request, list_name: str, address: str, outcome: SignupOutcome, prefs: Preferences
+    ) -> None:
         if outcome is SignupOutcome.ALREADY:
             notice = Notice(address, manage_url=self._link(request, Purpose.MANAGE, list_name, address))
         else:
-            notice = Notice(address, confirm_url=self._link(request, Purpose.CONFIRM, list_name, address))
+            # The link names this request: a later sign-up for the address cannot ride on it.
+            confirm_url = self._link(request, Purpose.CONFIRM, list_name, address, prefs.digest())
+            notice = Notice(address, confirm_url=confirm_url)
         try:
             message = self.notices.compose(notice)
         except (HeaderValueError, NewsletterError) as exc:
@@ -203,8 +225,14 @@ class SelfService:
         claims = self.tokens.verify(token, purpose)
         return claims if claims is not None and self.list_name_ok(claims.list_name) else None
 
+    def _signup_link(self, list_name: str, text: str) -> dict[str, str] | None:
+        """A link to the list's sign-up form, for a list that has one."""
+        if not self._public(list_name):
+            return None
+        return {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": text}
+
     def _spent(self, list_name: str = "") -> HTMLResponse:
-        link = {"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Sign up again"} if list_name else None
+        link = self._signup_link(list_name, "Sign up again") if list_name else None
         return self.pages.message(
             "This link does not work any more",
             "Confirmation links work for 48 hours, once. Nothing was changed.",
@@ -228,7 +256,7 @@ class SelfService:
 
     async def confirm(self, request: Request) -> HTMLResponse:
         """POST: activate, then show what this week's issue would send, keywords editable."""
-        form = await _form_fields(request)
+        form = await form_fields(request)
         token = form.get("t", "") or request.query_params.get("t", "")
         claims = self._claims(token, Purpose.CONFIRM)
         store = None if claims is None else await self._store(claims.list_name)
@@ -236,13 +264,16 @@ class SelfService:
             return self._spent()
         issued = datetime.fromtimestamp(claims.expires, UTC) - CONFIRM_TTL
         try:
-            outcome = await run_in_threadpool(confirm, store, claims.email, issued)
+            outcome = await run_in_threadpool(confirm, store, claims.email, issued, claims.item)
         except SubscriberError as exc:
             log.error("confirmation for %s not recorded: %s", claims.list_name, exc.message)
             return self.pages.try_again()
         if outcome is ConfirmOutcome.GONE:
             return self._spent(claims.list_name)
         subscriber = await run_in_threadpool(store.get, claims.email)
+        if outcome is ConfirmOutcome.ALREADY or subscriber is None:
+            # A link works once: a later use shows where things stand and hands out no new link.
+            return self._subscribed_already(claims.email, subscriber)
         manage = self.tokens.sign(Purpose.MANAGE, claims.list_name, claims.email)
         return await self._manage_page(
             claims.list_name,
@@ -296,11 +327,20 @@ class SelfService:
             "Try broader words, or leave the topics empty for the week\u2019s top papers.",
         )
 
+    def _subscribed_already(self, email: str, subscriber: Subscriber | None) -> HTMLResponse:
+        if subscriber is None or subscriber.status is not SubscriberStatus.ACTIVE:
+            return self._spent()
+        return self.pages.message(
+            "You\u2019re subscribed",
+            f"{email} gets the {subscriber.frequency.value} {self.settings.title} digest.",
+            "This link has been used already. To change your topics, use the link at the foot of any digest.",
+        )
+
     def _not_subscribed(self, list_name: str) -> HTMLResponse:
         return self.pages.message(
             "You are not subscribed",
             "This address does not get this newsletter (any more). Nothing was changed.",
-            link={"url": f"{SUBSCRIBE_PATH}?list={list_name}", "text": "Subscribe again"},
+            link=self._signup_link(list_name, "Subscribe again"),
         )
 
     async def _manage_claims(
@@ -326,7 +366,7 @@ class SelfService:
 
     async def manage(self, request: Request) -> HTMLResponse:
         """POST: save the preferences (and show what they pick), or unsubscribe."""
-        form = await _form_fields(request)
+        form = await form_fields(request)
         token = form.get("t", "") or request.query_params.get("t", "")
         found = await self._manage_claims(token)
         if isinstance(found, HTMLResponse):
@@ -337,14 +377,7 @@ class SelfService:
         try:
             if form.get("action") == "unsubscribe":
                 await run_in_threadpool(leave, store, claims.email)
-                return self.pages.message(
-                    "Unsubscribed",
-                    f"{claims.email} will get no more {self.settings.title} emails.",
-                    link={
-                        "url": f"{SUBSCRIBE_PATH}?list={claims.list_name}",
-                        "text": "Changed your mind? Subscribe again",
-                    },
-                )
+                return self.pages.unsubscribed(self.tokens, claims.list_name, claims.email)
             prefs = clean_preferences(
                 form.get("name", ""),
                 form.get("keywords", ""),
@@ -356,8 +389,16 @@ class SelfService:
                 claims.list_name, token, subscriber, error=_sentence(exc), fields=form, status=400
             )
         try:
+            if not await run_in_threadpool(self.saves.allow, f"{claims.list_name}\n{claims.email}"):
+                # One reader's link, replayed by a script: each save is cheap but serve's work is not.
+                return self.pages.message(
+                    "Too many changes",
+                    "These preferences were changed many times in the last hour. Nothing was changed; "
+                    "please try again later.",
+                    status=429,
+                )
             await run_in_threadpool(save_preferences, store, claims.email, prefs)
-        except SubscriberError as exc:
+        except (SubscriberError, StoreError) as exc:
             log.error("preferences for %s not saved: %s", claims.list_name, exc.message)
             return self.pages.try_again("save this")
         updated = _with(subscriber, prefs)
@@ -398,12 +439,3 @@ def _saved_text(prefs: Preferences) -> str:
 def _sentence(exc: NewsletterError) -> str:
     what = exc.what[0].upper() + exc.what[1:]
     return f"{what}: {exc.fix}." if exc.fix else f"{what}."
-
-
-async def _form_fields(request: Request) -> dict[str, str]:
-    """The posted fields as bounded text; files and oversized values are dropped."""
-    try:
-        form: FormData = await request.form(max_files=0, max_fields=20, max_part_size=MAX_FIELD * 4)
-    except HTTPException:
-        return {}
-    return {key: value[:MAX_FIELD] for key, value in form.items() if isinstance(value, str)}

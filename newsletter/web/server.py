@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,14 +99,28 @@ class RedactAccessLog(logging.Filter):
         return True
 
 
-def server_config(app: Any, host: str, port: int, limits: ServeLimits, *, verbose: bool = False) -> Config:
-    """The uvicorn Config `serve` and the tests run with."""
+def server_config(
+    app: Any,
+    host: str,
+    port: int,
+    limits: ServeLimits,
+    *,
+    trusted_proxies: Sequence[str] = (),
+    verbose: bool = False,
+) -> Config:
+    """The uvicorn Config `serve` and the tests run with.
+
+    X-Forwarded-For names the client only when the peer is a configured proxy: uvicorn's default
+    trusts any loopback peer, which let every client behind a local proxy (or on this machine)
+    claim a new address per request and dodge the per-IP sign-up limit.
+    """
     config = Config(
         app,
         host=host,
         port=port,
         http=bounded_protocol(limits),
-        proxy_headers=True,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies),
         timeout_keep_alive=int(max(1, limits.keep_alive)),
         limit_concurrency=limits.max_connections,
         h11_max_incomplete_event_size=limits.max_head_bytes,

@@ -13,12 +13,18 @@ import uvicorn
 
 
 @contextlib.contextmanager
-def serving(app: Any, on_exit: Callable[[], None] | None = None) -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL. `on_exit` ends long-lived streams."""
+def serving(
+    app: Any,
+    on_exit: Callable[[], None] | None = None,
+    config: Callable[[Any], uvicorn.Config] | None = None,
+) -> Iterator[str]:
+    """Serve `app` until the block ends; yields its base URL. `on_exit` ends long-lived streams;
+    `config` makes the uvicorn Config (`serve`'s own, say) instead of a plain one."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
+    made = uvicorn.Config(app, log_level="warning") if config is None else config(app)
+    made.timeout_graceful_shutdown = 1
+    server = uvicorn.Server(made)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
