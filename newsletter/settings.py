@@ -37,6 +37,45 @@ EMBEDDED = "embedded"
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.+-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
+def is_loopback_host(host: str) -> bool:
+    """Only this machine can reach it (127.0.0.0/8, ::1, localhost): the one rule for a local trial."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        import ipaddress  # only for hosts given as addresses: keeps start-up small
+
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(value: str | None) -> str | None:
+    """The public address links point at, absolute and https: a mail client cannot follow anything else."""
+    from urllib.parse import urlsplit
+
+    text = (value or "").strip()
+    if not text:
+        return None
+    problem = None
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018  # a port that is not a number raises here
+    except ValueError:
+        problem = "its port is not a number"
+    if any(character.isspace() for character in text):
+        problem = "it contains a space"
+    elif parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        problem = "it is not an absolute URL"
+    elif parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname):
+        problem = "plain http is only for a loopback host (localhost, 127.0.0.1)"
+    elif parts.query or parts.fragment or parts.username is not None:
+        problem = "it has a query, fragment or login"
+    if problem:
+        raise ValueError(f"{text!r}: {problem}; use https://HOST[/PATH], e.g. https://papers.example.org")
+    return text
+
+
 class _Section(BaseModel):
     """A settings table; a misspelt key is an error, not silently ignored."""
 
@@ -127,15 +166,7 @@ class SmtpSettings(_Section):
     @property
     def is_loopback(self) -> bool:
         """A server on this machine (127.0.0.0/8, ::1, localhost): a local trial, like the outbox."""
-        host = self.host.strip().strip("[]").lower()
-        if host == "localhost":
-            return True
-        try:
-            import ipaddress  # only for hosts given as addresses: keeps start-up small
-
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
 
 class SelectionSettings(_Section):
@@ -281,6 +312,11 @@ class Settings(BaseModel):
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     config_file: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_base_url(cls, value: str | None) -> str | None:
+        return check_base_url(value)
+
     @field_validator("default_list")
     @classmethod
     def _list_name(cls, value: str) -> str:
@@ -342,7 +378,9 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        raise invalid_setting(key, first["msg"], variable_for(first["loc"]), where) from exc
+        # Our own validators' words, without pydantic's "Value error, " in front.
+        why = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        raise invalid_setting(key, why, variable_for(first["loc"]), where) from exc
 
 
 def environment_values() -> dict[str, Any]:

@@ -316,14 +316,61 @@ def test_real_server_with_plain_http_base_url_fails_the_base_url_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()
-    point_at(monkeypatch, controller.port, base_url="http://papers.example.org")
+    point_at(monkeypatch, controller.port, base_url="http://127.0.0.1:8025")
 
     result = doctor()
 
     assert result.exit_code == 1
     line = line_for(result, "base_url")
-    assert line.startswith("FAIL") and "http://papers.example.org is not https" in line
+    assert line.startswith("FAIL") and "http://127.0.0.1:8025 is not https" in line
     assert failures(result) == [line]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "papers.example.org",
+        "//papers.example.org",
+        "http://papers.example.org",
+        "ftp://papers.example.org",
+        "https://papers example.org",
+        "https://papers.example.org:port",
+        "https://papers.example.org/?list=x",
+    ],
+)
+def test_doctor_fails_on_a_base_url_links_cannot_use(
+    project: Path, monkeypatch: pytest.MonkeyPatch, base_url: str
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", base_url)
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: NEWSLETTER_BASE_URL (setting 'base_url') is invalid: ")
+    assert "https://papers.example.org" in line and "correct or unset NEWSLETTER_BASE_URL" in line
+
+
+def test_base_url_in_the_file_is_refused_naming_the_file(project: Path) -> None:
+    config = project / "newsletter.toml"
+    config.write_text('base_url = "papers.example.org"\n' + config.read_text(encoding="utf-8"))
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: setting 'base_url' is invalid: 'papers.example.org': it is not an")
+    assert f", in {config}, correct it in the file" in line
+
+
+def test_spaces_around_the_base_url_are_dropped(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "  https://papers.example.org/ \n")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-long-random-test-secret-0123456789")
+
+    result = doctor()
+
+    assert line_for(result, "base_url") == "ok   base_url: https://papers.example.org/"
 
 
 def test_plain_http_base_url_is_fine_for_the_embedded_outbox(
