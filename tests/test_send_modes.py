@@ -89,6 +89,23 @@ def test_to_sends_one_digest_to_the_test_address_and_records_nothing(tmp_path: P
     assert received[0].message_id not in real_ids
 
 
+@pytest.mark.parametrize(
+    "address", ["not an address", "editor@", "editor@localhost", "rédacteur@exämple.org"]
+)
+def test_to_an_unusable_address_is_a_usage_error_before_anything_is_sent(
+    tmp_path: Path, address: str
+) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        result = run_cli(tmp_path, "--to", address)
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: Invalid value for '--to': '{address}'")
+    assert "Warning" not in result.output
+    assert server.handler.received == []
+
+
 def test_limit_sends_n_and_leaves_the_rest_for_the_next_run(tmp_path: Path) -> None:
     write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
     with LoopbackServer() as server:

@@ -39,6 +39,22 @@ def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -
     return k, n
 
 
+def parse_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An address a message can be sent to, as a subscriber's is checked, and fit for a header."""
+    if value is None:
+        return None
+    from ..mail.compose import HeaderValueError, checked_address  # only when an address is given
+    from ..subscribers.csvfile import RowError
+    from ..subscribers.rows import check_email
+
+    try:
+        return checked_address(check_email(value))
+    except RowError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except HeaderValueError as exc:
+        raise click.BadParameter(f"{exc}: give one address like me@example.org") from None
+
+
 papers_option = click.option(
     "--papers",
     "papers",

@@ -15,7 +15,14 @@ from ..pipeline.report import report_command
 from ..pipeline.send import SendInterrupted, SendOptions, run_send
 from ..statuses import DeliveryStatus, Frequency, SubscriberStatus
 from .app import AppContext, pass_app
-from .options import issue_date_option, issue_option, list_option, papers_option, parse_shard
+from .options import (
+    issue_date_option,
+    issue_option,
+    list_option,
+    papers_option,
+    parse_address,
+    parse_shard,
+)
 
 
 @click.command()
@@ -35,6 +42,7 @@ from .options import issue_date_option, issue_option, list_option, papers_option
     "--to",
     "to",
     metavar="EMAIL",
+    callback=parse_address,
     help="Send the first subscriber's digest to this test address only (not recorded).",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
