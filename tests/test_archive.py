@@ -113,10 +113,10 @@ def test_archiving_the_same_issue_again_replaces_it(project: Path) -> None:
 
 
 def test_issue_option_names_the_snapshot_and_page(project: Path) -> None:
-    archived("--date", "2024-03-14", "--issue", "special-edition")
+    archived("--date", "2024-03-14", "--issue", "2024-W11-special-edition")
 
-    assert (project / "archive" / "issues" / "special-edition.json").is_file()
-    assert (project / "archive" / "special-edition.html").is_file()
+    assert (project / "archive" / "issues" / "2024-W11-special-edition.json").is_file()
+    assert (project / "archive" / "2024-W11-special-edition.html").is_file()
     assert not (project / "archive" / "2024-W11.html").exists()
 
 

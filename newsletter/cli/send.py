@@ -55,6 +55,12 @@ from .options import (
     help="Start a new ledger although this list's deliveries were recorded in one that is now lost "
     "(everyone gets this issue again).",
 )
+@click.option(
+    "--another-issue",
+    is_flag=True,
+    help="Send this issue although the list already got another one for the same week (or day): "
+    "its readers get a second digest.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @pass_app
 def send(
@@ -70,6 +76,7 @@ def send(
     limit: int | None,
     shard: tuple[int, int] | None,
     new_ledger: bool,
+    another_issue: bool,
     as_json: bool,
 ) -> None:
     """Send this week's digest to every active subscriber who has not had it yet.
@@ -90,6 +97,7 @@ def send(
         shard=shard,
         frequency=Frequency(frequency),
         new_ledger=new_ledger,
+        another_issue=another_issue,
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:

@@ -24,7 +24,7 @@ from ..settings import Settings
 from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency, SubscriberStatus
 from ..store import open_database
 from ..store.deliveries import DeliveryLedger
-from ..store.history import read_issue
+from ..store.history import read_issue, recorded_issues
 from ..store.opening import existing_database
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
@@ -34,7 +34,14 @@ from ..subscribers.writeback import check_not_lost, write_back
 from .build import DigestBuilder
 from .buildpool import ParallelBuilder
 from .interrupts import stopped_by
-from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
+from .issue import (
+    LinkSigner,
+    PreparedIssue,
+    issue_id_of,
+    issue_period,
+    no_papers_configured,
+    prepare_issue,
+)
 from .report import issue_report, log_lines, report_command
 from .snapshot import make_snapshot, reader_record
 
@@ -59,6 +66,7 @@ class SendOptions:
     shard: tuple[int, int] | None = None
     frequency: Frequency = Frequency.WEEKLY
     new_ledger: bool = False  # start over although the list's CSV says readers got earlier issues
+    another_issue: bool = False  # a second issue for a week (or day) the list already got one for
 
     @property
     def recorded(self) -> bool:
@@ -262,6 +270,10 @@ def _prepare(
         require_strong_secret(
             settings.secret, f"mail to {settings.smtp.host}:{settings.smtp.port}", settings.source_label
         )
+    channel = channel_for(settings.smtp)
+    if not (options.to or options.another_issue):  # before papers are loaded: refused at once
+        issue_id = issue_id_of(settings, options.issue_id, options.issue_date, options.frequency)
+        _refuse_a_second_issue(settings, issue_id, list_name, channel)
     issue = prepare_issue(
         settings,
         list_name=list_name,
@@ -281,13 +293,41 @@ def _prepare(
     report = SendReport(
         issue=issue.info.issue_id,
         list_name=issue.info.list_name,
-        channel=channel_for(settings.smtp),
+        channel=channel,
         server=server_label(settings.smtp),
         dry_run=options.dry_run,
         problems=list(issue.problems),
         frequency=options.frequency.value,
     )
     return SendRun(settings, options, issue, signer, store, report, on_outcome)
+
+
+def _refuse_a_second_issue(settings: Settings, issue_id: str, list_name: str, channel: str) -> None:
+    """A new id for a week (or day) the list already got an issue for would mail everyone twice
+    that week: refused unless --another-issue says it is meant (2024-w11 after 2024-W11 was)."""
+    period = issue_period(issue_id)
+    db = existing_database(settings.places.database())  # a dry run creates nothing
+    if period is None or db is None:
+        return
+    earlier = next(
+        (
+            record
+            for record in recorded_issues(db, list_name)
+            if record.channel == channel
+            and record.issue != issue_id
+            and record.delivered
+            and issue_period(record.issue) == period
+        ),
+        None,
+    )
+    if earlier is not None:
+        raise LedgerError(
+            f"list '{list_name}' already got issue {earlier.issue} ({earlier.delivered} delivered), so "
+            f"{issue_id} would be a second digest for {period}",
+            where=db.place.shown,
+            fix=f"pass --issue {earlier.issue} to resume that issue, or --another-issue to send {issue_id}"
+            " as well",
+        )
 
 
 @contextmanager
