@@ -9,6 +9,7 @@ from types import FrameType
 
 import uvicorn
 
+from ..listening import check_can_listen
 from ..settings import Settings
 from .app import create_preview_app
 from .session import PreviewSession
@@ -56,6 +57,7 @@ def serve_preview(
             "it is reachable from other machines"
         )
     app = create_preview_app(PreviewSession(settings), loopback_only=loopback)
+    check_can_listen(host, port)
     url = f"http://{'localhost' if loopback else host}:{port}/"
     say(f"Preview on {url} (rebuilds on every save of a template, the CSS or the config; Ctrl-C stops)")
     if open_browser:
