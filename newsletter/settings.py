@@ -29,6 +29,7 @@ from .configfile import (
     invalid_setting,
     list_name_problem,
     read_config,
+    unknown_setting,
     variable_for,
 )
 
@@ -377,10 +378,32 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "extra_forbidden":
+            raise unknown_setting(first["loc"], _known_keys(first["loc"][:-1]), where) from exc
         key = ".".join(str(part) for part in first["loc"])
         # Our own validators' words, without pydantic's "Value error, " in front.
         why = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
         raise invalid_setting(key, why, variable_for(first["loc"]), where) from exc
+
+
+def _known_keys(table: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at this place (('smtp',), ('sources', 0)) has, for a "did you mean"."""
+    model: type[BaseModel] = Settings
+    for part in table:
+        if isinstance(part, int):
+            continue  # an entry of a list of tables, e.g. [[sources]]
+        found = _model_in(model.model_fields[part].annotation)
+        if found is None:
+            return []
+        model = found
+    return [name for name, info in model.model_fields.items() if not info.exclude]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings table a field holds, itself or as the items of a list."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
 
 
 def environment_values() -> dict[str, Any]:
