@@ -473,3 +473,30 @@ def test_an_unreachable_postgresql_fails_the_check_naming_it_without_the_passwor
     check = check_database(load_settings())
     assert not check.ok and "cannot reach the PostgreSQL server" in check.line()
     assert str(project) in check.line() and "hunter2" not in check.line()
+
+
+def test_doctor_fails_when_daily_readers_get_nothing_while_the_weekly_job_runs(project: Path) -> None:
+    path = project / "subscribers" / "example.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [lines[0] + ",frequency", lines[1] + ",daily", *(line + "," for line in lines[2:])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    commands = "`newsletter send --list example` and `newsletter send --frequency daily --list example`"
+
+    before = doctor()
+    assert line_for(before, "schedule example") == (
+        f"ok   schedule example: 11 weekly, 1 daily reader(s): each frequency needs its own run, {commands}"
+    )
+
+    assert CliRunner().invoke(main, ["send"]).exit_code == 0
+    weekly_only = doctor()
+    assert weekly_only.exit_code == 1
+    assert failures(weekly_only) == [
+        "FAIL schedule example: 1 active reader(s) of list 'example' chose the daily digest, which no run "
+        "has sent yet: schedule `newsletter send --frequency daily --list example` "
+        "(fix: add that command to cron, see README, Weekly and daily)"
+    ]
+
+    assert CliRunner().invoke(main, ["send", "--frequency", "daily"]).exit_code == 0
+    both = doctor()
+    assert both.exit_code == 0, both.output
+    assert line_for(both, "schedule example").startswith("ok   schedule example: 11 weekly, 1 daily")

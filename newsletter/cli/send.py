@@ -115,6 +115,8 @@ def send(
         progress.done()  # end the live line before any summary or error
     for problem in report.problems:
         click.echo(f"Warning: {problem}", err=True)
+    if report.left_out:
+        click.echo(f"Warning: {report.left_out}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

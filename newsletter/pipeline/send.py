@@ -43,6 +43,7 @@ from .issue import (
     prepare_issue,
 )
 from .report import issue_report, log_lines, report_command
+from .schedules import last_sent, left_out
 from .snapshot import make_snapshot, reader_record
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class SendReport:
     empty: int = 0
     paused: int = 0
     frequency: str = Frequency.WEEKLY.value
+    other_frequency: int = 0  # active readers of the other schedule: not this issue's audience
+    left_out: str | None = None  # said when no recent run of that schedule served them
     dry_run: bool = False
     duration_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -409,7 +412,19 @@ def _report(run: SendRun, started: float) -> None:
     report.duration_seconds = round(time.monotonic() - started, 3)
     if run.options.recorded and (report.failed or report.deferred or report.unsubscribed):
         _name_the_undelivered(run.settings, report)
+    if report.other_frequency and not run.options.to:
+        report.left_out = _left_out(run)
     log.info("%s", report.summary())
+
+
+def _left_out(run: SendRun) -> str | None:
+    """Whether the readers of the other schedule are served by a run of their own (the ledger says)."""
+    other = next(f for f in Frequency if f is not run.options.frequency)
+    report = run.report
+    db = existing_database(run.settings.places.database())
+    sent = last_sent(db, report.list_name, report.channel)
+    found = left_out({other: report.other_frequency}, sent, report.list_name, run.issue.info.issue_date)
+    return str(found[0]) if found else None
 
 
 def _name_the_undelivered(settings: Settings, report: SendReport) -> None:
@@ -658,7 +673,8 @@ class DigestPlanner:
             if not subscriber.is_active or not in_shard(subscriber.key, self.options.shard):
                 continue
             if subscriber.frequency is not self.options.frequency:
-                continue  # a reader of the other schedule: not this issue's audience
+                self.report.other_frequency += 1  # a reader of the other schedule: not this issue's
+                continue
             if not subscriber.wants(self.options.frequency, self.issue.info.issue_date):
                 self.report.paused += 1
                 continue
