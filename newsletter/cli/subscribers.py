@@ -465,7 +465,18 @@ def requests(app: AppContext, maildir: Path | None, mbox: Path | None) -> None:
 
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
-    report = apply_mail_requests(app.settings, read_messages(maildir, mbox))
+    settings = app.settings
+    if not settings.secret and (settings.smtp.is_embedded or settings.smtp.is_loopback):
+        from ..pipeline.issue import LOCAL_SECRET
+
+        # A local trial: its digests' mailto: links were signed with the stand-in, as `send` did.
+        settings = settings.model_copy(update={"secret": LOCAL_SECRET})
+        click.echo(
+            "Warning: NEWSLETTER_SECRET is not set: honouring the requests of local trials only (mail "
+            "sent to the embedded outbox or a server on this machine); set it before real mail's requests",
+            err=True,
+        )
+    report = apply_mail_requests(settings, read_messages(maildir, mbox))
     for address in report.unsubscribed:
         click.echo(f"unsubscribed: {address}")
     for address in report.forged:
