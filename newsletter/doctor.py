@@ -134,16 +134,17 @@ def check_lists(settings: Settings) -> Iterator[Check]:
 def check_schedules(settings: Settings, list_name: str, readers: Mapping[Frequency, int]) -> Iterator[Check]:
     """Readers of a frequency no run serves, while another schedule evidently runs (the ledger)."""
     from .delivery import channel_for
-    from .pipeline.schedules import last_sent, left_out, send_command
+    from .pipeline.schedules import LeftOut, send_command, served_recently
     from .store.opening import existing_database
 
     wanted = {frequency: count for frequency, count in readers.items() if count}
     if set(wanted) <= {Frequency.WEEKLY}:
         return  # the weekly job every setup has is the only one these readers need
     day = settings.issue_date or date.today()
-    sent = last_sent(existing_database(settings.places.database()), list_name, channel_for(settings.smtp))
-    missing = left_out(wanted, sent, list_name, day)
-    running = set(sent) - {m.frequency for m in missing}
+    db = existing_database(settings.places.database())
+    channel = channel_for(settings.smtp)
+    running = {f for f in Frequency if served_recently(db, list_name, channel, f, day)}
+    missing = [LeftOut(list_name, f, count, day) for f, count in wanted.items() if f not in running]
     name = f"schedule {list_name}"
     if missing and running:
         yield Check(

@@ -492,7 +492,7 @@ def test_doctor_fails_when_daily_readers_get_nothing_while_the_weekly_job_runs(p
     assert weekly_only.exit_code == 1
     assert failures(weekly_only) == [
         "FAIL schedule example: 1 active reader(s) of list 'example' chose the daily digest, which no run "
-        "has sent yet: schedule `newsletter send --frequency daily --list example` "
+        "sent in the 2 days up to 2024-03-14: schedule `newsletter send --frequency daily --list example` "
         "(fix: add that command to cron, see README, Weekly and daily)"
     ]
 

@@ -84,8 +84,8 @@ def test_a_weekly_run_says_which_daily_readers_no_daily_run_serves(project: Path
 
     weekly = runner.invoke(main, ["send", "--json"])
     warning = (
-        "1 active reader(s) of list 'example' chose the daily digest, which no run has sent yet: "
-        "schedule `newsletter send --frequency daily --list example`"
+        "1 active reader(s) of list 'example' chose the daily digest, which no run sent in the 2 days "
+        "up to 2024-03-14: schedule `newsletter send --frequency daily --list example`"
     )
     assert weekly.exit_code == 0, weekly.output
     assert json.loads(weekly.stdout)["left_out"] == warning

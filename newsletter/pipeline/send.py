@@ -24,7 +24,7 @@ from ..settings import Settings
 from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency, SubscriberStatus
 from ..store import open_database
 from ..store.deliveries import DeliveryLedger
-from ..store.history import read_issue, recorded_issues
+from ..store.history import delivered_issues, read_issue
 from ..store.opening import existing_database
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
@@ -43,7 +43,7 @@ from .issue import (
     prepare_issue,
 )
 from .report import issue_report, log_lines, report_command
-from .schedules import last_sent, left_out
+from .schedules import LeftOut, served_recently
 from .snapshot import make_snapshot, reader_record
 
 log = logging.getLogger(__name__)
@@ -312,23 +312,14 @@ def _refuse_a_second_issue(settings: Settings, issue_id: str, list_name: str, ch
     db = existing_database(settings.places.database())  # a dry run creates nothing
     if period is None or db is None:
         return
-    earlier = next(
-        (
-            record
-            for record in recorded_issues(db, list_name)
-            if record.channel == channel
-            and record.issue != issue_id
-            and record.delivered
-            and issue_period(record.issue) == period
-        ),
-        None,
-    )
-    if earlier is not None:
+    found = delivered_issues(db, list_name, channel, period)
+    earlier = sorted(issue for issue in found if issue != issue_id and issue_period(issue) == period)
+    if earlier:
         raise LedgerError(
-            f"list '{list_name}' already got issue {earlier.issue} ({earlier.delivered} delivered), so "
+            f"list '{list_name}' already got issue {earlier[0]} ({found[earlier[0]]} delivered), so "
             f"{issue_id} would be a second digest for {period}",
             where=db.place.shown,
-            fix=f"pass --issue {earlier.issue} to resume that issue, or --another-issue to send {issue_id}"
+            fix=f"pass --issue {earlier[0]} to resume that issue, or --another-issue to send {issue_id}"
             " as well",
         )
 
@@ -422,9 +413,10 @@ def _left_out(run: SendRun) -> str | None:
     other = next(f for f in Frequency if f is not run.options.frequency)
     report = run.report
     db = existing_database(run.settings.places.database())
-    sent = last_sent(db, report.list_name, report.channel)
-    found = left_out({other: report.other_frequency}, sent, report.list_name, run.issue.info.issue_date)
-    return str(found[0]) if found else None
+    day = run.issue.info.issue_date
+    if served_recently(db, report.list_name, report.channel, other, day):
+        return None
+    return str(LeftOut(report.list_name, other, report.other_frequency, day))
 
 
 def _name_the_undelivered(settings: Settings, report: SendReport) -> None:
