@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,21 +113,45 @@ def check_key_names(data: dict[str, Any], where: str) -> None:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(
                 f"unknown setting {variable} in the environment",
-                fix=_rename_hint(key, variable, prefix=PREFIX),
+                fix=_rename_hint(key, PREFIX + key, prefix=PREFIX),
             )
 
 
-def _rename_hint(key: str, shown: str, prefix: str = "") -> str:
+def _rename_hint(key: str, shown: str, prefix: str = "", known: Iterable[str] = TOP_LEVEL_KEYS) -> str:
+    """'did you mean ...?' with the nearest known name, spelt as `shown` spells the key."""
     import difflib  # only on a misspelt key: keeps start-up small
 
-    close = difflib.get_close_matches(key, sorted(TOP_LEVEL_KEYS), n=1)
+    close = difflib.get_close_matches(key, sorted(known), n=1)
     if close:
+        named = shown[: len(shown) - len(key)] + close[0]
+        named = named.upper() if prefix else named
         if prefix:
-            return f"did you mean {prefix}{close[0].upper()}? Rename it, or unset it"
-        return f"did you mean '{close[0]}'? Rename it, or remove it"
+            return f"did you mean {named}? Rename it, or unset it"
+        return f"did you mean '{named}'? Rename it, or remove it"
     if prefix:
         return "unset it, or name a setting as NEWSLETTER_<KEY> or NEWSLETTER_<SECTION>__<KEY>"
     return "remove it, or see README, Configuration, for the settings there are"
+
+
+def unknown_setting(loc: tuple[int | str, ...], known: Iterable[str], where: str) -> ConfigError:
+    """A misspelt key inside a table, said as a misspelt top-level key is: with the nearest name."""
+    key = str(loc[-1])
+    dotted = ".".join(str(part) for part in loc)
+    variable = variable_for(loc)
+    if variable is None:
+        return ConfigError(
+            f"unknown setting '{dotted}'", where=where, fix=_rename_hint(key, dotted, known=known)
+        )
+    if variable.upper() == (PREFIX + "__".join(str(p) for p in loc if isinstance(p, str))).upper():
+        return ConfigError(
+            f"unknown setting {variable} in the environment",
+            fix=_rename_hint(key, variable, prefix=PREFIX, known=known),
+        )
+    return ConfigError(  # a whole table given as JSON, e.g. NEWSLETTER_SOURCES
+        f"{variable} (setting '{dotted}') has an unknown key '{key}'",
+        where="the environment",
+        fix=_rename_hint(key, key, known=known).replace("remove it", f"remove it from {variable}"),
+    )
 
 
 def variable_for(loc: tuple[int | str, ...]) -> str | None:

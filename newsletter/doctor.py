@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import jinja2
@@ -23,6 +25,7 @@ from .safety.secretkey import (
     secret_weakness,
 )
 from .settings import Settings
+from .statuses import Frequency
 from .store import SCHEMA_VERSION
 from .store.status import database_health
 from .subscribers.rows import RowProblem, read_subscribers
@@ -117,7 +120,8 @@ def check_lists(settings: Settings) -> Iterator[Check]:
         try:
             problems: list[RowProblem] = []  # the file as the next command reads it; no database written
             read = read_subscribers(path, on_problem=problems.append)
-            active = sum(1 for _, subscriber in read if subscriber.is_active)
+            readers = Counter(subscriber.frequency for _, subscriber in read if subscriber.is_active)
+            active = sum(readers.values())
         except NewsletterError as exc:
             yield Check(f"list {path.stem}", False, exc.message)
             continue
@@ -131,6 +135,35 @@ def check_lists(settings: Settings) -> Iterator[Check]:
             )
         else:
             yield Check(f"list {path.stem}", True, f"{active} active subscriber(s) in {path}")
+        yield from check_schedules(settings, path.stem, readers)
+
+
+def check_schedules(settings: Settings, list_name: str, readers: Mapping[Frequency, int]) -> Iterator[Check]:
+    """Readers of a frequency no run serves, while another schedule evidently runs (the ledger)."""
+    from .delivery import channel_for
+    from .pipeline.schedules import LeftOut, send_command, served_recently
+    from .store.opening import existing_database
+
+    wanted = {frequency: count for frequency, count in readers.items() if count}
+    if set(wanted) <= {Frequency.WEEKLY}:
+        return  # the weekly job every setup has is the only one these readers need
+    day = settings.issue_date or date.today()
+    db = existing_database(settings.places.database())
+    channel = channel_for(settings.smtp)
+    running = {f for f in Frequency if served_recently(db, list_name, channel, f, day)}
+    missing = [LeftOut(list_name, f, count, day) for f, count in wanted.items() if f not in running]
+    name = f"schedule {list_name}"
+    if missing and running:
+        yield Check(
+            name,
+            False,
+            "; ".join(map(str, missing)),
+            "add that command to cron, see README, Weekly and daily",
+        )
+        return
+    commands = " and ".join(f"`{send_command(f, list_name)}`" for f in Frequency if f in wanted)
+    counts = ", ".join(f"{wanted[f]} {f.value}" for f in Frequency if f in wanted)
+    yield Check(name, True, f"{counts} reader(s): each frequency needs its own run, {commands}")
 
 
 def check_links(settings: Settings) -> Iterator[Check]:

@@ -29,12 +29,52 @@ from .configfile import (
     invalid_setting,
     list_name_problem,
     read_config,
+    unknown_setting,
     variable_for,
 )
 
 EMBEDDED = "embedded"
 # An address an envelope can carry as is: ASCII dot-atom local part (RFC 5321), plain domain.
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~.+-]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Only this machine can reach it (127.0.0.0/8, ::1, localhost): the one rule for a local trial."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        import ipaddress  # only for hosts given as addresses: keeps start-up small
+
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(value: str | None) -> str | None:
+    """The public address links point at, absolute and https: a mail client cannot follow anything else."""
+    from urllib.parse import urlsplit
+
+    text = (value or "").strip()
+    if not text:
+        return None
+    problem = None
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018  # a port that is not a number raises here
+    except ValueError:
+        problem = "its port is not a number"
+    if any(character.isspace() for character in text):
+        problem = "it contains a space"
+    elif parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        problem = "it is not an absolute URL"
+    elif parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname):
+        problem = "plain http is only for a loopback host (localhost, 127.0.0.1)"
+    elif parts.query or parts.fragment or parts.username is not None:
+        problem = "it has a query, fragment or login"
+    if problem:
+        raise ValueError(f"{text!r}: {problem}; use https://HOST[/PATH], e.g. https://papers.example.org")
+    return text
 
 
 class _Section(BaseModel):
@@ -127,15 +167,7 @@ class SmtpSettings(_Section):
     @property
     def is_loopback(self) -> bool:
         """A server on this machine (127.0.0.0/8, ::1, localhost): a local trial, like the outbox."""
-        host = self.host.strip().strip("[]").lower()
-        if host == "localhost":
-            return True
-        try:
-            import ipaddress  # only for hosts given as addresses: keeps start-up small
-
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
 
 class Filler(StrEnum):
@@ -348,6 +380,11 @@ class Settings(BaseModel):
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     config_file: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_base_url(cls, value: str | None) -> str | None:
+        return check_base_url(value)
+
     @field_validator("default_list")
     @classmethod
     def _list_name(cls, value: str) -> str:
@@ -408,8 +445,32 @@ def load_settings(explicit: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "extra_forbidden":
+            raise unknown_setting(first["loc"], _known_keys(first["loc"][:-1]), where) from exc
         key = ".".join(str(part) for part in first["loc"])
-        raise invalid_setting(key, first["msg"], variable_for(first["loc"]), where) from exc
+        # Our own validators' words, without pydantic's "Value error, " in front.
+        why = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        raise invalid_setting(key, why, variable_for(first["loc"]), where) from exc
+
+
+def _known_keys(table: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at this place (('smtp',), ('sources', 0)) has, for a "did you mean"."""
+    model: type[BaseModel] = Settings
+    for part in table:
+        if isinstance(part, int):
+            continue  # an entry of a list of tables, e.g. [[sources]]
+        found = _model_in(model.model_fields[part].annotation)
+        if found is None:
+            return []
+        model = found
+    return [name for name, info in model.model_fields.items() if not info.exclude]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings table a field holds, itself or as the items of a list."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
 
 
 def environment_values() -> dict[str, Any]:

@@ -54,7 +54,7 @@ def test_archive_writes_snapshot_page_index_and_feed_for_the_issue(project: Path
     for paper in snapshot["papers"]:
         assert paper["title"].replace("'", "&#39;") in page
     assert 'href="2024-W11.html"' in (out / "index.html").read_text(encoding="utf-8")
-    assert [e.findtext(f"{ATOM}title") for e in feed_entries(project)] == ["Daily Papers Digest 2024-W11"]
+    assert [e.findtext(f"{ATOM}title") for e in feed_entries(project)] == ["Weekly Papers Digest 2024-W11"]
 
 
 def test_snapshot_holds_the_top_papers_of_a_reader_with_no_keywords(project: Path) -> None:
@@ -113,10 +113,10 @@ def test_archiving_the_same_issue_again_replaces_it(project: Path) -> None:
 
 
 def test_issue_option_names_the_snapshot_and_page(project: Path) -> None:
-    archived("--date", "2024-03-14", "--issue", "special-edition")
+    archived("--date", "2024-03-14", "--issue", "2024-W11-special-edition")
 
-    assert (project / "archive" / "issues" / "special-edition.json").is_file()
-    assert (project / "archive" / "special-edition.html").is_file()
+    assert (project / "archive" / "issues" / "2024-W11-special-edition.json").is_file()
+    assert (project / "archive" / "2024-W11-special-edition.html").is_file()
     assert not (project / "archive" / "2024-W11.html").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,22 @@ def test_no_papers_found_mentions_warnings_only_when_there_are_some(project: Pat
     assert quiet.exit_code == noisy.exit_code == 1
     assert "warning" not in quiet.output.lower() and "skipped" not in quiet.output
     assert "2 record(s) skipped, the first at " in noisy.output and "bad.jsonl:1" in noisy.output
+
+
+@pytest.mark.parametrize("command", [["serve"], ["preview", "--serve"]], ids=["serve", "preview"])
+def test_a_port_in_use_is_one_error_line_before_anything_says_serving(
+    project: Path, command: list[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, [*command, "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: port {port} on 127.0.0.1 is in use, pass --port with a free one"
+        " (or stop the program that holds it)"
+    )
+    assert "Serving" not in result.stderr and "Preview on" not in result.stderr
+    assert "Errno" not in result.stderr

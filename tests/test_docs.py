@@ -119,3 +119,20 @@ def test_install_sh_reinstalls_the_project_itself_every_time() -> None:
     script = (root / "install.sh").read_text(encoding="utf-8").splitlines()
     sync = [line for line in script if " sync " in line]
     assert len(sync) == 1 and f"--reinstall-package {name} " in sync[0]
+
+
+def test_the_readme_does_not_copy_the_theme_onto_itself_in_a_checkout() -> None:
+    from newsletter.render.digest import builtin_templates_dir
+
+    text = README.read_text(encoding="utf-8")
+    step = text[text.index("### Designing your own template") :]
+    step = step[: step.index("builtin_templates_dir()")]
+    if builtin_templates_dir() == README.parent / "templates":  # this checkout: cp -r templates templates
+        assert "In a checkout" in step and "is the\n   default theme itself" in step
+
+
+def test_the_readme_says_what_the_browser_tests_need_and_how_long_the_rest_take() -> None:
+    text = README.read_text(encoding="utf-8")
+    testing = text[text.index("To run the tests:") :][:800]
+    assert "chromium-driver" in testing and '-m "not browser"' in testing
+    assert re.search(r"about \d+ minutes", testing), testing

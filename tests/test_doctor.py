@@ -316,14 +316,61 @@ def test_real_server_with_plain_http_base_url_fails_the_base_url_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     controller, _ = start_server()
-    point_at(monkeypatch, controller.port, base_url="http://papers.example.org")
+    point_at(monkeypatch, controller.port, base_url="http://127.0.0.1:8025")
 
     result = doctor()
 
     assert result.exit_code == 1
     line = line_for(result, "base_url")
-    assert line.startswith("FAIL") and "http://papers.example.org is not https" in line
+    assert line.startswith("FAIL") and "http://127.0.0.1:8025 is not https" in line
     assert failures(result) == [line]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "papers.example.org",
+        "//papers.example.org",
+        "http://papers.example.org",
+        "ftp://papers.example.org",
+        "https://papers example.org",
+        "https://papers.example.org:port",
+        "https://papers.example.org/?list=x",
+    ],
+)
+def test_doctor_fails_on_a_base_url_links_cannot_use(
+    project: Path, monkeypatch: pytest.MonkeyPatch, base_url: str
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", base_url)
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: NEWSLETTER_BASE_URL (setting 'base_url') is invalid: ")
+    assert "https://papers.example.org" in line and "correct or unset NEWSLETTER_BASE_URL" in line
+
+
+def test_base_url_in_the_file_is_refused_naming_the_file(project: Path) -> None:
+    config = project / "newsletter.toml"
+    config.write_text('base_url = "papers.example.org"\n' + config.read_text(encoding="utf-8"))
+
+    result = doctor()
+
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: setting 'base_url' is invalid: 'papers.example.org': it is not an")
+    assert f", in {config}, correct it in the file" in line
+
+
+def test_spaces_around_the_base_url_are_dropped(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", "  https://papers.example.org/ \n")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-long-random-test-secret-0123456789")
+
+    result = doctor()
+
+    assert line_for(result, "base_url") == "ok   base_url: https://papers.example.org/"
 
 
 def test_plain_http_base_url_is_fine_for_the_embedded_outbox(
@@ -426,3 +473,30 @@ def test_an_unreachable_postgresql_fails_the_check_naming_it_without_the_passwor
     check = check_database(load_settings())
     assert not check.ok and "cannot reach the PostgreSQL server" in check.line()
     assert str(project) in check.line() and "hunter2" not in check.line()
+
+
+def test_doctor_fails_when_daily_readers_get_nothing_while_the_weekly_job_runs(project: Path) -> None:
+    path = project / "subscribers" / "example.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [lines[0] + ",frequency", lines[1] + ",daily", *(line + "," for line in lines[2:])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    commands = "`newsletter send --list example` and `newsletter send --frequency daily --list example`"
+
+    before = doctor()
+    assert line_for(before, "schedule example") == (
+        f"ok   schedule example: 11 weekly, 1 daily reader(s): each frequency needs its own run, {commands}"
+    )
+
+    assert CliRunner().invoke(main, ["send"]).exit_code == 0
+    weekly_only = doctor()
+    assert weekly_only.exit_code == 1
+    assert failures(weekly_only) == [
+        "FAIL schedule example: 1 active reader(s) of list 'example' chose the daily digest, which no run "
+        "sent in the 2 days up to 2024-03-14: schedule `newsletter send --frequency daily --list example` "
+        "(fix: add that command to cron, see README, Weekly and daily)"
+    ]
+
+    assert CliRunner().invoke(main, ["send", "--frequency", "daily"]).exit_code == 0
+    both = doctor()
+    assert both.exit_code == 0, both.output
+    assert line_for(both, "schedule example").startswith("ok   schedule example: 11 weekly, 1 daily")

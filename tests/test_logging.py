@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers.smtp_servers import LoopbackServer
 
 from newsletter.cli import main
 
@@ -149,3 +150,19 @@ def test_send_that_stops_on_an_error_logs_why(project: Path, monkeypatch: pytest
     assert result.exit_code == 1
     errors = [line for line in log_lines(project) if " ERROR newsletter.pipeline.send: send stopped" in line]
     assert len(errors) == 1 and "127.0.0.1:1" in errors[0], log_lines(project)
+
+
+@pytest.mark.parametrize(("flags", "suffix"), [([], ""), (["--verbose"], " (newsletter.pipeline.send)")])
+def test_a_logged_warning_looks_like_the_commands_own_warning_lines(
+    project: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], suffix: str
+) -> None:
+    with LoopbackServer() as server:  # a server on this machine without a secret: a logged warning
+        monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "127.0.0.1")
+        monkeypatch.setenv("NEWSLETTER_SMTP__PORT", str(server.port))
+        result = run(*flags, "send")
+
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.stderr.splitlines() if "without NEWSLETTER_SECRET" in line]
+    assert line.startswith(f"Warning: sending to 127.0.0.1:{server.port} without NEWSLETTER_SECRET")
+    assert line.endswith("set both before this server relays mail beyond this machine" + suffix)
+    assert "WARNING" not in result.stderr

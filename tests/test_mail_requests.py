@@ -93,13 +93,36 @@ def test_repeated_request_is_harmless(with_secret: Path) -> None:
     assert "1 unsubscribed, 1 already unsubscribed" in result.output
 
 
-def test_requests_need_the_secret(project: Path) -> None:
+def test_requests_for_mail_sent_to_a_real_server_need_the_secret(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP__HOST", "smtp.example.org")
     mbox = write_mbox(project / "requests.mbox", [request("unsubscribe")])
 
     result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
 
     assert result.exit_code == 1
     assert result.output.startswith("Error: NEWSLETTER_SECRET is not set")
+
+
+def test_a_local_trial_honours_the_mailto_link_of_its_outbox_without_a_secret(project: Path) -> None:
+    from email import message_from_bytes, policy
+    from urllib.parse import parse_qs, urlsplit
+
+    assert CliRunner().invoke(main, ["send"]).exit_code == 0
+    box = mailbox.Maildir(project / "outbox", create=False)
+    delivered = message_from_bytes(box.get_bytes(next(iter(box.keys()))), policy=policy.default)
+    reader = delivered["To"].addresses[0].addr_spec
+    mailto = next(p.strip(" <>") for p in str(delivered["List-Unsubscribe"]).split(",") if "mailto:" in p)
+    subject = parse_qs(urlsplit(mailto).query)["subject"][0]
+    mbox = write_mbox(project / "requests.mbox", [request(subject, sender=reader)])
+
+    result = CliRunner().invoke(main, ["subscribers", "requests", "--mbox", str(mbox)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("Warning: NEWSLETTER_SECRET is not set: honouring the requests of local")
+    assert f"unsubscribed: {reader} (example)" in result.stdout.splitlines()
+    assert status(project, reader) == "unsubscribed"
 
 
 def test_subject_parsing_tolerates_client_prefixes_and_rejects_other_mail() -> None:

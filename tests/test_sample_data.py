@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from newsletter.statuses import Frequency
 from newsletter.text import split_keywords
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -175,3 +176,14 @@ def test_subscriber_keywords_are_topics_in_the_seed() -> None:
     keywords = {k for r in rows for k in split_keywords(r["keywords"])}
     assert keywords
     assert [k for k in sorted(keywords) if k.lower() not in seed] == []
+
+
+def test_the_sample_config_is_named_for_the_cadence_send_uses(project: Path) -> None:
+    from newsletter.cli.send import send
+    from newsletter.settings import load_settings
+
+    settings = load_settings(project / "newsletter.toml")
+    default = next(p.default for p in send.params if p.name == "frequency")
+    for name in (settings.title, settings.sender.name):
+        named = [f.value for f in Frequency if f.value in name.lower()]
+        assert named in ([], [default]), f"{name!r} names {named}, but `send` sends {default} issues"

@@ -76,3 +76,24 @@ def test_no_link_or_header_carries_an_address_and_the_footer_links_to_manage(pro
         assert body is not None
         text = body.get_content()
         assert "/manage?t=" in text and "/unsubscribe?t=" in text
+
+
+def test_a_weekly_run_says_which_daily_readers_no_daily_run_serves(project: Path) -> None:
+    prepare(project)
+    runner = CliRunner()
+
+    weekly = runner.invoke(main, ["send", "--json"])
+    warning = (
+        "1 active reader(s) of list 'example' chose the daily digest, which no run sent in the 2 days "
+        "up to 2024-03-14: schedule `newsletter send --frequency daily --list example`"
+    )
+    assert weekly.exit_code == 0, weekly.output
+    assert json.loads(weekly.stdout)["left_out"] == warning
+    assert f"Warning: {warning}" in weekly.stderr.splitlines()
+
+    send("--frequency", "daily")
+    again = runner.invoke(main, ["send", "--json"])
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert (report["other_frequency"], report["left_out"]) == (1, None)
+    assert "daily digest" not in again.stderr

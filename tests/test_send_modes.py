@@ -89,6 +89,72 @@ def test_to_sends_one_digest_to_the_test_address_and_records_nothing(tmp_path: P
     assert received[0].message_id not in real_ids
 
 
+@pytest.mark.parametrize(
+    "address", ["not an address", "editor@", "editor@localhost", "rédacteur@exämple.org"]
+)
+def test_to_an_unusable_address_is_a_usage_error_before_anything_is_sent(
+    tmp_path: Path, address: str
+) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        result = run_cli(tmp_path, "--to", address)
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: Invalid value for '--to': '{address}'")
+    assert "Warning" not in result.output
+    assert server.handler.received == []
+
+
+def test_an_issue_id_in_lower_case_is_the_issue_already_sent(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 4)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        assert run_cli(tmp_path).exit_code == 0
+        again = run_cli(tmp_path, "--issue", " 2024-w11", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["issue"] == "2024-W11"
+    assert (json.loads(again.output)["sent"], json.loads(again.output)["skipped"]) == (0, 4)
+    assert len(server.handler.received) == 4
+
+
+@pytest.mark.parametrize("issue", ["banana", "2024-W99", "2024-W00", "2024-W53", "2024-02-30", "W11-2024"])
+def test_an_issue_id_that_names_no_real_week_or_day_is_a_usage_error(tmp_path: Path, issue: str) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    write_config(tmp_path, host="embedded")
+    result = run_cli(tmp_path, "--issue", issue)
+    assert result.exit_code == 2
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error.startswith(f"Error: Invalid value for '--issue': issue id '{issue}' names")
+    assert "2026-W48" in error and "2026-11-28" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newsletter.toml", "subscribers"]
+
+
+def test_a_new_id_for_a_week_the_list_already_got_is_refused_unless_asked_for(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port)
+        assert run_cli(tmp_path).exit_code == 0
+        refused = run_cli(tmp_path, "--issue", "2024-W11-extra")
+        dry = run_cli(tmp_path, "--issue", "2024-W11-extra", "--dry-run")
+        other_week = run_cli(tmp_path, "--issue", "2024-W12-extra", "--dry-run")
+        assert len(server.handler.received) == 3
+        meant = run_cli(tmp_path, "--issue", "2024-W11-extra", "--another-issue", "--json")
+    for result in (refused, dry):
+        assert result.exit_code == 1
+        assert result.output.startswith(
+            "Error: list 'test' already got issue 2024-W11 (3 delivered), "
+            "so 2024-W11-extra would be a second digest for 2024-W11, in "
+        )
+        assert result.output.endswith(
+            "pass --issue 2024-W11 to resume that issue, or --another-issue to send 2024-W11-extra as well\n"
+        )
+    assert other_week.exit_code == 0, other_week.output
+    sent = json.loads(meant.output)  # a reader whose papers the first issue had gets no mail
+    assert sent["sent"] and sent["sent"] + sent["empty"] == 3
+    assert len(server.handler.received) == 3 + sent["sent"]
+
+
 def test_limit_sends_n_and_leaves_the_rest_for_the_next_run(tmp_path: Path) -> None:
     write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
     with LoopbackServer() as server:
@@ -163,10 +229,13 @@ def test_a_later_issue_leaves_out_every_paper_the_reader_already_got(tmp_path: P
     write_subscribers(tmp_path / "subscribers" / "test.csv", 5)
     with LoopbackServer() as server:
         write_config(tmp_path, port=server.port, compose_processes=builders)
-        assert run_cli(tmp_path, "--issue", "first").exit_code == 0
+        assert run_cli(tmp_path, "--issue", "2024-W11-first").exit_code == 0
         # The same window again: everything the first issue sent is still among its papers.
-        assert run_cli(tmp_path, "--issue", "second").exit_code == 0
-    first, second = papers_by_reader(tmp_path, "first"), papers_by_reader(tmp_path, "second")
+        assert run_cli(tmp_path, "--issue", "2024-W11-second", "--another-issue").exit_code == 0
+    first, second = (
+        papers_by_reader(tmp_path, "2024-W11-first"),
+        papers_by_reader(tmp_path, "2024-W11-second"),
+    )
     assert all(first.values()) and any(second.values())
     for reader, papers in second.items():
         assert not papers & first[reader], reader

@@ -51,6 +51,56 @@ def test_unknown_key_is_an_error_naming_key_and_file(tmp_path: Path) -> None:
     assert "smtp.hots" in raised.value.message and str(config) in raised.value.message
 
 
+@pytest.mark.parametrize(
+    ("toml", "variable", "expected"),
+    [
+        (
+            'titel = "x"\n',
+            None,
+            "unknown setting 'titel', in {config}, did you mean 'title'? Rename it, or remove it",
+        ),
+        (
+            '[smtp]\nhots = "x"\n',
+            None,
+            "unknown setting 'smtp.hots', in {config}, did you mean 'smtp.host'? Rename it, or remove it",
+        ),
+        (
+            '[[sources]]\nkind = "hf"\nqeury = "x"\n',
+            None,
+            "unknown setting 'sources.0.qeury', in {config}, did you mean 'sources.0.query'? "
+            "Rename it, or remove it",
+        ),
+        (
+            "",
+            "NEWSLETTER_SMTP__HOTS",
+            "unknown setting NEWSLETTER_SMTP__HOTS in the environment, did you mean NEWSLETTER_SMTP__HOST? "
+            "Rename it, or unset it",
+        ),
+        (
+            "",
+            "NEWSLETTER_SELECTION__TOPN",
+            "unknown setting NEWSLETTER_SELECTION__TOPN in the environment, "
+            "did you mean NEWSLETTER_SELECTION__TOP_N? Rename it, or unset it",
+        ),
+    ],
+    ids=["top level", "table", "list of tables", "variable", "variable with underscore"],
+)
+def test_a_misspelt_key_inside_a_table_gets_the_hint_a_top_level_one_gets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, variable: str | None, expected: str
+) -> None:
+    for name in [n for n in os.environ if n.upper().startswith("NEWSLETTER_")]:
+        monkeypatch.delenv(name)
+    config = tmp_path / "newsletter.toml"
+    config.write_text(toml, encoding="utf-8")
+    if variable:
+        monkeypatch.setenv(variable, "3")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+
+    assert raised.value.message == expected.format(config=config)
+
+
 def test_plain_variables_read_without_pydantic_settings_as_it_reads_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

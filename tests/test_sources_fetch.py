@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import pytest
@@ -97,6 +98,25 @@ def test_unreachable_server_is_retried_then_reported() -> None:
     with pytest.raises(SourceError, match=r"fetching failed after 2 attempts.*ConnectError"):
         fetch_hf(day=date(2024, 3, 14), base_url="http://127.0.0.1:9", policy=clock.policy(attempts=2))
     assert len(clock.sleeps) == 1
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_without_retries() -> None:
+    clock = FakeClock()
+    with pytest.raises(SourceError) as raised:
+        fetch_hf(day=date(2024, 3, 14), base_url="http://papers.invalid", policy=clock.policy(attempts=4))
+    assert raised.value.what == "cannot look up papers.invalid (no network, or a misspelt host name)"
+    assert clock.sleeps == []
+
+
+def test_each_retry_is_announced_with_the_attempt_and_the_wait(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    with caplog.at_level(logging.WARNING, logger="newsletter.sources"), pytest.raises(SourceError):
+        fetch_hf(day=date(2024, 3, 14), base_url="http://127.0.0.1:9", policy=clock.policy(attempts=3))
+    said = [r.getMessage() for r in caplog.records if r.name == "newsletter.sources.http"]
+    assert len(said) == len(clock.sleeps) == 2
+    assert said[0].startswith("http://127.0.0.1:9/api/daily_papers?date=2024-03-14")
+    assert "ConnectError" in said[0] and said[0].endswith(f"; attempt 2 of 3 in {clock.sleeps[0]:.0f} s")
+    assert said[1].endswith(f"; attempt 3 of 3 in {clock.sleeps[1]:.0f} s")
 
 
 def test_arxiv_fetch_pages_three_seconds_apart(server: RecordedServer) -> None:

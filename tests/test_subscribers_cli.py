@@ -71,7 +71,71 @@ def test_add_resubscribe_reactivates_an_unsubscribed_address(news: Path) -> None
     assert carol is not None
     assert carol.status == "active" and carol.unsubscribed_at is None and carol.keywords == ["robotics"]
     result = run("add", "carol@example.org", "--resubscribe", "--list", "news")
-    assert result.stdout == "carol@example.org is already active on news.\n"
+    assert result.stdout == "carol@example.org is already active on news; nothing changed.\n"
+
+
+def test_add_resubscribe_on_an_active_reader_says_what_it_changed(
+    news: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    args = ("--name", "Robert", "--keywords", "control", "--resubscribe", "--list", "news")
+    result = run("add", "bob@example.org", *args)
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "bob@example.org is already active on news; changed name 'Bob' -> 'Robert', "
+        "keywords 'robotics; diffusion models' -> 'control'.\n",
+    )
+    again = run("add", "bob@example.org", *args)
+    assert again.stdout == "bob@example.org is already active on news; nothing changed.\n"
+    bob = store_of(news).get("bob@example.org")
+    assert bob is not None and (bob.name, bob.keywords) == ("Robert", ["control"])
+
+
+def test_set_changes_only_the_fields_given_and_says_so(
+    news: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    result = run(
+        "set", "BOB@example.org", "--keywords", "robotics, control", "--frequency", "daily", "--list", "news"
+    )
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "Changed BOB@example.org on news: keywords 'robotics; diffusion models' -> 'robotics; control', "
+        "frequency 'weekly' -> 'daily'.\n",
+    )
+    bob = store_of(news).get("bob@example.org")
+    assert bob is not None
+    assert (bob.name, bob.keywords, bob.frequency, bob.status) == (
+        "Bob",
+        ["robotics", "control"],
+        "daily",
+        "active",
+    )
+    same = run("set", "bob@example.org", "--frequency", "daily", "--list", "news")
+    assert same.stdout == "bob@example.org on news already has these values: nothing changed.\n"
+
+
+def test_set_keeps_an_unsubscribed_reader_unsubscribed(news: Path) -> None:
+    result = run("set", "carol@example.org", "--name", "Caroline", "--list", "news")
+    assert result.stdout == "Changed carol@example.org on news: name 'Carol' -> 'Caroline'.\n"
+    carol = store_of(news).get("carol@example.org")
+    assert carol is not None and (carol.name, carol.status) == ("Caroline", "unsubscribed")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "error"),
+    [
+        (["nobody@example.org", "--name", "X"], 1, "Error: nobody@example.org is not on list news"),
+        (["bob@example.org"], 2, "Error: pass at least one of --name, --keywords and --frequency"),
+        (["bob@example.org", "--frequency", "hourly"], 2, "Error: Invalid value for '--frequency'"),
+    ],
+    ids=["not on the list", "nothing to set", "unknown frequency"],
+)
+def test_set_refuses_with_one_error_line(news: Path, args: list[str], code: int, error: str) -> None:
+    result = run("set", *args, "--list", "news")
+    assert result.exit_code == code
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert line.startswith(error)
 
 
 def test_add_an_invalid_address_fails(news: Path) -> None:

@@ -7,7 +7,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
@@ -150,6 +150,32 @@ class NewsletterGroup(click.Group):
                 opening.forget_databases()
 
 
+class ConsoleFormatter(logging.Formatter):
+    """Log warnings and errors on the terminal look like the commands' own 'Warning:' and 'Error:'
+    lines (one style, whoever says it); --verbose adds the logger's name and shows the rest."""
+
+    LABELS: ClassVar[dict[int, str]] = {
+        logging.WARNING: "Warning",
+        logging.ERROR: "Error",
+        logging.CRITICAL: "Error",
+    }
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        label = self.LABELS.get(record.levelno)
+        if label is None:
+            return super().format(record)
+        text = f"{label}: {record.getMessage()}"
+        if self.verbose:
+            text += f" ({record.name})"
+            if record.exc_info:
+                text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 @click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -166,7 +192,7 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     """
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    console.setFormatter(ConsoleFormatter(verbose))
     console.addFilter(lambda record: not getattr(record, "shown_to_user", False))
     package = logging.getLogger("newsletter")
     package.handlers = [console]

@@ -39,6 +39,22 @@ def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -
     return k, n
 
 
+def parse_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An address a message can be sent to, as a subscriber's is checked, and fit for a header."""
+    if value is None:
+        return None
+    from ..mail.compose import HeaderValueError, checked_address  # only when an address is given
+    from ..subscribers.csvfile import RowError
+    from ..subscribers.rows import check_email
+
+    try:
+        return checked_address(check_email(value))
+    except RowError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except HeaderValueError as exc:
+        raise click.BadParameter(f"{exc}: give one address like me@example.org") from None
+
+
 papers_option = click.option(
     "--papers",
     "papers",
@@ -60,9 +76,35 @@ issue_date_option = click.option(
 )
 
 
-ISSUE_HELP = "Issue id (default: the ISO week of --date, e.g. 2026-W48)."
+ISSUE_HELP = (
+    "Issue id: 2026-W48 (a week), 2026-11-28 (a day), or either with a label, e.g. 2026-W48-extra "
+    "(default: the ISO week of --date)."
+)
 
 
-def issue_option(help: str = ISSUE_HELP) -> Callable[[F], F]:
-    """--issue: by default the issue a run makes; `help` says when a command means a past one."""
-    return click.option("--issue", "issue_id", metavar="ID", help=help)
+def parse_new_issue(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An id for an issue about to be made: a real week or day, spelt as the default ids are."""
+    if value is None:
+        return None
+    from ..errors import NewsletterError
+    from ..pipeline.issue import new_issue_id
+
+    try:
+        return new_issue_id(value)
+    except NewsletterError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+def parse_past_issue(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An issue already made, spelt as the default ids are (2024-w11 finds 2024-W11)."""
+    if value is None:
+        return None
+    from ..pipeline.issue import normalised_issue_id
+
+    return normalised_issue_id(value)
+
+
+def issue_option(help: str = ISSUE_HELP, *, past: bool = False) -> Callable[[F], F]:
+    """--issue: by default the issue a run makes; `past` for a command that reads one made before."""
+    callback = parse_past_issue if past else parse_new_issue
+    return click.option("--issue", "issue_id", metavar="ID", callback=callback, help=help)

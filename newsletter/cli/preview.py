@@ -35,7 +35,7 @@ from .options import issue_date_option, issue_option, list_option, papers_option
 @click.option(
     "--open", "open_browser", is_flag=True, help="Open the HTML (or the --serve page) in the browser."
 )
-@issue_option(help="Rebuild what --subscriber was sent in this past issue, from the ledger.")
+@issue_option(help="Rebuild what --subscriber was sent in this past issue, from the ledger.", past=True)
 @click.option("--serve", is_flag=True, help="Serve a live preview page that follows template edits.")
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address for --serve (keep it on loopback)."

@@ -13,7 +13,7 @@ from .options import issue_option, list_option
 
 
 @click.command()
-@issue_option(help="Issue id, e.g. 2026-W48 (default: the list's latest).")
+@issue_option(help="Issue id, e.g. 2026-W48 (default: the list's latest).", past=True)
 @list_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: counts and every problem.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV of every address that did not get the issue.")

@@ -15,7 +15,14 @@ from ..pipeline.report import report_command
 from ..pipeline.send import SendInterrupted, SendOptions, run_send
 from ..statuses import DeliveryStatus, Frequency, SubscriberStatus
 from .app import AppContext, pass_app
-from .options import issue_date_option, issue_option, list_option, papers_option, parse_shard
+from .options import (
+    issue_date_option,
+    issue_option,
+    list_option,
+    papers_option,
+    parse_address,
+    parse_shard,
+)
 
 
 @click.command()
@@ -35,6 +42,7 @@ from .options import issue_date_option, issue_option, list_option, papers_option
     "--to",
     "to",
     metavar="EMAIL",
+    callback=parse_address,
     help="Send the first subscriber's digest to this test address only (not recorded).",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
@@ -46,6 +54,12 @@ from .options import issue_date_option, issue_option, list_option, papers_option
     is_flag=True,
     help="Start a new ledger although this list's deliveries were recorded in one that is now lost "
     "(everyone gets this issue again).",
+)
+@click.option(
+    "--another-issue",
+    is_flag=True,
+    help="Send this issue although the list already got another one for the same week (or day): "
+    "its readers get a second digest.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @pass_app
@@ -62,6 +76,7 @@ def send(
     limit: int | None,
     shard: tuple[int, int] | None,
     new_ledger: bool,
+    another_issue: bool,
     as_json: bool,
 ) -> None:
     """Send this week's digest to every active subscriber who has not had it yet.
@@ -82,6 +97,7 @@ def send(
         shard=shard,
         frequency=Frequency(frequency),
         new_ledger=new_ledger,
+        another_issue=another_issue,
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:
@@ -99,6 +115,8 @@ def send(
         progress.done()  # end the live line before any summary or error
     for problem in report.problems:
         click.echo(f"Warning: {problem}", err=True)
+    if report.left_out:
+        click.echo(f"Warning: {report.left_out}", err=True)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

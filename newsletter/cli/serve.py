@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import NewsletterError
+from ..listening import check_can_listen
 from ..pipeline.issue import LOCAL_PORT, LOCAL_SECRET
 from ..settings import Settings, SmtpSettings
 from ..web.app import create_app
@@ -51,6 +52,7 @@ def serve(app: AppContext, host: str, port: int) -> None:
         )
     web_app = create_app(settings, local_trial=trial)
     _sync_lists(settings)
+    check_can_listen(host, port)
     click.echo(
         f"Serving http://{host}:{port}/subscribe?list={settings.default_list} and the links in every "
         "digest (Ctrl-C to stop)",

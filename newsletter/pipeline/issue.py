@@ -55,12 +55,59 @@ def check_issue_id(issue_id: str) -> str:
     return issue_id
 
 
+# A new issue is named by its week or day, optionally with a label: 2026-W48, 2026-11-28, 2026-W48-extra.
+ISSUE_ID_FORMS = "2026-W48 (a week), 2026-11-28 (a day), or either with a label, e.g. 2026-W48-extra"
+_ISSUE_NAME = re.compile(
+    r"(?P<period>(?P<year>\d{4})-(?:W(?P<week>\d{2})|(?P<month>\d{2})-(?P<day>\d{2})))"
+    r"(?:-(?P<label>[A-Za-z0-9][A-Za-z0-9._-]*))?"
+)
+_WEEK_PREFIX = re.compile(r"(\d{4}-)[Ww](\d{2})(?=-|$)")
+
+
+def normalised_issue_id(issue_id: str) -> str:
+    """The id as the default ids spell it (' 2024-w11 ' is 2024-W11), so one week is one issue."""
+    text = issue_id.strip()
+    return _WEEK_PREFIX.sub(r"\1W\2", text, count=1)
+
+
+def issue_period(issue_id: str) -> str | None:
+    """The week or day a new-form id names (2024-W11-extra: 2024-W11); None for any other id."""
+    found = _ISSUE_NAME.fullmatch(issue_id)
+    return found["period"] if found else None
+
+
+def new_issue_id(issue_id: str) -> str:
+    """An id for an issue about to be made: normalised, and a real week or day (2024-W99 is not)."""
+    text = check_issue_id(normalised_issue_id(issue_id))
+    found = _ISSUE_NAME.fullmatch(text)
+    problem = None if found else f"issue id {text!r} names no week or day"
+    try:
+        if found and found["week"]:
+            date.fromisocalendar(int(found["year"]), int(found["week"]), 1)
+        elif found:
+            date(int(found["year"]), int(found["month"]), int(found["day"]))
+    except ValueError:
+        problem = f"issue id {text!r} names a week or day the calendar does not have"
+    if problem:
+        raise ConfigError(problem, fix=f"use {ISSUE_ID_FORMS}")
+    return text
+
+
 def issue_id_for(day: date, frequency: Frequency = Frequency.WEEKLY) -> str:
     """The default issue id: the ISO week of the issue date (2026-W48), or the day for a daily one."""
     if frequency is Frequency.DAILY:
         return day.isoformat()
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def issue_id_of(
+    settings: Settings, issue_id: str | None, issue_date: date | None, frequency: Frequency
+) -> str:
+    """The id a run makes: the one asked for, checked, else its date's week (or day)."""
+    if issue_id:
+        return new_issue_id(issue_id)
+    return issue_id_for(issue_date or settings.issue_date or date.today(), frequency)
 
 
 @dataclass(frozen=True)
@@ -104,7 +151,7 @@ def prepare_issue(
     selection = settings.selection
     if frequency is Frequency.DAILY:  # a daily issue covers its own day and is named by it
         selection = selection.model_copy(update={"window_days": 1})
-    issue_id = check_issue_id(issue_id or issue_id_for(day, frequency))
+    issue_id = issue_id_of(settings, issue_id, issue_date, frequency)
     window_start = day - timedelta(days=selection.window_days - 1)
     paths = [Path(p) for p in papers] or _configured_papers(settings, issue_id, window_start, day)
     if not paths and settings.sources and not papers:

@@ -26,7 +26,7 @@ from ..store.history import DeliveryRecord, deliveries_to
 from ..store.opening import existing_database
 from ..subscribers import open_list
 from .build import finish_digest
-from .issue import LinkSigner, check_issue_id
+from .issue import LinkSigner, check_issue_id, normalised_issue_id
 from .previewfiles import PreviewResult
 from .snapshot import IssueSnapshot, load_snapshot, read_templates, templates_hash
 
@@ -114,7 +114,7 @@ def replay_delivery(
 ) -> ReplayedIssue:
     """The message `email` got in `issue_id`, rebuilt from the ledger and the issue's snapshot."""
     list_name = list_name or settings.default_list
-    issue_id = check_issue_id(issue_id)
+    issue_id = check_issue_id(normalised_issue_id(issue_id))
     place = settings.places.database()
     record = _record(place, list_name, issue_id, email)
     db = open_database(place)  # there is one: it holds the record

@@ -25,7 +25,7 @@ from ..settings import Settings
 from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency, SubscriberStatus
 from ..store import open_database
 from ..store.deliveries import DeliveryLedger
-from ..store.history import read_issue
+from ..store.history import delivered_issues, read_issue
 from ..store.opening import existing_database
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
@@ -35,8 +35,16 @@ from ..subscribers.writeback import check_not_lost, write_back
 from .build import DigestBuilder
 from .buildpool import ParallelBuilder
 from .interrupts import stopped_by
-from .issue import LinkSigner, PreparedIssue, no_papers_configured, prepare_issue
+from .issue import (
+    LinkSigner,
+    PreparedIssue,
+    issue_id_of,
+    issue_period,
+    no_papers_configured,
+    prepare_issue,
+)
 from .report import issue_report, log_lines, report_command
+from .schedules import LeftOut, served_recently
 from .snapshot import make_snapshot, reader_record
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,7 @@ class SendOptions:
     shard: tuple[int, int] | None = None
     frequency: Frequency = Frequency.WEEKLY
     new_ledger: bool = False  # start over although the list's CSV says readers got earlier issues
+    another_issue: bool = False  # a second issue for a week (or day) the list already got one for
 
     @property
     def recorded(self) -> bool:
@@ -87,6 +96,8 @@ class SendReport:
     empty: int = 0
     paused: int = 0
     frequency: str = Frequency.WEEKLY.value
+    other_frequency: int = 0  # active readers of the other schedule: not this issue's audience
+    left_out: str | None = None  # said when no recent run of that schedule served them
     dry_run: bool = False
     duration_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -263,6 +274,10 @@ def _prepare(
         require_strong_secret(
             settings.secret, f"mail to {settings.smtp.host}:{settings.smtp.port}", settings.source_label
         )
+    channel = channel_for(settings.smtp)
+    if not (options.to or options.another_issue):  # before papers are loaded: refused at once
+        issue_id = issue_id_of(settings, options.issue_id, options.issue_date, options.frequency)
+        _refuse_a_second_issue(settings, issue_id, list_name, channel)
     issue = prepare_issue(
         settings,
         list_name=list_name,
@@ -282,13 +297,32 @@ def _prepare(
     report = SendReport(
         issue=issue.info.issue_id,
         list_name=issue.info.list_name,
-        channel=channel_for(settings.smtp),
+        channel=channel,
         server=server_label(settings.smtp),
         dry_run=options.dry_run,
         problems=list(issue.problems),
         frequency=options.frequency.value,
     )
     return SendRun(settings, options, issue, signer, store, report, on_outcome)
+
+
+def _refuse_a_second_issue(settings: Settings, issue_id: str, list_name: str, channel: str) -> None:
+    """A new id for a week (or day) the list already got an issue for would mail everyone twice
+    that week: refused unless --another-issue says it is meant (2024-w11 after 2024-W11 was)."""
+    period = issue_period(issue_id)
+    db = existing_database(settings.places.database())  # a dry run creates nothing
+    if period is None or db is None:
+        return
+    found = delivered_issues(db, list_name, channel, period)
+    earlier = sorted(issue for issue in found if issue != issue_id and issue_period(issue) == period)
+    if earlier:
+        raise LedgerError(
+            f"list '{list_name}' already got issue {earlier[0]} ({found[earlier[0]]} delivered), so "
+            f"{issue_id} would be a second digest for {period}",
+            where=db.place.shown,
+            fix=f"pass --issue {earlier[0]} to resume that issue, or --another-issue to send {issue_id}"
+            " as well",
+        )
 
 
 @contextmanager
@@ -370,7 +404,20 @@ def _report(run: SendRun, started: float) -> None:
     report.duration_seconds = round(time.monotonic() - started, 3)
     if run.options.recorded and (report.failed or report.deferred or report.unsubscribed):
         _name_the_undelivered(run.settings, report)
+    if report.other_frequency and not run.options.to:
+        report.left_out = _left_out(run)
     log.info("%s", report.summary())
+
+
+def _left_out(run: SendRun) -> str | None:
+    """Whether the readers of the other schedule are served by a run of their own (the ledger says)."""
+    other = next(f for f in Frequency if f is not run.options.frequency)
+    report = run.report
+    db = existing_database(run.settings.places.database())
+    day = run.issue.info.issue_date
+    if served_recently(db, report.list_name, report.channel, other, day):
+        return None
+    return str(LeftOut(report.list_name, other, report.other_frequency, day))
 
 
 def _name_the_undelivered(settings: Settings, report: SendReport) -> None:
@@ -619,7 +666,8 @@ class DigestPlanner:
             if not subscriber.is_active or not in_shard(subscriber.key, self.options.shard):
                 continue
             if subscriber.frequency is not self.options.frequency:
-                continue  # a reader of the other schedule: not this issue's audience
+                self.report.other_frequency += 1  # a reader of the other schedule: not this issue's
+                continue
             if not subscriber.wants(self.options.frequency, self.issue.info.issue_date):
                 self.report.paused += 1
                 continue

@@ -9,6 +9,7 @@ from types import FrameType
 
 import uvicorn
 
+from ..listening import check_can_listen
 from ..settings import Settings
 from .app import create_preview_app
 from .owner import TOKEN_PARAM, new_owner_token
@@ -56,6 +57,7 @@ def serve_preview(
             f"Warning: the preview page shows subscriber addresses; on {host} it is reachable from "
             "other machines, and only the token in its address keeps them out (plain http)"
         )
+    check_can_listen(host, port)
     token = new_owner_token()
     app = create_preview_app(PreviewSession(settings), owner_token=token, loopback_only=loopback)
     # The token is the login: only whoever sees this line (the terminal's owner) can open the page.

@@ -5,8 +5,10 @@ request and per fetch, redirects only within the origin)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from .limits import BodyTooLarge, CappedBody
 
 if TYPE_CHECKING:
     from ..settings import FetchSettings
+
+log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -110,16 +114,19 @@ class PoliteClient:
             try:
                 page = self._runner.run(self._bounded_get(target))
             except httpx.TransportError as exc:
+                if _name_not_found(exc):  # no network, or a misspelt host: waiting will not help
+                    raise _unresolved(target) from exc
                 if attempt == self.policy.attempts:
                     raise _gave_up(target, f"{type(exc).__name__}: {exc}", attempt) from exc
-                self._pause(self._backoff(attempt), target)
+                self._retry_later(self._backoff(attempt), target, f"{type(exc).__name__}: {exc}", attempt)
                 continue
             if page.status_code not in RETRY_STATUSES:
                 return _checked(page)
             asked, why = retry_after(page.headers.get("Retry-After", ""))
             if attempt == self.policy.attempts:
                 raise _gave_up(target, f"HTTP {page.status_code}{why}", attempt)
-            self._pause(asked if asked is not None else self._backoff(attempt), target)
+            wait = asked if asked is not None else self._backoff(attempt)
+            self._retry_later(wait, target, f"HTTP {page.status_code}{why}", attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _remaining(self) -> float:
@@ -209,6 +216,13 @@ class PoliteClient:
         """Exponential backoff with full jitter so many clients do not retry in step."""
         return float(self.policy.backoff * (2 ** (attempt - 1)) * (0.5 + self.policy.jitter()))
 
+    def _retry_later(self, seconds: float, url: str, why: str, attempt: int) -> None:
+        """Say that a retry is coming (a fetch without network is not silent for long), then wait."""
+        log.warning(
+            "%s: %s; attempt %d of %d in %.0f s", url, why, attempt + 1, self.policy.attempts, seconds
+        )
+        self._pause(seconds, url)
+
     def _pause(self, seconds: float, url: str) -> None:
         if seconds > self.policy.max_wait:
             raise SourceError(
@@ -283,6 +297,25 @@ def _fetch_too_long(url: str, deadline: float) -> SourceError:
         f"fetching took longer than {deadline:.0f} s in all",
         where=url,
         fix=f"try again later, or {LIMITS_FIX} (fetch_deadline)",
+    )
+
+
+def _name_not_found(exc: BaseException) -> bool:
+    """A failure to look the host up in DNS, somewhere in the chain httpx raises it with."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _unresolved(url: str) -> SourceError:
+    host = httpx.URL(url).host
+    return SourceError(
+        f"cannot look up {host} (no network, or a misspelt host name)",
+        where=url,
+        fix="check the network connection and the URL, then run again",
     )
 
 

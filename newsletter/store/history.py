@@ -127,3 +127,21 @@ def message_ids_by_key(db: Database, keys: Iterable[str]) -> dict[str, str]:
                 key = next(mark[1:] for mark in chunk if mark in mid)
                 found.setdefault(key, mid)
     return found
+
+
+def delivered_issues(db: Database, list_name: str, channel: str, prefix: str) -> dict[str, int]:
+    """Issues of a list whose id starts with `prefix` (a week or day: 2024-W11 finds 2024-W11-extra
+    too), with how many readers each was delivered to; read by a range of the primary key."""
+    query = (
+        select(_d.c.issue, func.count())
+        .where(
+            _d.c.issue >= prefix,
+            _d.c.issue < prefix + "\uffff",
+            _d.c.list == list_name,
+            _d.c.channel == channel,
+            _d.c.status == DeliveryStatus.DELIVERED.value,
+        )
+        .group_by(_d.c.issue)
+    )
+    with db.read() as conn:
+        return {str(issue): int(count) for issue, count in conn.execute(query)}
