@@ -7,7 +7,7 @@ import click
 from ..errors import NewsletterError
 from ..listening import check_can_listen
 from ..pipeline.issue import LOCAL_PORT, LOCAL_SECRET
-from ..settings import Settings, SmtpSettings
+from ..settings import Settings, is_loopback_host
 from ..web.app import create_app
 from ..web.server import ServeLimits, server_config
 from .app import AppContext, pass_app
@@ -41,7 +41,7 @@ def serve(app: AppContext, host: str, port: int) -> None:
 
     settings = app.settings
     trial = settings.config_file is not None and not (settings.secret or settings.base_url)
-    trial = trial and _is_loopback(host)
+    trial = trial and is_loopback_host(host)
     if trial:
         # A local trial: the outbox's links were signed with the stand-in secret and point here.
         settings = settings.model_copy(update={"secret": LOCAL_SECRET})
@@ -76,8 +76,3 @@ def _sync_lists(settings: Settings) -> None:
                 open_list(settings.places, path.stem)
             except NewsletterError as exc:  # the list is served as last synced
                 click.echo(f"Warning: {exc.message}", err=True)
-
-
-def _is_loopback(host: str) -> bool:
-    """Only this machine can reach a server bound to a loopback address."""
-    return SmtpSettings(host=host).is_loopback

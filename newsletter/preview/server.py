@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import webbrowser
 from collections.abc import Callable
 from types import FrameType
@@ -10,7 +9,7 @@ from types import FrameType
 import uvicorn
 
 from ..listening import check_can_listen
-from ..settings import Settings
+from ..settings import Settings, is_loopback_host
 from .app import create_preview_app
 from .owner import TOKEN_PARAM, new_owner_token
 from .session import PreviewSession
@@ -31,16 +30,6 @@ class PreviewServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether an address to listen on is only reachable from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def serve_preview(
     settings: Settings,
     host: str,
@@ -51,7 +40,7 @@ def serve_preview(
     say: Callable[[str], None] = print,
 ) -> None:
     """Serve until Ctrl-C; the page rebuilds whenever a template, the CSS or the config is saved."""
-    loopback = is_loopback(host)
+    loopback = is_loopback_host(host)
     if not loopback:
         say(
             f"Warning: the preview page shows subscriber addresses; on {host} it is reachable from "
