@@ -22,10 +22,16 @@ from ..text import one_line
 NOT_DELIVERED = (
     IssueOutcome.FAILED,
     IssueOutcome.DEFERRED,
+    IssueOutcome.HELD,
     IssueOutcome.IN_FLIGHT,
+    IssueOutcome.QUEUED,
     IssueOutcome.BOUNCED,
     IssueOutcome.UNSUBSCRIBED,
 )
+
+
+# Named in the summary only when some are: most issues never have any.
+_QUIET = (IssueOutcome.QUEUED, IssueOutcome.HELD)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,9 @@ class IssueReport:
     problems: list[Undelivered] = field(default_factory=list)
 
     def summary(self) -> str:
-        counts = ", ".join(f"{n} {outcome}" for outcome, n in self.counts.items())
+        counts = ", ".join(
+            f"{n} {outcome}" for outcome, n in self.counts.items() if n or outcome not in _QUIET
+        )
         return f"Issue {self.issue} to list '{self.list_name}' ({self.channel}): {counts}"
 
     def problem_dicts(self, cap: int | None = None) -> list[dict[str, object]]:
