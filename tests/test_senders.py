@@ -4,17 +4,20 @@ their owner, and a second `newsletter send` that joins the first instead of wait
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from helpers.deliveries import database, ledger, owners_of, recorded
 from helpers.senders import start_send, wait_until
 from helpers.smtp_servers import LoopbackServer, RecordingHandler, write_config, write_subscribers
 from sqlalchemy import text
 
+from newsletter.cli import main
 from newsletter.statuses import DeliveryStatus
 from newsletter.store import Database
 from newsletter.store.deliveries import Attempt, DeliveryLedger, DeliveryResult
@@ -30,6 +33,11 @@ def sender(url: str, **options: object) -> SendQueue:
     queue = SendQueue(Database(db.place), ISSUE, LIST, CHANNEL, **options)  # type: ignore[arg-type]
     queue.register()
     return queue
+
+
+def database_env(url: str) -> dict[str, str]:
+    """The environment that points a command at `url` (the SQLite default needs nothing)."""
+    return {"NEWSLETTER_DATABASE_URL": url} if url.startswith("postgresql") else {}
 
 
 def owned_ledger(queue: SendQueue) -> DeliveryLedger:
@@ -131,6 +139,52 @@ def test_a_second_send_on_the_same_list_joins_the_first_and_they_share_the_issue
     assert reports[0]["sent"] + reports[1]["sent"] == len(active)
     recipients = [item.recipient for item in handler.received]
     assert sorted(recipients) == active  # everyone once, by one sender or the other
+    assert [len(report["senders"]) for report in reports] == [2, 2]  # each tells of both
+    by_sender = {sender["id"]: sender["counts"] for sender in reports[1]["senders"]}
+    assert sum(counts.get("delivered", 0) for counts in by_sender.values()) == len(active)
+    assert reports[1]["complete"] and reports[1]["issue_counts"] == {"delivered": len(active)}
+
+    late = start_send(tmp_path, database_url=database_url)
+    out, err = late.communicate(timeout=120)
+    assert late.returncode == 0, err
+    assert "0 sent" in out and "the issue was already complete: nothing left to send" in out
+    shown = CliRunner().invoke(
+        main, ["--config", str(tmp_path / "newsletter.toml"), "report"], env=database_env(database_url)
+    )
+    assert shown.exit_code == 0, shown.output
+    assert all(f"sender {sender} on " in shown.output for sender in by_sender)
+
+
+def test_with_on_uncertain_hold_a_killed_sender_s_message_is_held_until_the_operator_resends_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    active = write_subscribers(tmp_path / "subscribers" / "test.csv", 3)
+    victim = active[0]
+    handler = RecordingHandler(plan=lambda rcpt, tries: "stall" if rcpt == victim else None, stall_seconds=60)
+    with LoopbackServer(handler) as server:
+        config = write_config(tmp_path, port=server.port, connections=1, timeout=60)
+        config.write_text('on_uncertain = "hold"\n' + config.read_text(encoding="utf-8"), encoding="utf-8")
+        killed = start_send(tmp_path, database_url=database_url)
+        wait_until(lambda: victim in handler.attempts or killed.poll() is not None)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        assert killed.returncode == -signal.SIGKILL, killed.communicate()
+    handed_over = {email for email, (status, _) in recorded(database_url).items() if status == "sending"}
+    message_id = recorded(database_url)[victim][1]
+    assert victim in handed_over
+
+    with LoopbackServer() as server:
+        write_config(tmp_path, port=server.port, connections=1)
+        config.write_text('on_uncertain = "hold"\n' + config.read_text(encoding="utf-8"), encoding="utf-8")
+        after = start_send(tmp_path, "--json", database_url=database_url)
+        report = json.loads(after.communicate(timeout=120)[0])
+        assert after.returncode == 0 and report["held"] == len(handed_over), (report, recorded(database_url))
+        assert not handed_over & set(server.handler.recipients())  # held: not sent again
+        resent = start_send(tmp_path, "--resend-held", "--json", database_url=database_url)
+        again = json.loads(resent.communicate(timeout=120)[0])
+    assert again["sent"] == len(handed_over) and again["resumed"] == len(handed_over)
+    delivered = {item.recipient: item.message_id for item in server.handler.received}
+    assert sorted(delivered) == active and delivered[victim] == message_id
 
 
 def test_a_sender_that_keeps_heartbeating_keeps_its_rows_past_its_first_lease(database_url: str) -> None:

@@ -47,6 +47,12 @@ from .options import issue_date_option, issue_option, list_option, papers_option
     help="Start a new ledger although this list's deliveries were recorded in one that is now lost "
     "(everyone gets this issue again).",
 )
+@click.option(
+    "--resend-held",
+    is_flag=True,
+    help="Send again, with the same Message-ID, the deliveries held because the sender that handed "
+    'them to the server fell silent (on_uncertain = "hold").',
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @pass_app
 def send(
@@ -62,6 +68,7 @@ def send(
     limit: int | None,
     shard: tuple[int, int] | None,
     new_ledger: bool,
+    resend_held: bool,
     as_json: bool,
 ) -> None:
     """Send this week's digest to every active subscriber who has not had it yet.
@@ -82,6 +89,7 @@ def send(
         shard=shard,
         frequency=Frequency(frequency),
         new_ledger=new_ledger,
+        resend_held=resend_held,
     )
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:

@@ -14,6 +14,7 @@ from ..settings import Settings
 from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
 from ..store.history import LedgerRow, latest_issue, read_issue
 from ..store.opening import existing_database
+from ..store.sendqueue import SenderProgress, issue_senders
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
 from ..subscribers.csvfile import write_spreadsheet
@@ -54,6 +55,7 @@ class IssueReport:
     channel: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, IssueOutcome), 0))
     problems: list[Undelivered] = field(default_factory=list)
+    senders: list[SenderProgress] = field(default_factory=list)  # who sent it: hosts, --workers
 
     def summary(self) -> str:
         counts = ", ".join(
@@ -74,6 +76,7 @@ class IssueReport:
             "counts": self.counts,
             "problems": self.problem_dicts(),
             "problems_total": len(self.problems),
+            "senders": [asdict(sender) for sender in self.senders],
         }
 
 
@@ -110,7 +113,9 @@ def issue_report(
         )
     store = open_list(settings.places, list_name, look_only=True)
     statuses = _statuses(store) if store.exists() else {}
-    return build_report(issue or "", list_name, channel, rows, statuses, withdrawn=withdrawn)
+    report = build_report(issue or "", list_name, channel, rows, statuses, withdrawn=withdrawn)
+    report.senders = issue_senders(db, report.issue, list_name, channel)
+    return report
 
 
 INACTIVE = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.PENDING)
@@ -184,7 +189,17 @@ def format_text(report: IssueReport) -> str:
             lines.append(f"{p.outcome!s:<{kind}}  {p.email:<{width}}  {tries:<10}  {reply}")
     else:
         lines.append("Everyone on the ledger got it.")
+    lines.extend(_sender_line(sender) for sender in report.senders if len(report.senders) > 1)
     return "\n".join(lines)
+
+
+def _sender_line(sender: SenderProgress) -> str:
+    """One sender of the issue: where it ran, whether it is still at work, what it did and holds."""
+    state = "sending" if sender.live else "finished"
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(sender.counts.items()))
+    return (
+        f"sender {sender.id} on {sender.host} ({state}, started {sender.started_at}): {counts or 'nothing'}"
+    )
 
 
 def write_csv(report: IssueReport, out: TextIO) -> None:

@@ -24,6 +24,7 @@ from ..store import open_database
 from ..store.deliveries import DeliveryLedger
 from ..store.history import read_issue
 from ..store.opening import existing_database
+from ..store.sendqueue import issue_senders
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
 from ..subscribers.csvfile import missing_list_error
@@ -58,10 +59,11 @@ class SendOptions:
     shard: tuple[int, int] | None = None
     frequency: Frequency = Frequency.WEEKLY
     new_ledger: bool = False  # start over although the list's CSV says readers got earlier issues
+    resend_held: bool = False  # the operator's word: send the held deliveries again, same Message-ID
 
     @property
     def recorded(self) -> bool:
-        """A real run: a dry run and a --to test copy record nothing (and take no lock)."""
+        """A real run: a dry run and a --to test copy record nothing (and claim nothing)."""
         return not (self.dry_run or self.to)
 
 
@@ -92,6 +94,12 @@ class SendReport:
     not_delivered: list[dict[str, object]] = field(default_factory=list)
     not_delivered_total: int = 0
     withdrawn: set[str] = field(default_factory=set, repr=False)  # left mid-run
+    # Every sender of the issue, this one included (hosts sharing PostgreSQL, --workers).
+    sender: str = ""  # this one's id: host:pid:random, as `owner` in the ledger
+    held: int = 0  # handed over by a sender that fell silent, held for the operator (on_uncertain)
+    complete: bool = False  # nothing is left to send or to wait for, by any sender
+    issue_counts: dict[str, int] = field(default_factory=dict)  # the issue's rows by status
+    senders: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -115,7 +123,10 @@ class SendReport:
             (self.paused, "paused"),
             (self.composed if self.dry_run else 0, "composed"),
         ]
+        extras.append((self.held, "held, maybe delivered (send them with --resend-held)"))
         line += "".join(f", {count} {what}" for count, what in extras if count)
+        if self.complete and not (self.sent or self.failed or self.deferred):
+            line += ", the issue was already complete: nothing left to send"
         line += f" in {self.duration_seconds:.1f}s."
         if self.not_delivered_total:
             line += f" See who and why: {report_command(self.issue, self.list_name)}"
@@ -332,6 +343,8 @@ def _deliver_claimed(run: SendRun, planner: DigestPlanner, claimed: ClaimedRun) 
     """Queue who is owed, then send the batches this sender claims until the issue is done."""
     still_wanted = _still_wanted(run.store)  # from before the first page
     received = claimed.ledger.papers_received_before(within=run.issue.paper_ids)
+    if run.options.resend_held:
+        claimed.queue.resend_held()
     claimed.fan_out(
         lambda readers, statuses: (s for s, _ in planner.wanted(readers, statuses, {}, limited=False))
     )
@@ -351,6 +364,20 @@ def _deliver_claimed(run: SendRun, planner: DigestPlanner, claimed: ClaimedRun) 
     run.report.withdrawn.update(claimed.withdrawn)
     if run.options.limit is not None:
         run.report.pending = claimed.queue.remaining()
+    _add_senders(run.report, claimed)
+
+
+def _add_senders(report: SendReport, claimed: ClaimedRun) -> None:
+    """What every sender of the issue did, for --json and the summary: this run is one of many."""
+    queue = claimed.queue
+    senders = issue_senders(queue.db, queue.issue, queue.list_name, queue.channel)
+    counts = claimed.ledger.counts()  # every row, claimed by anyone or by nobody
+    report.sender = queue.owner
+    report.senders = [asdict(sender) for sender in senders]
+    report.issue_counts = counts
+    report.held = counts.get(DeliveryStatus.HELD, 0)
+    unfinished = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED, DeliveryStatus.HELD)
+    report.complete = not any(counts.get(status) for status in unfinished)
 
 
 def _report(run: SendRun, started: float) -> None:

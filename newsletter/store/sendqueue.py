@@ -271,6 +271,12 @@ class SendQueue:
                 .values(status=DeliveryStatus.WITHDRAWN.value, last_reply=reason, updated_at=database_now())
             )
 
+    def resend_held(self) -> int:
+        """The operator's word on held rows: send them again (same Message-ID), as in-flight ones."""
+        held = and_(self._ours(), _d.c.status == DeliveryStatus.HELD.value)
+        with self.db.write() as conn:
+            return int(conn.execute(update(_d).where(held).values(status=SENDING, owner=None)).rowcount)
+
     def held_by_others(self) -> bool:
         """Whether a live sender other than this one holds rows not handed over or answered yet."""
         others = self._live().where(_s.c.id != self.owner)
@@ -312,3 +318,40 @@ class Heartbeat:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+
+@dataclass(frozen=True)
+class SenderProgress:
+    """One sender of an issue as `report` and `send --json` show it: who, alive, what it holds."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: str
+    live: bool
+    counts: dict[str, int]  # its rows by status: 'queued' and 'sending' are the ones it holds
+
+
+def issue_senders(db: Database, issue: str, list_name: str, channel: str) -> list[SenderProgress]:
+    """Every sender that worked on an issue, oldest first, with its rows by status (plain reads:
+    a report never skips a locked row)."""
+    ours = and_(_d.c.issue == issue, _d.c.list == list_name, _d.c.channel == channel)
+    of_issue = and_(_s.c.issue == issue, _s.c.list == list_name, _s.c.channel == channel)
+    live = and_(_s.c.finished_at.is_(None), _s.c.lease_until > database_now())
+    counts: dict[str, dict[str, int]] = {}
+    with db.read() as conn:
+        for owner, status, n in conn.execute(
+            select(_d.c.owner, _d.c.status, func.count()).where(ours).group_by(_d.c.owner, _d.c.status)
+        ):
+            counts.setdefault(owner or "", {})[status] = int(n)
+        rows = conn.execute(
+            select(_s.c.id, _s.c.host, _s.c.pid, _s.c.started_at, live)
+            .where(of_issue)
+            .order_by(_s.c.started_at, _s.c.id)
+        ).all()
+    return [
+        SenderProgress(
+            row[0], row[1].split("/")[0], int(row[2]), row[3], bool(row[4]), counts.get(row[0], {})
+        )
+        for row in rows
+    ]
