@@ -231,3 +231,30 @@ def test_a_sender_whose_clock_is_minutes_ahead_does_not_take_live_leases(
     monkeypatch.setattr(time, "time", lambda: ahead)  # this host thinks the lease ran out long ago
     hasty = sender(database_url, lease_seconds=60)
     assert hasty.reap() == 0 and hasty.claim(10) == []
+
+
+def test_send_with_workers_runs_that_many_senders_that_share_the_issue(
+    tmp_path: Path, database_url: str
+) -> None:
+    active = write_subscribers(tmp_path / "subscribers" / "test.csv", 150)
+    handler = RecordingHandler(delay=0.3)  # slow until a second worker has claimed some
+    with LoopbackServer(handler) as server:
+        write_config(tmp_path, port=server.port, connections=2)
+        run = start_send(tmp_path, "--workers", "3", "--json", database_url=database_url)
+        wait_until(lambda: owners_of(database_url) >= 2 or run.poll() is not None, seconds=120)
+        handler.delay = 0.0
+        out, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    report = json.loads(out)
+    assert report["sent"] == len(active) and len(report["senders"]) == 3
+    assert sum(1 for sender in report["senders"] if sender["counts"].get("delivered")) >= 2
+    assert sorted(handler.recipients()) == active  # each reader once, whichever worker sent it
+
+
+def test_workers_do_not_go_with_limit(tmp_path: Path) -> None:
+    write_subscribers(tmp_path / "subscribers" / "test.csv", 2)
+    write_config(tmp_path, port=1)
+    result = CliRunner().invoke(
+        main, ["--config", str(tmp_path / "newsletter.toml"), "send", "--workers", "2", "--limit", "1"]
+    )
+    assert result.exit_code == 1 and result.output.startswith("Error: --workers sends the whole issue")
