@@ -84,6 +84,14 @@ def owners_of(url: str) -> int:
         return 0
 
 
+def sending_of(url: str, pid: int) -> int:
+    """Rows handed to the server, with no answer yet, by the sender whose process is `pid`."""
+    found = _query(
+        url, f"SELECT count(*) FROM deliveries WHERE status = 'sending' AND owner LIKE '%:{pid:d}:%'"
+    )
+    return int(str(found[0][0]))
+
+
 def attempted_twice(url: str) -> set[str]:
     """Addresses whose row was handed to a server more than once (a resumed delivery)."""
     return {str(email) for (email,) in _query(url, "SELECT email FROM deliveries WHERE attempts > 1")}
