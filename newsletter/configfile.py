@@ -47,6 +47,8 @@ TOP_LEVEL_KEYS = frozenset(
         "feedback_db",
         "log_file",
         "send_empty_digests",
+        "on_uncertain",
+        "lease_seconds",
         "sender",
         "smtp",
         "selection",

@@ -369,6 +369,19 @@ class Settings(BaseModel):
         description="feedback kept by releases before the database: imported into it once, then renamed",
     )
     log_file: Path | None = None
+    on_uncertain: Literal["resend", "hold"] = Field(
+        default="resend",
+        description="a message a sender handed to the server and then fell silent on (killed, host "
+        "lost): resend = another sender sends it again with the same Message-ID, hold = keep it "
+        "'held' for the operator (`send --resend-held` sends those)",
+    )
+    lease_seconds: int = Field(
+        default=60,
+        ge=2,
+        le=3600,
+        description="how long a sender that stops heartbeating keeps its claimed deliveries before "
+        "other senders take them over (heartbeats come every sixth of it)",
+    )
     send_empty_digests: bool = Field(
         default=False, description="mail 'nothing new this week' to subscribers with no matching papers"
     )

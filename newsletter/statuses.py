@@ -37,6 +37,7 @@ class Frequency(StrEnum):
 class DeliveryStatus(StrEnum):
     """The state of one (issue, list, subscriber, channel) in the ledger, and what a run counts."""
 
+    QUEUED = "queued"  # owed, not handed to a server yet (claimed when `owner` is set)
     SENDING = "sending"  # recorded before DATA: a crash after it resumes with the same Message-ID
     DELIVERED = "delivered"
     FAILED = "failed"  # refused for good (5xx)
@@ -44,6 +45,9 @@ class DeliveryStatus(StrEnum):
     # The reader left mid-run before their message went out: kept (ledger version 2) so
     # `newsletter report` can name them; not final, so a reader who comes back gets the issue.
     WITHDRAWN = "withdrawn"
+    # Handed to a server by a sender that fell silent before recording the answer, with
+    # on_uncertain = "hold": nobody sends it again until the operator says so.
+    HELD = "held"
 
 
 STORED_STATUSES: tuple[DeliveryStatus, ...] = tuple(DeliveryStatus)
@@ -57,6 +61,8 @@ class IssueOutcome(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"
     IN_FLIGHT = "in flight"  # recorded as sending: an interrupted run; the next run re-sends it
+    QUEUED = "queued"  # not sent yet: a sender is on it, or the next run sends it
+    HELD = "held"  # maybe delivered by a sender that fell silent: held for the operator
     BOUNCED = "bounced"  # accepted by the server, bounced afterwards (the list says so)
     UNSUBSCRIBED = "unsubscribed during the run"
 

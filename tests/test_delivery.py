@@ -175,7 +175,7 @@ def test_a_refused_connection_stops_the_run_before_recording_anyone(tmp_path: Pa
         send(tmp_path, port)
     assert f"127.0.0.1:{port}" in failure.value.message
     assert "\n" not in failure.value.message
-    assert ledger_rows(tmp_path) == {}
+    assert {status for status, _, _ in ledger_rows(tmp_path).values()} == {"queued"}  # none handed over
 
 
 def test_421_at_greeting_stops_the_run(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_many_failures_in_a_row_stop_the_run_early(tmp_path: Path) -> None:
     with LoopbackServer(handler) as server, pytest.raises(ServerFailure) as failure:
         send(tmp_path, server.port, connections=1, max_failures_in_a_row=5)
     assert "5 deliveries in a row failed" in failure.value.message
-    assert len(ledger_rows(tmp_path)) < 40
+    assert len([row for row in ledger_rows(tmp_path).values() if row[0] != "queued"]) < 40
 
 
 @pytest.mark.parametrize("position", [2, -1], ids=["already-queued", "not-yet-queued"])
@@ -297,7 +297,11 @@ def test_a_builder_process_that_dies_stops_the_run_with_a_clear_error_and_the_ne
             send(tmp_path, server.port, compose_processes=2)
         assert stopped.value.fix is not None and "compose_processes" in stopped.value.fix
         assert len(server.handler.received) < 60
-        assert {status for status, _, _ in ledger_rows(tmp_path).values()} <= {"sending", "delivered"}
+        assert {status for status, _, _ in ledger_rows(tmp_path).values()} <= {
+            "queued",
+            "sending",
+            "delivered",
+        }
         monkeypatch.undo()
         send(tmp_path, server.port, compose_processes=2)
     assert sorted(set(server.handler.recipients())) == sorted(active)

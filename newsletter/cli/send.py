@@ -12,7 +12,8 @@ import click
 
 from ..pipeline.interrupts import sigterm_as_interrupt, stopped_by
 from ..pipeline.report import report_command
-from ..pipeline.send import SendInterrupted, SendOptions, run_send
+from ..pipeline.send import SendInterrupted, SendOptions, SendReport, run_send
+from ..pipeline.workers import run_workers
 from ..statuses import DeliveryStatus, Frequency, SubscriberStatus
 from .app import AppContext, pass_app
 from .options import (
@@ -61,6 +62,19 @@ from .options import (
     help="Send this issue although the list already got another one for the same week (or day): "
     "its readers get a second digest.",
 )
+@click.option(
+    "--resend-held",
+    is_flag=True,
+    help="Send again, with the same Message-ID, the deliveries held because the sender that handed "
+    'them to the server fell silent (on_uncertain = "hold").',
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Sender processes on this host, sharing the issue through the database (one per core).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @pass_app
 def send(
@@ -77,6 +91,8 @@ def send(
     shard: tuple[int, int] | None,
     new_ledger: bool,
     another_issue: bool,
+    resend_held: bool,
+    workers: int,
     as_json: bool,
 ) -> None:
     """Send this week's digest to every active subscriber who has not had it yet.
@@ -98,7 +114,10 @@ def send(
         frequency=Frequency(frequency),
         new_ledger=new_ledger,
         another_issue=another_issue,
+        resend_held=resend_held,
     )
+    if workers > 1:
+        _send_with_workers(app, options, workers, as_json)
     progress = _Progress(enabled=not as_json and sys.stderr.isatty())
     try:
         with sigterm_as_interrupt():
@@ -113,6 +132,33 @@ def send(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         progress.done()  # end the live line before any summary or error
+    _show(report, as_json)
+    sys.exit(report.exit_code)
+
+
+def _send_with_workers(app: AppContext, options: SendOptions, workers: int, as_json: bool) -> None:
+    """N sender processes on this host; their reports added up, shown as one run's."""
+    try:
+        with sigterm_as_interrupt():
+            done = run_workers(app.settings, options, workers)
+    except KeyboardInterrupt:
+        click.echo(
+            f"Stopped by {stopped_by()}: every worker gave back what it had not sent. "
+            "Run the same command again to resume.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    for error in done.errors:
+        click.echo(error, err=True)
+    _show(done.report, as_json)
+    for code in (1, EXIT_INTERRUPTED):  # a worker's error first, then an interrupted one
+        if code in done.exit_codes:
+            sys.exit(code)
+    sys.exit(max(done.report.exit_code, *done.exit_codes))
+
+
+def _show(report: SendReport, as_json: bool) -> None:
+    """The summary line (and where to look), or the JSON object."""
     for problem in report.problems:
         click.echo(f"Warning: {problem}", err=True)
     if report.left_out:
@@ -130,7 +176,6 @@ def send(
             )
         if report.exit_code:
             click.echo("Some deliveries are not final yet: run the same command again to resume.", err=True)
-    sys.exit(report.exit_code)
 
 
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C; SIGTERM ends the same way

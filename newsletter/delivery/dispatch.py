@@ -39,6 +39,7 @@ class DispatchStats:
     failed: int = 0
     deferred: int = 0
     unsubscribed: int = 0
+    taken_over: int = 0  # claimed by another sender after this one's lease ran out
 
 
 class Dispatcher:
@@ -128,23 +129,33 @@ class Dispatcher:
         False when the ledger cannot record it (the run stops, the recorder raises the error)."""
         self._pending += len(batch)
         # Unsubscribes are checked once, when a connection takes the job: the last moment that counts.
-        if not await self._recorded(
+        refused = await self._recorded(
             [Attempt(j.key, j.message.message_id, j.papers, j.reader) for j in batch]
-        ):
+        )
+        if refused is None:
             return False
         for job in batch:
-            await self._queue.put(job)
+            if job.key in refused:
+                self._taken_over(job)
+            else:
+                await self._queue.put(job)
         return True
 
-    async def _recorded(self, attempts: list[Attempt]) -> bool:
+    async def _recorded(self, attempts: list[Attempt]) -> frozenset[str] | None:
+        """The attempts on disk: the addresses refused (another sender's now), None if the ledger failed."""
         try:
-            await self.recorder.attempts(attempts)
+            return await self.recorder.attempts(attempts)
         except Exception:
             if self.recorder.failed is None:
                 raise
             self._stop()
-            return False
-        return True
+            return None
+
+    def _taken_over(self, job: Job) -> None:
+        """Another sender owns this reader now (this one's lease ran out): it is theirs to send."""
+        self.stats.taken_over += 1
+        self._pending -= 1
+        self._maybe_finish()
 
     def _wanted(self, job: Job) -> bool:
         """Someone who unsubscribed since the run began gets nothing more (checked at each step)."""
@@ -243,7 +254,12 @@ class Dispatcher:
         if self._stopping or not self._wanted(job):
             return
         attempt = Attempt(job.key, job.message.message_id, job.papers, job.reader)
-        if await self._recorded([attempt]) and not self._stopping:  # else still 'deferred': next run
+        refused = await self._recorded([attempt])
+        if refused is None or self._stopping:
+            return  # still 'deferred': the next run tries again
+        if refused:
+            self._taken_over(job)
+        else:
             await self._queue.put(job)
 
     def _backoff(self, tries: int) -> float:

@@ -31,7 +31,7 @@ class DeliveryRecorder:
         self.outcome_delay = outcome_delay
         self.on_fault = on_fault  # told once when a write fails, so no more data goes out
         self._failed: Exception | None = None
-        self._attempts: list[tuple[list[Attempt], asyncio.Future[None]]] = []
+        self._attempts: list[tuple[list[Attempt], asyncio.Future[frozenset[str]]]] = []
         self._outcomes: list[DeliveryResult] = []
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -43,19 +43,20 @@ class DeliveryRecorder:
         if self.ledger is not None:
             self._task = asyncio.create_task(self._run(self.ledger))
 
-    async def attempts(self, attempts: list[Attempt]) -> None:
-        """Return once the attempts are on disk, so a crash after DATA can never skip anyone."""
+    async def attempts(self, attempts: list[Attempt]) -> frozenset[str]:
+        """Return once the attempts are on disk, so a crash after DATA can never skip anyone;
+        the addresses refused (another sender owns them now), which must not be sent."""
         if self.ledger is None or not attempts:
-            return
+            return frozenset()
         if self._failed is not None:
             raise self._failed  # nothing more may go out once the ledger cannot record it
         if self._task is not None and self._task.done():
             self._task.result()  # the recorder died: raise its error instead of waiting forever
             raise RuntimeError("the delivery recorder stopped")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
         self._attempts.append((attempts, future))
         self._wake.set()
-        await future
+        return await future
 
     def outcome(self, outcome: DeliveryResult) -> None:
         if self.ledger is None:
@@ -94,11 +95,13 @@ class DeliveryRecorder:
         self,
         ledger: DeliveryLedger,
         outcomes: list[DeliveryResult],
-        attempts: list[tuple[list[Attempt], asyncio.Future[None]]],
+        attempts: list[tuple[list[Attempt], asyncio.Future[frozenset[str]]]],
     ) -> bool:
         """One durable transaction; its waiting attempts are released, or refused if it failed."""
         try:
-            await asyncio.to_thread(ledger.record, outcomes, [a for batch, _ in attempts for a in batch])
+            refused = await asyncio.to_thread(
+                ledger.record, outcomes, [a for batch, _ in attempts for a in batch]
+            )
         except Exception as exc:  # disk full, I/O error: stop, keeping what the server answered
             self._fail(exc, outcomes, [future for _, future in attempts])
             return False
@@ -109,7 +112,7 @@ class DeliveryRecorder:
             raise
         for _, future in attempts:
             if not future.done():
-                future.set_result(None)
+                future.set_result(refused)
         return True
 
     def _cancel_timer(self) -> None:
@@ -123,7 +126,10 @@ class DeliveryRecorder:
         return self._failed
 
     def _fail(
-        self, exc: Exception, outcomes: list[DeliveryResult], waiting: list[asyncio.Future[None]]
+        self,
+        exc: Exception,
+        outcomes: list[DeliveryResult],
+        waiting: list[asyncio.Future[frozenset[str]]],
     ) -> None:
         """A write failed: its attempts are refused (those messages stay unsent), its outcomes are
         kept for one more try at close, and the dispatcher is told to send nothing more."""

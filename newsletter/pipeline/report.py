@@ -15,6 +15,7 @@ from ..statuses import DeliveryStatus, IssueOutcome, SubscriberStatus
 from ..store.bouncelog import BounceEvent, events_of_issue
 from ..store.history import LedgerRow, latest_issue, read_issue
 from ..store.opening import existing_database
+from ..store.sendqueue import SenderProgress, issue_senders
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
 from ..subscribers.csvfile import write_spreadsheet
@@ -23,10 +24,16 @@ from ..text import one_line
 NOT_DELIVERED = (
     IssueOutcome.FAILED,
     IssueOutcome.DEFERRED,
+    IssueOutcome.HELD,
     IssueOutcome.IN_FLIGHT,
+    IssueOutcome.QUEUED,
     IssueOutcome.BOUNCED,
     IssueOutcome.UNSUBSCRIBED,
 )
+
+
+# Named in the summary only when some are: most issues never have any.
+_QUIET = (IssueOutcome.QUEUED, IssueOutcome.HELD)
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,12 @@ class IssueReport:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, IssueOutcome), 0))
     problems: list[Undelivered] = field(default_factory=list)
     bounces: list[BounceEvent] = field(default_factory=list)  # what came back, per reader
+    senders: list[SenderProgress] = field(default_factory=list)  # who sent it: hosts, --workers
 
     def summary(self) -> str:
-        counts = ", ".join(f"{n} {outcome}" for outcome, n in self.counts.items())
+        counts = ", ".join(
+            f"{n} {outcome}" for outcome, n in self.counts.items() if n or outcome not in _QUIET
+        )
         return f"Issue {self.issue} to list '{self.list_name}' ({self.channel}): {counts}"
 
     def problem_dicts(self, cap: int | None = None) -> list[dict[str, object]]:
@@ -72,6 +82,7 @@ class IssueReport:
                 {"email": b.email, "kind": str(b.kind), "reason": b.reason, "received_at": b.received_at}
                 for b in self.bounces
             ],
+            "senders": [asdict(sender) for sender in self.senders],
         }
 
 
@@ -110,6 +121,7 @@ def issue_report(
     statuses = _statuses(store) if store.exists() else {}
     report = build_report(issue or "", list_name, channel, rows, statuses, withdrawn=withdrawn)
     report.bounces = events_of_issue(db, issue, list_name, channel)
+    report.senders = issue_senders(db, report.issue, list_name, channel)
     return report
 
 
@@ -184,6 +196,7 @@ def format_text(report: IssueReport) -> str:
             lines.append(f"{p.outcome!s:<{kind}}  {p.email:<{width}}  {tries:<10}  {reply}")
     else:
         lines.append("Everyone on the ledger got it.")
+    lines.extend(_sender_line(sender) for sender in report.senders if len(report.senders) > 1)
     return "\n".join(lines + bounce_lines(report.bounces))
 
 
@@ -197,6 +210,15 @@ def bounce_lines(events: list[BounceEvent]) -> list[str]:
     lines = [f"Bounces and complaints ({len(events)} from {readers} reader{'' if readers == 1 else 's'}):"]
     lines += [f"{e.email:<{width}}  {e.kind!s:<{kind}}  {one_line(e.reason) or '-'}" for e in events]
     return lines
+
+
+def _sender_line(sender: SenderProgress) -> str:
+    """One sender of the issue: where it ran, whether it is still at work, what it did and holds."""
+    state = "sending" if sender.live else "finished"
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(sender.counts.items()))
+    return (
+        f"sender {sender.id} on {sender.host} ({state}, started {sender.started_at}): {counts or 'nothing'}"
+    )
 
 
 def write_csv(report: IssueReport, out: TextIO) -> None:

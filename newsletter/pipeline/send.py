@@ -12,14 +12,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from ..delivery import Dispatcher, Job, channel_for, delivery_target, server_label
 from ..errors import LedgerError, NewsletterError
 from ..mail.compose import HeaderValueError
 from ..models import Subscriber
 from ..safety.listnames import check_list_name
-from ..safety.private import FILE_MODE
 from ..safety.secretkey import require_strong_secret
 from ..settings import Settings
 from ..statuses import FINAL_STATUSES, Channel, DeliveryStatus, Frequency, SubscriberStatus
@@ -27,6 +24,7 @@ from ..store import open_database
 from ..store.deliveries import DeliveryLedger
 from ..store.history import delivered_issues, read_issue
 from ..store.opening import existing_database
+from ..store.sendqueue import issue_senders
 from ..store.subscribers import SubscriberStore
 from ..subscribers import open_list
 from ..subscribers.csvfile import missing_list_error
@@ -34,6 +32,7 @@ from ..subscribers.signup import PENDING_DAYS, drop_stale_pending
 from ..subscribers.writeback import check_not_lost, write_back
 from .build import DigestBuilder
 from .buildpool import ParallelBuilder
+from .claims import ClaimedRun, claimed_run
 from .interrupts import stopped_by
 from .issue import (
     LinkSigner,
@@ -69,10 +68,11 @@ class SendOptions:
     frequency: Frequency = Frequency.WEEKLY
     new_ledger: bool = False  # start over although the list's CSV says readers got earlier issues
     another_issue: bool = False  # a second issue for a week (or day) the list already got one for
+    resend_held: bool = False  # the operator's word: send the held deliveries again, same Message-ID
 
     @property
     def recorded(self) -> bool:
-        """A real run: a dry run and a --to test copy record nothing (and take no lock)."""
+        """A real run: a dry run and a --to test copy record nothing (and claim nothing)."""
         return not (self.dry_run or self.to)
 
 
@@ -105,6 +105,12 @@ class SendReport:
     not_delivered: list[dict[str, object]] = field(default_factory=list)
     not_delivered_total: int = 0
     withdrawn: set[str] = field(default_factory=set, repr=False)  # left mid-run
+    # Every sender of the issue, this one included (hosts sharing PostgreSQL, --workers).
+    sender: str = ""  # this one's id: host:pid:random, as `owner` in the ledger
+    held: int = 0  # handed over by a sender that fell silent, held for the operator (on_uncertain)
+    complete: bool = False  # nothing is left to send or to wait for, by any sender
+    issue_counts: dict[str, int] = field(default_factory=dict)  # the issue's rows by status
+    senders: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -128,7 +134,10 @@ class SendReport:
             (self.paused, "paused"),
             (self.composed if self.dry_run else 0, "composed"),
         ]
+        extras.append((self.held, "held, maybe delivered (send them with --resend-held)"))
         line += "".join(f", {count} {what}" for count, what in extras if count)
+        if self.complete and not (self.sent or self.failed or self.deferred):
+            line += ", the issue was already complete: nothing left to send"
         line += f" in {self.duration_seconds:.1f}s."
         if self.not_delivered_total:
             line += f" See who and why: {report_command(self.issue, self.list_name)}"
@@ -172,12 +181,13 @@ class SendRun:
 def run_send(settings: Settings, options: SendOptions, on_outcome: OnOutcome | None = None) -> SendReport:
     """Send one issue to one list; safe to run again at any time, it resumes.
 
-    The steps, in order: lock the list, prepare the issue, plan each reader's digest, open the
-    ledger, deliver, report.
+    The steps, in order: prepare the issue, plan each reader's digest, open the ledger and join
+    the issue's senders (any number may run at once, on any host sharing the database), deliver
+    what this one claims, report.
     """
     started = time.monotonic()
-    with _log_stops(started), _lock(settings, options) as list_name:
-        run = _prepare(settings, options, list_name, on_outcome)
+    with _log_stops(started):
+        run = _prepare(settings, options, _check_inputs(settings, options), on_outcome)
         with _plan(run) as planner, _open_ledger(run, planner) as ledger:
             _deliver(run, planner, ledger)
         if options.recorded and run.store.csv_path is not None:
@@ -216,39 +226,6 @@ def _log_stops(started: float) -> Iterator[None]:
             extra={"shown_to_user": True},
         )
         raise
-
-
-@contextmanager
-def _lock(settings: Settings, options: SendOptions) -> Iterator[str]:
-    """One recorded run per list at a time: a second cron job exits at once, before any work.
-
-    Yields the list's name, which names the lock file.
-    """
-    list_name = _check_inputs(settings, options)  # before the lock or the ledger leave files behind
-    if not options.recorded:
-        yield list_name
-        return
-    ledger = settings.path(settings.ledger)
-    lock = FileLock(str(ledger) + f".{list_name}.send.lock", mode=FILE_MODE)  # owner-only, as the ledger
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise LedgerError(
-            f"another `newsletter send` for list '{list_name}' is already running",
-            where=str(lock.lock_file),
-            fix="let it finish; run again afterwards to pick up anything left",
-        ) from None
-    except OSError as exc:  # a read-only or missing folder: the lock file cannot be created
-        raise LedgerError(
-            f"cannot create the lock that keeps two runs of list '{list_name}' apart ({exc.strerror})",
-            where=str(lock.lock_file),
-            fix=f"make {ledger.parent} writable by this user, or set 'ledger' in newsletter.toml to a "
-            "writable place",
-        ) from exc
-    try:
-        yield list_name
-    finally:
-        lock.release()
 
 
 def _check_inputs(settings: Settings, options: SendOptions) -> str:
@@ -358,8 +335,9 @@ def _builder_processes(run: SendRun, planner: DigestPlanner) -> Iterator[None]:
 
 
 @contextmanager
-def _open_ledger(run: SendRun, planner: DigestPlanner) -> Iterator[DeliveryLedger | None]:
-    """A recorded run's ledger, holding the issue's snapshot first; None when nothing is recorded.
+def _open_ledger(run: SendRun, planner: DigestPlanner) -> Iterator[ClaimedRun | None]:
+    """A recorded run's ledger, holding the issue's snapshot first, and its place among the
+    issue's senders; None when nothing is recorded.
 
     Room is set aside beside a SQLite file for the servers' last answers, should the disk fill.
     """
@@ -374,28 +352,66 @@ def _open_ledger(run: SendRun, planner: DigestPlanner) -> Iterator[DeliveryLedge
     try:
         ledger.reserve()
         planner.record_snapshot(ledger)
-        yield ledger
+        options = run.options
+        with claimed_run(run.settings, ledger, store, limit=options.limit, shard=options.shard) as claimed:
+            yield claimed
     finally:
         ledger.close()
 
 
-def _deliver(run: SendRun, planner: DigestPlanner, ledger: DeliveryLedger | None) -> None:
+def _deliver(run: SendRun, planner: DigestPlanner, claimed: ClaimedRun | None) -> None:
     """Compose every digest still owed; a dry run stops there, a --to copy is sent unrecorded."""
-    statuses, received = _owed(run, ledger)
-    still_wanted = None if ledger is None else _still_wanted(run.store)  # from before the first page
+    if claimed is not None:
+        _deliver_claimed(run, planner, claimed)
+        return
+    statuses, received = _owed(run, None)
     subscribers = run.store.iter_subscribers()
     if run.options.dry_run:
         for _ in planner.jobs(subscribers, statuses, received):
             pass
         return
-    _dispatch(
-        run.settings,
-        planner.stream(subscribers, statuses, received),
-        run.report,
-        ledger=ledger,
-        still_wanted=still_wanted,
-        on_outcome=run.on_outcome,
+    _dispatch(run.settings, planner.stream(subscribers, statuses, received), run.report)
+
+
+def _deliver_claimed(run: SendRun, planner: DigestPlanner, claimed: ClaimedRun) -> None:
+    """Queue who is owed, then send the batches this sender claims until the issue is done."""
+    still_wanted = _still_wanted(run.store)  # from before the first page
+    received = claimed.ledger.papers_received_before(within=run.issue.paper_ids)
+    if run.options.resend_held:
+        claimed.queue.resend_held()
+    claimed.fan_out(
+        lambda readers, statuses: (s for s, _ in planner.wanted(readers, statuses, {}, limited=False))
     )
+    planner.passed_over = claimed.pass_over
+    while True:  # again while other senders give up rows (or die holding them)
+        _dispatch(
+            run.settings,
+            planner.stream(claimed.subscribers(), claimed.statuses, received),
+            run.report,
+            ledger=claimed.ledger,
+            still_wanted=still_wanted,
+            on_outcome=run.on_outcome,
+        )
+        if not claimed.more_to_claim():
+            break
+    run.report.unsubscribed += len(claimed.withdrawn)
+    run.report.withdrawn.update(claimed.withdrawn)
+    if run.options.limit is not None:
+        run.report.pending = claimed.queue.remaining()
+    _add_senders(run.report, claimed)
+
+
+def _add_senders(report: SendReport, claimed: ClaimedRun) -> None:
+    """What every sender of the issue did, for --json and the summary: this run is one of many."""
+    queue = claimed.queue
+    senders = issue_senders(queue.db, queue.issue, queue.list_name, queue.channel)
+    counts = claimed.ledger.counts()  # every row, claimed by anyone or by nobody
+    report.sender = queue.owner
+    report.senders = [asdict(sender) for sender in senders]
+    report.issue_counts = counts
+    report.held = counts.get(DeliveryStatus.HELD, 0)
+    unfinished = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED, DeliveryStatus.HELD)
+    report.complete = not any(counts.get(status) for status in unfinished)
 
 
 def _report(run: SendRun, started: float) -> None:
@@ -564,13 +580,21 @@ class Rejected:
 
     email: str
     reason: str
+    key: str = ""
 
     def __str__(self) -> str:
         return f"{self.email}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class NothingNew:
+    """A reader none of whose topics matched anything new: no mail."""
+
+    key: str
+
+
 Wanted = tuple[Subscriber, frozenset[str]]  # who, and the papers they already had
-Built = Job | Rejected | None  # None: nothing matched their topics, so no mail
+Built = Job | Rejected | NothingNew
 
 
 class DigestPlanner:
@@ -591,6 +615,8 @@ class DigestPlanner:
         self.report = report
         self.builder = DigestBuilder(settings, issue, signer)  # before builder processes fork
         self.pool: ParallelBuilder | None = None  # builder processes, when the list is big enough
+        # Told each reader this run passes over without a message (a claimed run gives up the row).
+        self.passed_over: Callable[[str], None] = _nobody
 
     def record_snapshot(self, ledger: DeliveryLedger) -> None:
         """Keep the issue's papers and templates, so `preview --issue` can rebuild what was sent."""
@@ -641,12 +667,14 @@ class DigestPlanner:
 
     def _count(self, built: Built, statuses: Mapping[str, DeliveryStatus]) -> Job | None:
         """Count what was built into the report; the job, if there is one to send."""
-        if built is None:
+        if isinstance(built, NothingNew):
             self.report.empty += 1
+            self.passed_over(built.key)
             return None
         if isinstance(built, Rejected):
             self.report.rejected += 1
             self.report.problems.append(str(built))
+            self.passed_over(built.key)
             return None
         self.report.composed += 1
         # 'sending' from an earlier run that stopped: this one sends it again, same Message-ID.
@@ -658,27 +686,36 @@ class DigestPlanner:
         subscribers: Iterator[Subscriber],
         statuses: Mapping[str, DeliveryStatus],
         received: dict[str, frozenset[str]],
+        *,
+        limited: bool = True,
     ) -> Iterator[Wanted]:
-        """The subscribers this run owes a message: active, in the shard, not final, within --limit."""
-        limit = None if self.options.to else self.options.limit
+        """The subscribers this run owes a message: active, in the shard, not final, within --limit
+        (unless not `limited`: who is owed at all, queued for every sender)."""
+        limit = None if self.options.to or not limited else self.options.limit
         queued = 0
         for subscriber in subscribers:
-            if not subscriber.is_active or not in_shard(subscriber.key, self.options.shard):
+            owed = self._is_owed(subscriber, statuses)
+            if owed and (limit is None or queued < limit):
+                queued += 1
+                yield subscriber, received.get(subscriber.key, frozenset())
                 continue
-            if subscriber.frequency is not self.options.frequency:
-                self.report.other_frequency += 1  # a reader of the other schedule: not this issue's
-                continue
-            if not subscriber.wants(self.options.frequency, self.issue.info.issue_date):
-                self.report.paused += 1
-                continue
-            if statuses.get(subscriber.key) in FINAL_STATUSES:
-                self.report.skipped += 1
-                continue
-            if limit is not None and queued >= limit:
-                self.report.pending += 1
-                continue
-            queued += 1
-            yield subscriber, received.get(subscriber.key, frozenset())
+            self.report.pending += owed  # owed, beyond --limit
+            self.passed_over(subscriber.key)
+
+    def _is_owed(self, subscriber: Subscriber, statuses: Mapping[str, DeliveryStatus]) -> bool:
+        """Active, in the shard, of this schedule, not paused, not final (counted in the report)."""
+        if not subscriber.is_active or not in_shard(subscriber.key, self.options.shard):
+            return False
+        if subscriber.frequency is not self.options.frequency:
+            self.report.other_frequency += 1  # a reader of the other schedule: not this issue's
+            return False
+        if not subscriber.wants(self.options.frequency, self.issue.info.issue_date):
+            self.report.paused += 1
+            return False
+        if statuses.get(subscriber.key) in FINAL_STATUSES:
+            self.report.skipped += 1
+            return False
+        return True
 
     def build(self, wanted: Wanted) -> Built:
         """One reader's job from the shared build (in this process or a builder process)."""
@@ -686,11 +723,15 @@ class DigestPlanner:
         try:
             built = self.builder.build(subscriber, already_sent, to_address=self.options.to)
         except HeaderValueError as exc:
-            return Rejected(self.options.to or subscriber.email, str(exc))
+            return Rejected(self.options.to or subscriber.email, str(exc), subscriber.key)
         if built is None:
-            return None
+            return NothingNew(subscriber.key)
         reader = reader_record(built.subscriber, built.picks, built.digest.quoted)
         return Job(built.subscriber.key, built.message, built.paper_ids, reader=reader)
+
+
+def _nobody(_key: str) -> None:
+    """No one to tell: only a run that claims rows gives up the ones it passes over."""
 
 
 __all__ = [

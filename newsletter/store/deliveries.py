@@ -102,8 +102,30 @@ _ANSWER = (
 # A reader who left mid-run replaces only a row still 'sending': an answer already recorded stays.
 _WITHDRAWAL = _ANSWER.where(_d.c.status == DeliveryStatus.SENDING.value)
 
+# A sender sharing the queue (store/sendqueue.py) writes only rows it still owns: once its lease
+# ran out and another sender took them over, its late attempts and answers change nothing.
+_OWNED = _d.c.owner == bindparam("k_owner")
+_OWNED_ATTEMPT = (
+    update(_d)
+    .where(
+        _d.c.issue == bindparam("k_issue"),
+        _d.c.list == bindparam("k_list"),
+        _d.c.email == bindparam("k_email"),
+        _d.c.channel == bindparam("k_channel"),
+        _OWNED,
+    )
+    .values(
+        status=DeliveryStatus.SENDING.value,
+        attempts=_d.c.attempts + 1,
+        message_id=bindparam("v_message_id"),
+        papers=bindparam("v_papers"),
+        reader=bindparam("v_reader"),
+        updated_at=database_now(),
+    )
+)
 
-class _Batched:
+
+class Batched:
     """A Core statement compiled once for one engine and run for many rows by the driver itself.
 
     A run records every message twice; SQLAlchemy's own executemany would look the statement up
@@ -132,14 +154,21 @@ class _Batched:
 class DeliveryLedger:
     """Every write of one (issue, list, channel) goes through here; safe to call from threads."""
 
-    def __init__(self, db: Database, issue: str, list_name: str, channel: str) -> None:
+    def __init__(
+        self, db: Database, issue: str, list_name: str, channel: str, owner: str | None = None
+    ) -> None:
         self.db = db
         self.issue = issue
         self.list_name = list_name
         self.channel = channel
-        self._attempt = _Batched(_upsert_attempts(db), db)
-        self._answer = _Batched(_ANSWER, db)
-        self._withdrawal = _Batched(_WITHDRAWAL, db)
+        self.owner = owner  # a sender of the shared queue: only rows it owns are written
+        self._attempt = Batched(_upsert_attempts(db), db)
+        self._owned_attempt = Batched(_OWNED_ATTEMPT, db)
+        answer, withdrawal = (
+            (_ANSWER, _WITHDRAWAL) if owner is None else (_ANSWER.where(_OWNED), _WITHDRAWAL.where(_OWNED))
+        )
+        self._answer = Batched(answer, db)
+        self._withdrawal = Batched(withdrawal, db)
 
     def _ours(self) -> ColumnElement[bool]:
         return and_(_d.c.issue == self.issue, _d.c.list == self.list_name, _d.c.channel == self.channel)
@@ -218,16 +247,23 @@ class DeliveryLedger:
         with self.db.read() as conn:
             return {status: count for status, count in conn.execute(query)}
 
-    def record(self, outcomes: Iterable[DeliveryResult] = (), attempts: Iterable[Attempt] = ()) -> None:
-        """Write outcomes and new attempts in one durable transaction (one commit for the batch)."""
+    def record(
+        self, outcomes: Iterable[DeliveryResult] = (), attempts: Iterable[Attempt] = ()
+    ) -> frozenset[str]:
+        """Write outcomes and new attempts in one durable transaction (one commit for the batch);
+        the addresses whose attempts were refused (another sender owns them now): not to be sent."""
         outcomes, attempts = list(outcomes), list(attempts)
         if not (outcomes or attempts):
-            return
+            return frozenset()
         with self.db.write() as conn:
             self._write_outcomes(conn, outcomes)
-            self._write_attempts(conn, attempts)
+            return self._write_attempts(conn, attempts)
 
-    def _write_attempts(self, conn: Connection, attempts: list[Attempt]) -> None:
+    def _write_attempts(self, conn: Connection, attempts: list[Attempt]) -> frozenset[str]:
+        if not attempts:
+            return frozenset()
+        if self.owner is not None:
+            return self._write_owned_attempts(conn, attempts)
         if attempts:
             self._attempt.run(
                 conn,
@@ -244,6 +280,30 @@ class DeliveryLedger:
                     for a in attempts
                 ],
             )
+        return frozenset()
+
+    def _write_owned_attempts(self, conn: Connection, attempts: list[Attempt]) -> frozenset[str]:
+        """Only rows still this sender's, locked until the commit so nobody takes them meanwhile."""
+        wanted = [a.email for a in attempts]
+        owned = select(_d.c.email).where(self._ours(), _d.c.owner == self.owner, _d.c.email.in_(wanted))
+        mine = set(conn.execute(owned.with_for_update()).scalars())
+        rows = [
+            {
+                "k_issue": self.issue,
+                "k_list": self.list_name,
+                "k_email": a.email,
+                "k_channel": self.channel,
+                "k_owner": self.owner,
+                "v_message_id": a.message_id,
+                "v_papers": json.dumps(list(a.papers)),
+                "v_reader": a.reader,
+            }
+            for a in attempts
+            if a.email in mine
+        ]
+        if rows:
+            self._owned_attempt.run(conn, rows)
+        return frozenset(wanted) - mine
 
     def _write_outcomes(self, conn: Connection, outcomes: list[DeliveryResult]) -> None:
         withdrawn = [o for o in outcomes if o.status == DeliveryStatus.WITHDRAWN]
@@ -260,7 +320,7 @@ class DeliveryLedger:
             "k_channel": self.channel,
             "v_status": str(outcome.status),
             "v_reply": outcome.reply[:_REPLY_CHARS],
-        }
+        } | ({} if self.owner is None else {"k_owner": self.owner})
 
     def reserve(self, size: int = RESERVE_BYTES) -> None:
         """Set aside disk space beside a SQLite file for the servers' last answers if the disk fills.

@@ -36,6 +36,24 @@ _DELIVERIES = """(
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (issue, list, email, channel)
 )"""
+# Version 4: 'queued' and 'held', and who claimed each row (many senders share the queue).
+_V4_STATUSES = "'queued', 'sending', 'delivered', 'failed', 'deferred', 'withdrawn', 'held'"
+_DELIVERIES_V4 = f"""(
+    issue       TEXT NOT NULL,
+    list        TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ({_V4_STATUSES})),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_reply  TEXT,
+    message_id  TEXT NOT NULL,
+    papers      TEXT NOT NULL DEFAULT '[]',
+    updated_at  TEXT NOT NULL,
+    reader      TEXT,
+    owner       TEXT,
+    shard       TEXT,
+    PRIMARY KEY (issue, list, email, channel)
+)"""
 _BY_ADDRESS = "CREATE INDEX IF NOT EXISTS deliveries_by_address ON deliveries (list, channel, email)"
 # Taken by every upgrade on PostgreSQL, so two hosts upgrading at once run the steps once.
 _PG_UPGRADE_LOCK = 0x6E6C6472  # "nldr"
@@ -59,6 +77,14 @@ def _run(*statements: str) -> Callable[[Connection], None]:
 
 def _blob(conn: Connection) -> str:
     return "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+
+
+def _steps(*steps: Callable[[Connection], None]) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        for step in steps:
+            step(conn)
+
+    return apply
 
 
 def _create(*names: str) -> Callable[[Connection], None]:
@@ -107,17 +133,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        "everything in one database: lists, subscribers, sign-ups, suppressions, feedback, limits",
-        _create(
-            "lists",
-            "subscribers",
-            "csv_base",
-            "suppressions",
-            "signups",
-            "feedback",
-            "feedback_papers",
-            "rate_limits",
-            "database_identity",
+        "everything in one database: lists, subscribers, sign-ups, suppressions, feedback, limits;"
+        " deliveries as a queue many senders claim from",
+        _steps(
+            _run(
+                "CREATE TABLE deliveries_v4 " + _DELIVERIES_V4,
+                "INSERT INTO deliveries_v4 SELECT issue, list, email, channel, status, attempts,"
+                " last_reply, message_id, papers, updated_at, reader, NULL, NULL FROM deliveries",
+                "DROP TABLE deliveries",
+                "ALTER TABLE deliveries_v4 RENAME TO deliveries",
+                _BY_ADDRESS,
+                "CREATE INDEX deliveries_queue ON deliveries (issue, list, channel, status, owner)",
+            ),
+            _create(
+                "lists",
+                "subscribers",
+                "csv_base",
+                "suppressions",
+                "signups",
+                "feedback",
+                "feedback_papers",
+                "rate_limits",
+                "database_identity",
+                "senders",
+            ),
         ),
     ),
     Migration(

@@ -35,7 +35,8 @@ def in_set(column: str, values: Iterable[str]) -> CheckConstraint:
 SUBSCRIBER_STATUSES = tuple(status.value for status in SubscriberStatus)
 DELIVERY_STATUSES = tuple(str(status) for status in STORED_STATUSES)
 
-# One row per (issue, list, address, channel): the ledger that makes a repeated run resume.
+# One row per (issue, list, address, channel): the ledger that makes a repeated run resume, and
+# the queue every sender of the issue claims its work from (store/sendqueue.py).
 deliveries = Table(
     "deliveries",
     metadata,
@@ -50,8 +51,28 @@ deliveries = Table(
     Column("papers", Text, nullable=False, server_default="[]"),
     Column("updated_at", Text, nullable=False),
     Column("reader", Text),
+    Column("owner", Text),  # the sender (senders.id) that claimed it; kept after, to say who sent it
+    Column("shard", Text),  # "K/N" when a `send --shard K/N` queued it: only such a run claims it
     in_set("status", DELIVERY_STATUSES),
     Index("deliveries_by_address", "list", "channel", "email"),
+    Index("deliveries_queue", "issue", "list", "channel", "status", "owner"),
+)
+
+# Every `newsletter send` that worked on an issue: its lease, renewed by heartbeats on the
+# database's clock. A sender whose lease ran out is dead to the others, whatever it thinks.
+senders = Table(
+    "senders",
+    metadata,
+    Column("id", Text, primary_key=True),  # host:pid:random, written into deliveries.owner
+    Column("issue", Text, nullable=False),
+    Column("list", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Text, nullable=False),
+    Column("lease_until", Text, nullable=False),
+    Column("finished_at", Text),
+    Index("senders_of_issue", "issue", "list", "channel"),
 )
 
 # What an issue was built from (papers, templates, sender), so a past message can be rebuilt.

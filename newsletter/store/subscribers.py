@@ -137,6 +137,12 @@ class SubscriberStore:
             row = conn.execute(select(subscribers).where(self._mine(key_of(email)))).mappings().first()
         return None if row is None else as_subscriber(row)
 
+    def by_keys(self, keys: Collection[str]) -> dict[str, Subscriber]:
+        """The subscribers with these folded addresses (a sender's claimed batch), by key."""
+        query = select(subscribers).where(self._mine(), subscribers.c.email_key.in_(sorted(keys)))
+        with self.db.read() as conn:
+            return {row["email_key"]: as_subscriber(row) for row in conn.execute(query).mappings()}
+
     def iter_subscribers(self, statuses: Collection[str] | None = None) -> Iterator[Subscriber]:
         """Every subscriber in order of arrival, a page per short transaction (a million rows stream)."""
         query = select(subscribers).where(self._mine())

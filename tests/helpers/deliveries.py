@@ -59,6 +59,44 @@ def recorded(url: str) -> dict[str, tuple[str, str]]:
         db.dispose()
 
 
+def _query(url: str, sql: str) -> list[tuple[object, ...]]:
+    db = Database(place_of(url, Path("unused.db")))
+    try:
+        with db.read() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        db.dispose()
+
+
+def senders_of(url: str) -> int:
+    """How many senders have joined any issue in the database at `url` (0 before it exists)."""
+    try:
+        return int(str(_query(url, "SELECT count(*) FROM senders")[0][0]))
+    except Exception:  # no database, or no table yet: the first sender is still starting
+        return 0
+
+
+def owners_of(url: str) -> int:
+    """How many senders have claimed rows of any issue in the database at `url`."""
+    try:
+        return int(str(_query(url, "SELECT count(DISTINCT owner) FROM deliveries")[0][0]))
+    except Exception:  # no database, or no table yet: the first sender is still starting
+        return 0
+
+
+def sending_of(url: str, pid: int) -> int:
+    """Rows handed to the server, with no answer yet, by the sender whose process is `pid`."""
+    found = _query(
+        url, f"SELECT count(*) FROM deliveries WHERE status = 'sending' AND owner LIKE '%:{pid:d}:%'"
+    )
+    return int(str(found[0][0]))
+
+
+def attempted_twice(url: str) -> set[str]:
+    """Addresses whose row was handed to a server more than once (a resumed delivery)."""
+    return {str(email) for (email,) in _query(url, "SELECT email FROM deliveries WHERE attempts > 1")}
+
+
 def statuses(url: str) -> dict[str, str]:
     """Address -> status of every delivery row."""
     return {email: status for email, (status, _) in recorded(url).items()}
