@@ -38,9 +38,6 @@ def smtp() -> Iterator[LoopbackServer]:
 def send(folder: Path, *, limited: bool = False, ledger: Path | None = None) -> Done:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env["PYTHONPATH"] = str(REPO)  # this tree's code, not the copy installed in .venv
-    # Heartbeats every 10 s (a sixth of the default lease) would write at moments a slow machine
-    # decides; with the longest lease none falls inside the run, and the limit meets deliveries.
-    env["NEWSLETTER_LEASE_SECONDS"] = "3600"
     if ledger is not None:
         env["NEWSLETTER_LEDGER"] = str(ledger)
     command = ["-c", LIMITED] if limited else ["-m", "newsletter", "send"]
