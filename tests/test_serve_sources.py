@@ -21,6 +21,7 @@ from newsletter.mail.tokens import unsubscribe_url
 from newsletter.settings import load_settings
 from newsletter.subscribers import open_list
 from newsletter.web.app import create_app
+from newsletter.web.sample import REFRESH_THREAD
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "serve-sources-test-secret-Zq7mW4xR8vB1nT6k"
@@ -48,6 +49,11 @@ def feed() -> Iterator[HeldFeed]:
     server.start()
     yield server
     server.released.set()
+    # The refresh asks for more once released: stopping the feed under it would leave it retrying,
+    # and its warning would land in whatever test runs next.
+    for thread in threading.enumerate():
+        if thread.name == REFRESH_THREAD:
+            thread.join(timeout=60)
     server.stop()
 
 

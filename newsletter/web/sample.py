@@ -16,6 +16,7 @@ from ..render.text import safe_url
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
+REFRESH_THREAD = "newsletter-papers-refresh"  # named, so a test can wait for it to end
 REFRESH_SECONDS = 600.0  # the issue is reloaded at most this often (papers change once a day)
 BLURB_WORDS = 32
 
@@ -57,7 +58,9 @@ class IssueSample:
                 return self._issues[list_name][1]
             if list_name not in self._refreshing:
                 self._refreshing.add(list_name)
-                threading.Thread(target=self._refresh, args=(list_name, last), daemon=True).start()
+                threading.Thread(
+                    target=self._refresh, args=(list_name, last), name=REFRESH_THREAD, daemon=True
+                ).start()
             return last
 
     def _prepared(self, list_name: str, last: PreparedIssue | None) -> PreparedIssue | None:
