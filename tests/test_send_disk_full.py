@@ -35,9 +35,10 @@ def smtp() -> Iterator[LoopbackServer]:
         yield server
 
 
-def send(folder: Path, *, limited: bool = False, ledger: Path | None = None) -> Done:
+def send(folder: Path, *, limited: bool = False, ledger: Path | None = None, lease: str = "60") -> Done:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env["PYTHONPATH"] = str(REPO)  # this tree's code, not the copy installed in .venv
+    env["NEWSLETTER_LEASE_SECONDS"] = lease
     if ledger is not None:
         env["NEWSLETTER_LEDGER"] = str(ledger)
     command = ["-c", LIMITED] if limited else ["-m", "newsletter", "send"]
@@ -83,13 +84,16 @@ def check_resumed(result: Done, ledger: Path, smtp: LoopbackServer) -> None:
     assert set(ledger_says(ledger).values()) == {"delivered"}
 
 
+# With the longest lease no heartbeat falls inside the run and the limit meets a claim or a
+# delivery write; with a 2 s lease heartbeats write three times a second and meet it as well.
+@pytest.mark.parametrize("lease", ["3600", "2"])
 def test_a_send_that_meets_the_file_size_limit_stops_in_one_line_and_resumes_exactly(
-    tmp_path: Path, smtp: LoopbackServer
+    tmp_path: Path, smtp: LoopbackServer, lease: str
 ) -> None:
     write_config(tmp_path, port=smtp.port)
     write_subscribers(tmp_path / "subscribers" / "test.csv", READERS)
     ledger = tmp_path / "newsletter.db"
-    line = check_stopped_part_way(send(tmp_path, limited=True), ledger, smtp)
+    line = check_stopped_part_way(send(tmp_path, limited=True, lease=lease), ledger, smtp)
     assert f"the database reached the largest file this process may write ({FILE_SIZE_LIMIT} bytes," in line
     assert "raise the limit (`ulimit -f unlimited`" in line
     check_resumed(send(tmp_path), ledger, smtp)

@@ -73,7 +73,7 @@ class Dispatcher:
         self._retry_tasks: set[asyncio.Task[None]] = set()
         self._producer: asyncio.Task[None] | None = None
         self._stopping = False  # the ledger failed: finish what is on the wire, send nothing more
-        self._fault: NewsletterError | None = None  # the embedded server's, raised at the end
+        self._fault: NewsletterError | None = None  # the server's or the jobs' source's: raised last
 
     async def run(self, jobs: Iterable[Job] | AsyncIterator[Job]) -> DispatchStats:
         """Send every job; raise ServerFailure (after flushing the ledger) if the server fails."""
@@ -101,12 +101,19 @@ class Dispatcher:
 
     async def _produce(self, head: Job, rest: AsyncIterator[Job]) -> None:
         batch = [head]
-        async for job in rest:
-            batch.append(job)
-            if len(batch) >= self._batch:
-                if not await self._enqueue(batch):
-                    return
-                batch = []
+        try:
+            async for job in rest:
+                batch.append(job)
+                if len(batch) >= self._batch:
+                    if not await self._enqueue(batch):
+                        return
+                    batch = []
+        except NewsletterError as exc:
+            # The jobs' source writes too (a shared queue's claims): when it fails (a full disk),
+            # the messages on the wire still get their answers recorded, as after a ledger fault.
+            self._fault = exc
+            self._stop()
+            return
         if await self._enqueue(batch):
             self._produced_all = True
             self._maybe_finish()

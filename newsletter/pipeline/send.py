@@ -364,7 +364,7 @@ def _deliver(run: SendRun, planner: DigestPlanner, claimed: ClaimedRun | None) -
     if claimed is not None:
         _deliver_claimed(run, planner, claimed)
         return
-    statuses, received = _owed(run, None)
+    statuses, received = _owed(run)
     subscribers = run.store.iter_subscribers()
     if run.options.dry_run:
         for _ in planner.jobs(subscribers, statuses, received):
@@ -497,13 +497,10 @@ def _local_trial(settings: Settings) -> bool:
     return True
 
 
-def _owed(
-    run: SendRun, ledger: DeliveryLedger | None
-) -> tuple[Mapping[str, DeliveryStatus], dict[str, frozenset[str]]]:
-    """What the ledger says: each reader's status in this issue, and the papers they had before."""
+def _owed(run: SendRun) -> tuple[Mapping[str, DeliveryStatus], dict[str, frozenset[str]]]:
+    """For an unrecorded run (a dry run, a test copy): what the ledger says, read without
+    creating or changing anything: each reader's status in this issue, the papers they had before."""
     within = run.issue.paper_ids
-    if ledger is not None:
-        return ledger.statuses(), ledger.papers_received_before(within=within)
     if run.options.to:
         return {}, {}  # a test copy: the first reader with something to read, whatever they had
     db = existing_database(run.settings.places.database())  # a dry run creates and changes nothing

@@ -309,11 +309,17 @@ class Heartbeat:
 
     def _beat(self) -> None:
         every = max(self.queue.lease_seconds / 6, 0.2)
+        failed = 0
         while not self._stop.wait(every):
             try:
                 self.queue.heartbeat()
+                failed = 0
             except Exception as exc:  # the database is away: try again next beat, claims will tell
-                log.warning("heartbeat of sender %s failed: %s", self.queue.owner, exc)
+                failed += 1
+                # Said once half the lease is gone: a blip (or a full disk, which the run's own
+                # writes report in one line) is not worth a warning of its own.
+                if failed == 3:
+                    log.warning("heartbeat of sender %s failed 3 times: %s", self.queue.owner, exc)
 
     def stop(self) -> None:
         self._stop.set()
