@@ -19,6 +19,7 @@ from newsletter.statuses import DeliveryStatus
 from newsletter.store import SCHEMA_VERSION, Database, opening, place_of
 from newsletter.store import migrations as steps
 from newsletter.store.deliveries import Attempt, DeliveryResult
+from newsletter.store.sendqueue import SendQueue
 
 ADA = (
     "2024-W10",
@@ -141,3 +142,24 @@ def test_dry_run_and_preview_refuse_a_database_they_cannot_read(
     assert result.output.startswith("Error: ") and message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert path.read_bytes() == before
+
+
+def test_a_database_of_the_release_before_the_queue_upgrades_and_its_issue_resumes(tmp_path: Path) -> None:
+    """schema5/newsletter.db was written by the release before many senders (1df78ce): ada got
+    2024-W11, bob was deferred, cy was handed to the server with no answer."""
+    path = tmp_path / "newsletter.db"
+    path.write_bytes((Path(__file__).parent / "fixtures" / "schema5" / "newsletter.db").read_bytes())
+    db = database(f"sqlite:///{path}")
+    queue = SendQueue(db, "2024-W11", "lab", "smtp")
+    queue.fan_out(["ada@example.org", "bob@example.org", "cy@example.org", "dee@example.org"])
+    queue.register()
+    claims = {claim.email: claim.status for claim in queue.claim(10)}
+    assert claims == {
+        "bob@example.org": DeliveryStatus.QUEUED,  # deferred: tried again
+        "cy@example.org": DeliveryStatus.SENDING,  # uncertain: again with its Message-ID
+        "dee@example.org": DeliveryStatus.QUEUED,
+    }
+    entries = ledger(f"sqlite:///{path}", "2024-W11", "lab").entries()
+    assert entries["cy@example.org"].message_id == "<2.2024-W11@example.org>"
+    assert entries["ada@example.org"].status == DeliveryStatus.DELIVERED
+    assert user_version(path) == SCHEMA_VERSION

@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 from ..errors import StoreError
 from ..safety.private import FILE_MODE
 from ..statuses import DeliveryStatus
+from . import ownedbatch
 from .clock import database_now
 from .database import Database
 from .schema import deliveries, issue_snapshots
@@ -285,6 +286,18 @@ class DeliveryLedger:
     def _write_owned_attempts(self, conn: Connection, attempts: list[Attempt]) -> frozenset[str]:
         """Only rows still this sender's, locked until the commit so nobody takes them meanwhile."""
         wanted = [a.email for a in attempts]
+        if not self.db.is_sqlite:
+            mine = ownedbatch.owned(conn, self._owned_key(), wanted)
+            kept = [a for a in attempts if a.email in mine]
+            columns: dict[str, Sequence[Any]] = {
+                "email": [a.email for a in kept],
+                "message_id": [a.message_id for a in kept],
+                "papers": [json.dumps(list(a.papers)) for a in kept],
+                "reader": [a.reader for a in kept],
+            }
+            if kept:
+                ownedbatch.run(conn, ownedbatch.ATTEMPTS, self._owned_key(), columns)
+            return frozenset(wanted) - mine
         owned = select(_d.c.email).where(self._ours(), _d.c.owner == self.owner, _d.c.email.in_(wanted))
         mine = set(conn.execute(owned.with_for_update()).scalars())
         rows = [
@@ -308,9 +321,30 @@ class DeliveryLedger:
     def _write_outcomes(self, conn: Connection, outcomes: list[DeliveryResult]) -> None:
         withdrawn = [o for o in outcomes if o.status == DeliveryStatus.WITHDRAWN]
         answered = [o for o in outcomes if o.status != DeliveryStatus.WITHDRAWN]
+        if self.owner is not None and not self.db.is_sqlite:
+            mine = ownedbatch.owned(conn, self._owned_key(), [o.email for o in outcomes])
+            for batch, all_of_them in ((ownedbatch.WITHDRAWALS, withdrawn), (ownedbatch.ANSWERS, answered)):
+                some = [o for o in all_of_them if o.email in mine]
+                if some:
+                    columns: dict[str, Sequence[Any]] = {
+                        "email": [o.email for o in some],
+                        "status": [str(o.status) for o in some],
+                        "reply": [o.reply[:_REPLY_CHARS] for o in some],
+                    }
+                    ownedbatch.run(conn, batch, self._owned_key(), columns)
+            return
         for statement, some in ((self._withdrawal, withdrawn), (self._answer, answered)):
             if some:
                 statement.run(conn, [self._answer_row(o) for o in some])
+
+    def _owned_key(self) -> dict[str, str]:
+        assert self.owner is not None
+        return {
+            "k_issue": self.issue,
+            "k_list": self.list_name,
+            "k_channel": self.channel,
+            "k_owner": self.owner,
+        }
 
     def _answer_row(self, outcome: DeliveryResult) -> dict[str, Any]:
         return {

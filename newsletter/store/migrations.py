@@ -36,14 +36,14 @@ _DELIVERIES = """(
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (issue, list, email, channel)
 )"""
-# Version 4: 'queued' and 'held', and who claimed each row (many senders share the queue).
-_V4_STATUSES = "'queued', 'sending', 'delivered', 'failed', 'deferred', 'withdrawn', 'held'"
-_DELIVERIES_V4 = f"""(
+# Version 6: 'queued' and 'held', and who claimed each row (many senders share the queue).
+_V6_STATUSES = "'queued', 'sending', 'delivered', 'failed', 'deferred', 'withdrawn', 'held'"
+_DELIVERIES_V6 = f"""(
     issue       TEXT NOT NULL,
     list        TEXT NOT NULL,
     email       TEXT NOT NULL,
     channel     TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ({_V4_STATUSES})),
+    status      TEXT NOT NULL CHECK (status IN ({_V6_STATUSES})),
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_reply  TEXT,
     message_id  TEXT NOT NULL,
@@ -133,34 +133,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        "everything in one database: lists, subscribers, sign-ups, suppressions, feedback, limits;"
-        " deliveries as a queue many senders claim from",
-        _steps(
-            _run(
-                "CREATE TABLE deliveries_v4 " + _DELIVERIES_V4,
-                "INSERT INTO deliveries_v4 SELECT issue, list, email, channel, status, attempts,"
-                " last_reply, message_id, papers, updated_at, reader, NULL, NULL FROM deliveries",
-                "DROP TABLE deliveries",
-                "ALTER TABLE deliveries_v4 RENAME TO deliveries",
-                _BY_ADDRESS,
-                "CREATE INDEX deliveries_queue ON deliveries (issue, list, channel, status, owner)",
-            ),
-            _create(
-                "lists",
-                "subscribers",
-                "csv_base",
-                "suppressions",
-                "signups",
-                "feedback",
-                "feedback_papers",
-                "rate_limits",
-                "database_identity",
-                "senders",
-            ),
+        "everything in one database: lists, subscribers, sign-ups, suppressions, feedback, limits",
+        _create(
+            "lists",
+            "subscribers",
+            "csv_base",
+            "suppressions",
+            "signups",
+            "feedback",
+            "feedback_papers",
+            "rate_limits",
+            "database_identity",
         ),
     ),
     Migration(
         "bounces and complaints per reader, for `report` and repeated policy blocks", _create("bounce_events")
+    ),
+    Migration(
+        "deliveries as a queue any number of senders claim from, with their leases",
+        _steps(
+            _run(
+                "CREATE TABLE deliveries_v6 " + _DELIVERIES_V6,
+                "INSERT INTO deliveries_v6 SELECT issue, list, email, channel, status, attempts,"
+                " last_reply, message_id, papers, updated_at, reader, NULL, NULL FROM deliveries",
+                "DROP TABLE deliveries",
+                "ALTER TABLE deliveries_v6 RENAME TO deliveries",
+                _BY_ADDRESS,
+                # Only rows nobody owns: what a claim looks for, and nothing a write by key could
+                # be planned through (an index holding `owner` was, with stale statistics, for
+                # every row a sender wrote: a scan of all its rows per row).
+                "CREATE INDEX deliveries_queue ON deliveries (issue, list, channel, status)"
+                " WHERE owner IS NULL",
+            ),
+            _create("senders"),
+        ),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

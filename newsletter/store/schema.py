@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    text,
 )
 
 from ..statuses import STORED_STATUSES, SubscriberStatus
@@ -55,7 +56,15 @@ deliveries = Table(
     Column("shard", Text),  # "K/N" when a `send --shard K/N` queued it: only such a run claims it
     in_set("status", DELIVERY_STATUSES),
     Index("deliveries_by_address", "list", "channel", "email"),
-    Index("deliveries_queue", "issue", "list", "channel", "status", "owner"),
+    Index(
+        "deliveries_queue",
+        "issue",
+        "list",
+        "channel",
+        "status",
+        postgresql_where=text("owner IS NULL"),
+        sqlite_where=text("owner IS NULL"),
+    ),
 )
 
 # Every `newsletter send` that worked on an issue: its lease, renewed by heartbeats on the

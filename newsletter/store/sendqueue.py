@@ -40,6 +40,7 @@ CLAIMABLE = (QUEUED, SENDING)  # unowned 'sending': handed over by a sender that
 RELEASED = (QUEUED, SENDING, DeliveryStatus.DEFERRED.value, DeliveryStatus.WITHDRAWN.value)
 REQUEUED = (DeliveryStatus.DEFERRED.value, DeliveryStatus.WITHDRAWN.value)
 _CHUNK = 500  # addresses per statement where a list of them is passed
+_FRESH_ROWS = 1_000  # queued at once, enough to change how PostgreSQL should plan a claim
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,9 @@ class SendQueue:
     def fan_out(self, emails: Iterable[str]) -> None:
         """Queue a row for each address (once: repeated by every sender, it changes nothing new)."""
         page: list[dict[str, Any]] = []
+        queued = 0
         for email in emails:
+            queued += 1
             page.append(
                 {
                     "issue": self.issue,
@@ -185,6 +188,11 @@ class SendQueue:
                 self._write_queue(page)
                 page = []
         self._write_queue(page)
+        if queued >= _FRESH_ROWS and not self.db.is_sqlite:
+            # PostgreSQL plans each claim and write from its statistics, which know nothing of rows
+            # just queued until autovacuum comes by: a claim then scanned every row of the issue.
+            with self.db.write() as conn:
+                conn.exec_driver_sql("ANALYZE deliveries")
 
     def _write_queue(self, page: list[dict[str, Any]]) -> None:
         if page:
@@ -211,11 +219,11 @@ class SendQueue:
             # may be run again per row, each time skipping other rows (a claim of 16 took 200),
             # and a CTE joined to the table was planned as a loop over both (2.6 s per claim).
             chosen = _d.c.email == func.any(func.array(picked.scalar_subquery()))
+        # The rows picked are locked (PostgreSQL) or the database is (SQLite): still nobody's. Not
+        # saying so again keeps the partial queue index out of this lookup by key, which
+        # PostgreSQL's planner, with a freshly filled table, chose and scanned whole per claim.
         take = (
-            update(_d)
-            .where(self._ours(), _d.c.owner.is_(None), chosen)
-            .values(owner=self.owner)
-            .returning(_d.c.email, _d.c.status)
+            update(_d).where(self._ours(), chosen).values(owner=self.owner).returning(_d.c.email, _d.c.status)
         )
         with self.db.write() as conn:
             return [Claim(email, DeliveryStatus(status)) for email, status in conn.execute(take)]
