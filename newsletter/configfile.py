@@ -49,6 +49,7 @@ TOP_LEVEL_KEYS = frozenset(
         "send_empty_digests",
         "on_uncertain",
         "lease_seconds",
+        "reconnect_seconds",
         "sender",
         "smtp",
         "selection",

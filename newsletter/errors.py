@@ -46,6 +46,9 @@ class DeliveryError(NewsletterError):
 class StoreError(NewsletterError):
     """The database (SQLite file or PostgreSQL server) cannot be reached, read or written."""
 
+    # The server went away mid-way (a restart, a failover): the same work may succeed in a moment.
+    transient: bool = False
+
 
 class LedgerError(NewsletterError):
     """The delivery ledger cannot be opened or is locked by another run."""

@@ -375,6 +375,13 @@ class Settings(BaseModel):
         "lost): resend = another sender sends it again with the same Message-ID, hold = keep it "
         "'held' for the operator (`send --resend-held` sends those)",
     )
+    reconnect_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="how long a sender waits for a PostgreSQL server that went away mid-send (a "
+        "restart, a failover) before it stops with an error; nothing recorded is lost either way",
+    )
     lease_seconds: int = Field(
         default=60,
         ge=2,

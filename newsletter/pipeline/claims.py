@@ -18,7 +18,9 @@ from ..errors import NewsletterError
 from ..models import Subscriber
 from ..settings import Settings
 from ..statuses import DeliveryStatus
+from ..store.database import Database
 from ..store.deliveries import DeliveryLedger
+from ..store.reconnect import reconnecting
 from ..store.sendqueue import Heartbeat, SendQueue
 from ..store.subscribers import SubscriberStore
 
@@ -61,10 +63,18 @@ class ClaimedRun:
                 return
             self.claimed += len(claims)
             self.statuses.update((claim.email, claim.status) for claim in claims)
-            found = self.store.by_keys([claim.email for claim in claims])
+            found = self._readers([claim.email for claim in claims])
             self.passed_over.extend(claim.email for claim in claims if claim.email not in found)
             self._withdraw([s.key for s in found.values() if not s.is_active])
             yield from (s for s in found.values() if s.is_active)
+
+    @property
+    def db(self) -> Database:
+        return self.queue.db
+
+    @reconnecting
+    def _readers(self, keys: list[str]) -> dict[str, Subscriber]:
+        return self.store.by_keys(keys)
 
     def _withdraw(self, keys: list[str]) -> None:
         """Readers queued when the run began who have left the list since: recorded as withdrawn,
@@ -83,6 +93,7 @@ class ClaimedRun:
         while self.limit is None or self.claimed < self.limit:
             self._give_up_passed_over()
             self.queue.reap()
+            self.queue.return_unseen(set(self.statuses))
             if self.queue.remaining():
                 return True
             if not self.queue.held_by_others():
@@ -106,6 +117,7 @@ def claimed_run(
     when it completes: the next run builds them anew, as every run did before the queue.
     """
     db = ledger.db
+    db.patience = settings.reconnect_seconds
     queue = SendQueue(
         db,
         ledger.issue,

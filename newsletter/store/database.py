@@ -90,6 +90,7 @@ class Database:
     def __init__(self, place: Place) -> None:
         self.place = place
         self.engine = _engine(place)
+        self.patience = 60.0  # seconds a sender waits for a PostgreSQL that went away (store/reconnect.py)
         # SQLite has one writer at a time. Threads of this process (serve's) queue for it here:
         # waiting in SQLite's busy handler, which sleeps up to 100 ms between tries, made 200
         # one-click POSTs at once take seconds where a queue takes a few milliseconds each.
@@ -145,7 +146,9 @@ class Database:
         cause = getattr(exc, "orig", None) or exc
         path = self.sqlite_path
         what, fix = _diagnosis(cause, doing) if path is None else _sqlite_diagnosis(cause, doing, path)
-        return StoreError(what, where=self.place.shown, fix=fix)
+        error = StoreError(what, where=self.place.shown, fix=fix)
+        error.transient = path is None and _connection_lost(cause)
+        return error
 
     @contextmanager
     def roomy(self, conn: Connection) -> Iterator[None]:
@@ -227,6 +230,18 @@ def _diagnosis(cause: BaseException, doing: str) -> tuple[str, str | None]:
             "check database_url, and that the server is running and lets this user in",
         )
     return _as_said(cause, doing)
+
+
+# The connection failed or the server is shutting down, starting up or in recovery (SQLSTATE class
+# 08, and 57P01-57P03): nothing of the transaction was kept, so doing it again is safe.
+_LOST = ("08", "57P01", "57P02", "57P03")
+
+
+def _connection_lost(cause: BaseException) -> bool:
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is None:
+        return type(cause).__name__ in {"OperationalError", "ConnectionTimeout", "InterfaceError"}
+    return str(sqlstate).startswith(_LOST)
 
 
 def _as_said(cause: BaseException, doing: str) -> tuple[str, str | None]:

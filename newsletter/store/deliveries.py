@@ -30,6 +30,7 @@ from ..statuses import DeliveryStatus
 from . import ownedbatch
 from .clock import database_now
 from .database import Database
+from .reconnect import reconnecting
 from .schema import deliveries, issue_snapshots
 
 RESERVE_BYTES = 256 * 1024  # the last answers of a run take a few pages of write-ahead log
@@ -248,6 +249,7 @@ class DeliveryLedger:
         with self.db.read() as conn:
             return {status: count for status, count in conn.execute(query)}
 
+    @reconnecting
     def record(
         self, outcomes: Iterable[DeliveryResult] = (), attempts: Iterable[Attempt] = ()
     ) -> frozenset[str]:

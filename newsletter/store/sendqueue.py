@@ -28,6 +28,7 @@ from ..statuses import DeliveryStatus
 from .clock import database_later, database_now
 from .database import Database
 from .deliveries import Batched
+from .reconnect import reconnecting
 from .schema import deliveries, senders
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class SendQueue:
         with self.db.write() as conn:
             return bool(conn.execute(renew).rowcount)
 
+    @reconnecting
     def finish(self, completed: bool) -> None:
         """Leave the issue: the rest released for others, the lease ended. After a completed run
         the rows still only claimed were built into no message (nothing new for the reader, a bad
@@ -194,6 +196,7 @@ class SendQueue:
             with self.db.write() as conn:
                 conn.exec_driver_sql("ANALYZE deliveries")
 
+    @reconnecting
     def _write_queue(self, page: list[dict[str, Any]]) -> None:
         if page:
             with self.db.write() as conn:
@@ -203,6 +206,7 @@ class SendQueue:
         claimable = and_(self._ours(), _d.c.owner.is_(None), _d.c.status.in_(CLAIMABLE))
         return claimable if self.shard is None else and_(claimable, _d.c.shard == self.shard)
 
+    @reconnecting
     def claim(self, size: int) -> list[Claim]:
         """Own up to `size` rows nobody owns, returning silent senders' rows to the queue first."""
         if time.monotonic() >= self._next_reap:
@@ -228,6 +232,7 @@ class SendQueue:
         with self.db.write() as conn:
             return [Claim(email, DeliveryStatus(status)) for email, status in conn.execute(take)]
 
+    @reconnecting
     def reap(self) -> int:
         """Return the rows of senders whose lease ran out (or whose process on this host is gone)."""
         self._next_reap = time.monotonic() + self.lease_seconds / 4
@@ -258,6 +263,7 @@ class SendQueue:
         )
         return int(conn.execute(release).rowcount)
 
+    @reconnecting
     def drop(self, emails: list[str]) -> None:
         """Rows this sender claimed and built into no message: each run builds them anew."""
         for start in range(0, len(emails), _CHUNK):
@@ -269,6 +275,7 @@ class SendQueue:
                     )
                 )
 
+    @reconnecting
     def withdraw(self, emails: list[str], reason: str) -> None:
         """Rows this sender claimed whose reader left the list before their message was built."""
         with self.db.write() as conn:
@@ -280,12 +287,27 @@ class SendQueue:
                 .values(status=DeliveryStatus.WITHDRAWN.value, last_reply=reason, updated_at=database_now())
             )
 
+    @reconnecting
+    def return_unseen(self, seen: set[str]) -> int:
+        """Rows this sender owns, still queued, that no claim of its returned: claimed by a COMMIT
+        whose answer a lost connection took (store/reconnect.py). Back to the queue."""
+        query = select(_d.c.email).where(self._ours(), _d.c.owner == self.owner, _d.c.status == QUEUED)
+        with self.db.write() as conn:
+            unseen = [email for email in conn.execute(query).scalars() if email not in seen]
+            for start in range(0, len(unseen), _CHUNK):
+                chunk = unseen[start : start + _CHUNK]
+                mine = and_(self._ours(), _d.c.owner == self.owner, _d.c.email.in_(chunk))
+                conn.execute(update(_d).where(mine).values(owner=None))
+        return len(unseen)
+
+    @reconnecting
     def resend_held(self) -> int:
         """The operator's word on held rows: send them again (same Message-ID), as in-flight ones."""
         held = and_(self._ours(), _d.c.status == DeliveryStatus.HELD.value)
         with self.db.write() as conn:
             return int(conn.execute(update(_d).where(held).values(status=SENDING, owner=None)).rowcount)
 
+    @reconnecting
     def held_by_others(self) -> bool:
         """Whether a live sender other than this one holds rows not handed over or answered yet."""
         others = self._live().where(_s.c.id != self.owner)
@@ -297,6 +319,7 @@ class SendQueue:
     def _live() -> Any:
         return select(_s.c.id).where(_s.c.finished_at.is_(None), _s.c.lease_until > database_now())
 
+    @reconnecting
     def remaining(self) -> int:
         """Rows still owed that nobody owns (a --limit run leaves them for the next)."""
         query = select(func.count()).where(self._claimable())

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, RowMapping, Select, and_, case, delete, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..errors import SubscriberError
+from ..errors import StoreError, SubscriberError
 from ..models import Subscriber, utc_now
 from ..statuses import SubscriberStatus
 from .database import Database
@@ -80,7 +80,14 @@ class StatusWatch:
             started = utc_now()
             # While nobody has left, active rows change nothing: a list imported at the start of
             # the run (all of it changed within `slack`) is then not read back at every poll.
-            changes = self.store.changes_since(self._since, leavers_only=not self.left)
+            try:
+                changes = self.store.changes_since(self._since, leavers_only=not self.left)
+            except StoreError as exc:
+                if not exc.transient:
+                    raise
+                # The server is away a moment (a restart): ask again, from the same point, next poll.
+                self._next = time.monotonic() + self.every
+                return key not in self.left
             for changed, status in changes:
                 (self.left.discard if status == SubscriberStatus.ACTIVE else self.left.add)(changed)
             self._since = change_stamp(started - self.slack)

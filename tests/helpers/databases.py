@@ -40,15 +40,28 @@ class PostgresServer:
 
     admin_url: str
     folder: Path | None = None  # the cluster we started, if we started one
+    options: str = ""  # its server options and log file, to start it again
+    log: str = ""
 
     def new_database(self) -> str:
         name = f"t_{os.getpid()}_{next(_counter)}"
         _admin(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"')
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
+    def restart(self, *, down: bool = False) -> None:
+        """Stop the cluster we started as an operator would (fast: sessions are cut), and start it
+        again unless `down`; every client's connection is lost on the way."""
+        assert self.folder is not None, "only a cluster the tests started can be restarted"
+        data = str(self.folder / "data")
+        if (self.folder / "data" / "postmaster.pid").exists():
+            _as_postgres([_bin("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"])
+        if not down:  # `pg_ctl restart` would keep our pipe as the server's output: start anew
+            _as_postgres([_bin("pg_ctl"), "-D", data, "-o", self.options, "-l", self.log, "-w", "start"])
+
     def stop(self) -> None:
         if self.folder is not None:
-            _as_postgres([_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"])
+            if (self.folder / "data" / "postmaster.pid").exists():  # a test may have stopped it
+                _as_postgres([_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"])
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -101,7 +114,8 @@ def start_server() -> PostgresServer:
         options += " -c synchronous_commit=off -c max_connections=200"
         log = str(folder / "log")
         _as_postgres([_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start"])
-        server = PostgresServer(f"postgresql+psycopg://postgres@/postgres?host={folder}", folder)
+        url = f"postgresql+psycopg://postgres@/postgres?host={folder}"
+        server = PostgresServer(url, folder, options, log)
     _admin(server.admin_url, f'DROP DATABASE IF EXISTS "{_TEMPLATE}"')
     _admin(server.admin_url, f'CREATE DATABASE "{_TEMPLATE}"')
     return server
