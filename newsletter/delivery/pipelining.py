@@ -1,0 +1,155 @@
+"""Reading every reply of one SMTP transaction, several at a time when the server pipelines (RFC 2920).
+
+aiosmtplib reads one reply per command and drops what arrives while no command waits
+(`SMTPProtocol.read_response` and `data_received`), so MAIL, RCPT and DATA written together would
+lose two of their three replies. For the length of one transaction the connection's transport
+is handed to a `ReplyReader` (asyncio's public `transport.set_protocol`), which keeps every reply
+in order, bounded in size and in count, then handed back to aiosmtplib for RSET, QUIT and the next
+session step. aiosmtplib itself is used as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+# A reply with its continuation lines: real ones are under 512 octets (RFC 5321 4.5.3.1.5);
+# aiosmtplib allows 8 KiB a line, we allow that for the whole reply.
+MAX_REPLY_OCTETS = 8192
+
+
+class RepliesOutOfStep(aiosmtplib.SMTPResponseException):
+    """The server answered more than was asked, or with a code no reply to that command can have."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(-1, message)
+
+
+class ReplyReader(asyncio.Protocol):
+    """Stands in for aiosmtplib's protocol on the transport while one transaction's replies come in."""
+
+    def __init__(self, inner: asyncio.BaseProtocol) -> None:
+        self._inner = inner
+        self._buffer = bytearray()
+        self._replies: deque[SMTPResponse] = deque()
+        self._asked = 0  # replies the commands written so far will bring; more is a violation
+        self._answered = 0
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def expect(self, replies: int) -> None:
+        """Note that commands bringing this many replies were just written."""
+        self._asked += replies
+
+    @property
+    def leftover(self) -> bool:
+        """Bytes or replies nobody asked for are still here."""
+        return bool(self._buffer or self._replies)
+
+    async def next(self, timeout: float | None) -> SMTPResponse:
+        """The next reply in order, or the error that ended the stream; never waits past `timeout`."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not self._replies:
+                    if self._error is not None:
+                        raise self._error
+                    self._waiter = asyncio.get_running_loop().create_future()
+                    await self._waiter
+        except TimeoutError as exc:
+            raise aiosmtplib.SMTPReadTimeoutError("timed out waiting for the server's reply") from exc
+        return self._replies.popleft()
+
+    def data_received(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        self._buffer += data
+        try:
+            self._parse()
+        except aiosmtplib.SMTPResponseException as exc:
+            self._error = exc
+        self._wake()
+
+    def _parse(self) -> None:
+        """Move every complete reply out of the buffer; refuse one too long or one not asked for."""
+        while True:
+            end = _reply_end(self._buffer)
+            if end is None:
+                if len(self._buffer) > MAX_REPLY_OCTETS:
+                    raise aiosmtplib.SMTPResponseException(-1, "the server's reply is too long")
+                return
+            if end > MAX_REPLY_OCTETS:
+                raise aiosmtplib.SMTPResponseException(-1, "the server's reply is too long")
+            if self._answered >= self._asked:
+                raise RepliesOutOfStep("the server sent a reply to a command that was never sent")
+            self._replies.append(_parse_reply(bytes(self._buffer[:end])))
+            self._answered += 1
+            del self._buffer[:end]
+
+    def eof_received(self) -> bool:
+        self._lose(aiosmtplib.SMTPServerDisconnected("the server closed the connection"))
+        return False  # close our end too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lose(aiosmtplib.SMTPServerDisconnected("connection lost"))
+        self._inner.connection_lost(exc)  # aiosmtplib must know, or it would write to a dead socket
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def _lose(self, exc: Exception) -> None:
+        if self._error is None:
+            self._error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+def _reply_end(buffer: bytearray) -> int | None:
+    """Where the first complete reply ends: after its last line, the one without a '-' after the code."""
+    start = 0
+    while (newline := buffer.find(b"\n", start)) != -1:
+        if buffer[start + 3 : start + 4] != b"-":
+            return newline + 1
+        start = newline + 1
+        if start > MAX_REPLY_OCTETS:
+            return start
+    return None
+
+
+def _parse_reply(raw: bytes) -> SMTPResponse:
+    """One reply's code and its lines' text, as aiosmtplib would give them."""
+    lines = raw.split(b"\n")[:-1]
+    codes = {line[:3] for line in lines}
+    code = lines[0][:3]
+    if len(codes) != 1 or not code.isdigit() or len(code) != 3:
+        shown = raw[:80].decode("ascii", "replace")
+        raise aiosmtplib.SMTPResponseException(-1, f"malformed SMTP reply: {shown!r}")
+    text = b"\n".join(line[4:].strip(b" \t\r") for line in lines)
+    return SMTPResponse(int(code), text.decode("utf-8", "surrogateescape"))
+
+
+@contextmanager
+def replies_of(client: aiosmtplib.SMTP) -> Iterator[tuple[asyncio.WriteTransport, ReplyReader]]:
+    """The connection's transport and a reader of its replies, aiosmtplib's own reader set aside meanwhile."""
+    protocol = client.protocol
+    transport = protocol.transport if protocol is not None else None
+    if protocol is None or transport is None or transport.is_closing():
+        raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
+    assert isinstance(transport, asyncio.WriteTransport)
+    reader = ReplyReader(protocol)
+    transport.set_protocol(reader)
+    try:
+        yield transport, reader
+    finally:
+        if transport.get_protocol() is reader:
+            transport.set_protocol(protocol)
