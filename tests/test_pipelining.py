@@ -56,9 +56,11 @@ def deliver(server: LoopbackServer, batch: list[ComposedMessage], pipelining: bo
     return asyncio.run(run())
 
 
-def group_server(answer: Callable[[int], bytes]) -> tuple[LoopbackServer, list[bytes]]:
+def group_server(answer: Callable[[int], bytes]) -> tuple[LoopbackServer, list[bytes], list[bytes]]:
+    """A GroupAnswerer on loopback, the messages it stored and every byte it heard."""
     stored: list[bytes] = []
-    return LoopbackServer(factory=lambda: GroupAnswerer(answer, stored)), stored
+    heard: list[bytes] = []
+    return LoopbackServer(factory=lambda: GroupAnswerer(answer, stored, heard)), stored, heard
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
@@ -93,7 +95,7 @@ def test_a_refused_354_is_retried_later_and_the_next_reader_is_delivered_on_the_
 
 def test_replies_that_arrive_together_are_all_read(tmp_path: Path) -> None:
     """The server answers the group in one write only once all of it came: one round trip."""
-    server, stored = group_server(lambda n: GOOD + GOOD + GO_ON)
+    server, stored, _ = group_server(lambda n: GOOD + GOOD + GO_ON)
     batch = messages(tmp_path, "ada", "bob")
     with server:
         assert deliver(server, batch) == [f"{DELIVERED} 250", f"{DELIVERED} 250"]
@@ -102,7 +104,7 @@ def test_replies_that_arrive_together_are_all_read(tmp_path: Path) -> None:
 
 def test_a_354_after_a_refused_recipient_gets_an_empty_message_never_the_digest(tmp_path: Path) -> None:
     """RFC 2920 3.1: a server may accept DATA though no recipient was; the client ends it empty."""
-    server, stored = group_server(
+    server, stored, _ = group_server(
         lambda n: GOOD + b"550 5.1.1 no such user\r\n" + GO_ON if n == 1 else GOOD * 2 + GO_ON
     )
     with server:
@@ -119,21 +121,23 @@ def test_a_354_after_a_refused_recipient_gets_an_empty_message_never_the_digest(
 def test_replies_out_of_step_with_the_commands_stop_the_run_in_one_line(
     tmp_path: Path, answer: bytes
 ) -> None:
-    server, stored = group_server(lambda n: answer)
+    server, stored, heard = group_server(lambda n: answer)
     with server, pytest.raises(ServerFailure) as failure:
         deliver(server, messages(tmp_path, "ada"))
     assert "do not match the commands sent" in failure.value.message
     assert failure.value.where == "here:25" and "smtp.pipelining = false" in (failure.value.fix or "")
-    assert stored == []  # nothing of the digest went to a server that lost track
+    assert stored == [] and b"Subject:" not in b"".join(
+        heard
+    )  # nothing of it went to a server that lost track
 
 
 def test_a_server_that_offers_pipelining_but_answers_only_mail_times_out_and_pipelining_false_is_the_way_out(
     tmp_path: Path,
 ) -> None:
-    liar, stored = group_server(lambda n: GOOD)  # drops RCPT and DATA, as if they never came
+    liar, stored, heard = group_server(lambda n: GOOD)  # drops RCPT and DATA, as if they never came
     with liar:
         assert deliver(liar, messages(tmp_path, "ada")) == [f"{TEMPORARY} 0"]
-    assert stored == []
+    assert stored == [] and b"Subject:" not in b"".join(heard)
 
     class OneByOne(GroupAnswerer):
         """The same server, which does answer commands sent one at a time."""
@@ -149,7 +153,7 @@ def test_a_server_that_offers_pipelining_but_answers_only_mail_times_out_and_pip
                     super().data_received(line)
 
     kept: list[bytes] = []
-    with LoopbackServer(factory=lambda: OneByOne(lambda n: GOOD, kept)) as server:
+    with LoopbackServer(factory=lambda: OneByOne(lambda n: GOOD, kept, [])) as server:
         assert deliver(server, messages(tmp_path, "ada"), pipelining=False) == [f"{DELIVERED} 250"]
     assert len(kept) == 1
 
@@ -160,7 +164,7 @@ def test_a_server_that_offers_pipelining_but_answers_only_mail_times_out_and_pip
     ids=["endless continuation lines", "an endless line"],
 )
 def test_a_reply_that_never_ends_is_cut_off_not_buffered_forever(tmp_path: Path, answer: bytes) -> None:
-    server, stored = group_server(lambda n: answer * 200)  # 20 KB and more of one reply
+    server, _, heard = group_server(lambda n: answer * 200)  # 20 KB and more of one reply
     with server:
         outcomes = deliver(server, messages(tmp_path, "ada"))
-    assert outcomes == [f"{TEMPORARY} -1"] and stored == []
+    assert outcomes == [f"{TEMPORARY} -1"] and b"Subject:" not in b"".join(heard)

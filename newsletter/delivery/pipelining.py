@@ -46,10 +46,10 @@ class ReplyReader(asyncio.Protocol):
         """Note that commands bringing this many replies were just written."""
         self._asked += replies
 
-    @property
-    def leftover(self) -> bool:
-        """Bytes or replies nobody asked for are still here."""
-        return bool(self._buffer or self._replies)
+    def ensure_in_step(self) -> None:
+        """Go no further with a server that already answered more than it was asked."""
+        if self._buffer or self._replies or isinstance(self._error, RepliesOutOfStep):
+            raise RepliesOutOfStep("the server sent more replies than commands")
 
     async def next(self, timeout: float | None) -> SMTPResponse:
         """The next reply in order, or the error that ended the stream; never waits past `timeout`."""

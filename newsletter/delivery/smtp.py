@@ -352,11 +352,11 @@ async def _transaction(
             if not await _abandon(transport, reader, replies, client.timeout):
                 client.close()  # the envelope could not be cleared: the next message gets a new session
             return _refused(refused, replies, where)
+        reader.ensure_in_step()  # before a byte of the message goes to a server that lost track
         reader.expect(1)
         transport.write(message.wire)
         reply = await reader.next(client.timeout)
-        if reader.leftover:
-            raise RepliesOutOfStep("the server sent more replies than commands")
+        reader.ensure_in_step()
     if reply.code == SMTPStatus.domain_unavailable:
         client.close()  # the server is going away: reconnect for the next message
     return classify(reply.code, reply.message)

@@ -233,11 +233,11 @@ class GroupAnswerer(asyncio.Protocol):
     It waits until the whole group came in and answers it in one write (what Postfix does with a
     pipelined group), so a client that waits for MAIL's reply before sending RCPT waits in vain.
     `answer(n)` gives the bytes for the n-th group; a group whose answer ends in a 354 line is
-    followed by a message, which is kept in `messages` and answered 250.
+    followed by a message, which is kept in `messages` and answered 250; `heard` gets every byte.
     """
 
-    def __init__(self, answer: Callable[[int], bytes], messages: list[bytes]) -> None:
-        self._answer, self.messages = answer, messages
+    def __init__(self, answer: Callable[[int], bytes], messages: list[bytes], heard: list[bytes]) -> None:
+        self._answer, self.messages, self.heard = answer, messages, heard
         self._buffer, self._group, self._groups = b"", 0, 0
         self._in_data = False
 
@@ -247,6 +247,7 @@ class GroupAnswerer(asyncio.Protocol):
         transport.write(b"220 group.example ESMTP\r\n")
 
     def data_received(self, chunk: bytes) -> None:
+        self.heard.append(chunk)
         self._buffer += chunk
         while self._step():
             pass
