@@ -26,6 +26,7 @@ from newsletter.errors import TemplateError
 from newsletter.models import Subscriber
 from newsletter.render import digest as render
 from newsletter.render.digest import SUBJECT_MAX, DigestRenderer, RenderedDigest, first_name, shorten
+from newsletter.render.fragments import compact_css
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -183,7 +184,32 @@ def test_ten_paper_issue_stays_under_gmail_clipping_and_style_limits() -> None:
     assert len(digest.html.encode("utf-8")) < 90 * 1024
     styles = re.findall(r"<style[^>]*>(.*?)</style>", digest.html, re.DOTALL)
     assert len(styles) == 1 and len(styles[0].encode("utf-8")) < 16 * 1024
-    assert "@media (prefers-color-scheme: dark)" in styles[0] and "max-width: 620px" in styles[0]
+    assert "@media (prefers-color-scheme:dark)" in styles[0] and "max-width:620px" in styles[0]
+
+
+@pytest.mark.parametrize(
+    ("style", "compact"),
+    [
+        ("margin:0 0 8px 0; font-size:14px", "margin:0 0 8px;font-size:14px"),
+        (
+            "padding:16px 24px 16px 24px; border-top:1px solid #e4e7eb",
+            "padding:16px 24px;border-top:1px solid #e4e7eb",
+        ),
+        ("margin:0 0 0 0", "margin:0"),
+        ("margin:0 auto 0 auto", "margin:0 auto"),
+        ("padding:1px 2px 3px 4px", "padding:1px 2px 3px 4px"),  # every side differs: all four stay
+        ("margin:calc(1px + 2px) 0 0 0", "margin:calc(1px + 2px) 0 0 0"),
+        ('font-family:"A;B", serif; background:url(x;y)', 'font-family:"A;B", serif;background:url(x;y)'),
+        ("color : #111 ;; ", "color:#111"),
+    ],
+)
+def test_inlined_css_is_written_in_fewer_bytes_with_the_same_meaning(style: str, compact: str) -> None:
+    quote = "'" if '"' in style else '"'
+    sheet = "<style>\n@media (max-width: 620px) {\n  .a, .b { color: red !important; }\n}\n</style>"
+    html = f"{sheet}<p style={quote}{style}{quote}>x</p>"
+    sheet = "<style>@media (max-width:620px){.a,.b{color:red!important}}</style>"
+    assert compact_css(html) == f"{sheet}<p style={quote}{compact}{quote}>x</p>"
+    assert "; " not in "".join(re.findall(r'style="([^"]*)"', render_alice().html))
 
 
 def test_html_is_a_600px_presentation_table_layout_with_inline_styles_and_preheader() -> None:
