@@ -228,6 +228,21 @@ def test_html_is_a_600px_presentation_table_layout_with_inline_styles_and_prehea
     assert "display:none" in preheader.group(1) and "color" not in preheader.group(1)
 
 
+# SpamAssassin 4.0's rawbody __FONT_INVIS (72_active.cf): a 0-1px font followed by ';' within
+# 80 characters of a tag opening on text; with a made-up-looking Message-ID it scores
+# FONT_INVIS_MSGID. The hidden preheader must not look like that (benchmarks/spam_score.py).
+_FONT_INVIS = re.compile(
+    r"<(?!style)[a-z]+\s[^>]{1,80}(?:font(?:-size)?\s*:\s*(?:0*[01](?:\.\d+)?(?:px|pt|Q|vw|vh|vmin)"
+    r"|0+(?:\.\d+)?(?:cm|mm|pc|ch|rem|lh|vmax|%)|0+(?:\.0\d*)(?:em|ex|in))(?:\s[a-z]|\s*[;'])"
+    r"|['\"\s;]color\s*:\s*transparent\s*[;'])[^>]{0,80}>\w",
+    re.IGNORECASE,
+)
+
+
+def test_the_hidden_preheader_does_not_look_like_invisible_spam_text() -> None:
+    assert _FONT_INVIS.search(render_alice().html) is None
+
+
 def test_text_part_lines_fit_72_columns() -> None:
     renderer = DigestRenderer(make_settings(), make_issue())
     digest = renderer.render(alice(), alice_picks(8), "https://digest.example.org/u?t=abc")
