@@ -4,8 +4,8 @@ aiosmtplib reads one reply per command and drops what arrives while no command w
 (`SMTPProtocol.read_response` and `data_received`), so MAIL, RCPT and DATA written together would
 lose two of their three replies. For the length of one transaction the connection's transport
 is handed to a `ReplyReader` (asyncio's public `transport.set_protocol`), which keeps every reply
-in order, bounded in size and in count, then handed back to aiosmtplib for RSET, QUIT and the next
-session step. aiosmtplib itself is used as it is.
+in order, bounded in size and in count, then handed back to aiosmtplib for QUIT and the next
+session. aiosmtplib itself is used as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aiosmtplib
-from aiosmtplib import SMTPResponse
+from aiosmtplib import SMTPResponse, SMTPStatus
 
 # A reply with its continuation lines: real ones are under 512 octets (RFC 5321 4.5.3.1.5);
 # aiosmtplib allows 8 KiB a line, we allow that for the whole reply.
@@ -153,3 +153,77 @@ def replies_of(client: aiosmtplib.SMTP) -> Iterator[tuple[asyncio.WriteTransport
     finally:
         if transport.get_protocol() is reader:
             transport.set_protocol(protocol)
+
+
+async def envelope_replies(
+    transport: asyncio.WriteTransport,
+    reader: ReplyReader,
+    commands: list[bytes],
+    pipelined: bool,
+    timeout: float | None,
+) -> list[SMTPResponse]:
+    """The replies to MAIL, RCPT and DATA: one write when pipelined, else one by one up to a refusal."""
+    if pipelined:
+        reader.expect(len(commands))
+        transport.write(b"".join(commands))
+        return [await reader.next(timeout) for _ in commands]
+    replies: list[SMTPResponse] = []
+    for command, wanted in zip(commands, _WANTED, strict=True):
+        reader.expect(1)
+        transport.write(command)
+        replies.append(await reader.next(timeout))
+        if replies[-1].code not in wanted:
+            break
+    return replies
+
+
+# What each of MAIL, RCPT and DATA must get for the transaction to go on.
+_WANTED = (
+    (SMTPStatus.completed,),
+    (SMTPStatus.completed, SMTPStatus.will_forward),
+    (SMTPStatus.start_input,),
+)
+
+
+def first_refusal(replies: list[SMTPResponse], pipelined: bool) -> int | None:
+    """Which of MAIL, RCPT, DATA was refused first (None: go on with the data).
+
+    Pipelined, a reply no answer to its command can be (354 to MAIL, 250 to DATA) means the
+    replies and commands are out of step: that is the server's fault, and stops the run.
+    """
+    for index, reply in enumerate(replies):
+        if pipelined and not _fits(index, reply.code):
+            raise RepliesOutOfStep(f"{reply.code} in answer to {_NAMES[index]}")
+        if reply.code not in _WANTED[index]:
+            return index
+    return None
+
+
+_NAMES = ("MAIL", "RCPT", "DATA")
+
+
+def _fits(index: int, code: int) -> bool:
+    """A code the command at `index` may get: a success of its own kind, or a 4xx or 5xx refusal."""
+    if 400 <= code < 600:
+        return True
+    return 300 <= code < 400 if _NAMES[index] == "DATA" else 200 <= code < 300
+
+
+async def abandon(
+    transport: asyncio.WriteTransport,
+    reader: ReplyReader,
+    replies: list[SMTPResponse],
+    timeout: float | None,
+) -> bool:
+    """Clear a half-made envelope so the connection can carry the next message; False if it could not be.
+
+    A 354 to a pipelined DATA after a refused MAIL or RCPT is ended with an empty message
+    (RFC 2920 3.1), which the server then refuses for want of a recipient; then RSET.
+    """
+    if replies[-1].code == SMTPStatus.start_input:
+        reader.expect(1)
+        transport.write(b".\r\n")
+        await reader.next(timeout)
+    reader.expect(1)
+    transport.write(b"RSET\r\n")
+    return (await reader.next(timeout)).code == SMTPStatus.completed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 import ssl
@@ -18,7 +17,7 @@ from ..mail.compose import ComposedMessage
 from ..settings import SmtpSecurity, SmtpSettings
 from ..statuses import ReplyClass
 from ..text import one_line  # server replies can span lines; errors and ledger rows must not
-from .pipelining import RepliesOutOfStep, ReplyReader, replies_of
+from .pipelining import RepliesOutOfStep, abandon, envelope_replies, first_refusal, replies_of
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -346,10 +345,10 @@ async def _transaction(
         return commands
     pipelined = pipelining and client.supports_extension("pipelining")
     with replies_of(client) as (transport, reader):
-        replies = await _envelope(transport, reader, commands, pipelined, client.timeout)
-        refused = _first_refusal(replies, pipelined)
+        replies = await envelope_replies(transport, reader, commands, pipelined, client.timeout)
+        refused = first_refusal(replies, pipelined)
         if refused is not None:
-            if not await _abandon(transport, reader, replies, client.timeout):
+            if not await abandon(transport, reader, replies, client.timeout):
                 client.close()  # the envelope could not be cleared: the next message gets a new session
             return _refused(refused, replies, where)
         reader.ensure_in_step()  # before a byte of the message goes to a server that lost track
@@ -360,60 +359,6 @@ async def _transaction(
     if reply.code == SMTPStatus.domain_unavailable:
         client.close()  # the server is going away: reconnect for the next message
     return classify(reply.code, reply.message)
-
-
-async def _envelope(
-    transport: asyncio.WriteTransport,
-    reader: ReplyReader,
-    commands: list[bytes],
-    pipelined: bool,
-    timeout: float | None,
-) -> list[aiosmtplib.SMTPResponse]:
-    """The replies to MAIL, RCPT and DATA: one write when pipelined, else one by one up to a refusal."""
-    if pipelined:
-        reader.expect(len(commands))
-        transport.write(b"".join(commands))
-        return [await reader.next(timeout) for _ in commands]
-    replies: list[aiosmtplib.SMTPResponse] = []
-    for command, wanted in zip(commands, _WANTED, strict=True):
-        reader.expect(1)
-        transport.write(command)
-        replies.append(await reader.next(timeout))
-        if replies[-1].code not in wanted:
-            break
-    return replies
-
-
-# What each of MAIL, RCPT and DATA must get for the transaction to go on.
-_WANTED = (
-    (SMTPStatus.completed,),
-    (SMTPStatus.completed, SMTPStatus.will_forward),
-    (SMTPStatus.start_input,),
-)
-
-
-def _first_refusal(replies: list[aiosmtplib.SMTPResponse], pipelined: bool) -> int | None:
-    """Which of MAIL, RCPT, DATA was refused first (None: go on with the data).
-
-    Pipelined, a reply no answer to its command can be (354 to MAIL, 250 to DATA) means the
-    replies and commands are out of step: that is the server's fault, and stops the run.
-    """
-    for index, reply in enumerate(replies):
-        if pipelined and not _fits(index, reply.code):
-            raise RepliesOutOfStep(f"{reply.code} in answer to {_NAMES[index]}")
-        if reply.code not in _WANTED[index]:
-            return index
-    return None
-
-
-_NAMES = ("MAIL", "RCPT", "DATA")
-
-
-def _fits(index: int, code: int) -> bool:
-    """A code the command at `index` may get: a success of its own kind, or a 4xx or 5xx refusal."""
-    if 400 <= code < 600:
-        return True
-    return 300 <= code < 400 if _NAMES[index] == "DATA" else 200 <= code < 300
 
 
 def _refused(index: int, replies: list[aiosmtplib.SMTPResponse], where: str) -> Reply:
@@ -428,26 +373,6 @@ def _refused(index: int, replies: list[aiosmtplib.SMTPResponse], where: str) -> 
                 fix="check sender.address in newsletter.toml is allowed by this server",
             )
     return _not_accepted(reply)
-
-
-async def _abandon(
-    transport: asyncio.WriteTransport,
-    reader: ReplyReader,
-    replies: list[aiosmtplib.SMTPResponse],
-    timeout: float | None,
-) -> bool:
-    """Clear a half-made envelope so the connection can carry the next message; False if it could not be.
-
-    A 354 to a pipelined DATA after a refused MAIL or RCPT is ended with an empty message
-    (RFC 2920 3.1), which the server then refuses for want of a recipient; then RSET.
-    """
-    if replies[-1].code == SMTPStatus.start_input:
-        reader.expect(1)
-        transport.write(b".\r\n")
-        await reader.next(timeout)
-    reader.expect(1)
-    transport.write(b"RSET\r\n")
-    return (await reader.next(timeout)).code == SMTPStatus.completed
 
 
 def _not_accepted(reply: aiosmtplib.SMTPResponse) -> Reply:
