@@ -154,6 +154,10 @@ class SmtpSettings(_Section):
     local_hostname: str | None = Field(
         default=None, description="name sent in EHLO (default: this host's FQDN)"
     )
+    pipelining: bool = Field(
+        default=True,
+        description="send MAIL, RCPT and DATA in one round trip when the server offers PIPELINING",
+    )
     compose_processes: int | None = Field(
         default=None,
         ge=0,

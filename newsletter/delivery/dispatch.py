@@ -193,9 +193,8 @@ class Dispatcher:
                     client, used = await self._reconnect(), 0
                     _raise_if_cancelled()
                 await self.limiter.acquire()
-                reply = await send_one(
-                    client, job.message.sender or self.envelope_from, job.message, self.target.where
-                )
+                sender = job.message.sender or self.envelope_from
+                reply = await send_one(client, sender, job.message, self.target.where, self.target.pipelining)
                 _raise_if_cancelled()
                 used += 1
                 if not client.is_connected:

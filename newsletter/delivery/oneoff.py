@@ -53,6 +53,7 @@ class OneOffSender:
             return Reply(ReplyClass.TRANSIENT, 0, exc.message)
         try:
             # Bounces of a notice go where the digest's do (no VERP: no ledger row to match them to).
-            return await send_one(client, self.settings.sender.envelope_sender, message, target.where)
+            sender = self.settings.sender.envelope_sender
+            return await send_one(client, sender, message, target.where, target.pipelining)
         finally:
             await close_connection(client)

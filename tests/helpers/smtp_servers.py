@@ -47,7 +47,11 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Accept everything (optionally slowly); `plan` scripts faults per recipient and attempt."""
+    """Accept everything (optionally slowly); `plan` scripts faults per recipient and attempt.
+
+    It offers PIPELINING (RFC 2920) as Postfix and most relays do, unless `pipelining` is False
+    (aiosmtpd reads commands line by line, so it honours pipelined ones without advertising it).
+    """
 
     plan: Callable[[str, int], Action] | None = None
     rcpt_plan: Callable[[str, int], Action] | None = None
@@ -59,6 +63,13 @@ class RecordingHandler:
     rcpt_attempts: dict[str, int] = field(default_factory=dict)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pipelining: bool = True
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -200,6 +211,75 @@ class TlsAuthServer(LoopbackServer):
     def orders(self) -> set[tuple[str, ...]]:
         """The distinct orders seen across sessions (one element when every session went alike)."""
         return {tuple(events) for events in self.sessions}
+
+
+class DataRefusingSMTP(SMTP):
+    """aiosmtpd answering DATA with `refusal` (say 452, out of storage) instead of 354, while `refusing`."""
+
+    def __init__(self, handler: Any, refusal: str, refusing: Callable[[], bool], **options: Any) -> None:
+        super().__init__(handler, **options)
+        self._refusal, self._refusing = refusal, refusing
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if self._refusing():
+            await self.push(self._refusal)
+            return
+        await super().smtp_DATA(arg)
+
+
+class GroupAnswerer(asyncio.Protocol):
+    """A raw server offering PIPELINING that answers each MAIL, RCPT, DATA group with scripted bytes.
+
+    It waits until the whole group came in and answers it in one write (what Postfix does with a
+    pipelined group), so a client that waits for MAIL's reply before sending RCPT waits in vain.
+    `answer(n)` gives the bytes for the n-th group; a group whose answer ends in a 354 line is
+    followed by a message, which is kept in `messages` and answered 250; `heard` gets every byte.
+    """
+
+    def __init__(self, answer: Callable[[int], bytes], messages: list[bytes], heard: list[bytes]) -> None:
+        self._answer, self.messages, self.heard = answer, messages, heard
+        self._buffer, self._group, self._groups = b"", 0, 0
+        self._in_data = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"220 group.example ESMTP\r\n")
+
+    def data_received(self, chunk: bytes) -> None:
+        self.heard.append(chunk)
+        self._buffer += chunk
+        while self._step():
+            pass
+
+    def _step(self) -> bool:
+        if self._in_data:
+            end = (b"\r\n" + self._buffer).find(b"\r\n.\r\n")
+            if end < 0:
+                return False
+            self.messages.append(self._buffer[:end])
+            self._buffer, self._in_data = self._buffer[end + 3 :], False
+            self.transport.write(b"250 2.0.0 queued\r\n")
+            return True
+        line, found, rest = self._buffer.partition(b"\r\n")
+        if not found:
+            return False
+        self._buffer, verb = rest, line[:4].upper()
+        if verb == b"EHLO":
+            self.transport.write(b"250-group.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        elif verb in (b"MAIL", b"RCPT", b"DATA"):
+            self._group += 1
+            if verb == b"DATA":
+                self._groups += 1
+                answer = self._answer(self._groups)
+                self._in_data = answer.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1].startswith(b"354")
+                self.transport.write(answer)
+        elif verb == b"QUIT":
+            self.transport.write(b"221 bye\r\n")
+            self.transport.close()
+        else:  # RSET, NOOP, HELO
+            self.transport.write(b"250 ok\r\n")
+        return True
 
 
 class GreetingRefuser(asyncio.Protocol):
