@@ -46,8 +46,10 @@ class DeliveryError(NewsletterError):
 class StoreError(NewsletterError):
     """The database (SQLite file or PostgreSQL server) cannot be reached, read or written."""
 
-    # The server went away mid-way (a restart, a failover): the same work may succeed in a moment.
+    # The same work may succeed in a moment: the server went away mid-way (a restart, a failover),
+    # or PostgreSQL chose this transaction as a deadlock's victim and rolled it back.
     transient: bool = False
+    conflict: bool = False  # the deadlock case: tried again at once, without a warning
 
 
 class LedgerError(NewsletterError):

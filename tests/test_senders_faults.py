@@ -12,7 +12,7 @@ def test_three_senders_one_killed_mid_batch_every_reader_gets_it_and_only_in_fli
     tmp_path: Path, database_url: str
 ) -> None:
     outcome = kill_one_of_three_senders(tmp_path, database_url)
-    assert outcome.exit_codes == [0, 0]
+    assert outcome.exit_codes == [0, 0], outcome.outputs
     assert sorted(outcome.copies) == outcome.active  # every subscriber delivered, nobody else
     assert all(len(set(ids)) == 1 for ids in outcome.copies.values())  # a second copy: same Message-ID
     twice = {recipient for recipient, ids in outcome.copies.items() if len(ids) > 1}

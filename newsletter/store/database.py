@@ -147,7 +147,8 @@ class Database:
         path = self.sqlite_path
         what, fix = _diagnosis(cause, doing) if path is None else _sqlite_diagnosis(cause, doing, path)
         error = StoreError(what, where=self.place.shown, fix=fix)
-        error.transient = path is None and _connection_lost(cause)
+        error.conflict = path is None and str(getattr(cause, "sqlstate", "")) in _CONFLICT
+        error.transient = error.conflict or (path is None and _connection_lost(cause))
         return error
 
     @contextmanager
@@ -235,6 +236,8 @@ def _diagnosis(cause: BaseException, doing: str) -> tuple[str, str | None]:
 # The connection failed or the server is shutting down, starting up or in recovery (SQLSTATE class
 # 08, and 57P01-57P03): nothing of the transaction was kept, so doing it again is safe.
 _LOST = ("08", "57P01", "57P02", "57P03")
+# A deadlock's victim or a serialization failure: rolled back whole, to be run again.
+_CONFLICT = ("40P01", "40001")
 
 
 def _connection_lost(cause: BaseException) -> bool:

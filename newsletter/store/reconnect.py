@@ -1,4 +1,5 @@
-"""A sender rides out a PostgreSQL restart or failover: the transaction is run again, for a while.
+"""A sender rides out a PostgreSQL restart or failover, or a deadlock with another sender: the
+transaction is run again, for a while.
 
 Only work that is safe to do twice is wrapped (a claim, a batch of attempts or answers, giving rows
 back): each is one transaction, and a connection lost before its COMMIT's answer kept either all of
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
@@ -48,7 +50,11 @@ def reconnecting(work: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.db.patience
-                    log.warning("%s: trying again for %.0f s", exc.message, self.db.patience)
+                    if not exc.conflict:
+                        log.warning("%s: trying again for %.0f s", exc.message, self.db.patience)
+                if exc.conflict:  # another sender's transaction won: go again soon, out of its step
+                    time.sleep(random.uniform(0.01, 0.1))
+                    continue
                 if now >= deadline:
                     raise StoreError(
                         f"{exc.what} for {self.db.patience:.0f} s",

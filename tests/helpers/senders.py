@@ -51,6 +51,7 @@ class KillOutcome:
     copies: dict[str, list[str]]  # recipient -> the Message-IDs it got, one per copy
     resent: set[str]  # rows handed to the server more than once (the killed sender's in flight)
     exit_codes: list[int]  # of the senders that were not killed
+    outputs: list[str]  # their stdout and stderr, for a failure's message
     statuses: set[str]  # of every delivery row at the end
 
 
@@ -68,8 +69,7 @@ def kill_one_of_three_senders(folder: Path, database_url: str, subscribers: int 
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         handler.delay = 0.0
-        for survivor in senders[1:]:
-            survivor.communicate(timeout=600)
+        outputs = ["".join(survivor.communicate(timeout=600)) for survivor in senders[1:]]
     copies: dict[str, list[str]] = {}
     for item in handler.received:
         copies.setdefault(item.recipient, []).append(item.message_id)
@@ -78,5 +78,6 @@ def kill_one_of_three_senders(folder: Path, database_url: str, subscribers: int 
         copies,
         attempted_twice(database_url),
         [survivor.returncode for survivor in senders[1:]],
+        outputs,
         set(statuses(database_url).values()),
     )
