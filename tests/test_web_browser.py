@@ -20,10 +20,12 @@ from helpers.lists import store_of
 from helpers.signup_site import make_site, outbox, text_part
 
 from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
+from newsletter.pipeline.issue import prepare_issue
 from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import Settings
 from newsletter.statuses import SubscriberStatus
 from newsletter.web.app import create_app
+from newsletter.web.archive import build_site, snapshot_issue
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -208,3 +210,47 @@ def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
         assert heading(driver) == title
         assert driver.execute_script(LOOK) == sign_up, f"{name} does not look like the sign-up page"
         look(driver, name)
+
+
+# How many lines the text `2024-W11` of the page's h1 is laid out on.
+ISSUE_ID_LINES = """
+const walker = document.createTreeWalker(document.querySelector("h1"), NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  const at = node.textContent.indexOf(arguments[0]);
+  if (at < 0) continue;
+  const range = document.createRange();
+  range.setStart(node, at);
+  range.setEnd(node, at + arguments[0].length);
+  return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+}
+return 0;
+"""
+
+
+def test_home_and_archive_pages_fit_a_phone_and_lead_to_each_other(
+    site: tuple[Settings, str], browser: WebDriver
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings, base_url = site
+    driver = browser
+    snapshot_issue(settings, prepare_issue(settings, require_papers=True))
+    build_site(settings)
+
+    driver.get(f"{base_url}/")
+    assert heading(driver) == "Subscribe to Lab Papers"
+    assert driver.find_elements(By.ID, "email")
+    look(driver, "11-home")
+    driver.find_element(By.PARTIAL_LINK_TEXT, "past issues").click()
+    look(driver, "12-archive-index")
+    driver.find_element(By.LINK_TEXT, "2024-W11").click()
+    look(driver, "13-archive-issue")
+    for width in range(240, 420, 4):  # wherever the line ends, the issue id is never cut at its hyphen
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": True},
+        )
+        assert driver.execute_script(ISSUE_ID_LINES, "2024-W11") == 1, f"2024-W11 wraps at {width}px"
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    driver.find_element(By.LINK_TEXT, "Get it by email").click()
+    assert heading(driver) == "Subscribe to Lab Papers"

@@ -97,6 +97,10 @@ class SelfService:
 
     # --- /subscribe -------------------------------------------------------------------------
 
+    async def home(self, request: Request) -> HTMLResponse:
+        """GET /: a newcomer lands on the default list's sign-up form, not on a bare Not Found."""
+        return await self._form(request, self.settings.default_list, {}, error="", retry=False, status=200)
+
     async def subscribe_form(self, request: Request) -> HTMLResponse:
         """GET: the sign-up form, with keyword examples and this week's top papers."""
         list_name = request.query_params.get("list", "") or self.settings.default_list
@@ -133,6 +137,7 @@ class SelfService:
             no_papers_text="",
             error=error,
             retry=retry,
+            archive_url=self._archive_link(),
         )
         if fresh:
             response.set_cookie(
@@ -144,6 +149,11 @@ class SelfService:
                 secure=self.secure_cookie,
             )
         return response
+
+    def _archive_link(self) -> str:
+        """The past issues, once `newsletter archive` wrote them; relative, so a path prefix keeps working."""
+        index = self.settings.path(self.settings.archive_dir) / "index.html"
+        return "archive/" if index.is_file() else ""
 
     async def subscribe(self, request: Request) -> HTMLResponse:
         """POST: record a pending sign-up and mail the confirmation; one answer for every address."""

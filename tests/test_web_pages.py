@@ -1,0 +1,77 @@
+"""How serve's pages read to a newcomer: a home page, archive pages that lead to the sign-up form,
+and pages that say where things stand. Plain HTTP through the app, so it runs without a browser."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+from helpers.signup_site import make_site
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from newsletter.pipeline.issue import prepare_issue
+from newsletter.settings import Settings
+from newsletter.web.app import create_app
+from newsletter.web.archive import build_site, snapshot_issue
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_site(tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        yield client
+
+
+def archive(settings: Settings) -> None:
+    """What `newsletter archive` does: the sample week's snapshot, then the pages."""
+    snapshot_issue(settings, prepare_issue(settings, require_papers=True))
+    build_site(settings)
+
+
+def hrefs(html: str) -> list[str]:
+    return re.findall(r'<a href="([^"]*)"', html)
+
+
+def test_the_home_page_is_the_sign_up_form_with_a_link_to_the_archive(
+    settings: Settings, client: TestClient
+) -> None:
+    archive(settings)
+    home = client.get("/")
+    assert home.status_code == 200
+    assert 'name="email"' in home.text and 'action="/subscribe"' in home.text
+    assert "<h1>Subscribe to Lab Papers</h1>" in home.text
+    [to_archive] = [h for h in hrefs(home.text) if "archive" in h]
+    assert client.get("/" + to_archive).status_code == 200
+
+
+def test_without_an_archive_the_home_page_links_to_none(client: TestClient) -> None:
+    home = client.get("/")
+    assert home.status_code == 200 and 'name="email"' in home.text
+    assert not [h for h in hrefs(home.text) if "archive" in h]
+
+
+@pytest.mark.parametrize("page", ["/archive/", "/archive/2024-W11.html"])
+def test_archive_pages_link_to_the_sign_up_form(settings: Settings, client: TestClient, page: str) -> None:
+    archive(settings)
+    answer = client.get(page)
+    assert answer.status_code == 200
+    [signup] = [h for h in hrefs(answer.text) if "subscribe" in h]
+    form = client.get(urljoin(f"http://testserver{page}", signup))
+    assert form.status_code == 200 and 'name="email"' in form.text
+
+
+def test_the_archive_heading_keeps_the_issue_id_in_one_piece(settings: Settings, client: TestClient) -> None:
+    archive(settings)
+    page = client.get("/archive/2024-W11.html").text
+    assert re.search(r'<h1>Lab Papers <span class="issue-id">2024-W11</span></h1>', page)
