@@ -183,9 +183,10 @@ const style = (selector, property) => {
   const found = document.querySelector(selector);
   return found ? getComputedStyle(found)[property] : null;
 };
+const text = (selector) => document.querySelector(selector) && document.querySelector(selector).textContent;
 return [style("body", "backgroundColor"), style(".box", "backgroundColor"), style(".box", "maxWidth"),
         style(".masthead", "color"), style("h1", "fontSize"), style("h1", "fontFamily"),
-        document.querySelector(".masthead") && document.querySelector(".masthead").textContent];
+        style(".footer", "color"), text(".footer"), text(".masthead")];
 """
 
 
@@ -196,11 +197,19 @@ def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
     driver = browser
     signer = TokenSigner(str(settings.secret))
     feedback = purpose_url(signer, base_url, Purpose.FEEDBACK, "news", "alice@example.org", item="2403.00001")
+    from selenium.webdriver.common.by import By
+
+    driver.get(purpose_url(signer, base_url, Purpose.UNSUBSCRIBE, "news", "alice@example.org"))
+    unsubscribe_colour = driver.find_element(By.CSS_SELECTOR, "button.danger").value_of_css_property(
+        "background-color"
+    )
     driver.get(f"{base_url}/subscribe?list=news")
     sign_up = driver.execute_script(LOOK)
     assert sign_up[-1] == "Lab Papers" and None not in sign_up
+    assert "Lab Papers" in sign_up[-2], "the footer names the sender"
     pages = {
         "7-feedback": (f"{feedback}&v=less", "Fewer papers like this one?"),
+        "7-feedback-more": (f"{feedback}&v=more", "More papers like this one?"),
         "8-link-not-valid": (f"{base_url}/unsubscribe?t=forged", "Link not valid"),
         "9-incomplete-link": (f"{base_url}/unsubscribe?list=news", "Incomplete link"),
         "10-page-not-found": (f"{base_url}/no-such-page", "Page not found"),
@@ -210,6 +219,11 @@ def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
         assert heading(driver) == title
         assert driver.execute_script(LOOK) == sign_up, f"{name} does not look like the sign-up page"
         look(driver, name)
+        if name.startswith("7-feedback"):
+            button = driver.find_element(By.CSS_SELECTOR, "button[type=submit]")
+            assert button.value_of_css_property("background-color") != unsubscribe_colour, (
+                f"{name}'s button has the unsubscribe button's colour"
+            )
 
 
 # How many lines the text `2024-W11` of the page's h1 is laid out on.

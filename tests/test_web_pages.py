@@ -16,6 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
 from newsletter.pipeline.issue import prepare_issue
 from newsletter.settings import Settings
 from newsletter.web.app import create_app
@@ -75,3 +76,28 @@ def test_the_archive_heading_keeps_the_issue_id_in_one_piece(settings: Settings,
     archive(settings)
     page = client.get("/archive/2024-W11.html").text
     assert re.search(r'<h1>Lab Papers <span class="issue-id">2024-W11</span></h1>', page)
+
+
+def feedback_link(settings: Settings) -> str:
+    signer = TokenSigner(str(settings.secret))
+    return purpose_url(signer, "", Purpose.FEEDBACK, "news", "alice@example.org", item="2403.00001")
+
+
+@pytest.mark.parametrize(
+    ("ending", "heading"),
+    [
+        ("&v=more", "More papers like this one?"),
+        ("&v=less", "Fewer papers like this one?"),
+        ("&v=sideways", "Incomplete link"),
+        ("forged", "Link not valid"),
+    ],
+)
+def test_feedback_and_invalid_link_pages_carry_the_newsletter_name_and_footer(
+    settings: Settings, client: TestClient, ending: str, heading: str
+) -> None:
+    url = "/feedback?t=forged" if ending == "forged" else feedback_link(settings) + ending
+    page = client.get(url).text
+    assert f"<h1>{heading}</h1>" in page
+    assert '<p class="masthead">Lab Papers</p>' in page
+    assert re.search(r'<p class="footer">Lab Papers\b', page)
+    assert 'class="danger"' not in page, "a feedback button in the unsubscribe button's colour"
