@@ -147,6 +147,7 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     look(driver, "3-confirm")
     submit(driver, "button[type=submit]")
     assert heading(driver) == "You\u2019re subscribed"
+    assert find(By.TAG_NAME, "main").text.lower().count("subscribed") == 1
     first_titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".paper h3")]
     assert first_titles, "the papers this week's issue would have sent"
     look(driver, "4-subscribed")
@@ -159,6 +160,9 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     new_titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".paper h3")]
     assert new_titles and new_titles != first_titles
     look(driver, "5-manage-saved")
+    driver.get(link(confirmation, "/confirm"))  # the confirmation mail's link, clicked again
+    assert heading(driver) == "Already confirmed" and not driver.find_elements(By.TAG_NAME, "button")
+    look(driver, "5b-already-confirmed")
 
     report = run_send(settings, SendOptions(list_name="news"))
     assert report.sent >= 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-from helpers.signup_site import make_site
+from helpers.signup_site import field, link_in, make_site, outbox, sign_up
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -101,3 +101,59 @@ def test_feedback_and_invalid_link_pages_carry_the_newsletter_name_and_footer(
     assert '<p class="masthead">Lab Papers</p>' in page
     assert re.search(r'<p class="footer">Lab Papers\b', page)
     assert 'class="danger"' not in page, "a feedback button in the unsubscribe button's colour"
+
+
+def main_text(html: str) -> str:
+    """The page's box, where a reader reads (not the <title>)."""
+    found = re.search(r"<main.*?</main>", html, re.DOTALL)
+    assert found, html
+    return found.group(0)
+
+
+def confirmed(client: TestClient, settings: Settings, address: str, **fields: str) -> tuple[str, str]:
+    """Sign up and confirm through the pages; the confirm link and the confirmed page."""
+    sign_up(client, address, **fields)
+    [mail] = [m for m in outbox(settings.config_dir) if m["To"] == address]
+    link = link_in(mail, "/confirm")
+    page = client.post("/confirm", data={"t": field(client.get(link).text, "t")})
+    assert page.status_code == 200
+    return link, page.text
+
+
+def test_the_confirmed_page_says_subscribed_once(settings: Settings, client: TestClient) -> None:
+    _, page = confirmed(client, settings, "new@example.org")
+    box = main_text(page)
+    assert "<h1>You\u2019re subscribed</h1>" in box
+    assert box.lower().count("subscribed") == 1, box
+
+
+def test_a_used_confirm_link_says_already_confirmed_and_offers_no_button(
+    settings: Settings, client: TestClient
+) -> None:
+    link, _ = confirmed(client, settings, "new@example.org")
+    again = client.get(link)
+    assert again.status_code == 200
+    assert "<h1>Already confirmed</h1>" in again.text
+    assert "<button" not in again.text
+    assert "new@example.org is subscribed to the weekly Lab Papers digest" in again.text
+
+
+@pytest.mark.parametrize(("frequency", "issue"), [("weekly", "this week"), ("daily", "today")])
+def test_the_confirmed_page_speaks_of_the_readers_own_cadence(
+    settings: Settings, client: TestClient, frequency: str, issue: str
+) -> None:
+    _, page = confirmed(client, settings, "new@example.org", frequency=frequency)
+    assert f"{issue.capitalize()}\u2019s issue would have sent you" in page
+    other = "today" if issue == "this week" else "this week"
+    assert f"{other}\u2019s issue" not in page.lower()
+
+
+def test_after_choosing_daily_manage_speaks_of_todays_issue(settings: Settings, client: TestClient) -> None:
+    confirmed(client, settings, "new@example.org", frequency="weekly")
+    token = TokenSigner(str(settings.secret)).sign(Purpose.MANAGE, "news", "new@example.org")
+    form = {"t": token, "action": "save", "name": "Ada", "keywords": "diffusion models", "frequency": "daily"}
+    saved = client.post("/manage", data=form).text
+    again = client.get("/manage", params={"t": token}).text
+    for page in (saved, again):
+        assert "With these topics, today\u2019s issue sends you" in page
+        assert "this week\u2019s issue" not in page.lower()

@@ -25,7 +25,7 @@ from ..mail.tokens import CONFIRM_TTL, Claims, Purpose, TokenSigner, purpose_url
 from ..models import Subscriber
 from ..pipeline.issue import LOCAL_BASE_URL
 from ..settings import Settings
-from ..statuses import ReplyClass, SubscriberStatus
+from ..statuses import Frequency, ReplyClass, SubscriberStatus
 from ..store import open_database
 from ..subscribers import SubscriberStore, known_list, open_list
 from ..subscribers.signup import (
@@ -251,11 +251,15 @@ class SelfService:
         )
 
     async def confirm_form(self, request: Request) -> HTMLResponse:
-        """GET: one button, no change."""
+        """GET: one button, no change; a link already used says so instead of offering the button again."""
         token = request.query_params.get("t", "")
         claims = self._claims(token, Purpose.CONFIRM)
         if claims is None:
             return self._spent()
+        store = await run_in_threadpool(known_list, self.settings.places, claims.list_name)  # never makes one
+        subscriber = None if store is None else await run_in_threadpool(store.get, claims.email)
+        if subscriber is not None and subscriber.status is SubscriberStatus.ACTIVE:
+            return self._subscribed_already(claims.email, subscriber)
         return self.pages.page(
             "web/confirm.html",
             "Confirm your subscription",
@@ -290,8 +294,8 @@ class SelfService:
             manage,
             subscriber,
             title="You\u2019re subscribed",
-            saved="You\u2019re subscribed. The first digest comes with the next issue.",
-            heading="This week\u2019s issue would have sent you",
+            saved=f"Confirmed. Your first {subscriber.frequency.value} digest comes with the next issue.",
+            heading=f"{_next_issue(subscriber.frequency).capitalize()} would have sent you",
         )
 
     # --- /manage ----------------------------------------------------------------------------
@@ -305,7 +309,7 @@ class SelfService:
         title: str = "Your subscription",
         saved: str = "",
         error: str = "",
-        heading: str = "With these topics, this week\u2019s issue sends you",
+        heading: str = "",
         fields: dict[str, str] | None = None,
         status: int = 200,
     ) -> HTMLResponse:
@@ -318,7 +322,8 @@ class SelfService:
             "pause_until": subscriber.pause_until.isoformat() if subscriber.pause_until else "",
         }
         form = {key: (fields or {}).get(key, value) for key, value in stored.items()}
-        papers = await run_in_threadpool(self.sample.picks, list_name, tuple(subscriber.keywords))
+        frequency = subscriber.frequency
+        papers = await run_in_threadpool(self.sample.picks, list_name, tuple(subscriber.keywords), frequency)
         examples = await run_in_threadpool(self.sample.examples, list_name)
         return self.pages.page(
             "web/manage.html",
@@ -332,17 +337,17 @@ class SelfService:
             error=error,
             intro=f"Preferences for {subscriber.email}.",
             papers=papers,
-            papers_heading=heading,
-            no_papers_text="No papers in this week\u2019s issue match these topics yet. "
-            "Try broader words, or leave the topics empty for the week\u2019s top papers.",
+            papers_heading=heading or f"With these topics, {_next_issue(frequency)} sends you",
+            no_papers_text=f"No papers in {_next_issue(frequency)} match these topics yet. "
+            "Try broader words, or leave the topics empty for the top papers.",
         )
 
     def _subscribed_already(self, email: str, subscriber: Subscriber | None) -> HTMLResponse:
         if subscriber is None or subscriber.status is not SubscriberStatus.ACTIVE:
             return self._spent()
         return self.pages.message(
-            "You\u2019re subscribed",
-            f"{email} gets the {subscriber.frequency.value} {self.settings.title} digest.",
+            "Already confirmed",
+            f"{email} is subscribed to the {subscriber.frequency.value} {self.settings.title} digest.",
             "This link has been used already. To change your topics, use the link at the foot of any digest.",
         )
 
@@ -427,6 +432,11 @@ def _local_base(request: Request) -> str:
     host, port = server[0], server[1]
     host = f"[{host}]" if ":" in str(host) else host
     return f"http://{host}:{port}"
+
+
+def _next_issue(frequency: Frequency) -> str:
+    """What the papers shown beside a reader's preferences come from, in their own cadence."""
+    return "today\u2019s issue" if frequency is Frequency.DAILY else "this week\u2019s issue"
 
 
 def _with(subscriber: Subscriber, prefs: Preferences) -> Subscriber:
