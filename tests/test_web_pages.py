@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
+from helpers.served_site import served_site
 from helpers.signup_site import field, link_in, make_site, outbox, sign_up
 
 with warnings.catch_warnings():
@@ -157,3 +158,21 @@ def test_after_choosing_daily_manage_speaks_of_todays_issue(settings: Settings, 
     for page in (saved, again):
         assert "With these topics, today\u2019s issue sends you" in page
         assert "this week\u2019s issue" not in page.lower()
+
+
+def test_in_a_local_trial_check_your_inbox_names_the_outbox_folder(
+    settings: Settings, client: TestClient
+) -> None:
+    page = sign_up(client, "new@example.org").text
+    assert "<h1>Check your inbox</h1>" in page and "outbox/new/" in page
+    [mail] = outbox(settings.config_dir)  # and that is where it is
+    assert mail["To"] == "new@example.org"
+    assert len(list((settings.config_dir / "outbox" / "new").iterdir())) == 1
+
+
+def test_with_a_real_mail_server_check_your_inbox_names_no_folder(tmp_path: Path) -> None:
+    with served_site(tmp_path) as site:
+        page = site.sign_up("new@example.org").text
+        site.mails(1)
+    assert "<h1>Check your inbox</h1>" in page and "spam folder" in page
+    assert "outbox" not in page

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from ..delivery.channel import outbox_shown
 from ..delivery.oneoff import OneOffSender
 from ..errors import NewsletterError, StoreError, SubscriberError
 from ..mail.compose import HeaderValueError
@@ -68,6 +69,7 @@ class SelfService:
         self.saves = RateLimit(db, "saves per reader", SAVES_PER_READER_PER_HOUR, 3600, secret)
         self.sample = IssueSample(settings)
         self.mailer = OneOffSender(settings)
+        self.outbox = outbox_shown(settings)
         self.notices = NoticeComposer(settings)
         self.base_url = (settings.base_url or "").rstrip("/")
         self.secure_cookie = self.base_url.startswith("https://")
@@ -197,18 +199,27 @@ class SelfService:
         return response
 
     def _check_inbox(self) -> HTMLResponse:
-        return self.pages.message(
-            "Check your inbox",
+        return self._inbox_page(
             "We have sent you an email. Open the link in it to confirm your subscription.",
             "Nothing arrived after a few minutes? Look in the spam folder, or sign up again in an hour.",
         )
 
     def _mailed_already(self) -> HTMLResponse:
-        return self.pages.message(
-            "Check your inbox",
+        return self._inbox_page(
             "An email went to this address less than an hour ago, so no new email was sent. "
             "Open the link in that one to confirm your subscription.",
             "Nothing arrived? Look in the spam folder, or sign up again in an hour.",
+        )
+
+    def _inbox_page(self, sent: str, nothing_came: str) -> HTMLResponse:
+        """The check-your-inbox page; in a local trial no mailbox gets the mail, so it says where it is."""
+        if self.outbox is None:
+            return self.pages.message("Check your inbox", sent, nothing_came)
+        return self.pages.message(
+            "Check your inbox",
+            sent,
+            f"This is a local trial: the email stays on this machine, filed in {self.outbox} "
+            "(the embedded outbox). Open it there and follow its link.",
         )
 
     async def _mail(
