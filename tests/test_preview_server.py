@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -299,3 +300,12 @@ def test_an_event_stream_cut_by_ctrl_c_leaves_no_task_pending(session: PreviewSe
         assert left == []
 
     asyncio.run(open_then_cut())
+
+
+def test_the_page_shows_two_frames_with_a_width_and_colour_switch(base: str) -> None:
+    status, _, body = get(f"{base}/")
+    page = body.decode()
+    assert status == 200
+    assert page.count('<iframe class="digest') == 2  # one light, one dark: not six stacked
+    switch = re.findall(r'<button type="button" data-(?:width|scheme)="(\w+)"', page)
+    assert switch == ["375", "600", "full", "light", "dark", "both"]
