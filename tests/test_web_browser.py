@@ -77,7 +77,11 @@ def look(driver: WebDriver, name: str) -> None:
         assert scroll <= width, f"{name} scrolls sideways at {width}px ({scroll}px wide)"
         if SHOTS:
             Path(SHOTS).mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(Path(SHOTS) / f"{name}-{width}.png"))
+            for scheme in ("light", "dark"):
+                media = {"features": [{"name": "prefers-color-scheme", "value": scheme}]}
+                driver.execute_cdp_cmd("Emulation.setEmulatedMedia", media)
+                driver.save_screenshot(str(Path(SHOTS) / f"{name}-{width}-{scheme}.png"))
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
