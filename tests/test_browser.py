@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import html as html_lib
 import json
 import re
@@ -20,6 +22,7 @@ from helpers.samples import (
     make_settings,
 )
 
+from newsletter.mail.notices import Notice, NoticeComposer
 from newsletter.pipeline.previewfiles import build_preview
 from newsletter.render.digest import DigestRenderer
 from newsletter.settings import load_settings
@@ -121,6 +124,23 @@ def test_long_unbroken_titles_and_links_still_fit(width: int, tmp_path: Path) ->
 def test_empty_digest_fits_the_screen(width: int, tmp_path: Path) -> None:
     digest = DigestRenderer(make_settings(), make_issue()).render(alice(), [], UNSUBSCRIBE)
     assert_fits(digest.html, 0, width, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "notice",
+    [
+        Notice("reader@example.org", confirm_url="https://papers.example.org/confirm?t=" + "x" * 120),
+        Notice("reader@example.org", manage_url="https://papers.example.org/manage?t=" + "y" * 120),
+    ],
+    ids=["confirm", "already-subscribed"],
+)
+def test_confirmation_mail_fits_a_phone(notice: Notice, tmp_path: Path) -> None:
+    """The first mail a reader sees: fluid like the digest, never 600 px wide on a 375 px screen."""
+    composed = NoticeComposer(make_settings(tmp_path)).compose(notice)
+    message = email.message_from_bytes(composed.data, policy=email.policy.default)
+    html_part = message.get_body(("html",))
+    assert html_part is not None
+    assert_fits(html_part.get_content(), 0, 375, tmp_path)
 
 
 def test_the_overflow_check_catches_a_page_that_overflows(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -28,8 +29,18 @@ if TYPE_CHECKING:
 WAIT_SECONDS = 20
 # Null-safe: while a frame is redrawn its document has no body for a moment, and a wait must
 # read that as "not yet", not fail on it.
-FRAME = "document.querySelector('iframe.digest[title=\"600 px light\"]')?.contentDocument"
+FRAME = "document.querySelector('iframe.digest[data-scheme=\"light\"]')?.contentDocument"
 FRAME_TEXT = f"return ({FRAME}?.body?.innerText ?? '')"
+FITS = "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+RED = "rgb(179, 38, 30)"  # --bad, the colour of errors on the page
+# Each digest frame on show: its scheme, left, top and width in the page, and its document's width.
+SHOWN_FRAMES = """
+return [...document.querySelectorAll('iframe.digest')].filter(f => f.checkVisibility()).map(f => {
+  const box = f.getBoundingClientRect(), inside = f.contentDocument.documentElement.clientWidth;
+  return [f.dataset.scheme, box.left, box.top + scrollY, box.width, inside];
+});
+"""
+SHOTS = os.environ.get("SCREENSHOTS")  # a folder to keep the screenshots in, to look at them
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +90,20 @@ def frame_text(driver: Chrome) -> str:
     return str(driver.execute_script(FRAME_TEXT) or "")
 
 
+def shoot(driver: Chrome, name: str) -> None:
+    """A screenshot to look at, when SCREENSHOTS names a folder."""
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
+
+
+def at_width(driver: Chrome, width: int) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
+
+
 def save(project: Path, name: str, edit: tuple[str, str]) -> None:
     path = project / "templates" / name
     text = path.read_text(encoding="utf-8")
@@ -125,12 +150,53 @@ def test_pick_a_reader_see_their_papers_then_template_edits_show_without_reloadi
     error = page.find_element(By.ID, "error").text
     assert "paper.html:" in error and "template syntax error" in error
     assert page.find_elements(By.CSS_SELECTOR, "#error li.here")
-    page.save_screenshot(str(tmp_path / "error.png"))
+    # The excerpt's long template lines scroll inside the panel; the page does not grow sideways.
+    for width in (1280, 375):
+        at_width(page, width)
+        assert page.execute_script(FITS), f"the error panel is wider than the page at {width}px"
+        shoot(page, f"preview-error-{width}")
+    page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    dot = "return getComputedStyle(document.getElementById('status'), '::before').color"
+    assert page.execute_script(dot) == RED, "the status dot beside 'error' is not red"
 
     save(project, "paper.html", ("{{ paper.title }", "{{ paper.title }}"))
     wait_for(page, "return document.getElementById('error').hidden", "the error gone after the fix")
     assert "Howdy Alice," in frame_text(page)
     assert page.execute_script("return window.notReloaded") is True
+
+
+def test_one_width_in_two_frames_then_a_switch_shows_another(page: Chrome) -> None:
+    at_width(page, 1280)
+    frames = "[...document.querySelectorAll('iframe.digest')]"
+    drawn = f"return {frames}.every(f => f.contentDocument?.querySelector('.container'))"
+    wait_for(page, drawn, "the digest in its frames")
+    shown = page.execute_script(SHOWN_FRAMES)
+    assert [frame[0] for frame in shown] == ["light", "dark"]
+    assert all(width == 375 for _, _, _, width, _ in shown)
+    assert shown[0][2] == shown[1][2] < 1000, "the two frames side by side, on the first screen"
+    shoot(page, "preview-1280")
+    if SHOTS:  # the page's own dark colours, to look at
+        dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        page.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)
+        shoot(page, "preview-1280-dark")
+        page.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+    click(page, ".view button[data-width='600']")
+    click(page, ".view button[data-scheme='dark']")
+    [(scheme, _, top, width, inside)] = page.execute_script(SHOWN_FRAMES)
+    assert (scheme, width, inside) == ("dark", 600, 600 - 2)  # less the frame's border
+    assert top < 1000 and "width=600" in page.current_url and "scheme=dark" in page.current_url
+    shoot(page, "preview-600-dark")
+
+    click(page, ".view button[data-width='full']")
+    click(page, ".view button[data-scheme='both']")
+    full = page.execute_script(SHOWN_FRAMES)
+    assert len(full) == 2 and all(width > 600 for _, _, _, width, _ in full)
+
+    at_width(page, 375)
+    assert page.execute_script(FITS), "the preview page is wider than a phone"
+    shoot(page, "preview-phone")
+    page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_dark_frames_are_dark_and_light_frames_light(page: Chrome) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,12 +17,14 @@ from urllib.parse import urlencode
 import pytest
 from helpers.preview_owner import owner_headers, serving_preview
 from helpers.smtp_servers import LoopbackServer, RecordingHandler
+from starlette.requests import Request
 
-from newsletter.preview.app import ACTION_HEADER, create_preview_app
+from newsletter.preview.app import ACTION_HEADER, PreviewApi, create_preview_app
 from newsletter.preview.colorscheme import Scheme, force_scheme
 from newsletter.preview.facts import GMAIL_CLIP_BYTES, inbox_subject, message_facts, odd_links
 from newsletter.preview.session import PreviewSession
 from newsletter.preview.spam import parse_report, spam_verdict, spamassassin_path
+from newsletter.preview.watch import ChangeFeed
 from newsletter.settings import load_settings
 
 ALICE = "alice@example.org"
@@ -270,3 +275,37 @@ def test_a_sent_issue_is_offered_as_sent_and_shows_what_the_reader_got(project: 
     assert sent["ok"] and sent["replayed"] and not now["replayed"]
     assert [p["id"] for p in sent["papers"]] == [p["id"] for p in now["papers"]]
     assert any("as sent to alice@example.org" in note for note in sent["notes"])
+
+
+def test_an_event_stream_cut_by_ctrl_c_leaves_no_task_pending(session: PreviewSession) -> None:
+    """Ctrl-C cancels the open page's event stream; nothing of it may be left for the collector."""
+
+    async def open_then_cut() -> None:
+        preview = PreviewApi(session, ChangeFeed())
+        preview.open()
+        response = await preview.events(Request({"type": "http", "method": "GET", "headers": []}))
+        stream = aiter(response.body_iterator)
+        assert "event: hello" in str(await anext(stream))
+        waiting = asyncio.ensure_future(anext(stream))  # the page waits for the next change
+        for _ in range(5):
+            await asyncio.sleep(0)
+        waiting.cancel()  # what uvicorn does to a connection when Ctrl-C's grace time is over
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        for _ in range(5):  # cancelled tasks end on the next turns of the loop
+            await asyncio.sleep(0)
+        # A task of the stream still waiting now is garbage once the server lets go of the stream:
+        # the collector destroys it pending, and asyncio prints "Task was destroyed but it is pending!".
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+        assert left == []
+
+    asyncio.run(open_then_cut())
+
+
+def test_the_page_shows_two_frames_with_a_width_and_colour_switch(base: str) -> None:
+    status, _, body = get(f"{base}/")
+    page = body.decode()
+    assert status == 200
+    assert page.count('<iframe class="digest') == 2  # one light, one dark: not six stacked
+    switch = re.findall(r'<button type="button" data-(?:width|scheme)="(\w+)"', page)
+    assert switch == ["375", "600", "full", "light", "dark", "both"]

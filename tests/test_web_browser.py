@@ -20,10 +20,12 @@ from helpers.lists import store_of
 from helpers.signup_site import make_site, outbox, text_part
 
 from newsletter.mail.tokens import Purpose, TokenSigner, purpose_url
+from newsletter.pipeline.issue import prepare_issue
 from newsletter.pipeline.send import SendOptions, run_send
 from newsletter.settings import Settings
 from newsletter.statuses import SubscriberStatus
 from newsletter.web.app import create_app
+from newsletter.web.archive import build_site, snapshot_issue
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -75,7 +77,11 @@ def look(driver: WebDriver, name: str) -> None:
         assert scroll <= width, f"{name} scrolls sideways at {width}px ({scroll}px wide)"
         if SHOTS:
             Path(SHOTS).mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(Path(SHOTS) / f"{name}-{width}.png"))
+            for scheme in ("light", "dark"):
+                media = {"features": [{"name": "prefers-color-scheme", "value": scheme}]}
+                driver.execute_cdp_cmd("Emulation.setEmulatedMedia", media)
+                driver.save_screenshot(str(Path(SHOTS) / f"{name}-{width}-{scheme}.png"))
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
@@ -145,6 +151,7 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     look(driver, "3-confirm")
     submit(driver, "button[type=submit]")
     assert heading(driver) == "You\u2019re subscribed"
+    assert find(By.TAG_NAME, "main").text.lower().count("subscribed") == 1
     first_titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".paper h3")]
     assert first_titles, "the papers this week's issue would have sent"
     look(driver, "4-subscribed")
@@ -157,6 +164,9 @@ def test_a_reader_signs_up_confirms_tunes_gets_the_issue_and_leaves(
     new_titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".paper h3")]
     assert new_titles and new_titles != first_titles
     look(driver, "5-manage-saved")
+    driver.get(link(confirmation, "/confirm"))  # the confirmation mail's link, clicked again
+    assert heading(driver) == "Already confirmed" and not driver.find_elements(By.TAG_NAME, "button")
+    look(driver, "5b-already-confirmed")
 
     report = run_send(settings, SendOptions(list_name="news"))
     assert report.sent >= 1
@@ -181,9 +191,10 @@ const style = (selector, property) => {
   const found = document.querySelector(selector);
   return found ? getComputedStyle(found)[property] : null;
 };
+const text = (selector) => document.querySelector(selector) && document.querySelector(selector).textContent;
 return [style("body", "backgroundColor"), style(".box", "backgroundColor"), style(".box", "maxWidth"),
         style(".masthead", "color"), style("h1", "fontSize"), style("h1", "fontFamily"),
-        document.querySelector(".masthead") && document.querySelector(".masthead").textContent];
+        style(".footer", "color"), text(".footer"), text(".masthead")];
 """
 
 
@@ -194,11 +205,19 @@ def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
     driver = browser
     signer = TokenSigner(str(settings.secret))
     feedback = purpose_url(signer, base_url, Purpose.FEEDBACK, "news", "alice@example.org", item="2403.00001")
+    from selenium.webdriver.common.by import By
+
+    driver.get(purpose_url(signer, base_url, Purpose.UNSUBSCRIBE, "news", "alice@example.org"))
+    unsubscribe_colour = driver.find_element(By.CSS_SELECTOR, "button.danger").value_of_css_property(
+        "background-color"
+    )
     driver.get(f"{base_url}/subscribe?list=news")
     sign_up = driver.execute_script(LOOK)
     assert sign_up[-1] == "Lab Papers" and None not in sign_up
+    assert "Lab Papers" in sign_up[-2], "the footer names the sender"
     pages = {
         "7-feedback": (f"{feedback}&v=less", "Fewer papers like this one?"),
+        "7-feedback-more": (f"{feedback}&v=more", "More papers like this one?"),
         "8-link-not-valid": (f"{base_url}/unsubscribe?t=forged", "Link not valid"),
         "9-incomplete-link": (f"{base_url}/unsubscribe?list=news", "Incomplete link"),
         "10-page-not-found": (f"{base_url}/no-such-page", "Page not found"),
@@ -208,3 +227,52 @@ def test_feedback_invalid_link_and_missing_pages_look_like_the_sign_up_page(
         assert heading(driver) == title
         assert driver.execute_script(LOOK) == sign_up, f"{name} does not look like the sign-up page"
         look(driver, name)
+        if name.startswith("7-feedback"):
+            button = driver.find_element(By.CSS_SELECTOR, "button[type=submit]")
+            assert button.value_of_css_property("background-color") != unsubscribe_colour, (
+                f"{name}'s button has the unsubscribe button's colour"
+            )
+
+
+# How many lines the text `2024-W11` of the page's h1 is laid out on.
+ISSUE_ID_LINES = """
+const walker = document.createTreeWalker(document.querySelector("h1"), NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  const at = node.textContent.indexOf(arguments[0]);
+  if (at < 0) continue;
+  const range = document.createRange();
+  range.setStart(node, at);
+  range.setEnd(node, at + arguments[0].length);
+  return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+}
+return 0;
+"""
+
+
+def test_home_and_archive_pages_fit_a_phone_and_lead_to_each_other(
+    site: tuple[Settings, str], browser: WebDriver
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    settings, base_url = site
+    driver = browser
+    snapshot_issue(settings, prepare_issue(settings, require_papers=True))
+    build_site(settings)
+
+    driver.get(f"{base_url}/")
+    assert heading(driver) == "Subscribe to Lab Papers"
+    assert driver.find_elements(By.ID, "email")
+    look(driver, "11-home")
+    driver.find_element(By.PARTIAL_LINK_TEXT, "past issues").click()
+    look(driver, "12-archive-index")
+    driver.find_element(By.LINK_TEXT, "2024-W11").click()
+    look(driver, "13-archive-issue")
+    for width in range(240, 420, 4):  # wherever the line ends, the issue id is never cut at its hyphen
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": True},
+        )
+        assert driver.execute_script(ISSUE_ID_LINES, "2024-W11") == 1, f"2024-W11 wraps at {width}px"
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    driver.find_element(By.LINK_TEXT, "Get it by email").click()
+    assert heading(driver) == "Subscribe to Lab Papers"

@@ -232,7 +232,8 @@ def test_manage_saves_preferences_and_shows_what_they_pick(client: TestClient, s
             "action": "save",
         },
     )
-    assert saved.status_code == 200 and "Saved" in saved.text and saved.text.count('class="paper"') >= 3
+    assert saved.status_code == 200 and "Saved" in saved.text
+    assert saved.text.count('class="paper"') >= 1  # what the daily issue of the sample's one day picks
     alice = store(settings).get("alice@example.org")
     assert alice is not None and alice.keywords == ["reinforcement learning", "speech"]
     assert alice.frequency is Frequency.DAILY and str(alice.pause_until) == "2099-01-31"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..delivery.channel import outbox_shown
 from ..errors import NewsletterError
 from ..listening import check_can_listen
 from ..pipeline.issue import LOCAL_PORT, LOCAL_SECRET
@@ -58,6 +59,9 @@ def serve(app: AppContext, host: str, port: int) -> None:
         "digest (Ctrl-C to stop)",
         err=True,
     )
+    outbox = outbox_shown(settings)
+    if outbox is not None:
+        click.echo(f"Confirmation mail goes to the embedded outbox: open it in {outbox}", err=True)
     limits = ServeLimits.from_settings(settings.serve)
     proxies = settings.serve.trusted_proxies
     config = server_config(web_app, host, port, limits, trusted_proxies=proxies, verbose=app.verbose)

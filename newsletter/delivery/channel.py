@@ -21,6 +21,17 @@ def server_label(smtp: SmtpSettings) -> str:
     return "embedded" if smtp.is_embedded else f"{smtp.host}:{smtp.port}"
 
 
+def outbox_shown(settings: Settings) -> str | None:
+    """Where the embedded outbox files new mail, as the user finds it ('outbox/new/'); None for a server."""
+    if channel_for(settings.smtp) is Channel.SMTP:
+        return None
+    folder = settings.path(settings.smtp.outbox) / "new"
+    try:
+        return f"{folder.relative_to(settings.config_dir)}/"
+    except ValueError:  # an outbox outside the project folder: the full path
+        return f"{folder}/"
+
+
 def start_embedded(settings: Settings) -> EmbeddedServer | None:
     """The embedded server, started, when the channel is the outbox; None for a real server."""
     if channel_for(settings.smtp) is Channel.SMTP:

@@ -265,10 +265,16 @@ def _last_fetched(settings: Settings) -> str:
 
 
 def archive_url(settings: Settings, issue_id: str) -> str | None:
-    """The issue's "view in browser" page, when `newsletter serve` is public."""
-    if not settings.base_url:
-        return None
-    return f"{settings.base_url.rstrip('/')}/archive/{issue_id}.html"
+    """The issue's "view in browser" page on `newsletter serve`.
+
+    Under base_url when serve is public; in a local trial its links point at serve on this machine,
+    so the page is linked there too, once `newsletter archive` wrote it (never a link to nothing).
+    """
+    if settings.base_url:
+        return f"{settings.base_url.rstrip('/')}/archive/{issue_id}.html"
+    if (settings.path(settings.archive_dir) / f"{issue_id}.html").is_file():
+        return f"{LOCAL_BASE_URL}/archive/{issue_id}.html"
+    return None
 
 
 class LinkSigner:

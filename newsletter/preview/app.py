@@ -189,6 +189,7 @@ class PreviewApi:
             async with self.feed.subscription() as queue:
                 yield f"retry: 500\nevent: hello\ndata: {self.session.version}\n\n"
                 ended = asyncio.ensure_future(closing.wait())
+                news: asyncio.Future[int] | None = None
                 try:
                     while not closing.is_set():
                         news = asyncio.ensure_future(queue.get())
@@ -201,10 +202,21 @@ class PreviewApi:
                             continue
                         yield f"event: reload\ndata: {news.result()}\n\n"
                 finally:
-                    ended.cancel()
+                    # Cut by Ctrl-C or a closed tab: a task left waiting here would be collected
+                    # pending, and asyncio prints "Task was destroyed but it is pending!".
+                    await _ended(ended, news)
 
         headers = {"X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def _ended(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel the tasks and wait until they have ended, even while this task is being cancelled."""
+    waiting = [task for task in tasks if task is not None and not task.done()]
+    for task in waiting:
+        task.cancel()
+    if waiting:
+        await asyncio.shield(asyncio.wait(waiting))
 
 
 def create_preview_app(

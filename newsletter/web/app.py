@@ -148,6 +148,7 @@ def create_app(settings: Settings, *, local_trial: bool = False) -> Starlette:
     routes: list[BaseRoute] = [
         Route(UNSUBSCRIBE_PATH, handler.confirm, methods=["GET"]),
         Route(UNSUBSCRIBE_PATH, handler.unsubscribe, methods=["POST"]),
+        Route("/", selfservice.home, methods=["GET"]),
         Route(SUBSCRIBE_PATH, selfservice.subscribe_form, methods=["GET"]),
         Route(SUBSCRIBE_PATH, selfservice.subscribe, methods=["POST"]),
         Route(CONFIRM_PATH, selfservice.confirm_form, methods=["GET"]),

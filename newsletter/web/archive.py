@@ -66,15 +66,21 @@ def build_site(settings: Settings) -> list[Path]:
     out = settings.path(settings.archive_dir)
     issues = load_issues(settings)
     env = make_environment(template_dirs(settings))
+    site = {"title": settings.title, "signup_url": _signup_url(settings)}
     written = []
     for issue in issues:
-        html = _render(env, "archive/issue.html", title=settings.title, issue=_linkable(issue))
+        html = _render(env, "archive/issue.html", issue=_linkable(issue), **site)
         written.append(_write(out / f"{issue.issue_id}.html", html))
-    written.append(
-        _write(out / "index.html", _render(env, "archive/index.html", title=settings.title, issues=issues))
-    )
+    written.append(_write(out / "index.html", _render(env, "archive/index.html", issues=issues, **site)))
     written.append(_write(out / "feed.xml", atom_feed(settings, issues)))
     return written
+
+
+def _signup_url(settings: Settings) -> str:
+    """Where a visitor of the archive subscribes: serve's form, the archive being served at /archive/."""
+    if settings.base_url:
+        return safe_url(f"{settings.base_url.rstrip('/')}/subscribe") or "../subscribe"
+    return "../subscribe"  # relative: right behind a proxy's path prefix too
 
 
 def _linkable(issue: ArchivedIssue) -> ArchivedIssue:

@@ -1,4 +1,4 @@
-"""This week's issue as the web pages show it: the papers a set of keywords would pick."""
+"""The current issue as the web pages show it: the papers a set of keywords would pick."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from ..errors import NewsletterError
 from ..pipeline.issue import PreparedIssue, prepare_issue
 from ..render.text import safe_url
 from ..settings import Settings
+from ..statuses import Frequency
 
 log = logging.getLogger(__name__)
 REFRESH_THREAD = "newsletter-papers-refresh"  # named, so a test can wait for it to end
 REFRESH_SECONDS = 600.0  # the issue is reloaded at most this often (papers change once a day)
 BLURB_WORDS = 32
+_Key = tuple[str, Frequency]  # one issue per list and frequency: a daily one covers one day
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class PaperLine:
 
 
 class IssueSample:
-    """The current issue of a list, kept REFRESH_SECONDS; never fetched while a page waits.
+    """The current issue of a list (weekly or daily), kept REFRESH_SECONDS; never fetched while a page waits.
 
     With [[sources]], loading the issue may fetch feeds over the network, and a feed that accepts
     and never answers held every page that shows papers (and, holding the worker threads, the
@@ -43,47 +45,54 @@ class IssueSample:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._issues: dict[str, tuple[float, PreparedIssue | None]] = {}
-        self._refreshing: set[str] = set()
+        self._issues: dict[_Key, tuple[float, PreparedIssue | None]] = {}
+        self._refreshing: set[_Key] = set()
 
-    def issue(self, list_name: str) -> PreparedIssue | None:
+    def issue(self, list_name: str, frequency: Frequency = Frequency.WEEKLY) -> PreparedIssue | None:
         """The prepared issue, or None when there are no papers to show (never an error page)."""
+        key = (list_name, frequency)
         with self._lock:
-            loaded = self._issues.get(list_name)
+            loaded = self._issues.get(key)
             last = loaded[1] if loaded is not None else None
             if loaded is not None and time.monotonic() - loaded[0] < REFRESH_SECONDS:
                 return last
             if not self.settings.sources:
-                self._issues[list_name] = (time.monotonic(), self._prepared(list_name, last))
-                return self._issues[list_name][1]
-            if list_name not in self._refreshing:
-                self._refreshing.add(list_name)
+                self._issues[key] = (time.monotonic(), self._prepared(key, last))
+                return self._issues[key][1]
+            if key not in self._refreshing:
+                self._refreshing.add(key)
                 threading.Thread(
-                    target=self._refresh, args=(list_name, last), name=REFRESH_THREAD, daemon=True
+                    target=self._refresh, args=(key, last), name=REFRESH_THREAD, daemon=True
                 ).start()
             return last
 
-    def _prepared(self, list_name: str, last: PreparedIssue | None) -> PreparedIssue | None:
+    def _prepared(self, key: _Key, last: PreparedIssue | None) -> PreparedIssue | None:
         """The issue prepared now; when that fails, the last good copy."""
+        list_name, frequency = key
         try:
-            return prepare_issue(self.settings, list_name=list_name)
+            return prepare_issue(self.settings, list_name=list_name, frequency=frequency)
         except NewsletterError as exc:
             log.warning("no new papers to show on the web pages: %s", exc.message)
             return last
 
-    def _refresh(self, list_name: str, last: PreparedIssue | None) -> None:
+    def _refresh(self, key: _Key, last: PreparedIssue | None) -> None:
         """The background load: the fetch runs outside the lock, so no request waits for it."""
         try:
-            issue = self._prepared(list_name, last)
+            issue = self._prepared(key, last)
             with self._lock:
-                self._issues[list_name] = (time.monotonic(), issue)
+                self._issues[key] = (time.monotonic(), issue)
         finally:
             with self._lock:
-                self._refreshing.discard(list_name)
+                self._refreshing.discard(key)
 
-    def picks(self, list_name: str, keywords: tuple[str, ...] | list[str]) -> list[PaperLine]:
-        """What this week's issue would send a reader with these keywords."""
-        issue = self.issue(list_name)
+    def picks(
+        self,
+        list_name: str,
+        keywords: tuple[str, ...] | list[str],
+        frequency: Frequency = Frequency.WEEKLY,
+    ) -> list[PaperLine]:
+        """What the reader's next issue (this week's, or today's for a daily reader) would send them."""
+        issue = self.issue(list_name, frequency)
         if issue is None:
             return []
         picked = issue.ranker.rank(list(keywords), top=self.settings.selection.top_n)

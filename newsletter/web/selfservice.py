@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from ..delivery.channel import outbox_shown
 from ..delivery.oneoff import OneOffSender
 from ..errors import NewsletterError, StoreError, SubscriberError
 from ..mail.compose import HeaderValueError
@@ -25,7 +26,7 @@ from ..mail.tokens import CONFIRM_TTL, Claims, Purpose, TokenSigner, purpose_url
 from ..models import Subscriber
 from ..pipeline.issue import LOCAL_BASE_URL
 from ..settings import Settings
-from ..statuses import ReplyClass, SubscriberStatus
+from ..statuses import Frequency, ReplyClass, SubscriberStatus
 from ..store import open_database
 from ..subscribers import SubscriberStore, known_list, open_list
 from ..subscribers.signup import (
@@ -68,6 +69,7 @@ class SelfService:
         self.saves = RateLimit(db, "saves per reader", SAVES_PER_READER_PER_HOUR, 3600, secret)
         self.sample = IssueSample(settings)
         self.mailer = OneOffSender(settings)
+        self.outbox = outbox_shown(settings)
         self.notices = NoticeComposer(settings)
         self.base_url = (settings.base_url or "").rstrip("/")
         self.secure_cookie = self.base_url.startswith("https://")
@@ -96,6 +98,10 @@ class SelfService:
         return purpose_url(self.tokens, base, purpose, claims_list, email, item=item, expires=expires)
 
     # --- /subscribe -------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> HTMLResponse:
+        """GET /: a newcomer lands on the default list's sign-up form, not on a bare Not Found."""
+        return await self._form(request, self.settings.default_list, {}, error="", retry=False, status=200)
 
     async def subscribe_form(self, request: Request) -> HTMLResponse:
         """GET: the sign-up form, with keyword examples and this week's top papers."""
@@ -133,6 +139,7 @@ class SelfService:
             no_papers_text="",
             error=error,
             retry=retry,
+            archive_url=self._archive_link(),
         )
         if fresh:
             response.set_cookie(
@@ -144,6 +151,11 @@ class SelfService:
                 secure=self.secure_cookie,
             )
         return response
+
+    def _archive_link(self) -> str:
+        """The past issues, once `newsletter archive` wrote them; relative, so a path prefix keeps working."""
+        index = self.settings.path(self.settings.archive_dir) / "index.html"
+        return "archive/" if index.is_file() else ""
 
     async def subscribe(self, request: Request) -> HTMLResponse:
         """POST: record a pending sign-up and mail the confirmation; one answer for every address."""
@@ -187,18 +199,27 @@ class SelfService:
         return response
 
     def _check_inbox(self) -> HTMLResponse:
-        return self.pages.message(
-            "Check your inbox",
+        return self._inbox_page(
             "We have sent you an email. Open the link in it to confirm your subscription.",
             "Nothing arrived after a few minutes? Look in the spam folder, or sign up again in an hour.",
         )
 
     def _mailed_already(self) -> HTMLResponse:
-        return self.pages.message(
-            "Check your inbox",
+        return self._inbox_page(
             "An email went to this address less than an hour ago, so no new email was sent. "
             "Open the link in that one to confirm your subscription.",
             "Nothing arrived? Look in the spam folder, or sign up again in an hour.",
+        )
+
+    def _inbox_page(self, sent: str, nothing_came: str) -> HTMLResponse:
+        """The check-your-inbox page; in a local trial no mailbox gets the mail, so it says where it is."""
+        if self.outbox is None:
+            return self.pages.message("Check your inbox", sent, nothing_came)
+        return self.pages.message(
+            "Check your inbox",
+            sent,
+            f"This is a local trial: the email stays on this machine, filed in {self.outbox} "
+            "(the embedded outbox). Open it there and follow its link.",
         )
 
     async def _mail(
@@ -241,11 +262,15 @@ class SelfService:
         )
 
     async def confirm_form(self, request: Request) -> HTMLResponse:
-        """GET: one button, no change."""
+        """GET: one button, no change; a link already used says so instead of offering the button again."""
         token = request.query_params.get("t", "")
         claims = self._claims(token, Purpose.CONFIRM)
         if claims is None:
             return self._spent()
+        store = await run_in_threadpool(known_list, self.settings.places, claims.list_name)  # never makes one
+        subscriber = None if store is None else await run_in_threadpool(store.get, claims.email)
+        if subscriber is not None and subscriber.status is SubscriberStatus.ACTIVE:
+            return self._subscribed_already(claims.email, subscriber)
         return self.pages.page(
             "web/confirm.html",
             "Confirm your subscription",
@@ -280,8 +305,8 @@ class SelfService:
             manage,
             subscriber,
             title="You\u2019re subscribed",
-            saved="You\u2019re subscribed. The first digest comes with the next issue.",
-            heading="This week\u2019s issue would have sent you",
+            saved=f"Confirmed. Your first {subscriber.frequency.value} digest comes with the next issue.",
+            heading=f"{_next_issue(subscriber.frequency).capitalize()} would have sent you",
         )
 
     # --- /manage ----------------------------------------------------------------------------
@@ -295,7 +320,7 @@ class SelfService:
         title: str = "Your subscription",
         saved: str = "",
         error: str = "",
-        heading: str = "With these topics, this week\u2019s issue sends you",
+        heading: str = "",
         fields: dict[str, str] | None = None,
         status: int = 200,
     ) -> HTMLResponse:
@@ -308,7 +333,8 @@ class SelfService:
             "pause_until": subscriber.pause_until.isoformat() if subscriber.pause_until else "",
         }
         form = {key: (fields or {}).get(key, value) for key, value in stored.items()}
-        papers = await run_in_threadpool(self.sample.picks, list_name, tuple(subscriber.keywords))
+        frequency = subscriber.frequency
+        papers = await run_in_threadpool(self.sample.picks, list_name, tuple(subscriber.keywords), frequency)
         examples = await run_in_threadpool(self.sample.examples, list_name)
         return self.pages.page(
             "web/manage.html",
@@ -322,17 +348,17 @@ class SelfService:
             error=error,
             intro=f"Preferences for {subscriber.email}.",
             papers=papers,
-            papers_heading=heading,
-            no_papers_text="No papers in this week\u2019s issue match these topics yet. "
-            "Try broader words, or leave the topics empty for the week\u2019s top papers.",
+            papers_heading=heading or f"With these topics, {_next_issue(frequency)} sends you",
+            no_papers_text=f"No papers in {_next_issue(frequency)} match these topics yet. "
+            "Try broader words, or leave the topics empty for the top papers.",
         )
 
     def _subscribed_already(self, email: str, subscriber: Subscriber | None) -> HTMLResponse:
         if subscriber is None or subscriber.status is not SubscriberStatus.ACTIVE:
             return self._spent()
         return self.pages.message(
-            "You\u2019re subscribed",
-            f"{email} gets the {subscriber.frequency.value} {self.settings.title} digest.",
+            "Already confirmed",
+            f"{email} is subscribed to the {subscriber.frequency.value} {self.settings.title} digest.",
             "This link has been used already. To change your topics, use the link at the foot of any digest.",
         )
 
@@ -417,6 +443,11 @@ def _local_base(request: Request) -> str:
     host, port = server[0], server[1]
     host = f"[{host}]" if ":" in str(host) else host
     return f"http://{host}:{port}"
+
+
+def _next_issue(frequency: Frequency) -> str:
+    """What the papers shown beside a reader's preferences come from, in their own cadence."""
+    return "today\u2019s issue" if frequency is Frequency.DAILY else "this week\u2019s issue"
 
 
 def _with(subscriber: Subscriber, prefs: Preferences) -> Subscriber:
