@@ -28,6 +28,10 @@ TERMS_KEPT = 20  # a paper's most telling terms (tf x idf) kept to find papers t
 
 # The window's score of a set of terms, one number per paper (the ranker's BM25 index).
 WordScores = Callable[[Sequence[str]], np.ndarray]
+# One judged paper's closeness row and near-duplicates, by (its vector's bytes, its telling terms):
+# many readers judge the same papers, so each is worked out once per issue (see Ranker).
+ClosenessCache = dict[tuple[bytes, tuple[str, ...]], tuple[np.ndarray, np.ndarray]]
+CLOSENESS_CACHE_SIZE = 4096  # judged papers kept: one float32 row each (8 KB for 2,000 papers)
 
 
 class Verdict(StrEnum):
@@ -90,17 +94,26 @@ def feedback_effect(
     words: WordScores | None = None,
     semantic_weight: float = 0.3,
     wanted: Collection[str] = (),
+    cache: ClosenessCache | None = None,
 ) -> FeedbackEffect:
     """How a reader's feedback bears on each paper of the window.
 
     `wanted` are the terms of the reader's own keywords: a disliked paper is judged by the words
     it does not share with them, so "less like this" on one diffusion paper sinks its kind, not
-    every paper on the diffusion models the reader asked for.
+    every paper on the diffusion models the reader asked for. `cache` keeps each judged paper's
+    row for the next reader who judged it too.
     """
-    like, _ = _closeness(vectors, taste.liked, taste.liked_ids, taste.terms, words, semantic_weight)
-    unwanted = {pid: tuple(t for t in found if t not in wanted) for pid, found in taste.terms.items()}
-    dislike, raw = _closeness(vectors, taste.disliked, taste.disliked_ids, unwanted, words, semantic_weight)
-    return FeedbackEffect(like, dislike, raw >= NEAR_DUPLICATE)
+    rows: ClosenessCache = {} if cache is None else cache
+    like, _ = _closeness(vectors, taste.liked, taste.liked_ids, taste.terms, words, semantic_weight, rows)
+    unwanted = {
+        pid: tuple(t for t in taste.terms[pid] if t not in wanted)
+        for pid in taste.disliked_ids
+        if pid in taste.terms
+    }
+    dislike, banned = _closeness(
+        vectors, taste.disliked, taste.disliked_ids, unwanted, words, semantic_weight, rows
+    )
+    return FeedbackEffect(like, dislike, banned)
 
 
 def _closeness(
@@ -110,22 +123,43 @@ def _closeness(
     terms: Mapping[str, tuple[str, ...]],
     words: WordScores | None,
     semantic_weight: float,
+    cache: ClosenessCache,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per window paper: the highest closeness to any chosen paper, and the highest raw cosine."""
+    """Per window paper: the highest closeness to any chosen paper, and whether it nearly copies one."""
     count = len(vectors)
     best = np.zeros(count, dtype=np.float32)
+    banned = np.zeros(count, dtype=bool)
     if not chosen.size or not vectors.size:
-        return best, best.copy()
-    cosines = np.einsum("ij,kj->ki", vectors, chosen)  # einsum: no threaded BLAS (see selection)
-    for row, paper_id in zip(cosines, ids, strict=True):
-        others = row < NEAR_DUPLICATE  # the judged paper itself (or a copy) sets no scale
-        closeness = _window_scaled(row, others, float(row[others].mean()) if others.any() else 0.0)
-        telling = terms.get(paper_id)
-        if telling and words is not None:
-            lexical = _window_scaled(np.asarray(words(telling), dtype=np.float32), others, 0.0)
-            closeness = (1.0 - semantic_weight) * lexical + semantic_weight * closeness
-        np.maximum(best, closeness, out=best)
-    return best, cosines.max(axis=0).astype(np.float32)
+        return best, banned
+    for vector, paper_id in zip(chosen, ids, strict=True):
+        telling = terms.get(paper_id, ()) if words is not None else ()
+        key = (vector.tobytes(), telling)
+        row = cache.get(key)
+        if row is None:
+            row = _one_closeness(vectors, vector, telling, words, semantic_weight)
+            if len(cache) >= CLOSENESS_CACHE_SIZE:
+                cache.clear()
+            cache[key] = row
+        np.maximum(best, row[0], out=best)
+        banned[row[1]] = True
+    return best, banned
+
+
+def _one_closeness(
+    vectors: np.ndarray,
+    vector: np.ndarray,
+    telling: tuple[str, ...],
+    words: WordScores | None,
+    semantic_weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One judged paper: every window paper's closeness to it (0..1), and its near-duplicates' indexes."""
+    row = np.einsum("ij,j->i", vectors, vector)  # einsum: no threaded BLAS (see selection)
+    others = row < NEAR_DUPLICATE  # the judged paper itself (or a copy) sets no scale
+    closeness = _window_scaled(row, others, float(row[others].mean()) if others.any() else 0.0)
+    if telling and words is not None:
+        lexical = _window_scaled(np.asarray(words(telling), dtype=np.float32), others, 0.0)
+        closeness = (1.0 - semantic_weight) * lexical + semantic_weight * closeness
+    return closeness.astype(np.float32), np.flatnonzero(~others)
 
 
 def _window_scaled(values: np.ndarray, others: np.ndarray, floor: float) -> np.ndarray:
