@@ -13,7 +13,7 @@ from ..sources.paper import Paper
 from ..text import split_keywords
 from .acronyms import Acronyms, short_form
 from .authors import AUTHOR_PREFIX, author_name, author_vector
-from .feedback import TERMS_KEPT, ClosenessCache, FeedbackEffect, Taste, feedback_effect
+from .feedback import DISLIKE_SHARE, TERMS_KEPT, FeedbackEffect, JudgedPapers, Taste, feedback_effect
 from .keywordscore import FieldIndex
 from .semantic import EmbeddingModel, load_model, paper_text, similarity_scores
 from .sentences import Closest, SentenceMeaning
@@ -130,7 +130,7 @@ class Ranker:
         self._sentences: SentenceMeaning | None = None
         self._by_popularity: list[int] | None = None
         self._picks: dict[tuple[tuple[int, ...], int], tuple[list[int], list[float]]] = {}
-        self._judged: ClosenessCache = {}  # readers' liked and disliked papers, each worked out once
+        self._judged = JudgedPapers(len(self.papers))  # readers' liked and disliked papers, each once
 
     def rank(
         self,
@@ -188,7 +188,6 @@ class Ranker:
         Adds to `blocked` what the filler must not bring back either: their liked and disliked
         papers and the near-duplicates of a disliked one.
         """
-        scores = self._scores(keys, copy=True)
         effect = None
         if taste and self.settings.feedback_weight > 0 and self._model is not None and self._fits(taste):
             wanted = {t for kw, _ in keys for t in normalise_keyword(kw).split()}
@@ -200,16 +199,31 @@ class Ranker:
                 wanted,
                 self._judged,
             )
-            if keys:  # a paper clearly like one they liked is picked even without a keyword match
-                scores = np.where(np.isneginf(scores) & effect.alone, self._base, scores)
-            scores = scores + self.settings.feedback_weight * effect.net
-            scores[effect.banned] = -np.inf
+            scores = self._scores_with(keys, effect)
             blocked.update(np.flatnonzero(effect.banned).tolist())
             judged = (*taste.liked_ids, *taste.disliked_ids)
             blocked.update(self._position[i] for i in judged if i in self._position)
+        else:
+            scores = self._scores(keys, copy=True)
         if blocked:
             scores[list(blocked)] = -np.inf
         return self._scored(self._best(scores, size), keys, effect)
+
+    def _scores_with(self, keys: tuple[tuple[str, int], ...], effect: FeedbackEffect) -> np.ndarray:
+        """Scores moved by a reader's feedback: a paper clearly like one they liked is picked even
+        without a keyword match (at its recency and popularity), the rest rise or sink by closeness."""
+        s = self.settings
+        net = effect.net
+        if not keys:
+            return self._base + s.feedback_weight * net
+        rows = [row for _, row in keys]
+        relevance = self._matrix[rows[0]] if len(rows) == 1 else self._matrix[rows].sum(axis=0)
+        alone = np.where(effect.alone, self._base, -np.inf)
+        scores: np.ndarray = np.where(
+            relevance > s.min_relevance, self._base + s.keyword_weight * relevance, alone
+        )
+        scores += s.feedback_weight * net
+        return scores
 
     def _popular(self, count: int, blocked: Collection[int]) -> list[ScoredPaper]:
         """The window's most upvoted papers (newer first among equals), to fill a digest's own section."""
@@ -247,7 +261,10 @@ class Ranker:
         if effect is None:
             return [ScoredPaper(papers[i], value, self, i, keys) for i, value in zip(*best, strict=True)]
         weight = self.settings.feedback_weight
-        net, like, dislike = (part[best[0]].tolist() for part in (effect.net, effect.like, effect.dislike))
+        at = best[0]
+        like, dislike = effect.like[at], effect.dislike[at]
+        net = (like - DISLIKE_SHARE * dislike).tolist()
+        like, dislike = like.tolist(), dislike.tolist()
         return [
             ScoredPaper(papers[i], value, self, i, keys, (weight * n, liked, disliked))
             for i, value, n, liked, disliked in zip(*best, net, like, dislike, strict=True)
