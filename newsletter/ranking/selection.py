@@ -168,12 +168,22 @@ class Ranker:
             picked.extend(self._popular(size - len(picked), blocked))
         return picked
 
+    def _summed(self, keys: tuple[tuple[str, int], ...]) -> np.ndarray:
+        """The keywords' relevance summed per paper (row by row, in the order the rows were given)."""
+        matrix = self._matrix
+        if len(keys) == 1:
+            found: np.ndarray = matrix[keys[0][1]]
+            return found
+        total: np.ndarray = matrix[keys[0][1]] + matrix[keys[1][1]]
+        for _, row in keys[2:]:
+            total += matrix[row]
+        return total
+
     def _scores(self, keys: tuple[tuple[str, int], ...], *, copy: bool) -> np.ndarray:
         """Every paper's score for these keywords; -inf where none of them matches."""
         if not keys:
             return self._base.copy() if copy else self._base
-        rows = [row for _, row in keys]
-        relevance = self._matrix[rows[0]] if len(rows) == 1 else self._matrix[rows].sum(axis=0)
+        relevance = self._summed(keys)
         return np.where(
             relevance > self.settings.min_relevance,
             self._base + self.settings.keyword_weight * relevance,
@@ -216,8 +226,7 @@ class Ranker:
         net = effect.net
         if not keys:
             return self._base + s.feedback_weight * net
-        rows = [row for _, row in keys]
-        relevance = self._matrix[rows[0]] if len(rows) == 1 else self._matrix[rows].sum(axis=0)
+        relevance = self._summed(keys)
         alone = np.where(effect.alone, self._base, -np.inf)
         scores: np.ndarray = np.where(
             relevance > s.min_relevance, self._base + s.keyword_weight * relevance, alone
