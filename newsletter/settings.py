@@ -232,7 +232,7 @@ class SelectionSettings(_Section):
         "digest) or popular (the week's most upvoted papers, in their own section)",
     )
     feedback_weight: float = Field(
-        default=1.0,
+        default=0.5,
         ge=0,
         description="how far a reader's 'more/less like this' moves similar papers; 0 = ignore feedback",
     )

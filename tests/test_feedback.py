@@ -146,6 +146,37 @@ def test_feedback_weight_zero_ignores_feedback() -> None:
     assert ids(ranker.rank(["diffusion models"], taste=taste_of(ranker, disliked=("img1",)))) == plain
 
 
+Reader = tuple[
+    list[str], tuple[str, ...], tuple[str, ...], tuple[str, ...]
+]  # keywords, sent, liked, disliked
+
+
+def picks_of(ranker: Ranker, reader: Reader) -> list[tuple[str, float, float]]:
+    keywords, sent, liked, disliked = reader
+    taste = taste_of(ranker, liked, disliked) if liked or disliked else None
+    picked = ranker.rank(keywords, exclude_ids=sent, taste=taste)
+    assert not {s.paper.id for s in picked} & {*sent, *liked, *disliked}  # nothing sent or judged again
+    return [(s.paper.id, round(s.score, 9), s.feedback) for s in picked]
+
+
+def test_one_ranker_serving_many_readers_gives_each_what_a_fresh_ranker_would() -> None:
+    """Picks and judged papers are worked out once per issue and shared: nothing of one reader's
+    feedback, earlier issues or keywords may reach another reader who shares some of them."""
+    settings = SelectionSettings(recency_weight=0, popularity_weight=0)
+    readers: list[Reader] = [
+        (["diffusion models"], (), (), ("img1",)),
+        (["diffusion models"], (), (), ()),
+        (["music"], (), (), ("img1",)),  # the same dislike, other keywords: other words left to judge by
+        (["diffusion models"], ("img2",), (), ()),
+        (["diffusion models"], (), ("mus1",), ()),
+        (["diffusion models"], (), (), ()),
+        (["diffusion models", "music"], (), ("mus1",), ("img1",)),
+    ]
+    shared = Ranker(PAPERS, ISSUE, settings)
+    for reader in readers:
+        assert picks_of(shared, reader) == picks_of(Ranker(PAPERS, ISSUE, settings), reader)
+
+
 def test_the_store_keeps_the_latest_verdict_per_reader_and_paper(database_url: str) -> None:
     ranker = Ranker(PAPERS, ISSUE, SelectionSettings())
     store = feedback_store(database_url)

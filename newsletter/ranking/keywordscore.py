@@ -165,26 +165,39 @@ class Bm25:
         lengths = np.array([len(doc) or 1 for doc in corpus], dtype=np.float64)  # an empty text counts one
         average = lengths.mean() if self.size else 1.0
         norms = k1 * ((1 - b) + b * lengths / average)
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        for index, doc in enumerate(corpus):
-            for term, count in Counter(doc).items():
-                docs, counts = postings.setdefault(term, ([], []))
-                docs.append(index)
-                counts.append(count)
         self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for term, (docs, counts) in postings.items():
-            df = len(docs)
-            idf = np.float32(math.log(1 + (self.size - df + 0.5) / (df + 0.5)))
-            tf = np.array(counts, dtype=np.float64)
-            at = np.array(docs, dtype=np.intp)
-            self._postings[term] = (at, (np.float64(idf) * (tf / (norms[at] + tf))).astype(np.float32))
+        vocabulary: dict[str, int] = {}
+        ids = np.fromiter(
+            (vocabulary.setdefault(t, len(vocabulary)) for doc in corpus for t in doc), dtype=np.int64
+        )
+        if not len(ids):
+            return
+        # One sort for the whole corpus instead of a counter per document: each (term, document)
+        # pair once, with its count, ordered by term and then document.
+        docs = np.repeat(np.arange(self.size, dtype=np.int64), [len(doc) for doc in corpus])
+        pairs, counts = np.unique(ids * self.size + docs, return_counts=True)
+        term_of, at = np.divmod(pairs, self.size)
+        starts = np.flatnonzero(np.diff(term_of, prepend=-1))
+        df = np.diff(starts, append=len(pairs))
+        idf = np.array(
+            [np.float32(math.log(1 + (self.size - d + 0.5) / (d + 0.5))) for d in df.tolist()],
+            dtype=np.float64,
+        )
+        tf = counts.astype(np.float64)
+        scores = (np.repeat(idf, df) * (tf / (norms[at] + tf))).astype(np.float32)
+        at = at.astype(np.intp)
+        names = list(vocabulary)
+        for term, start, end in zip(
+            term_of[starts].tolist(), starts.tolist(), (starts + df).tolist(), strict=True
+        ):
+            self._postings[names[term]] = (at[start:end], scores[start:end])
 
     def idf(self, term: str) -> float:
         """The term's idf in this corpus, 0 when no document holds it."""
         found = self._postings.get(term)
-        if found is None:
-            return 0.0
-        df = len(found[0])
+        return 0.0 if found is None else self._idf(len(found[0]))
+
+    def _idf(self, df: int) -> float:
         return math.log(1 + (self.size - df + 0.5) / (df + 0.5))
 
     def add_to(self, total: np.ndarray, term: str, factor: float) -> None:

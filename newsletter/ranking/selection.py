@@ -13,7 +13,7 @@ from ..sources.paper import Paper
 from ..text import split_keywords
 from .acronyms import Acronyms, short_form
 from .authors import AUTHOR_PREFIX, author_name, author_vector
-from .feedback import TERMS_KEPT, FeedbackEffect, Taste, feedback_effect
+from .feedback import DISLIKE_SHARE, TERMS_KEPT, FeedbackEffect, JudgedPapers, Taste, feedback_effect
 from .keywordscore import FieldIndex
 from .semantic import EmbeddingModel, load_model, paper_text, similarity_scores
 from .sentences import Closest, SentenceMeaning
@@ -36,6 +36,7 @@ _MATCH_SCORE_MIN = 1e-3
 _NO_ROW = -1
 _NEG_INF = float("-inf")
 _TIE_BREAK = 1e-9  # keeps the order of equal scores stable: newer (earlier index) first
+PICKS_CACHE_SIZE = 30_000  # keyword sets whose picks are kept (about 1 KB each)
 
 
 class ScoredPaper:
@@ -128,6 +129,8 @@ class Ranker:
         self._acronyms: Acronyms | None = None
         self._sentences: SentenceMeaning | None = None
         self._by_popularity: list[int] | None = None
+        self._picks: dict[tuple[tuple[int, ...], int], tuple[list[int], list[float]]] = {}
+        self._judged = JudgedPapers(len(self.papers))  # readers' liked and disliked papers, each once
 
     def rank(
         self,
@@ -145,39 +148,91 @@ class Ranker:
         if isinstance(keywords, str):  # "a; b" straight from a CSV cell, not a list of letters
             keywords = split_keywords(keywords)
         keys = self._keys(keywords)
-        if keys:
-            rows = [row for _, row in keys]
-            relevance = self._matrix[rows[0]] if len(rows) == 1 else self._matrix[rows].sum(axis=0)
-            scores = np.where(
-                relevance > self.settings.min_relevance,
-                self._base + self.settings.keyword_weight * relevance,
-                -np.inf,
-            )
+        size = len(self.papers) if top is None else top
+        hidden = [self._position[i] for i in exclude_ids if i in self._position]
+        blocked: set[int] = set(hidden)
+        if not taste and not hidden:
+            # Readers with the same keywords get the same picks: worked out once per issue.
+            memo = (tuple(row for _, row in keys), size)
+            best = self._picks.get(memo)
+            if best is None:
+                best = self._best(self._scores(keys, copy=False), size)
+                if len(self._picks) >= PICKS_CACHE_SIZE:
+                    self._picks.clear()
+                self._picks[memo] = best
+            picked = self._scored(best, keys)
         else:
-            scores = self._base.copy() if (exclude_ids or taste) else self._base
+            picked = self._picked_with(keys, size, blocked, taste)
+        if keys and self.settings.filler is Filler.POPULAR and len(picked) < size:
+            blocked.update(p._index for p in picked)
+            picked.extend(self._popular(size - len(picked), blocked))
+        return picked
+
+    def _summed(self, keys: tuple[tuple[str, int], ...]) -> np.ndarray:
+        """The keywords' relevance summed per paper (row by row, in the order the rows were given)."""
+        matrix = self._matrix
+        if len(keys) == 1:
+            found: np.ndarray = matrix[keys[0][1]]
+            return found
+        total: np.ndarray = matrix[keys[0][1]] + matrix[keys[1][1]]
+        for _, row in keys[2:]:
+            total += matrix[row]
+        return total
+
+    def _scores(self, keys: tuple[tuple[str, int], ...], *, copy: bool) -> np.ndarray:
+        """Every paper's score for these keywords; -inf where none of them matches."""
+        if not keys:
+            return self._base.copy() if copy else self._base
+        relevance = self._summed(keys)
+        return np.where(
+            relevance > self.settings.min_relevance,
+            self._base + self.settings.keyword_weight * relevance,
+            -np.inf,
+        )
+
+    def _picked_with(
+        self, keys: tuple[tuple[str, int], ...], size: int, blocked: set[int], taste: Taste | None
+    ) -> list[ScoredPaper]:
+        """The picks of a reader whose feedback or earlier issues change them: worked out for them alone.
+
+        Adds to `blocked` what the filler must not bring back either: their liked and disliked
+        papers and the near-duplicates of a disliked one.
+        """
         effect = None
         if taste and self.settings.feedback_weight > 0 and self._model is not None and self._fits(taste):
             wanted = {t for kw, _ in keys for t in normalise_keyword(kw).split()}
             effect = feedback_effect(
-                self._vectors, taste, self._index.terms_score, self.settings.semantic_weight, wanted
+                self._vectors,
+                taste,
+                self._index.terms_score,
+                self.settings.semantic_weight,
+                wanted,
+                self._judged,
             )
-            weight = self.settings.feedback_weight
-            if keys:  # a paper clearly like one they liked is picked even without a keyword match
-                scores = np.where(np.isneginf(scores) & effect.alone, self._base, scores)
-            scores = scores + weight * effect.net
-            scores[effect.banned] = -np.inf
-            exclude_ids = [*exclude_ids, *taste.liked_ids, *taste.disliked_ids]
-        hidden = [self._position[i] for i in exclude_ids if i in self._position]
-        if hidden:
-            scores[hidden] = -np.inf
-        size = len(scores) if top is None else top
-        picked = self._top(scores, size, keys, effect)
-        if keys and self.settings.filler is Filler.POPULAR and len(picked) < size:
-            blocked = set(hidden) | {p._index for p in picked}
-            if effect is not None:
-                blocked.update(np.flatnonzero(effect.banned).tolist())
-            picked.extend(self._popular(size - len(picked), blocked))
-        return picked
+            scores = self._scores_with(keys, effect)
+            blocked.update(np.flatnonzero(effect.banned).tolist())
+            judged = (*taste.liked_ids, *taste.disliked_ids)
+            blocked.update(self._position[i] for i in judged if i in self._position)
+        else:
+            scores = self._scores(keys, copy=True)
+        if blocked:
+            scores[list(blocked)] = -np.inf
+        return self._scored(self._best(scores, size), keys, effect)
+
+    def _scores_with(self, keys: tuple[tuple[str, int], ...], effect: FeedbackEffect) -> np.ndarray:
+        """Scores moved by a reader's feedback: a paper clearly like one they liked is picked even
+        without a keyword match (at its recency and popularity), the rest rise or sink by closeness."""
+        s = self.settings
+        net = effect.net
+        if not keys:
+            return self._base + s.feedback_weight * net
+        relevance = self._summed(keys)
+        alone = np.where(effect.alone, self._base, -np.inf)
+        scores: np.ndarray = np.where(
+            relevance > s.min_relevance, self._base + s.keyword_weight * relevance, alone
+        )
+        scores += s.feedback_weight * net
+        return scores
 
     def _popular(self, count: int, blocked: Collection[int]) -> list[ScoredPaper]:
         """The window's most upvoted papers (newer first among equals), to fill a digest's own section."""
@@ -192,37 +247,36 @@ class Ranker:
         dim = self._vectors.shape[1]
         return all(part.size == 0 or part.shape[1] == dim for part in (taste.liked, taste.disliked))
 
-    def _top(
+    def _best(self, scores: np.ndarray, top: int) -> tuple[list[int], list[float]]:
+        """The `top` best papers' indexes and scores, best first, leaving out the unpickable (-inf)."""
+        if top <= 0 or len(scores) == 0:
+            return [], []
+        picked = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
+        picked = picked[np.argsort(-scores[picked], kind="stable")]
+        values = scores[picked]
+        if values[-1] == _NEG_INF:
+            picked = picked[values != _NEG_INF]
+            values = values[values != _NEG_INF]
+        # Plain Python numbers from here: indexing numpy scalars one by one is the slow part.
+        return picked.tolist(), values.tolist()
+
+    def _scored(
         self,
-        scores: np.ndarray,
-        top: int,
+        best: tuple[list[int], list[float]],
         keys: tuple[tuple[str, int], ...],
         effect: FeedbackEffect | None = None,
     ) -> list[ScoredPaper]:
-        if top <= 0 or len(scores) == 0:
-            return []
-        picked = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
-        picked = picked[np.argsort(-scores[picked], kind="stable")]
         papers = self.papers
-        # Plain Python numbers from here: indexing numpy scalars one by one is the slow part.
         if effect is None:
-            return [
-                ScoredPaper(papers[i], value, self, i, keys)
-                for i, value in zip(picked.tolist(), scores[picked].tolist(), strict=False)
-                if value != _NEG_INF
-            ]
+            return [ScoredPaper(papers[i], value, self, i, keys) for i, value in zip(*best, strict=True)]
         weight = self.settings.feedback_weight
+        at = best[0]
+        like, dislike = effect.like[at], effect.dislike[at]
+        net = (like - DISLIKE_SHARE * dislike).tolist()
+        like, dislike = like.tolist(), dislike.tolist()
         return [
-            ScoredPaper(
-                papers[i],
-                value,
-                self,
-                i,
-                keys,
-                (weight * float(effect.net[i]), float(effect.like[i]), float(effect.dislike[i])),
-            )
-            for i, value in zip(picked.tolist(), scores[picked].tolist(), strict=False)
-            if value != _NEG_INF
+            ScoredPaper(papers[i], value, self, i, keys, (weight * n, liked, disliked))
+            for i, value, n, liked, disliked in zip(*best, net, like, dislike, strict=True)
         ]
 
     @property
