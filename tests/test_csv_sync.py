@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from helpers.lists import store_of, write
+from sqlalchemy import inspect, select
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.statuses import SubscriberStatus
+from newsletter.store.schema import suppressions
 from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers import csvsync, writeback
 from newsletter.subscribers.csvfile import CsvLayout
@@ -184,6 +186,56 @@ def test_two_new_lines_for_one_address_are_one_error_naming_both(path: Path) -> 
         caught.value.where == f"{path}:7" and "duplicate of 'EVE@example.org' on line 6" in caught.value.what
     )
     assert store_of(path, sync=False).get("eve@example.org") is None
+
+
+def indexes(store: SubscriberStore) -> set[str]:
+    found = inspect(store.db.engine)
+    return {str(index["name"]) for table in ("subscribers", "csv_base") for index in found.get_indexes(table)}
+
+
+@pytest.fixture
+def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file as big as a million-row list: its lines are loaded in bulk, not kept from the scan."""
+    monkeypatch.setattr(csvsync, "KEEP_BYTES", 0)
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_big_first_import_loads_every_row_bars_the_leavers_and_keeps_every_index(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    empty = store_of(write(tmp_path / "subscribers" / "empty.csv", HEADER + "\n"))
+    before = indexes(empty)
+    store = store_of(write(tmp_path / "subscribers" / "news.csv", "\n".join([HEADER, *ROWS]) + "\n"))
+    assert [(s.email, s.status.value) for s in store.read()] == [
+        ("ada@example.org", "active"),
+        ("bob@example.org", "active"),
+        ("cy@example.org", "unsubscribed"),
+        ("di@example.org", "active"),
+    ]
+    with store.db.read() as conn:
+        barred = list(conn.execute(select(suppressions.c.email_key, suppressions.c.reason)))
+    assert barred == [("cy@example.org", "unsubscribed")]
+    assert indexes(store) == before and "subscribers_by_status" in before
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_big_first_import_with_two_lines_of_one_address_names_both_and_loads_nothing(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    listed = write(
+        tmp_path / "subscribers" / "news.csv",
+        "\n".join([HEADER, *ROWS, "ADA@example.org,Ada again,,,,"]) + "\n",
+    )
+    with pytest.raises(SubscriberError) as caught:
+        store_of(listed)
+    assert (
+        caught.value.where == f"{listed}:6"
+        and "duplicate of 'ADA@example.org' on line 2" in caught.value.what
+    )
+    store = store_of(listed, sync=False)
+    assert store.read() == [] and "subscribers_by_status" in indexes(store)
 
 
 @pytest.mark.parametrize(

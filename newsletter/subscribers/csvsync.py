@@ -41,6 +41,8 @@ from ..store.csvstate import (
     drop_base,
     has_base,
     has_rows,
+    has_suppressions,
+    indexes_after,
     record_csv,
     touch_csv,
     write_base,
@@ -270,6 +272,7 @@ class _Merge:
     base_layout: CsvLayout | None  # the layout the base lines were written in
     first: bool  # no base rows yet: plain inserts
     has_rows: bool
+    has_suppressions: bool  # else no address in the file needs looking up as barred
     report: SyncReport = field(default_factory=SyncReport)
     keys: array[int] = field(default_factory=lambda: array("q"))  # every changed line's address, hashed
     back: set[str] = field(default_factory=set)  # addresses of `gone` whose line changed, not went
@@ -292,11 +295,16 @@ def merge(store: SubscriberStore, path: Path, synced: Synced | None, found: Scan
         first, rows = not has_base(conn, store.name), has_rows(conn, store.name)
         old = synced.layout if synced is not None else None
         earlier = {} if adopt and gone is None else base_rows(conn, store.name, gone)
-        run = _Merge(conn, store, path, found, adopt, earlier, old, first, rows)
+        barred = has_suppressions(conn, store.name)
+        run = _Merge(conn, store, path, found, adopt, earlier, old, first, rows, barred)
         try:
             # Many lines to merge (a first import) get a bigger page cache; a send's write-back
             # stays within its memory instead.
-            with store.db.roomy(conn) if found.changed is None and not adopt else nullcontext():
+            bulk = found.changed is None and not adopt
+            with (
+                store.db.roomy(conn) if bulk else nullcontext(),
+                indexes_after(conn) if bulk and first and not rows else nullcontext(),
+            ):
                 _merge_lines(run, _changed_lines(path, found, base))
         except IntegrityError:
             list(read_subscribers(path))  # a second line for one address: this names both
@@ -377,7 +385,9 @@ def _merge_rows(merge: _Merge, lines: list[_Line]) -> None:
     keys = [line.key for line in lines]
     name = merge.store.name
     current = rows_by_key(merge.conn, name, keys) if merge.has_rows else {}
-    barred = barred_keys(merge.conn, name, [k for k in keys if k not in current])
+    barred = {}
+    if merge.has_suppressions:
+        barred = barred_keys(merge.conn, name, [k for k in keys if k not in current])
     new: list[Subscriber] = []
     for line in lines:
         theirs, ours, base = line.subscriber, current.get(line.key), merge.gone.get(line.key)
