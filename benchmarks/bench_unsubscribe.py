@@ -11,6 +11,7 @@ Prints, for a list kept as subscribers/big.csv:
 - add: the whole `newsletter subscribers add` command (median of 7, new addresses each);
 - edit pickup: a hand edit of one row, then the whole next command (median of 3 edits), and
   whether the edit is in the database afterwards;
+- write-back: `subscribers sync` after those changes, then again with nothing changed;
 - one-click: --posts concurrent POSTs at a real `newsletter serve`: errors (any answer but 200, or
   none within --timeout), latency p50/p99/max, the server's peak RSS, and whether every
   unsubscribe is visible to the next command.
@@ -221,6 +222,16 @@ def bench(rows: int, posts: int, timeout: float, database_url: str | None) -> No
             f"(max {max(pickups):.2f}; CPU median {statistics.median(CPU[-3:]):.2f} s), "
             f"peak {rss_pickup:.0f} MiB; "
             f"the edit is in the database: {merged == 'Edited 2'}"
+        )
+
+        took, rss, _ = command(folder, env, "subscribers", "sync")
+        print(f"subscribers sync after those changes: {took:.2f} s (CPU {CPU[-1]:.2f} s), peak {rss:.0f} MiB")
+        time.sleep(3)  # past the write-back's clock margin: the next one sees only what changes later
+        mtime = path.stat().st_mtime_ns
+        took, rss, _ = command(folder, env, "subscribers", "sync")
+        print(
+            f"subscribers sync with nothing changed: {took:.2f} s (CPU {CPU[-1]:.2f} s), peak {rss:.0f} MiB; "
+            f"file rewritten: {path.stat().st_mtime_ns != mtime}"
         )
 
         port = free_port()

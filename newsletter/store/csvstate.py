@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlalchemy import Connection, LargeBinary, delete, literal, select, update
+from sqlalchemy import Connection, LargeBinary, delete, func, literal, select, update
 
 from .database import Database, bulk_insert, copy_rows, dialect_insert
 from .schema import csv_base, deliveries, lists, subscribers, suppressions
@@ -30,6 +29,9 @@ class CsvState:
     signature: str | None  # "size mtime_ns sha256"
     digests: bytes  # every synced line's digest, sorted, little-endian int64
     last_issue: str  # the newest last_issue the file named
+    # When the last write-back began reading the database (ISO 8601 UTC): what the database
+    # changed since then may not be in the file ('' : not known, write it back).
+    synced_at: str = ""
 
 
 def csv_state(
@@ -41,26 +43,49 @@ def csv_state(
     the file changed, and it usually has not.
     """
     wanted = lists.c.csv_digests if digests else literal(b"", LargeBinary)
-    query = select(lists.c.csv_layout, lists.c.csv_signature, wanted, lists.c.csv_last_issue)
-    query = query.where(lists.c.name == name)
+    file = (lists.c.csv_layout, lists.c.csv_signature, wanted)
+    query = select(*file, lists.c.csv_last_issue, lists.c.csv_synced_at).where(lists.c.name == name)
     if conn is None:
         with db.read() as own:
             row = own.execute(query).first()
     else:
         row = conn.execute(query.with_for_update()).first()  # merges of one list take turns
-    return None if row is None else CsvState(row[0], row[1], row[2] or b"", row[3] or "")
+    return None if row is None else CsvState(row[0], row[1], row[2] or b"", row[3] or "", row[4] or "")
 
 
 def record_csv(conn: Connection, name: str, state: CsvState) -> None:
-    """Note the file as now synced."""
+    """Note the file as now synced, showing the database as of `state.synced_at` (None: unknown)."""
     values = {
         "csv_layout": state.layout,
         "csv_signature": state.signature,
         "csv_digests": state.digests,
         "csv_last_issue": state.last_issue,
-        "csv_synced_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "csv_synced_at": state.synced_at or None,
     }
     conn.execute(update(lists).where(lists.c.name == name).values(**values))
+
+
+def changed_since(db: Database, name: str, since: str, channel: str) -> bool:
+    """Whether the database changed anything the list's file shows since `since`: a row added or
+    changed, a row removed, or a reader delivered an issue (the file's last_issue).
+
+    The first two are an index probe and two counts; deliveries have no index by time, so their
+    scan (about a second per million) runs only when nothing else changed.
+    """
+    mine = subscribers.c.list == name
+    changed = select(subscribers.c.id).where(mine, subscribers.c.changed_at >= since).limit(1)
+    rows = select(func.count()).select_from(subscribers).where(mine).scalar_subquery()
+    lines = select(func.count()).select_from(csv_base).where(csv_base.c.list == name).scalar_subquery()
+    delivered = (
+        select(deliveries.c.issue)
+        .where(deliveries.c.list == name, deliveries.c.channel == channel)
+        .where(deliveries.c.status == "delivered", deliveries.c.updated_at >= since)
+        .limit(1)
+    )
+    with db.read() as conn:
+        if conn.execute(changed).first() is not None or conn.execute(select(rows != lines)).scalar():
+            return True
+        return conn.execute(delivered).first() is not None
 
 
 def touch_csv(db: Database, name: str, signature: str) -> None:

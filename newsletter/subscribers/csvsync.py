@@ -83,6 +83,7 @@ class Synced:
     signature: str | None  # "size mtime_ns sha256"
     digests: bytes  # every synced line's digest, sorted, as little-endian int64
     last_issue: str = ""
+    synced_at: str = ""  # when the work that synced it began
 
     def base(self, layout: CsvLayout) -> np.ndarray | None:
         """The synced digests, when the file still has the header they were taken under."""
@@ -139,7 +140,7 @@ def state(store: SubscriberStore, conn: Connection | None = None, digests: bool 
     if found is None:
         return None
     layout = CsvLayout.from_json(found.layout) if found.layout else None
-    return Synced(layout, found.signature, found.digests, found.last_issue)
+    return Synced(layout, found.signature, found.digests, found.last_issue, found.synced_at)
 
 
 def _unchanged(path: Path, synced: Synced | None) -> bool:
@@ -278,9 +279,18 @@ class _Merge:
     back: set[str] = field(default_factory=set)  # addresses of `gone` whose line changed, not went
 
 
-def merge(store: SubscriberStore, path: Path, synced: Synced | None, found: Scan, adopt: bool) -> SyncReport:
-    """Apply the file's changes in one transaction (`adopt`: only to the base, for a file we wrote)."""
+def merge(
+    store: SubscriberStore, path: Path, synced: Synced | None, found: Scan, adopt: bool, *, started: str = ""
+) -> SyncReport:
+    """Apply the file's changes in one transaction (`adopt`: only to the base, for a file we wrote).
+
+    `started`: when the write-back that wrote the file began reading the database; a merge of a
+    hand edit keeps the time of the last write-back, as the file still lacks what the database
+    changed since then.
+    """
     import numpy as np
+
+    started = started or (synced.synced_at if synced is not None else "")
 
     with store.db.write() as conn:
         now = state(store, conn)
@@ -311,9 +321,8 @@ def merge(store: SubscriberStore, path: Path, synced: Synced | None, found: Scan
             raise
         _drop_gone(run)
         digests = now_sorted.tobytes()
-        record_csv(
-            conn, store.name, CsvState(found.layout.to_json(), found.signature, digests, found.last_issue)
-        )
+        shown = CsvState(found.layout.to_json(), found.signature, digests, found.last_issue, started)
+        record_csv(conn, store.name, shown)
     return run.report
 
 
