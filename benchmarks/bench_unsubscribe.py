@@ -67,10 +67,14 @@ def write_list(path: Path, rows: int) -> None:
             out.write("".join(row(i) for i in range(start, min(rows, start + 10_000))))
 
 
-def environment(database_url: str | None) -> dict[str, str]:
+def environment(database_url: str | None, folder: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed copy has its bytecode: so do we, once made
     env.update(
-        PYTHONPATH=str(REPO), NEWSLETTER_SECRET=SECRET, NEWSLETTER_BASE_URL="https://bench.example.org"
+        PYTHONPATH=str(REPO),
+        PYTHONPYCACHEPREFIX=str(folder / "bytecode"),
+        NEWSLETTER_SECRET=SECRET,
+        NEWSLETTER_BASE_URL="https://bench.example.org",
     )
     if database_url:
         env["NEWSLETTER_DATABASE_URL"] = database_url
@@ -196,7 +200,7 @@ def bench(rows: int, posts: int, timeout: float, database_url: str | None) -> No
         (folder / "newsletter.toml").write_text(f'default_list = "{LIST}"\n')
         path = folder / "subscribers" / f"{LIST}.csv"
         write_list(path, rows)
-        env = environment(database_url)
+        env = environment(database_url, folder)
         engine = "postgresql" if database_url else "sqlite"
         print(f"{rows:,} rows, {path.stat().st_size / 2**20:.0f} MiB of CSV, {engine}")
         print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

@@ -337,8 +337,8 @@ def _merge_lines(run: _Merge, changed: Iterator[tuple[int, bytes]]) -> None:
             _merge_batch(run, batch)
             batch = []
     _merge_batch(run, batch)
-    keys = np.frombuffer(run.keys, np.int64)
-    if len(np.unique(keys)) != len(keys):
+    keys = np.sort(np.frombuffer(run.keys, np.int64))  # (np.unique would import numpy.ma: 0.1 s)
+    if bool((keys[1:] == keys[:-1]).any()):
         raise IntegrityError("", None, ValueError("two changed lines of one address"))
 
 
