@@ -19,6 +19,7 @@ from sqlalchemy import inspect, select, update
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.statuses import DeliveryStatus, SubscriberStatus
+from newsletter.store import database
 from newsletter.store.deliveries import Attempt, DeliveryResult
 from newsletter.store.schema import subscribers, suppressions
 from newsletter.store.subscriberrows import now_text
@@ -270,6 +271,7 @@ def indexes(store: SubscriberStore) -> set[str]:
 def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every file as big as a million-row list: its lines are loaded in bulk, not kept from the scan."""
     monkeypatch.setattr(csvsync, "KEEP_BYTES", 0)
+    monkeypatch.setattr(database, "COPY_FROM", 1)  # PostgreSQL's COPY, for these few rows too
 
 
 @pytest.mark.usefixtures("bulk")

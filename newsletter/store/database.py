@@ -29,6 +29,7 @@ SQLITE_BUSY_MS = 30_000  # a writer waits this long for another process's transa
 _BEGIN = "newsletter_begin"  # execution option: how a SQLite transaction starts
 _OUR_MARKS = frozenset({"schema_migrations", "deliveries"})  # a store, or a ledger from before it
 BULK_CACHE_KIB = 64 * 1024  # SQLite's page cache during a bulk write (a first import)
+COPY_FROM = 100  # rows: fewer go as one INSERT, like any other write (a sign-up, an `add`)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def copy_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]])
 
     Only for plain values (text, numbers, None); a violated constraint is SQLAlchemy's error.
     """
-    if not rows or conn.dialect.name != "postgresql":
+    if len(rows) < COPY_FROM or conn.dialect.name != "postgresql":
         bulk_insert(conn, table.insert(), rows)
         return
     keys = list(rows[0])
