@@ -11,6 +11,7 @@ Prints, for a list kept as subscribers/big.csv:
 - add: the whole `newsletter subscribers add` command (median of 7, new addresses each);
 - edit pickup: a hand edit of one row, then the whole next command (median of 3 edits), and
   whether the edit is in the database afterwards;
+- write-back: `subscribers sync` after those changes, then again with nothing changed;
 - one-click: --posts concurrent POSTs at a real `newsletter serve`: errors (any answer but 200, or
   none within --timeout), latency p50/p99/max, the server's peak RSS, and whether every
   unsubscribe is visible to the next command.
@@ -66,10 +67,14 @@ def write_list(path: Path, rows: int) -> None:
             out.write("".join(row(i) for i in range(start, min(rows, start + 10_000))))
 
 
-def environment(database_url: str | None) -> dict[str, str]:
+def environment(database_url: str | None, folder: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed copy has its bytecode: so do we, once made
     env.update(
-        PYTHONPATH=str(REPO), NEWSLETTER_SECRET=SECRET, NEWSLETTER_BASE_URL="https://bench.example.org"
+        PYTHONPATH=str(REPO),
+        PYTHONPYCACHEPREFIX=str(folder / "bytecode"),
+        NEWSLETTER_SECRET=SECRET,
+        NEWSLETTER_BASE_URL="https://bench.example.org",
     )
     if database_url:
         env["NEWSLETTER_DATABASE_URL"] = database_url
@@ -195,7 +200,7 @@ def bench(rows: int, posts: int, timeout: float, database_url: str | None) -> No
         (folder / "newsletter.toml").write_text(f'default_list = "{LIST}"\n')
         path = folder / "subscribers" / f"{LIST}.csv"
         write_list(path, rows)
-        env = environment(database_url)
+        env = environment(database_url, folder)
         engine = "postgresql" if database_url else "sqlite"
         print(f"{rows:,} rows, {path.stat().st_size / 2**20:.0f} MiB of CSV, {engine}")
         print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -221,6 +226,16 @@ def bench(rows: int, posts: int, timeout: float, database_url: str | None) -> No
             f"(max {max(pickups):.2f}; CPU median {statistics.median(CPU[-3:]):.2f} s), "
             f"peak {rss_pickup:.0f} MiB; "
             f"the edit is in the database: {merged == 'Edited 2'}"
+        )
+
+        took, rss, _ = command(folder, env, "subscribers", "sync")
+        print(f"subscribers sync after those changes: {took:.2f} s (CPU {CPU[-1]:.2f} s), peak {rss:.0f} MiB")
+        time.sleep(3)  # past the write-back's clock margin: the next one sees only what changes later
+        mtime = path.stat().st_mtime_ns
+        took, rss, _ = command(folder, env, "subscribers", "sync")
+        print(
+            f"subscribers sync with nothing changed: {took:.2f} s (CPU {CPU[-1]:.2f} s), peak {rss:.0f} MiB; "
+            f"file rewritten: {path.stat().st_mtime_ns != mtime}"
         )
 
         port = free_port()

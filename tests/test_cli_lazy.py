@@ -110,6 +110,16 @@ def test_subscribers_add_imports_only_the_subscriber_code(tmp_path: Path) -> Non
     assert others == {"newsletter.cli.subscribers"}
 
 
+def test_the_command_after_a_hand_edit_loads_only_the_numpy_the_merge_uses(tmp_path: Path) -> None:
+    env = {"NEWSLETTER_SECRET": "s" * 40, "NEWSLETTER_BASE_URL": "https://news.example.org"}
+    kept = write(tmp_path / "subscribers" / "lab.csv", "email\nbob@example.org\n")
+    imported_by(["subscribers", "list", "--list", "lab"], tmp_path, **env)
+    kept.write_text("email\nbob@example.org\ncy@example.org\n")
+    modules = imported_by(["subscribers", "add", "ada@example.org", "--list", "lab"], tmp_path, **env)
+    assert store_of(kept, sync=False).get("cy@example.org") is not None  # the edit was merged
+    assert "numpy" in modules and offenders(modules, ("numpy.ma",)) == []  # masked arrays: 0.1 s
+
+
 def test_a_list_command_leaves_tables_to_the_commands_that_read_them(tmp_path: Path) -> None:
     (tmp_path / "subscribers").mkdir()
     (tmp_path / "subscribers" / "lab.csv").write_text("email\nada@example.org\n", encoding="utf-8")

@@ -6,17 +6,23 @@ that applies nothing. Every test runs on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers.deliveries import ledger
 from helpers.lists import store_of, write
+from sqlalchemy import inspect, select, update
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
-from newsletter.statuses import SubscriberStatus
+from newsletter.statuses import DeliveryStatus, SubscriberStatus
+from newsletter.store import database
+from newsletter.store.deliveries import Attempt, DeliveryResult
+from newsletter.store.schema import subscribers, suppressions
+from newsletter.store.subscriberrows import now_text
 from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers import csvsync, writeback
 from newsletter.subscribers.csvfile import CsvLayout
@@ -158,6 +164,76 @@ DAMAGE = [
 ]
 
 
+def quiet(store: SubscriberStore, at: str = "2026-01-01T00:00:00.000000+00:00") -> None:
+    """Every row last changed at `at` (long ago), as a list is between sends."""
+    with store.db.write() as conn:
+        conn.execute(update(subscribers).where(subscribers.c.list == store.name).values(changed_at=at))
+
+
+def deliver(store: SubscriberStore, database_url: str, email: str, issue: str) -> None:
+    """A real send's record that `email` got `issue`."""
+    sent = ledger(database_url, issue, store.name)
+    sent.record(attempts=[Attempt(email, f"<{issue}@example.org>", ())])
+    sent.record(outcomes=[DeliveryResult(email, DeliveryStatus.DELIVERED, "250 OK")])
+
+
+def test_a_write_back_with_nothing_changed_leaves_the_file_alone(path: Path) -> None:
+    store = store_of(path)
+    assert write_back(store, path) is True  # what the database holds was never written from it
+    quiet(store)
+    before = path.stat()
+    assert write_back(store, path) is False
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino,
+        before.st_mtime_ns,
+        before.st_size,
+    )
+
+
+CHANGES: dict[str, Callable[[SubscriberStore, str], object]] = {
+    "a one-click unsubscribe": lambda store, _: store.unsubscribe("ada@example.org"),
+    "a new reader": lambda store, _: store.add(new_subscriber("eve@example.org")),
+    "a reader removed": lambda store, _: store.remove("bob@example.org"),
+    "a delivery": lambda store, url: deliver(store, url, "ada@example.org", "2026-W49"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_after_a_quiet_write_back_a_change_the_file_shows_is_written(
+    path: Path, database_url: str, change: str
+) -> None:
+    store = store_of(path)
+    write_back(store, path)
+    quiet(store)
+    assert write_back(store, path) is False
+    CHANGES[change](store, database_url)
+    assert write_back(store, path) is True
+    lines = dict((line.split(",")[0], line) for line in path.read_text().splitlines())
+    shown = {
+        "a one-click unsubscribe": ",unsubscribed," in lines["ada@example.org"],
+        "a new reader": "eve@example.org" in lines,
+        "a reader removed": "bob@example.org" not in lines,
+        "a delivery": lines["ada@example.org"].endswith(",2026-W49"),
+    }
+    assert shown[change]
+
+
+def test_a_one_click_before_a_hand_edit_still_reaches_the_file(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_of(path)
+    monkeypatch.setattr(writeback, "now_text", lambda: "2026-01-01T00:00:00+00:00")
+    write_back(store, path)  # the file shows the list as it was on New Year's day
+    monkeypatch.setattr(writeback, "now_text", now_text)
+    store.unsubscribe("ada@example.org")
+    edit(path, ("bob@", "bob@example.org,Bobby,robots,active,2026-01-02T00:00:00+00:00,"))
+    store_of(path)  # the next command merges the edit: the file still lacks the unsubscribe
+    quiet(store, "2026-06-01T00:00:00.000000+00:00")  # both changes long after New Year, long ago
+    assert write_back(store, path) is True
+    assert ",unsubscribed," in next(line for line in path.read_text().splitlines() if line.startswith("ada@"))
+
+
 @pytest.mark.parametrize("line, number, says", DAMAGE)
 def test_a_damaged_row_is_one_error_naming_its_line_and_nothing_of_the_file_is_applied(
     path: Path, line: str, number: int, says: str
@@ -184,6 +260,57 @@ def test_two_new_lines_for_one_address_are_one_error_naming_both(path: Path) -> 
         caught.value.where == f"{path}:7" and "duplicate of 'EVE@example.org' on line 6" in caught.value.what
     )
     assert store_of(path, sync=False).get("eve@example.org") is None
+
+
+def indexes(store: SubscriberStore) -> set[str]:
+    found = inspect(store.db.engine)
+    return {str(index["name"]) for table in ("subscribers", "csv_base") for index in found.get_indexes(table)}
+
+
+@pytest.fixture
+def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file as big as a million-row list: its lines are loaded in bulk, not kept from the scan."""
+    monkeypatch.setattr(csvsync, "KEEP_BYTES", 0)
+    monkeypatch.setattr(database, "COPY_FROM", 1)  # PostgreSQL's COPY, for these few rows too
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_big_first_import_loads_every_row_bars_the_leavers_and_keeps_every_index(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    empty = store_of(write(tmp_path / "subscribers" / "empty.csv", HEADER + "\n"))
+    before = indexes(empty)
+    store = store_of(write(tmp_path / "subscribers" / "news.csv", "\n".join([HEADER, *ROWS]) + "\n"))
+    assert [(s.email, s.status.value) for s in store.read()] == [
+        ("ada@example.org", "active"),
+        ("bob@example.org", "active"),
+        ("cy@example.org", "unsubscribed"),
+        ("di@example.org", "active"),
+    ]
+    with store.db.read() as conn:
+        barred = list(conn.execute(select(suppressions.c.email_key, suppressions.c.reason)))
+    assert barred == [("cy@example.org", "unsubscribed")]
+    assert indexes(store) == before and "subscribers_by_status" in before
+
+
+@pytest.mark.usefixtures("bulk")
+def test_a_big_first_import_with_two_lines_of_one_address_names_both_and_loads_nothing(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
+    listed = write(
+        tmp_path / "subscribers" / "news.csv",
+        "\n".join([HEADER, *ROWS, "ADA@example.org,Ada again,,,,"]) + "\n",
+    )
+    with pytest.raises(SubscriberError) as caught:
+        store_of(listed)
+    assert (
+        caught.value.where == f"{listed}:6"
+        and "duplicate of 'ADA@example.org' on line 2" in caught.value.what
+    )
+    store = store_of(listed, sync=False)
+    assert store.read() == [] and "subscribers_by_status" in indexes(store)
 
 
 @pytest.mark.parametrize(

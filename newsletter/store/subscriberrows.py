@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, delete, select, update
+from sqlalchemy import Connection, Insert, RowMapping, and_, delete, select, update
 
 from ..errors import SubscriberError
 from ..models import Subscriber, utc_now
 from ..statuses import SubscriberStatus
-from .database import bulk_insert, dialect_insert
+from .database import bulk_insert, copy_rows, dialect_insert
 from .schema import subscribers, suppressions
 
 # Columns a change may write, as text ('' or None clears the optional ones).
@@ -132,12 +132,15 @@ def insert_rows(conn: Connection, list_name: str, new: Collection[Subscriber]) -
     if not new:
         return
     stamp = change_stamp()
-    rows = [{**as_values(s), "list": list_name, "changed_at": stamp} for s in new]
-    bulk_insert(conn, subscribers.insert(), rows)
-    for subscriber in new:
-        if subscriber.status in SUPPRESSING:
-            when = utc_text(subscriber.unsubscribed_at) or now_text()
-            suppress(conn, list_name, subscriber.key, subscriber.status, when)
+    copy_rows(conn, subscribers, [{**as_values(s), "list": list_name, "changed_at": stamp} for s in new])
+    now = now_text()
+    barred = [
+        {"list": list_name, "email_key": s.key, "reason": str(s.status)}
+        | {"created_at": utc_text(s.unsubscribed_at) or now}
+        for s in new
+        if s.status in SUPPRESSING
+    ]
+    bulk_insert(conn, _suppress_statement(conn), barred)
 
 
 def write_row(conn: Connection, list_name: str, key: str, changes: Mapping[str, Any]) -> None:
@@ -195,14 +198,16 @@ def barred_keys(conn: Connection, list_name: str, keys: Collection[str]) -> dict
 
 def suppress(conn: Connection, list_name: str, key: str, reason: str, when: str) -> None:
     """Bar an address from a list (again: the newest reason and time win)."""
-    statement = dialect_insert(conn.dialect.name, suppressions).values(
-        list=list_name, email_key=key, reason=str(reason), created_at=when
-    )
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["list", "email_key"],
-            set_={"reason": statement.excluded.reason, "created_at": statement.excluded.created_at},
-        )
+    values = {"list": list_name, "email_key": key, "reason": str(reason), "created_at": when}
+    conn.execute(_suppress_statement(conn), values)
+
+
+def _suppress_statement(conn: Connection) -> Insert:
+    """Bar addresses (again: the newest reason and time win), given their rows as parameters."""
+    statement = dialect_insert(conn.dialect.name, suppressions)
+    return statement.on_conflict_do_update(
+        index_elements=["list", "email_key"],
+        set_={"reason": statement.excluded.reason, "created_at": statement.excluded.created_at},
     )
 
 

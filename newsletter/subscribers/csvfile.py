@@ -37,7 +37,7 @@ BOM = b"\xef\xbb\xbf"
 CREATE_FIX = "create it with `newsletter subscribers add` or pass --list"
 QUOTE_FIX = 'remove the stray " on that line, or close the quoted field'
 # A header's cells as tuple, what each stands for, each column's first position, the unknown ones.
-Positions = tuple[tuple[str, ...], list[str], dict[str, int], list[tuple[int, str]]]
+Positions = tuple[list[str], list[str], dict[str, int], list[tuple[int, str]]]
 # A spreadsheet reads a cell starting with one of these as a formula (or strips it and then does).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -71,7 +71,7 @@ class CsvLayout:
     bom: bool = False
     renamed: dict[str, str] = field(default_factory=dict)  # an imported file's aliases
 
-    _seen: Positions = field(default=((), [], {}, []), init=False, repr=False, compare=False)
+    _seen: Positions = field(default=([], [], {}, []), init=False, repr=False, compare=False)
 
     def name_of(self, column: str) -> str:
         """The column a header cell stands for."""
@@ -84,7 +84,7 @@ class CsvLayout:
         return self._positions()[1]
 
     def _positions(self) -> Positions:
-        if self._seen[0] != tuple(self.header):
+        if self._seen[0] != self.header:  # a list compared in C: asked for on every row
             names = [self.name_of(cell) for cell in self.header]
             first: dict[str, int] = {}
             for position, name in enumerate(names):
@@ -95,7 +95,7 @@ class CsvLayout:
                 for i, (cell, name) in enumerate(zip(self.header, names, strict=True))
                 if name not in known
             ]
-            self._seen = (tuple(self.header), names, first, unknown)
+            self._seen = (list(self.header), names, first, unknown)
         return self._seen
 
     def index(self, column: str) -> int | None:

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..errors import StoreError
 from ..files import atomic_write
-from ..store.csvstate import has_deliveries
+from ..store.csvstate import changed_since, has_deliveries
+from ..store.subscriberrows import now_text
 from ..store.subscribers import SubscriberStore
 from .csvfile import CsvLayout, render
-from .csvsync import TRIES, Moved, merge, scan, state, sync
+from .csvsync import TRIES, Moved, Synced, merge, scan, state, sync
 from .rows import to_fields
 
 log = logging.getLogger(__name__)
 Identity = tuple[int, int, int] | None  # inode, size, mtime_ns of a file, None when it is missing
 REAL_CHANNEL = "smtp"  # deliveries that count for `last_issue` (the outbox is a local trial)
+# Changes stamped this long before a write-back began are still looked for: a change is stamped
+# inside its transaction just before it commits, but another host's clock may run a little behind.
+CLOCK_MARGIN = timedelta(seconds=2)
 
 
 def write_back(store: SubscriberStore, path: Path, create: bool = False) -> bool:
@@ -33,22 +38,34 @@ def write_back(store: SubscriberStore, path: Path, create: bool = False) -> bool
     Only a list kept as CSV has its file written, unless `create` (`subscribers sync`) starts one.
     """
     for _ in range(TRIES):
+        started = now_text()  # what the database changes from now on is looked for next time
         before = _identity(path)  # any edit after this aborts the write below; those before are merged
         sync(store, path)
-        synced = state(store, digests=True)
+        synced = state(store)
         if synced is None or (synced.layout is None and not create):
             return False
+        if before is not None and synced.layout is not None and not _database_moved(store, synced):
+            return False  # the file shows the list as it is: a million rows are not written again
+        synced = state(store, digests=True) or synced
         layout = CsvLayout.from_json(synced.layout.to_json()) if synced.layout else CsvLayout()
         try:
             written = _render(store, path, layout, before)
             found = scan(path, synced)
             # What we wrote becomes the base; an edit saved since the rename is merged instead.
-            merge(store, path, synced, found, adopt=_identity(path) == written)
+            merge(store, path, synced, found, adopt=_identity(path) == written, started=started)
         except Moved:
             continue
         return True
     log.warning("%s kept changing while it was written: the database's changes go into it next time", path)
     return False
+
+
+def _database_moved(store: SubscriberStore, synced: Synced) -> bool:
+    """Whether the database changed something the file shows since the file was last synced."""
+    if not synced.synced_at:
+        return True
+    since = datetime.fromisoformat(synced.synced_at) - CLOCK_MARGIN
+    return changed_since(store.db, store.name, since.isoformat(timespec="seconds"), REAL_CHANNEL)
 
 
 def _identity(path: Path) -> Identity:
