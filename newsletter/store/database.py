@@ -203,7 +203,8 @@ def copy_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]])
     keys = list(rows[0])
     quote = conn.dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(map(quote, keys))}) FROM STDIN"
-    import psycopg  # loaded already: the engine speaks through it
+    # Loaded already (the engine speaks through it); the base install, without the extra, has no stubs.
+    import psycopg  # type: ignore[import-not-found, unused-ignore]
 
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
