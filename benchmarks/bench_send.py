@@ -167,9 +167,23 @@ def write_subscribers(path: Path, count: int, seed: int = 7) -> None:
             handle.write(f"reader{i}@example.com,Reader {i},{keywords},active,2026-10-01T00:00:00+00:00,\n")
 
 
-def write_config(folder: Path, port: int, connections: int, processes: int | None = None) -> Path:
+# What a real lab's digest carries beyond the basics: a postal address, VERP (a bounce address),
+# semantic ranking weighed in, and a plain loopback connection.
+FEATURES = {
+    "sender": 'postal_address = "Reading Group, 1 Example Street, Example City"\n'
+    'bounce_address = "bounces@example.org"',
+    "smtp": 'security = "none"',
+    "selection": "[selection]\nsemantic_weight = 0.3",
+}
+
+
+def write_config(
+    folder: Path, port: int, connections: int, processes: int | None = None, *, features: bool = False
+) -> Path:
+    """The benchmark's newsletter.toml; `features` adds FEATURES (bench_smtp_sink.py's send)."""
     path = folder / "newsletter.toml"
     builders = "" if processes is None else f"compose_processes = {processes}"
+    extra = FEATURES if features else dict.fromkeys(FEATURES, "")
     path.write_text(
         f"""
 title = "Bench Digest"
@@ -183,12 +197,15 @@ ledger = "newsletter.db"
 [sender]
 name = "Bench Digest"
 address = "digest@example.org"
+{extra["sender"]}
 [smtp]
 host = "127.0.0.1"
 port = {port}
 connections = {connections}
 messages_per_connection = 1000000
+{extra["smtp"]}
 {builders}
+{extra["selection"]}
 """,
         encoding="utf-8",
     )

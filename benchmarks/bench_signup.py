@@ -23,6 +23,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +75,24 @@ def serve(root: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
+def start_serving(target: Callable[[str, int], None], folder: str) -> tuple[BaseProcess, str]:
+    """`target(folder, port)` in a child process of its own (its memory is its own), once it answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = multiprocessing.get_context("spawn").Process(target=target, args=(folder, port))
+    server.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return server, base
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -112,19 +132,7 @@ def main() -> None:
         root = Path(folder)
         settings = make_settings(root)
         write_list(settings.list_path("big"), args.rows)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        server = multiprocessing.get_context("spawn").Process(target=serve, args=(folder, port))
-        server.start()
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        server, base = start_serving(serve, folder)
         began = time.perf_counter()
         results = asyncio.run(run(base, args.signups))
         wall = time.perf_counter() - began

@@ -16,9 +16,7 @@ Usage: python benchmarks/bench_signup_states.py [--rows 20000] [--tries 100]
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,13 +25,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import httpx
+from bench_signup import SECRET, start_serving  # the sign-up bench's secret and server start, one definition
 
 from newsletter.settings import Settings
 from newsletter.subscribers import open_list
 
-SECRET = "benchmark-secret-0123456789-0123456789-01"
 STATES = ("new", "pending", "active", "unsubscribed", "bounced")
 
 
@@ -116,19 +115,7 @@ def main() -> None:
         settings = make_settings(root)
         write_list(settings.list_path("big"), args.rows, args.tries)
         open_list(settings.places, "big")  # as serve does before it starts
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        server = multiprocessing.get_context("spawn").Process(target=serve, args=(folder, port))
-        server.start()
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        server, base = start_serving(serve, folder)
         times: dict[str, list[float]] = {state: [] for state in STATES}
         with httpx.Client(base_url=base, timeout=60) as client:
             sign_up(client, "warmup@example.org", 0)  # the first load reads the papers once

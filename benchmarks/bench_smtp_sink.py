@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_send import vocabulary  # the keywords readers follow, one definition
+from bench_send import vocabulary, write_config  # the readers' keywords and the config: one definition
 
 SENDER = "digest@example.org"
 CONNECTIONS = 4
@@ -159,44 +159,12 @@ def write_list(path: Path, count: int) -> None:
             handle.write(f"{email},{name},{'; '.join(keywords)},active,2026-10-01T00:00:00+00:00,\n")
 
 
-def write_config(folder: Path, port: int) -> Path:
-    """Semantic ranking (the default), feedback links (base URL + secret) and VERP (bounce address)."""
-    path = folder / "newsletter.toml"
-    path.write_text(
-        f"""
-title = "Bench Digest"
-secret = "bench-secret-0123456789"
-base_url = "https://papers.example.org"
-issue_date = 2024-03-14
-papers = ["{REPO / "examples"}"]
-default_list = "bench"
-subscribers_dir = "subscribers"
-ledger = "newsletter.db"
-[sender]
-name = "Bench Digest"
-address = "{SENDER}"
-postal_address = "Reading Group, 1 Example Street, Example City"
-bounce_address = "bounces@example.org"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-connections = {CONNECTIONS}
-messages_per_connection = 1000000
-[selection]
-semantic_weight = 0.3
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
 def fresh_folder(root: Path, subscribers: int, port: int, name: str) -> Path:
     """A config folder with the list as a CSV and no database: what a first send starts from."""
     folder = root / name
     (folder / "subscribers").mkdir(parents=True)
     shutil.copy(root / "bench.csv", folder / "subscribers" / "bench.csv")
-    write_config(folder, port)
+    write_config(folder, port, CONNECTIONS, features=True)  # semantic ranking, feedback, VERP
     return folder
 
 

@@ -4,6 +4,7 @@ run in one line, and the next run resumes."""
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +37,14 @@ def delivered(url: str) -> int:
         return 0
 
 
-def prepare(folder: Path, port: int, reconnect_seconds: int) -> None:
+def sending(folder: Path, port: int, url: str, reconnect_seconds: int) -> subprocess.Popen[str]:
+    """A `newsletter send` on READERS readers into `url`, once some of them are delivered."""
     write_subscribers(folder / "subscribers" / "test.csv", READERS)
     config = write_config(folder, port=port, connections=2, compose_processes=0)
     config.write_text(f"reconnect_seconds = {reconnect_seconds}\n" + config.read_text())
+    sender = start_send(folder, database_url=url)
+    wait_until(lambda: delivered(url) >= 30 or sender.poll() is not None, 180)
+    return sender
 
 
 def copies(handler: RecordingHandler) -> Counter[str]:
@@ -52,9 +57,7 @@ def test_a_restart_mid_send_is_waited_out_and_every_reader_gets_the_issue_once(
     url = cluster.new_database()
     handler = RecordingHandler(delay=0.01)
     with LoopbackServer(handler) as server:
-        prepare(tmp_path, server.port, reconnect_seconds=60)
-        sender = start_send(tmp_path, database_url=url)
-        wait_until(lambda: delivered(url) >= 30 or sender.poll() is not None, 180)
+        sender = sending(tmp_path, server.port, url, reconnect_seconds=60)
         cluster.restart()
         out, err = sender.communicate(timeout=300)
     assert sender.returncode == 0, out + err
@@ -70,9 +73,7 @@ def test_a_server_that_stays_down_ends_the_send_in_one_line_and_the_next_run_res
     url = cluster.new_database()
     handler = RecordingHandler(delay=0.01)
     with LoopbackServer(handler) as server:
-        prepare(tmp_path, server.port, reconnect_seconds=3)
-        sender = start_send(tmp_path, database_url=url)
-        wait_until(lambda: delivered(url) >= 30 or sender.poll() is not None, 180)
+        sender = sending(tmp_path, server.port, url, reconnect_seconds=3)
         cluster.restart(down=True)
         out, err = sender.communicate(timeout=120)
         errors = [line for line in (out + err).splitlines() if line.startswith("Error:")]

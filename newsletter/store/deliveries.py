@@ -93,12 +93,7 @@ def _upsert_attempts(db: Database) -> ClauseElement:
 
 _ANSWER = (
     update(_d)
-    .where(
-        _d.c.issue == bindparam("k_issue"),
-        _d.c.list == bindparam("k_list"),
-        _d.c.email == bindparam("k_email"),
-        _d.c.channel == bindparam("k_channel"),
-    )
+    .where(ownedbatch.by_key(bindparam("k_email")))
     .values(status=bindparam("v_status"), last_reply=bindparam("v_reply"), updated_at=database_now())
 )
 # A reader who left mid-run replaces only a row still 'sending': an answer already recorded stays.
@@ -109,13 +104,7 @@ _WITHDRAWAL = _ANSWER.where(_d.c.status == DeliveryStatus.SENDING.value)
 _OWNED = _d.c.owner == bindparam("k_owner")
 _OWNED_ATTEMPT = (
     update(_d)
-    .where(
-        _d.c.issue == bindparam("k_issue"),
-        _d.c.list == bindparam("k_list"),
-        _d.c.email == bindparam("k_email"),
-        _d.c.channel == bindparam("k_channel"),
-        _OWNED,
-    )
+    .where(ownedbatch.by_key(bindparam("k_email")), _OWNED)
     .values(
         status=DeliveryStatus.SENDING.value,
         attempts=_d.c.attempts + 1,

@@ -32,7 +32,8 @@ def _rows(*names: str) -> Any:
     return func.unnest(*arrays).table_valued(*names).render_derived(name="v")
 
 
-def _by_key(email: Any) -> ColumnElement[bool]:
+def by_key(email: Any) -> ColumnElement[bool]:
+    """One delivery row of the run's (issue, list, channel), by these parameters and `email`."""
     return and_(
         _d.c.issue == bindparam("k_issue"),
         _d.c.list == bindparam("k_list"),
@@ -43,7 +44,7 @@ def _by_key(email: Any) -> ColumnElement[bool]:
 
 _MINE = (
     select(_d.c.email)
-    .where(_by_key(func.any(bindparam("a_email", type_=ARRAY(Text)))), _d.c.owner == bindparam("k_owner"))
+    .where(by_key(func.any(bindparam("a_email", type_=ARRAY(Text)))), _d.c.owner == bindparam("k_owner"))
     .with_for_update()
 )
 
@@ -56,7 +57,7 @@ def owned(conn: Connection, key: dict[str, str], emails: Sequence[str]) -> set[s
 _ATTEMPT_ROWS = _rows("email", "message_id", "papers", "reader")
 ATTEMPTS = (
     update(_d)
-    .where(_by_key(_ATTEMPT_ROWS.c.email))
+    .where(by_key(_ATTEMPT_ROWS.c.email))
     .values(
         status=DeliveryStatus.SENDING.value,
         attempts=_d.c.attempts + 1,
@@ -70,7 +71,7 @@ ATTEMPTS = (
 _ANSWER_ROWS = _rows("email", "status", "reply")
 ANSWERS = (
     update(_d)
-    .where(_by_key(_ANSWER_ROWS.c.email))
+    .where(by_key(_ANSWER_ROWS.c.email))
     .values(status=_ANSWER_ROWS.c.status, last_reply=_ANSWER_ROWS.c.reply, updated_at=database_now())
 )
 # A reader who left mid-run replaces only a row still 'sending': an answer already recorded stays.
