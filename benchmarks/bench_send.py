@@ -60,16 +60,16 @@ class RecordingCost:
 
         def record(
             ledger: DeliveryLedger, outcomes: Iterable[DeliveryResult] = (), attempts: Iterable[Attempt] = ()
-        ) -> None:
+        ) -> frozenset[str]:
             started, cpu = time.perf_counter(), time.thread_time()
             try:
-                original(ledger, outcomes, attempts)
+                return original(ledger, outcomes, attempts)  # the refused: the dispatcher waits on it
             finally:
                 self.calls += 1
                 self.wall += time.perf_counter() - started
                 self.cpu += time.thread_time() - cpu
 
-        DeliveryLedger.record = record  # type: ignore[method-assign,assignment]  # a timed wrapper, while on
+        DeliveryLedger.record = record  # type: ignore[method-assign]  # a timed wrapper, while on
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -306,8 +306,8 @@ def measure_pipeline(
     processes: int | None,
 ) -> float:
     """One full run_send into a fresh ledger; msgs/s over the whole run (issue preparation included)."""
-    # A fresh database each round, and the list's marker with it (else the run refuses: a lost ledger).
-    for stale in [*folder.glob("newsletter.db*"), *(folder / "subscribers").glob(".*.sent")]:
+    # A fresh database each round, its -wal and -shm with it.
+    for stale in folder.glob("newsletter.db*"):
         stale.unlink()
     forget_databases()  # the engine of the file just removed
     settings = load_settings(write_config(folder, port, connections, processes))
