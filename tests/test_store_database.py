@@ -10,6 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from helpers.databases import PostgresServer
 from sqlalchemy import inspect, text
 
 from newsletter.errors import ConfigError, StoreError
@@ -57,6 +58,21 @@ def test_a_new_database_is_built_to_exactly_the_schema_the_code_queries(database
     assert shape(db) == expected
     with db.read() as conn:
         assert current_version(conn) == SCHEMA_VERSION == len(MIGRATIONS)
+
+
+def test_on_postgresql_a_delivery_row_has_room_to_be_rewritten_in_place(
+    postgres_server: PostgresServer,
+) -> None:
+    """A sender's attempt and answer change no indexed column (the shape above) and find room on
+    the row's page: PostgreSQL then writes no index entry for them (heap-only updates)."""
+    db = upgraded(postgres_server.new_database())
+    with db.read() as conn:
+        options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'deliveries'")).scalar()
+        queue = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'deliveries_queue'")
+        ).scalar()
+    assert options == ["fillfactor=60"]
+    assert "status" not in str(queue) and "WHERE (owner IS NULL)" in str(queue)
 
 
 def test_upgrading_twice_changes_nothing_and_reports_the_version_it_found(database_url: str) -> None:

@@ -278,17 +278,13 @@ class DeliveryLedger:
         """Only rows still this sender's, locked until the commit so nobody takes them meanwhile."""
         wanted = [a.email for a in attempts]
         if not self.db.is_sqlite:
-            mine = ownedbatch.owned(conn, self._owned_key(), wanted)
-            kept = [a for a in attempts if a.email in mine]
             columns: dict[str, Sequence[Any]] = {
-                "email": [a.email for a in kept],
-                "message_id": [a.message_id for a in kept],
-                "papers": [json.dumps(list(a.papers)) for a in kept],
-                "reader": [a.reader for a in kept],
+                "email": wanted,
+                "message_id": [a.message_id for a in attempts],
+                "papers": [json.dumps(list(a.papers)) for a in attempts],
+                "reader": [a.reader for a in attempts],
             }
-            if kept:
-                ownedbatch.run(conn, ownedbatch.ATTEMPTS, self._owned_key(), columns)
-            return frozenset(wanted) - mine
+            return frozenset(wanted) - ownedbatch.run(conn, ownedbatch.ATTEMPTS, self._owned_key(), columns)
         owned = select(_d.c.email).where(self._ours(), _d.c.owner == self.owner, _d.c.email.in_(wanted))
         mine = set(conn.execute(owned.with_for_update()).scalars())
         rows = [
@@ -313,9 +309,7 @@ class DeliveryLedger:
         withdrawn = [o for o in outcomes if o.status == DeliveryStatus.WITHDRAWN]
         answered = [o for o in outcomes if o.status != DeliveryStatus.WITHDRAWN]
         if self.owner is not None and not self.db.is_sqlite:
-            mine = ownedbatch.owned(conn, self._owned_key(), [o.email for o in outcomes])
-            for batch, all_of_them in ((ownedbatch.WITHDRAWALS, withdrawn), (ownedbatch.ANSWERS, answered)):
-                some = [o for o in all_of_them if o.email in mine]
+            for batch, some in ((ownedbatch.WITHDRAWALS, withdrawn), (ownedbatch.ANSWERS, answered)):
                 if some:
                     columns: dict[str, Sequence[Any]] = {
                         "email": [o.email for o in some],

@@ -1,13 +1,13 @@
-"""A sender's attempts and answers for a whole batch in two statements, on PostgreSQL.
+"""A sender's attempts and answers for a whole batch in one statement each, on PostgreSQL.
 
 Written row by row (one UPDATE per reader, even pipelined), a batch of 500 costs 500 plans and
 index descents on the server: recording was most of what the shared queue cost
-(benchmarks/bench_senders.py). Here the rows this sender still owns are locked by key first
-(`email = ANY(array)`), then the batch travels as arrays, `unnest` turns them into rows and one
-UPDATE ... FROM joins them to the table by key. The owner is checked in the first statement
-only: in a join, PostgreSQL's estimate for `owner = ...` (its statistics saw every row unowned)
-made it scan each owned row once per batch row. SQLite runs in-process, where the per-row
-statements cost nothing of the kind (store/deliveries.py).
+(benchmarks/bench_senders.py). Here the batch travels as arrays, `unnest` turns them into rows and
+one UPDATE ... FROM joins them to the table by key, writing only rows this sender still owns and
+returning them. Each transaction first tells the planner that a batch's rows are lookups by key
+(`by_key_plans`): with its defaults it hashed the whole table per batch, or, with statistics that
+saw every row unowned, scanned each owned row once per batch row. SQLite runs in-process, where the
+per-row statements cost nothing of the kind (store/deliveries.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Text, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Text, and_, bindparam, func, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from ..statuses import DeliveryStatus
 from .clock import database_now
@@ -26,7 +26,7 @@ from .schema import deliveries
 _d = deliveries
 
 
-def _rows(*names: str) -> Any:
+def rows(*names: str) -> Any:
     """The batch as a table `v(names...)`: one array parameter per column."""
     arrays = (bindparam(f"a_{name}", type_=ARRAY(Text)) for name in names)
     return func.unnest(*arrays).table_valued(*names).render_derived(name="v")
@@ -42,19 +42,17 @@ def by_key(email: Any) -> ColumnElement[bool]:
     )
 
 
-_MINE = (
-    select(_d.c.email)
-    .where(by_key(func.any(bindparam("a_email", type_=ARRAY(Text)))), _d.c.owner == bindparam("k_owner"))
-    .with_for_update()
-)
+def by_key_plans(conn: Connection) -> None:
+    """For the rest of this transaction, plan a batch's rows as what they are: a few hundred
+    lookups by key in pages the server has cached. With the default cost of a random page (4, a
+    spinning disk's), PostgreSQL chose to scan the whole table and hash it for every batch of 500,
+    which made a send's queue cost grow with the square of the list. SET LOCAL ends with the
+    transaction, and works through a pooler in transaction mode, where startup options do not."""
+    conn.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
 
 
-def owned(conn: Connection, key: dict[str, str], emails: Sequence[str]) -> set[str]:
-    """Of these addresses, the rows this sender still owns, locked until the commit."""
-    return set(conn.execute(_MINE, key | {"a_email": list(emails)}).scalars())
-
-
-_ATTEMPT_ROWS = _rows("email", "message_id", "papers", "reader")
+_OWNER: BindParameter[str] = bindparam("k_owner")
+_ATTEMPT_ROWS = rows("email", "message_id", "papers", "reader")
 ATTEMPTS = (
     update(_d)
     .where(by_key(_ATTEMPT_ROWS.c.email))
@@ -66,19 +64,30 @@ ATTEMPTS = (
         reader=_ATTEMPT_ROWS.c.reader,
         updated_at=database_now(),
     )
+    .where(_d.c.owner == _OWNER)
+    .returning(_d.c.email)
 )
 
-_ANSWER_ROWS = _rows("email", "status", "reply")
+_ANSWER_ROWS = rows("email", "status", "reply")
 ANSWERS = (
     update(_d)
     .where(by_key(_ANSWER_ROWS.c.email))
     .values(status=_ANSWER_ROWS.c.status, last_reply=_ANSWER_ROWS.c.reply, updated_at=database_now())
+    .where(_d.c.owner == _OWNER)
+    .returning(_d.c.email)
 )
 # A reader who left mid-run replaces only a row still 'sending': an answer already recorded stays.
 WITHDRAWALS = ANSWERS.where(_d.c.status == DeliveryStatus.SENDING.value)
 
 
-def run(conn: Connection, statement: Any, key: dict[str, str], columns: Mapping[str, Sequence[Any]]) -> None:
-    """One statement for the whole batch (rows `owned` locked): `columns` are the arrays, by the
-    names `_rows` gave."""
-    conn.execute(statement, key | {f"a_{name}": list(values) for name, values in columns.items()})
+def run(
+    conn: Connection, statement: Any, key: dict[str, str], columns: Mapping[str, Sequence[Any]]
+) -> set[str]:
+    """One statement for the whole batch, `columns` its arrays by the names `rows` gave: the
+    addresses written, those of rows this sender still owns (each locked until the commit)."""
+    by_key_plans(conn)
+    return set(
+        conn.execute(
+            statement, key | {f"a_{name}": list(values) for name, values in columns.items()}
+        ).scalars()
+    )

@@ -56,15 +56,16 @@ deliveries = Table(
     Column("shard", Text),  # "K/N" when a `send --shard K/N` queued it: only such a run claims it
     in_set("status", DELIVERY_STATUSES),
     Index("deliveries_by_address", "list", "channel", "email"),
+    # Rows nobody owns, what a claim looks for; naming no column a sender's answer changes.
     Index(
         "deliveries_queue",
         "issue",
         "list",
         "channel",
-        "status",
         postgresql_where=text("owner IS NULL"),
         sqlite_where=text("owner IS NULL"),
     ),
+    postgresql_with={"fillfactor": "60"},  # room on each page to rewrite a row in place
 )
 
 # Every `newsletter send` that worked on an issue: its lease, renewed by heartbeats on the

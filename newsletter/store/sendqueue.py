@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, literal, select, update
 
 from ..statuses import DeliveryStatus
+from . import ownedbatch
 from .clock import database_later, database_now
 from .database import Database
 from .deliveries import Batched
@@ -99,7 +100,8 @@ class SendQueue:
         self.shard = shard
         self.host = this_host()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._queue = Batched(self._queue_statement(), db)
+        queue = self._queue_statement()
+        self._queue: Batched | Any = Batched(queue, db) if db.is_sqlite else queue
         self._next_reap = 0.0
 
     def _ours(self) -> ColumnElement[bool]:
@@ -149,18 +151,24 @@ class SendQueue:
     # --- the queue ------------------------------------------------------------------------
 
     def _queue_statement(self) -> Any:
-        insert = self.db.insert(_d).values(
-            issue=bindparam("issue"),
-            list=bindparam("list"),
-            email=bindparam("email"),
-            channel=bindparam("channel"),
-            shard=bindparam("shard"),
-            status=QUEUED,
-            attempts=0,
-            message_id="",
-            papers="[]",
-            updated_at=database_now(),
-        )
+        values: dict[str, ColumnElement[Any]] = {
+            "issue": bindparam("issue"),
+            "list": bindparam("list"),
+            "channel": bindparam("channel"),
+            "shard": bindparam("shard"),
+            "status": literal(QUEUED),
+            "attempts": literal(0),
+            "message_id": literal(""),
+            "papers": literal("[]"),
+            "updated_at": database_now(),
+        }
+        insert = self.db.insert(_d)
+        if self.db.is_sqlite:  # in-process: one statement run for each address costs nothing more
+            insert = insert.values(email=bindparam("email"), **values)
+        else:  # the page of addresses as one array: one statement, one plan (by row: 25 s per 100,000)
+            emails = ownedbatch.rows("email")
+            picked = select(emails.c.email, *(value.label(name) for name, value in values.items()))
+            insert = insert.from_select(["email", *values], picked)
         # A row nobody owns that is not final joins this run (and its shard); final rows stay.
         return insert.on_conflict_do_update(
             index_elements=[_d.c.issue, _d.c.list, _d.c.email, _d.c.channel],
@@ -173,19 +181,11 @@ class SendQueue:
 
     def fan_out(self, emails: Iterable[str]) -> None:
         """Queue a row for each address (once: repeated by every sender, it changes nothing new)."""
-        page: list[dict[str, Any]] = []
+        page: list[str] = []
         queued = 0
         for email in emails:
             queued += 1
-            page.append(
-                {
-                    "issue": self.issue,
-                    "list": self.list_name,
-                    "email": email,
-                    "channel": self.channel,
-                    "shard": self.shard,
-                }
-            )
+            page.append(email)
             if len(page) >= 5_000:
                 self._write_queue(page)
                 page = []
@@ -197,10 +197,15 @@ class SendQueue:
                 conn.exec_driver_sql("ANALYZE deliveries")
 
     @reconnecting
-    def _write_queue(self, page: list[dict[str, Any]]) -> None:
-        if page:
-            with self.db.write() as conn:
-                self._queue.run(conn, page)
+    def _write_queue(self, page: list[str]) -> None:
+        if not page:
+            return
+        key = {"issue": self.issue, "list": self.list_name, "channel": self.channel, "shard": self.shard}
+        with self.db.write() as conn:
+            if isinstance(self._queue, Batched):
+                self._queue.run(conn, [key | {"email": email} for email in page])
+            else:
+                conn.execute(self._queue, key | {"a_email": page})
 
     def _claimable(self) -> ColumnElement[bool]:
         claimable = and_(self._ours(), _d.c.owner.is_(None), _d.c.status.in_(CLAIMABLE))
@@ -230,6 +235,8 @@ class SendQueue:
             update(_d).where(self._ours(), chosen).values(owner=self.owner).returning(_d.c.email, _d.c.status)
         )
         with self.db.write() as conn:
+            if not self.db.is_sqlite:
+                ownedbatch.by_key_plans(conn)  # else the pick scans every claimed row to the first free one
             return [Claim(email, DeliveryStatus(status)) for email, status in conn.execute(take)]
 
     @reconnecting
