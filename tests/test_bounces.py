@@ -13,18 +13,18 @@ from helpers.deliveries import database, ledger
 from helpers.dsn import dsn, raw_dsn
 from helpers.lists import store_of
 
-from newsletter.cli import main
-from newsletter.errors import SubscriberError
-from newsletter.store.deliveries import Attempt
-from newsletter.store.history import sent_messages
-from newsletter.store.subscribers import SubscriberStore
-from newsletter.subscribers.bounces import (
+from newsletter.bounces.handling import (
     BounceCategory,
     SentLookup,
     apply_bounces,
     bounces_in,
     read_messages,
 )
+from newsletter.cli import main
+from newsletter.errors import SubscriberError
+from newsletter.store.deliveries import Attempt
+from newsletter.store.history import sent_messages
+from newsletter.store.subscribers import SubscriberStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 MESSAGES = ["hard_user_unknown.eml", "soft_mailbox_busy.eml", "two_recipients.eml", "auto_reply.eml"]

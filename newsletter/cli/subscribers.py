@@ -432,9 +432,9 @@ def bounces(app: AppContext, maildir: Path | None, mbox: Path | None, list_name:
 
     Example: newsletter subscribers bounces --maildir ~/Maildir/.Bounces
     """
+    from ..bounces.handling import apply_bounces, read_messages, verp_check
     from ..store import open_database
     from ..store.history import sent_messages
-    from ..subscribers.bounces import apply_bounces, read_messages, verp_check
 
     if (maildir is None) == (mbox is None):
         raise click.UsageError("pass exactly one of --maildir and --mbox")
@@ -475,7 +475,7 @@ def requests(app: AppContext, maildir: Path | None, mbox: Path | None) -> None:
 
     Example: newsletter subscribers requests --maildir ~/Maildir/.Unsubscribe
     """
-    from ..subscribers.bounces import read_messages
+    from ..bounces.handling import read_messages
     from ..subscribers.mailrequests import apply_mail_requests
 
     if (maildir is None) == (mbox is None):

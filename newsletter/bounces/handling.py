@@ -26,9 +26,9 @@ from ..store import Database
 from ..store.bouncelog import BounceEvent, EventKind, policy_blocks, record_events
 from ..store.history import message_ids_by_key
 from ..store.subscribers import SubscriberStore
-from .bounceclassify import Severity
-from .bouncereading import ReadAs, Reading, read_report
-from .dsnparse import Bounce, bounces_in
+from .classify import Severity
+from .dsn import Bounce, bounces_in
+from .reading import ReadAs, Reading, read_report
 
 __all__ = ["Bounce", "BounceReport", "SentLookup", "apply_bounces", "bounces_in", "read_messages"]
 

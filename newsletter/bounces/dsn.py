@@ -15,7 +15,7 @@ from email.utils import parseaddr
 
 from ..mail.verp import tokens_in
 from ..text import one_line
-from .bounceclassify import Failure, Severity, of_block
+from .classify import Failure, Severity, of_block
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 RETURNED_MESSAGES = ("message/rfc822", "message/global")

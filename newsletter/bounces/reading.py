@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from email.message import Message
 from enum import StrEnum
 
-from .bounceclassify import (
+from .classify import (
     Failure,
     Severity,
     detected,
@@ -19,7 +19,7 @@ from .bounceclassify import (
     of_text,
     readable_text,
 )
-from .dsnparse import Bounce, bounces_in, envelope_tokens, referenced_ids, returned_tokens
+from .dsn import Bounce, bounces_in, envelope_tokens, referenced_ids, returned_tokens
 
 
 class ReadAs(StrEnum):
