@@ -114,17 +114,22 @@ def measure(url: str, deliveries: int, batch: int, processes: int, server: Postg
     )
 
 
-def send_once(folder: Path, sink: Sink, total: int, workers: int, url: str | None) -> tuple[float, float]:
-    """The real CLI, one process or `--workers N`: msg/s and CPU ms per message of its whole tree."""
+def send_once(
+    folder: Path, sink: Sink, total: int, workers: int, server: PostgresServer | None
+) -> tuple[float, float, float]:
+    """The real CLI, one process or `--workers N`: msg/s, CPU ms per message of its whole tree, and
+    the PostgreSQL server's CPU ms per message (0 on SQLite, where it is inside the tree's)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if url is not None:
-        env["NEWSLETTER_DATABASE_URL"] = url
+    if server is not None:  # a database of its own on the shared server
+        env["NEWSLETTER_DATABASE_URL"] = server.new_database()
     command = [sys.executable, "-m", "newsletter", "--config", str(folder / "newsletter.toml"), "send"]
     command += ["--json"] + (["--workers", str(workers)] if workers > 1 else [])
-    before, started, children = sink.mark(), time.perf_counter(), os.times()
+    before, started, children, database = sink.mark(), time.perf_counter(), os.times(), server_cpu(server)
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     after = os.times()
+    time.sleep(0.5)  # the run's server processes exit and are reaped into the postmaster's time
+    database = server_cpu(server) - database
     if done.returncode:
         raise SystemExit(f"Error: newsletter send failed ({done.returncode}): {done.stderr[-2000:]}")
     time.sleep(0.3)  # the sink's last counter line
@@ -133,7 +138,7 @@ def send_once(folder: Path, sink: Sink, total: int, workers: int, url: str | Non
         got = sink.mark() - before
         raise SystemExit(f"Error: the sink got {got} messages, the send says {sent} of {total}")
     cpu = after.children_user + after.children_system - children.children_user - children.children_system
-    return sent / elapsed, 1000 * cpu / sent
+    return sent / elapsed, 1000 * cpu / sent, 1000 * database / sent
 
 
 def sink_rounds(subscribers: int, rounds: int, server: PostgresServer | None) -> None:
@@ -147,12 +152,16 @@ def sink_rounds(subscribers: int, rounds: int, server: PostgresServer | None) ->
             for round_no in range(1, rounds + 1):
                 for workers in (1, 2):
                     folder = fresh_folder(root, subscribers, sink.port, f"r{round_no}w{workers}")
-                    url = server.new_database() if server is not None else None
-                    rate, cpu = send_once(folder, sink, subscribers, workers, url)
+                    rate, cpu, database = send_once(folder, sink, subscribers, workers, server)
                     rates[workers].append((rate, cpu))
+                    share = (
+                        f", PostgreSQL server {database:.2f} ms/msg ({database / (cpu + database):.1%})"
+                        if server is not None
+                        else ""
+                    )
                     print(
                         f"round {round_no}, {workers} sender process(es): {rate:.0f} msg/s whole command,"
-                        f" CPU {cpu:.2f} ms/msg (all its processes), load {os.getloadavg()[0]:.1f}",
+                        f" CPU {cpu:.2f} ms/msg (all its processes){share}, load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
     finally:
