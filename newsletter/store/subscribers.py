@@ -433,11 +433,14 @@ class SubscriberStore:
         key = new.key
         with self.db.write() as conn:
             self.create(conn)
-            row = conn.execute(select(subscribers.c.status).where(self._mine(key)).with_for_update()).first()
+            status = select(subscribers.c.status).where(self._mine(key)).with_for_update()
+            row = conn.execute(status).first()
             conn.execute(self._request(new.email, new.name, "; ".join(new.keywords), new.frequency.value))
-            if row is None:
-                insert_rows(conn, self.name, [new])
-            else:  # one statement for every state; only a pending row's values change
+            if row is None and not self._insert_pending(conn, new):
+                # Another serve added the address since our SELECT (PostgreSQL: nothing to lock
+                # then); its row is committed now, so this is an update like any other.
+                row = conn.execute(status).one()
+            if row is not None:  # one statement for every state; only a pending row's values change
                 pending = subscribers.c.status == SubscriberStatus.PENDING.value
                 since = utc_text(new.subscribed_at)
                 conn.execute(
@@ -449,6 +452,16 @@ class SubscriberStore:
                     )
                 )
         return None if row is None else SubscriberStatus(row[0])
+
+    def _insert_pending(self, conn: Connection, new: Subscriber) -> bool:
+        """Add a sign-up's row unless the address arrived meanwhile; False if it did.
+
+        ON CONFLICT waits for the other transaction and then does nothing, where a plain INSERT
+        failed on the unique index: two serves taking the same address at once answered 503.
+        """
+        values = {**as_values(new), "list": self.name, "changed_at": change_stamp()}
+        statement = self.db.insert(subscribers).values(values).on_conflict_do_nothing()
+        return bool(conn.execute(statement).rowcount)
 
     def take_request(self, email: str) -> dict[str, str] | None:
         """The waiting sign-up request of an address (name, keywords, frequency), removed."""
