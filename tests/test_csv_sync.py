@@ -10,18 +10,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers.deliveries import ledger
 from helpers.lists import store_of, write
-from sqlalchemy import inspect, select, update
+from sqlalchemy import event, inspect, select, update
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.statuses import DeliveryStatus, SubscriberStatus
-from newsletter.store import database
+from newsletter.store import csvstate, database
 from newsletter.store.deliveries import Attempt, DeliveryResult
-from newsletter.store.schema import subscribers, suppressions
+from newsletter.store.schema import lists, subscribers, suppressions
 from newsletter.store.subscriberrows import now_text
 from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers import csvsync, writeback
@@ -377,3 +378,48 @@ def test_a_list_kept_only_in_the_database_gets_its_file_from_sync(
         "w@example.org,,,pending,"
     )
     assert other.stat().st_mode & 0o077 == 0  # a new file is its owner's only
+
+
+@pytest.mark.parametrize("digests_kept_sorted", [False, True], ids=["this release", "older release"])
+def test_an_edit_that_moves_adds_and_deletes_lines_parses_only_the_lines_it_changed(
+    path: Path, monkeypatch: pytest.MonkeyPatch, digests_kept_sorted: bool
+) -> None:
+    store = store_of(path, sync=False)
+    if digests_kept_sorted:  # as the release before kept them: a sync must not take them for lines' places
+        with store.db.write() as conn:
+            kept = bytes(conn.execute(select(lists.c.csv_digests).where(lists.c.name == "news")).scalar_one())
+            ordered = np.sort(np.frombuffer(kept, "<i8")).tobytes()
+            conn.execute(update(lists).where(lists.c.name == "news").values(csv_digests=ordered))
+    parsed: list[int] = []
+    merge_batch = csvsync._merge_batch
+
+    def counted(merge: Any, lines: list[csvsync.Changed]) -> None:
+        parsed.extend(number for number, _, _ in lines)
+        merge_batch(merge, lines)
+
+    monkeypatch.setattr(csvsync, "_merge_batch", counted)
+    ada, bob, cy, _di = ROWS
+    robert = bob.replace(",Bob,", ",Robert,")
+    path.write_text("\n".join([HEADER, robert, "eve@example.org,Eve,,active,,", cy, ada]) + "\n")
+    merged = store_of(path)
+    assert sorted(parsed) == [2, 3]  # Robert's line and Eve's: the moved ones are known wherever they are
+    assert sorted((s.email, s.name, s.status.value) for s in merged.read()) == [
+        ("ada@example.org", "Ada", "active"),
+        ("bob@example.org", "Robert", "active"),
+        ("cy@example.org", "Cy", "unsubscribed"),
+        ("eve@example.org", "Eve", "active"),
+    ]
+
+
+def test_a_write_back_looks_for_new_deliveries_through_an_index_not_a_scan(tmp_path: Path) -> None:
+    store = store_of(write(tmp_path / "subscribers" / "news.csv", "\n".join([HEADER, *ROWS]) + "\n"))
+    asked: list[tuple[str, Any]] = []
+    record = lambda *call: asked.append((call[2], call[3]))  # noqa: E731  (statement, parameters)
+    event.listen(store.db.engine, "before_cursor_execute", record)
+    csvstate.changed_since(store.db, "news", "2999-01-01T00:00:00+00:00", "smtp")  # nothing else changed
+    event.remove(store.db.engine, "before_cursor_execute", record)
+    statement, parameters = next((s, p) for s, p in asked if "FROM deliveries" in s)
+    with store.db.read() as conn:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        plan = " ".join(str(row[-1]) for row in rows)
+    assert "USING INDEX deliveries_delivered" in plan  # a million deliveries: not read one by one

@@ -168,6 +168,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             _create("senders"),
         ),
     ),
+    Migration(
+        "find what was delivered since a list's file was written without reading all its deliveries",
+        _run(
+            "CREATE INDEX deliveries_delivered ON deliveries (list, channel, updated_at)"
+            " WHERE status = 'delivered'"
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _VERSIONS = "schema_migrations"

@@ -65,6 +65,16 @@ deliveries = Table(
         postgresql_where=text("owner IS NULL"),
         sqlite_where=text("owner IS NULL"),
     ),
+    # What a write-back asks: was anyone on the list delivered an issue since the file was written?
+    # Only delivered rows: a send writes each row three times, and only the last one lands here.
+    Index(
+        "deliveries_delivered",
+        "list",
+        "channel",
+        "updated_at",
+        postgresql_where=text("status = 'delivered'"),
+        sqlite_where=text("status = 'delivered'"),
+    ),
 )
 
 # Every `newsletter send` that worked on an issue: its lease, renewed by heartbeats on the
@@ -103,7 +113,7 @@ lists = Table(
     Column("created_at", Text, nullable=False),
     Column("csv_layout", Text),  # JSON: the file's columns in order (unknown ones kept) and dialect
     Column("csv_signature", Text),  # the file as last synced: size, mtime and content hash
-    Column("csv_digests", LargeBinary),  # each synced row's digest, sorted: what an edit changed
+    Column("csv_digests", LargeBinary),  # each synced row's digest, in file order: what an edit changed
     Column("csv_last_issue", Text),  # the newest `last_issue` the file names (lost-database check)
     Column("csv_synced_at", Text),
 )
