@@ -275,13 +275,19 @@ def _last_issue(layout: CsvLayout, raw: bytes, at: int | None) -> bytes:
 
 
 def _changed_lines(path: Path, found: Scan, base: Lines | None) -> Iterator[Changed]:
-    """The lines that differ from the last sync: kept by the scan, or read again (and checked)."""
+    """The lines that differ from the last sync: kept by the scan, or read again (and checked).
+
+    Read again, a line's digest is the scan's: if the file changed since, its hash says so at the
+    end, and the merge starts over.
+    """
     if found.changed is not None:
         yield from found.changed
         return
     hasher = hashlib.sha256()
     for first, lines in _chunks(path, hasher):
-        digests = _digests(found.layout, lines)[0]
+        digests = found.digests[first - 2 : first - 2 + len(lines)]
+        if len(digests) != len(lines):
+            raise Moved  # longer than when scanned
         unknown = _unknown(base, digests, first - 2)
         yield from zip(
             (unknown + first).tolist(),
