@@ -14,19 +14,16 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from sqlalchemy import URL, Connection, Engine, Insert, Table, create_engine, event, make_url
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, StoreError
 from ..safety.private import private_dir, private_file
 from .diskspace import out_of_space
-
-if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql
 
 SQLITE_BUSY_MS = 30_000  # a writer waits this long for another process's transaction
 _BEGIN = "newsletter_begin"  # execution option: how a SQLite transaction starts
@@ -176,13 +173,7 @@ class Database:
 
 def dialect_insert(engine_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
     """The upsert-capable INSERT of an engine by name (`conn.dialect.name` where no Database is at hand)."""
-    if engine_name == "sqlite":
-        return sqlite.insert(table)
-    # Loaded only here, and by the engine itself: it imports asyncpg's dialect and more (50 ms),
-    # which a command on a SQLite file never needs.
-    from sqlalchemy.dialects import postgresql
-
-    return postgresql.insert(table)
+    return sqlite.insert(table) if engine_name == "sqlite" else postgresql.insert(table)
 
 
 def bulk_insert(conn: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
