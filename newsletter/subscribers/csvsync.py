@@ -15,13 +15,14 @@ writes the database's view back into the file.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import time
 import zlib
 from array import array
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -352,6 +353,7 @@ def merge(
             bulk = found.changed is None and not adopt
             with (
                 store.db.roomy(conn) if bulk else nullcontext(),
+                _no_cycle_collection() if bulk else nullcontext(),
                 indexes_after(conn) if bulk and first and not rows else nullcontext(),
             ):
                 _merge_lines(run, _changed_lines(path, found, base))
@@ -364,6 +366,19 @@ def merge(
         )
         record_csv(conn, store.name, shown)
     return run.report
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """A bulk merge makes millions of short-lived objects that hold no cycles, and Python's cycle
+    collector would walk them every few hundred allocations: a tenth of a first import's CPU."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _merge_lines(run: _Merge, changed: Iterator[Changed]) -> None:
