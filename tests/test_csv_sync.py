@@ -10,18 +10,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers.deliveries import ledger
 from helpers.lists import store_of, write
-from sqlalchemy import inspect, select, update
+from sqlalchemy import event, inspect, select, update
 
 from newsletter.cli import main
 from newsletter.errors import SubscriberError
 from newsletter.statuses import DeliveryStatus, SubscriberStatus
-from newsletter.store import database
-from newsletter.store.deliveries import Attempt, DeliveryResult
-from newsletter.store.schema import subscribers, suppressions
+from newsletter.store import csvstate, database
+from newsletter.store.deliveries import Attempt, DeliveryLedger, DeliveryResult
+from newsletter.store.schema import lists, subscribers, suppressions
+from newsletter.store.sendqueue import SendQueue
 from newsletter.store.subscriberrows import now_text
 from newsletter.store.subscribers import SubscriberStore
 from newsletter.subscribers import csvsync, writeback
@@ -171,10 +172,15 @@ def quiet(store: SubscriberStore, at: str = "2026-01-01T00:00:00.000000+00:00") 
 
 
 def deliver(store: SubscriberStore, database_url: str, email: str, issue: str) -> None:
-    """A real send's record that `email` got `issue`."""
-    sent = ledger(database_url, issue, store.name)
+    """A real send's record that `email` got `issue`: a sender queues, claims and records it."""
+    queue = SendQueue(store.db, issue, store.name, "smtp")
+    queue.register()
+    queue.fan_out([email])
+    assert [claim.email for claim in queue.claim(1)] == [email]
+    sent = DeliveryLedger(store.db, issue, store.name, "smtp", owner=queue.owner)
     sent.record(attempts=[Attempt(email, f"<{issue}@example.org>", ())])
     sent.record(outcomes=[DeliveryResult(email, DeliveryStatus.DELIVERED, "250 OK")])
+    queue.finish(completed=True)
 
 
 def test_a_write_back_with_nothing_changed_leaves_the_file_alone(path: Path) -> None:
@@ -377,3 +383,53 @@ def test_a_list_kept_only_in_the_database_gets_its_file_from_sync(
         "w@example.org,,,pending,"
     )
     assert other.stat().st_mode & 0o077 == 0  # a new file is its owner's only
+
+
+@pytest.mark.parametrize("digests_kept_sorted", [False, True], ids=["this release", "older release"])
+def test_an_edit_that_moves_adds_and_deletes_lines_parses_only_the_lines_it_changed(
+    path: Path, monkeypatch: pytest.MonkeyPatch, digests_kept_sorted: bool
+) -> None:
+    store = store_of(path, sync=False)
+    if digests_kept_sorted:  # as the release before kept them: a sync must not take them for lines' places
+        with store.db.write() as conn:
+            kept = bytes(conn.execute(select(lists.c.csv_digests).where(lists.c.name == "news")).scalar_one())
+            ordered = np.sort(np.frombuffer(kept, "<i8")).tobytes()
+            conn.execute(update(lists).where(lists.c.name == "news").values(csv_digests=ordered))
+    parsed: list[int] = []
+    merge_batch = csvsync._merge_batch
+
+    def counted(merge: Any, lines: list[csvsync.Changed]) -> None:
+        parsed.extend(number for number, _, _ in lines)
+        merge_batch(merge, lines)
+
+    monkeypatch.setattr(csvsync, "_merge_batch", counted)
+    ada, bob, cy, _di = ROWS
+    robert = bob.replace(",Bob,", ",Robert,")
+    path.write_text("\n".join([HEADER, robert, "eve@example.org,Eve,,active,,", cy, ada]) + "\n")
+    merged = store_of(path)
+    assert sorted(parsed) == [2, 3]  # Robert's line and Eve's: the moved ones are known wherever they are
+    assert sorted((s.email, s.name, s.status.value) for s in merged.read()) == [
+        ("ada@example.org", "Ada", "active"),
+        ("bob@example.org", "Robert", "active"),
+        ("cy@example.org", "Cy", "unsubscribed"),
+        ("eve@example.org", "Eve", "active"),
+    ]
+
+
+def test_a_write_back_learns_of_new_deliveries_from_the_senders_without_reading_the_deliveries(
+    tmp_path: Path,
+) -> None:
+    store = store_of(write(tmp_path / "subscribers" / "news.csv", "\n".join([HEADER, *ROWS]) + "\n"))
+    quiet(store)
+    before = now_text()
+    assert not csvstate.changed_since(store.db, "news", before, "smtp")
+    queue = SendQueue(store.db, "2024-W11", "news", "smtp")
+    queue.register()  # a send ran (or runs) since: its deliveries may change last_issue
+    asked: list[str] = []
+    record = lambda *call: asked.append(call[2])  # noqa: E731  (the statement)
+    event.listen(store.db.engine, "before_cursor_execute", record)
+    assert csvstate.changed_since(store.db, "news", before, "smtp")
+    event.remove(store.db.engine, "before_cursor_execute", record)
+    assert not any("FROM deliveries" in statement for statement in asked)  # a million of them: not read
+    queue.finish(completed=True)
+    assert not csvstate.changed_since(store.db, "news", "2999-01-01T00:00:00+00:00", "smtp")

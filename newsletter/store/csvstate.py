@@ -1,7 +1,7 @@
 """What the store keeps of a list's hand-kept CSV file, and the queries a merge with it runs.
 
 The `lists` row holds the file's layout, its identity as last synced (size, mtime, content hash)
-and the sorted digests of its lines; `csv_base` holds each of those lines' cells, the base of the
+and the digests of its lines; `csv_base` holds each of those lines' cells, the base of the
 three-way merge, as the file had them (subscribers/csvsync.py decides what to merge; this module
 only reads and writes).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, LargeBinary, delete, func, literal, select, update
 
 from .database import Database, bulk_insert, copy_rows, dialect_insert
-from .schema import csv_base, deliveries, lists, subscribers, suppressions
+from .schema import csv_base, deliveries, lists, senders, subscribers, suppressions
 from .subscriberrows import chunked
 
 BaseRow = tuple[int, str]  # a line's digest and the line
@@ -27,7 +27,7 @@ class CsvState:
 
     layout: str | None  # JSON of the file's layout; None: a list never kept as CSV
     signature: str | None  # "size mtime_ns sha256"
-    digests: bytes  # every synced line's digest, sorted, little-endian int64
+    digests: bytes  # every synced line's digest in file order, little-endian int64
     last_issue: str  # the newest last_issue the file named
     # When the last write-back began reading the database (ISO 8601 UTC): what the database
     # changed since then may not be in the file ('' : not known, write it back).
@@ -69,23 +69,26 @@ def changed_since(db: Database, name: str, since: str, channel: str) -> bool:
     """Whether the database changed anything the list's file shows since `since`: a row added or
     changed, a row removed, or a reader delivered an issue (the file's last_issue).
 
-    The first two are an index probe and two counts; deliveries have no index by time, so their
-    scan (about a second per million) runs only when nothing else changed.
+    The first two are an index probe and two counts. For the last, the senders are asked, not the
+    deliveries: every delivery is recorded by a sender whose lease was live (or which was still
+    running) at the time, and a sender's row is one per run. An index of deliveries by status or
+    time would let a write-back find them, but would cost every send: no recorded answer could then
+    be rewritten in place on PostgreSQL (schema step 7).
     """
     mine = subscribers.c.list == name
     changed = select(subscribers.c.id).where(mine, subscribers.c.changed_at >= since).limit(1)
     rows = select(func.count()).select_from(subscribers).where(mine).scalar_subquery()
     lines = select(func.count()).select_from(csv_base).where(csv_base.c.list == name).scalar_subquery()
-    delivered = (
-        select(deliveries.c.issue)
-        .where(deliveries.c.list == name, deliveries.c.channel == channel)
-        .where(deliveries.c.status == "delivered", deliveries.c.updated_at >= since)
+    sent = (
+        select(senders.c.id)
+        .where(senders.c.list == name, senders.c.channel == channel)
+        .where(func.coalesce(senders.c.finished_at, senders.c.lease_until) >= since)
         .limit(1)
     )
     with db.read() as conn:
         if conn.execute(changed).first() is not None or conn.execute(select(rows != lines)).scalar():
             return True
-        return conn.execute(delivered).first() is not None
+        return conn.execute(sent).first() is not None
 
 
 def touch_csv(db: Database, name: str, signature: str) -> None:
@@ -134,15 +137,16 @@ def has_suppressions(conn: Connection, name: str) -> bool:
 
 @contextmanager
 def indexes_after(conn: Connection) -> Iterator[None]:
-    """On SQLite with no list yet, load first and build the lookup indexes after: a first import of
-    a million rows then sorts each index once instead of growing it row by row (a third of its cost).
+    """On SQLite with no list yet, load first and build the indexes after: a first import of a
+    million rows then sorts each index once instead of growing it row by row (a third of its cost).
 
-    The unique indexes stay, so two lines of one address still fail the load. SQLite's DDL is
-    transactional: if the load fails, the indexes come back with the rollback.
+    Two lines of one address still fail the load: csv_base's primary key stays, and the merge
+    compares the addresses it loaded (csvsync); so does building the unique index after. SQLite's
+    DDL is transactional: if the load fails, the indexes come back with the rollback.
     """
     tables = (subscribers, csv_base)
     empty = all(conn.execute(select(literal(1)).select_from(t).limit(1)).first() is None for t in tables)
-    later = [index for t in tables for index in t.indexes if not index.unique]
+    later = [index for t in tables for index in t.indexes]
     if conn.dialect.name != "sqlite" or not empty:
         yield  # PostgreSQL would lock every list's readers out for the load; a full table is costly
         return

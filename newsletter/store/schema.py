@@ -104,7 +104,7 @@ lists = Table(
     Column("created_at", Text, nullable=False),
     Column("csv_layout", Text),  # JSON: the file's columns in order (unknown ones kept) and dialect
     Column("csv_signature", Text),  # the file as last synced: size, mtime and content hash
-    Column("csv_digests", LargeBinary),  # each synced row's digest, sorted: what an edit changed
+    Column("csv_digests", LargeBinary),  # each synced row's digest, in file order: what an edit changed
     Column("csv_last_issue", Text),  # the newest `last_issue` the file names (lost-database check)
     Column("csv_synced_at", Text),
 )

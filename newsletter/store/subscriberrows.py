@@ -77,16 +77,17 @@ def _when(text: str | None) -> datetime | None:
 
 def as_values(subscriber: Subscriber) -> dict[str, Any]:
     """A subscriber as the columns of its row (without list and changed_at)."""
-    return {
-        "email_key": subscriber.key,
-        "email": subscriber.email.strip(),
+    email = subscriber.email.strip()
+    return {  # str() of a member is its word, without the enum's slower `.value` (a million-row import)
+        "email_key": email.lower(),
+        "email": email,
         "name": subscriber.name,
         "keywords": "; ".join(subscriber.keywords),
-        "status": subscriber.status.value,
+        "status": str(subscriber.status),
         "subscribed_at": utc_text(subscriber.subscribed_at),
         "unsubscribed_at": utc_text(subscriber.unsubscribed_at),
         "confirmed_at": utc_text(subscriber.confirmed_at),
-        "frequency": subscriber.frequency.value,
+        "frequency": str(subscriber.frequency),
         "pause_until": subscriber.pause_until.isoformat() if subscriber.pause_until else None,
         # Empty cells are not kept: the file's header keeps their column.
         "extra": json.dumps({k: v for k, v in subscriber.extra.items() if v}, ensure_ascii=False)

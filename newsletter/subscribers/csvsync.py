@@ -7,25 +7,27 @@ database winning on status. An unsubscribe or bounce is never undone by the file
 back to active, or a barred address added again, is reported with its line and ignored.
 
 Finding what an edit changed takes one read of the file, not a parse of it: each line's digest
-is compared with the digests of the lines last synced, and only the lines that differ are parsed
-and merged. A file whose size and mtime are as last synced is not read at all. writeback.py
+is compared with the digest of the line last synced at its place (most lines of an edited file
+are where they were), one not there is looked up among all of them, and only the lines that
+differ are parsed and merged. A file whose size and mtime are as last synced is not read at all. writeback.py
 writes the database's view back into the file.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import time
 import zlib
 from array import array
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -81,17 +83,35 @@ class Synced:
 
     layout: CsvLayout | None  # None: a list never kept as CSV
     signature: str | None  # "size mtime_ns sha256"
-    digests: bytes  # every synced line's digest, sorted, as little-endian int64
+    digests: bytes  # every synced line's digest in file order, as little-endian int64
     last_issue: str = ""
     synced_at: str = ""  # when the work that synced it began
 
-    def base(self, layout: CsvLayout) -> np.ndarray | None:
+    def base(self, layout: CsvLayout) -> Lines | None:
         """The synced digests, when the file still has the header they were taken under."""
         import numpy as np
 
         old = self.layout
         same = old is not None and (old.header, old.delimiter) == (layout.header, layout.delimiter)
-        return np.frombuffer(self.digests, "<i8") if same else None
+        return Lines.of(np.frombuffer(self.digests, "<i8")) if same else None
+
+
+@dataclass
+class Lines:
+    """The digests of a file's lines: in file order, to compare each line with the one that was at
+    its place, and sorted, to look up a line that is not."""
+
+    in_order: np.ndarray
+    ordered: np.ndarray
+
+    @classmethod
+    def of(cls, digests: np.ndarray) -> Lines:
+        import numpy as np
+
+        return cls(digests, np.sort(digests))
+
+
+Changed = tuple[int, bytes, int]  # a line the last sync did not see: its number, text and digest
 
 
 @dataclass
@@ -101,7 +121,7 @@ class Scan:
     layout: CsvLayout
     signature: str
     digests: np.ndarray
-    changed: list[tuple[int, bytes]] | None  # None: too many to keep, read them again
+    changed: list[Changed] | None  # None: too many to keep, read them again
     last_issue: str
 
 
@@ -192,16 +212,24 @@ def _chunks(path: Path, hasher: Any) -> Iterator[tuple[int, list[bytes]]]:
             yield number + 1, [carry]
 
 
-def _unknown(base: np.ndarray | None, digests: np.ndarray) -> np.ndarray:
-    """Indexes of the digests (of the lines now) the last sync did not see; also, given the lines
-    now as `base`, which of the last sync's digests are gone."""
+def _unknown(base: Lines | None, digests: np.ndarray, at: int = 0) -> np.ndarray:
+    """Indexes of the digests (of lines from line `at` of the file on) the last sync did not see;
+    also, given the lines now as `base`, which of the last sync's digests are gone.
+
+    A line equal to the one at its place is known without a lookup (a one-row edit of a million
+    leaves one line to look up, not a million).
+    """
     import numpy as np
 
-    if base is None or not len(base):
+    if base is None or not len(base.ordered):
         return np.arange(len(digests))
-    order = np.argsort(digests)  # looked up in order, the base is walked once, not at random
-    at = np.minimum(base.searchsorted(digests[order]), len(base) - 1)
-    return np.sort(order[base[at] != digests[order]])
+    there = base.in_order[at : at + len(digests)]
+    moved = np.flatnonzero(there != digests[: len(there)])
+    if len(there) < len(digests):
+        moved = np.concatenate([moved, np.arange(len(there), len(digests))])
+    found = np.minimum(base.ordered.searchsorted(digests[moved]), len(base.ordered) - 1)
+    unknown: np.ndarray = moved[base.ordered[found] != digests[moved]]
+    return unknown
 
 
 def scan(path: Path, synced: Synced | None) -> Scan:
@@ -215,7 +243,7 @@ def scan(path: Path, synced: Synced | None) -> Scan:
     handle.close()
     base = synced.base(layout) if synced is not None else None
     hasher, parts = hashlib.sha256(), []
-    changed: list[tuple[int, bytes]] | None = []
+    changed: list[Changed] | None = []
     kept, last = 0, b""
     issue_at = None if layout.last_issue_last else layout.index("last_issue")
     for first, lines in _chunks(path, hasher):
@@ -225,8 +253,8 @@ def scan(path: Path, synced: Synced | None) -> Scan:
             last, greatest, *(_last_issue(layout, raw, issue_at) for raw in lines if issue_at is not None)
         )
         if changed is not None:
-            for index in _unknown(base, digests).tolist():
-                changed.append((first + index, lines[index]))
+            for index in _unknown(base, digests, first - 2).tolist():
+                changed.append((first + index, lines[index], int(digests[index])))
                 kept += len(lines[index])
             if kept > KEEP_BYTES:
                 changed = None
@@ -247,15 +275,27 @@ def _last_issue(layout: CsvLayout, raw: bytes, at: int | None) -> bytes:
         return b""  # the merge reports the row
 
 
-def _changed_lines(path: Path, found: Scan, base: np.ndarray | None) -> Iterator[tuple[int, bytes]]:
-    """The lines that differ from the last sync: kept by the scan, or read again (and checked)."""
+def _changed_lines(path: Path, found: Scan, base: Lines | None) -> Iterator[Changed]:
+    """The lines that differ from the last sync: kept by the scan, or read again (and checked).
+
+    Read again, a line's digest is the scan's: if the file changed since, its hash says so at the
+    end, and the merge starts over.
+    """
     if found.changed is not None:
         yield from found.changed
         return
     hasher = hashlib.sha256()
     for first, lines in _chunks(path, hasher):
-        for index in _unknown(base, _digests(found.layout, lines)[0]).tolist():
-            yield first + index, lines[index]
+        digests = found.digests[first - 2 : first - 2 + len(lines)]
+        if len(digests) != len(lines):
+            raise Moved  # longer than when scanned
+        unknown = _unknown(base, digests, first - 2)
+        yield from zip(
+            (unknown + first).tolist(),
+            map(lines.__getitem__, unknown.tolist()),
+            digests[unknown].tolist(),
+            strict=True,
+        )
     if hasher.hexdigest() != found.signature.rsplit(" ", 1)[1]:
         raise Moved  # saved again since the scan: merge that version instead
 
@@ -288,7 +328,6 @@ def merge(
     hand edit keeps the time of the last write-back, as the file still lacks what the database
     changed since then.
     """
-    import numpy as np
 
     started = started or (synced.synced_at if synced is not None else "")
 
@@ -298,8 +337,9 @@ def merge(
             raise Moved  # another process merged a version of the file meanwhile
         store.create(conn)
         base = synced.base(found.layout) if synced is not None else None
-        now_sorted = np.sort(found.digests)
-        gone = None if base is None else base[_unknown(now_sorted, base)].tolist()
+        gone = (
+            None if base is None else base.in_order[_unknown(Lines.of(found.digests), base.in_order)].tolist()
+        )
         if adopt and gone is None:  # a file we wrote with new columns: its lines are the whole base
             drop_base(conn, store.name, None)
         first, rows = not has_base(conn, store.name), has_rows(conn, store.name)
@@ -313,6 +353,7 @@ def merge(
             bulk = found.changed is None and not adopt
             with (
                 store.db.roomy(conn) if bulk else nullcontext(),
+                _no_cycle_collection() if bulk else nullcontext(),
                 indexes_after(conn) if bulk and first and not rows else nullcontext(),
             ):
                 _merge_lines(run, _changed_lines(path, found, base))
@@ -320,17 +361,31 @@ def merge(
             list(read_subscribers(path))  # a second line for one address: this names both
             raise
         _drop_gone(run)
-        digests = now_sorted.tobytes()
-        shown = CsvState(found.layout.to_json(), found.signature, digests, found.last_issue, started)
+        shown = CsvState(
+            found.layout.to_json(), found.signature, found.digests.tobytes(), found.last_issue, started
+        )
         record_csv(conn, store.name, shown)
     return run.report
 
 
-def _merge_lines(run: _Merge, changed: Iterator[tuple[int, bytes]]) -> None:
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """A bulk merge makes millions of short-lived objects that hold no cycles, and Python's cycle
+    collector would walk them every few hundred allocations: a tenth of a first import's CPU."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _merge_lines(run: _Merge, changed: Iterator[Changed]) -> None:
     """Merge the changed lines a batch at a time; two lines of one address stop it."""
     import numpy as np
 
-    batch: list[tuple[int, bytes]] = []
+    batch: list[Changed] = []
     for line in changed:
         batch.append(line)
         if len(batch) >= BATCH:
@@ -342,8 +397,7 @@ def _merge_lines(run: _Merge, changed: Iterator[tuple[int, bytes]]) -> None:
         raise IntegrityError("", None, ValueError("two changed lines of one address"))
 
 
-@dataclass(frozen=True)
-class _Line:
+class _Line(NamedTuple):
     """A changed line, parsed: where it is, whose it is, what it says, its digest."""
 
     number: int
@@ -359,23 +413,22 @@ def _key_hash(key: str) -> int:
     return ((zlib.crc32(data) << 32) | zlib.adler32(data)) - (1 << 63)
 
 
-def _merge_batch(merge: _Merge, batch: list[tuple[int, bytes]]) -> None:
-    layout, path = merge.found.layout, merge.path
-    batch = [(number, raw) for number, raw in batch if raw.strip()]  # blank lines are nobody
-    digests = _digests(layout, [raw for _, raw in batch])[0].tolist()
-    batch = [(number, raw.removesuffix(b"\r")) for number, raw in batch]
+def _merge_batch(merge: _Merge, batch: list[Changed]) -> None:
+    layout, path, gone = merge.found.layout, merge.path, merge.gone
+    # Blank lines are nobody; a line keeps its digest, taken with any `\r` it ends in.
+    batch = [(number, raw.removesuffix(b"\r"), digest) for number, raw, digest in batch if raw.strip()]
     # A damaged line: then each is split on its own, so the first bad one is named.
-    split = split_lines(layout, [raw for _, raw in batch])
+    split = split_lines(layout, [raw for _, raw, _ in batch])
     rows: list[list[str] | None] = list(split) if split is not None else [None] * len(batch)
     lines: list[_Line] = []
-    for (number, raw), digest, cells in zip(batch, digests, rows, strict=True):
+    for (number, raw, digest), cells in zip(batch, rows, strict=True):
         try:
             subscriber = parse_row(layout, split_line(layout, raw, path, number) if cells is None else cells)
         except RowError as exc:
             raise row_error(path, number, exc) from None
         key = subscriber.key
         merge.keys.append(_key_hash(key))
-        if key in merge.gone:
+        if key in gone:
             merge.back.add(key)
         lines.append(_Line(number, key, subscriber, raw.decode(), digest))
     if not lines:
@@ -400,6 +453,9 @@ def _merge_rows(merge: _Merge, lines: list[_Line]) -> None:
     new: list[Subscriber] = []
     for line in lines:
         theirs, ours, base = line.subscriber, current.get(line.key), merge.gone.get(line.key)
+        if ours is None and base is None and (line.key not in barred or theirs.status in SUPPRESSING):
+            new.append(theirs)  # every line of a first import: nothing more to decide
+            continue
         where = RowProblem(merge.path, line.number, "")
         if ours is not None:
             earlier = None if base is None else _base_subscriber(merge, base[1])
@@ -412,10 +468,8 @@ def _merge_rows(merge: _Merge, lines: list[_Line]) -> None:
                 where,
                 f"{theirs.email} was removed from the list since the file was last synced",
             )
-        elif line.key in barred and theirs.status not in SUPPRESSING:
-            _ignore(merge.report, where, _barred_note(theirs.email, barred[line.key]))
         else:
-            new.append(theirs)
+            _ignore(merge.report, where, _barred_note(theirs.email, barred[line.key]))
     insert_rows(merge.conn, name, new)
 
 
