@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 from ..models import IssueInfo, Subscriber, utc_now
@@ -75,6 +76,7 @@ def encoded_words(text: str) -> str:
     return (CRLF + " ").join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
+@lru_cache(maxsize=1_024)
 def header_text(value: str) -> str:
     """Unstructured header text: raw when plain ASCII, else encoded so '=?' is never live."""
     value = one_line(value)  # no header is forged (CR, LF) or reordered (bidi controls)
@@ -220,6 +222,24 @@ def message_id(secret: str, issue: IssueInfo, address: str, domain: str, test_to
     return f"<{issue_part}.{digest}@{domain}>"
 
 
+_REQUEST = re.compile(r"unsubscribe [A-Za-z0-9_-]+")  # what subject_for makes of our tokens
+
+
+def _quoted_request(request: str) -> str:
+    """The mailto: subject percent-encoded; a token's characters need no quoting, only the space."""
+    return request.replace(" ", "%20") if _REQUEST.fullmatch(request) else quote(request)
+
+
+@lru_cache(maxsize=4)
+def _second(stamp: datetime) -> str:
+    return format_datetime(stamp)
+
+
+def _date(now: datetime) -> str:
+    """The Date header's value: formatted once per second of the run, not once per message."""
+    return _second(now.replace(microsecond=0))  # format_datetime never shows microseconds
+
+
 class MessageComposer:
     """Builds messages for one issue; everything shared by all subscribers is prepared once."""
 
@@ -311,12 +331,12 @@ class MessageComposer:
             if unsubscribe_token
             else request_subject(self.tokens, self.issue.list_name, subscriber.email)
         )
-        mailto = f"mailto:{self.sender_address}?subject=" + quote(request)
+        mailto = f"mailto:{self.sender_address}?subject=" + _quoted_request(request)
         lines = [
             f"From: {self.from_header}",
             f"To: {mailbox(subscriber.name, recipient)}",
             f"Subject: {header_text(subject)}",
-            f"Date: {format_datetime(now or utc_now())}",
+            f"Date: {_date(now or utc_now())}",
             f"Message-ID: {mid}",
             "MIME-Version: 1.0",
             f"List-Id: {self.list_id}",
