@@ -70,6 +70,9 @@ class RenderedDigest:
     # Each card picked by meaning alone that quotes its abstract: paper id -> the sentence quoted.
     # The ledger keeps these, since a replay may not have the model that chose them.
     quoted: dict[str, str] = field(default_factory=dict)
+    # The html as the pieces it was joined from, pieces readers share being the same objects:
+    # compose encodes each shared piece once. Empty when not kept.
+    html_pieces: tuple[str, ...] = ()
 
 
 class Pick(Protocol):
@@ -311,7 +314,9 @@ class DigestRenderer:
 
     # --- per subscriber: joins and escapes only -------------------------------------------
 
-    def _card_html(self, pick: Pick, profile: tuple[str, ...], feedback_url: str, matches: _Matches) -> str:
+    def _card_html(
+        self, pick: Pick, profile: tuple[str, ...], feedback_url: str, matches: _Matches
+    ) -> list[str]:
         """A filled card; cached by reader profile first, so shared profiles skip even `matched`.
 
         The cached card keeps the feedback links' slots: only those two differ between readers
@@ -348,9 +353,9 @@ class DigestRenderer:
                 self._by_profile[by_profile] = html
         # No link (a page for everyone, not one reader): the feedback links become an HTML comment.
         if not feedback_url:
-            return html.fill(_NO_FEEDBACK)
+            return html.pieces(_NO_FEEDBACK)
         url = str(escape(feedback_url))  # escaping is per character: the verdicts are appended escaped
-        return html.fill({"more": url + _MORE_HTML, "less": url + _LESS_HTML, "fbopen": "", "fbclose": ""})
+        return html.pieces({"more": url + _MORE_HTML, "less": url + _LESS_HTML, "fbopen": "", "fbclose": ""})
 
     def render(
         self,
@@ -394,15 +399,16 @@ class DigestRenderer:
                 quoted[pick.paper.id] = quote
         first_filler = next((i for i, pick in enumerate(picks) if getattr(pick, "filler", False)), None)
         if first_filler is not None:
-            cards.insert(first_filler, self._popular_heading())
+            cards.insert(first_filler, [self._popular_heading()])
             texts.insert(first_filler, f"== {POPULAR_HEADING} ==\n{POPULAR_NOTE}\n")
-        html_values["cards"] = "".join(cards)
         values["cards"] = "\n".join(texts)
+        pieces = html_shell.pieces({**html_values, "cards": [piece for card in cards for piece in card]})
         return RenderedDigest(
             subject=self._subject(picks, bool(keywords)),
-            html=html_shell.fill(html_values),
+            html="".join(pieces),
             text=text_shell.fill(values),
             quoted=quoted,
+            html_pieces=tuple(pieces),
         )
 
     def _popular_heading(self) -> str:
