@@ -191,7 +191,7 @@ class HtmlEncoder:
     card's title and teaser), so one reader's short ones (a name, a preheader) fill no cache.
     """
 
-    def __init__(self, max_bytes: int = 4 << 20) -> None:
+    def __init__(self, max_bytes: int = 1 << 20) -> None:
         self.max_bytes = max_bytes  # of encoded pieces kept: the bound on this cache's memory
         self._cache: dict[str, bytes] = {}
         self._bytes = 0
