@@ -254,6 +254,29 @@ def test_a_line_is_cached_only_once_it_comes_back() -> None:
     assert list(encoder._cache) == ["shared line"]
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["<p>caf\u00e9 ", "<i>" + "x" * 300 + "\u201cquoted\u201d</i>", "</p>\n.dot line\n", "<b>"],
+        ["<p>" + '<a href="x">y</a> ' * 80, "</p>\n<p>short</p>"],  # a line to fold after tag names
+        ["<p>", "x" * 1200, "</p>"],  # a line no tag can break: only quoted-printable carries it
+        ["a\r", "\nb\rc\r\n", "\u00e9" * 400],  # line ends split between pieces
+        [".starts with a dot", "\n..and two\n"],
+        [],
+    ],
+)
+def test_html_pieces_encode_to_the_7bit_lines_of_their_join(pieces: list[str]) -> None:
+    """HtmlEncoder encodes shared pieces once; what it sends must be seven_bit_line's, line by line."""
+    from newsletter.mail.compose import HtmlEncoder, seven_bit_line
+
+    joined = "".join(pieces).replace("\r\n", "\n").replace("\r", "\n")
+    framed = [seven_bit_line(line) for line in joined.split("\n")]
+    expected = b"" if None in framed else b"\r\n".join(line or b"" for line in framed)
+    encoder = HtmlEncoder(max_bytes=500)  # cleared now and then: cached and fresh pieces both seen
+    for _ in range(3):
+        assert encoder.encode(pieces) == expected
+
+
 def html_part(data: bytes) -> email.message.EmailMessage:
     parts = [part for part in parse(data).walk() if part.get_content_type() == "text/html"]
     assert len(parts) == 1 and isinstance(parts[0], email.message.EmailMessage)

@@ -7,9 +7,12 @@ import binascii
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
+from typing import cast
 from urllib.parse import quote
 
 from ..models import IssueInfo, Subscriber, utc_now
@@ -75,6 +78,7 @@ def encoded_words(text: str) -> str:
     return (CRLF + " ").join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
 
 
+@lru_cache(maxsize=1_024)
 def header_text(value: str) -> str:
     """Unstructured header text: raw when plain ASCII, else encoded so '=?' is never live."""
     value = one_line(value)  # no header is forged (CR, LF) or reordered (bidi controls)
@@ -115,18 +119,18 @@ class LineEncoder:
     a second one, RFC 5321 4.5.2), also once per cached line. A line is cached the second time
     it is seen: one reader's own lines (their links, their cards' feedback links) never come
     back, and caching them filled the cache with lines used once. Both are cleared when full to
-    bound memory. `html=True` makes 7bit HTML lines instead (`seven_bit_line`).
+    bound memory. (7bit HTML goes through HtmlEncoder.)
     """
 
-    def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000, *, html: bool = False) -> None:
+    def __init__(self, max_lines: int = 20_000, max_seen: int = 50_000) -> None:
         self.max_lines = max_lines
         self.max_seen = max_seen
-        self._line = seven_bit_line if html else _quoted_printable_line
+        self._line = _quoted_printable_line
         self._cache: dict[str, bytes] = {}
         self._seen: set[int] = set()  # hashes of lines seen once: a few bytes each, not the line
 
     def encode(self, text: str) -> bytes:
-        """The text encoded; b"" if a line of it cannot be (7bit only: then use quoted-printable)."""
+        """The text encoded as quoted-printable lines framed for DATA."""
         cache, seen, encode_line = self._cache, self._seen, self._line
         if len(cache) > self.max_lines:
             cache.clear()
@@ -137,8 +141,6 @@ class LineEncoder:
             encoded = cache.get(line)
             if encoded is None:
                 encoded = encode_line(line)
-                if encoded is None:
-                    return b""
                 key = hash(line)
                 if key in seen:
                     cache[line] = encoded
@@ -164,7 +166,11 @@ def seven_bit_line(line: str) -> bytes | None:
     break is whitespace like the space it replaces (or one a tag may hold there). So nothing is
     encoded: no `=3D` for every `=`, no soft break every 76 characters.
     """
-    data = line.encode("ascii", "xmlcharrefreplace")
+    return _seven_bit(line.encode("ascii", "xmlcharrefreplace"))
+
+
+def _seven_bit(data: bytes) -> bytes | None:
+    """seven_bit_line for a line whose characters are references already."""
     if len(data) > _MAX_LINE:
         folded = _fold(data)
         if folded is None:
@@ -172,6 +178,55 @@ def seven_bit_line(line: str) -> bytes | None:
         data = folded.replace(b"\n", b"\r\n")
         return _stuffed(data) if b"\n." in data else data
     return b"." + data if data.startswith(b".") else data
+
+
+class HtmlEncoder:
+    """7bit HTML from the pieces the renderer joined: a piece digests share is encoded once.
+
+    Gives the bytes of `seven_bit_line` on each line of the pieces' join: a reference stands
+    for one character, so encoding pieces and joining them is encoding their join; the lines
+    are then framed as `seven_bit_line` frames them, but split, measured and joined in C, and
+    only a line over 998 octets or one that starts with a dot goes through Python. Pieces
+    without a character beyond ASCII need no encoding; the others are cached when long (a
+    card's title and teaser), so one reader's short ones (a name, a preheader) fill no cache.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 20) -> None:
+        self.max_bytes = max_bytes  # of encoded pieces kept: the bound on this cache's memory
+        self._cache: dict[str, bytes] = {}
+        self._bytes = 0
+
+    def encode(self, pieces: Iterable[str]) -> bytes:
+        """The pieces' join as 7bit lines framed for DATA; b"" when only quoted-printable can carry it."""
+        cache = self._cache
+        if self._bytes > self.max_bytes:
+            cache.clear()
+            self._bytes = 0
+        out = []
+        for piece in pieces:
+            if piece.isascii():
+                out.append(piece.encode("ascii"))
+                continue
+            encoded = cache.get(piece)
+            if encoded is None:
+                encoded = piece.encode("ascii", "xmlcharrefreplace")
+                if _CACHED_PIECE <= len(piece) <= _CACHED_PIECE_MAX:
+                    cache[piece] = encoded
+                    self._bytes += len(encoded)
+            out.append(encoded)
+        data = b"".join(out)
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        if max(map(len, lines)) <= _MAX_LINE and b"\n." not in data and not data.startswith(b"."):
+            return data.replace(b"\n", b"\r\n")  # every line is framed as it is
+        framed = [_seven_bit(line) for line in lines]
+        if None in framed:
+            return b""
+        return b"\r\n".join(cast(list[bytes], framed))
+
+
+_CACHED_PIECE, _CACHED_PIECE_MAX = 256, 16_384  # characters: shared pieces, never a whole page
 
 
 def html_is_seven_bit(html: str) -> bool:
@@ -220,6 +275,24 @@ def message_id(secret: str, issue: IssueInfo, address: str, domain: str, test_to
     return f"<{issue_part}.{digest}@{domain}>"
 
 
+_REQUEST = re.compile(r"unsubscribe [A-Za-z0-9_-]+")  # what subject_for makes of our tokens
+
+
+def _quoted_request(request: str) -> str:
+    """The mailto: subject percent-encoded; a token's characters need no quoting, only the space."""
+    return request.replace(" ", "%20") if _REQUEST.fullmatch(request) else quote(request)
+
+
+@lru_cache(maxsize=4)
+def _second(stamp: datetime) -> str:
+    return format_datetime(stamp)
+
+
+def _date(now: datetime) -> str:
+    """The Date header's value: formatted once per second of the run, not once per message."""
+    return _second(now.replace(microsecond=0))  # format_datetime never shows microseconds
+
+
 class MessageComposer:
     """Builds messages for one issue; everything shared by all subscribers is prepared once."""
 
@@ -238,7 +311,7 @@ class MessageComposer:
         self.reply_to = mailbox("", sender.reply_to) if sender.reply_to else None
         self.signer = DkimSigner.from_settings(settings.dkim, settings.config_dir)
         self.body_encoder = LineEncoder()
-        self.html_encoder = LineEncoder(html=True)
+        self.html_encoder = HtmlEncoder()
         self.return_path = return_path(sender, self.tokens)
 
     def compose(
@@ -268,7 +341,8 @@ class MessageComposer:
             now=now,
             unsubscribe_token=unsubscribe_token,
         )
-        html = self.html_encoder.encode(digest.html) if html_is_seven_bit(digest.html) else b""
+        seven_bit = html_is_seven_bit(digest.html)
+        html = self.html_encoder.encode(digest.html_pieces or (digest.html,)) if seven_bit else b""
         body = [
             f"--{boundary}".encode("ascii"),
             b'Content-Type: text/plain; charset="utf-8"',
@@ -311,12 +385,12 @@ class MessageComposer:
             if unsubscribe_token
             else request_subject(self.tokens, self.issue.list_name, subscriber.email)
         )
-        mailto = f"mailto:{self.sender_address}?subject=" + quote(request)
+        mailto = f"mailto:{self.sender_address}?subject=" + _quoted_request(request)
         lines = [
             f"From: {self.from_header}",
             f"To: {mailbox(subscriber.name, recipient)}",
             f"Subject: {header_text(subject)}",
-            f"Date: {format_datetime(now or utc_now())}",
+            f"Date: {_date(now or utc_now())}",
             f"Message-ID: {mid}",
             "MIME-Version: 1.0",
             f"List-Id: {self.list_id}",

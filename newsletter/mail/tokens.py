@@ -311,6 +311,8 @@ def _parse(plain: bytes, purpose: Purpose) -> Claims | None:
 
 def link(base_url: str, path: str, token: str) -> str:
     """An absolute link to one of `newsletter serve`'s pages carrying only the token."""
+    if _TOKEN_CHARS.fullmatch(token):  # every token we mint: URL-safe, so quoting would keep it as is
+        return f"{base_url.rstrip('/')}{path}?t={token}"
     return f"{base_url.rstrip('/')}{path}?{urlencode({'t': token})}"
 
 

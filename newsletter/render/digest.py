@@ -70,6 +70,9 @@ class RenderedDigest:
     # Each card picked by meaning alone that quotes its abstract: paper id -> the sentence quoted.
     # The ledger keeps these, since a replay may not have the model that chose them.
     quoted: dict[str, str] = field(default_factory=dict)
+    # The html as the pieces it was joined from, pieces readers share being the same objects:
+    # compose encodes each shared piece once. Empty when not kept.
+    html_pieces: tuple[str, ...] = ()
 
 
 class Pick(Protocol):
@@ -144,8 +147,8 @@ class DigestRenderer:
         self._marker = f"pdcard{nonce}"
         self._shells: dict[tuple[bool, bool, bool], tuple[Slotted, TextShell]] = {}
         self._cards: dict[str, _Card] = {}
-        self._highlights: dict[tuple[str, tuple[str, ...]], str] = {}
-        self._by_profile: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._highlights: dict[tuple[str, tuple[str, ...]], Slotted] = {}  # cards but the reader's links
+        self._by_profile: dict[tuple[str, tuple[str, ...]], Slotted] = {}
         self._whys: dict[_WhyKey, Why] = {}
         self._texts: dict[_WhyKey, tuple[str, str]] = {}  # the card's text, and its quote by meaning
         # The quoted sentence's <span> with the theme's CSS inlined: it is filled in after inlining.
@@ -311,7 +314,9 @@ class DigestRenderer:
 
     # --- per subscriber: joins and escapes only -------------------------------------------
 
-    def _card_html(self, pick: Pick, profile: tuple[str, ...], feedback_url: str, matches: _Matches) -> str:
+    def _card_html(
+        self, pick: Pick, profile: tuple[str, ...], feedback_url: str, matches: _Matches
+    ) -> list[str]:
         """A filled card; cached by reader profile first, so shared profiles skip even `matched`.
 
         The cached card keeps the feedback links' slots: only those two differ between readers
@@ -319,7 +324,7 @@ class DigestRenderer:
         """
         liked, weight = float(getattr(pick, "liked", 0.0)), float(getattr(pick, "feedback", 0.0))
         by_profile = (pick.paper.id, profile)
-        html = None if (liked or weight) else self._by_profile.get(by_profile)
+        html: Slotted | None = None if (liked or weight) else self._by_profile.get(by_profile)
         if html is None:
             matched, related = matches
             liked_shown = liked >= LIKED_FROM and weight > 0
@@ -340,19 +345,17 @@ class DigestRenderer:
                     "why": why_html(why, self._sentence_open or SENTENCE_OPEN),
                     **{slot: self._slot(slot) for slot in _PER_READER},
                 }
-                html = self._highlights[by_matched] = card.html.fill(values)
+                html = self._highlights[by_matched] = Slotted(card.html.fill(values), self._token)
             if len(self._by_profile) > _CARD_CACHE_MAX:
                 self._by_profile.clear()
                 self._highlights.clear()
             if not (liked or weight):
                 self._by_profile[by_profile] = html
-        more, less = _feedback_links(feedback_url)
         # No link (a page for everyone, not one reader): the feedback links become an HTML comment.
-        fill = {"more": str(escape(more)), "less": str(escape(less))}
-        fill.update({"fbopen": "", "fbclose": ""} if more else {"fbopen": "<!--", "fbclose": "-->"})
-        for slot, value in fill.items():
-            html = html.replace(self._slot(slot), value)
-        return html
+        if not feedback_url:
+            return html.pieces(_NO_FEEDBACK)
+        url = str(escape(feedback_url))  # escaping is per character: the verdicts are appended escaped
+        return html.pieces({"more": url + _MORE_HTML, "less": url + _LESS_HTML, "fbopen": "", "fbclose": ""})
 
     def render(
         self,
@@ -396,15 +399,16 @@ class DigestRenderer:
                 quoted[pick.paper.id] = quote
         first_filler = next((i for i, pick in enumerate(picks) if getattr(pick, "filler", False)), None)
         if first_filler is not None:
-            cards.insert(first_filler, self._popular_heading())
+            cards.insert(first_filler, [self._popular_heading()])
             texts.insert(first_filler, f"== {POPULAR_HEADING} ==\n{POPULAR_NOTE}\n")
-        html_values["cards"] = "".join(cards)
         values["cards"] = "\n".join(texts)
+        pieces = html_shell.pieces({**html_values, "cards": [piece for card in cards for piece in card]})
         return RenderedDigest(
             subject=self._subject(picks, bool(keywords)),
-            html=html_shell.fill(html_values),
+            html="".join(pieces),
             text=text_shell.fill(values),
             quoted=quoted,
+            html_pieces=tuple(pieces),
         )
 
     def _popular_heading(self) -> str:
@@ -522,11 +526,16 @@ def _recorded_quote(pick: Pick) -> str | None:
     return found if isinstance(found, str) else None
 
 
+_MORE, _LESS = "&v=more", "&v=less"  # the two verdicts a feedback link adds to the reader's token
+_MORE_HTML, _LESS_HTML = str(escape(_MORE)), str(escape(_LESS))
+_NO_FEEDBACK = {"more": "", "less": "", "fbopen": "<!--", "fbclose": "-->"}
+
+
 def _feedback_links(url: str) -> tuple[str, str]:
     """The two verdicts of one signed feedback link; the token alone decides who and which paper."""
     if not url:
         return "", ""
-    return f"{url}&v=more", f"{url}&v=less"
+    return url + _MORE, url + _LESS
 
 
 def why_html(why: Why, sentence_open: str) -> str:

@@ -105,6 +105,19 @@ class Slotted:
             out.append(static)
         return "".join(out)
 
+    def pieces(self, values: Mapping[str, str | list[str]]) -> list[str]:
+        """`fill` left unjoined (a value may be pieces too): shared pieces stay the same objects,
+        so compose encodes each once (mail/compose.py HtmlEncoder)."""
+        out = [self.statics[0]]
+        for name, static in zip(self.names, self.statics[1:], strict=False):
+            value = values[name]
+            if isinstance(value, str):
+                out.append(value)
+            else:
+                out += value
+            out.append(static)
+        return out
+
 
 class TextShell:
     """The text shell by lines: static lines wrapped once, lines with slots wrapped when filled."""
