@@ -166,6 +166,14 @@ class Database:
         finally:
             conn.exec_driver_sql("PRAGMA cache_size = -2000")  # SQLite's default again
 
+    def fresh_statistics(self, conn: Connection, *tables: Table) -> None:
+        """After many rows were written at once. PostgreSQL plans each statement from statistics
+        that know nothing of them until autovacuum comes by: with a freshly loaded list, looking up
+        a claimed batch's 32 readers read all 10,000 rows (4.5 ms a batch, 0.14 ms after this), and
+        a claim read every row of the issue. SQLite plans from its indexes alone."""
+        if not self.is_sqlite:
+            conn.exec_driver_sql(f"ANALYZE {', '.join(table.name for table in tables)}")
+
     def dispose(self) -> None:
         """Close pooled connections (before a fork, and at the end of a command)."""
         self.engine.dispose()

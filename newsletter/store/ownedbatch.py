@@ -42,13 +42,19 @@ def by_key(email: Any) -> ColumnElement[bool]:
     )
 
 
-def by_key_plans(conn: Connection) -> None:
+def by_key_plans(conn: Connection, *, no_scans: bool = False) -> None:
     """For the rest of this transaction, plan a batch's rows as what they are: a few hundred
     lookups by key in pages the server has cached. With the default cost of a random page (4, a
     spinning disk's), PostgreSQL chose to scan the whole table and hash it for every batch of 500,
-    which made a send's queue cost grow with the square of the list. SET LOCAL ends with the
-    transaction, and works through a pooler in transaction mode, where startup options do not."""
-    conn.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
+    which made a send's queue cost grow with the square of the list. `no_scans` for a claim: its
+    pick of free rows is a LIMIT, which PostgreSQL expects a scan from the table's start to meet
+    soon, while the claimed rows are those at the start (10,000 readers: 1.8 ms per claim of 32).
+    Local settings end with the transaction, and work through a pooler in transaction mode, where
+    startup options do not."""
+    scans = "off" if no_scans else "on"
+    conn.exec_driver_sql(
+        f"SELECT set_config('random_page_cost', '1.1', true), set_config('enable_seqscan', '{scans}', true)"
+    )
 
 
 _OWNER: BindParameter[str] = bindparam("k_owner")

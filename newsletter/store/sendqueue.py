@@ -190,11 +190,9 @@ class SendQueue:
                 self._write_queue(page)
                 page = []
         self._write_queue(page)
-        if queued >= _FRESH_ROWS and not self.db.is_sqlite:
-            # PostgreSQL plans each claim and write from its statistics, which know nothing of rows
-            # just queued until autovacuum comes by: a claim then scanned every row of the issue.
+        if queued >= _FRESH_ROWS:
             with self.db.write() as conn:
-                conn.exec_driver_sql("ANALYZE deliveries")
+                self.db.fresh_statistics(conn, _d)
 
     @reconnecting
     def _write_queue(self, page: list[str]) -> None:
@@ -236,7 +234,7 @@ class SendQueue:
         )
         with self.db.write() as conn:
             if not self.db.is_sqlite:
-                ownedbatch.by_key_plans(conn)  # else the pick scans every claimed row to the first free one
+                ownedbatch.by_key_plans(conn, no_scans=True)
             return [Claim(email, DeliveryStatus(status)) for email, status in conn.execute(take)]
 
     @reconnecting

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import SubscriberError
 from ..models import Subscriber
+from ..store import schema
 from ..store.csvstate import (
     BaseRow,
     CsvState,
@@ -357,6 +358,8 @@ def merge(
                 indexes_after(conn) if bulk and first and not rows else nullcontext(),
             ):
                 _merge_lines(run, _changed_lines(path, found, base))
+            if bulk or (first and not rows):  # a first import, or many lines: plans need to know
+                store.db.fresh_statistics(conn, schema.subscribers, schema.csv_base)
         except IntegrityError:
             list(read_subscribers(path))  # a second line for one address: this names both
             raise
