@@ -29,6 +29,7 @@ SQLITE_BUSY_MS = 30_000  # a writer waits this long for another process's transa
 _BEGIN = "newsletter_begin"  # execution option: how a SQLite transaction starts
 _OUR_MARKS = frozenset({"schema_migrations", "deliveries"})  # a store, or a ledger from before it
 BULK_CACHE_KIB = 64 * 1024  # SQLite's page cache during a bulk write (a first import)
+FRESH_ROWS = 1_000  # rows written at once that change how PostgreSQL should plan (fresh_statistics)
 COPY_FROM = 100  # rows: fewer go as one INSERT, like any other write (a sign-up, an `add`)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, liter
 from ..statuses import DeliveryStatus
 from . import ownedbatch
 from .clock import database_later, database_now
-from .database import Database
+from .database import FRESH_ROWS, Database
 from .deliveries import Batched
 from .reconnect import reconnecting
 from .schema import deliveries, senders
@@ -42,7 +42,6 @@ CLAIMABLE = (QUEUED, SENDING)  # unowned 'sending': handed over by a sender that
 RELEASED = (QUEUED, SENDING, DeliveryStatus.DEFERRED.value, DeliveryStatus.WITHDRAWN.value)
 REQUEUED = (DeliveryStatus.DEFERRED.value, DeliveryStatus.WITHDRAWN.value)
 _CHUNK = 500  # addresses per statement where a list of them is passed
-_FRESH_ROWS = 1_000  # queued at once, enough to change how PostgreSQL should plan a claim
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,7 @@ class SendQueue:
                 self._write_queue(page)
                 page = []
         self._write_queue(page)
-        if queued >= _FRESH_ROWS:
+        if queued >= FRESH_ROWS:
             with self.db.write() as conn:
                 self.db.fresh_statistics(conn, _d)
 

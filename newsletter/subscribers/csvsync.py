@@ -50,6 +50,7 @@ from ..store.csvstate import (
     touch_csv,
     write_base,
 )
+from ..store.database import FRESH_ROWS
 from ..store.subscriberrows import (
     SUPPRESSING,
     Suppression,
@@ -358,7 +359,7 @@ def merge(
                 indexes_after(conn) if bulk and first and not rows else nullcontext(),
             ):
                 _merge_lines(run, _changed_lines(path, found, base))
-            if bulk or (first and not rows):  # a first import, or many lines: plans need to know
+            if bulk or (first and not rows and len(found.digests) >= FRESH_ROWS):  # plans must know
                 store.db.fresh_statistics(conn, schema.subscribers, schema.csv_base)
         except IntegrityError:
             list(read_subscribers(path))  # a second line for one address: this names both
